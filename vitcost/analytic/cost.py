@@ -1,0 +1,91 @@
+"""The cost vector, kept by op kind, and its projections onto counting conventions.
+
+Everything here is an exact integer (or a sympy expression when the walker is handed symbols);
+unit conversion happens only in the reporting layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+# Per-element costs of the non-matmul ops in the `flops` convention. They are conventions, stated
+# once here, not measurements: LayerNorm = mean, variance, normalise, scale, shift (fvcore's own
+# figure for an affine norm); softmax = max, subtract, exp, sum, divide; GELU (tanh form) = cube,
+# scale, add, scale, tanh, add, multiply, halve; an add/scale/mask/gather/pool step = 1.
+FLOPS_PER_MAC = 2
+NORM_FLOPS = 5
+SOFTMAX_FLOPS = 5
+GELU_FLOPS = 8
+ELTWISE_FLOPS = 1
+# fvcore's layer_norm handle counts 5 per element when the norm is affine (all norms here are).
+FVCORE_NORM_FLOPS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Cost:
+    """Counts of one op (or a sum of ops), by kind."""
+
+    macs: int = 0  # multiply-accumulates of linear, matmul, einsum and conv ops
+    norm: int = 0  # elements through an (affine) LayerNorm
+    softmax: int = 0  # elements through softmax
+    act: int = 0  # elements through GELU
+    eltwise: int = 0  # adds, scales, masks, bias adds, pooling taps: one op each
+    params: int = 0  # trainable parameters owned by the op
+    attn: int = 0  # attention-score elements materialised (batch * heads * Nq * Nkv)
+
+    def __add__(self, other: Cost) -> Cost:
+        return Cost(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(Cost)))
+
+    def __mul__(self, k: int) -> Cost:
+        return Cost(*(getattr(self, f.name) * k for f in fields(Cost)))
+
+    __rmul__ = __mul__
+
+
+CONVENTIONS: dict[str, str] = {
+    "macs": "multiply-accumulates of linear/matmul/conv (what papers call FLOPs)",
+    "flops": f"{FLOPS_PER_MAC} per MAC + {NORM_FLOPS}/norm, {SOFTMAX_FLOPS}/softmax, "
+             f"{GELU_FLOPS}/GELU, {ELTWISE_FLOPS}/elementwise element",
+    "fvcore": f"fvcore's default handles: 1 per MAC + {FVCORE_NORM_FLOPS} per LayerNorm element, "
+              "softmax/GELU/adds ignored, fused attention counted",
+    "torch": f"torch FlopCounterMode: {FLOPS_PER_MAC} per MAC of mm/bmm/conv/SDPA, nothing else",
+}
+
+
+def project(cost: Cost, convention: str) -> int:
+    """Project a cost vector onto one counting convention (see CONVENTIONS)."""
+    if convention == "macs":
+        return cost.macs
+    if convention == "flops":
+        return (FLOPS_PER_MAC * cost.macs + NORM_FLOPS * cost.norm + SOFTMAX_FLOPS * cost.softmax
+                + GELU_FLOPS * cost.act + ELTWISE_FLOPS * cost.eltwise)
+    if convention == "fvcore":
+        return cost.macs + FVCORE_NORM_FLOPS * cost.norm
+    if convention == "torch":
+        return FLOPS_PER_MAC * cost.macs
+    raise ValueError(f"unknown convention {convention!r}; choose from {', '.join(CONVENTIONS)}")
+
+
+# Breakdown buckets an op belongs to (for reports): attention scores, projections, MLP, ...
+ROLES: dict[str, str] = {
+    "scores": "attention scores (QK^T, AV, rel-pos)",
+    "proj": "Q/K/V/output projections",
+    "mlp": "MLP (channel and token mixing)",
+    "pool": "pooling / merging",
+    "embed": "patch embedding",
+    "norm": "norms",
+    "head": "head",
+    "other": "other (adds, masks, position terms)",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Op:
+    """One op of a forward pass, named by the dotted path of the torch module that runs it."""
+
+    path: str
+    kind: str  # linear | conv | matmul | layer_norm | softmax | gelu | add | pool | param
+    role: str  # a key of ROLES
+    cost: Cost
+    out: int = 0  # output elements
+    live: int = 0  # activation elements alive while the op runs (held + inputs + output)

@@ -1,0 +1,111 @@
+"""Named presets: one data line each, with the source of the configuration and its published
+parameters and MACs ("FLOPs" in the papers). Published figures are timm's fvcore counts unless
+the source says otherwise (see ../shared/reference/published.md)."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+
+from vitcost.errors import VitcostError
+from vitcost.specs import FAMILIES, MixerSpec, MViTSpec, PixelSpec, Spec, SwinSpec, ViTSpec
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    spec: Spec
+    res: int  # the resolution the published figures refer to
+    source: str
+    params_m: float | None = None  # published parameters, millions
+    gmacs: float | None = None  # published GMACs at `res`
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def family(self) -> str:
+        return self.spec.family
+
+
+def _swin(c: int, depths: tuple[int, ...], window: int = 7) -> SwinSpec:
+    return SwinSpec(embed_dim=c, depths=depths, heads=tuple(c // 32 * 2**i for i in range(4)), window=window)
+
+
+_DEEP = (2, 2, 18, 2)
+_MVIT_DIMS = (96, 192, 384, 768)
+_MVIT_HEADS = (1, 2, 4, 8)
+
+PRESETS: dict[str, Preset] = {p.name: p for p in [
+    # Image GPT, Chen et al. 2020: paper gives 76M / 455M / 1.4B params at 32x32 with a palette head.
+    Preset("igpt_s", PixelSpec(dim=512, depth=24, heads=8), 32, "Image GPT (Chen et al. 2020)", 76.0),
+    Preset("igpt_m", PixelSpec(dim=1024, depth=36, heads=8), 32, "Image GPT (Chen et al. 2020)", 455.0),
+    Preset("igpt_l", PixelSpec(dim=1536, depth=48, heads=16), 32, "Image GPT (Chen et al. 2020)", 1400.0),
+    # ViT paper Table 1 / DeiT Table 1; figures from timm's results CSV.
+    Preset("vit_ti16", ViTSpec(dim=192, depth=12, heads=3), 224, "DeiT Table 1; timm", 5.72, 1.26,
+           ("deit_ti16", "deit_tiny_patch16_224", "vit_tiny_patch16_224")),
+    Preset("vit_s16", ViTSpec(dim=384, depth=12, heads=6), 224, "DeiT Table 1; timm", 22.05, 4.61,
+           ("deit_s16", "deit_small_patch16_224", "vit_small_patch16_224")),
+    Preset("vit_b16", ViTSpec(dim=768, depth=12, heads=12), 224, "ViT Table 1; timm", 86.57, 17.58,
+           ("deit_b16", "deit_base_patch16_224", "vit_base_patch16_224")),
+    Preset("vit_b16_384", ViTSpec(dim=768, depth=12, heads=12), 384, "ViT Table 1; timm", 86.86, 55.54,
+           ("vit_base_patch16_384",)),
+    Preset("vit_b32", ViTSpec(dim=768, depth=12, heads=12, patch=32), 224, "ViT Table 1", None, None,
+           ("vit_base_patch32_224",)),
+    Preset("vit_l16", ViTSpec(dim=1024, depth=24, heads=16), 224, "ViT Table 1; timm", 304.33, 61.60,
+           ("vit_large_patch16_224",)),
+    Preset("vit_h14", ViTSpec(dim=1280, depth=32, heads=16, patch=14), 224, "ViT Table 1; timm", 630.76, 167.40,
+           ("vit_huge_patch14_224",)),
+    # Swin paper section 3.3 and Table 1; figures from timm's results CSV.
+    Preset("swin_t", _swin(96, (2, 2, 6, 2)), 224, "Swin Table 1; timm", 28.29, 4.51,
+           ("swin_tiny_patch4_window7_224",)),
+    Preset("swin_s", _swin(96, _DEEP), 224, "Swin Table 1; timm", 49.61, 8.77,
+           ("swin_small_patch4_window7_224",)),
+    Preset("swin_b", _swin(128, _DEEP), 224, "Swin Table 1; timm", 87.77, 15.47,
+           ("swin_base_patch4_window7_224",)),
+    Preset("swin_b_384", _swin(128, _DEEP, window=12), 384, "Swin Table 1; timm", 87.90, 47.19,
+           ("swin_base_patch4_window12_384",)),
+    Preset("swin_l", _swin(192, _DEEP), 224, "Swin Table 1; timm", 196.53, 34.53,
+           ("swin_large_patch4_window7_224",)),
+    # MViTv2 paper Table 1 and configs; figures from timm's results CSV.
+    Preset("mvitv2_t", MViTSpec(dims=_MVIT_DIMS, depths=(1, 2, 5, 2), heads=_MVIT_HEADS), 224,
+           "MViTv2 Table 1; timm", 24.17, 4.70, ("mvitv2_tiny",)),
+    Preset("mvitv2_s", MViTSpec(dims=_MVIT_DIMS, depths=(1, 2, 11, 2), heads=_MVIT_HEADS), 224,
+           "MViTv2 Table 1; timm", 34.87, 7.00, ("mvitv2_small",)),
+    Preset("mvitv2_b", MViTSpec(dims=_MVIT_DIMS, depths=(2, 3, 16, 3), heads=_MVIT_HEADS), 224,
+           "MViTv2 Table 1; timm", 51.47, 10.16, ("mvitv2_base",)),
+    # MLP-Mixer paper Table 1; figures from timm's results CSV.
+    Preset("mixer_s16", MixerSpec(dim=512, depth=8, tokens_hidden=256, channels_hidden=2048), 224,
+           "Mixer Table 1", None, None, ("mixer_s16_224",)),
+    Preset("mixer_b16", MixerSpec(dim=768, depth=12, tokens_hidden=384, channels_hidden=3072), 224,
+           "Mixer Table 1; timm", 59.88, 12.62, ("mixer_b16_224",)),
+    Preset("mixer_l16", MixerSpec(dim=1024, depth=24, tokens_hidden=512, channels_hidden=4096), 224,
+           "Mixer Table 1; timm", 208.20, 44.60, ("mixer_l16_224",)),
+]}
+
+ALIASES: dict[str, str] = {a: p.name for p in PRESETS.values() for a in p.aliases}
+
+# One representative per family: what `vitcost compare` shows by default.
+DEFAULT_MODELS: tuple[str, ...] = ("igpt_s", "vit_b16", "swin_t", "mvitv2_t", "mixer_b16")
+
+
+def get_preset(name: str) -> Preset:
+    """Look a preset up by name or alias; an unknown name raises with the closest names."""
+    key = name.strip().lower().replace("-", "_")
+    key = ALIASES.get(key, key)
+    if key in PRESETS:
+        return PRESETS[key]
+    close = difflib.get_close_matches(key, [*PRESETS, *ALIASES, *FAMILIES], n=3, cutoff=0.5)
+    hint = f" Did you mean {', '.join(close)}?" if close else " Run `vitcost models` to list them."
+    raise VitcostError(f"unknown model {name!r}.{hint}")
+
+
+def resolve_models(names: list[str] | tuple[str, ...]) -> list[Preset]:
+    """Expand names and family names (`swin` -> every Swin preset) into presets, in order, once each."""
+    out: dict[str, Preset] = {}
+    for name in names:
+        key = name.strip().lower()
+        if key in FAMILIES:
+            out.update({p.name: p for p in PRESETS.values() if p.family == key})
+        else:
+            p = get_preset(name)
+            out[p.name] = p
+    return list(out.values())
