@@ -84,7 +84,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
 ALIASES: dict[str, str] = {a: p.name for p in PRESETS.values() for a in p.aliases}
 
 # One representative per family: what `vitcost compare` shows by default.
-DEFAULT_MODELS: tuple[str, ...] = ("igpt_s", "vit_b16", "swin_t", "mvitv2_t", "mixer_b16")
+DEFAULT_MODELS: tuple[str, ...] = ("igpt_l", "vit_b16", "swin_t", "mvitv2_t", "mixer_b16")
 
 
 def get_preset(name: str) -> Preset:

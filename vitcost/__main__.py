@@ -1,0 +1,3 @@
+from vitcost.cli import main
+
+main()

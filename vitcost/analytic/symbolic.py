@@ -1,0 +1,53 @@
+"""Symbolic costs from the same walkers that give the exact integers.
+
+`formula("global_attention")` and `formula("window_attention")` reproduce the Swin paper's Eq. 1
+and Eq. 2 (softmax omitted): the attention of one layer on an h x w grid of width C, window M.
+A preset name gives the model's total MACs in the symbols H, W (floors and ceilings where the
+reference rounds, exact for every H, W)."""
+
+from __future__ import annotations
+
+import sympy
+
+from vitcost.analytic.trace import Trace
+from vitcost.errors import VitcostError
+
+KINDS: dict[str, str] = {
+    "global_attention": "Omega(MSA) = 4hwC^2 + 2(hw)^2 C (Swin Eq. 1)",
+    "window_attention": "Omega(W-MSA) = 4hwC^2 + 2M^2 hwC (Swin Eq. 2), h and w multiples of M",
+}
+
+
+def _attention_layer(h: sympy.Expr, w: sympy.Expr, c: sympy.Symbol, window: sympy.Expr | None) -> sympy.Expr:
+    """qkv + scores + proj MACs of one attention layer (one head of width C: the count is the same
+    for any head split), through the same primitives the walkers use."""
+    t = Trace(1)
+    t.linear("qkv", h * w, c, 3 * c, role="proj")
+    if window is None:
+        t.attention("attn", 1, 1, h * w, h * w, c)
+    else:  # (h/M)(w/M) windows of M^2 tokens
+        t.attention("attn", h * w / window**2, 1, window**2, window**2, c)
+    t.linear("proj", h * w, c, c, role="proj")
+    return sympy.expand(sum(op.cost.macs for op in t.ops))
+
+
+def formula(kind: str) -> sympy.Expr:
+    h, w, c, m = sympy.symbols("h w C M", positive=True, integer=True)
+    if kind == "global_attention":
+        return _attention_layer(h, w, c, None)
+    if kind == "window_attention":
+        return _attention_layer(h, w, c, m)
+    from vitcost.analytic.estimate import resolve_spec, walk
+
+    try:
+        name, spec = resolve_spec(kind)
+    except VitcostError:
+        raise VitcostError(f"unknown formula {kind!r}: use one of {', '.join(KINDS)} or a model name "
+                           "(see `vitcost models`).") from None
+    hh, ww = sympy.symbols("H W", positive=True, integer=True)
+    return sympy.expand(sum(op.cost.macs for op in walk(spec, hh, ww, 1)))
+
+
+def leading(expr: sympy.Expr) -> sympy.Expr:
+    """The expression with floors/ceilings dropped (H, W divisible by every stride), expanded."""
+    return sympy.expand(expr.replace(sympy.floor, lambda a: a).replace(sympy.ceiling, lambda a: a))

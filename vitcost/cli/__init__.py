@@ -1,0 +1,6 @@
+"""The `vitcost` command line. Each command lives in its own module and registers itself on `app`."""
+
+from vitcost.cli import compare as _compare  # noqa: F401  (registers compare, models, formula)
+from vitcost.cli.app import app, main
+
+__all__ = ["app", "main"]

@@ -1,0 +1,163 @@
+"""The typer app, its shared options, and the error edge: every domain or usage error becomes one
+line on stderr and exit code 2; stdout carries only results, so it pipes cleanly."""
+
+from __future__ import annotations
+
+import enum
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from vitcost.errors import VitcostError
+
+app = typer.Typer(
+    name="vitcost",
+    help="What will this attention design cost at 1024 px? Analytic FLOPs/MACs, params and attention "
+         "memory of pixel, ViT, Swin, MViTv2 and MLP-Mixer models, cross-checked against fvcore, "
+         "torch's FlopCounterMode and measured forwards.",
+    context_settings={"help_option_names": ["-h", "--help"]},
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+
+
+class Dtype(str, enum.Enum):
+    fp32 = "fp32"
+    fp16 = "fp16"
+    bf16 = "bf16"
+
+
+class Convention(str, enum.Enum):
+    macs = "macs"
+    flops = "flops"
+    fvcore = "fvcore"
+    torch = "torch"
+
+
+class Format(str, enum.Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+    markdown = "markdown"
+
+
+# Options that take several values after one flag (`--res 224 512 1024`); see `_spread_multi`.
+MULTI_VALUE = {"--res", "-r", "--models", "-m"}
+
+ModelsOpt = Annotated[Optional[list[str]], typer.Option(
+    "--models", "-m", help="Preset names, aliases or family names (pixel, vit, swin, mvit, mixer); "
+    "several may follow one flag. Default: one representative per family. See `vitcost models`.")]
+ResOpt = Annotated[Optional[list[str]], typer.Option(
+    "--res", "-r", help="Input resolutions: N for NxN or HxW; several may follow one flag.")]
+BatchOpt = Annotated[int, typer.Option("--batch", "-b", help="Batch size.")]
+DtypeOpt = Annotated[Dtype, typer.Option("--dtype", help="Element type for memory figures.")]
+ConventionOpt = Annotated[Convention, typer.Option(
+    "--convention", "-c", help="Counting convention: macs (papers' 'FLOPs'), flops (2 per MAC + "
+    "non-matmul ops), fvcore (fvcore's handles, fused attention counted), torch (FlopCounterMode).")]
+FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
+OutputOpt = Annotated[Optional[Path], typer.Option(
+    "--output", "-o", help="Write the output to this file (atomically) instead of stdout.")]
+
+
+def emit(text: str, output: Path | None) -> None:
+    """Print `text`, or write it to `output` atomically: a temp file beside it, then rename."""
+    if output is None:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        return
+    write_atomic(output, text.encode())
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write `data` to `path` via a temporary file in the same folder, so no half file is ever left."""
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise VitcostError(f"cannot write {path}: folder {folder} does not exist.")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise VitcostError(f"cannot write {path}: {e.strerror or e}.") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise VitcostError(f"cannot write {path}: {e.strerror or e}.") from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _looks_like_flag(token: str) -> bool:
+    if not token.startswith("-") or token == "-":
+        return False
+    try:
+        float(token)
+        return False  # a negative number is a value (and gets a proper error later)
+    except ValueError:
+        return True
+
+
+def _spread_multi(argv: list[str]) -> list[str]:
+    """`--res 224 512` -> `--res 224 --res 512`, so several values may follow one flag."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        tok = argv[i]
+        out.append(tok)
+        i += 1
+        if tok == "--":
+            out.extend(argv[i:])
+            break
+        if tok in MULTI_VALUE:
+            first = True
+            while i < len(argv) and not _looks_like_flag(argv[i]):
+                if not first:
+                    out.append(tok)
+                out.append(argv[i])
+                first = False
+                i += 1
+    return out
+
+
+def fail(message: str, code: int = 2) -> None:
+    """One line on stderr, then exit."""
+    sys.stderr.write(f"vitcost: error: {message}\n")
+    raise SystemExit(code)
+
+
+def _click_exceptions():
+    """click's exception classes: vendored inside typer since 0.22, the click package before."""
+    try:
+        from typer._click import exceptions
+    except ImportError:  # older typer, built on click
+        from click import exceptions
+    return exceptions
+
+
+def main(argv: list[str] | None = None) -> None:
+    click = _click_exceptions()
+    args = _spread_multi(list(sys.argv[1:] if argv is None else argv))
+    try:
+        rv = app(args=args, prog_name="vitcost", standalone_mode=False)
+    except (click.Exit if hasattr(click, 'Exit') else typer.Exit) as e:
+        raise SystemExit(e.exit_code) from None
+    except click.NoArgsIsHelpError:  # bare `vitcost`: the help was printed
+        raise SystemExit(0) from None
+    except click.UsageError as e:
+        message = e.format_message().strip().replace("\n", " ")
+        hint = f" (see `{e.ctx.command_path} --help`)" if e.ctx is not None else ""
+        fail(message + hint)
+    except VitcostError as e:
+        fail(str(e))
+    except (typer.Abort, KeyboardInterrupt):
+        sys.stderr.write("vitcost: interrupted\n")
+        raise SystemExit(130) from None
+    raise SystemExit(rv if isinstance(rv, int) else 0)

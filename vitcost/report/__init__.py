@@ -1,0 +1,1 @@
+"""Presentation: rows, units, tables and HTML reports. Heavy libraries are imported lazily."""
