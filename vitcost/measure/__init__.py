@@ -1,0 +1,1 @@
+"""Measurement of torch modules: counting, timing, memory and the roofline."""
