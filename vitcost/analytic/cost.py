@@ -6,6 +6,7 @@ unit conversion happens only in the reporting layer.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
 
 # Per-element costs of the non-matmul ops in the `flops` convention. They are conventions, stated
@@ -33,11 +34,18 @@ class Cost:
     params: int = 0  # trainable parameters owned by the op
     attn: int = 0  # attention-score elements materialised (batch * heads * Nq * Nkv)
 
-    def __add__(self, other: Cost) -> Cost:
-        return Cost(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(Cost)))
+    def __add__(self, o: Cost) -> Cost:
+        return Cost(self.macs + o.macs, self.norm + o.norm, self.softmax + o.softmax, self.act + o.act,
+                    self.eltwise + o.eltwise, self.params + o.params, self.attn + o.attn)
 
     def __mul__(self, k: int) -> Cost:
         return Cost(*(getattr(self, f.name) * k for f in fields(Cost)))
+
+    @staticmethod
+    def sum(costs: Iterable[Cost]) -> Cost:
+        """Field-wise sum of many costs (one pass; exact integers or sympy expressions)."""
+        return Cost(*(sum(col) for col in zip(*((c.macs, c.norm, c.softmax, c.act, c.eltwise, c.params, c.attn)
+                                                 for c in costs)))) if costs else Cost()
 
     __rmul__ = __mul__
 

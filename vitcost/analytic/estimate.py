@@ -87,10 +87,7 @@ class Estimate:
 
     @cached_property
     def total(self) -> Cost:
-        total = Cost()
-        for op in self.ops:
-            total = total + op.cost
-        return total
+        return Cost.sum([op.cost for op in self.ops])
 
     @property
     def tokens(self) -> int:

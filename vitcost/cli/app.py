@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> None:
         rv = app(args=args, prog_name="vitcost", standalone_mode=False)
     except (click.Exit if hasattr(click, 'Exit') else typer.Exit) as e:
         raise SystemExit(e.exit_code) from None
-    except click.NoArgsIsHelpError:  # bare `vitcost`: the help was printed
+    except getattr(click, "NoArgsIsHelpError", ()):  # bare `vitcost`: the help was printed (click >= 8.2)
         raise SystemExit(0) from None
     except click.UsageError as e:
         message = e.format_message().strip().replace("\n", " ")

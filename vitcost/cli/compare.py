@@ -37,7 +37,7 @@ def compare(
     if fmt is Format.table and output is None:
         from vitcost.report.table import render_compare
 
-        render_compare(rows, convention.value, batch, dtype.value)
+        emit(render_compare(rows, convention.value, batch, dtype.value), None)
         return
     emit(_format(rows, fmt, convention.value), output)
 

@@ -39,28 +39,19 @@ def params_note(rows: list[dict[str, Any]]) -> str:
         f"{m} ({RES_DEPENDENT_PARAMS[fam[m]]})" for m in moving) + "."
 
 
-def render_compare(rows: list[dict[str, Any]], convention: str, batch: int, dtype: str) -> None:
-    from rich.console import Console
-    from rich.table import Table
+def render_compare(rows: list[dict[str, Any]], convention: str, batch: int, dtype: str) -> str:
+    """The compare table as text (box-drawn, see boxtable.py), with its caption and notes."""
+    from vitcost.report.boxtable import box_table
 
     header, cells = compare_cells(rows, convention)
-    table = Table(title=f"vitcost compare — batch {batch}, {dtype}, {convention} convention",
-                  caption="attn mem: attention scores of all layers; peak/layer: the largest layer's; "
-                          "growth: cost vs the smallest resolution",
-                  header_style="bold")
-    for i, h in enumerate(header):
-        table.add_column(h, justify="left" if i == 0 or i == len(header) - 1 else "right", no_wrap=True)
-    prev = None
-    for r, c in zip(rows, cells):
-        if prev is not None and r["model"] != prev:
-            table.add_section()
-        prev = r["model"]
-        table.add_row(*c)
-    console = wide_console()
-    console.print(table)
+    sections = [i for i in range(1, len(rows)) if rows[i]["model"] != rows[i - 1]["model"]]
+    caption = ("attn mem: attention scores of all layers; peak/layer: the largest layer's; "
+               "growth: cost vs the smallest resolution")
     note = params_note(rows)
     if note:
-        console.print(f"[dim]Note: {note}[/dim]")
+        caption += f"\nNote: {note}"
+    return box_table(header, cells, right=set(range(1, len(header) - 1)), sections=sections, caption=caption,
+                     title=f"vitcost compare — batch {batch}, {dtype}, {convention} convention")
 
 
 def wide_console():

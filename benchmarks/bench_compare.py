@@ -1,0 +1,46 @@
+"""Wall time of `vitcost compare --res 224 512 1024` as a ratio to a bare `python -c "import typer, rich"`.
+
+Both run as fresh processes, interleaved, in the same run, so machine noise hits both alike; the
+ratio of medians is the figure. Target: <= 1.5x.
+
+    python benchmarks/bench_compare.py [--repeats 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+
+BASELINE = [sys.executable, "-c", "import typer, rich"]
+COMPARE = [sys.executable, "-m", "vitcost", "compare", "--res", "224", "512", "1024"]
+TARGET = 1.5
+
+
+def wall(cmd: list[str]) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=15)
+    args = parser.parse_args()
+    wall(BASELINE), wall(COMPARE)  # warm the file cache
+    base, comp = [], []
+    for _ in range(args.repeats):
+        base.append(wall(BASELINE))
+        comp.append(wall(COMPARE))
+    b, c = statistics.median(base), statistics.median(comp)
+    ratio = c / b
+    print(f"import typer, rich : median {b * 1e3:7.1f} ms  (min {min(base) * 1e3:.1f}, max {max(base) * 1e3:.1f})")
+    print(f"vitcost compare    : median {c * 1e3:7.1f} ms  (min {min(comp) * 1e3:.1f}, max {max(comp) * 1e3:.1f})")
+    print(f"ratio              : {ratio:.2f}x  (target <= {TARGET}x: {'met' if ratio <= TARGET else 'NOT met'})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

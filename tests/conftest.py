@@ -1,0 +1,43 @@
+"""Shared test fixtures: the published reference figures, read from ../shared/reference/published.md
+(an independent source: papers' tables and timm's fvcore counts)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+PUBLISHED_MD = Path(__file__).resolve().parents[2] / "shared" / "reference" / "published.md"
+
+# Row labels of published.md's "Params and MACs" table -> (preset, resolution).
+PUBLISHED_ROWS = {
+    "ViT-Ti/16": ("vit_ti16", 224), "ViT-S/16 (DeiT-S)": ("vit_s16", 224), "ViT-B/16 (DeiT-B)": ("vit_b16", 224),
+    "ViT-B/16 @384": ("vit_b16", 384), "ViT-L/16": ("vit_l16", 224), "ViT-H/14": ("vit_h14", 224),
+    "Swin-T": ("swin_t", 224), "Swin-S": ("swin_s", 224), "Swin-B": ("swin_b", 224),
+    "Swin-B @384, window 12": ("swin_b_384", 384), "Swin-L": ("swin_l", 224), "MViTv2-T": ("mvitv2_t", 224),
+    "MViTv2-S": ("mvitv2_s", 224), "MViTv2-B": ("mvitv2_b", 224), "Mixer-B/16": ("mixer_b16", 224),
+    "Mixer-L/16": ("mixer_l16", 224),
+}
+
+
+def read_published() -> list[tuple[str, int, float, float]]:
+    """(preset, res, params in millions, GMACs) for every row of the published table."""
+    text = PUBLISHED_MD.read_text()
+    out = []
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 3 and cells[0] in PUBLISHED_ROWS:
+            params = float(re.match(r"[\d.]+", cells[1]).group())
+            gmacs = float(re.match(r"[\d.]+", cells[2]).group())
+            out.append((*PUBLISHED_ROWS[cells[0]], params, gmacs))
+    return out
+
+
+@pytest.fixture(scope="session")
+def published() -> list[tuple[str, int, float, float]]:
+    if not PUBLISHED_MD.exists():
+        pytest.skip(f"reference table not found at {PUBLISHED_MD}")
+    rows = read_published()
+    assert len(rows) == len(PUBLISHED_ROWS), "published.md changed shape: update PUBLISHED_ROWS"
+    return rows
