@@ -178,3 +178,15 @@ def test_every_preset_walks_with_unique_ordered_paths():
         assert ops and all(op.cost.macs >= 0 for op in ops), name
         assert {op.path for op in ops if op.kind == "param"}.isdisjoint(
             {op.path for op in ops if op.kind == "linear"}), name
+
+
+def test_library_compare_returns_a_dataframe():
+    df = vitcost.compare(["vit_b16", "mixer"], res=[224, "448"])
+    assert list(df["model"]) == ["vit_b16", "vit_b16", "mixer_s16", "mixer_s16", "mixer_b16", "mixer_b16",
+                                 "mixer_l16", "mixer_l16"]
+    for col in ("model", "family", "res", "batch", "dtype", "tokens", "params", "macs", "flops",
+                "attn_matrix_elems", "attn_matrix_bytes", "attn_matrix_peak_bytes", "complexity", "growth"):
+        assert col in df.columns
+    vit = df[df.model == "vit_b16"]
+    # ViT attention: 4x the tokens -> 16x the score pairs; everything else 4x: growth between 4 and 16.
+    assert 4 < vit.growth.iloc[1] < 16

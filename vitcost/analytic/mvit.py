@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from vitcost.analytic.ints import conv_out, imax
+from vitcost.analytic.ints import imax
 from vitcost.analytic.trace import Trace
 from vitcost.errors import SpecError
 from vitcost.specs import MViTSpec

@@ -8,7 +8,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -50,10 +50,10 @@ class Format(str, enum.Enum):
 # Options that take several values after one flag (`--res 224 512 1024`); see `_spread_multi`.
 MULTI_VALUE = {"--res", "-r", "--models", "-m"}
 
-ModelsOpt = Annotated[Optional[list[str]], typer.Option(
+ModelsOpt = Annotated[list[str] | None, typer.Option(
     "--models", "-m", help="Preset names, aliases or family names (pixel, vit, swin, mvit, mixer); "
     "several may follow one flag. Default: one representative per family. See `vitcost models`.")]
-ResOpt = Annotated[Optional[list[str]], typer.Option(
+ResOpt = Annotated[list[str] | None, typer.Option(
     "--res", "-r", help="Input resolutions: N for NxN or HxW; several may follow one flag.")]
 BatchOpt = Annotated[int, typer.Option("--batch", "-b", help="Batch size.")]
 DtypeOpt = Annotated[Dtype, typer.Option("--dtype", help="Element type for memory figures.")]
@@ -61,7 +61,7 @@ ConventionOpt = Annotated[Convention, typer.Option(
     "--convention", "-c", help="Counting convention: macs (papers' 'FLOPs'), flops (2 per MAC + "
     "non-matmul ops), fvcore (fvcore's handles, fused attention counted), torch (FlopCounterMode).")]
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
-OutputOpt = Annotated[Optional[Path], typer.Option(
+OutputOpt = Annotated[Path | None, typer.Option(
     "--output", "-o", help="Write the output to this file (atomically) instead of stdout.")]
 
 
@@ -144,12 +144,14 @@ def _click_exceptions():
 
 def main(argv: list[str] | None = None) -> None:
     click = _click_exceptions()
+    exits = tuple({typer.Exit, getattr(click, "Exit", typer.Exit)})
+    no_args_help = getattr(click, "NoArgsIsHelpError", ())  # click >= 8.2
     args = _spread_multi(list(sys.argv[1:] if argv is None else argv))
     try:
         rv = app(args=args, prog_name="vitcost", standalone_mode=False)
-    except (click.Exit if hasattr(click, 'Exit') else typer.Exit) as e:
+    except exits as e:
         raise SystemExit(e.exit_code) from None
-    except getattr(click, "NoArgsIsHelpError", ()):  # bare `vitcost`: the help was printed (click >= 8.2)
+    except no_args_help:  # bare `vitcost`: the help was printed
         raise SystemExit(0) from None
     except click.UsageError as e:
         message = e.format_message().strip().replace("\n", " ")

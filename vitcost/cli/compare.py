@@ -3,12 +3,24 @@ on the compare path)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-from vitcost.cli.app import (BatchOpt, Convention, ConventionOpt, Dtype, DtypeOpt, Format, FormatOpt, ModelsOpt,
-                             OutputOpt, ResOpt, app, emit)
+from vitcost.cli.app import (
+    BatchOpt,
+    Convention,
+    ConventionOpt,
+    Dtype,
+    DtypeOpt,
+    Format,
+    FormatOpt,
+    ModelsOpt,
+    OutputOpt,
+    ResOpt,
+    app,
+    emit,
+)
 
 DEFAULT_RES = ["224", "512", "1024"]
 
@@ -21,8 +33,8 @@ def compare(
     dtype: DtypeOpt = Dtype.fp32,
     convention: ConventionOpt = Convention.macs,
     fmt: FormatOpt = Format.table,
-    patch: Annotated[Optional[int], typer.Option(help="Override the patch size (ViT, Mixer, Swin).")] = None,
-    window: Annotated[Optional[int], typer.Option(help="Override the attention window (Swin).")] = None,
+    patch: Annotated[int | None, typer.Option(help="Override the patch size (ViT, Mixer, Swin).")] = None,
+    window: Annotated[int | None, typer.Option(help="Override the attention window (Swin).")] = None,
     output: OutputOpt = None,
 ) -> None:
     """Compare models across resolutions: tokens, params, cost, attention-matrix memory, growth.
@@ -110,7 +122,8 @@ def formula(
     """
     import sympy
 
-    from vitcost.analytic.symbolic import KINDS, formula as build, leading
+    from vitcost.analytic.symbolic import KINDS, leading
+    from vitcost.analytic.symbolic import formula as build
 
     expr = build(kind)
     if latex:

@@ -1,0 +1,174 @@
+"""The numbers behind the scaling report: fitted exponents, the memory wall and the point where
+attention overtakes the token-wise layers. Pure Python on top of `estimate`; no plotly here.
+
+Resolutions are square sides R in pixels; an HxW input counts as R = sqrt(H*W).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+from vitcost.analytic.estimate import Estimate, estimate
+from vitcost.errors import SpecError, VitcostError
+from vitcost.specs import PixelSpec, Spec, ViTSpec
+
+# Asymptotic exponent of the cost in R (R -> infinity, fixed architecture), per family:
+#   pixel  R^2 tokens, all pairs: 2*N^2*d score MACs per layer          -> R^4
+#   vit    (R/P)^2 tokens, all pairs                                      -> R^4
+#   swin   fixed M x M windows: 2*M^2*hw*C, and every linear layer ~ hw   -> R^2
+#   mvit   K/V pooled by a fixed stride s: N * N/s^2 pairs                -> R^4
+#   mixer  token-mixing MLP N*D_S*C and channel MLP N*C*D_C, linear in N  -> R^2
+ANALYTIC_EXPONENT: dict[str, int] = {"pixel": 4, "vit": 4, "swin": 2, "mvit": 4, "mixer": 2}
+
+# Where the crossing searches look, in pixels: below 32 some presets no longer fit (a Swin stage
+# would have an empty grid); 65,536 px is far beyond any input these models are run on.
+SEARCH_MIN = 32
+SEARCH_MAX = 65536
+
+
+def side(res: tuple[int, int]) -> float:
+    """The square side of an (H, W) input: sqrt(H*W)."""
+    h, w = res
+    return math.sqrt(h * w)
+
+
+def fit_slope(xs: Sequence[float], ys: Sequence[float]) -> float | None:
+    """Least-squares slope of log(y) on log(x); None with fewer than two distinct x or a y <= 0."""
+    pts = [(math.log(x), math.log(y)) for x, y in zip(xs, ys) if y > 0]
+    if len({p[0] for p in pts}) < 2 or len(pts) < len(xs):
+        return None
+    mx = sum(p[0] for p in pts) / len(pts)
+    my = sum(p[1] for p in pts) / len(pts)
+    sxx = sum((p[0] - mx) ** 2 for p in pts)
+    return sum((p[0] - mx) * (p[1] - my) for p in pts) / sxx
+
+
+@dataclass(frozen=True)
+class Crossing:
+    """The smallest square side R (pixels) where a condition first holds, searched over
+    [SEARCH_MIN, SEARCH_MAX]. `where` is "at" (found at `res`), "below" (it already holds at the
+    smallest side searched, `res`), or "beyond" (it does not hold up to SEARCH_MAX; `res` is None)."""
+
+    res: int | None
+    where: str
+
+    def describe(self) -> str:
+        if self.where == "at":
+            return f"{self.res:,} px"
+        if self.where == "below":
+            return f"≤ {self.res:,} px"
+        return f"> {SEARCH_MAX:,} px"
+
+
+@lru_cache(maxsize=4096)
+def cached_estimate(model: str, r: int, batch: int, dtype: str) -> Estimate:
+    """`estimate` at an R x R input, memoised: the crossing searches revisit the same sizes."""
+    return estimate(model, r, batch, dtype)
+
+
+def _lowest_valid(model: str, batch: int, dtype: str) -> int:
+    r = SEARCH_MIN
+    while r < SEARCH_MAX:
+        try:
+            cached_estimate(model, r, batch, dtype)
+            return r
+        except SpecError:
+            r *= 2
+    raise VitcostError(f"{model} does not fit any input up to {SEARCH_MAX} px.")
+
+
+def first_crossing(model: str, holds: Callable[[Estimate], bool], batch: int = 1, dtype: str = "fp32") -> Crossing:
+    """Bisect for the smallest integer R where `holds(estimate(model, R))` becomes true.
+
+    The conditions used here (a cost or memory passing a fixed level, a ratio passing 1) grow with
+    R, so the first R where they hold is well defined."""
+    lo = _lowest_valid(model, batch, dtype)
+    if holds(cached_estimate(model, lo, batch, dtype)):
+        return Crossing(lo, "below")
+    hi = SEARCH_MAX
+    if not holds(cached_estimate(model, hi, batch, dtype)):
+        return Crossing(None, "beyond")
+    while hi - lo > 1:  # invariant: false at lo, true at hi
+        mid = (lo + hi) // 2
+        if holds(cached_estimate(model, mid, batch, dtype)):
+            hi = mid
+        else:
+            lo = mid
+    return Crossing(hi, "at")
+
+
+def scores_share(e: Estimate, convention: str) -> tuple[int, int]:
+    """(attention-score cost, Q/K/V/output projection + MLP cost) of one estimate."""
+    b = e.breakdown(convention)
+    return b.get("scores", 0), b.get("proj", 0) + b.get("mlp", 0)
+
+
+def attention_overtakes(model: str, convention: str = "macs", batch: int = 1, dtype: str = "fp32") -> Crossing | None:
+    """The smallest R where the attention scores (QK^T, AV and what acts on the score matrix) cost
+    at least as much as all token-wise linear layers (Q/K/V/output projections and the MLP),
+    from the model's own per-role breakdown. None for a model without attention (MLP-Mixer)."""
+    if scores_share(cached_estimate(model, _lowest_valid(model, batch, dtype), batch, dtype), convention)[0] == 0:
+        return None
+
+    def holds(e: Estimate) -> bool:
+        scores, linear = scores_share(e, convention)
+        return scores >= linear
+
+    return first_crossing(model, holds, batch, dtype)
+
+
+def overtake_closed_form(spec: Spec) -> float | None:
+    """Closed-form R where attention scores overtake the linear layers of a global-attention
+    transformer (ViT, pixel), in MACs.
+
+    Per layer with N tokens (class tokens included) of width d and MLP ratio r:
+        scores: QK^T N^2 d + AV N^2 d          = 2 N^2 d
+        linear: qkv 3 N d^2 + proj N d^2 + MLP 2 r N d^2 = (4 + 2r) N d^2   (12 N d^2 for r = 4)
+    equal at N = (2 + r) d, i.e. N = 6d for r = 4 (against the MLP alone, 8 N d^2: N = 4d).
+    With N = (R/P)^2 + class tokens: R = P * sqrt((2 + r) d - class tokens).
+    ViT-B/16: d = 768 -> N = 4608 -> R = 16 * sqrt(4607) = 1086 px. None for other families."""
+    if not isinstance(spec, (ViTSpec, PixelSpec)):
+        return None
+    tokens = (2 + spec.mlp_ratio) * spec.dim - spec.class_tokens
+    return spec.patch * math.sqrt(tokens)
+
+
+def memory_wall(model: str, limit_bytes: int, metric: str = "total", batch: int = 1,
+                dtype: str = "fp32") -> Crossing | None:
+    """The smallest R where the attention matrices reach `limit_bytes`. metric "total": every
+    layer's score matrices (what training keeps for the backward pass); "layer": the largest single
+    layer's (what one inference forward holds at once). None for a model without attention."""
+    def value(e: Estimate) -> int:
+        return e.attn_matrix_bytes if metric == "total" else e.attn_matrix_peak_bytes
+
+    if value(cached_estimate(model, SEARCH_MAX, batch, dtype)) == 0:
+        return None
+    return first_crossing(model, lambda e: value(e) >= limit_bytes, batch, dtype)
+
+
+# Unit -> (bytes, spelling). A bare number is GB, the unit vendors quote device memory in.
+_UNITS = {"": (10**9, "GB"), "b": (1, "B"), "kb": (10**3, "KB"), "mb": (10**6, "MB"), "gb": (10**9, "GB"),
+          "tb": (10**12, "TB"), "kib": (2**10, "KiB"), "mib": (2**20, "MiB"), "gib": (2**30, "GiB"),
+          "tib": (2**40, "TiB")}
+
+
+@dataclass(frozen=True)
+class DeviceMemory:
+    label: str  # "80 GB" or "H100 80 GB"
+    bytes: int
+
+
+def parse_memory(text: str) -> DeviceMemory:
+    """"80GB", "80 GB", "141GB", "24GiB", "H100=80GB" or a bare number of GB (10^9 bytes)."""
+    name, _, size = text.rpartition("=")
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b|b)?\s*", size, re.IGNORECASE)
+    if not m or float(m.group(1)) <= 0:
+        raise VitcostError(f"device memory {text!r} is not a size like 80GB, 24GiB or H100=80GB.")
+    scale, unit = _UNITS[(m.group(2) or "").lower()]
+    shown = f"{m.group(1)} {unit}"
+    label = f"{name.strip()} {shown}" if name.strip() else shown
+    return DeviceMemory(label, int(round(float(m.group(1)) * scale)))
