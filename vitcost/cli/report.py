@@ -1,0 +1,142 @@
+"""`vitcost report`: a self-contained HTML scaling report (plotly.js inlined, opens offline), or a
+PNG of its figures."""
+
+from __future__ import annotations
+
+import enum
+import shlex
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from vitcost.cli.app import (
+    MULTI_VALUE,
+    BatchOpt,
+    Convention,
+    ConventionOpt,
+    Dtype,
+    DtypeOpt,
+    ModelsOpt,
+    ResOpt,
+    app,
+    write_atomic,
+)
+from vitcost.errors import VitcostError
+
+# `--device-memory 80GB 141GB`: several values after one flag, like --res and --models.
+MULTI_VALUE.add("--device-memory")
+
+DEFAULT_OUTPUT = Path("reports") / "scaling.html"
+
+
+class ReportFormat(str, enum.Enum):
+    html = "html"
+    png = "png"
+
+
+def _format_for(fmt: ReportFormat | None, output: Path | None) -> ReportFormat:
+    """The format asked for, or the one the output name implies (.png -> png, else html)."""
+    implied = ReportFormat.png if output is not None and output.suffix.lower() == ".png" else ReportFormat.html
+    if fmt is None:
+        return implied
+    if output is not None and output.suffix.lower() in (".png", ".html", ".htm") and fmt is not implied:
+        raise VitcostError(f"--format {fmt.value} does not match the output name {output}.")
+    return fmt
+
+
+def _command(models: list[str] | None, res: list[str], batch: int, dtype: str, convention: str,
+             breakdown_res: str | None, devices: list[str], check: Path | None, profile: Path | None,
+             fmt: ReportFormat, output: Path, title: str | None) -> str:
+    """The command line that reproduces this report, for its footer."""
+    parts = ["vitcost", "report"]
+    if models:
+        parts += ["--models", *models]
+    parts += ["--res", *res]
+    if batch != 1:
+        parts += ["--batch", str(batch)]
+    if dtype != "fp32":
+        parts += ["--dtype", dtype]
+    if convention != "macs":
+        parts += ["--convention", convention]
+    if breakdown_res is not None:
+        parts += ["--breakdown-res", breakdown_res]
+    if devices:
+        parts += ["--device-memory", *devices]
+    if check is not None:
+        parts += ["--check", str(check)]
+    if profile is not None:
+        parts += ["--profile", str(profile)]
+    if title is not None:
+        parts += ["--title", title]
+    if fmt is ReportFormat.png:
+        parts += ["--format", "png"]
+    parts += ["-o", str(output)]
+    return shlex.join(parts)
+
+
+@app.command()
+def report(
+    models: ModelsOpt = None,
+    res: ResOpt = None,
+    batch: BatchOpt = 1,
+    dtype: DtypeOpt = Dtype.fp32,
+    convention: ConventionOpt = Convention.macs,
+    breakdown_res: Annotated[str | None, typer.Option(
+        "--breakdown-res", help="Resolution of the per-part breakdown (N or HxW). Default: the largest --res.")] = None,
+    device_memory: Annotated[list[str] | None, typer.Option(
+        "--device-memory", help="Device memory lines on the memory plot: sizes such as 80GB, 24GiB, or "
+        "NAME=SIZE; several may follow one flag. Default: H100=80GB H200=141GB.")] = None,
+    check: Annotated[Path | None, typer.Option(
+        "--check", help="JSON rows from `vitcost check --format json`: adds analytic vs fvcore vs "
+        "FlopCounterMode.")] = None,
+    profile: Annotated[Path | None, typer.Option(
+        "--profile", help="JSON rows from `vitcost profile --format json`: adds predicted vs measured time "
+        "and memory.")] = None,
+    fmt: Annotated[ReportFormat | None, typer.Option(
+        "--format", "-f", help="html (interactive, self-contained) or png (a screenshot of the figures, needs "
+        "headless Chromium). Default: from the output name.")] = None,
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Where to write the report (atomically). Default: reports/scaling.html, or "
+        "reports/scaling.png with --format png.")] = None,
+    title: Annotated[str | None, typer.Option("--title", help="Title at the top of the report.")] = None,
+) -> None:
+    """Write a scaling report: one HTML file that opens offline (plotly.js inlined, nothing fetched).
+
+    Figures:
+    • cost vs resolution, log-log, each line's fitted slope beside its analytic exponent
+    • attention-matrix memory vs resolution, device-memory lines and the memory wall
+    • the cost split by part (scores, projections, MLP, pooling, other) at --breakdown-res
+    • where attention overtakes projections + MLP (ViT: N = 6d tokens)
+    • with --check / --profile: analytic vs counted vs measured, around y = x
+    Hover shows exact values; the tables behind every figure, the conventions, versions and date are in the page.
+
+    Example: [bold]vitcost report --res 224 384 512 768 1024 -o reports/scaling.html[/bold]
+    """
+    from vitcost.report.build import DEFAULT_DEVICE_MEMORY, DEFAULT_RES, DEFAULT_TITLE, ReportRequest
+
+    kind = _format_for(fmt, output)
+    default_target = output is None
+    if output is None:
+        output = DEFAULT_OUTPUT.with_suffix(".png") if kind is ReportFormat.png else DEFAULT_OUTPUT
+    res = list(res or DEFAULT_RES)
+    devices = list(device_memory) if device_memory is not None else list(DEFAULT_DEVICE_MEMORY)
+    req = ReportRequest(
+        models=list(models) if models else None, res=res, batch=batch, dtype=dtype.value,
+        convention=convention.value, breakdown_res=breakdown_res, device_memory=devices, check=check,
+        profile=profile, title=title or DEFAULT_TITLE,
+        command=_command(models, res, batch, dtype.value, convention.value, breakdown_res,
+                         list(device_memory or []), check, profile, kind, output, title))
+    if kind is ReportFormat.png:
+        from vitcost.report.build import render_png
+
+        data = render_png(req)
+    else:
+        from vitcost.report.build import render_report
+
+        data = render_report(req).encode("utf-8")
+    if default_target:
+        output.parent.mkdir(parents=True, exist_ok=True)  # the default folder, reports/
+    write_atomic(output, data)
+    output.chmod(0o644)  # a report is meant to be shared; the atomic write's temp file was private
+    typer.echo(f"wrote {output} ({len(data) / 1e6:.1f} MB)", err=True)

@@ -1,0 +1,132 @@
+"""Assemble the scaling report: estimates -> panels -> one HTML page (or its PNG screenshot)."""
+
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from vitcost.analytic.cost import CONVENTIONS
+from vitcost.analytic.estimate import Estimate, estimate, parse_res
+from vitcost.errors import VitcostError
+from vitcost.report.scaling import DeviceMemory, parse_memory
+
+DEFAULT_RES = ("224", "384", "512", "768", "1024")
+DEFAULT_DEVICE_MEMORY = ("H100=80GB", "H200=141GB")  # vendor figures, 10^9 bytes
+DEFAULT_TITLE = "vitcost scaling report"
+
+
+@dataclass
+class ReportRequest:
+    """Everything a report is made from; the CLI fills it in."""
+
+    models: list[str] | None = None
+    res: list[str] = field(default_factory=lambda: list(DEFAULT_RES))
+    batch: int = 1
+    dtype: str = "fp32"
+    convention: str = "macs"
+    breakdown_res: str | None = None  # default: the largest of `res`
+    device_memory: list[str] = field(default_factory=lambda: list(DEFAULT_DEVICE_MEMORY))
+    check: Path | None = None
+    profile: Path | None = None
+    title: str = DEFAULT_TITLE
+    command: str = "vitcost report"
+
+
+def report_date() -> str:
+    """Now in UTC, or SOURCE_DATE_EPOCH when set (reproducible builds)."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    when = datetime.fromtimestamp(int(epoch), timezone.utc) if epoch and epoch.isdigit() else datetime.now(timezone.utc)
+    return when.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _group(ests: list[Estimate]) -> dict[str, list[Estimate]]:
+    groups: dict[str, list[Estimate]] = {}
+    for e in ests:
+        groups.setdefault(e.model, []).append(e)
+    return groups
+
+
+def _devices(texts: list[str]) -> list[DeviceMemory]:
+    if not texts:
+        raise VitcostError("--device-memory needs at least one size, such as 80GB.")
+    return sorted((parse_memory(t) for t in texts), key=lambda d: d.bytes)
+
+
+def build_panels(req: ReportRequest) -> tuple[list[Any], dict[str, Any]]:
+    """The report's panels, and facts for its header and footer. Reads and validates the --check
+    and --profile files first, so bad input fails before any work."""
+    from vitcost.report import evidence
+    from vitcost.report.fig_breakdown import breakdown_panel
+    from vitcost.report.fig_cost import cost_panel, overtake_panel
+    from vitcost.report.fig_memory import memory_panel
+    from vitcost.report.rows import compare_estimates
+
+    check_rows = evidence.read_check(req.check) if req.check is not None else None
+    profile_rows = evidence.read_profile(req.profile) if req.profile is not None else None
+    if req.convention not in CONVENTIONS:
+        raise VitcostError(f"unknown convention {req.convention!r}; choose from {', '.join(CONVENTIONS)}.")
+    devices = _devices(req.device_memory)
+    if not req.res:
+        raise VitcostError("--res needs at least one resolution.")
+    groups = _group(compare_estimates(req.models, req.res, req.batch, req.dtype))
+    sizes = sorted({e.res for ests in groups.values() for e in ests}, key=lambda hw: hw[0] * hw[1])
+    bres = parse_res(req.breakdown_res) if req.breakdown_res is not None else sizes[-1]
+    at_bres = [estimate(m, bres, req.batch, req.dtype) for m in groups]
+
+    panels = [
+        cost_panel(groups, req.convention, req.batch, req.dtype),
+        memory_panel(groups, devices, req.batch, req.dtype),
+        breakdown_panel(at_bres, req.convention),
+        overtake_panel(groups, req.convention, req.batch, req.dtype),
+    ]
+    facts: dict[str, Any] = {"models": list(groups), "sizes": sizes, "notes": []}
+    if check_rows is not None:
+        from vitcost.report.fig_agreement import counts_panel
+
+        panels.append(counts_panel(check_rows, Path(req.check).name))
+    if profile_rows is not None:
+        from vitcost.report.fig_agreement import memory_agreement_panel, time_panel
+
+        name = Path(req.profile).name
+        panels += [time_panel(profile_rows, name), memory_agreement_panel(profile_rows, name)]
+        measured = sorted({f"{r.get('device_name') or r.get('device') or '?'} (torch {r.get('torch_version') or '?'})"
+                           for r in profile_rows})
+        facts["notes"].append(f"Measured on: {', '.join(measured)}.")
+    return panels, facts
+
+
+def render_report(req: ReportRequest, *, static: bool = False) -> str:
+    """The report as one self-contained HTML string."""
+    import plotly
+
+    import vitcost
+    from vitcost.report.html import Footer, render_page
+
+    panels, facts = build_panels(req)
+    res_text = ", ".join(f"{h}" if h == w else f"{h}x{w}" for h, w in facts["sizes"])
+    subtitle = (f"{', '.join(facts['models'])} at {res_text} px · batch {req.batch} · {req.dtype} · "
+                f"{req.convention} convention")
+    footer = Footer(conventions=dict(CONVENTIONS), convention=req.convention,
+                    versions={"vitcost": vitcost.__version__, "plotly": plotly.__version__,
+                              "Python": platform.python_version()},
+                    date=report_date(), command=req.command, notes=facts["notes"])
+    return render_page(req.title, subtitle, panels, footer, static=static)
+
+
+def render_png(req: ReportRequest) -> bytes:
+    """A PNG of the report's figures: the static layout, screenshot by headless Chromium."""
+    import tempfile
+
+    from vitcost.report.browser import screenshot
+    from vitcost.report.html import STATIC_WIDTH, static_height
+
+    page = render_report(req, static=True)
+    n_panels = page.count('<section class="panel"')
+    with tempfile.TemporaryDirectory(prefix="vitcost-report-") as tmp:
+        src = Path(tmp) / "report.html"
+        src.write_text(page, encoding="utf-8")
+        return screenshot(src, STATIC_WIDTH, static_height(n_panels))
