@@ -1,0 +1,77 @@
+"""Counting formulas as tiny pure functions of shapes, and the op classes each convention counts.
+
+These are the rules the counting engine adds to fvcore and torch's `FlopCounterMode`, and the rules
+it needs to re-express one backend's counts in another backend's convention. No torch import here.
+
+Conventions (see `vitcost.analytic.cost.CONVENTIONS`):
+- fvcore counts 1 per multiply-accumulate (MAC) of linear/matmul/bmm/einsum/conv, plus a few
+  non-matmul ops by element (LayerNorm: 5 per element when affine, 4 otherwise);
+- torch's FlopCounterMode counts 2 per MAC of mm/bmm/conv/attention, nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from math import prod
+
+from vitcost.analytic.cost import FLOPS_PER_MAC, FVCORE_NORM_FLOPS
+
+# fvcore's default norm handle: 5 per element with an affine transform (mean, variance, normalise,
+# scale, shift), 4 without. Batch norm in eval mode folds to an affine map: 2 per element (1 without).
+FVCORE_NORM_NO_AFFINE_FLOPS = FVCORE_NORM_FLOPS - 1
+FVCORE_BN_EVAL_FLOPS = 2
+# fvcore counts adaptive average pooling as 1 per input element, nearest upsampling as 1 and
+# bilinear upsampling / grid sampling as 4 per output element.
+FVCORE_POOL_FLOPS = 1
+FVCORE_NEAREST_FLOPS = 1
+FVCORE_BILINEAR_FLOPS = 4
+
+# Fused scaled-dot-product attention as it can appear in a jit trace or at the dispatcher. Stock
+# fvcore has no handle for any of them (it reports them as unsupported and counts 0); torch 2.13's
+# FlopCounterMode has formulas for the CUDA kernels but not for the CPU one.
+SDPA_OPS: tuple[str, ...] = (
+    "scaled_dot_product_attention",
+    "_scaled_dot_product_flash_attention",
+    "_scaled_dot_product_flash_attention_for_cpu",
+    "_scaled_dot_product_efficient_attention",
+    "_scaled_dot_product_cudnn_attention",
+    "_scaled_dot_product_fused_attention_overrideable",
+)
+
+# Op names (namespace dropped) whose fvcore-convention count is MACs: fvcore's own keys, and the aten
+# ops the dispatcher shows when fvcore's rules are applied there. Every other op fvcore counts (norms,
+# pooling, upsampling) is counted by element and is not a MAC.
+FVCORE_MAC_OPS: frozenset[str] = frozenset({"addmm", "baddbmm", "bmm", "conv", "convolution", "einsum", "linear",
+                                            "matmul", "mm", *SDPA_OPS})
+
+
+def attention_macs(q_shape: Sequence[int], k_shape: Sequence[int], v_shape: Sequence[int]) -> int:
+    """MACs of softmax(q k^T / sqrt(d)) v, the two batched matmuls of attention.
+
+    q: [*batch, Nq, d], k: [*batch_kv, Nk, d], v: [*batch_kv, Nk, d_v]. Grouped-query attention (fewer
+    key/value heads) broadcasts k and v over q's heads, so q's leading dims give the batch:
+        q [b, h, Nq, d] @ k^T [b, h, d, Nk] -> scores [b, h, Nq, Nk]:  b*h*Nq*Nk*d   MACs
+        scores [b, h, Nq, Nk] @ v [b, h, Nk, d_v] -> [b, h, Nq, d_v]:    b*h*Nq*Nk*d_v MACs
+    Softmax, scaling and masks are not MACs. A causal mask is not discounted: the fused kernels skip
+    about half the pairs, but fvcore and FlopCounterMode both count the full product."""
+    *batch, nq, d = q_shape
+    nk, dv = k_shape[-2], v_shape[-1]
+    bh = prod(batch)
+    qk = bh * nq * nk * d  # q [bh, Nq, d] @ k^T [bh, d, Nk]
+    av = bh * nq * nk * dv  # scores [bh, Nq, Nk] @ v [bh, Nk, d_v]
+    return qk + av
+
+
+def attention_flops(q_shape: Sequence[int], k_shape: Sequence[int], v_shape: Sequence[int]) -> int:
+    """FlopCounterMode's convention for attention: 2 per MAC of `attention_macs`."""
+    return FLOPS_PER_MAC * attention_macs(q_shape, k_shape, v_shape)
+
+
+def norm_flops(elements: int, affine: bool) -> int:
+    """fvcore's LayerNorm / GroupNorm rule: 5 per element when affine, 4 otherwise."""
+    return elements * (FVCORE_NORM_FLOPS if affine else FVCORE_NORM_NO_AFFINE_FLOPS)
+
+
+def macs_from_torch(flops: int) -> int:
+    """FlopCounterMode counts 2 per MAC of everything it counts, so MACs are half of it."""
+    return flops // FLOPS_PER_MAC
