@@ -35,8 +35,9 @@ def build(model: str | Spec, res: Any = None, *, attn: str = "math", device: str
 
     Position embeddings, Mixer's token MLP, Swin's masks and MViTv2's relative-position tables are sized
     for that resolution exactly as the analytic walker sizes them, and every submodule is named by the
-    walker's op paths. `device="meta"` builds without allocating; `attn` picks the attention kernel
-    ("math" materialises the scores, "sdpa" uses F.scaled_dot_product_attention; see set_attn_mode).
+    walker's op paths. `device="meta"` builds without allocating, for counting (its index buffers and
+    masks have no values, so build on the target device to run the model); `attn` picks the attention
+    kernel ("math" materialises the scores, "sdpa" uses F.scaled_dot_product_attention; see set_attn_mode).
     """
     check_attn_mode(attn)
     name, spec = resolve_spec(model)

@@ -71,7 +71,7 @@ def _shift_slices(window: int, shift: int) -> tuple[slice, ...]:
 class WindowAttention(AttentionCore):
     """Multi-head self-attention inside wh x ww windows with a learned relative position bias.
     x: [B*nW, N, C] with N = wh*ww; q k^T and scores @ v run here on [B*nW, heads, N, C/heads]
-    (2 * B*nW * N^2 * C MACs); the bias [heads, N, N] (and the shift mask [nW, N, N]) add to the scores."""
+    (2 * B*nW * N^2 * C MACs); the bias [1, heads, N, N] (and the shift mask [nW, N, N]) add to the scores."""
 
     def __init__(self, dim: int, heads: int, wh: int, ww: int, attn_mode: str) -> None:
         super().__init__(attn_mode)
@@ -84,13 +84,19 @@ class WindowAttention(AttentionCore):
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         bw, n, c = x.shape
         q, k, v = self.qkv(x).reshape(bw, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4).unbind(0)
-        bias = self.relative_position_bias_table[self.relative_position_index].permute(2, 0, 1)  # [heads, N, N]
+        bias = self.relative_position_bias_table[self.relative_position_index].permute(2, 0, 1)[None]  # [1, h, N, N]
         if mask is None:
             x = self.attend(q, k, v, (bias,))
-        else:  # view the windows as [B, nW, ...] so the per-window mask broadcasts over the batch
+        elif self.attn_mode == "math":  # scores viewed as [B, nW, heads, N, N]: the mask broadcasts over B
             nw = mask.shape[0]
             q, k, v = (t.reshape(bw // nw, nw, self.heads, n, -1) for t in (q, k, v))
             x = self.attend(q, k, v, (bias, mask[:, None])).reshape(bw, self.heads, n, -1)
+        else:  # fused kernels take 4-D inputs: fold the windows into the heads, [B, nW*heads, N, d], so
+            # the summed [nW*heads, N, N] bias + mask broadcasts over the batch without a copy per image
+            nw = mask.shape[0]
+            q, k, v = (t.reshape(bw // nw, nw * self.heads, n, -1) for t in (q, k, v))
+            terms = ((bias + mask[:, None]).reshape(1, nw * self.heads, n, n),)
+            x = self.attend(q, k, v, terms).reshape(bw, self.heads, n, -1)
         return self.proj(x.transpose(1, 2).reshape(bw, n, c))
 
 
