@@ -171,6 +171,20 @@ def test_sdpa_hides_exactly_the_score_matmuls_from_stock_fvcore() -> None:
     assert math_total - sdpa_total == VIT.depth * 2 * 2 * 17**2 * 64
 
 
+@pytest.mark.parametrize("attn", ATTN_MODES)
+@pytest.mark.parametrize("case", [(VIT, 232), (PIXEL, 12), (SWIN, 320), (MVIT, 200), (MIXER, 232)],
+                         ids=lambda c: _case_id((*c, 2)))
+def test_flop_counter_mode_on_meta_counts_both_attention_modes(case: tuple, attn: str) -> None:
+    # torch's FlopCounterMode (2 per MAC of mm/bmm/conv/SDPA) runs on meta tensors: no compute, no memory.
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model, res = case
+    net = build(model, res, attn=attn, device="meta")
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        net(torch.empty(2, 3, *_hw(res), device="meta"))
+    assert counter.get_total_flops() == estimate(model, res, 2).count("torch")
+
+
 # ---------------------------------------------------------------- forward passes
 
 FORWARD_CASES = [
