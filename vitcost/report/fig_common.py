@@ -86,3 +86,9 @@ def spread_labels(values: list[float], min_gap: float) -> list[float]:
         prev, cur = order[k - 1], order[k]
         out[cur] = max(out[cur], out[prev] + min_gap)
     return out
+
+
+def note_if_empty(fig: Any, shown: int, text: str) -> None:
+    """Write `text` across a plot that has no data line (e.g. only MLP-Mixer asked for)."""
+    if shown == 0:
+        fig.add_annotation(xref="paper", yref="paper", x=0.5, y=0.5, text=text, showarrow=False, font={"size": 13})

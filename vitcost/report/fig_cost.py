@@ -7,7 +7,17 @@ import math
 
 from vitcost.analytic.cost import CONVENTIONS
 from vitcost.analytic.estimate import COMPLEXITY, Estimate
-from vitcost.report.fig_common import colour, exact, hover, in_window, log_layout, res_label, spread_labels, unit_name
+from vitcost.report.fig_common import (
+    colour,
+    exact,
+    hover,
+    in_window,
+    log_layout,
+    note_if_empty,
+    res_label,
+    spread_labels,
+    unit_name,
+)
 from vitcost.report.html import DataTable, Panel
 from vitcost.report.scaling import ANALYTIC_EXPONENT, attention_overtakes, cached_estimate, fit_slope, side
 from vitcost.report.units import giga, ratio, si
@@ -151,6 +161,7 @@ def overtake_panel(groups: dict[str, list[Estimate]], convention: str, batch: in
     fig.add_trace(go.Scatter(x=[min(xs_all) / 1.1, max(xs_all) * 1.1], y=[1, 1], mode="lines",
                              name="scores = projections + MLP", line={"color": "#555", "dash": "dash", "width": 1},
                              hoverinfo="skip"))
+    note_if_empty(fig, len(groups) - len(skipped), "no attention scores: " + ", ".join(skipped))
     log_layout(fig, "Attention scores ÷ (projections + MLP) vs resolution", "resolution R (px, log)",
                f"ratio of {unit} (log)", (min(xs_all) / 1.15, max(xs_all) * 1.15), sides)
     note = f" {', '.join(skipped)}: no attention, not shown." if skipped else ""

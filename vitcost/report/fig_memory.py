@@ -4,7 +4,7 @@ resolution where each model's score matrices no longer fit (the memory wall)."""
 from __future__ import annotations
 
 from vitcost.analytic.estimate import Estimate
-from vitcost.report.fig_common import colour, exact, hover, in_window, log_layout, res_label
+from vitcost.report.fig_common import colour, exact, hover, in_window, log_layout, note_if_empty, res_label
 from vitcost.report.html import DataTable, Panel
 from vitcost.report.scaling import DeviceMemory, cached_estimate, memory_wall, side
 from vitcost.report.units import binary_bytes
@@ -75,6 +75,7 @@ def memory_panel(groups: dict[str, list[Estimate]], devices: list[DeviceMemory],
         fig.add_annotation(xref="paper", yref="paper", x=0.99, y=0.01, xanchor="right", yanchor="bottom", align="left",
                            text="memory wall, all layers —<br>" + text, showarrow=False, font={"size": 10},
                            bgcolor="rgba(255,255,255,0.85)", bordercolor="#bbb", borderwidth=1)
+    note_if_empty(fig, len(groups) - len(skipped), "no attention matrices: " + ", ".join(skipped))
     log_layout(fig, f"Attention-matrix memory ({dtype}, batch {batch}) vs resolution", "resolution R (px, log)",
                "bytes (log)", (x0, x1), sides)
     note = f" {', '.join(skipped)}: no attention matrix, not shown." if skipped else ""
