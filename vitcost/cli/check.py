@@ -1,0 +1,212 @@
+"""`vitcost check`: the analytic model against fvcore and torch's FlopCounterMode, layer by layer, on the
+torch reference models; or fvcore and FlopCounterMode counts of any module (`--module`)."""
+
+from __future__ import annotations
+
+import enum
+import importlib
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from vitcost.cli.app import BatchOpt, Format, FormatOpt, ModelsOpt, OutputOpt, ResOpt, app, emit
+from vitcost.errors import VitcostError
+
+DEFAULT_RES = ["224"]
+
+
+class CheckConvention(str, enum.Enum):
+    fvcore = "fvcore"
+    torch = "torch"
+    macs = "macs"
+
+
+class AttnPath(str, enum.Enum):
+    math = "math"
+    sdpa = "sdpa"
+    both = "both"
+
+
+class Method(str, enum.Enum):
+    auto = "auto"
+    real = "real"
+    meta = "meta"
+
+
+def parse_input_shape(text: str) -> tuple[int, ...]:
+    """"1x3x224x224" -> (1, 3, 224, 224); anything else raises VitcostError."""
+    parts = text.lower().replace(",", "x").split("x")
+    try:
+        shape = tuple(int(p) for p in parts)
+    except ValueError:
+        shape = ()
+    if not shape or any(n <= 0 for n in shape):
+        raise VitcostError(f"--input {text!r} is not a shape of positive whole numbers like 1x3x224x224.")
+    return shape
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def load_factory_module(target: str) -> Any:
+    """Import `package.module:factory` (the working directory importable, as with `python -m`), call the
+    factory with no arguments and return the torch module it builds, in eval mode."""
+    import torch
+
+    modname, sep, attr = target.partition(":")
+    if not sep or not modname or not attr:
+        raise VitcostError(f"--module {target!r} must look like package.module:factory.")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        obj: Any = importlib.import_module(modname)
+    except Exception as e:  # ImportError, SyntaxError, or anything its top level raises
+        raise VitcostError(f"cannot import {modname}: {type(e).__name__}: {_first_line(e)}") from None
+    for name in attr.split("."):
+        if not hasattr(obj, name):
+            raise VitcostError(f"{modname} has no attribute {attr!r}.")
+        obj = getattr(obj, name)
+    if not callable(obj):
+        raise VitcostError(f"{target} is not callable; give a function or class that builds the model.")
+    try:
+        module = obj()
+    except Exception as e:
+        raise VitcostError(f"{target}() raised {type(e).__name__}: {_first_line(e)}") from None
+    if not isinstance(module, torch.nn.Module):
+        raise VitcostError(f"{target}() returned {type(module).__name__}, not a torch.nn.Module.")
+    return module.eval()
+
+
+def _runs(models: list[str] | None, res: list[str], attn: AttnPath) -> list[tuple[str, tuple[int, int], str]]:
+    from vitcost.analytic.estimate import parse_res
+    from vitcost.zoo import DEFAULT_MODELS, resolve_models
+
+    presets = resolve_models(list(models or DEFAULT_MODELS))
+    sizes = list(dict.fromkeys(parse_res(r) for r in res))
+    paths = ["math", "sdpa"] if attn is AttnPath.both else [attn.value]
+    return [(p.name, hw, a) for p in presets for hw in sizes for a in paths]
+
+
+def _progress() -> Any:
+    """A progress bar on stderr, so stdout carries only the results; drawn only on a terminal, so that
+    a log or a pipe gets nothing but the results and, on error, one line."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True)
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=console, transient=True, disable=not console.is_terminal)
+
+
+def _check_models(runs: list[tuple[str, tuple[int, int], str]], batch: int, convention: str, tol: float,
+                  method: str) -> list[Any]:
+    from vitcost.measure.check import check_model
+
+    results = []
+    with _progress() as progress:
+        task = progress.add_task("counting", total=len(runs))
+        for name, hw, attn in runs:
+            progress.update(task, description=f"counting {name} {hw[0]}x{hw[1]} {attn}")
+            results.append(check_model(name, hw, batch, attn, convention, tol, method))
+            progress.advance(task)
+    return results
+
+
+def _emit_checks(results: list[Any], fmt: Format, by_layer: bool, output: Path | None) -> None:
+    from vitcost.measure import check_render as render
+    from vitcost.report import formats
+
+    if fmt is Format.json:
+        text = formats.to_json([r.row(by_layer) for r in results])
+    elif fmt is Format.csv:
+        text = formats.to_csv(render.check_csv_rows(results, by_layer))
+    elif fmt is Format.markdown or output is not None:
+        text = render.render_check_markdown(results, by_layer)
+    else:
+        text = render.render_check_table(results, by_layer)
+    emit(text, output)
+
+
+def _check_module(target: str, input_shape: str, convention: str, method: str, top: int, fmt: Format,
+                  output: Path | None) -> None:
+    from vitcost.measure import check_render as render
+    from vitcost.measure.counting import count
+    from vitcost.report import formats
+
+    shape = parse_input_shape(input_shape)
+    module = load_factory_module(target)
+    with _progress() as progress:
+        progress.add_task(f"counting {target} on {'x'.join(map(str, shape))}", total=None)
+        counts = count(module, shape, method=method)
+    report = render.module_report(target, counts, convention, top)
+    if fmt is Format.json:
+        text = formats.to_json([report])
+    elif fmt is Format.csv:
+        text = formats.to_csv([{"module": target, "input": report["input"], "method": report["method"],
+                                "convention": convention, **m} for m in report["by_module"]])
+    else:
+        text = render.render_module_table(report, markdown=fmt is Format.markdown or output is not None)
+    emit(text, output)
+
+
+@app.command()
+def check(
+    models: ModelsOpt = None,
+    res: ResOpt = None,
+    batch: BatchOpt = 1,
+    attn: Annotated[AttnPath, typer.Option(
+        "--attn", help="Attention path of the reference models: math (explicit scores), sdpa (fused "
+        "F.scaled_dot_product_attention) or both.")] = AttnPath.both,
+    convention: Annotated[CheckConvention, typer.Option(
+        "--convention", "-c", help="Convention all three columns are shown in: fvcore (1 per MAC + 5 per "
+        "LayerNorm element), torch (2 per MAC) or macs.")] = CheckConvention.fvcore,
+    tol: Annotated[float, typer.Option(
+        "--tol", min=0.0, help="Relative tolerance per layer and in total; 0 demands exact agreement.")] = 0.0,
+    by_layer: Annotated[bool, typer.Option(
+        "--by-layer", help="Show the per-layer join and mark the first layer that disagrees.")] = False,
+    method: Annotated[Method, typer.Option(
+        "--method", help="real: count a real forward; meta: a forward on the meta device (no memory); auto: "
+        "meta when a real forward would need more than 25% of the available RAM.")] = Method.auto,
+    module: Annotated[str | None, typer.Option(
+        "--module", help="Count your own model instead: package.module:factory, a function or class that "
+        "builds it with no arguments (the working directory is importable).")] = None,
+    input_shape: Annotated[str | None, typer.Option(
+        "--input", help="Input shape for --module, e.g. 1x3x224x224.")] = None,
+    top: Annotated[int, typer.Option("--top", min=1, help="Modules listed for --module, largest first.")] = 10,
+    fmt: FormatOpt = Format.table,
+    output: OutputOpt = None,
+) -> None:
+    """Cross-check the analytic counts against fvcore and torch's FlopCounterMode, layer by layer.
+
+    For each model x resolution x attention path, builds the torch reference model, counts one forward
+    with fvcore (fused attention counted) and with FlopCounterMode, and joins both with the analytic
+    estimate on the dotted layer paths. Exit code 1 if any layer or total differs by more than --tol,
+    so a CI job can run it. Models too large to run are counted on the meta device (method meta).
+
+    Examples:
+    [bold]vitcost check --models vit_b16 swin_t mvitv2_t mixer_b16 igpt_s --res 224 320[/bold]
+    [bold]vitcost check -m swin_t -r 320 --attn sdpa --by-layer[/bold]
+    [bold]vitcost check -m vit --res 224 --batch 2 --convention torch --format json -o check.json[/bold]
+    [bold]vitcost check --module torchvision.models:resnet18 --input 1x3x224x224[/bold] (any model)
+    """
+    if output is not None and not (output.parent if str(output.parent) else Path(".")).is_dir():
+        raise VitcostError(f"cannot write {output}: folder {output.parent} does not exist.")
+    if module is not None:
+        if models:
+            raise VitcostError("--module counts one model of your own; leave out --models.")
+        if input_shape is None:
+            raise VitcostError("--module needs --input, the input shape, e.g. --input 1x3x224x224.")
+        _check_module(module, input_shape, convention.value, method.value, top, fmt, output)
+        return
+    if input_shape is not None:
+        raise VitcostError("--input applies only with --module.")
+    runs = _runs(models, res or DEFAULT_RES, attn)
+    results = _check_models(runs, batch, convention.value, tol, method.value)
+    _emit_checks(results, fmt, by_layer, output)
+    if any(r.status != "PASS" for r in results):
+        raise typer.Exit(1)

@@ -1,0 +1,150 @@
+"""Renderings of cross-check results and of counts of a user module: tables, Markdown, JSON, CSV.
+
+Counts are exact integers and are shown whole (with thousands separators): a check is about the
+last digit, so nothing is rounded here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vitcost.analytic.cost import CONVENTIONS
+from vitcost.measure.check import CheckResult
+from vitcost.measure.counting import Counts
+
+SUMMARY_HEADER = ["model", "res", "batch", "attn", "method", "analytic", "fvcore", "Δ fvcore", "torch", "Δ torch",
+                  "status", "first mismatch"]
+LAYER_HEADER = ["layer", "analytic", "fvcore", "Δ fvcore", "torch", "Δ torch", ""]
+VIA_DISPATCH = "*"  # marks a method whose fvcore column comes from fvcore's rules at the dispatcher
+
+
+def whole(n: int) -> str:
+    return f"{n:,}"
+
+
+def delta(n: int) -> str:
+    return "0" if n == 0 else f"{n:+,}"
+
+
+def _res(res: tuple[int, int]) -> str:
+    h, w = res
+    return str(h) if h == w else f"{h}x{w}"
+
+
+def method_cell(counts: Counts) -> str:
+    return counts.method + (VIA_DISPATCH if counts.fvcore_via == "dispatch" else "")
+
+
+def summary_cells(results: list[CheckResult]) -> list[list[str]]:
+    return [[r.model, _res(r.res), str(r.batch), r.attn, method_cell(r.counts), whole(r.analytic), whole(r.fvcore),
+             delta(r.fvcore - r.analytic), whole(r.torch), delta(r.torch - r.analytic), r.status,
+             r.first_mismatch or "—"] for r in results]
+
+
+def layer_cells(result: CheckResult) -> list[list[str]]:
+    first = result.first_mismatch
+    cells = []
+    for layer in result.layers:
+        name = layer.path or "(root)"
+        mark = "" if layer.ok(result.tol) else ("✗ first mismatch" if name == first else "✗")
+        cells.append([name, whole(layer.analytic), whole(layer.fvcore), delta(layer.fvcore - layer.analytic),
+                      whole(layer.torch), delta(layer.torch - layer.analytic), mark])
+    return cells
+
+
+def unsupported_text(unsupported: dict[str, int]) -> str:
+    return ", ".join(f"{op} ×{n}" for op, n in unsupported.items()) or "none"
+
+
+def check_caption(results: list[CheckResult]) -> str:
+    convention = results[0].convention if results else "fvcore"
+    tol = results[0].tol if results else 0.0
+    lines = [f"{convention}: {CONVENTIONS[convention]}. Δ = counted - analytic; "
+             + ("exact agreement required." if tol == 0 else f"relative tolerance {tol:g}."),
+             "method real: a forward on real tensors; meta: on the meta device (nothing allocated)."]
+    if any(r.counts.fvcore_via == "dispatch" for r in results):
+        lines.append(f"{VIA_DISPATCH} fvcore column from fvcore's rules applied at the dispatcher: its jit trace "
+                     "cannot run convolutions on meta tensors.")
+    ops: dict[str, int] = {}
+    for r in results:
+        for op in r.counts.unsupported:
+            ops[op] = ops.get(op, 0) + 1
+    if ops:
+        lines.append("Ops seen but not counted (outside the counters' conventions, or without a formula): "
+                     + ", ".join(ops) + ".")
+    return "\n".join(lines)
+
+
+def render_check_table(results: list[CheckResult], by_layer: bool) -> str:
+    from vitcost.report.boxtable import box_table
+
+    convention = results[0].convention if results else "fvcore"
+    parts = []
+    if by_layer:
+        for r in results:
+            title = (f"{r.model} @ {_res(r.res)}, batch {r.batch}, attn {r.attn}, {r.method}: "
+                     f"{r.status}" + (f", first mismatch {r.first_mismatch}" if r.first_mismatch else ""))
+            parts.append(box_table(LAYER_HEADER, layer_cells(r), right={1, 2, 3, 4, 5}, title=title))
+    sections = [i for i in range(1, len(results)) if results[i].model != results[i - 1].model]
+    parts.append(box_table(SUMMARY_HEADER, summary_cells(results), right={1, 2, 5, 6, 7, 8, 9}, sections=sections,
+                           title=f"vitcost check — analytic vs fvcore vs FlopCounterMode, {convention} convention",
+                           caption=check_caption(results)))
+    return "\n\n".join(parts)
+
+
+def render_check_markdown(results: list[CheckResult], by_layer: bool) -> str:
+    from vitcost.report.formats import to_markdown
+
+    parts = []
+    if by_layer:
+        for r in results:
+            parts.append(f"### {r.model} @ {_res(r.res)}, batch {r.batch}, attn {r.attn}: {r.status}\n\n"
+                         + to_markdown(LAYER_HEADER[:-1] + ["mismatch"], layer_cells(r)))
+    parts.append(to_markdown(SUMMARY_HEADER, summary_cells(results)) + "\n" + check_caption(results) + "\n")
+    return "\n".join(parts)
+
+
+def check_csv_rows(results: list[CheckResult], by_layer: bool) -> list[dict[str, Any]]:
+    """Summary rows (ops flattened to `op:calls` text), or one row per layer with `--by-layer`."""
+    if by_layer:
+        return [{"model": r.model, "res": _res(r.res), "batch": r.batch, "attn": r.attn, "convention": r.convention,
+                 "method": r.method, **layer.row(), "agrees": layer.ok(r.tol)} for r in results for layer in r.layers]
+    rows = []
+    for r in results:
+        row = r.row()
+        row["unsupported_ops"] = " ".join(f"{op}:{n}" for op, n in row["unsupported_ops"].items())
+        rows.append(row)
+    return rows
+
+
+def module_report(target: str, counts: Counts, convention: str, top: int) -> dict[str, Any]:
+    """The machine-readable summary of a user module's counts: totals, top modules by self count."""
+    fv, tc = counts.self_counts("fvcore", convention), counts.self_counts("torch", convention)
+    ranked = sorted(dict.fromkeys([*fv, *tc]), key=lambda p: -max(fv.get(p, 0), tc.get(p, 0)))
+    return {"module": target, "input": " ".join("x".join(map(str, s)) for s in counts.input_shapes),
+            "method": counts.method, "fvcore_via": counts.fvcore_via, "convention": convention,
+            "fvcore": counts.total("fvcore", convention), "torch": counts.total("torch", convention),
+            "by_module": [{"path": p or "(root)", "fvcore": fv.get(p, 0), "torch": tc.get(p, 0)}
+                          for p in ranked[:top]],
+            "unsupported_ops": counts.unsupported}
+
+
+def render_module_table(report: dict[str, Any], markdown: bool = False) -> str:
+    header = ["module (self)", "fvcore", "torch", "share"]
+    total = max(report["fvcore"], 1)
+    cells = [[m["path"], whole(m["fvcore"]), whole(m["torch"]), f"{100 * m['fvcore'] / total:.1f}%"]
+             for m in report["by_module"]]
+    via = " (fvcore's rules at the dispatcher)" if report["fvcore_via"] == "dispatch" else ""
+    caption = "\n".join([
+        f"{report['convention']}: {CONVENTIONS[report['convention']]}.",
+        f"totals: fvcore {whole(report['fvcore'])}{via}, torch {whole(report['torch'])}; "
+        f"method {report['method']}; self counts: each module's own ops, children excluded.",
+        f"ops seen but not counted: {unsupported_text(report['unsupported_ops'])}."])
+    title = f"vitcost check — {report['module']} on {report['input']}, {report['convention']} convention"
+    if markdown:
+        from vitcost.report.formats import to_markdown
+
+        return f"### {title}\n\n" + to_markdown(header, cells) + "\n" + caption + "\n"
+    from vitcost.report.boxtable import box_table
+
+    return box_table(header, cells, right={1, 2, 3}, title=title, caption=caption)
