@@ -239,7 +239,7 @@ def test_build_options_and_errors() -> None:
         build(VIT, 32)(torch.randn(1, 3, 64, 64))
     with pytest.raises(SpecError):
         build("swin_t", 16)  # 4x4 first grid, smaller than the window
-    with pytest.raises(SpecError, match="residual"):
+    with pytest.raises(SpecError, match="must be 1 or even"):
         # stem grid 54: a stride-3 query conv (k=3, pad 1) gives 18, the k=4 pad-2 max-pool 19
         build(replace(MVIT, stage_q_stride=3), 216, device="meta")
 

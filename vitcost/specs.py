@@ -148,6 +148,12 @@ class MViTSpec:
         for d, n, h in zip(self.dims, self.depths, self.heads):
             _positive(self, dim=d, depth=n, heads=h)
             _divides(self, "dim", d, h)
+        # The max-pooled shortcut (kernel s+1, stride s) and the conv-pooled queries (kernel k, stride s)
+        # give the same grid only for an odd kernel and a stride of 1 or an even stride.
+        if self.pool_kernel % 2 == 0:
+            raise SpecError(f"MViTSpec.pool_kernel must be odd, got {self.pool_kernel}.")
+        if self.stage_q_stride > 1 and self.stage_q_stride % 2:
+            raise SpecError(f"MViTSpec.stage_q_stride must be 1 or even, got {self.stage_q_stride}.")
 
     def q_stride(self, stage: int) -> int:
         return 1 if stage == 0 else self.stage_q_stride

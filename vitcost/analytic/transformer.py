@@ -39,7 +39,7 @@ def vit_trace(spec: ViTSpec | PixelSpec, h: Any, w: Any, b: Any) -> Trace:
     if spec.class_tokens:
         t.param("cls_token", spec.class_tokens * d)
     t.param("pos_embed", n * d)
-    t.eltwise("pos_embed", b * n * d)
+    t.eltwise("", b * n * d)  # + pos_embed, in the model's own forward
     for i in range(spec.depth):
         transformer_block(t, f"blocks.{i}", b, n, d, spec.heads, spec.mlp_hidden)
     t.norm("norm", b * n, d)
