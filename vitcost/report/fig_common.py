@@ -66,6 +66,13 @@ def log_layout(fig: Any, title: str, xtitle: str, ytitle: str, xrange: tuple[flo
                      linecolor="#999")
     if xrange is not None:
         fig.update_xaxes(range=[math.log10(xrange[0]), math.log10(xrange[1])])
+    ys = [float(y) for t in fig.data for y in (t.y or ()) if isinstance(y, (int, float)) and y > 0]
+    if ys:  # a label per decade on wide ranges, 1-2-5 on middling ones; plotly labels every digit otherwise
+        span = math.log10(max(ys) / min(ys))
+        if span >= 2.5:
+            fig.update_yaxes(dtick=1)
+        elif span >= 1:
+            fig.update_yaxes(dtick="D2")
     if xticks is not None:
         lo, hi = xrange if xrange is not None else (min(xticks), max(xticks))
         vals = res_ticks(xticks, lo, hi)

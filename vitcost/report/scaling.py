@@ -64,7 +64,7 @@ class Crossing:
         return f"> {SEARCH_MAX:,} px"
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=512)
 def cached_estimate(model: str, r: int, batch: int, dtype: str) -> Estimate:
     """`estimate` at an R x R input, memoised: the crossing searches revisit the same sizes."""
     return estimate(model, r, batch, dtype)
