@@ -5,7 +5,7 @@ shape logic and nothing else: an 1,048,576-token attention matrix costs no memor
 read shapes, so they count a meta forward exactly as a real one (fvcore's jit trace included).
 
 `method="auto"` counts for real only when the forward is predicted to fit: the prediction is a meta
-forward that tracks live tensor bytes (every new, non-view tensor from its creation until it is freed)
+forward that tracks live tensor bytes (every new tensor from its creation until it is freed)
 plus parameters, buffers and inputs, compared with a budget of `BUDGET_FRACTION` of the available RAM.
 """
 
@@ -113,10 +113,10 @@ def _nbytes(t: Any) -> int:
 def forward_peak_bytes(meta_module: Any, meta_inputs: tuple[Any, ...]) -> int:
     """Predicted memory of one real inference forward: parameters, buffers and inputs, plus the peak
     of the bytes held by live activations during a meta forward. A tensor counts from the op that
-    creates it until it is freed; views share their base's memory and count nothing."""
+    creates it until it is freed; an op's return that aliases an input (a view, an in-place
+    result) shares that input's memory and counts nothing."""
     import torch
     from torch.utils._python_dispatch import TorchDispatchMode
-    from torch.utils._pytree import tree_flatten
 
     class LiveBytes(TorchDispatchMode):
         def __init__(self) -> None:
@@ -132,8 +132,12 @@ def forward_peak_bytes(meta_module: Any, meta_inputs: tuple[Any, ...]) -> int:
 
         def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
             out = func(*args, **(kwargs or {}))
-            for t in tree_flatten(out)[0]:
-                if isinstance(t, torch.Tensor) and not t._is_view() and id(t) not in self.tracked:
+            outs = out if isinstance(out, (tuple, list)) else (out,)
+            returns = func._schema.returns
+            for i, t in enumerate(outs):
+                # a return that aliases an input (a view, an in-place result) holds no new memory
+                aliased = i < len(returns) and returns[i].alias_info is not None
+                if isinstance(t, torch.Tensor) and not aliased and id(t) not in self.tracked:
                     n = _nbytes(t)
                     self.tracked.add(id(t))
                     self.live += n
