@@ -27,7 +27,10 @@ def _scatter(fig: Any, name: str, symbol: str, colour: str, pts: list[tuple[floa
              labels: list[str]) -> None:
     import plotly.graph_objects as go
 
-    marker = {"symbol": symbol, "size": 9, "color": colour, "line": {"color": "#222", "width": 1}}
+    if symbol.endswith("-open"):  # drawn over filled markers: an outline lets both show where they coincide
+        marker = {"symbol": symbol, "size": 13, "color": colour, "line": {"width": 2}}
+    else:
+        marker = {"symbol": symbol, "size": 8, "color": colour, "line": {"color": "#222", "width": 1}}
     fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode="markers", name=name, marker=marker,
                              customdata=[p[2] for p in pts], hovertemplate=hover(labels)))
 
@@ -47,7 +50,8 @@ def _identity(fig: Any, pts: list[tuple[float, float, Any]], title: str, xtitle:
 
 
 def _where(r: dict[str, Any]) -> str:
-    return f"{r['model']} @ {r['res']}"
+    attn = f" ({r['attn']} attention)" if isinstance(r.get("attn"), str) and r["attn"] else ""
+    return f"{r['model']} @ {r['res']}{attn}"
 
 
 def counts_panel(rows: list[dict[str, Any]], source: str) -> Panel:
@@ -57,22 +61,25 @@ def counts_panel(rows: list[dict[str, Any]], source: str) -> Panel:
     fig = go.Figure()
     every: list[tuple[float, float, Any]] = []
     for key, name, symbol, col in (("fvcore", "fvcore", "circle", "#1f77b4"),
-                                   ("torch", "torch FlopCounterMode", "square", "#ff7f0e")):
+                                   ("torch", "torch FlopCounterMode", "square-open", "#ff7f0e")):
         pts = [(r["analytic"], r[key], [_where(r), r.get("convention", "—"), exact(r["analytic"]), exact(r[key]),
                                         _show(r.get(f"{key}_diff")), r["status"]])
                for r in rows if _positive(r["analytic"], r[key])]
         every += pts
         _scatter(fig, name, symbol, col, pts, ["model", "convention", "analytic", name, "difference", "status"])
     _identity(fig, every, "Analytic vs counted", "analytic count (log)", "counted (log)")
-    table = [[str(r["model"]), str(r["res"]), str(r.get("convention", "—")), _show(r["analytic"]),
+    table = [[str(r["model"]), str(r["res"]), str(r.get("attn", "—")), str(r.get("convention", "—")),
+              _show(r["analytic"]),
               _show(r["fvcore"]), _show(r.get("fvcore_diff")), _show(r["torch"]), _show(r.get("torch_diff")),
               str(r["status"]), str(r.get("first_mismatch") or "")] for r in rows]
     caption = (f"Each point is one model and resolution from {source}: the analytic count on x against what "
-               "fvcore (circles) and torch's FlopCounterMode (squares) count on the built torch module, in the "
-               "row's convention. Points on the dashed y = x line agree exactly.")
+               "fvcore (circles) and torch's FlopCounterMode (open squares) count on the built torch module, in the "
+               "row's convention (models too large to run are counted on the meta device). Points on the dashed "
+               "y = x line agree exactly.")
     return Panel("counts", "Analytic vs fvcore vs FlopCounterMode", caption, fig, [
-        DataTable(f"Cross-check rows ({source})", ["model", "res", "convention", "analytic", "fvcore", "fvcore diff",
-                                                    "torch", "torch diff", "status", "first mismatch"], table),
+        DataTable(f"Cross-check rows ({source})", ["model", "res", "attention", "convention", "analytic", "fvcore",
+                                                    "fvcore diff", "torch", "torch diff", "status", "first mismatch"],
+                  table),
     ])
 
 
@@ -110,9 +117,9 @@ def memory_agreement_panel(rows: list[dict[str, Any]], source: str) -> Panel:
 
     fig = go.Figure()
     every: list[tuple[float, float, Any]] = []
-    for pk, mk, name, symbol, col in (("predicted_mem_bytes", "measured_mem_bytes", "peak memory", "circle", "#9467bd"),
-                                      ("predicted_attn_bytes", "measured_attn_bytes", "attention matrices", "diamond",
-                                       "#d62728")):
+    series = (("predicted_mem_bytes", "measured_mem_bytes", "peak memory", "circle", "#9467bd"),
+              ("predicted_attn_bytes", "measured_attn_bytes", "attention matrices", "diamond-open", "#d62728"))
+    for pk, mk, name, symbol, col in series:
         pts = [(r[pk], r[mk], [_where(r), name, f"{exact(r[pk])} ({binary_bytes(r[pk])})",
                                f"{exact(r[mk])} ({binary_bytes(r[mk])})", f"{r[mk] / r[pk]:.3g}x"])
                for r in rows if r["status"] == "ok" and _positive(r.get(pk), r.get(mk))]
@@ -123,8 +130,8 @@ def memory_agreement_panel(rows: list[dict[str, Any]], source: str) -> Panel:
               _show(r["measured_mem_bytes"]), _show(r.get("mem_ratio")), _show(r.get("predicted_attn_bytes")),
               _show(r.get("measured_attn_bytes"))] for r in rows]
     caption = (f"Each point is one model and resolution from {source}: predicted peak memory (circles) and "
-               "attention-matrix bytes (diamonds) on x against the measured figures on y (status ok rows with both "
-               "values).")
+               "attention-matrix bytes (open diamonds) on x against the measured figures on y (status ok rows with "
+               "both values).")
     return Panel("memfit", "Predicted vs measured memory", caption, fig, [
         DataTable(f"Memory rows ({source})", ["model", "res", "status", "predicted peak", "measured peak",
                                                "ratio", "predicted attention", "measured attention"], table),
