@@ -48,7 +48,7 @@ class Format(str, enum.Enum):
 
 
 # Options that take several values after one flag (`--res 224 512 1024`); see `_spread_multi`.
-MULTI_VALUE = {"--res", "-r", "--models", "-m"}
+MULTI_VALUE = {"--res", "-r", "--models", "-m", "--device-memory"}
 
 ModelsOpt = Annotated[list[str] | None, typer.Option(
     "--models", "-m", help="Preset names, aliases or family names (pixel, vit, swin, mvit, mixer); "
@@ -86,6 +86,10 @@ def write_atomic(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        # mkstemp makes the file private (0600); give it the mode a plain open() would have.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except OSError as e:
         Path(tmp).unlink(missing_ok=True)

@@ -11,7 +11,6 @@ from typing import Annotated
 import typer
 
 from vitcost.cli.app import (
-    MULTI_VALUE,
     BatchOpt,
     Convention,
     ConventionOpt,
@@ -23,9 +22,6 @@ from vitcost.cli.app import (
     write_atomic,
 )
 from vitcost.errors import VitcostError
-
-# `--device-memory 80GB 141GB`: several values after one flag, like --res and --models.
-MULTI_VALUE.add("--device-memory")
 
 DEFAULT_OUTPUT = Path("reports") / "scaling.html"
 
@@ -138,5 +134,4 @@ def report(
     if default_target:
         output.parent.mkdir(parents=True, exist_ok=True)  # the default folder, reports/
     write_atomic(output, data)
-    output.chmod(0o644)  # a report is meant to be shared; the atomic write's temp file was private
     typer.echo(f"wrote {output} ({len(data) / 1e6:.1f} MB)", err=True)
