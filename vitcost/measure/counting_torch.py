@@ -25,6 +25,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from vitcost.errors import VitcostError
 from vitcost.measure.counting_formulas import (
     FVCORE_BILINEAR_FLOPS,
     FVCORE_BN_EVAL_FLOPS,
@@ -174,7 +175,9 @@ def count_torch(module: Any, inputs: tuple[Any, ...]) -> TorchPass:
             module(*inputs)
     finally:
         modules.remove()
-    if sum(sum(ops.values()) for ops in table.values()) != counter.get_total_flops():
-        raise RuntimeError("per-module torch counts do not add up to FlopCounterMode's total")
+    attributed = sum(sum(ops.values()) for ops in table.values())
+    if attributed != counter.get_total_flops():  # e.g. ops counted inside a higher-order op's branches
+        raise VitcostError(f"FlopCounterMode counted {counter.get_total_flops():,} but only {attributed:,} could be "
+                           "attributed to modules; this model's torch counts cannot be split by layer.")
     return TorchPass({p: dict(ops) for p, ops in table.items()}, {p: dict(ops) for p, ops in observed.items()},
                      dict(gaps), list(modules.order))
