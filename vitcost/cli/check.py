@@ -14,6 +14,7 @@ import typer
 
 from vitcost.cli.app import BatchOpt, Format, FormatOpt, ModelsOpt, OutputOpt, ResOpt, app, emit
 from vitcost.errors import VitcostError
+from vitcost.measure.counting_meta import first_line
 
 DEFAULT_RES = ["224"]
 
@@ -48,11 +49,6 @@ def parse_input_shape(text: str) -> tuple[int, ...]:
     return shape
 
 
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
-
-
 def load_factory_module(target: str) -> Any:
     """Import `package.module:factory` (the working directory importable, as with `python -m`), call the
     factory with no arguments and return the torch module it builds, in eval mode."""
@@ -66,7 +62,7 @@ def load_factory_module(target: str) -> Any:
     try:
         obj: Any = importlib.import_module(modname)
     except Exception as e:  # ImportError, SyntaxError, or anything its top level raises
-        raise VitcostError(f"cannot import {modname}: {type(e).__name__}: {_first_line(e)}") from None
+        raise VitcostError(f"cannot import {modname}: {type(e).__name__}: {first_line(e)}") from None
     for name in attr.split("."):
         if not hasattr(obj, name):
             raise VitcostError(f"{modname} has no attribute {attr!r}.")
@@ -76,7 +72,7 @@ def load_factory_module(target: str) -> Any:
     try:
         module = obj()
     except Exception as e:
-        raise VitcostError(f"{target}() raised {type(e).__name__}: {_first_line(e)}") from None
+        raise VitcostError(f"{target}() raised {type(e).__name__}: {first_line(e)}") from None
     if not isinstance(module, torch.nn.Module):
         raise VitcostError(f"{target}() returned {type(module).__name__}, not a torch.nn.Module.")
     return module.eval()

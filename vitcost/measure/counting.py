@@ -137,10 +137,34 @@ def _check_options(method: str, backends: Any) -> tuple[str, ...]:
 
 
 def _model_failed(shapes: tuple[tuple[int, ...], ...], e: Exception) -> VitcostError:
-    from vitcost.measure.counting_meta import _first_line
+    from vitcost.measure.counting_meta import first_line
 
     shown = ", ".join("x".join(map(str, s)) for s in shapes)
-    return VitcostError(f"the model's forward failed on input {shown}: {type(e).__name__}: {_first_line(e)}")
+    return VitcostError(f"the model's forward failed on input {shown}: {type(e).__name__}: {first_line(e)}")
+
+
+def _plan(module: Any, given: Any, method: str, budget_bytes: int | None,
+          shapes: tuple[tuple[int, ...], ...]) -> tuple[str, Any, int | None, int | None]:
+    """(method, module to run, predicted bytes, budget): resolve "auto", copy to meta where needed."""
+    import torch
+
+    from vitcost.measure import counting_meta as cm
+
+    tensors = [t for t in (given if isinstance(given, (tuple, list)) else (given,)) if isinstance(t, torch.Tensor)]
+    on_meta = cm.is_meta(module, tensors)
+    if method == "real" and on_meta:
+        raise VitcostError("a model or input on the meta device can only be counted with method='meta'.")
+    if method == "meta" or on_meta:
+        return "meta", cm.to_meta(module), None, None
+    if method == "real":
+        return "real", module, None, None
+    meta_module = cm.to_meta(module)
+    try:
+        predicted = cm.forward_peak_bytes(meta_module, cm.make_inputs(given, meta=True, dtype=cm.float_dtype(module)))
+    except Exception as e:
+        raise _model_failed(shapes, e) from None
+    budget = cm.memory_budget() if budget_bytes is None else budget_bytes
+    return ("meta", meta_module, predicted, budget) if predicted > budget else ("real", module, predicted, budget)
 
 
 def count(module: Any, input_shape_or_tensor: Any, *, method: str = "auto",
@@ -151,7 +175,8 @@ def count(module: Any, input_shape_or_tensor: Any, *, method: str = "auto",
     method: "real" runs a real forward; "meta" runs it on the meta device (nothing is allocated; the
     module is copied to meta, the original is untouched); "auto" picks meta when the predicted memory
     of the real forward exceeds `budget_bytes` (default: 25% of the available RAM), and always meta for
-    a module or input already on the meta device. The module is counted in its current train/eval mode.
+    a module or input already on the meta device. `Counts.method` says which ran. The module is counted
+    in its current train/eval mode.
     """
     import torch
 
@@ -161,26 +186,8 @@ def count(module: Any, input_shape_or_tensor: Any, *, method: str = "auto",
     if not isinstance(module, torch.nn.Module):
         raise VitcostError(f"expected a torch.nn.Module to count, got {type(module).__name__}.")
     shapes = cm.input_shapes(input_shape_or_tensor)
-    given = input_shape_or_tensor if isinstance(input_shape_or_tensor, (tuple, list)) else (input_shape_or_tensor,)
-    tensors = [t for t in given if isinstance(t, torch.Tensor)]
-    dtype = cm.float_dtype(module)
-    predicted = budget = None
-    if method == "real" and cm.is_meta(module, tensors):
-        raise VitcostError("a model or input on the meta device can only be counted with method='meta'.")
-    if method == "auto" and not cm.is_meta(module, tensors):
-        meta_module = cm.to_meta(module)
-        try:
-            predicted = cm.forward_peak_bytes(meta_module, cm.make_inputs(input_shape_or_tensor, meta=True,
-                                                                          dtype=dtype))
-        except Exception as e:
-            raise _model_failed(shapes, e) from None
-        budget = cm.memory_budget() if budget_bytes is None else budget_bytes
-        method = "meta" if predicted > budget else "real"
-        run_module = meta_module if method == "meta" else module
-    else:
-        method = "meta" if method == "meta" or cm.is_meta(module, tensors) else "real"
-        run_module = cm.to_meta(module) if method == "meta" else module
-    inputs = cm.make_inputs(input_shape_or_tensor, meta=method == "meta", dtype=dtype)
+    method, run_module, predicted, budget = _plan(module, input_shape_or_tensor, method, budget_bytes, shapes)
+    inputs = cm.make_inputs(input_shape_or_tensor, meta=method == "meta", dtype=cm.float_dtype(module))
     return _run_backends(run_module, inputs, shapes, method, backends, predicted, budget)
 
 

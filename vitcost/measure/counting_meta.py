@@ -59,10 +59,10 @@ def to_meta(module: Any) -> Any:
         return copy.deepcopy(module, memo)
     except Exception as e:  # a module holding locks, files, generators...
         raise VitcostError(f"cannot copy the model to the meta device for counting ({type(e).__name__}: "
-                           f"{_first_line(e)}); count it with method='real'.") from None
+                           f"{first_line(e)}); count it with method='real'.") from None
 
 
-def _first_line(e: BaseException) -> str:
+def first_line(e: BaseException) -> str:
     text = str(e).strip()
     return text.splitlines()[0] if text else type(e).__name__
 
