@@ -183,6 +183,7 @@ def check(
     with fvcore (fused attention counted) and with FlopCounterMode, and joins both with the analytic
     estimate on the dotted layer paths. Exit code 1 if any layer or total differs by more than --tol,
     so a CI job can run it. Models too large to run are counted on the meta device (method meta).
+    Defaults: one model per family, 224 px, both attention paths, the fvcore convention.
 
     Examples:
     [bold]vitcost check --models vit_b16 swin_t mvitv2_t mixer_b16 igpt_s --res 224 320[/bold]
