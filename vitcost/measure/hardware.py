@@ -90,8 +90,8 @@ def cpu_preset(threads: int, memory: int | None = None) -> Hardware:
         raise VitcostError(f"thread count must be at least 1, got {threads}.")
     flops = CPU_FLOPS_PER_THREAD * threads
     bw = min(CPU_BYTES_PER_THREAD * threads, CPU_BANDWIDTH_CAP)
-    return Hardware(f"CPU, {threads} threads (indicative)", {"fp32": flops, "bf16": flops, "fp16": flops}, flops,
-                    bw, memory or 0, indicative=True)
+    name = f"CPU ({threads} thread{'s' if threads != 1 else ''})"
+    return Hardware(name, {"fp32": flops, "bf16": flops, "fp16": flops}, flops, bw, memory or 0, indicative=True)
 
 
 HARDWARE_NAMES: tuple[str, ...] = (*PRESETS, "cpu")

@@ -1,0 +1,213 @@
+"""`vitcost profile`: predicted vs measured forward time and memory, a roofline, and the memory wall."""
+
+from __future__ import annotations
+
+import enum
+from typing import Annotated, Any
+
+import typer
+
+from vitcost.cli.app import BatchOpt, Dtype, DtypeOpt, Format, FormatOpt, ModelsOpt, OutputOpt, ResOpt, app, emit
+
+
+class Device(str, enum.Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class Attn(str, enum.Enum):
+    math = "math"
+    sdpa = "sdpa"
+    flash = "flash"
+    efficient = "efficient"
+
+
+class HardwareName(str, enum.Enum):
+    h100_sxm = "h100-sxm"
+    h100_pcie = "h100-pcie"
+    h200 = "h200"
+    a100 = "a100"
+    cpu = "cpu"
+
+
+DEFAULT_RES = ["224"]
+
+
+@app.command()
+def profile(
+    models: ModelsOpt = None,
+    res: ResOpt = None,
+    device: Annotated[Device, typer.Option(help="Where to run the forwards: auto picks cuda when available.")]
+    = Device.auto,
+    dtype: DtypeOpt = Dtype.fp32,
+    batch: BatchOpt = 1,
+    attn: Annotated[Attn, typer.Option(
+        help="Attention kernel: math materialises the scores (explicit q@k^T, softmax, @v); sdpa lets torch pick a "
+             "fused kernel; flash and efficient force that SDPA backend (a run where it is unavailable is skipped).")]
+    = Attn.math,
+    repeats: Annotated[int, typer.Option(help="Timed forwards per configuration (median and spread reported).")] = 5,
+    warmup: Annotated[int, typer.Option(help="Untimed forwards before timing.")] = 2,
+    threads: Annotated[int | None, typer.Option(
+        help="CPU intra-op threads (torch.set_num_threads); default: torch's current count, recorded.")] = None,
+    device_memory: Annotated[str | None, typer.Option(
+        "--device-memory", help="Device memory for the memory wall, e.g. 80GB, 141GiB, 512MiB (GB = 10^9 bytes, "
+        "GiB = 2^30). Default: the hardware preset's, or the machine's memory for cpu.")] = None,
+    hardware: Annotated[HardwareName | None, typer.Option(
+        help="Roofline device preset. Default: matched from the CUDA device name, cpu on the CPU (indicative).")]
+    = None,
+    peak_tflops: Annotated[float | None, typer.Option(
+        "--peak-tflops", help="Override the preset's matmul peak, TFLOP/s (every dtype).")] = None,
+    bandwidth: Annotated[float | None, typer.Option(
+        help="Override the preset's memory bandwidth, TB/s.")] = None,
+    predict_only: Annotated[bool, typer.Option(
+        "--predict-only", help="Run nothing: the prediction, the roofline and the memory wall only (no torch).")]
+    = False,
+    max_seconds: Annotated[float | None, typer.Option(
+        "--max-seconds", help="Skip configurations whose roofline time per forward exceeds this.")] = None,
+    fmt: FormatOpt = Format.table,
+    output: OutputOpt = None,
+) -> None:
+    """Measure forwards and put them beside the prediction: peak memory, time, achieved TFLOP/s.
+
+    For each model and resolution the analytic model predicts the peak forward memory (weights and
+    input apart, activations alive at the peak, attention scores on the math path) and a roofline
+    time; then the reference module runs on the device: one forward under a live-tensor tracker
+    (CUDA: the allocator's peak) and timed forwards. A configuration whose predicted memory exceeds
+    the free memory is skipped with the figure it needs; an out-of-memory error is marked oom and the
+    sweep goes on. Every row records the device, torch version, dtype, batch, attention kernel and
+    threads. The memory wall is the largest square input whose forward fits in --device-memory.
+
+    Examples: [bold]vitcost profile -m vit_b16 swin_t -r 224 512 1024 --device cuda --dtype bf16 --attn flash[/bold];
+    [bold]vitcost profile -m vit_ti16 -r 64 --device cpu --threads 2 -f json -o profile.json[/bold];
+    [bold]vitcost profile -m igpt_l vit_l16 --predict-only --device-memory 80GB --dtype bf16[/bold].
+    """
+    from vitcost.measure.hardware import TB, parse_bytes
+    from vitcost.measure.profile import ProfileConfig, ProfileSession
+    from vitcost.zoo import DEFAULT_MODELS
+
+    cfg = ProfileConfig(models=list(models or DEFAULT_MODELS), res=list(res or DEFAULT_RES), device=device.value,
+                        dtype=dtype.value, batch=batch, attn=attn.value, repeats=repeats, warmup=warmup,
+                        device_memory=parse_bytes(device_memory) if device_memory is not None else None,
+                        hardware=hardware.value if hardware is not None else None, peak_tflops=peak_tflops,
+                        bandwidth=bandwidth * TB if bandwidth is not None else None, predict_only=predict_only,
+                        threads=threads, max_seconds=max_seconds)
+    session = ProfileSession(cfg)
+    rows = _run_with_progress(session)
+    if fmt is Format.table and output is None:
+        _render(rows, session)
+        return
+    emit(_format(rows, fmt), output)
+
+
+def _run_with_progress(session: Any) -> list[dict[str, Any]]:
+    """Run every configuration with a progress bar on stderr (stdout stays clean for the results)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    rows: list[dict[str, Any]] = []
+    console = Console(stderr=True)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as bar:
+        task = bar.add_task("profile", total=len(session.plan))
+        for p, res in session.plan:
+            label = f"{p.name} @ {res[0]}x{res[1]}" if res[0] != res[1] else f"{p.name} @ {res[0]}"
+            bar.update(task, description=("predicting " if session.cfg.predict_only else "profiling ") + label)
+            rows.append(session.run(p, res))
+            bar.advance(task)
+    return rows
+
+
+def _format(rows: list[dict[str, Any]], fmt: Format) -> str:
+    from vitcost.report import formats
+
+    if fmt is Format.json:
+        return formats.to_json(rows)
+    if fmt is Format.csv:
+        return formats.to_csv(rows)
+    return formats.to_markdown(*profile_cells(rows))  # markdown, or a table sent to a file
+
+
+def _bytes(n: Any) -> str:
+    from vitcost.report.units import binary_bytes
+
+    return "—" if n is None else binary_bytes(n)
+
+
+def _seconds(t: Any) -> str:
+    if t is None:
+        return "—"
+    if t >= 1:
+        return f"{t:.3g} s"
+    if t >= 1e-3:
+        return f"{t * 1e3:.3g} ms"
+    return f"{t * 1e6:.3g} µs"
+
+
+def _ratio(x: Any) -> str:
+    return "—" if x is None else f"{x:.3g}x"
+
+
+PROFILE_HEADER = ["model", "res", "status", "kernel", "mem pred", "mem meas", "ratio", "time pred", "time meas",
+                  "ratio", "TFLOP/s", "of peak", "note"]
+
+
+def profile_cells(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """The table's header and cells (human units); ratios are measured / predicted."""
+    cells = []
+    for r in rows:
+        spread = r.get("time_spread_s")
+        measured = _seconds(r.get("measured_time_s"))
+        if r.get("measured_time_s") and spread:
+            measured += f" ±{spread / 2 / r['measured_time_s']:.0%}"
+        tflops = r.get("achieved_tflops")
+        frac = r.get("peak_fraction")
+        cells.append([str(r["model"]), str(r["res"]), str(r["status"]), str(r.get("attn_backend") or r["attn"]),
+                      _bytes(r.get("predicted_mem_bytes")), _bytes(r.get("measured_mem_bytes")),
+                      _ratio(r.get("mem_ratio")), _seconds(r.get("predicted_time_s")), measured,
+                      _ratio(r.get("time_ratio")), "—" if tflops is None else f"{tflops:.3g}",
+                      "—" if frac is None else f"{frac:.1%}", str(r.get("note") or "")])
+    return PROFILE_HEADER, cells
+
+
+def _render(rows: list[dict[str, Any]], session: Any) -> None:
+    from rich.table import Table
+
+    from vitcost.report.table import wide_console
+
+    cfg, env, hw = session.cfg, session.env, session.hw
+    where = f"{env.device_name} ({env.device}, torch {env.torch_version or 'absent'}, threads={env.threads})"
+    title = (f"vitcost profile — {'predicted for' if cfg.predict_only else 'measured on'} {where}; batch {cfg.batch}, "
+             f"{cfg.dtype}, attention {cfg.attn}")
+    caption = (f"mem: activation peak on top of weights and input. time: roofline on {hw.name} at "
+               f"{hw.peak(cfg.dtype) / 1e12:g} TFLOP/s and {hw.bandwidth / 1e12:g} TB/s"
+               f"{' (indicative figures)' if hw.indicative else ''}; measured median ± half the interquartile "
+               "range. ratio = measured / predicted. TFLOP/s = 2 x MACs / measured time.")
+    header, cells = profile_cells(rows)
+    header, cells = header[:-1], [c[:-1] for c in cells]  # notes are listed under the table
+    table = Table(title=title, caption=caption, header_style="bold")
+    for i, h in enumerate(header):
+        table.add_column(h, justify="left" if i in (0, 2, 3, len(header) - 1) else "right",
+                         no_wrap=i != len(header) - 1)
+    prev = None
+    for r, c in zip(rows, cells):
+        if prev is not None and r["model"] != prev:
+            table.add_section()
+        prev = r["model"]
+        table.add_row(*c)
+    console = wide_console()
+    console.print(table)
+    for r in rows:
+        if r.get("note"):
+            console.print(f"  {r['model']} @ {r['res']}: {r['status']} — {r['note']}", highlight=False)
+    walls = session.walls()
+    if walls:
+        wt = Table(title=f"memory wall — largest square input whose forward fits in "
+                         f"{_bytes(session.budget)} (weights + input + activation peak)", header_style="bold")
+        for h in ("model", "largest input", "needs", "next size", "needs", "limited by"):
+            wt.add_column(h, justify="left" if h in ("model", "limited by") else "right")
+        for w in walls:
+            res = "none fits" if w["memory_wall_res"] is None else f"{w['memory_wall_res']}"
+            wt.add_row(w["model"], res, _bytes(w["total_bytes"] or None), str(w["next_res"]),
+                       _bytes(w["next_total_bytes"] or None), w["limited_by"])
+        console.print(wt)

@@ -1,0 +1,372 @@
+"""`vitcost profile`'s engine: predict, guard, measure and compare, one row per model x resolution.
+
+For every configuration the analytic model predicts the forward's peak memory
+(`vitcost.analytic.memory`) and its roofline time (`vitcost.measure.roofline`). Unless only the
+prediction is asked for, the reference module is built on the device, and one forward is run under
+the live-tensor tracker (attention-score bytes, the SDPA kernel that ran, peak live tensors; on CUDA
+the allocator's peak as well), then the forward is timed. Before anything is allocated the predicted
+total (weights + input + activation peak) is checked against the free memory: a configuration that
+cannot fit is skipped with the figure it needs, and a real out-of-memory error is caught and marked,
+so a sweep always runs to its end.
+
+Rows carry the environment (device, its name, torch version, dtype, batch, attention kernel, threads)
+so that a saved file explains itself. torch is imported only when something is measured.
+"""
+
+from __future__ import annotations
+
+import gc
+import platform
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from vitcost.analytic.estimate import DTYPE_BYTES, Estimate, estimate, parse_res
+from vitcost.analytic.memory import MemoryPrediction, memory_wall, normalise_attn, predict_memory
+from vitcost.errors import VitcostError
+from vitcost.measure.hardware import TB, Hardware, get_hardware, preset_for_device_name
+from vitcost.measure.roofline import Roofline, roofline
+from vitcost.zoo import Preset, resolve_models
+
+ATTN_CHOICES = ("math", "sdpa", "flash", "efficient")
+DEVICE_CHOICES = ("auto", "cpu", "cuda")
+
+# Columns every row has, in order (the HTML report reads these names).
+COLUMNS = ("model", "family", "res", "batch", "dtype", "attn", "attn_backend", "device", "device_name",
+           "torch_version", "threads", "status", "note", "params", "macs", "flops", "hardware", "roofline_bound",
+           "predicted_time_s", "measured_time_s", "time_spread_s", "time_ratio", "predicted_mem_bytes",
+           "measured_mem_bytes", "mem_ratio", "measured_tensor_peak_bytes", "mem_method", "predicted_peak_at",
+           "weights_bytes", "input_bytes",
+           "predicted_total_bytes", "predicted_train_bytes", "predicted_attn_bytes", "measured_attn_bytes",
+           "predicted_attn_peak_bytes", "measured_attn_peak_bytes", "achieved_tflops", "peak_fraction",
+           "peak_tflops", "bandwidth_tbps", "device_memory_bytes", "memory_wall_res")
+
+
+@dataclass
+class ProfileConfig:
+    """What to profile and how (the CLI's options)."""
+
+    models: list[str]
+    res: list[Any]
+    device: str = "auto"  # auto | cpu | cuda
+    dtype: str = "fp32"
+    batch: int = 1
+    attn: str = "math"  # math | sdpa | flash | efficient
+    repeats: int = 5
+    warmup: int = 2
+    device_memory: int | None = None  # bytes; default: the hardware preset's, or the machine's memory
+    hardware: str | None = None  # a preset name; default: from the device
+    peak_tflops: float | None = None
+    bandwidth: float | None = None  # bytes/s
+    predict_only: bool = False
+    threads: int | None = None
+    max_seconds: float | None = None  # skip runs whose predicted forward time exceeds this
+    sizes: list[tuple[int, int]] = field(init=False, default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.attn not in ATTN_CHOICES:
+            raise VitcostError(f"unknown attention kernel {self.attn!r}; choose from {', '.join(ATTN_CHOICES)}.")
+        if self.device not in DEVICE_CHOICES:
+            raise VitcostError(f"unknown device {self.device!r}; choose from {', '.join(DEVICE_CHOICES)}.")
+        if self.dtype not in DTYPE_BYTES:
+            raise VitcostError(f"unknown dtype {self.dtype!r}; choose from {', '.join(DTYPE_BYTES)}.")
+        if type(self.batch) is not int or self.batch < 1:
+            raise VitcostError(f"batch must be a whole number of at least 1, got {self.batch!r}.")
+        if self.repeats < 1 or self.warmup < 0:
+            raise VitcostError("--repeats must be at least 1 and --warmup at least 0.")
+        if self.max_seconds is not None and not self.max_seconds > 0:
+            raise VitcostError(f"--max-seconds must be positive, got {self.max_seconds}.")
+        self.sizes = sorted({parse_res(r) for r in self.res}, key=lambda hw: (hw[0] * hw[1], hw))
+
+
+@dataclass(frozen=True)
+class Environment:
+    """Where the measurement runs (or, for --predict-only, what it is predicted for)."""
+
+    device: str  # cpu | cuda
+    device_name: str
+    torch_version: str
+    threads: int
+    free_bytes: int | None  # memory free for the run; None when unknown (no torch)
+
+    def row(self) -> dict[str, Any]:
+        return {"device": self.device, "device_name": self.device_name, "torch_version": self.torch_version,
+                "threads": self.threads}
+
+
+def _torch() -> Any:
+    try:
+        import torch
+    except ImportError:
+        raise VitcostError("measuring needs torch (pip install 'vitcost[torch]'); use --predict-only "
+                           "for the prediction alone.") from None
+    return torch
+
+
+def environment(device: str, threads: int | None = None, need_torch: bool = True) -> Environment:
+    """Resolve `auto`, fix the CPU thread count when asked, and describe the device."""
+    try:
+        torch = _torch()
+    except VitcostError:
+        if need_torch:
+            raise
+        if device == "cuda":
+            raise VitcostError("--device cuda needs torch with CUDA.") from None
+        import os
+
+        return Environment("cpu", platform.processor() or platform.machine() or "cpu", "", threads or os.cpu_count()
+                           or 1, None)
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda":
+        if not torch.cuda.is_available():
+            raise VitcostError("--device cuda was asked for but torch sees no CUDA device.")
+        free, _ = torch.cuda.mem_get_info()
+        return Environment("cuda", torch.cuda.get_device_name(), torch.__version__, torch.get_num_threads(), free)
+    from vitcost.measure.timing import set_threads
+
+    n = set_threads(threads)
+    return Environment("cpu", _cpu_name(), torch.__version__, n, _cpu_free())
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "cpu"
+
+
+def _cpu_free() -> int | None:
+    try:
+        import psutil
+    except ImportError:
+        return None
+    return int(psutil.virtual_memory().available)
+
+
+def _cpu_total() -> int | None:
+    try:
+        import psutil
+    except ImportError:
+        return None
+    return int(psutil.virtual_memory().total)
+
+
+def resolve_hardware(cfg: ProfileConfig, env: Environment) -> Hardware:
+    """The roofline device: --hardware, else the preset matching the CUDA device's name, else the CPU
+    preset; then --peak-tflops / --bandwidth overrides."""
+    name = cfg.hardware
+    if name is None:
+        name = preset_for_device_name(env.device_name) if env.device == "cuda" else "cpu"
+        if name is None:
+            if cfg.peak_tflops is None or cfg.bandwidth is None:
+                raise VitcostError(f"no hardware preset matches {env.device_name!r}; give --hardware or both "
+                                   "--peak-tflops and --bandwidth.")
+            name = "h100-sxm"  # replaced by the overrides below
+    hw = get_hardware(name, env.threads, _cpu_total())
+    return hw.override(cfg.peak_tflops, cfg.bandwidth)
+
+
+def device_budget(cfg: ProfileConfig, hw: Hardware, env: Environment) -> int | None:
+    """Device memory for the memory wall: --device-memory, else the preset's, else the machine's."""
+    if cfg.device_memory is not None:
+        return cfg.device_memory
+    if hw.memory:
+        return hw.memory
+    return env.free_bytes
+
+
+def plan(cfg: ProfileConfig) -> list[tuple[Preset, tuple[int, int]]]:
+    """Every model x resolution to profile, in order."""
+    return [(p, hw) for p in resolve_models(cfg.models) for hw in cfg.sizes]
+
+
+def _fmt_gib(n: float) -> str:
+    gib = n / 2**30
+    return f"{gib:,.0f} GiB" if gib >= 10 else f"{gib:.3g} GiB"
+
+
+def prediction_row(p: Preset, est: Estimate, pred: MemoryPrediction, roof: Roofline, cfg: ProfileConfig,
+                   env: Environment, hw: Hardware, wall: int | None, budget: int | None) -> dict[str, Any]:
+    row: dict[str, Any] = dict.fromkeys(COLUMNS)
+    row.update({
+        "model": p.name, "family": p.family, "res": _res_label(est.res), "batch": est.batch,
+        "dtype": est.dtype, "attn": cfg.attn, "attn_backend": "", **env.row(), "status": "predicted", "note": "",
+        "params": est.params, "macs": est.macs, "flops": est.flops, "hardware": hw.name,
+        "roofline_bound": roof.bound, "predicted_time_s": roof.time_s,
+        "predicted_mem_bytes": pred.activation_peak_bytes, "predicted_peak_at": pred.peak_at,
+        "weights_bytes": pred.weights_bytes, "input_bytes": pred.input_bytes,
+        "predicted_total_bytes": pred.total_bytes, "predicted_train_bytes": pred.train_total_bytes,
+        "predicted_attn_bytes": pred.score_bytes, "predicted_attn_peak_bytes": pred.score_peak_bytes,
+        "peak_tflops": roof.peak_flops / TB, "bandwidth_tbps": roof.bandwidth / TB, "device_memory_bytes": budget,
+        "memory_wall_res": wall,
+    })
+    return row
+
+
+def _sdpa_context(attn: str) -> Any:
+    """A zero-argument callable giving the SDPA backend selection for `attn` (None: torch chooses)."""
+    if attn not in ("flash", "efficient"):
+        return None
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    backend = SDPBackend.FLASH_ATTENTION if attn == "flash" else SDPBackend.EFFICIENT_ATTENTION
+    return lambda: sdpa_kernel([backend])
+
+
+def _is_oom(err: BaseException) -> bool:
+    if isinstance(err, MemoryError):
+        return True
+    torch = _torch()
+    if isinstance(err, torch.cuda.OutOfMemoryError):
+        return True
+    text = str(err).lower()
+    return isinstance(err, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text
+                                              or "cannot allocate memory" in text)
+
+
+def _release(device: str) -> None:
+    gc.collect()
+    if device == "cuda":
+        torch = _torch()
+        torch.cuda.empty_cache()
+
+
+def measure_row(row: dict[str, Any], p: Preset, est: Estimate, roof: Roofline, cfg: ProfileConfig,
+                env: Environment) -> dict[str, Any]:
+    """Build the reference module, measure one forward's memory and time the forward; fills `row`."""
+    torch = _torch()
+    from vitcost.measure.memory import measure_forward_memory
+    from vitcost.measure.timing import time_forward
+    from vitcost.nets import build
+
+    free = torch.cuda.mem_get_info()[0] if env.device == "cuda" else _cpu_free()
+    need = row["predicted_total_bytes"]
+    if free is not None and need > free:
+        row.update(status="skipped", note=f"needs {_fmt_gib(need)} > {_fmt_gib(free)} free")
+        return row
+    if cfg.max_seconds is not None and roof.time_s > cfg.max_seconds:
+        row.update(status="skipped", note=f"predicted {roof.time_s:.3g} s per forward > --max-seconds "
+                                          f"{cfg.max_seconds:g}")
+        return row
+    net = x = None
+    context = _sdpa_context(cfg.attn)
+    try:
+        net = build(p.spec, est.res, attn="math" if cfg.attn == "math" else "sdpa", device=env.device,
+                    dtype=cfg.dtype).eval()
+        x = torch.randn(est.batch, getattr(p.spec, "in_chans", 3), *est.res, device=env.device,
+                        dtype=net_dtype(cfg.dtype))
+        mem = measure_forward_memory(net, x, context)
+        timing = time_forward(net, x, warmup=cfg.warmup, repeats=cfg.repeats, context=context)
+    except Exception as err:  # noqa: BLE001  (an OOM or an unavailable kernel ends this row, not the sweep)
+        net = x = None
+        _release(env.device)
+        if _is_oom(err):
+            row.update(status="oom", note=_one_line(err))
+            return row
+        if "no available kernel" in str(err).lower():
+            row.update(status="skipped", note=f"{cfg.attn} kernel not available here: {_one_line(err)}")
+            return row
+        if isinstance(err, VitcostError):
+            row.update(status="skipped", note=str(err))
+            return row
+        raise
+    finally:
+        del net, x
+        _release(env.device)
+    tflops, fraction = roof.achieved(timing.median_s)
+    row.update({
+        "status": "ok", "attn_backend": mem.backend, "threads": timing.threads,
+        "measured_time_s": timing.median_s, "time_spread_s": timing.spread_s,
+        "time_ratio": timing.median_s / roof.time_s if roof.time_s else None,
+        "measured_mem_bytes": mem.peak_bytes, "measured_tensor_peak_bytes": mem.tensor_peak_bytes,
+        "mem_method": mem.method,
+        "mem_ratio": mem.peak_bytes / row["predicted_mem_bytes"] if row["predicted_mem_bytes"] else None,
+        "measured_attn_bytes": mem.score_bytes, "measured_attn_peak_bytes": mem.score_peak_bytes,
+        "achieved_tflops": tflops, "peak_fraction": fraction,
+    })
+    if normalise_attn(cfg.attn) == "fused" and "math" in mem.backend.split("+"):
+        row["note"] = "SDPA ran the math kernel for some layers: their scores were materialised"
+    return row
+
+
+def net_dtype(dtype: str) -> Any:
+    from vitcost.nets.build import DTYPES
+
+    return DTYPES[dtype]
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return text[:200] + ("..." if len(text) > 200 else "")
+
+
+class ProfileSession:
+    """One sweep: the environment, the roofline device and the memory budget are resolved once."""
+
+    def __init__(self, cfg: ProfileConfig) -> None:
+        self.cfg = cfg
+        self.env = environment(cfg.device, cfg.threads, need_torch=not cfg.predict_only)
+        self.hw = resolve_hardware(cfg, self.env)
+        self.budget = device_budget(cfg, self.hw, self.env)
+        self.plan = plan(cfg)
+        self._walls: dict[str, Any] = {}
+
+    def wall(self, p: Preset) -> Any:
+        """The memory wall of `p` for this sweep's batch, dtype, kernel and budget (None: no budget)."""
+        if p.name not in self._walls:
+            c = self.cfg
+            self._walls[p.name] = memory_wall(p.name, self.budget, c.batch, c.dtype, c.attn) if self.budget else None
+        return self._walls[p.name]
+
+    def walls(self) -> list[dict[str, Any]]:
+        """One row per model: the largest square resolution whose forward fits in the budget."""
+        out = []
+        seen: set[str] = set()
+        for p, _ in self.plan:
+            w = self.wall(p)
+            if w is None or p.name in seen:
+                continue
+            seen.add(p.name)
+            out.append({"model": p.name, "family": p.family, "device_memory_bytes": self.budget,
+                        "batch": self.cfg.batch, "dtype": self.cfg.dtype, "attn": self.cfg.attn,
+                        "memory_wall_res": w.res, "total_bytes": w.total_bytes, "next_res": w.next_res,
+                        "next_total_bytes": w.next_total_bytes, "limited_by": w.limited_by})
+        return out
+
+    def run(self, p: Preset, res: tuple[int, int]) -> dict[str, Any]:
+        """The row of one model at one resolution: predicted, and measured unless predict_only."""
+        cfg, env = self.cfg, self.env
+        try:
+            est = estimate(p.name, res, cfg.batch, cfg.dtype)
+        except VitcostError as err:
+            row = dict.fromkeys(COLUMNS)
+            row.update({"model": p.name, "family": p.family, "res": _res_label(res), "batch": cfg.batch,
+                        "dtype": cfg.dtype, "attn": cfg.attn, **env.row(), "status": "skipped", "note": str(err)})
+            return row
+        wall = self.wall(p)
+        pred = predict_memory(est, cfg.attn)
+        roof = roofline(est, self.hw, cfg.attn)
+        row = prediction_row(p, est, pred, roof, cfg, env, self.hw, wall.res if wall else None, self.budget)
+        return row if cfg.predict_only else measure_row(row, p, est, roof, cfg, env)
+
+    def rows(self) -> Iterator[dict[str, Any]]:
+        for p, res in self.plan:
+            yield self.run(p, res)
+
+
+def _res_label(res: tuple[int, int]) -> int | str:
+    return res[0] if res[0] == res[1] else f"{res[0]}x{res[1]}"
+
+
+def run_profile(cfg: ProfileConfig) -> list[dict[str, Any]]:
+    """Every row of the sweep `cfg` (see COLUMNS)."""
+    return list(ProfileSession(cfg).rows())
+
+
+__all__ = ["ProfileConfig", "ProfileSession", "Environment", "COLUMNS", "ATTN_CHOICES", "DEVICE_CHOICES",
+           "environment", "resolve_hardware", "plan", "run_profile"]
