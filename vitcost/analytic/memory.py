@@ -662,6 +662,8 @@ def memory_wall(model: str | Spec, budget_bytes: int, batch: int = 1, dtype: str
         root = _largest_root(poly)
         if root < best:
             best, limited_by = root, w
+    if not math.isfinite(best):  # no crossing: memory grows with R, so it is above the budget everywhere
+        best = 0.0
     r = max(int(best // step) * step, step)
     total = _total(spec, r, batch, dtype, attn)
     while r > step and (total is None or total > budget_bytes):  # off-lattice padding: step down

@@ -1,0 +1,264 @@
+"""Memory: the live-tensor tracker against hand-computed figures, the analytic prediction against the
+tracker on real forwards of every family, and the memory wall against a scan of resolutions."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from vitcost.analytic.estimate import estimate
+from vitcost.analytic.memory import memory_wall, op_inputs, predict_memory
+from vitcost.zoo import get_preset
+
+torch = pytest.importorskip("torch")
+
+from vitcost.measure.memory import LiveTensorTracker, measure_forward_memory, track_forward  # noqa: E402
+from vitcost.nets import build  # noqa: E402
+
+F32 = 4
+
+# Small variants of one preset per family (and a second Swin/MViT/pixel shape with more heads, so both
+# sides of the head-split copy rule are exercised). Sizes keep every forward well under a second.
+TINY = {
+    "vit": (replace(get_preset("vit_ti16").spec, depth=2), 64),
+    "vit_patch8": (replace(get_preset("vit_ti16").spec, depth=2, patch=8), 96),
+    "pixel": (replace(get_preset("igpt_s").spec, dim=64, depth=2, heads=4), 16),
+    "swin": (replace(get_preset("swin_t").spec, embed_dim=32, depths=(2, 2, 2, 2), heads=(1, 2, 4, 8)), 224),
+    "swin_padded": (replace(get_preset("swin_t").spec, embed_dim=32, depths=(2, 2, 2, 2), heads=(2, 2, 4, 8)), 160),
+    "mvit": (replace(get_preset("mvitv2_t").spec, dims=(32, 64, 128, 256), depths=(1, 1, 1, 1)), 128),
+    "mvit_heads": (replace(get_preset("mvitv2_t").spec, dims=(32, 64, 128, 256), depths=(2, 2, 1, 1),
+                           heads=(2, 2, 4, 8)), 96),
+    "mixer": (replace(get_preset("mixer_s16").spec, depth=2, dim=64, tokens_hidden=32, channels_hidden=256), 64),
+}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+# --- the tracker, on modules whose memory is worked out by hand ---------------------------------------
+
+class _LinearRelu(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = torch.nn.Linear(8, 16)
+
+    def forward(self, x):
+        return self.lin(x).relu()
+
+
+def test_tracker_counts_outputs_alive_together():
+    # x [4, 8] is resident; lin(x) [4, 16] (256 B) is alive while relu writes its [4, 16] (256 B): 512 B.
+    net, x = _LinearRelu(), torch.randn(4, 8)
+    t = track_forward(net, x)
+    assert t.peak == 2 * 4 * 16 * F32
+    assert t.score_bytes == 0 and t.sdpa_backend == "none"
+
+
+def test_tracker_ignores_views_inplace_and_resident_tensors():
+    class ViewsOnly(torch.nn.Module):
+        def forward(self, x):
+            y = x.view(2, 8).transpose(0, 1)  # views of the input: no allocation
+            x.add_(1.0)  # in place on the input: no allocation
+            return y.sum()  # one float32 scalar: 4 bytes
+
+    assert track_forward(ViewsOnly(), torch.randn(4, 4)).peak == F32
+
+
+def test_tracker_frees_dead_tensors():
+    class Chain(torch.nn.Module):
+        def forward(self, x):
+            for _ in range(5):
+                x = x * 2.0  # each step frees the previous product once rebound
+            return x
+
+    x = torch.randn(1000)
+    # at each multiply the previous product (or the resident input) and the new one: at most 2 x 4000 B
+    assert track_forward(Chain(), x).peak == 2 * 1000 * F32
+
+
+def test_tracker_scores_math_vs_fused():
+    b, h, n, d = 2, 3, 10, 8
+
+    class Attn(torch.nn.Module):
+        def __init__(self, fused: bool) -> None:
+            super().__init__()
+            self.fused = fused
+
+        def forward(self, x):
+            q = k = v = x
+            if self.fused:
+                return torch.nn.functional.scaled_dot_product_attention(q, k, v)
+            return ((q @ k.transpose(-2, -1)) * d**-0.5).softmax(-1) @ v
+
+    x = torch.randn(b, h, n, d)
+    math = track_forward(Attn(False), x)
+    assert math.score_bytes == math.score_peak == b * h * n * n * F32
+    assert math.sdpa_backend == "math"
+    fused = track_forward(Attn(True), x)
+    assert fused.score_bytes == 0
+    assert fused.sdpa_backend == "flash (cpu)"
+
+
+def test_tracker_as_context_manager_directly():
+    x = torch.randn(3, 5)
+    with torch.inference_mode(), LiveTensorTracker([x]) as t:
+        y = x + 1  # 60 B
+        z = y * 2  # 60 B, y still alive
+        del y, z
+    assert t.peak == 2 * 15 * F32 and t.live == 0
+
+
+# --- prediction against measurement, every family ------------------------------------------------------
+
+@pytest.mark.parametrize("attn", ["math", "sdpa"])
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_predicted_vs_measured_forward_memory(name, attn):
+    spec, res = TINY[name]
+    if spec.family == "mixer" and attn == "sdpa":
+        pytest.skip("MLP-Mixer has no attention")
+    batch = 2
+    net = build(spec, res, attn=attn).eval()
+    x = torch.randn(batch, 3, res, res)
+    measured = measure_forward_memory(net, x)
+    pred = predict_memory(estimate(spec, res, batch), attn)
+    # attention-score bytes: exact, math and fused alike (a fused kernel materialises none)
+    assert measured.score_bytes == pred.score_bytes
+    assert measured.score_peak_bytes == pred.score_peak_bytes
+    # peak activation memory of the forward: within 10%
+    assert measured.peak_bytes == pytest.approx(pred.activation_peak_bytes, rel=0.10), pred.peak_at
+
+
+def test_score_bytes_by_hand_vit():
+    # ViT-Ti/16 shape, 2 blocks, 64x64: N = (64/16)^2 + 1 class token = 17, 3 heads, batch 2, fp32:
+    # each block's softmax holds 2 * 3 * 17 * 17 floats = 6936 bytes; two blocks 13872.
+    spec, res = TINY["vit"]
+    measured = measure_forward_memory(build(spec, res).eval(), torch.randn(2, 3, res, res))
+    assert measured.score_peak_bytes == 2 * 3 * 17 * 17 * F32
+    assert measured.score_bytes == 2 * (2 * 3 * 17 * 17 * F32)
+    assert predict_memory(estimate(spec, res, 2)).score_bytes == measured.score_bytes
+
+
+def test_activation_peak_by_hand_vit_mlp():
+    # The small ViT peaks in the MLP: the block input (kept by the caller), x + attn(x), norm2's
+    # output (x = 2*17*192 floats each) and fc1's and GELU's outputs (h = 2*17*768 floats each).
+    spec, res = TINY["vit"]
+    x, h = 2 * 17 * 192 * F32, 2 * 17 * 768 * F32
+    pred = predict_memory(estimate(spec, res, 2))
+    assert pred.activation_peak_bytes == 3 * x + 2 * h
+    assert measure_forward_memory(build(spec, res).eval(), torch.randn(2, 3, res, res)).peak_bytes == 3 * x + 2 * h
+
+
+def test_activation_peak_by_hand_pixel_scores():
+    # Pixel attention 16x16: N = 256 tokens of width 64, 4 heads, batch 1. At scores @ v: block input,
+    # norm1 output (x each), qkv (3x), raw scores and softmax (s each), the output (x); batch 1 needs
+    # no contiguous copies of the head-split q/k/v. s = 4*256*256 floats, x = 256*64 floats.
+    spec, res = TINY["pixel"]
+    x, s = 256 * 64 * F32, 4 * 256 * 256 * F32
+    pred = predict_memory(estimate(spec, res, 1))
+    assert pred.activation_peak_bytes == 6 * x + 2 * s
+    measured = measure_forward_memory(build(spec, res).eval(), torch.randn(1, 3, res, res))
+    assert measured.peak_bytes == 6 * x + 2 * s
+
+
+def test_fused_attention_never_predicts_more_than_math():
+    for spec, res in TINY.values():
+        est = estimate(spec, res, 2)
+        assert predict_memory(est, "flash").activation_peak_bytes <= predict_memory(est, "math").activation_peak_bytes
+
+
+def test_weights_and_input_bytes():
+    spec, res = TINY["vit"]
+    net = build(spec, res)
+    pred = predict_memory(estimate(spec, res, 3, "bf16"))
+    assert pred.weights_bytes == 2 * sum(p.numel() for p in net.parameters())
+    assert pred.input_bytes == 2 * 3 * 3 * res * res
+    assert pred.total_bytes == pred.weights_bytes + pred.input_bytes + pred.activation_peak_bytes
+
+
+def test_training_estimate_near_saved_tensors():
+    """The training figure is an estimate: within 30% of the bytes autograd actually saves (measured
+    with saved_tensors_hooks, unique storages, weights and input excluded), math path."""
+    for name in ("vit", "swin", "mvit", "mixer"):
+        spec, res = TINY[name]
+        net, x = build(spec, res), torch.randn(2, 3, res, res)
+        saved: dict[int, int] = {}
+        resident = {p.untyped_storage().data_ptr() for p in net.parameters()} | {x.untyped_storage().data_ptr()}
+
+        def pack(t, saved=saved):
+            saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            net(x)
+        measured = sum(v for k, v in saved.items() if k not in resident)
+        pred = predict_memory(estimate(spec, res, 2)).train_activation_bytes
+        assert measured == pytest.approx(pred, rel=0.30), name
+
+
+def test_op_inputs_of_linears_by_hand():
+    spec, res = TINY["vit"]
+    est = estimate(spec, res, 2)
+    ins = dict(zip([op.path for op in est.ops], op_inputs(est.ops)))
+    assert ins["blocks.0.attn.qkv"] == 2 * 17 * 192  # [B, N, D]
+    assert ins["blocks.0.mlp.fc2"] == 2 * 17 * 768  # [B, N, hidden]
+    assert ins["head"] == 2 * 192  # the class token only
+
+
+# --- the memory wall -----------------------------------------------------------------------------------
+
+def _scan(spec, budget, step, start, stop, attn="math"):
+    """Largest R in range whose predicted total fits: a plain scan, independent of the wall's solver."""
+    best = None
+    for r in range(start, stop, step):
+        if predict_memory(estimate(spec, r, 1), attn).total_bytes <= budget:
+            best = r
+    return best
+
+
+@pytest.mark.parametrize("name,attn", [("vit", "math"), ("vit", "flash"), ("pixel", "math"), ("mixer", "math"),
+                                       ("mvit", "math")])
+def test_memory_wall_matches_a_scan(name, attn):
+    spec, _ = TINY[name]
+    budget = 64 * 2**20
+    wall = memory_wall(spec, budget, 1, "fp32", attn)
+    assert wall.res is not None
+    assert wall.total_bytes <= budget < wall.next_total_bytes
+    step = wall.step
+    assert _scan(spec, budget, step, step * (1 if name != "mvit" else 8), wall.res + 12 * step, attn) == wall.res
+
+
+def test_memory_wall_swin_brackets_the_budget():
+    spec, _ = TINY["swin"]
+    budget = 256 * 2**20
+    wall = memory_wall(spec, budget)
+    assert wall.total_bytes <= budget < wall.next_total_bytes
+    assert predict_memory(estimate(spec, wall.res, 1)).total_bytes == wall.total_bytes
+
+
+def test_memory_wall_pixel_by_hand():
+    """iGPT-S at batch 1, fp32, math: the wall is where two [8, R^2, R^2] float32 score tensors plus
+    the O(R^2) terms stop fitting. The scores alone bound it: 2 * 8 * R^4 * 4 <= budget."""
+    budget = 80 * 10**9
+    wall = memory_wall("igpt_s", budget, 1, "fp32", "math")
+    bound = int((budget / (2 * 8 * 4)) ** 0.25)  # the scores alone
+    assert wall.res <= bound
+    assert wall.res >= bound - 2  # the rest is small next to the scores at this size
+    assert 2 * 8 * wall.res**4 * 4 <= budget
+
+
+def test_memory_wall_grows_with_the_budget_and_shrinks_with_the_batch():
+    small = memory_wall("vit_b16", 16 * 2**30).res
+    big = memory_wall("vit_b16", 80 * 2**30).res
+    batched = memory_wall("vit_b16", 80 * 2**30, batch=8).res
+    assert small < big and batched < big
+
+
+def test_memory_wall_none_fits():
+    wall = memory_wall("vit_b16", 1000)  # 1 kB: not even the weights
+    assert wall.res is None
