@@ -104,18 +104,20 @@ def _torch() -> Any:
 
 
 def environment(device: str, threads: int | None = None, need_torch: bool = True) -> Environment:
-    """Resolve `auto`, fix the CPU thread count when asked, and describe the device."""
-    try:
-        torch = _torch()
-    except VitcostError:
-        if need_torch:
-            raise
-        if device == "cuda":
-            raise VitcostError("--device cuda needs torch with CUDA.") from None
-        import os
+    """Resolve `auto`, fix the CPU thread count when asked, and describe the device.
 
-        return Environment("cpu", platform.processor() or platform.machine() or "cpu", "", threads or os.cpu_count()
-                           or 1, None)
+    Without `need_torch` (a prediction only) torch is not imported: `auto` means the CPU, and the
+    torch version is read from the installed package's metadata."""
+    if not need_torch and device != "cuda":
+        import os
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            torch_version = version("torch")
+        except PackageNotFoundError:
+            torch_version = ""
+        return Environment("cpu", _cpu_name(), torch_version, threads or os.cpu_count() or 1, _cpu_free())
+    torch = _torch()
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda":
@@ -268,7 +270,7 @@ def measure_row(row: dict[str, Any], p: Preset, est: Estimate, roof: Roofline, c
         if _is_oom(err):
             row.update(status="oom", note=_one_line(err))
             return row
-        if "no available kernel" in str(err).lower():
+        if any(phrase in str(err).lower() for phrase in ("no available kernel", "no viable backend")):
             row.update(status="skipped", note=f"{cfg.attn} kernel not available here: {_one_line(err)}")
             return row
         if isinstance(err, VitcostError):
