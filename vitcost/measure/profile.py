@@ -257,6 +257,7 @@ def measure_row(row: dict[str, Any], p: Preset, est: Estimate, roof: Roofline, c
         return row
     net = x = None
     context = _sdpa_context(cfg.attn)
+    failure: tuple[str, str] | None = None
     try:
         net = build(p.spec, est.res, attn="math" if cfg.attn == "math" else "sdpa", device=env.device,
                     dtype=cfg.dtype).eval()
@@ -265,21 +266,15 @@ def measure_row(row: dict[str, Any], p: Preset, est: Estimate, roof: Roofline, c
         mem = measure_forward_memory(net, x, context)
         timing = time_forward(net, x, warmup=cfg.warmup, repeats=cfg.repeats, context=context)
     except Exception as err:  # noqa: BLE001  (an OOM or an unavailable kernel ends this row, not the sweep)
-        net = x = None
-        _release(env.device)
-        if _is_oom(err):
-            row.update(status="oom", note=_one_line(err))
-            return row
-        if any(phrase in str(err).lower() for phrase in ("no available kernel", "no viable backend")):
-            row.update(status="skipped", note=f"{cfg.attn} kernel not available here: {_one_line(err)}")
-            return row
-        if isinstance(err, VitcostError):
-            row.update(status="skipped", note=str(err))
-            return row
-        raise
+        failure = _classify(err, cfg.attn)
+        if failure is None:
+            raise
     finally:
-        del net, x
-        _release(env.device)
+        net = x = None
+    _release(env.device)  # after the handler: the error's traceback no longer holds the forward's tensors
+    if failure is not None:
+        row.update(status=failure[0], note=failure[1])
+        return row
     tflops, fraction = roof.achieved(timing.median_s)
     row.update({
         "status": "ok", "attn_backend": mem.backend, "threads": timing.threads,
@@ -292,8 +287,21 @@ def measure_row(row: dict[str, Any], p: Preset, est: Estimate, roof: Roofline, c
         "achieved_tflops": tflops, "peak_fraction": fraction,
     })
     if normalise_attn(cfg.attn) == "fused" and "math" in mem.backend.split("+"):
-        row["note"] = "SDPA ran the math kernel for some layers: their scores were materialised"
+        row["note"] = ("SDPA ran the math kernel for some layers: their scores were materialised, the prediction "
+                       "assumes a fused kernel")
     return row
+
+
+def _classify(err: Exception, attn: str) -> tuple[str, str] | None:
+    """(status, note) for an error that ends one row: out of memory, an SDPA kernel this device or
+    dtype lacks, a size the model cannot take. None for anything else (a bug: let it surface)."""
+    if _is_oom(err):
+        return "oom", _one_line(err)
+    if any(phrase in str(err).lower() for phrase in ("no available kernel", "no viable backend")):
+        return "skipped", f"{attn} kernel not available here: {_one_line(err)}"
+    if isinstance(err, VitcostError):
+        return "skipped", str(err)
+    return None
 
 
 def net_dtype(dtype: str) -> Any:
