@@ -6,9 +6,12 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from vitcost.analytic.estimate import estimate
 from vitcost.analytic.memory import memory_wall, op_inputs, predict_memory
+from vitcost.specs import MViTSpec, SwinSpec, ViTSpec
 from vitcost.zoo import get_preset
 
 torch = pytest.importorskip("torch")
@@ -116,22 +119,61 @@ def test_tracker_as_context_manager_directly():
 
 # --- prediction against measurement, every family ------------------------------------------------------
 
-@pytest.mark.parametrize("attn", ["math", "sdpa"])
-@pytest.mark.parametrize("name", sorted(TINY))
+CASES = [(name, attn) for name in sorted(TINY) for attn in ("math", "sdpa")
+         if not (TINY[name][0].family == "mixer" and attn == "sdpa")]  # Mixer has no attention
+
+
+def _measure_and_predict(spec, res, batch, attn):
+    net = build(spec, res, attn=attn).eval()
+    measured = measure_forward_memory(net, torch.randn(batch, 3, res, res))
+    return measured, predict_memory(estimate(spec, res, batch), attn)
+
+
+@pytest.mark.parametrize("name,attn", CASES)
 def test_predicted_vs_measured_forward_memory(name, attn):
     spec, res = TINY[name]
-    if spec.family == "mixer" and attn == "sdpa":
-        pytest.skip("MLP-Mixer has no attention")
-    batch = 2
-    net = build(spec, res, attn=attn).eval()
-    x = torch.randn(batch, 3, res, res)
-    measured = measure_forward_memory(net, x)
-    pred = predict_memory(estimate(spec, res, batch), attn)
+    measured, pred = _measure_and_predict(spec, res, 2, attn)
     # attention-score bytes: exact, math and fused alike (a fused kernel materialises none)
     assert measured.score_bytes == pred.score_bytes
     assert measured.score_peak_bytes == pred.score_peak_bytes
     # peak activation memory of the forward: within 10%
     assert measured.peak_bytes == pytest.approx(pred.activation_peak_bytes, rel=0.10), pred.peak_at
+
+
+@settings(max_examples=12, deadline=None)
+@given(heads=st.sampled_from([1, 2, 3]), head_dim=st.sampled_from([4, 8]), depth=st.integers(1, 2),
+       grid=st.integers(1, 5), patch=st.sampled_from([4, 8]), class_tokens=st.integers(0, 1),
+       batch=st.integers(1, 3), attn=st.sampled_from(["math", "sdpa"]))
+def test_random_vits_predicted_vs_measured(heads, head_dim, depth, grid, patch, class_tokens, batch, attn):
+    spec = ViTSpec(dim=heads * head_dim, depth=depth, heads=heads, patch=patch, class_tokens=class_tokens,
+                   num_classes=10)
+    measured, pred = _measure_and_predict(spec, grid * patch, batch, attn)
+    assert measured.score_bytes == pred.score_bytes
+    assert measured.peak_bytes == pytest.approx(pred.activation_peak_bytes, rel=0.10)
+
+
+@settings(max_examples=12, deadline=None)
+@given(dim=st.sampled_from([8, 16]), heads=st.sampled_from([(1, 2), (2, 2), (2, 4)]), window=st.integers(2, 4),
+       grid=st.integers(4, 13), batch=st.integers(1, 2), attn=st.sampled_from(["math", "sdpa"]))
+def test_random_swins_predicted_vs_measured(dim, heads, window, grid, batch, attn):
+    """Two-stage Swins on grids that do and do not divide the window (padding), shifted and not."""
+    assume(grid >= window)
+    spec = SwinSpec(embed_dim=dim, depths=(2, 2), heads=heads, window=window, num_classes=10)
+    measured, pred = _measure_and_predict(spec, grid * spec.patch, batch, attn)
+    assert measured.score_bytes == pred.score_bytes
+    assert measured.peak_bytes == pytest.approx(pred.activation_peak_bytes, rel=0.10)
+
+
+@settings(max_examples=12, deadline=None)
+@given(dim=st.sampled_from([8, 16]), depths=st.sampled_from([(1, 1), (2, 1), (1, 2)]),
+       heads=st.sampled_from([(1, 1), (1, 2), (2, 2)]), kv_stride=st.sampled_from([1, 2, 4]),
+       res=st.integers(8, 40), batch=st.integers(1, 2), attn=st.sampled_from(["math", "sdpa"]))
+def test_random_mvits_predicted_vs_measured(dim, depths, heads, kv_stride, res, batch, attn):
+    """Two-stage MViTv2s: pooled and strided queries, adaptive K/V strides, expanding channels."""
+    spec = MViTSpec(dims=(dim, 2 * dim), depths=depths, heads=heads, kv_stride=kv_stride, num_classes=10)
+    measured, pred = _measure_and_predict(spec, res, batch, attn)
+    assert measured.score_bytes == pred.score_bytes
+    assert measured.peak_bytes == pytest.approx(pred.activation_peak_bytes, rel=0.10)
 
 
 def test_score_bytes_by_hand_vit():

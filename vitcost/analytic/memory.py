@@ -123,7 +123,11 @@ class _Block:
         s, q = sm.out, scale.out
         kv = qk.live - sm.live + s  # see op_inputs: the walker's held terms cancel
         terms = sum(1 for op in group[matmuls[0] + 1:i_sm] if op.kind == "add")
-        return _Attn(q=q, kv=kv, s=s, o=av.out, head_dim=qk.cost.macs // s, terms=terms)
+        # relative-position products between q k^T and the softmax: (input, output) elements each; the
+        # walker holds q, kv and the scores during them, so input = live - live(softmax) + s - out
+        rel = tuple((op.live - sm.live + s - op.out, op.out) for op in group[matmuls[0] + 1:i_sm]
+                    if op.kind == "matmul")
+        return _Attn(q=q, kv=kv, s=s, o=av.out, head_dim=qk.cost.macs // s, terms=terms, rel=rel)
 
 
 @dataclass(frozen=True)
@@ -134,6 +138,7 @@ class _Attn:
     o: int  # output elements B'*h*Nq*d
     head_dim: int
     terms: int  # additive terms on the scores
+    rel: tuple[tuple[int, int], ...] = ()  # relative-position products: (input, output) elements
 
 
 def _blocks(ops: Sequence[Op]) -> tuple[list[Op], list[_Block], list[Op]]:
@@ -242,13 +247,13 @@ def _swin_block(peak: _Peak, blk: _Block, b: int, heads: int, e: int, fused: boo
             peak.at(base + bias + 3 * a.q * e, f"{blk.p}.attn fold windows into heads")
             base += 3 * a.q * e - qkv * e
         peak.at(base + bias + (2 if heads > 1 else 1) * mask, f"{blk.p}.attn bias + mask")
-        o = _attend(peak, f"{blk.p}.attn", base, a, e, fused=True, split=False, terms=bias + mask, mask_sum=0,
-                    lse_rows=a.q // a.head_dim)
+        terms = bias + mask  # both stay referenced until the attention returns
     else:
-        o = _attend(peak, f"{blk.p}.attn", base, a, e, fused=fused, split=split, terms=bias, mask_sum=0,
-                    lse_rows=a.q // a.head_dim)
+        terms = bias
+    o = _attend(peak, f"{blk.p}.attn", base, a, e, fused=fused, split=split and not (fused and shifted),
+                terms=terms, mask_sum=0, lse_rows=a.q // a.head_dim)
     merge = o if heads > 1 else 0
-    peak.at(base + bias + o + merge + blk.out("attn.proj") * e, f"{blk.p} attn.proj")
+    peak.at(base + terms + o + merge + blk.out("attn.proj") * e, f"{blk.p} attn.proj")
     _mlp(peak, blk.p, outer + (2 * x + xp) * e, x, blk.out("mlp.fc1"), blk.out("mlp.fc2"), e)
 
 
@@ -286,6 +291,8 @@ def _mvit_block(peak: _Peak, blk: _Block, b: int, heads: int, e: int, fused: boo
     # after pooling qkv is freed (q, k, v were its views); unpooled q/k/v stay views of qkv
     qkv_alive = a.q + 2 * a.kv if pooled else qkv
     base = base0 + qkv_alive * e
+    if len(a.rel) == 2:
+        _rel_pos(peak, f"{blk.p}.attn", base, a, b * heads, e)
     rel = a.s * e if a.terms else 0  # decomposed rel-pos expands to a full [B, h, Nq, Nk] term
     o = _attend(peak, f"{blk.p}.attn", base, a, e, fused=fused, split=split and not pooled, terms=rel,
                 mask_sum=0, lse_rows=a.q // a.head_dim)
@@ -298,6 +305,19 @@ def _mvit_block(peak: _Peak, blk: _Block, b: int, heads: int, e: int, fused: boo
     y_out = blk.out("mlp.fc2")
     _mlp(peak, blk.p, base0 + y_out * e, y_out, blk.out("mlp.fc1"), y_out, e)
     del rows_in
+
+
+def _rel_pos(peak: _Peak, where: str, base: int, a: _Attn, bh: int, e: int) -> None:
+    """nets.mvit MultiScaleAttention._rel_pos: gather R_h [qh, kh, d] and R_w [qw, kw, d]; q @ R_h^T
+    broadcasts R_h over the B*h batch (a copy of B*h*qh*d*kh, the product's input beyond q); the
+    product along w reads a transposed q (a copy of q) and a broadcast R_w; then rel_h + rel_w expand
+    to the full [B, h, Nq, Nk] term."""
+    (in_h, rel_h), (in_w, rel_w) = a.rel
+    copy_h, copy_w = in_h - a.q, in_w - a.q  # the broadcast tables
+    tables = (copy_h + copy_w) // bh  # R_h and R_w themselves
+    peak.at(base + (tables + copy_h + rel_h) * e, f"{where} rel_pos h")
+    peak.at(base + (tables + rel_h + a.q + copy_w + rel_w) * e, f"{where} rel_pos w")
+    peak.at(base + (tables + rel_h + rel_w + a.s) * e, f"{where} rel_pos term")
 
 
 def _residual_pooling(blk: _Block) -> bool:
@@ -434,8 +454,8 @@ def op_inputs(ops: Sequence[Op]) -> list[int]:
     conv    a pooling conv of a block reads a third of the block's qkv; other convs (embeddings) and
             pools are walked with nothing held, so their input is live - out
     matmul  q k^T reads q and k, scores @ v reads the scores and v; k is recovered from the walker's
-            liveness: live(q k^T) - live(softmax) = kv - s (the held terms cancel). Other matmuls
-            (relative positions) are counted as reading q.
+            liveness: live(q k^T) - live(softmax) = kv - s (the held terms cancel). A relative-position
+            product, walked while q, k and the scores are held, reads live - live(softmax) + s - out.
     """
     roles = score_roles(ops)
     q_of: dict[str, int] = {}
@@ -478,6 +498,8 @@ def op_inputs(ops: Sequence[Op]) -> list[int]:
             elif role == "av":
                 s = sm[op.path].out
                 inputs.append(s + qk_live[op.path] - sm[op.path].live + s)
+            elif op.path in sm:  # relative positions: held q, kv and scores cancel as for q k^T
+                inputs.append(op.live - sm[op.path].live + sm[op.path].out - out)
             else:
                 inputs.append(q or out)
         else:  # param
