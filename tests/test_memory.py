@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from vitcost.analytic.estimate import estimate
 from vitcost.analytic.memory import memory_wall, op_inputs, predict_memory
-from vitcost.specs import MViTSpec, SwinSpec, ViTSpec
+from vitcost.specs import MixerSpec, MViTSpec, SwinSpec, ViTSpec
 from vitcost.zoo import get_preset
 
 torch = pytest.importorskip("torch")
@@ -123,10 +123,11 @@ CASES = [(name, attn) for name in sorted(TINY) for attn in ("math", "sdpa")
          if not (TINY[name][0].family == "mixer" and attn == "sdpa")]  # Mixer has no attention
 
 
-def _measure_and_predict(spec, res, batch, attn):
-    net = build(spec, res, attn=attn).eval()
-    measured = measure_forward_memory(net, torch.randn(batch, 3, res, res))
-    return measured, predict_memory(estimate(spec, res, batch), attn)
+def _measure_and_predict(spec, res, batch, attn, dtype="fp32"):
+    net = build(spec, res, attn=attn, dtype=dtype).eval()
+    x = torch.randn(batch, 3, res, res, dtype=next(net.parameters()).dtype)
+    measured = measure_forward_memory(net, x)
+    return measured, predict_memory(estimate(spec, res, batch, dtype), attn)
 
 
 @pytest.mark.parametrize("name,attn", CASES)
@@ -143,11 +144,11 @@ def test_predicted_vs_measured_forward_memory(name, attn):
 @settings(max_examples=12, deadline=None)
 @given(heads=st.sampled_from([1, 2, 3]), head_dim=st.sampled_from([4, 8]), depth=st.integers(1, 2),
        grid=st.integers(1, 5), patch=st.sampled_from([4, 8]), class_tokens=st.integers(0, 1),
-       batch=st.integers(1, 3), attn=st.sampled_from(["math", "sdpa"]))
-def test_random_vits_predicted_vs_measured(heads, head_dim, depth, grid, patch, class_tokens, batch, attn):
+       batch=st.integers(1, 3), attn=st.sampled_from(["math", "sdpa"]), dtype=st.sampled_from(["fp32", "bf16"]))
+def test_random_vits_predicted_vs_measured(heads, head_dim, depth, grid, patch, class_tokens, batch, attn, dtype):
     spec = ViTSpec(dim=heads * head_dim, depth=depth, heads=heads, patch=patch, class_tokens=class_tokens,
                    num_classes=10)
-    measured, pred = _measure_and_predict(spec, grid * patch, batch, attn)
+    measured, pred = _measure_and_predict(spec, grid * patch, batch, attn, dtype)
     assert measured.score_bytes == pred.score_bytes
     assert measured.peak_bytes == pytest.approx(pred.activation_peak_bytes, rel=0.10)
 
@@ -173,6 +174,17 @@ def test_random_mvits_predicted_vs_measured(dim, depths, heads, kv_stride, res, 
     spec = MViTSpec(dims=(dim, 2 * dim), depths=depths, heads=heads, kv_stride=kv_stride, num_classes=10)
     measured, pred = _measure_and_predict(spec, res, batch, attn)
     assert measured.score_bytes == pred.score_bytes
+    assert measured.peak_bytes == pytest.approx(pred.activation_peak_bytes, rel=0.10)
+
+
+@settings(max_examples=8, deadline=None)
+@given(dim=st.sampled_from([8, 16]), tokens_hidden=st.sampled_from([4, 32]), channels_hidden=st.sampled_from([8, 64]),
+       grid=st.integers(1, 6), batch=st.integers(1, 3), dtype=st.sampled_from(["fp32", "bf16"]))
+def test_random_mixers_predicted_vs_measured(dim, tokens_hidden, channels_hidden, grid, batch, dtype):
+    spec = MixerSpec(dim=dim, depth=2, tokens_hidden=tokens_hidden, channels_hidden=channels_hidden, patch=4,
+                     num_classes=10)
+    measured, pred = _measure_and_predict(spec, grid * 4, batch, "math", dtype)
+    assert measured.score_bytes == pred.score_bytes == 0
     assert measured.peak_bytes == pytest.approx(pred.activation_peak_bytes, rel=0.10)
 
 
