@@ -170,7 +170,7 @@ def _index_in_stage(prefix: str) -> int:
 # The steps of a block that can hold the peak
 
 
-class _Peak:
+class PeakSteps:
     """The live bytes of every step that can hold the peak (the largest per step name), and the peak."""
 
     def __init__(self) -> None:
@@ -185,7 +185,7 @@ class _Peak:
             self.bytes, self.where = nbytes, where
 
 
-def _attend(peak: _Peak, where: str, base: int, a: _Attn, e: int, *, fused: bool, split: bool, terms: int,
+def _attend(peak: PeakSteps, where: str, base: int, a: _Attn, e: int, *, fused: bool, split: bool, terms: int,
             mask_sum: int, lse_rows: int) -> int:
     """Steps inside the attention core (nets.common.attend), `base` bytes already alive, `terms` bytes of
     additive terms alive during it. `split`: q/k/v are head-split views that torch.matmul copies.
@@ -200,13 +200,13 @@ def _attend(peak: _Peak, where: str, base: int, a: _Attn, e: int, *, fused: bool
     return a.o * e
 
 
-def _mlp(peak: _Peak, where: str, base: int, n2: int, hidden: int, out: int, e: int) -> None:
+def _mlp(peak: PeakSteps, where: str, base: int, n2: int, hidden: int, out: int, e: int) -> None:
     """fc2(GELU(fc1(norm2(x)))): fc1's output and GELU's are alive together at GELU."""
     peak.at(base + (n2 + 2 * hidden) * e, f"{where} mlp")
     peak.at(base + (n2 + hidden + out) * e, f"{where} mlp.fc2")
 
 
-def _transformer_block(peak: _Peak, blk: _Block, b: int, heads: int, e: int, fused: bool, outer: int) -> None:
+def _transformer_block(peak: PeakSteps, blk: _Block, b: int, heads: int, e: int, fused: bool, outer: int) -> None:
     """nets.vit.Block: x = x + proj(attn(norm1(x))); x = x + mlp(norm2(x))."""
     x = blk.out("norm1")
     a = blk.attention()
@@ -218,7 +218,7 @@ def _transformer_block(peak: _Peak, blk: _Block, b: int, heads: int, e: int, fus
     _mlp(peak, blk.p, outer + 2 * x * e, x, blk.out("mlp.fc1"), blk.out("mlp.fc2"), e)  # input, x + attn
 
 
-def _swin_block(peak: _Peak, blk: _Block, b: int, heads: int, e: int, fused: bool, outer: int) -> None:
+def _swin_block(peak: PeakSteps, blk: _Block, b: int, heads: int, e: int, fused: bool, outer: int) -> None:
     """nets.swin.SwinBlock: pad(norm1(x)) -> [roll] -> partition -> window attention -> reverse ->
     [roll] -> x + y; the padded/rolled y stays alive to the end of the block."""
     x = blk.out("norm1")
@@ -257,7 +257,7 @@ def _swin_block(peak: _Peak, blk: _Block, b: int, heads: int, e: int, fused: boo
     _mlp(peak, blk.p, outer + (2 * x + xp) * e, x, blk.out("mlp.fc1"), blk.out("mlp.fc2"), e)
 
 
-def _mvit_block(peak: _Peak, blk: _Block, b: int, heads: int, e: int, fused: bool, outer: int) -> None:
+def _mvit_block(peak: PeakSteps, blk: _Block, b: int, heads: int, e: int, fused: bool, outer: int) -> None:
     """nets.mvit.MultiScaleBlock: y = norm1(x); shortcut = pool(proj(y) or x); q, k, v = pool(qkv(y));
     x = shortcut + proj(attention(q, k, v) + q); x = x + mlp(norm2(x)). y and the shortcut stay alive."""
     x = blk.out("norm1")
@@ -265,14 +265,13 @@ def _mvit_block(peak: _Peak, blk: _Block, b: int, heads: int, e: int, fused: boo
     qkv = blk.out("attn.qkv")
     sp = blk.out("shortcut_proj_attn", "linear")
     pool_op = blk.find("shortcut_pool_attn", "pool")
-    rows_in = x  # elements of the block input
     short = 0
     if sp:
         peak.at(outer + (2 * x + sp) * e, f"{blk.p} shortcut_proj_attn")
         short = sp
     if pool_op is not None:
         pooled = blk.out("attn.proj", "linear") if sp else a.q  # [B, Nq, D]
-        peak.at(outer + (2 * x + (short or 0)) * e + pooled * (e + INDEX_BYTES), f"{blk.p} shortcut_pool_attn")
+        peak.at(outer + (2 * x + short) * e + pooled * (e + INDEX_BYTES), f"{blk.p} shortcut_pool_attn")
         short = pooled
     base0 = outer + (2 * x + short) * e  # block input, y = norm1(x), the shortcut when it is a new tensor
     # pooling of q, k, v: each head-split view is copied for the conv when B > 1 and h > 1
@@ -296,7 +295,7 @@ def _mvit_block(peak: _Peak, blk: _Block, b: int, heads: int, e: int, fused: boo
     rel = a.s * e if a.terms else 0  # decomposed rel-pos expands to a full [B, h, Nq, Nk] term
     o = _attend(peak, f"{blk.p}.attn", base, a, e, fused=fused, split=split and not pooled, terms=rel,
                 mask_sum=0, lse_rows=a.q // a.head_dim)
-    residual = a.o * e if blk.find("attn", "add") is not None and _residual_pooling(blk) else 0
+    residual = a.o * e if _residual_pooling(blk) else 0
     if residual:
         peak.at(base + o + residual, f"{blk.p} attn residual pooling")
     merge = a.o * e if heads > 1 else 0
@@ -304,10 +303,9 @@ def _mvit_block(peak: _Peak, blk: _Block, b: int, heads: int, e: int, fused: boo
     peak.at(base + after + merge + blk.out("attn.proj") * e, f"{blk.p} attn.proj")
     y_out = blk.out("mlp.fc2")
     _mlp(peak, blk.p, base0 + y_out * e, y_out, blk.out("mlp.fc1"), y_out, e)
-    del rows_in
 
 
-def _rel_pos(peak: _Peak, where: str, base: int, a: _Attn, bh: int, e: int) -> None:
+def _rel_pos(peak: PeakSteps, where: str, base: int, a: _Attn, bh: int, e: int) -> None:
     """nets.mvit MultiScaleAttention._rel_pos: gather R_h [qh, kh, d] and R_w [qw, kw, d]; q @ R_h^T
     broadcasts R_h over the B*h batch (a copy of B*h*qh*d*kh, the product's input beyond q); the
     product along w reads a transposed q (a copy of q) and a broadcast R_w; then rel_h + rel_w expand
@@ -328,7 +326,7 @@ def _residual_pooling(blk: _Block) -> bool:
     return any(k == "add" for k in kinds[i_sm + 2:])
 
 
-def _mixer_block(peak: _Peak, blk: _Block, b: int, heads: int, e: int, fused: bool, outer: int) -> None:
+def _mixer_block(peak: PeakSteps, blk: _Block, b: int, heads: int, e: int, fused: bool, outer: int) -> None:
     """nets.mixer.MixerBlock: x + mlp_tokens(norm1(x)^T)^T; the token MLP's fc1 reads the transposed
     norm output through a contiguous copy."""
     x = blk.out("norm1")
@@ -360,7 +358,7 @@ def _outer(spec: Spec, blk: _Block, prev_stage_input: int, e: int) -> int:
     return prev_stage_input * e
 
 
-def _edges(peak: _Peak, spec: Spec, pre: list[Op], post: list[Op], e: int) -> None:
+def _edges(peak: PeakSteps, spec: Spec, pre: list[Op], post: list[Op], e: int) -> None:
     """Embedding before the first block and norm/head after the last: two consecutive tensors (the conv
     output and its token-major copy, the class-token concat and the position add, the final norm and
     the head's output)."""
@@ -386,7 +384,7 @@ def _stage_inputs(spec: Spec, ops: Sequence[Op], blocks: list[_Block]) -> dict[i
     return out
 
 
-def _downsample(peak: _Peak, ops: Sequence[Op], e: int) -> None:
+def _downsample(peak: PeakSteps, ops: Sequence[Op], e: int) -> None:
     """Swin patch merging: caller's input + pad copy + 2x2 concat, then norm and reduction."""
     by = {op.path: op for op in ops}
     for path, op in by.items():
@@ -399,13 +397,13 @@ def _downsample(peak: _Peak, ops: Sequence[Op], e: int) -> None:
                 peak.at((cat + cat + op.out + red.out) * e, f"{prefix}.reduction")
 
 
-def activation_steps(est: Estimate, attn: str = "math") -> _Peak:
+def activation_steps(est: Estimate, attn: str = "math") -> PeakSteps:
     """Live activation bytes at every step of the forward that can hold the peak."""
     fused = normalise_attn(attn) == "fused"
     e = est.bytes_per_elem
     spec = est.spec
     pre, blocks, post = _blocks(est.ops)
-    peak = _Peak()
+    peak = PeakSteps()
     _edges(peak, spec, pre, post, e)
     _downsample(peak, est.ops, e)
     stage_in = _stage_inputs(spec, est.ops, blocks)
@@ -701,5 +699,6 @@ def memory_wall(model: str | Spec, budget_bytes: int, batch: int = 1, dtype: str
         r, total = r + step, up
 
 
-__all__ = ["MemoryPrediction", "MemoryWall", "predict_memory", "predict", "activation_peak", "activation_steps",
-           "memory_wall", "op_inputs", "score_roles", "train_saved_bytes", "normalise_attn", "ATTN_KINDS"]
+__all__ = ["MemoryPrediction", "MemoryWall", "PeakSteps", "predict_memory", "predict", "activation_peak",
+           "activation_steps", "memory_wall", "op_inputs", "score_roles", "train_saved_bytes", "normalise_attn",
+           "ATTN_KINDS"]
