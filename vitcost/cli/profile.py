@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from vitcost.cli.app import BatchOpt, Dtype, DtypeOpt, Format, FormatOpt, ModelsOpt, OutputOpt, ResOpt, app, emit
+from vitcost.cli.app import BatchOpt, Dtype, Format, FormatOpt, ModelsOpt, OutputOpt, ResOpt, app, emit
 
 
 class Device(str, enum.Enum):
@@ -40,7 +40,9 @@ def profile(
     res: ResOpt = None,
     device: Annotated[Device, typer.Option(help="Where to run the forwards: auto picks cuda when available.")]
     = Device.auto,
-    dtype: DtypeOpt = Dtype.fp32,
+    dtype: Annotated[Dtype, typer.Option(
+        help="Element type of weights, input and activations: the forwards run in it, memory is counted in it, "
+             "and the roofline uses its peak.")] = Dtype.fp32,
     batch: BatchOpt = 1,
     attn: Annotated[Attn, typer.Option(
         help="Attention kernel: math materialises the scores (explicit q@k^T, softmax, @v); sdpa lets torch pick a "
@@ -61,7 +63,8 @@ def profile(
     bandwidth: Annotated[float | None, typer.Option(
         help="Override the preset's memory bandwidth, TB/s.")] = None,
     predict_only: Annotated[bool, typer.Option(
-        "--predict-only", help="Run nothing: the prediction, the roofline and the memory wall only (no torch).")]
+        "--predict-only", help="Run nothing: the prediction, the roofline and the memory wall only. Does not import "
+        "torch or look for a GPU: give --hardware (and --device-memory) to predict for one.")]
     = False,
     max_seconds: Annotated[float | None, typer.Option(
         "--max-seconds", help="Skip configurations whose roofline time per forward exceeds this.")] = None,
