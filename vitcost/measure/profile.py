@@ -18,7 +18,7 @@ from __future__ import annotations
 import gc
 import platform
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from vitcost.analytic.estimate import DTYPE_BYTES, Estimate, estimate, parse_res
@@ -322,6 +322,8 @@ class ProfileSession:
         self.cfg = cfg
         self.env = environment(cfg.device, cfg.threads, need_torch=not cfg.predict_only)
         self.hw = resolve_hardware(cfg, self.env)
+        if cfg.predict_only and not self.hw.indicative:  # predicting for a GPU preset, not this machine
+            self.env = replace(self.env, device="cuda", device_name=self.hw.name, free_bytes=None)
         self.budget = device_budget(cfg, self.hw, self.env)
         self.plan = plan(cfg)
         self._walls: dict[str, Any] = {}
