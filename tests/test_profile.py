@@ -112,7 +112,7 @@ def test_hardware_overrides_and_errors():
 
 def _one_linear(rows: int, fin: int, fout: int, dtype: str = "bf16") -> Estimate:
     op = Op("fc", "linear", "mlp", Cost(macs=rows * fin * fout, eltwise=rows * fout, params=fin * fout + fout),
-            rows * fout, rows * (fin + fout))
+            rows * fout, rows * (fin + fout), inp=rows * fin)
     return Estimate("one linear", ViTSpec(dim=8, depth=1, heads=1), (16, 16), 1, dtype, (op,))
 
 

@@ -97,3 +97,5 @@ class Op:
     cost: Cost
     out: int = 0  # output elements
     live: int = 0  # activation elements alive while the op runs (held + inputs + output)
+    inp: int = 0  # input elements the op reads (weights excluded)
+    held: int = 0  # elements the caller keeps alive during the op besides its inputs and output

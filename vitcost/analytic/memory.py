@@ -121,12 +121,10 @@ class _Block:
         sm = group[i_sm]
         scale = next(op for op in group if op.kind == "scale")
         s, q = sm.out, scale.out
-        kv = qk.live - sm.live + s  # see op_inputs: the walker's held terms cancel
+        kv = qk.inp - q  # q k^T reads q and k
         terms = sum(1 for op in group[matmuls[0] + 1:i_sm] if op.kind == "add")
-        # relative-position products between q k^T and the softmax: (input, output) elements each; the
-        # walker holds q, kv and the scores during them, so input = live - live(softmax) + s - out
-        rel = tuple((op.live - sm.live + s - op.out, op.out) for op in group[matmuls[0] + 1:i_sm]
-                    if op.kind == "matmul")
+        # relative-position products between q k^T and the softmax: (input, output) elements each
+        rel = tuple((op.inp, op.out) for op in group[matmuls[0] + 1:i_sm] if op.kind == "matmul")
         return _Attn(q=q, kv=kv, s=s, o=av.out, head_dim=qk.cost.macs // s, terms=terms, rel=rel)
 
 
@@ -270,7 +268,7 @@ def _mvit_block(peak: PeakSteps, blk: _Block, b: int, heads: int, e: int, fused:
         peak.at(outer + (2 * x + sp) * e, f"{blk.p} shortcut_proj_attn")
         short = sp
     if pool_op is not None:
-        pooled = blk.out("attn.proj", "linear") if sp else a.q  # [B, Nq, D]
+        pooled = pool_op.out  # [B, Nq, D]
         peak.at(outer + (2 * x + short) * e + pooled * (e + INDEX_BYTES), f"{blk.p} shortcut_pool_attn")
         short = pooled
     base0 = outer + (2 * x + short) * e  # block input, y = norm1(x), the shortcut when it is a new tensor
@@ -444,65 +442,9 @@ def score_roles(ops: Sequence[Op]) -> list[str]:
 
 
 def op_inputs(ops: Sequence[Op]) -> list[int]:
-    """Input elements read by each op, read back from the op's cost and liveness figures:
-
-    linear  fin = macs/out, fout = params/(fin + bias): inputs rows*fin = macs/fout
-    norm, GELU, softmax, scale: as many elements in as out
-    add     two operands of the output's size
-    conv    a pooling conv of a block reads a third of the block's qkv; other convs (embeddings) and
-            pools are walked with nothing held, so their input is live - out
-    matmul  q k^T reads q and k, scores @ v reads the scores and v; k is recovered from the walker's
-            liveness: live(q k^T) - live(softmax) = kv - s (the held terms cancel). A relative-position
-            product, walked while q, k and the scores are held, reads live - live(softmax) + s - out.
-    """
-    roles = score_roles(ops)
-    q_of: dict[str, int] = {}
-    qk_live: dict[str, int] = {}
-    sm: dict[str, Op] = {}
-    for op in ops:
-        if op.kind == "softmax":
-            sm.setdefault(op.path, op)
-    inputs: list[int] = []
-    last_qkv: dict[str, int] = {}
-    for op, role in zip(ops, roles):
-        kind, out = op.kind, op.out
-        if kind == "linear":
-            fin = op.cost.macs // out if out else 0
-            bias = 1 if out and op.cost.eltwise == out else 0
-            fout = op.cost.params // (fin + bias) if fin + bias else 0
-            inputs.append(op.cost.macs // fout if fout else 0)
-            if op.path.endswith(".qkv"):
-                last_qkv[op.path.rsplit(".", 2)[0]] = out
-        elif kind in ("layer_norm", "gelu", "softmax", "scale"):
-            inputs.append(out)
-            if kind == "scale":
-                q_of[op.path] = out
-        elif kind == "add":
-            inputs.append(2 * out)
-        elif kind == "conv":
-            block = op.path.rsplit(".", 2)[0]
-            if re.search(r"\.pool_[qkv]$", op.path) and block in last_qkv:
-                inputs.append(last_qkv[block] // 3)
-            else:
-                inputs.append(max(op.live - out, 0))
-        elif kind == "pool":
-            inputs.append(max(op.live - out, 0))
-        elif kind == "matmul":
-            q = q_of.get(op.path, 0)
-            if role == "qk":
-                qk_live[op.path] = op.live
-                s = op.out
-                inputs.append(q + op.live - sm[op.path].live + s)
-            elif role == "av":
-                s = sm[op.path].out
-                inputs.append(s + qk_live[op.path] - sm[op.path].live + s)
-            elif op.path in sm:  # relative positions: held q, kv and scores cancel as for q k^T
-                inputs.append(op.live - sm[op.path].live + sm[op.path].out - out)
-            else:
-                inputs.append(q or out)
-        else:  # param
-            inputs.append(0)
-    return inputs
+    """Input elements read by each op (weights excluded), as the walker records them: a linear reads
+    rows*fin, q k^T reads q and k, scores @ v the scores and v, a pooling conv a third of the qkv."""
+    return [op.inp for op in ops]
 
 
 # ---------------------------------------------------------------------------------------------

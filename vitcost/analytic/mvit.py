@@ -49,7 +49,7 @@ def mvit_block(t: Trace, p: str, b: Any, h: Any, w: Any, dim_in: int, dim: int, 
     nq, nk = qh * qw, kh * kw
     if q_stride > 1:  # max-pool the shortcut to the query grid
         ks = q_stride + 1
-        t.eltwise(f"{p}.shortcut_pool_attn", b * nq * dim * ks * ks, kind="pool", inp=short, held=0)
+        t.eltwise(f"{p}.shortcut_pool_attn", b * nq * dim * ks * ks, kind="pool", inp=short, out=b * nq * dim)
         short = b * nq * dim
 
     def rel_pos(scores: Any, held: Any) -> None:
@@ -58,7 +58,9 @@ def mvit_block(t: Trace, p: str, b: Any, h: Any, w: Any, dim_in: int, dim: int, 
         t.param(f"{p}.attn.rel_pos_w", (2 * imax(qw, kw) - 1) * hd)
         t.matmul(f"{p}.attn", b * heads * qh, qw, hd, kh, held=held)
         t.matmul(f"{p}.attn", b * heads * qw, qh, hd, kw, held=held)
-        t.eltwise(f"{p}.attn", scores, held=held)
+        rel_h, rel_w = b * heads * nq * kh, b * heads * nq * kw
+        t.eltwise(f"{p}.attn", scores, inp=rel_h + rel_w, held=held)  # rel_h + rel_w -> a [b, n, Nq, Nk] term
+        t.eltwise(f"{p}.attn", scores, held=held)  # scores + term
 
     t.attention(f"{p}.attn", b, heads, nq, nk, hd, held=short, extra=rel_pos if spec.rel_pos else None)
     if spec.residual_pooling:

@@ -20,7 +20,7 @@ class Trace:
         self.ops: list[Op] = []
 
     def _add(self, path: str, kind: str, role: str, cost: Cost, out: Any, inp: Any, held: Any) -> None:
-        self.ops.append(Op(path, kind, role, cost, out, held + inp + out))
+        self.ops.append(Op(path, kind, role, cost, out, held + inp + out, inp, held))
 
     def linear(self, path: str, rows: Any, fin: int, fout: int, *, role: str, bias: bool = True,
                held: Any = 0) -> Any:
@@ -49,9 +49,11 @@ class Trace:
         self._add(path, "gelu", role, Cost(act=elems), elems, elems, held)
 
     def eltwise(self, path: str, elems: Any, *, kind: str = "add", role: str = "other", held: Any = 0,
-                inp: Any = None) -> None:
-        """An add / scale / mask / pooling step: one op per output element (`inp` defaults to 2 operands)."""
-        self._add(path, kind, role, Cost(eltwise=elems), elems, 2 * elems if inp is None else inp, held)
+                inp: Any = None, out: Any = None) -> None:
+        """An add / scale / mask / pooling step of `elems` elementwise ops (a pooling window's taps
+        count one each); `out` defaults to `elems` output elements and `inp` to 2 operands of that size."""
+        out = elems if out is None else out
+        self._add(path, kind, role, Cost(eltwise=elems), out, 2 * out if inp is None else inp, held)
 
     def param(self, path: str, n: Any, *, role: str = "other") -> None:
         """A parameter tensor used without arithmetic of its own (a table, a token)."""
