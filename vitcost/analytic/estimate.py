@@ -137,25 +137,26 @@ class Estimate:
     def complexity(self) -> str:
         return COMPLEXITY[self.family]
 
-    def by_layer(self, convention: str = "macs") -> dict[str, int]:
-        """Cost per dotted layer path (each op counted at the module that runs it)."""
+    def _group(self, key: str, convention: str) -> dict[str, int]:
         out: dict[str, int] = defaultdict(int)
         for op in self.ops:
-            out[op.path] += project(op.cost, convention)
+            out[getattr(op, key)] += project(op.cost, convention)
         return dict(out)
 
+    def by_layer(self, convention: str = "macs") -> dict[str, int]:
+        """Cost per dotted layer path (each op counted at the module that runs it), in forward order."""
+        return self._group("path", convention)
+
+    def breakdown(self, convention: str = "macs") -> dict[str, int]:
+        """Cost per role (attention scores, projections, MLP, pooling/merging, embed, norms, head, other)."""
+        return self._group("role", convention)
+
     def layer_costs(self) -> dict[str, Cost]:
+        """The cost vector per dotted layer path."""
         out: dict[str, Cost] = {}
         for op in self.ops:
             out[op.path] = out.get(op.path, Cost()) + op.cost
         return out
-
-    def breakdown(self, convention: str = "macs") -> dict[str, int]:
-        """Cost per role (attention scores, projections, MLP, pooling/merging, embed, norms, head, other)."""
-        out: dict[str, int] = defaultdict(int)
-        for op in self.ops:
-            out[op.role] += project(op.cost, convention)
-        return dict(out)
 
     def row(self) -> dict[str, Any]:
         """The machine-readable summary (JSON/CSV row)."""

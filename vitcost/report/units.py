@@ -6,24 +6,24 @@ _SI = ["", "K", "M", "G", "T", "P", "E", "Z", "Y"]
 _BIN = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB"]
 
 
+def _scaled(n: float, base: int, units: list[str]) -> tuple[float, str]:
+    i, x = 0, float(n)
+    while abs(x) >= base and i < len(units) - 1:
+        x /= base
+        i += 1
+    return x, units[i]
+
+
 def si(n: float, digits: int = 3) -> str:
     """12_620_583_936 -> '12.6G'."""
-    i = 0
-    x = float(n)
-    while abs(x) >= 1000 and i < len(_SI) - 1:
-        x /= 1000
-        i += 1
-    return f"{x:.{digits}g}{_SI[i]}" if i else f"{x:.{digits}g}"
+    x, unit = _scaled(n, 1000, _SI)
+    return f"{x:.{digits}g}{unit}"
 
 
 def binary_bytes(n: float, digits: int = 3) -> str:
     """824_633_720_832 -> '768 GiB'."""
-    i = 0
-    x = float(n)
-    while abs(x) >= 1024 and i < len(_BIN) - 1:
-        x /= 1024
-        i += 1
-    return f"{x:.{digits}g} {_BIN[i]}"
+    x, unit = _scaled(n, 1024, _BIN)
+    return f"{x:.{digits}g} {unit}"
 
 
 def ratio(x: float) -> str:
