@@ -17,7 +17,7 @@ import argparse
 import sys
 import time
 
-from vitcost.analytic.memory import memory_wall
+from vitcost.analytic.memory_wall import memory_wall
 from vitcost.measure.profile import ProfileConfig, ProfileSession
 
 # (preset, resolution): small enough for a shared CPU, real architectures.

@@ -10,7 +10,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from vitcost.analytic.estimate import estimate
-from vitcost.analytic.memory import memory_wall, op_inputs, predict_memory
+from vitcost.analytic.memory import op_inputs, predict_memory
+from vitcost.analytic.memory_wall import memory_wall
 from vitcost.specs import MixerSpec, MViTSpec, SwinSpec, ViTSpec
 from vitcost.zoo import get_preset
 

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from vitcost.analytic.estimate import DTYPE_BYTES, Estimate, estimate, parse_res
-from vitcost.analytic.memory import MemoryPrediction, memory_wall, normalise_attn, predict_memory
+from vitcost.analytic.memory import MemoryPrediction, normalise_attn, predict_memory
+from vitcost.analytic.memory_wall import memory_wall
 from vitcost.errors import VitcostError
 from vitcost.measure.hardware import TB, Hardware, get_hardware, preset_for_device_name
 from vitcost.measure.roofline import Roofline, roofline
