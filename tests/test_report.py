@@ -218,6 +218,7 @@ def test_report_tables_carry_the_hand_derived_crossings(full_report: Path) -> No
 
 def test_report_module_stays_off_the_light_import_path() -> None:
     code = ("import sys, vitcost, vitcost.cli\n"
+            "vitcost.cli.load_commands()\n"
             "heavy = [m for m in ('plotly', 'pandas', 'torch') if m in sys.modules]\n"
             "assert not heavy, heavy\n"
             "assert 'report' in [c.name or c.callback.__name__ for c in vitcost.cli.app.registered_commands]\n")

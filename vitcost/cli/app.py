@@ -27,6 +27,30 @@ app = typer.Typer(
 )
 
 
+@app.callback()
+def _root() -> None:
+    """What will this attention design cost at 1024 px?"""  # keeps `vitcost CMD` a group of one or many
+
+
+# The module that defines each command. `main` imports only the one it runs: typer builds the options
+# of every registered command on each call, which would tax `vitcost compare` with all the others'.
+COMMANDS: dict[str, str] = {"compare": "compare", "models": "compare", "formula": "compare",
+                            "check": "check", "profile": "profile", "report": "report"}
+
+
+def load_commands(modules: list[str] | None = None) -> None:
+    """Register the commands of `modules` (default: all) on `app`."""
+    import importlib
+
+    for module in sorted(set(COMMANDS.values()) if modules is None else set(modules)):
+        importlib.import_module(f"vitcost.cli.{module}")
+
+
+def _command_module(args: list[str]) -> str | None:
+    first = next((a for a in args if not a.startswith("-")), None)
+    return COMMANDS.get(first) if first else None
+
+
 class Dtype(str, enum.Enum):
     fp32 = "fp32"
     fp16 = "fp16"
@@ -151,6 +175,8 @@ def main(argv: list[str] | None = None) -> None:
     exits = tuple({typer.Exit, getattr(click, "Exit", typer.Exit)})
     no_args_help = getattr(click, "NoArgsIsHelpError", ())  # click >= 8.2
     args = _spread_multi(list(sys.argv[1:] if argv is None else argv))
+    module = _command_module(args)
+    load_commands([module] if module else None)  # all of them for `--help` or an unknown command
     try:
         rv = app(args=args, prog_name="vitcost", standalone_mode=False)
     except exits as e:
