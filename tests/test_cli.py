@@ -124,3 +124,15 @@ def test_analytic_package_imports_no_torch():
     code = "import sys, vitcost, vitcost.analytic; print('torch' in sys.modules, 'sympy' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_missing_torch_is_one_line(tmp_path):
+    """Without the torch extra, a torch-backed command says what to install instead of a traceback."""
+    blocker = tmp_path / "torch.py"
+    blocker.write_text("raise ModuleNotFoundError(\"No module named 'torch'\", name='torch')\n")
+    code = "import sys; sys.path.insert(0, sys.argv[1]); from vitcost.cli import main; main(sys.argv[2:])"
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path), "check", "-m", "vit_ti16", "-r", "64"],
+                         capture_output=True, text=True)
+    assert out.returncode == 2
+    assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
+    assert "pip install 'vitcost[torch]'" in out.stderr

@@ -161,6 +161,10 @@ def fail(message: str, code: int = 2) -> None:
     raise SystemExit(code)
 
 
+# Imported by the commands that build, count or run torch models; missing ones get one line, not a traceback.
+OPTIONAL_DEPENDENCIES = {"torch", "fvcore", "psutil", "iopath"}
+
+
 def _click_exceptions():
     """click's exception classes: vendored inside typer since 0.22, the click package before."""
     try:
@@ -189,6 +193,10 @@ def main(argv: list[str] | None = None) -> None:
         fail(message + hint)
     except VitcostError as e:
         fail(str(e))
+    except ModuleNotFoundError as e:
+        if e.name not in OPTIONAL_DEPENDENCIES:
+            raise
+        fail(f"this command needs {e.name}, which is not installed: pip install 'vitcost[torch]'.")
     except (typer.Abort, KeyboardInterrupt):
         sys.stderr.write("vitcost: interrupted\n")
         raise SystemExit(130) from None
