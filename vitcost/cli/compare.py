@@ -39,8 +39,13 @@ def compare(
 ) -> None:
     """Compare models across resolutions: tokens, params, cost, attention-matrix memory, growth.
 
-    Example: [bold]vitcost compare --res 224 512 1024[/bold] (one model per family), or
-    [bold]vitcost compare -m vit_b16 swin_t -r 224 384x640 --format json[/bold].
+    Defaults: one model per family (igpt_l, vit_b16, swin_t, mvitv2_t, mixer_b16) at 224, 512 and
+    1024 px. Columns: spatial tokens of the first stage; params; cost in the chosen convention; attention
+    scores of all layers and of the largest layer, in bytes of --dtype; growth against the smallest
+    resolution; the asymptotic class.
+
+    Example: [bold]vitcost compare --res 224 512 1024[/bold], or
+    [bold]vitcost compare -m vit_b16 swin -r 224 384x640 --format json[/bold].
     """
     from vitcost.report.rows import compare_rows
 
