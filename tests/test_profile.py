@@ -54,7 +54,7 @@ def _torch_or_skip():
 # --- memory sizes and device presets -------------------------------------------------------------------
 
 @pytest.mark.parametrize("text,expected", [("80GB", 80 * 10**9), ("141GiB", 141 * 2**30), ("512MiB", 512 * 2**20),
-                                           ("1.5TB", 1_500_000_000_000), ("4096", 4096), (" 2 gib ", 2 * 2**30),
+                                           ("1.5TB", 1_500_000_000_000), ("80", 80 * 10**9), (" 2 gib ", 2 * 2**30),
                                            ("64KiB", 65536)])
 def test_parse_bytes(text, expected):
     assert parse_bytes(text) == expected

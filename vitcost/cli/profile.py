@@ -54,7 +54,7 @@ def profile(
         help="CPU intra-op threads (torch.set_num_threads); default: torch's current count, recorded.")] = None,
     device_memory: Annotated[str | None, typer.Option(
         "--device-memory", help="Device memory for the memory wall, e.g. 80GB, 141GiB, 512MiB (GB = 10^9 bytes, "
-        "GiB = 2^30). Default: the hardware preset's, or the machine's memory for cpu.")] = None,
+        "GiB = 2^30; a bare number is GB). Default: the hardware preset's, or the machine's memory for cpu.")] = None,
     hardware: Annotated[HardwareName | None, typer.Option(
         help="Roofline device preset. Default: matched from the CUDA device name, cpu on the CPU (indicative).")]
     = None,

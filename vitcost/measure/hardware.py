@@ -119,29 +119,35 @@ def preset_for_device_name(device_name: str) -> str | None:
     return None
 
 
-_UNITS: dict[str, int] = {
-    "": 1, "B": 1,
-    "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
-    "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40,
-    "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
+# Unit -> (bytes, spelling). A bare number is GB, the unit vendors quote device memory in.
+_UNITS: dict[str, tuple[int, str]] = {
+    "": (10**9, "GB"), "B": (1, "B"),
+    "KB": (10**3, "KB"), "MB": (10**6, "MB"), "GB": (10**9, "GB"), "TB": (10**12, "TB"),
+    "KIB": (2**10, "KiB"), "MIB": (2**20, "MiB"), "GIB": (2**30, "GiB"), "TIB": (2**40, "TiB"),
 }
 _SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([A-Za-z]*)\s*$")
 
 
-def parse_bytes(text: str) -> int:
-    """'80GB' -> 80*10**9, '141GiB' -> 141*2**30, '512MiB', '1.5TB', '4096' (bytes).
+def parse_size(text: str) -> tuple[int, str]:
+    """'80GB' -> (80*10**9, '80 GB'); '141GiB' -> (141*2**30, '141 GiB'); '80' -> 80 GB.
 
-    SI suffixes (KB, MB, GB, TB) are powers of 1000, binary ones (KiB, MiB, GiB, TiB) powers of 1024.
-    Anything else raises a VitcostError."""
+    SI suffixes (KB, MB, GB, TB) are powers of 1000, binary ones (KiB, MiB, GiB, TiB) powers of 1024;
+    a bare number is GB. Anything else raises a VitcostError."""
     m = _SIZE.match(str(text))
     unit = m.group(2).upper() if m else None
     if m is None or unit not in _UNITS:
         raise VitcostError(f"memory size {text!r} is not a number with a unit such as 80GB, 141GiB or 512MiB.")
-    value = float(m.group(1)) * _UNITS[unit]
+    scale, spelling = _UNITS[unit]
+    value = float(m.group(1)) * scale
     if value < 1:
         raise VitcostError(f"memory size {text!r} must be at least one byte.")
-    return int(value)
+    return int(round(value)), f"{m.group(1)} {spelling}"
+
+
+def parse_bytes(text: str) -> int:
+    """The bytes of a memory size (see `parse_size`)."""
+    return parse_size(text)[0]
 
 
 __all__ = ["Hardware", "PRESETS", "HARDWARE_NAMES", "cpu_preset", "get_hardware", "preset_for_device_name",
-           "parse_bytes"]
+           "parse_bytes", "parse_size"]

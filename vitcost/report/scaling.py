@@ -7,7 +7,6 @@ Resolutions are square sides R in pixels; an HxW input counts as R = sqrt(H*W).
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -150,12 +149,6 @@ def memory_wall(model: str, limit_bytes: int, metric: str = "total", batch: int 
     return first_crossing(model, lambda e: value(e) >= limit_bytes, batch, dtype)
 
 
-# Unit -> (bytes, spelling). A bare number is GB, the unit vendors quote device memory in.
-_UNITS = {"": (10**9, "GB"), "b": (1, "B"), "kb": (10**3, "KB"), "mb": (10**6, "MB"), "gb": (10**9, "GB"),
-          "tb": (10**12, "TB"), "kib": (2**10, "KiB"), "mib": (2**20, "MiB"), "gib": (2**30, "GiB"),
-          "tib": (2**40, "TiB")}
-
-
 @dataclass(frozen=True)
 class DeviceMemory:
     label: str  # "80 GB" or "H100 80 GB"
@@ -164,11 +157,11 @@ class DeviceMemory:
 
 def parse_memory(text: str) -> DeviceMemory:
     """"80GB", "80 GB", "141GB", "24GiB", "H100=80GB" or a bare number of GB (10^9 bytes)."""
+    from vitcost.measure.hardware import parse_size
+
     name, _, size = text.rpartition("=")
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b|b)?\s*", size, re.IGNORECASE)
-    if not m or float(m.group(1)) <= 0:
-        raise VitcostError(f"device memory {text!r} is not a size like 80GB, 24GiB or H100=80GB.")
-    scale, unit = _UNITS[(m.group(2) or "").lower()]
-    shown = f"{m.group(1)} {unit}"
-    label = f"{name.strip()} {shown}" if name.strip() else shown
-    return DeviceMemory(label, int(round(float(m.group(1)) * scale)))
+    try:
+        nbytes, shown = parse_size(size)
+    except VitcostError:
+        raise VitcostError(f"device memory {text!r} is not a size like 80GB, 24GiB or H100=80GB.") from None
+    return DeviceMemory(f"{name.strip()} {shown}" if name.strip() else shown, nbytes)
