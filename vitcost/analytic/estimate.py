@@ -54,6 +54,17 @@ def parse_res(res: Any) -> tuple[int, int]:
     return h, w
 
 
+def parse_resolutions(values: Any) -> list[tuple[int, int]]:
+    """Several resolutions (see `parse_res`), each once, smallest area first."""
+    return sorted({parse_res(v) for v in values}, key=lambda hw: (hw[0] * hw[1], hw))
+
+
+def res_label(res: tuple[int, int]) -> int | str:
+    """224 for a square input, '224x320' otherwise: the `res` field of every JSON/CSV row."""
+    h, w = res
+    return h if h == w else f"{h}x{w}"
+
+
 def walk(spec: Spec, h: Any, w: Any, batch: Any = 1) -> list[Op]:
     """All ops of one forward pass of `spec` on [batch, C, h, w] (ints, or sympy symbols)."""
     if isinstance(h, int):
@@ -162,7 +173,7 @@ class Estimate:
         """The machine-readable summary (JSON/CSV row)."""
         h, w = self.res
         return {
-            "model": self.model, "family": self.family, "res": f"{h}x{w}" if h != w else h, "height": h, "width": w,
+            "model": self.model, "family": self.family, "res": res_label(self.res), "height": h, "width": w,
             "batch": self.batch, "dtype": self.dtype, "tokens": self.tokens, "params": self.params,
             "macs": self.macs, "flops": self.flops, "fvcore": self.count("fvcore"), "torch": self.count("torch"),
             "attn_matrix_elems": self.attn_matrix_elems, "attn_matrix_bytes": self.attn_matrix_bytes,

@@ -79,11 +79,11 @@ def load_factory_module(target: str) -> Any:
 
 
 def _runs(models: list[str] | None, res: list[str], attn: AttnPath) -> list[tuple[str, tuple[int, int], str]]:
-    from vitcost.analytic.estimate import parse_res
+    from vitcost.analytic.estimate import parse_resolutions
     from vitcost.zoo import DEFAULT_MODELS, resolve_models
 
     presets = resolve_models(list(models or DEFAULT_MODELS))
-    sizes = list(dict.fromkeys(parse_res(r) for r in res))
+    sizes = parse_resolutions(res)
     paths = ["math", "sdpa"] if attn is AttnPath.both else [attn.value]
     return [(p.name, hw, a) for p in presets for hw in sizes for a in paths]
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from vitcost.analytic.cost import CONVENTIONS
+from vitcost.analytic.estimate import res_label
 from vitcost.measure.check import CheckResult
 from vitcost.measure.counting import Counts
 
@@ -26,18 +27,13 @@ def delta(n: int) -> str:
     return "0" if n == 0 else f"{n:+,}"
 
 
-def _res(res: tuple[int, int]) -> str:
-    h, w = res
-    return str(h) if h == w else f"{h}x{w}"
-
-
 def method_cell(counts: Counts) -> str:
     return counts.method + (VIA_DISPATCH if counts.fvcore_via == "dispatch" else "")
 
 
 def summary_cells(results: list[CheckResult]) -> list[list[str]]:
-    return [[r.model, _res(r.res), str(r.batch), r.attn, method_cell(r.counts), whole(r.analytic), whole(r.fvcore),
-             delta(r.fvcore - r.analytic), whole(r.torch), delta(r.torch - r.analytic), r.status,
+    return [[r.model, str(res_label(r.res)), str(r.batch), r.attn, method_cell(r.counts), whole(r.analytic),
+             whole(r.fvcore), delta(r.fvcore - r.analytic), whole(r.torch), delta(r.torch - r.analytic), r.status,
              r.first_mismatch or "—"] for r in results]
 
 
@@ -82,7 +78,7 @@ def render_check_table(results: list[CheckResult], by_layer: bool) -> str:
     parts = []
     if by_layer:
         for r in results:
-            title = (f"{r.model} @ {_res(r.res)}, batch {r.batch}, attn {r.attn}, {r.method}: "
+            title = (f"{r.model} @ {res_label(r.res)}, batch {r.batch}, attn {r.attn}, {r.method}: "
                      f"{r.status}" + (f", first mismatch {r.first_mismatch}" if r.first_mismatch else ""))
             parts.append(box_table(LAYER_HEADER, layer_cells(r), right={1, 2, 3, 4, 5}, title=title))
     sections = [i for i in range(1, len(results)) if results[i].model != results[i - 1].model]
@@ -98,7 +94,7 @@ def render_check_markdown(results: list[CheckResult], by_layer: bool) -> str:
     parts = []
     if by_layer:
         for r in results:
-            parts.append(f"### {r.model} @ {_res(r.res)}, batch {r.batch}, attn {r.attn}: {r.status}\n\n"
+            parts.append(f"### {r.model} @ {res_label(r.res)}, batch {r.batch}, attn {r.attn}: {r.status}\n\n"
                          + to_markdown(LAYER_HEADER[:-1] + ["mismatch"], layer_cells(r)))
     parts.append(to_markdown(SUMMARY_HEADER, summary_cells(results)) + "\n" + check_caption(results) + "\n")
     return "\n".join(parts)
@@ -107,8 +103,9 @@ def render_check_markdown(results: list[CheckResult], by_layer: bool) -> str:
 def check_csv_rows(results: list[CheckResult], by_layer: bool) -> list[dict[str, Any]]:
     """Summary rows (ops flattened to `op:calls` text), or one row per layer with `--by-layer`."""
     if by_layer:
-        return [{"model": r.model, "res": _res(r.res), "batch": r.batch, "attn": r.attn, "convention": r.convention,
-                 "method": r.method, **layer.row(), "agrees": layer.ok(r.tol)} for r in results for layer in r.layers]
+        return [{"model": r.model, "res": res_label(r.res), "batch": r.batch, "attn": r.attn,
+                 "convention": r.convention, "method": r.method, **layer.row(), "agrees": layer.ok(r.tol)}
+                for r in results for layer in r.layers]
     rows = []
     for r in results:
         row = r.row()

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from vitcost.analytic.estimate import DTYPE_BYTES, Estimate, estimate, parse_res
+from vitcost.analytic.estimate import DTYPE_BYTES, Estimate, estimate, parse_resolutions, res_label
 from vitcost.analytic.memory import MemoryPrediction, normalise_attn, predict_memory
 from vitcost.analytic.memory_wall import memory_wall
 from vitcost.errors import VitcostError
@@ -77,7 +77,7 @@ class ProfileConfig:
             raise VitcostError("--repeats must be at least 1 and --warmup at least 0.")
         if self.max_seconds is not None and not self.max_seconds > 0:
             raise VitcostError(f"--max-seconds must be positive, got {self.max_seconds}.")
-        self.sizes = sorted({parse_res(r) for r in self.res}, key=lambda hw: (hw[0] * hw[1], hw))
+        self.sizes = parse_resolutions(self.res)
 
 
 @dataclass(frozen=True)
@@ -197,7 +197,7 @@ def prediction_row(p: Preset, est: Estimate, pred: MemoryPrediction, roof: Roofl
                    env: Environment, hw: Hardware, wall: int | None, budget: int | None) -> dict[str, Any]:
     row: dict[str, Any] = dict.fromkeys(COLUMNS)
     row.update({
-        "model": p.name, "family": p.family, "res": _res_label(est.res), "batch": est.batch,
+        "model": p.name, "family": p.family, "res": res_label(est.res), "batch": est.batch,
         "dtype": est.dtype, "attn": cfg.attn, "attn_backend": "", **env.row(), "status": "predicted", "note": "",
         "params": est.params, "macs": est.macs, "flops": est.flops, "hardware": hw.name,
         "roofline_bound": roof.bound, "predicted_time_s": roof.time_s,
@@ -358,7 +358,7 @@ class ProfileSession:
             est = estimate(p.name, res, cfg.batch, cfg.dtype)
         except VitcostError as err:
             row = dict.fromkeys(COLUMNS)
-            row.update({"model": p.name, "family": p.family, "res": _res_label(res), "batch": cfg.batch,
+            row.update({"model": p.name, "family": p.family, "res": res_label(res), "batch": cfg.batch,
                         "dtype": cfg.dtype, "attn": cfg.attn, **env.row(), "status": "skipped", "note": str(err)})
             return row
         wall = self.wall(p)
@@ -370,10 +370,6 @@ class ProfileSession:
     def rows(self) -> Iterator[dict[str, Any]]:
         for p, res in self.plan:
             yield self.run(p, res)
-
-
-def _res_label(res: tuple[int, int]) -> int | str:
-    return res[0] if res[0] == res[1] else f"{res[0]}x{res[1]}"
 
 
 def run_profile(cfg: ProfileConfig) -> list[dict[str, Any]]:

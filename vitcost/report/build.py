@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from vitcost.analytic.cost import CONVENTIONS
-from vitcost.analytic.estimate import Estimate, estimate, parse_res
+from vitcost.analytic.estimate import Estimate, estimate, parse_res, res_label
 from vitcost.errors import VitcostError
 from vitcost.report.scaling import DeviceMemory, parse_memory
 
@@ -107,7 +107,7 @@ def render_report(req: ReportRequest, *, static: bool = False) -> str:
     from vitcost.report.html import Footer, render_page
 
     panels, facts = build_panels(req)
-    res_text = ", ".join(f"{h}" if h == w else f"{h}x{w}" for h, w in facts["sizes"])
+    res_text = ", ".join(str(res_label(hw)) for hw in facts["sizes"])
     subtitle = (f"{', '.join(facts['models'])} at {res_text} px · batch {req.batch} · {req.dtype} · "
                 f"{req.convention} convention")
     footer = Footer(conventions=dict(CONVENTIONS), convention=req.convention,

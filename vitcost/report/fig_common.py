@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 from vitcost.analytic.estimate import Estimate
+from vitcost.analytic.estimate import res_label as _res_label
 
 # One colour per model, in the order the models were given (plotly's default colourway).
 PALETTE = ["#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3", "#ff6692", "#b6e880",
@@ -24,8 +25,7 @@ def unit_name(convention: str) -> str:
 
 
 def res_label(e: Estimate) -> str:
-    h, w = e.res
-    return f"{h}" if h == w else f"{h}x{w}"
+    return str(_res_label(e.res))
 
 
 def exact(n: int | float) -> str:

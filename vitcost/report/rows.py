@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from vitcost.analytic.estimate import Estimate, estimate, parse_res
+from vitcost.analytic.estimate import Estimate, estimate, parse_resolutions
 from vitcost.zoo import DEFAULT_MODELS, resolve_models
 
 
@@ -12,7 +12,7 @@ def compare_estimates(models: list[str] | None, res: list[Any], batch: int = 1, 
                       patch: int | None = None, window: int | None = None) -> list[Estimate]:
     """Estimates for every model x resolution, models in the order given, resolutions ascending."""
     presets = resolve_models(list(models or DEFAULT_MODELS))
-    sizes = sorted({parse_res(r) for r in res}, key=lambda hw: (hw[0] * hw[1], hw))
+    sizes = parse_resolutions(res)
     return [estimate(p.name, hw, batch, dtype, patch=patch, window=window) for p in presets for hw in sizes]
 
 
