@@ -340,3 +340,10 @@ def test_cuda_profile_row(capsys, attn):
     assert row["attn_backend"] == ("math" if attn == "math" else "flash")
     assert row["mem_ratio"] == pytest.approx(1.0, abs=0.10)
     assert row["measured_attn_bytes"] == row["predicted_attn_bytes"]
+
+
+def test_device_memory_takes_one_size_for_profile(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["profile", "-m", "vit_b16", "-r", "224", "--predict-only", "--device-memory", "80GB", "141GB"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.count("\n") == 1 and "takes one size" in err

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from vitcost.cli.app import BatchOpt, Dtype, Format, FormatOpt, ModelsOpt, OutputOpt, ResOpt, app, emit
+from vitcost.errors import VitcostError
 
 
 class Device(str, enum.Enum):
@@ -52,7 +53,7 @@ def profile(
     warmup: Annotated[int, typer.Option(help="Untimed forwards before timing.")] = 2,
     threads: Annotated[int | None, typer.Option(
         help="CPU intra-op threads (torch.set_num_threads); default: torch's current count, recorded.")] = None,
-    device_memory: Annotated[str | None, typer.Option(
+    device_memory: Annotated[list[str] | None, typer.Option(
         "--device-memory", help="Device memory for the memory wall, e.g. 80GB, 141GiB, 512MiB (GB = 10^9 bytes, "
         "GiB = 2^30; a bare number is GB). Default: the hardware preset's, or the machine's memory for cpu.")] = None,
     hardware: Annotated[HardwareName | None, typer.Option(
@@ -91,7 +92,7 @@ def profile(
 
     cfg = ProfileConfig(models=list(models or DEFAULT_MODELS), res=list(res or DEFAULT_RES), device=device.value,
                         dtype=dtype.value, batch=batch, attn=attn.value, repeats=repeats, warmup=warmup,
-                        device_memory=parse_bytes(device_memory) if device_memory is not None else None,
+                        device_memory=_one_size(device_memory, parse_bytes),
                         hardware=hardware.value if hardware is not None else None, peak_tflops=peak_tflops,
                         bandwidth=bandwidth * TB if bandwidth is not None else None, predict_only=predict_only,
                         threads=threads, max_seconds=max_seconds)
@@ -129,6 +130,15 @@ def _format(rows: list[dict[str, Any]], fmt: Format) -> str:
     if fmt is Format.csv:
         return formats.to_csv(rows)
     return formats.to_markdown(*profile_cells(rows))  # markdown, or a table sent to a file
+
+
+def _one_size(values: list[str] | None, parse: Any) -> int | None:
+    """--device-memory takes several values on `report` (one line each); the memory wall needs one."""
+    if not values:
+        return None
+    if len(values) > 1:
+        raise VitcostError(f"--device-memory takes one size here, got {len(values)}: {' '.join(values)}.")
+    return parse(values[0])
 
 
 def _bytes(n: Any) -> str:
