@@ -165,7 +165,7 @@ def test_bad_specs_and_inputs():
     with pytest.raises(SpecError, match="does not fit"):
         vitcost.estimate("vit_b16", 8)
     with pytest.raises(SpecError, match="larger than"):
-        vitcost.estimate("swin_t", 224, window=64)
+        vitcost.estimate("swin_t:window=64", 224)
     with pytest.raises(SpecError, match="batch"):
         vitcost.estimate("vit_b16", 224, batch=0)
     with pytest.raises(VitcostError, match="vit_b16"):

@@ -15,11 +15,13 @@ import pytest
 
 from vitcost.analytic.cost import Cost, Op
 from vitcost.analytic.estimate import Estimate, estimate
+from vitcost.analytic.hardware import GIB, PRESETS, cpu_preset, get_hardware, parse_bytes, preset_for_device_name
+from vitcost.analytic.roofline import roofline
 from vitcost.cli import main
+from vitcost.design import Design
 from vitcost.errors import VitcostError
-from vitcost.measure.hardware import GIB, PRESETS, cpu_preset, get_hardware, parse_bytes, preset_for_device_name
-from vitcost.measure.roofline import roofline
 from vitcost.specs import ViTSpec
+from vitcost.vocab import Dtype, Kernel
 
 PUBLISHED_MD = Path(__file__).resolve().parents[2] / "shared" / "reference" / "published.md"
 
@@ -112,8 +114,9 @@ def test_hardware_overrides_and_errors():
 
 def _one_linear(rows: int, fin: int, fout: int, dtype: str = "bf16") -> Estimate:
     op = Op("fc", "linear", "mlp", Cost(macs=rows * fin * fout, eltwise=rows * fout, params=fin * fout + fout),
-            rows * fout, rows * (fin + fout), inp=rows * fin)
-    return Estimate("one linear", ViTSpec(dim=8, depth=1, heads=1), (16, 16), 1, dtype, (op,))
+            rows * fout, inp=rows * fin)
+    design = Design("one linear", ViTSpec(dim=8, depth=1, heads=1))
+    return Estimate(design, (16, 16), 1, Dtype(dtype), Kernel.math, (op,))
 
 
 def test_roofline_of_one_linear_by_hand():

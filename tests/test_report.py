@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from vitcost.analytic.scaling import attention_overtakes, fit_slope, overtake_closed_form, parse_memory, score_wall
 from vitcost.cli import main
 from vitcost.errors import VitcostError
 from vitcost.report import evidence
-from vitcost.report.scaling import attention_overtakes, fit_slope, memory_wall, overtake_closed_form, parse_memory
 from vitcost.zoo import get_preset
 
 GIB = 2**30
@@ -91,21 +91,21 @@ def test_window_attention_never_overtakes_and_mixer_has_none() -> None:
     assert overtake_closed_form(get_preset("swin_t").spec) is None
 
 
-def test_memory_wall_of_pixel_attention_by_hand() -> None:
+def test_score_wall_of_pixel_attention_by_hand() -> None:
     # iGPT-L, fp32: 48 layers x 16 heads x (R^2)^2 scores x 4 B = 3072 R^4 bytes. The published
     # figure: R = 128 -> 768 GiB exactly, so 768 GiB is first reached at 128 px.
-    assert memory_wall("igpt_l", 768 * GIB).res == 128
+    assert score_wall("igpt_l", 768 * GIB).res == 128
     # 80 GB: R^4 >= 80e9 / 3072 = 26,041,666.7 -> 71^4 = 25,411,681 is short, 72^4 = 26,873,856 is not.
-    assert memory_wall("igpt_l", 80 * 10**9).res == 72
+    assert score_wall("igpt_l", 80 * 10**9).res == 72
     # Largest single layer: 16 x R^4 x 4 B = 64 R^4 >= 80e9 -> R^4 >= 1.25e9 -> 188^4 < 1.25e9 <= 189^4.
-    assert memory_wall("igpt_l", 80 * 10**9, "layer").res == 189
+    assert score_wall("igpt_l", 80 * 10**9, "layer").res == 189
 
 
-def test_memory_wall_of_vit_by_hand() -> None:
+def test_score_wall_of_vit_by_hand() -> None:
     # ViT-B/16, fp32: 12 layers x 12 heads x N^2 x 4 B >= 80e9 -> N >= 11,785.1; N = g^2 + 1 -> g = 109
     # (108^2 + 1 = 11,665 is short) -> R = 109 * 16 = 1744 px.
-    assert memory_wall("vit_b16", 80 * 10**9).res == 1744
-    assert memory_wall("mixer_b16", 80 * 10**9) is None
+    assert score_wall("vit_b16", 80 * 10**9).res == 1744
+    assert score_wall("mixer_b16", 80 * 10**9) is None
 
 
 def test_parse_memory() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from vitcost.analytic.estimate import Estimate, estimate
+from vitcost.design import Design, load_spec_file, parse_design
 from vitcost.errors import SpecError, VitcostError
 from vitcost.specs import MixerSpec, MViTSpec, PixelSpec, SwinSpec, ViTSpec
 from vitcost.zoo import PRESETS
@@ -20,15 +21,17 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 
-def compare(models: list[str] | None = None, res: list[Any] | None = None, batch: int = 1,
-            dtype: str = "fp32") -> pandas.DataFrame:
-    """One row per model x resolution (see `Estimate.row`), plus `growth` against the smallest
-    resolution in MACs. Models are preset names or family names; default: one per family."""
+def compare(models: Any = None, res: Any = 224, batch: int = 1, dtype: str = "fp32", attn: str = "math",
+            convention: str = "macs") -> pandas.DataFrame:
+    """One row per design x resolution (see `Estimate.row`), plus `cost` in `convention` and `growth`
+    against the smallest resolution. `models`: one design or a list of them, each a preset or family
+    name, a spec file, a name with `:field=value` overrides, a spec object or a Design (default: one
+    preset per family); `res`: one resolution or a list."""
     import pandas
 
     from vitcost.report.rows import compare_rows
 
-    return pandas.DataFrame(compare_rows(models, res or [224], batch=batch, dtype=dtype))
+    return pandas.DataFrame(compare_rows(models, res, batch=batch, dtype=dtype, attn=attn, convention=convention))
 
 
 def formula(kind: str) -> sympy.Expr:
@@ -47,4 +50,5 @@ def count(module: Any, input_shape: Any, **kwargs: Any) -> Any:
 
 
 __all__ = ["Estimate", "estimate", "compare", "formula", "count", "SpecError", "VitcostError", "PRESETS",
+           "Design", "parse_design", "load_spec_file",
            "ViTSpec", "PixelSpec", "SwinSpec", "MViTSpec", "MixerSpec"]

@@ -2,20 +2,76 @@
 
 A spec describes an architecture independent of the input size; the resolution is an argument of
 the analytic walker and of the torch builder. Both walk the same spec, so their layer paths match.
+
+Every field carries a one-line `doc` (shown as a comment in spec files, `vitcost spec`), and its
+annotated type is enforced: an `int` field takes a whole number (numpy integers too, never a float
+or a bool), a `tuple[int, ...]` field a sequence of whole numbers, a `float` field any finite number.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import ClassVar
+import math
+import operator
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any, ClassVar
 
 from vitcost.errors import SpecError
 
 
+def doc(default: Any = MISSING, text: str = "") -> Any:
+    """A spec field with a default (or none) and its one-line description."""
+    return field(default=default, metadata={"doc": text})
+
+
+def _coerce(spec: object, name: str, kind: str, value: Any) -> Any:
+    """`value` checked against the annotated type `kind`; numpy ints and lists are normalised."""
+    where = f"{type(spec).__name__}.{name}"
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise SpecError(f"{where} must be true or false, got {value!r}.")
+        return value
+    if kind == "int":
+        if isinstance(value, bool):
+            raise SpecError(f"{where} must be a whole number, got {value!r}.")
+        try:
+            return operator.index(value)
+        except TypeError:
+            raise SpecError(f"{where} must be a whole number, got {value!r}.") from None
+    if kind == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) and not hasattr(value, "__float__"):
+            raise SpecError(f"{where} must be a number, got {value!r}.")
+        try:
+            x = float(value)
+        except (TypeError, ValueError):
+            raise SpecError(f"{where} must be a number, got {value!r}.") from None
+        if not math.isfinite(x):
+            raise SpecError(f"{where} must be a finite number, got {value!r}.")
+        return x
+    if kind == "tuple[int, ...]":
+        if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+            raise SpecError(f"{where} must be a list of whole numbers, got {value!r}.")
+        return tuple(_coerce(spec, f"{name}[{i}]", "int", v) for i, v in enumerate(value))
+    raise TypeError(f"unsupported spec field type {kind}")  # a programming error, not user input
+
+
+class SpecBase:
+    """Type checks every field against its annotation, then runs the family's `validate`."""
+
+    family: ClassVar[str]
+
+    def __post_init__(self) -> None:
+        for f in fields(self):  # type: ignore[arg-type]
+            object.__setattr__(self, f.name, _coerce(self, f.name, str(f.type), getattr(self, f.name)))
+        self.validate()
+
+    def validate(self) -> None:  # pragma: no cover - every family overrides it
+        pass
+
+
 def _positive(spec: object, **values: int | float) -> None:
     for name, value in values.items():
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
-            raise SpecError(f"{type(spec).__name__}.{name} must be a positive number, got {value!r}.")
+        if value <= 0:
+            raise SpecError(f"{type(spec).__name__}.{name} must be positive, got {value!r}.")
 
 
 def _divides(spec: object, dim_name: str, dim: int, heads: int) -> None:
@@ -23,36 +79,66 @@ def _divides(spec: object, dim_name: str, dim: int, heads: int) -> None:
         raise SpecError(f"{type(spec).__name__}: {dim_name}={dim} is not divisible by heads={heads}.")
 
 
+def _hidden(spec: object, dim: int, ratio: float, name: str = "mlp_ratio") -> int:
+    hidden = int(dim * ratio)
+    if hidden < 1:
+        raise SpecError(f"{type(spec).__name__}.{name}={ratio!r} gives an MLP of width {hidden}; "
+                        "it must give at least 1.")
+    return hidden
+
+
 @dataclass(frozen=True)
-class ViTSpec:
+class ViTSpec(SpecBase):
     """ViT (Dosovitskiy et al. 2021): conv patch embedding of stride `patch`, class token(s), learned
-    position embedding, `depth` pre-norm blocks of global MSA + MLP, final norm, linear head on the
-    class token. The position embedding has one row per token, so its size follows the resolution."""
+    position embedding, `depth` pre-norm blocks of MSA + MLP, final norm, linear head on the class
+    token (on the mean of the tokens without one). The position embedding has one row per token, so
+    its size follows the resolution.
+
+    With `window` > 0 the blocks attend inside non-overlapping window x window windows of the token
+    grid, zero-padded to a multiple of the window (ViTDet, Li et al. 2022; the SAM image encoder),
+    except the blocks listed in `global_blocks`, which keep global attention. Windows need a grid of
+    tokens only, so they require `class_tokens = 0`."""
 
     family: ClassVar[str] = "vit"
-    dim: int
-    depth: int
-    heads: int
-    patch: int = 16
-    mlp_ratio: float = 4.0
-    class_tokens: int = 1
-    num_classes: int = 1000
-    in_chans: int = 3
+    dim: int = doc(text="token width D")
+    depth: int = doc(text="number of transformer blocks")
+    heads: int = doc(text="attention heads per block; must divide dim")
+    patch: int = doc(16, "patch size P: a stride-P conv embeds P x P patches")
+    mlp_ratio: float = doc(4.0, "MLP hidden width = int(dim * mlp_ratio)")
+    class_tokens: int = doc(1, "class tokens prepended to the patch tokens (0: classify the mean token)")
+    window: int = doc(0, "window attention side in tokens; 0 = global attention in every block")
+    global_blocks: tuple[int, ...] = doc((), "with window > 0: indices of the blocks that keep global attention")
+    num_classes: int = doc(1000, "classes of the linear head")
+    in_chans: int = doc(3, "input image channels")
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         _positive(self, dim=self.dim, depth=self.depth, heads=self.heads, patch=self.patch,
                   mlp_ratio=self.mlp_ratio, num_classes=self.num_classes, in_chans=self.in_chans)
-        if self.class_tokens < 0:
-            raise SpecError("ViTSpec.class_tokens must be 0 or more.")
+        if self.class_tokens < 0 or self.window < 0:
+            raise SpecError("ViTSpec.class_tokens and ViTSpec.window must be 0 or more.")
         _divides(self, "dim", self.dim, self.heads)
+        _hidden(self, self.dim, self.mlp_ratio)
+        if self.global_blocks and not self.window:
+            raise SpecError("ViTSpec.global_blocks needs window > 0 (without a window every block is global).")
+        bad = [i for i in self.global_blocks if not 0 <= i < self.depth]
+        if bad or len(set(self.global_blocks)) != len(self.global_blocks):
+            raise SpecError(f"ViTSpec.global_blocks must be distinct block indices in 0..{self.depth - 1}, "
+                            f"got {list(self.global_blocks)}.")
+        if self.window and self.class_tokens:
+            raise SpecError("ViTSpec.window > 0 partitions the token grid, which has no place for class tokens: "
+                            "set class_tokens = 0.")
 
     @property
     def mlp_hidden(self) -> int:
         return int(self.dim * self.mlp_ratio)
 
+    def block_window(self, i: int) -> int:
+        """The window side of block i, 0 for global attention."""
+        return 0 if i in self.global_blocks else self.window
+
 
 @dataclass(frozen=True)
-class PixelSpec:
+class PixelSpec(SpecBase):
     """Pixel-level attention (Image GPT, Chen et al. 2020): every pixel is a token. Each pixel is
     embedded by a 1x1 convolution of its colour channels, a learned position embedding is added,
     then `depth` pre-norm blocks of global MSA + MLP, a final norm and a per-pixel head over a
@@ -63,43 +149,49 @@ class PixelSpec:
     which changes no multiply-accumulate."""
 
     family: ClassVar[str] = "pixel"
-    dim: int
-    depth: int
-    heads: int
-    mlp_ratio: float = 4.0
-    vocab: int = 512
-    in_chans: int = 3
+    dim: int = doc(text="token width D")
+    depth: int = doc(text="number of transformer blocks")
+    heads: int = doc(text="attention heads per block; must divide dim")
+    mlp_ratio: float = doc(4.0, "MLP hidden width = int(dim * mlp_ratio)")
+    vocab: int = doc(512, "palette entries predicted per pixel")
+    in_chans: int = doc(3, "input image channels")
     patch: ClassVar[int] = 1
     class_tokens: ClassVar[int] = 0
+    window: ClassVar[int] = 0
+    global_blocks: ClassVar[tuple[int, ...]] = ()
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         _positive(self, dim=self.dim, depth=self.depth, heads=self.heads, mlp_ratio=self.mlp_ratio,
                   vocab=self.vocab, in_chans=self.in_chans)
         _divides(self, "dim", self.dim, self.heads)
+        _hidden(self, self.dim, self.mlp_ratio)
 
     @property
     def mlp_hidden(self) -> int:
         return int(self.dim * self.mlp_ratio)
 
+    def block_window(self, i: int) -> int:
+        return 0
+
 
 @dataclass(frozen=True)
-class SwinSpec:
+class SwinSpec(SpecBase):
     """Swin Transformer (Liu et al. 2021): 4x4 conv patch embedding + norm, four stages of
     alternating W-MSA / SW-MSA blocks (cyclic shift by window//2 with an attention mask), relative
     position bias, patch merging (2x2 concat, norm, linear 4C -> 2C) between stages, final norm,
-    global average pool and head. Channels double and heads double at every stage."""
+    global average pool and head. Channels double at every stage."""
 
     family: ClassVar[str] = "swin"
-    embed_dim: int
-    depths: tuple[int, ...]
-    heads: tuple[int, ...]
-    window: int = 7
-    patch: int = 4
-    mlp_ratio: float = 4.0
-    num_classes: int = 1000
-    in_chans: int = 3
+    embed_dim: int = doc(text="channels C of the first stage; stage s has C * 2^s")
+    depths: tuple[int, ...] = doc(text="blocks per stage")
+    heads: tuple[int, ...] = doc(text="attention heads per stage; each must divide its stage's channels")
+    window: int = doc(7, "window side M in tokens (clamped to the grid in late stages)")
+    patch: int = doc(4, "patch size of the stride-P conv embedding")
+    mlp_ratio: float = doc(4.0, "MLP hidden width = int(channels * mlp_ratio)")
+    num_classes: int = doc(1000, "classes of the linear head")
+    in_chans: int = doc(3, "input image channels")
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         _positive(self, embed_dim=self.embed_dim, window=self.window, patch=self.patch,
                   mlp_ratio=self.mlp_ratio, num_classes=self.num_classes, in_chans=self.in_chans)
         if len(self.depths) != len(self.heads) or not self.depths:
@@ -107,13 +199,14 @@ class SwinSpec:
         for i, (d, h) in enumerate(zip(self.depths, self.heads)):
             _positive(self, depth=d, heads=h)
             _divides(self, f"stage {i} dim", self.stage_dim(i), h)
+        _hidden(self, self.embed_dim, self.mlp_ratio)
 
     def stage_dim(self, stage: int) -> int:
         return self.embed_dim * 2**stage
 
 
 @dataclass(frozen=True)
-class MViTSpec:
+class MViTSpec(SpecBase):
     """MViTv2 (Li et al. 2022), image variant with conv pooling: a 7x7 stride-4 conv stem, then
     stages of multiscale blocks. Every block pools Q, K and V with a depthwise k x k conv (shared
     across heads) followed by LayerNorm; the first block of each later stage pools Q with stride 2,
@@ -124,21 +217,21 @@ class MViTSpec:
     and max-pooled. A final norm, mean pool over tokens and a linear head close the model."""
 
     family: ClassVar[str] = "mvit"
-    dims: tuple[int, ...]
-    depths: tuple[int, ...]
-    heads: tuple[int, ...]
-    pool_kernel: int = 3
-    kv_stride: int = 4
-    stage_q_stride: int = 2
-    stem_kernel: int = 7
-    stem_stride: int = 4
-    mlp_ratio: float = 4.0
-    num_classes: int = 1000
-    in_chans: int = 3
-    residual_pooling: bool = True
-    rel_pos: bool = True
+    dims: tuple[int, ...] = doc(text="channels per stage")
+    depths: tuple[int, ...] = doc(text="blocks per stage")
+    heads: tuple[int, ...] = doc(text="attention heads per stage; each must divide its stage's channels")
+    pool_kernel: int = doc(3, "kernel of the depthwise Q/K/V pooling convs (odd)")
+    kv_stride: int = doc(4, "K/V pooling stride of the first stage, divided by the Q stride at each stage start")
+    stage_q_stride: int = doc(2, "Q pooling stride of the first block of stages 1..: 1 or even")
+    stem_kernel: int = doc(7, "kernel of the conv stem")
+    stem_stride: int = doc(4, "stride of the conv stem")
+    mlp_ratio: float = doc(4.0, "MLP hidden width = int(channels * mlp_ratio)")
+    num_classes: int = doc(1000, "classes of the linear head")
+    in_chans: int = doc(3, "input image channels")
+    residual_pooling: bool = doc(True, "add the pooled queries back to the attention output")
+    rel_pos: bool = doc(True, "decomposed relative positions on the scores")
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         _positive(self, pool_kernel=self.pool_kernel, kv_stride=self.kv_stride,
                   stage_q_stride=self.stage_q_stride, stem_kernel=self.stem_kernel,
                   stem_stride=self.stem_stride, mlp_ratio=self.mlp_ratio,
@@ -148,6 +241,7 @@ class MViTSpec:
         for d, n, h in zip(self.dims, self.depths, self.heads):
             _positive(self, dim=d, depth=n, heads=h)
             _divides(self, "dim", d, h)
+        _hidden(self, min(self.dims), self.mlp_ratio)
         # The max-pooled shortcut (kernel s+1, stride s) and the conv-pooled queries (kernel k, stride s)
         # give the same grid only for an odd kernel and a stride of 1 or an even stride.
         if self.pool_kernel % 2 == 0:
@@ -167,50 +261,35 @@ class MViTSpec:
 
 
 @dataclass(frozen=True)
-class MixerSpec:
+class MixerSpec(SpecBase):
     """MLP-Mixer (Tolstikhin et al. 2021): conv patch embedding, `depth` blocks of a token-mixing MLP
     (N -> tokens_hidden -> N, shared across channels) and a channel-mixing MLP (C -> channels_hidden
     -> C), each pre-norm with a residual, then final norm, mean pool and head. The token-mixing MLP
     has N*tokens_hidden weights, so parameters grow with the resolution."""
 
     family: ClassVar[str] = "mixer"
-    dim: int
-    depth: int
-    tokens_hidden: int
-    channels_hidden: int
-    patch: int = 16
-    num_classes: int = 1000
-    in_chans: int = 3
+    dim: int = doc(text="channels C")
+    depth: int = doc(text="number of Mixer blocks")
+    tokens_hidden: int = doc(text="hidden width D_S of the token-mixing MLP")
+    channels_hidden: int = doc(text="hidden width D_C of the channel-mixing MLP")
+    patch: int = doc(16, "patch size of the stride-P conv embedding")
+    num_classes: int = doc(1000, "classes of the linear head")
+    in_chans: int = doc(3, "input image channels")
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         _positive(self, dim=self.dim, depth=self.depth, tokens_hidden=self.tokens_hidden,
                   channels_hidden=self.channels_hidden, patch=self.patch,
                   num_classes=self.num_classes, in_chans=self.in_chans)
 
 
 Spec = ViTSpec | PixelSpec | SwinSpec | MViTSpec | MixerSpec
-FAMILIES: dict[str, str] = {
-    "pixel": "pixel-level attention",
-    "vit": "ViT patch attention",
-    "swin": "Swin window attention",
-    "mvit": "MViTv2 pooling attention",
-    "mixer": "MLP-Mixer",
-}
+SPEC_TYPES: tuple[type, ...] = (ViTSpec, PixelSpec, SwinSpec, MViTSpec, MixerSpec)
 
 
-def with_overrides(spec: Spec, *, patch: int | None = None, window: int | None = None) -> Spec:
-    """Return `spec` with a different patch size or window, or raise SpecError if it has none."""
-    changes: dict[str, int] = {}
-    if patch is not None:
-        if not hasattr(spec, "patch") or isinstance(spec, PixelSpec):
-            raise SpecError(f"--patch does not apply to the {spec.family} family.")
-        changes["patch"] = patch
-    if window is not None:
-        if not isinstance(spec, SwinSpec):
-            raise SpecError(f"--window applies only to Swin models, not to the {spec.family} family.")
-        changes["window"] = window
-    return replace(spec, **changes) if changes else spec
+def field_docs(spec_type: type) -> dict[str, str]:
+    """Field name -> its one-line description, in declaration order."""
+    return {f.name: f.metadata.get("doc", "") for f in fields(spec_type)}
 
 
-__all__ = ["ViTSpec", "PixelSpec", "SwinSpec", "MViTSpec", "MixerSpec", "Spec", "FAMILIES",
-           "with_overrides"]
+__all__ = ["ViTSpec", "PixelSpec", "SwinSpec", "MViTSpec", "MixerSpec", "Spec", "SPEC_TYPES", "SpecBase",
+           "field_docs"]

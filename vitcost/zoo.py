@@ -8,7 +8,7 @@ import difflib
 from dataclasses import dataclass
 
 from vitcost.errors import VitcostError
-from vitcost.specs import FAMILIES, MixerSpec, MViTSpec, PixelSpec, Spec, SwinSpec, ViTSpec
+from vitcost.specs import SPEC_TYPES, MixerSpec, MViTSpec, PixelSpec, Spec, SwinSpec, ViTSpec
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
            "Mixer Table 1; timm", 208.20, 44.60, ("mixer_l16_224",)),
 ]}
 
+FAMILY_NAMES: tuple[str, ...] = tuple(cls.family for cls in SPEC_TYPES)
 ALIASES: dict[str, str] = {a: p.name for p in PRESETS.values() for a in p.aliases}
 
 # One representative per family: what `vitcost compare` shows by default.
@@ -93,19 +94,6 @@ def get_preset(name: str) -> Preset:
     key = ALIASES.get(key, key)
     if key in PRESETS:
         return PRESETS[key]
-    close = difflib.get_close_matches(key, [*PRESETS, *ALIASES, *FAMILIES], n=3, cutoff=0.5)
+    close = difflib.get_close_matches(key, [*PRESETS, *ALIASES, *FAMILY_NAMES], n=3, cutoff=0.5)
     hint = f" Did you mean {', '.join(close)}?" if close else " Run `vitcost models` to list them."
     raise VitcostError(f"unknown model {name!r}.{hint}")
-
-
-def resolve_models(names: list[str] | tuple[str, ...]) -> list[Preset]:
-    """Expand names and family names (`swin` -> every Swin preset) into presets, in order, once each."""
-    out: dict[str, Preset] = {}
-    for name in names:
-        key = name.strip().lower()
-        if key in FAMILIES:
-            out.update({p.name: p for p in PRESETS.values() if p.family == key})
-        else:
-            p = get_preset(name)
-            out[p.name] = p
-    return list(out.values())

@@ -7,7 +7,7 @@ unit conversion happens only in the reporting layer.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 # Per-element costs of the non-matmul ops in the `flops` convention. They are conventions, stated
 # once here, not measurements: LayerNorm = mean, variance, normalise, scale, shift (fvcore's own
@@ -87,14 +87,51 @@ ROLES: dict[str, str] = {
 }
 
 
+class AttnCall(NamedTuple):
+    """One scaled dot-product attention call, as a structured record: `batch` independent sequences
+    (images x windows), `heads` heads, `nq` queries and `nkv` keys/values of width `head_dim`.
+
+    `terms`: additive score-sized terms (relative position bias, shift mask); `rel`: the (qh, qw, kh, kw)
+    grids of decomposed relative positions (MViTv2), empty without; `residual`: the queries are added
+    back to the output (MViTv2's residual pooling)."""
+
+    batch: Any
+    heads: int
+    nq: Any
+    nkv: Any
+    head_dim: int
+    terms: int = 0
+    rel: tuple = ()
+    residual: bool = False
+
+    @property
+    def q(self) -> Any:
+        """Query elements B'*h*Nq*d (the output has as many)."""
+        return self.batch * self.heads * self.nq * self.head_dim
+
+    @property
+    def kv(self) -> Any:
+        """Key (= value) elements B'*h*Nkv*d."""
+        return self.batch * self.heads * self.nkv * self.head_dim
+
+    @property
+    def scores(self) -> Any:
+        """Score elements B'*h*Nq*Nkv."""
+        return self.batch * self.heads * self.nq * self.nkv
+
+    @property
+    def rows(self) -> Any:
+        """Query rows B'*h*Nq (one log-sum-exp each in a fused kernel)."""
+        return self.batch * self.heads * self.nq
+
+
 class Op(NamedTuple):
     """One op of a forward pass, named by the dotted path of the torch module that runs it."""
 
     path: str
-    kind: str  # linear | conv | matmul | layer_norm | softmax | gelu | add | pool | param
+    kind: str  # linear | conv | matmul | attention | layer_norm | softmax | gelu | add | pool | param
     role: str  # a key of ROLES
     cost: Cost
     out: int = 0  # output elements
-    live: int = 0  # activation elements alive while the op runs (held + inputs + output)
     inp: int = 0  # input elements the op reads (weights excluded)
-    held: int = 0  # elements the caller keeps alive during the op besides its inputs and output
+    call: AttnCall | None = None  # the structure of an `attention` op

@@ -8,89 +8,46 @@ from functools import cached_property
 from typing import Any
 
 from vitcost.analytic.cost import Cost, Op, project
-from vitcost.analytic.ints import floor_div
-from vitcost.analytic.mixer import mixer_trace
-from vitcost.analytic.mvit import mvit_trace
-from vitcost.analytic.swin import swin_trace
-from vitcost.analytic.transformer import vit_trace
-from vitcost.errors import SpecError, VitcostError
-from vitcost.specs import MixerSpec, MViTSpec, PixelSpec, Spec, SwinSpec, ViTSpec
-
-DTYPE_BYTES: dict[str, int] = {"fp32": 4, "fp16": 2, "bf16": 2}
-
-# Asymptotic class of the attention (or token-mixing) cost in the resolution R, per family.
-COMPLEXITY: dict[str, str] = {
-    "pixel": "O(R^4)",  # R^2 tokens, all pairs
-    "vit": "O(R^4/P^4)",  # (R/P)^2 tokens, all pairs
-    "swin": "O(HWC)",  # fixed M x M windows: 2*M^2*HW*C
-    "mvit": "O(R^4/s^2)",  # all pairs, keys pooled by stride s
-    "mixer": "O(R^2/P^2)",  # token-mixing MLP: linear in tokens
-}
-
-_WALKERS = {ViTSpec: vit_trace, PixelSpec: vit_trace, SwinSpec: swin_trace, MViTSpec: mvit_trace,
-            MixerSpec: mixer_trace}
-
-
-def parse_res(res: Any) -> tuple[int, int]:
-    """224, (224, 320), "224" or "224x320" -> (H, W); anything else raises SpecError."""
-    if isinstance(res, str):
-        parts = res.lower().split("x")
-        try:
-            vals = [int(p) for p in parts]
-        except ValueError:
-            raise SpecError(f"resolution {res!r} is not a whole number or HxW (e.g. 224 or 224x320).") from None
-        if len(vals) not in (1, 2):
-            raise SpecError(f"resolution {res!r} is not a whole number or HxW (e.g. 224 or 224x320).")
-        res = vals
-    if isinstance(res, int) and not isinstance(res, bool):
-        res = (res, res)
-    if isinstance(res, (tuple, list)) and len(res) == 1:
-        res = (res[0], res[0])
-    if not (isinstance(res, (tuple, list)) and len(res) == 2 and all(type(v) is int for v in res)):
-        raise SpecError(f"resolution {res!r} is not a whole number or HxW (e.g. 224 or 224x320).")
-    h, w = res
-    if h <= 0 or w <= 0:
-        raise SpecError(f"resolution must be positive, got {h}x{w}.")
-    return h, w
-
-
-def parse_resolutions(values: Any) -> list[tuple[int, int]]:
-    """Several resolutions (see `parse_res`), each once, smallest area first."""
-    return sorted({parse_res(v) for v in values}, key=lambda hw: (hw[0] * hw[1], hw))
-
-
-def res_label(res: tuple[int, int]) -> int | str:
-    """224 for a square input, '224x320' otherwise: the `res` field of every JSON/CSV row."""
-    h, w = res
-    return h if h == w else f"{h}x{w}"
+from vitcost.analytic.registry import family_of
+from vitcost.design import Design, parse_design, spec_dict
+from vitcost.errors import SpecError
+from vitcost.specs import Spec
+from vitcost.vocab import Dtype, Kernel, parse_dtype, parse_kernel, parse_res, res_label, whole
 
 
 def walk(spec: Spec, h: Any, w: Any, batch: Any = 1) -> list[Op]:
     """All ops of one forward pass of `spec` on [batch, C, h, w] (ints, or sympy symbols)."""
     if isinstance(h, int):
-        patch = getattr(spec, "patch", 1)
+        patch = spec.patch if hasattr(spec, "patch") else 1
         if patch > h or patch > w:
             raise SpecError(f"patch {patch} does not fit in a {h}x{w} image.")
-    return _WALKERS[type(spec)](spec, h, w, batch).ops
+    return family_of(spec).trace(spec, h, w, batch).ops
 
 
-def _first_grid(spec: Spec, h: int, w: int) -> tuple[int, int]:
-    if isinstance(spec, MViTSpec):
-        k, s = spec.stem_kernel, spec.stem_stride
-        return floor_div(h + 2 * (k // 2) - k, s) + 1, floor_div(w + 2 * (k // 2) - k, s) + 1
-    return h // spec.patch, w // spec.patch
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Estimate:
-    """The analytic cost of one model at one resolution, batch and dtype."""
+    """The analytic cost of one design at one resolution, batch, dtype and attention kernel."""
 
-    model: str
-    spec: Spec
+    design: Design
     res: tuple[int, int]
     batch: int
-    dtype: str
+    dtype: Dtype
+    attn: Kernel
     ops: tuple[Op, ...]
+
+    def __repr__(self) -> str:
+        return (f"Estimate({self.model!r}, res={res_label(self.res)!r}, batch={self.batch}, "
+                f"dtype={self.dtype.value!r}, attn={self.attn.value!r}, params={self.params:,}, macs={self.macs:,}, "
+                f"activation_peak_bytes={self.activation_peak_bytes:,})")
+
+    @property
+    def model(self) -> str:
+        """The design's label: a preset name, a spec file's name, with its overrides."""
+        return self.design.name
+
+    @property
+    def spec(self) -> Spec:
+        return self.design.spec
 
     @property
     def family(self) -> str:
@@ -103,7 +60,7 @@ class Estimate:
     @property
     def tokens(self) -> int:
         """Spatial tokens of the first (finest) stage; class tokens not included."""
-        gh, gw = _first_grid(self.spec, *self.res)
+        gh, gw = family_of(self.spec).grid(self.spec, *self.res)
         return gh * gw
 
     @property
@@ -123,7 +80,7 @@ class Estimate:
 
     @property
     def bytes_per_elem(self) -> int:
-        return DTYPE_BYTES[self.dtype]
+        return self.dtype.bytes
 
     @property
     def attn_matrix_elems(self) -> int:
@@ -132,6 +89,7 @@ class Estimate:
 
     @property
     def attn_matrix_bytes(self) -> int:
+        """Bytes of the attention scores of all layers, as the math path materialises them."""
         return self.total.attn * self.bytes_per_elem
 
     @property
@@ -139,14 +97,26 @@ class Estimate:
         """The largest single layer's score matrices: what one materialised forward holds at once."""
         return max((op.cost.attn for op in self.ops), default=0) * self.bytes_per_elem
 
+    @cached_property
+    def memory(self) -> Any:
+        """The memory prediction for this estimate's kernel (`vitcost.analytic.memory`)."""
+        from vitcost.analytic.memory import predict_memory
+
+        return predict_memory(self)
+
     @property
     def activation_peak_bytes(self) -> int:
-        """Estimated inference activation peak: the most elements alive during any one op."""
-        return max(op.live for op in self.ops) * self.bytes_per_elem
+        """Peak activation bytes of the forward on top of weights and input (the one memory model)."""
+        return self.memory.activation_peak_bytes
 
     @property
     def complexity(self) -> str:
-        return COMPLEXITY[self.family]
+        return family_of(self.spec).complexity(self.spec)
+
+    @property
+    def exponent(self) -> int:
+        """The power of the input side R in `complexity`."""
+        return family_of(self.spec).exponent(self.spec)
 
     def _group(self, key: str, convention: str) -> dict[str, int]:
         out: dict[str, int] = defaultdict(int)
@@ -170,40 +140,28 @@ class Estimate:
         return out
 
     def row(self) -> dict[str, Any]:
-        """The machine-readable summary (JSON/CSV row)."""
+        """The machine-readable summary (JSON/CSV row); `spec` is the full effective spec."""
         h, w = self.res
         return {
             "model": self.model, "family": self.family, "res": res_label(self.res), "height": h, "width": w,
-            "batch": self.batch, "dtype": self.dtype, "tokens": self.tokens, "params": self.params,
-            "macs": self.macs, "flops": self.flops, "fvcore": self.count("fvcore"), "torch": self.count("torch"),
-            "attn_matrix_elems": self.attn_matrix_elems, "attn_matrix_bytes": self.attn_matrix_bytes,
-            "attn_matrix_peak_bytes": self.attn_matrix_peak_bytes,
+            "batch": self.batch, "dtype": self.dtype.value, "attn": self.attn.value, "tokens": self.tokens,
+            "params": self.params, "macs": self.macs, "flops": self.flops, "fvcore": self.count("fvcore"),
+            "torch": self.count("torch"), "attn_matrix_elems": self.attn_matrix_elems,
+            "attn_matrix_bytes": self.attn_matrix_bytes, "attn_matrix_peak_bytes": self.attn_matrix_peak_bytes,
             "activation_peak_bytes": self.activation_peak_bytes, "complexity": self.complexity,
+            "spec": spec_dict(self.spec),
         }
 
 
-def resolve_spec(model: str | Spec, patch: int | None = None, window: int | None = None) -> tuple[str, Spec]:
-    from vitcost.specs import with_overrides
-    from vitcost.zoo import get_preset
-
-    if isinstance(model, str):
-        name, spec = (p := get_preset(model)).name, p.spec
-    else:
-        name, spec = type(model).__name__, model
-    return name, with_overrides(spec, patch=patch, window=window)
-
-
-def estimate(model: str | Spec, res: Any = 224, batch: int = 1, dtype: str = "fp32", *,
-             patch: int | None = None, window: int | None = None) -> Estimate:
-    """Analytic cost of `model` (a preset name or a spec) on a [batch, 3, H, W] input.
+def estimate(model: Any, res: Any = 224, batch: Any = 1, dtype: Any = "fp32", attn: Any = "math") -> Estimate:
+    """Analytic cost of `model` on a [batch, C, H, W] input: a preset name, a spec file, either with
+    `:field=value` overrides, a spec object or a Design (see `vitcost.design`).
 
     >>> e = estimate("vit_b16", res=224)
-    >>> e.count("fvcore"), e.params
+    >>> e.count("fvcore"), e.params, e.activation_peak_bytes
     """
-    if type(batch) is not int or batch < 1:
-        raise SpecError(f"batch must be a whole number of at least 1, got {batch!r}.")
-    if dtype not in DTYPE_BYTES:
-        raise VitcostError(f"unknown dtype {dtype!r}; choose from {', '.join(DTYPE_BYTES)}.")
-    name, spec = resolve_spec(model, patch, window)
+    b = whole(batch, "batch")
+    dt, kernel = parse_dtype(dtype), parse_kernel(attn)
+    design = parse_design(model)
     h, w = parse_res(res)
-    return Estimate(name, spec, (h, w), batch, dtype, tuple(walk(spec, h, w, batch)))
+    return Estimate(design, (h, w), b, dt, kernel, tuple(walk(design.spec, h, w, b)))

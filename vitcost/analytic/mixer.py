@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from vitcost.analytic.peaks import Block, PeakSteps, mlp
 from vitcost.analytic.trace import Trace
 from vitcost.specs import MixerSpec
 
@@ -23,17 +24,39 @@ def mixer_trace(spec: MixerSpec, h: Any, w: Any, b: Any) -> Trace:
     x = b * n * c
     for i in range(spec.depth):
         p = f"blocks.{i}"
-        t.norm(f"{p}.norm1", b * n, c, held=x)
-        t.linear(f"{p}.mlp_tokens.fc1", b * c, n, spec.tokens_hidden, role="mlp", held=x + x)
-        t.gelu(f"{p}.mlp_tokens.act", b * c * spec.tokens_hidden, held=x + x)
-        t.linear(f"{p}.mlp_tokens.fc2", b * c, spec.tokens_hidden, n, role="mlp", held=x + x)
+        t.norm(f"{p}.norm1", b * n, c)
+        t.linear(f"{p}.mlp_tokens.fc1", b * c, n, spec.tokens_hidden, role="mlp")
+        t.gelu(f"{p}.mlp_tokens.act", b * c * spec.tokens_hidden)
+        t.linear(f"{p}.mlp_tokens.fc2", b * c, spec.tokens_hidden, n, role="mlp")
         t.eltwise(p, x)  # residual
-        t.norm(f"{p}.norm2", b * n, c, held=x)
-        t.linear(f"{p}.mlp_channels.fc1", b * n, c, spec.channels_hidden, role="mlp", held=x + x)
-        t.gelu(f"{p}.mlp_channels.act", b * n * spec.channels_hidden, held=x + x)
-        t.linear(f"{p}.mlp_channels.fc2", b * n, spec.channels_hidden, c, role="mlp", held=x + x)
+        t.norm(f"{p}.norm2", b * n, c)
+        t.linear(f"{p}.mlp_channels.fc1", b * n, c, spec.channels_hidden, role="mlp")
+        t.gelu(f"{p}.mlp_channels.act", b * n * spec.channels_hidden)
+        t.linear(f"{p}.mlp_channels.fc2", b * n, spec.channels_hidden, c, role="mlp")
         t.eltwise(p, x)  # residual
     t.norm("norm", b * n, c)
     t.eltwise("", b * c, kind="pool", inp=x)  # mean over tokens
     t.linear("head", b, c, spec.num_classes, role="head")
     return t
+
+
+def grid(spec: MixerSpec, h: Any, w: Any) -> tuple[Any, Any]:
+    return h // spec.patch, w // spec.patch
+
+
+def lattice(spec: MixerSpec) -> tuple[int, int]:
+    return spec.patch, spec.patch
+
+
+def complexity(spec: MixerSpec) -> str:
+    return "O(R^2/P^2)"  # token-mixing MLP: linear in the tokens
+
+
+def block_memory(peak: PeakSteps, blk: Block, spec: MixerSpec, b: int, e: int, fused: bool, outer: int) -> None:
+    """nets.mixer.MixerBlock: x + mlp_tokens(norm1(x)^T)^T; the token MLP's fc1 reads the transposed
+    norm output through a contiguous copy."""
+    x = blk.out("norm1")
+    th, ch = blk.out("mlp_tokens.fc1"), blk.out("mlp_channels.fc1")
+    peak.at(outer + (3 * x + th) * e, f"{blk.p} mlp_tokens.fc1")
+    mlp(peak, f"{blk.p} tokens", outer + x * e, x, th, blk.out("mlp_tokens.fc2"), e)
+    mlp(peak, f"{blk.p} channels", outer + 2 * x * e, x, ch, blk.out("mlp_channels.fc2"), e)

@@ -1,4 +1,4 @@
-"""Swin Transformer walker (Liu et al. 2021).
+"""Swin Transformer walker (Liu et al. 2021) and the memory of window attention blocks.
 
 Per block on an h x w grid of width C with window M (Swin Eq. 2, softmax omitted):
     Omega(W-MSA) = 4hwC^2 + 2 M^2 hw C
@@ -15,7 +15,9 @@ from __future__ import annotations
 from typing import Any
 
 from vitcost.analytic.ints import ceil_div
+from vitcost.analytic.peaks import Block, PeakSteps, attend, mlp
 from vitcost.analytic.trace import Trace
+from vitcost.analytic.transformer import windowed_block
 from vitcost.errors import SpecError
 from vitcost.specs import SwinSpec
 
@@ -27,27 +29,6 @@ def window_and_shift(size: Any, window: int) -> tuple[Any, Any]:
     return window, window // 2
 
 
-def swin_block(t: Trace, p: str, b: Any, h: Any, w: Any, dim: int, heads: int, window: int, shifted: bool,
-               hidden: int) -> None:
-    (wh, sh), (ww, sw) = window_and_shift(h, window), window_and_shift(w, window)
-    hp, wp = ceil_div(h, wh) * wh, ceil_div(w, ww) * ww  # padded grid
-    n_win = b * (hp // wh if isinstance(hp, int) else hp / wh) * (wp // ww if isinstance(wp, int) else wp / ww)
-    nw = wh * ww  # tokens per window
-    x = b * h * w * dim
-    t.norm(f"{p}.norm1", b * h * w, dim, held=x)
-    t.linear(f"{p}.attn.qkv", b * hp * wp, dim, 3 * dim, role="proj", held=x)
-    masked = shifted and (sh or sw)
-    t.param(f"{p}.attn.relative_position_bias_table", (2 * wh - 1) * (2 * ww - 1) * heads)
-    t.attention(f"{p}.attn", n_win, heads, nw, nw, dim // heads, held=x, score_terms=2 if masked else 1)
-    t.linear(f"{p}.attn.proj", b * hp * wp, dim, dim, role="proj", held=x)
-    t.eltwise(p, x)  # residual
-    t.norm(f"{p}.norm2", b * h * w, dim, held=x)
-    t.linear(f"{p}.mlp.fc1", b * h * w, dim, hidden, role="mlp", held=x + x)
-    t.gelu(f"{p}.mlp.act", b * h * w * hidden, held=x + x)
-    t.linear(f"{p}.mlp.fc2", b * h * w, hidden, dim, role="mlp", held=x + x)
-    t.eltwise(p, x)  # residual
-
-
 def swin_trace(spec: SwinSpec, h: Any, w: Any, b: Any) -> Trace:
     t = Trace(b)
     c = spec.embed_dim
@@ -55,7 +36,7 @@ def swin_trace(spec: SwinSpec, h: Any, w: Any, b: Any) -> Trace:
                     pad=0, role="embed")
     if isinstance(gh, int) and (gh < spec.window or gw < spec.window):
         raise SpecError(f"window {spec.window} is larger than the {gh}x{gw} token grid of the first stage "
-                        f"at {h}x{w}; use a larger resolution or a smaller --window.")
+                        f"at {h}x{w}; use a larger resolution or a smaller window.")
     t.norm("patch_embed.norm", b * gh * gw, c)
     for s, (depth, heads) in enumerate(zip(spec.depths, spec.heads)):
         if s:
@@ -63,10 +44,71 @@ def swin_trace(spec: SwinSpec, h: Any, w: Any, b: Any) -> Trace:
             t.norm(f"layers.{s}.downsample.norm", b * gh * gw, 4 * c, role="pool")
             t.linear(f"layers.{s}.downsample.reduction", b * gh * gw, 4 * c, 2 * c, role="pool", bias=False)
             c *= 2
+        (wh, sh), (ww, sw) = window_and_shift(gh, spec.window), window_and_shift(gw, spec.window)
         for i in range(depth):
-            swin_block(t, f"layers.{s}.blocks.{i}", b, gh, gw, c, heads, spec.window, i % 2 == 1,
-                       int(c * spec.mlp_ratio))
+            p = f"layers.{s}.blocks.{i}"
+            t.param(f"{p}.attn.relative_position_bias_table", (2 * wh - 1) * (2 * ww - 1) * heads)
+            masked = i % 2 == 1 and bool(sh or sw)
+            windowed_block(t, p, b, gh, gw, c, heads, int(c * spec.mlp_ratio), wh, ww, terms=2 if masked else 1)
     t.norm("norm", b * gh * gw, c)
     t.eltwise("", b * c, kind="pool", inp=b * gh * gw * c)  # global average pool
     t.linear("head", b, c, spec.num_classes, role="head")
     return t
+
+
+def grid(spec: SwinSpec, h: Any, w: Any) -> tuple[Any, Any]:
+    return h // spec.patch, w // spec.patch
+
+
+def lattice(spec: SwinSpec) -> tuple[int, int]:
+    """Every stage's grid a multiple of the window: no padding anywhere."""
+    return spec.patch * 2 ** (len(spec.depths) - 1) * spec.window, spec.patch
+
+
+def complexity(spec: SwinSpec) -> str:
+    return "O(HWC)"  # fixed M x M windows: 2 * M^2 * HW * C
+
+
+# ---------------------------------------------------------------------------------------------
+# Memory
+
+
+def window_block_memory(peak: PeakSteps, blk: Block, spec: Any, b: int, e: int, fused: bool, outer: int) -> None:
+    """A block of nets.swin.SwinBlock's structure (also ViT's windowed blocks): pad(norm1(x)) -> [roll] ->
+    partition -> window attention -> reverse -> [roll] -> x + y; the padded/rolled y stays alive to the
+    end of the block. Swin's attention adds a gathered [1, h, N, N] relative-position bias (the call's
+    first additive term) and, in shifted blocks, the [nW, N, N] shift mask (the second)."""
+    x = blk.out("norm1")
+    a = blk.attention()
+    heads, tokens, windows = a.heads, a.nq, a.batch
+    qkv = blk.out("attn.qkv")
+    xp = qkv // 3  # the padded grid: qkv runs on every padded token
+    shifted = a.terms == 2
+    per_image = windows // b
+    partition_copy = 0 if per_image == 1 else xp  # window_partition is a view when a window spans the grid
+    bias = heads * tokens * tokens * e if a.terms else 0
+    y = xp * e
+    if shifted:
+        peak.at(outer + (x + 2 * xp) * e, f"{blk.p} roll")
+    base = outer + x * e + y + partition_copy * e + qkv * e
+    split = windows > 1 and heads > 1
+    if fused and shifted:
+        # windows folded into the heads, [B, nW*h, N, d]: a copy of each of q, k, v when nW > 1 and h > 1
+        # (qkv is freed once all three are copies); bias + mask summed to [nW, h, N, N] and, for h > 1,
+        # copied again by the reshape to [1, nW*h, N, N]
+        fold = per_image > 1 and heads > 1
+        mask = per_image * heads * tokens * tokens * e
+        if fold:
+            peak.at(base + bias + 3 * a.q * e, f"{blk.p}.attn fold windows into heads")
+            base += 3 * a.q * e - qkv * e
+        peak.at(base + bias + (2 if heads > 1 else 1) * mask, f"{blk.p}.attn bias + mask")
+        terms = bias + mask  # both stay referenced until the attention returns
+    else:
+        terms = bias
+    o = attend(peak, f"{blk.p}.attn", base, a, e, fused=fused, split=split and not (fused and shifted), terms=terms)
+    merge = o if heads > 1 else 0
+    peak.at(base + terms + o + merge + blk.out("attn.proj") * e, f"{blk.p} attn.proj")
+    mlp(peak, blk.p, outer + (2 * x + xp) * e, x, blk.out("mlp.fc1"), blk.out("mlp.fc2"), e)
+
+
+block_memory = window_block_memory

@@ -37,13 +37,15 @@ def formula(kind: str) -> sympy.Expr:
         return _attention_layer(h, w, c, None)
     if kind == "window_attention":
         return _attention_layer(h, w, c, m)
-    from vitcost.analytic.estimate import resolve_spec, walk
+    from vitcost.analytic.estimate import walk
+    from vitcost.design import parse_design
 
+    if not isinstance(kind, str):
+        raise VitcostError(f"a formula is named by a string, not {type(kind).__name__}.")
     try:
-        name, spec = resolve_spec(kind)
-    except VitcostError:
-        raise VitcostError(f"unknown formula {kind!r}: use one of {', '.join(KINDS)} or a model name "
-                           "(see `vitcost models`).") from None
+        spec = parse_design(kind).spec
+    except VitcostError as e:
+        raise VitcostError(f"unknown formula {kind!r}: use one of {', '.join(KINDS)} or a model ({e})") from None
     hh, ww = sympy.symbols("H W", positive=True, integer=True)
     return sympy.expand(sum(op.cost.macs for op in walk(spec, hh, ww, 1)))
 

@@ -2,15 +2,15 @@
 and works on ints (exact counts) or sympy symbols (the symbolic expression).
 
 A `Trace` collects the ops of one forward pass. `rows` is the number of token rows a layer sees,
-batch included; `held` is the activation elements kept alive by the caller during the op (the
-residual stream, saved shortcuts), so that `Op.live` can give the activation peak.
+batch included. Which tensors are alive together is the memory model's business
+(`vitcost.analytic.memory`), not the trace's.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
-from vitcost.analytic.cost import Cost, Op
+from vitcost.analytic.cost import AttnCall, Cost, Op
 from vitcost.analytic.ints import conv_out
 
 
@@ -19,72 +19,92 @@ class Trace:
         self.batch = batch
         self.ops: list[Op] = []
 
-    def _add(self, path: str, kind: str, role: str, cost: Cost, out: Any, inp: Any, held: Any) -> None:
-        self.ops.append(Op(path, kind, role, cost, out, held + inp + out, inp, held))
+    def _add(self, path: str, kind: str, role: str, cost: Cost, out: Any, inp: Any, call: AttnCall | None = None
+             ) -> None:
+        self.ops.append(Op(path, kind, role, cost, out, inp, call))
 
-    def linear(self, path: str, rows: Any, fin: int, fout: int, *, role: str, bias: bool = True,
-               held: Any = 0) -> Any:
+    def linear(self, path: str, rows: Any, fin: int, fout: int, *, role: str, bias: bool = True) -> Any:
         """y = x W^T + b. x: [rows, fin] @ W^T: [fin, fout] -> [rows, fout]: rows*fin*fout MACs."""
         out = rows * fout
         cost = Cost(macs=rows * fin * fout, eltwise=out if bias else 0, params=fin * fout + (fout if bias else 0))
-        self._add(path, "linear", role, cost, out, rows * fin, held)
+        self._add(path, "linear", role, cost, out, rows * fin)
         return out
 
     def conv(self, path: str, n: Any, cin: int, cout: int, h: Any, w: Any, *, kernel: int, stride: int,
-             pad: int, groups: int = 1, bias: bool = True, role: str, held: Any = 0) -> tuple[Any, Any]:
+             pad: int, groups: int = 1, bias: bool = True, role: str) -> tuple[Any, Any]:
         """2-D conv of n images [n, cin, h, w] -> [n, cout, ho, wo]:
         n*ho*wo*cout*(cin/groups)*k*k MACs (the bias add is elementwise, not a MAC)."""
         ho, wo = conv_out(h, kernel, stride, pad), conv_out(w, kernel, stride, pad)
         out = n * cout * ho * wo
         cost = Cost(macs=out * (cin // groups) * kernel * kernel, eltwise=out if bias else 0,
                     params=cout * (cin // groups) * kernel * kernel + (cout if bias else 0))
-        self._add(path, "conv", role, cost, out, n * cin * h * w, held)
+        self._add(path, "conv", role, cost, out, n * cin * h * w)
         return ho, wo
 
-    def norm(self, path: str, rows: Any, dim: int, *, role: str = "norm", held: Any = 0) -> None:
+    def norm(self, path: str, rows: Any, dim: int, *, role: str = "norm") -> None:
         """Affine LayerNorm over the last dim: rows*dim elements, 2*dim params."""
-        self._add(path, "layer_norm", role, Cost(norm=rows * dim, params=2 * dim), rows * dim, rows * dim, held)
+        self._add(path, "layer_norm", role, Cost(norm=rows * dim, params=2 * dim), rows * dim, rows * dim)
 
-    def gelu(self, path: str, elems: Any, *, role: str = "mlp", held: Any = 0) -> None:
-        self._add(path, "gelu", role, Cost(act=elems), elems, elems, held)
+    def gelu(self, path: str, elems: Any, *, role: str = "mlp") -> None:
+        self._add(path, "gelu", role, Cost(act=elems), elems, elems)
 
-    def eltwise(self, path: str, elems: Any, *, kind: str = "add", role: str = "other", held: Any = 0,
-                inp: Any = None, out: Any = None) -> None:
+    def eltwise(self, path: str, elems: Any, *, kind: str = "add", role: str = "other", inp: Any = None,
+                out: Any = None) -> None:
         """An add / scale / mask / pooling step of `elems` elementwise ops (a pooling window's taps
         count one each); `out` defaults to `elems` output elements and `inp` to 2 operands of that size."""
         out = elems if out is None else out
-        self._add(path, kind, role, Cost(eltwise=elems), out, 2 * out if inp is None else inp, held)
+        self._add(path, kind, role, Cost(eltwise=elems), out, 2 * out if inp is None else inp)
 
     def param(self, path: str, n: Any, *, role: str = "other") -> None:
         """A parameter tensor used without arithmetic of its own (a table, a token)."""
-        self._add(path, "param", role, Cost(params=n), 0, 0, 0)
+        self._add(path, "param", role, Cost(params=n), 0, 0)
 
-    def matmul(self, path: str, batch: Any, m: Any, k: Any, n: Any, *, role: str = "scores", held: Any = 0,
-               scores: Any = 0) -> Any:
-        """Batched [batch, m, k] @ [batch, k, n] -> [batch, m, n]: batch*m*k*n MACs."""
-        out = batch * m * n
-        self._add(path, "matmul", role, Cost(macs=batch * m * k * n, attn=scores), out,
-                  batch * (m * k + k * n), held)
-        return out
+    def attention(self, path: str, b: Any, heads: int, nq: Any, nk: Any, head_dim: int, *, terms: int = 0,
+                  rel: tuple = (), residual: bool = False) -> Any:
+        """One scaled dot-product attention call, recorded as one structured op (see `attention_steps`
+        for its parts). Returns the output elements b*h*nq*d."""
+        call = AttnCall(b, heads, nq, nk, head_dim, terms, rel, residual)
+        cost = Cost.sum(step.cost for step in attention_steps(call))
+        self._add(path, "attention", "scores", cost, call.q, call.q + 2 * call.kv, call)
+        return call.q
 
-    def attention(self, path: str, b: Any, heads: int, nq: Any, nk: Any, head_dim: int, *, held: Any = 0,
-                  score_terms: int = 0, extra: Any = None) -> Any:
-        """Scaled dot-product attention, scores materialised (the math path).
 
-        q: [b, h, nq, d] @ k^T: [b, h, d, nk] -> scores [b, h, nq, nk]: b*h*nq*nk*d MACs
-        `score_terms` elementwise adds on the scores (relative position bias, shift mask, ...)
-        softmax over scores: b*h*nq*nk elements
-        scores [b, h, nq, nk] @ v: [b, h, nk, d] -> [b, h, nq, d]: b*h*nq*nk*d MACs
-        `extra(scores_elems, held)` may add ops on the scores before the softmax (relative positions).
-        Returns the output elements b*h*nq*d."""
-        bh = b * heads
-        q, kv = bh * nq * head_dim, bh * nk * head_dim
-        s = bh * nq * nk
-        self.eltwise(path, q, kind="scale", held=held + 2 * kv, inp=q)  # q * head_dim**-0.5
-        self.matmul(path, bh, nq, head_dim, nk, held=held + kv, scores=s)
-        if extra is not None:
-            extra(s, held + q + kv + s)
-        for _ in range(score_terms):
-            self.eltwise(path, s, held=held + q + kv)
-        self._add(path, "softmax", "scores", Cost(softmax=s), s, s, held + q + kv)
-        return self.matmul(path, bh, nq, nk, head_dim, held=held + q)
+class Step(NamedTuple):
+    """One part of an attention call."""
+
+    name: str
+    cost: Cost
+    inp: Any  # input elements read
+    out: Any  # output elements written
+
+
+def attention_steps(a: AttnCall) -> list[Step]:
+    """The parts of attention on the math path, in order (Vaswani et al. 2017):
+
+    scale    q * d**-0.5                                                    q elements
+    qk       q: [B', h, Nq, d] @ k^T: [B', h, d, Nkv] -> [B', h, Nq, Nkv]   B'*h*Nq*Nkv*d MACs
+    rel_h    q: [B'*h*qh, qw, d] @ R_h^T: [.., d, kh] -> [B'*h*qh, qw, kh]  B'*h*Nq*kh*d MACs  (MViTv2)
+    rel_w    q: [B'*h*qw, qh, d] @ R_w^T: [.., d, kw] -> [B'*h*qw, qh, kw]  B'*h*Nq*kw*d MACs
+    rel_sum  rel_h + rel_w broadcast to a [B', h, Nq, Nkv] term; rel_add: scores + term
+    term     scores + bias / mask, once per additive term
+    softmax  over the scores
+    av       scores: [B', h, Nq, Nkv] @ v: [B', h, Nkv, d] -> [B', h, Nq, d] B'*h*Nq*Nkv*d MACs
+    residual output + q (residual pooling)"""
+    bh, d = a.batch * a.heads, a.head_dim
+    q, kv, s = a.q, a.kv, a.scores
+    steps = [Step("scale", Cost(eltwise=q), q, q),
+             Step("qk", Cost(macs=s * d, attn=s), q + kv, s)]
+    if a.rel:
+        qh, qw, kh, kw = a.rel
+        rel_h, rel_w = bh * qh * qw * kh, bh * qw * qh * kw
+        # each product reads q and a table broadcast over the B'*h batch (a copy of B'*h*q?*k?*d)
+        steps += [Step("rel_h", Cost(macs=rel_h * d), q + bh * qh * d * kh, rel_h),
+                  Step("rel_w", Cost(macs=rel_w * d), q + bh * qw * d * kw, rel_w),
+                  Step("rel_sum", Cost(eltwise=s), rel_h + rel_w, s),
+                  Step("rel_add", Cost(eltwise=s), 2 * s, s)]
+    steps += [Step("term", Cost(eltwise=s), 2 * s, s)] * a.terms
+    steps += [Step("softmax", Cost(softmax=s), s, s),
+              Step("av", Cost(macs=s * d), s + kv, q)]
+    if a.residual:
+        steps.append(Step("residual", Cost(eltwise=q), 2 * q, q))
+    return steps

@@ -1,16 +1,20 @@
-"""Walkers for the single-scale families: ViT patch attention and pixel-level attention.
+"""Global (and windowed) attention transformers: ViT patch attention and pixel-level attention.
 
 Both are a token grid fed to `depth` pre-norm blocks (Vaswani et al. 2017; Dosovitskiy et al. 2021):
     x = x + proj(MSA(norm1(x)));  x = x + fc2(GELU(fc1(norm2(x))))
 Per block and image, with N tokens of width D (Swin paper Eq. 1 plus the MLP):
     qkv 3ND^2 + QK^T N^2 D + AV N^2 D + proj ND^2 + MLP 2*r*ND^2  MACs.
+A windowed block (ViTSpec.window > 0, ViTDet / SAM) pads the gh x gw grid to multiples of the window M
+and attends inside each M x M window: qkv and proj run on the padded grid, the scores cost
+2 * (padded tokens) * M^2 * D instead of 2 N^2 D.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from vitcost.analytic.ints import floor_div
+from vitcost.analytic.ints import ceil_div, floor_div
+from vitcost.analytic.peaks import Block, PeakSteps, attend, mlp
 from vitcost.analytic.trace import Trace
 from vitcost.specs import PixelSpec, ViTSpec
 
@@ -18,16 +22,41 @@ from vitcost.specs import PixelSpec, ViTSpec
 def transformer_block(t: Trace, p: str, b: Any, n: Any, dim: int, heads: int, hidden: int) -> None:
     """One pre-norm global-attention block over n tokens of width dim, path prefix `p`."""
     rows, x = b * n, b * n * dim
-    t.norm(f"{p}.norm1", rows, dim, held=x)
-    t.linear(f"{p}.attn.qkv", rows, dim, 3 * dim, role="proj", held=x)
-    t.attention(f"{p}.attn", b, heads, n, n, dim // heads, held=x)
-    t.linear(f"{p}.attn.proj", rows, dim, dim, role="proj", held=x)
+    t.norm(f"{p}.norm1", rows, dim)
+    t.linear(f"{p}.attn.qkv", rows, dim, 3 * dim, role="proj")
+    t.attention(f"{p}.attn", b, heads, n, n, dim // heads)
+    t.linear(f"{p}.attn.proj", rows, dim, dim, role="proj")
     t.eltwise(p, x)  # residual
-    t.norm(f"{p}.norm2", rows, dim, held=x)
-    t.linear(f"{p}.mlp.fc1", rows, dim, hidden, role="mlp", held=x + x)
-    t.gelu(f"{p}.mlp.act", rows * hidden, held=x + x)
-    t.linear(f"{p}.mlp.fc2", rows, hidden, dim, role="mlp", held=x + x)
-    t.eltwise(p, x)  # residual
+    channel_mlp(t, p, rows, dim, hidden)
+
+
+def channel_mlp(t: Trace, p: str, rows: Any, dim: int, hidden: int) -> None:
+    """x + fc2(GELU(fc1(norm2(x)))) over `rows` tokens."""
+    t.norm(f"{p}.norm2", rows, dim)
+    t.linear(f"{p}.mlp.fc1", rows, dim, hidden, role="mlp")
+    t.gelu(f"{p}.mlp.act", rows * hidden)
+    t.linear(f"{p}.mlp.fc2", rows, hidden, dim, role="mlp")
+    t.eltwise(p, rows * dim)  # residual
+
+
+def padded(size: Any, window: int) -> Any:
+    """`size` rounded up to a multiple of `window` (the zero padding of a windowed block)."""
+    return ceil_div(size, window) * window
+
+
+def windowed_block(t: Trace, p: str, b: Any, gh: Any, gw: Any, dim: int, heads: int, hidden: int,
+                   wh: int, ww: int, *, terms: int = 0) -> None:
+    """One pre-norm block attending inside wh x ww windows of a gh x gw grid zero-padded to multiples
+    of the window (ViTDet; Swin without its shift): qkv, scores and proj on the padded grid, `terms`
+    additive terms on the scores (Swin's bias and shift mask), MLP on the unpadded grid."""
+    hp, wp = padded(gh, wh), padded(gw, ww)
+    windows = b * (hp // wh if isinstance(hp, int) else hp / wh) * (wp // ww if isinstance(wp, int) else wp / ww)
+    t.norm(f"{p}.norm1", b * gh * gw, dim)
+    t.linear(f"{p}.attn.qkv", b * hp * wp, dim, 3 * dim, role="proj")
+    t.attention(f"{p}.attn", windows, heads, wh * ww, wh * ww, dim // heads, terms=terms)
+    t.linear(f"{p}.attn.proj", b * hp * wp, dim, dim, role="proj")
+    t.eltwise(p, b * gh * gw * dim)  # residual
+    channel_mlp(t, p, b * gh * gw, dim, hidden)
 
 
 def vit_trace(spec: ViTSpec | PixelSpec, h: Any, w: Any, b: Any) -> Trace:
@@ -41,14 +70,56 @@ def vit_trace(spec: ViTSpec | PixelSpec, h: Any, w: Any, b: Any) -> Trace:
     t.param("pos_embed", n * d)
     t.eltwise("", b * n * d)  # + pos_embed, in the model's own forward
     for i in range(spec.depth):
-        transformer_block(t, f"blocks.{i}", b, n, d, spec.heads, spec.mlp_hidden)
+        win = spec.block_window(i)
+        if win:
+            windowed_block(t, f"blocks.{i}", b, gh, gw, d, spec.heads, spec.mlp_hidden, win, win)
+        else:
+            transformer_block(t, f"blocks.{i}", b, n, d, spec.heads, spec.mlp_hidden)
     t.norm("norm", b * n, d)
     if isinstance(spec, PixelSpec):
         t.linear("head", b * n, d, spec.vocab, role="head")  # a palette logit per pixel
     else:
-        t.linear("head", b, d, spec.num_classes, role="head")  # on the class token
+        if not spec.class_tokens:
+            t.eltwise("", b * d, kind="pool", inp=b * n * d)  # mean over tokens
+        t.linear("head", b, d, spec.num_classes, role="head")  # on the class token or the mean
     return t
 
 
 def grid(spec: ViTSpec | PixelSpec, h: Any, w: Any) -> tuple[Any, Any]:
+    """The token grid: one token per patch."""
     return floor_div(h, spec.patch), floor_div(w, spec.patch)
+
+
+def lattice(spec: ViTSpec | PixelSpec) -> tuple[int, int]:
+    """Resolutions on multiples of the patch (times the window, for windowed blocks) round nowhere."""
+    return spec.patch * max(spec.window, 1), spec.patch
+
+
+def complexity(spec: ViTSpec | PixelSpec) -> str:
+    if isinstance(spec, PixelSpec):
+        return "O(R^4)"  # R^2 tokens, all pairs
+    if spec.window and not spec.global_blocks:
+        return "O(HWC)"  # fixed windows: 2 * M^2 * HW * C
+    return "O(R^4/P^4)"  # (R/P)^2 tokens, all pairs
+
+
+# ---------------------------------------------------------------------------------------------
+# Memory: nets.vit.Block
+
+
+def block_memory(peak: PeakSteps, blk: Block, spec: ViTSpec | PixelSpec, b: int, e: int, fused: bool,
+                 outer: int) -> None:
+    """x = x + proj(attn(norm1(x))); x = x + mlp(norm2(x)). The block input, norm1's output and the qkv
+    projection are alive through the attention; merging the heads back copies the output when h > 1."""
+    if spec.block_window(blk.index):
+        from vitcost.analytic.swin import window_block_memory
+
+        window_block_memory(peak, blk, spec, b, e, fused, outer)
+        return
+    x = blk.out("norm1")
+    a = blk.attention()
+    base = outer + (x + x + blk.out("attn.qkv")) * e  # block input, norm1 output, qkv
+    o = attend(peak, blk.p, base, a, e, fused=fused, split=b > 1 and a.heads > 1, terms=0)
+    merge = o if a.heads > 1 else 0
+    peak.at(base + o + merge + blk.out("attn.proj") * e, f"{blk.p} attn.proj")
+    mlp(peak, blk.p, outer + 2 * x * e, x, blk.out("mlp.fc1"), blk.out("mlp.fc2"), e)  # input, x + attn

@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from vitcost.errors import VitcostError
+from vitcost.vocab import Dtype, Kernel
 
 app = typer.Typer(
     name="vitcost",
@@ -34,7 +35,7 @@ def _root() -> None:
 
 # The module that defines each command. `main` imports only the one it runs: typer builds the options
 # of every registered command on each call, which would tax `vitcost compare` with all the others'.
-COMMANDS: dict[str, str] = {"compare": "compare", "models": "compare", "formula": "compare",
+COMMANDS: dict[str, str] = {"compare": "compare", "models": "compare", "formula": "compare", "spec": "compare",
                             "check": "check", "profile": "profile", "report": "report"}
 
 
@@ -49,12 +50,6 @@ def load_commands(modules: list[str] | None = None) -> None:
 def _command_module(args: list[str]) -> str | None:
     first = next((a for a in args if not a.startswith("-")), None)
     return COMMANDS.get(first) if first else None
-
-
-class Dtype(str, enum.Enum):
-    fp32 = "fp32"
-    fp16 = "fp16"
-    bf16 = "bf16"
 
 
 class Convention(str, enum.Enum):
@@ -72,11 +67,20 @@ class Format(str, enum.Enum):
 
 
 # Options that take several values after one flag (`--res 224 512 1024`); see `_spread_multi`.
-MULTI_VALUE = {"--res", "-r", "--models", "-m", "--device-memory"}
+MULTI_VALUE = {"--res", "-r", "--models", "-m", "--device-memory", "--set"}
 
 ModelsOpt = Annotated[list[str] | None, typer.Option(
-    "--models", "-m", help="Preset names, aliases or family names (pixel, vit, swin, mvit, mixer); "
-    "several may follow one flag. Default: one representative per family. See `vitcost models`.")]
+    "--models", "-m", help="Designs: preset names or aliases, family names (pixel, vit, swin, mvit, mixer: every "
+    "preset of it), spec files (.toml/.json, see `vitcost spec`), each optionally with field overrides, e.g. "
+    "vit_b16:patch=14,depth=24 or swin_t:depths=2-2-18-2. Several may follow one flag. Default: one preset per "
+    "family. See `vitcost models`.")]
+SetOpt = Annotated[list[str] | None, typer.Option(
+    "--set", "-s", help="Field overrides: MODEL:field=value,... changes that model (adding it when not listed); "
+    "field=value,... changes every model. An unknown field, a wrong type or a value that changes nothing is an "
+    "error. Several may follow one flag.")]
+AttnOpt = Annotated[Kernel, typer.Option(
+    "--attn", help="Attention kernel the memory figures assume: math materialises the scores; sdpa, flash and "
+    "efficient are fused (scores stay on chip).")]
 ResOpt = Annotated[list[str] | None, typer.Option(
     "--res", "-r", help="Input resolutions: N for NxN or HxW; several may follow one flag.")]
 BatchOpt = Annotated[int, typer.Option("--batch", "-b", help="Batch size.")]

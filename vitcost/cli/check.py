@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from vitcost.cli.app import BatchOpt, Format, FormatOpt, ModelsOpt, OutputOpt, ResOpt, app, emit
+from vitcost.cli.app import BatchOpt, Format, FormatOpt, ModelsOpt, OutputOpt, ResOpt, SetOpt, app, emit
 from vitcost.errors import VitcostError
 from vitcost.measure.counting_meta import first_line
 
@@ -78,14 +78,16 @@ def load_factory_module(target: str) -> Any:
     return module.eval()
 
 
-def _runs(models: list[str] | None, res: list[str], attn: AttnPath) -> list[tuple[str, tuple[int, int], str]]:
-    from vitcost.analytic.estimate import parse_resolutions
-    from vitcost.zoo import DEFAULT_MODELS, resolve_models
+def _runs(models: list[str] | None, set_items: list[str] | None, res: list[str], attn: AttnPath
+          ) -> list[tuple[Any, tuple[int, int], str]]:
+    from vitcost.design import resolve_designs
+    from vitcost.vocab import parse_resolutions
+    from vitcost.zoo import DEFAULT_MODELS
 
-    presets = resolve_models(list(models or DEFAULT_MODELS))
+    designs = resolve_designs(list(models or DEFAULT_MODELS), set_items)
     sizes = parse_resolutions(res)
     paths = ["math", "sdpa"] if attn is AttnPath.both else [attn.value]
-    return [(p.name, hw, a) for p in presets for hw in sizes for a in paths]
+    return [(d, hw, a) for d in designs for hw in sizes for a in paths]
 
 
 def _progress() -> Any:
@@ -99,16 +101,16 @@ def _progress() -> Any:
                     console=console, transient=True, disable=not console.is_terminal)
 
 
-def _check_models(runs: list[tuple[str, tuple[int, int], str]], batch: int, convention: str, tol: float,
+def _check_models(runs: list[tuple[Any, tuple[int, int], str]], batch: int, convention: str, tol: float,
                   method: str) -> list[Any]:
     from vitcost.measure.check import check_model
 
     results = []
     with _progress() as progress:
         task = progress.add_task("counting", total=len(runs))
-        for name, hw, attn in runs:
-            progress.update(task, description=f"counting {name} {hw[0]}x{hw[1]} {attn}")
-            results.append(check_model(name, hw, batch, attn, convention, tol, method))
+        for design, hw, attn in runs:
+            progress.update(task, description=f"counting {design.name} {hw[0]}x{hw[1]} {attn}")
+            results.append(check_model(design, hw, batch, attn, convention, tol, method))
             progress.advance(task)
     return results
 
@@ -153,6 +155,7 @@ def _check_module(target: str, input_shape: str, convention: str, method: str, t
 @app.command()
 def check(
     models: ModelsOpt = None,
+    set_items: SetOpt = None,
     res: ResOpt = None,
     batch: BatchOpt = 1,
     attn: Annotated[AttnPath, typer.Option(
@@ -188,21 +191,22 @@ def check(
     Examples:
     [bold]vitcost check --models vit_b16 swin_t mvitv2_t mixer_b16 igpt_s --res 224 320[/bold]
     [bold]vitcost check -m swin_t -r 320 --attn sdpa --by-layer[/bold]
+    [bold]vitcost check -m my_design.toml vit_b16:class_tokens=0,window=14,global_blocks=2-5-8-11 -r 448[/bold]
     [bold]vitcost check -m vit --res 224 --batch 2 --convention torch --format json -o check.json[/bold]
     [bold]vitcost check --module torchvision.models:resnet18 --input 1x3x224x224[/bold] (any model)
     """
     if output is not None and not (output.parent if str(output.parent) else Path(".")).is_dir():
         raise VitcostError(f"cannot write {output}: folder {output.parent} does not exist.")
     if module is not None:
-        if models:
-            raise VitcostError("--module counts one model of your own; leave out --models.")
+        if models or set_items:
+            raise VitcostError("--module counts one model of your own; leave out --models and --set.")
         if input_shape is None:
             raise VitcostError("--module needs --input, the input shape, e.g. --input 1x3x224x224.")
         _check_module(module, input_shape, convention.value, method.value, top, fmt, output)
         return
     if input_shape is not None:
         raise VitcostError("--input applies only with --module.")
-    runs = _runs(models, res or DEFAULT_RES, attn)
+    runs = _runs(models, set_items, res or DEFAULT_RES, attn)
     results = _check_models(runs, batch, convention.value, tol, method.value)
     _emit_checks(results, fmt, by_layer, output)
     if any(r.status != "PASS" for r in results):

@@ -3,11 +3,13 @@ on the compare path)."""
 
 from __future__ import annotations
 
+import enum
 from typing import Annotated
 
 import typer
 
 from vitcost.cli.app import (
+    AttnOpt,
     BatchOpt,
     Convention,
     ConventionOpt,
@@ -18,43 +20,57 @@ from vitcost.cli.app import (
     ModelsOpt,
     OutputOpt,
     ResOpt,
+    SetOpt,
     app,
     emit,
 )
+from vitcost.vocab import Kernel
 
 DEFAULT_RES = ["224", "512", "1024"]
+
+
+class SpecFormat(str, enum.Enum):
+    toml = "toml"
+    json = "json"
 
 
 @app.command()
 def compare(
     models: ModelsOpt = None,
+    set_items: SetOpt = None,
     res: ResOpt = None,
     batch: BatchOpt = 1,
     dtype: DtypeOpt = Dtype.fp32,
+    attn: AttnOpt = Kernel.math,
     convention: ConventionOpt = Convention.macs,
     fmt: FormatOpt = Format.table,
-    patch: Annotated[int | None, typer.Option(help="Override the patch size (ViT, Mixer, Swin).")] = None,
-    window: Annotated[int | None, typer.Option(help="Override the attention window (Swin).")] = None,
+    patch: Annotated[int | None, typer.Option(help="Shorthand for --set patch=N (every model).")] = None,
+    window: Annotated[int | None, typer.Option(help="Shorthand for --set window=N (every model).")] = None,
     output: OutputOpt = None,
 ) -> None:
-    """Compare models across resolutions: tokens, params, cost, attention-matrix memory, growth.
+    """Compare designs across resolutions: tokens, params, cost, attention and activation memory, growth.
 
     Defaults: one model per family (igpt_l, vit_b16, swin_t, mvitv2_t, mixer_b16) at 224, 512 and
     1024 px. Columns: spatial tokens of the first stage; params; cost in the chosen convention; attention
-    scores of all layers and of the largest layer, in bytes of --dtype; growth against the smallest
-    resolution; the asymptotic class.
+    scores of all layers and of the largest layer, in bytes of --dtype; the forward's activation peak
+    (on top of weights and input, for --attn); growth against the smallest resolution; the asymptotic
+    class. Each row is labelled by the design it came from (preset, spec file, overrides); JSON rows
+    carry the full effective spec.
 
-    Example: [bold]vitcost compare --res 224 512 1024[/bold], or
-    [bold]vitcost compare -m vit_b16 swin -r 224 384x640 --format json[/bold].
+    Examples: [bold]vitcost compare --res 224 512 1024[/bold];
+    [bold]vitcost compare -m vit_b16 swin -r 224 384x640 --format json[/bold];
+    [bold]vitcost compare -m my_swin.toml vit_l16 --set vit_l16:patch=14 -r 1024[/bold].
     """
     from vitcost.report.rows import compare_rows
 
-    rows = compare_rows(models, res or DEFAULT_RES, batch=batch, dtype=dtype.value, convention=convention.value,
-                        patch=patch, window=window)
+    set_items = list(set_items or []) + [f"{k}={v}" for k, v in (("patch", patch), ("window", window))
+                                         if v is not None]
+    rows = compare_rows(models, res or DEFAULT_RES, batch=batch, dtype=dtype, convention=convention.value,
+                        attn=attn, set_items=set_items)
     if fmt is Format.table and output is None:
         from vitcost.report.table import render_compare
 
-        emit(render_compare(rows, convention.value, batch, dtype.value), None)
+        emit(render_compare(rows, convention.value, batch, dtype.value, attn.value), None)
         return
     emit(_format(rows, fmt, convention.value), output)
 
@@ -142,3 +158,34 @@ def formula(
         typer.echo("\nwith H, W divisible by every stride:")
         typer.echo(sympy.pretty(approx, use_unicode=True))
     typer.echo(f"\nLaTeX: {sympy.latex(expr)}")
+
+
+@app.command()
+def spec(
+    model: Annotated[str, typer.Argument(help="A preset name or alias, a spec file, either with :field=value "
+                                              "overrides.")],
+    fmt: Annotated[SpecFormat, typer.Option("--format", "-f", help="toml (commented, for editing) or json.")]
+    = SpecFormat.toml,
+    output: OutputOpt = None,
+) -> None:
+    """Write a design as a spec file you can edit: every field with its meaning.
+
+    The file goes anywhere a model name goes (compare, check, profile, report), and its rows are
+    labelled with the file's name.
+
+    Example: [bold]vitcost spec swin_t > my_swin.toml[/bold], edit it, then
+    [bold]vitcost compare -m my_swin.toml swin_t --res 224 1024[/bold].
+    """
+    from vitcost.design import parse_design, spec_dict, spec_toml
+
+    design = parse_design(model)
+    if fmt is SpecFormat.json:
+        import json
+
+        emit(json.dumps({**spec_dict(design.spec), "res": design.res}, indent=2), output)
+        return
+    from vitcost.zoo import PRESETS
+
+    p = PRESETS.get(design.preset or "")
+    note = p.source if p is not None and design.name == p.name else ""
+    emit(spec_toml(design, note), output)

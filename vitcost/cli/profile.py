@@ -7,21 +7,15 @@ from typing import Annotated, Any
 
 import typer
 
-from vitcost.cli.app import BatchOpt, Dtype, Format, FormatOpt, ModelsOpt, OutputOpt, ResOpt, app, emit
+from vitcost.cli.app import BatchOpt, Dtype, Format, FormatOpt, ModelsOpt, OutputOpt, ResOpt, SetOpt, app, emit
 from vitcost.errors import VitcostError
+from vitcost.vocab import Kernel
 
 
 class Device(str, enum.Enum):
     auto = "auto"
     cpu = "cpu"
     cuda = "cuda"
-
-
-class Attn(str, enum.Enum):
-    math = "math"
-    sdpa = "sdpa"
-    flash = "flash"
-    efficient = "efficient"
 
 
 class HardwareName(str, enum.Enum):
@@ -38,6 +32,7 @@ DEFAULT_RES = ["224"]
 @app.command()
 def profile(
     models: ModelsOpt = None,
+    set_items: SetOpt = None,
     res: ResOpt = None,
     device: Annotated[Device, typer.Option(help="Where to run the forwards: auto picks cuda when available.")]
     = Device.auto,
@@ -45,10 +40,10 @@ def profile(
         help="Element type of weights, input and activations: the forwards run in it, memory is counted in it, "
              "and the roofline uses its peak.")] = Dtype.fp32,
     batch: BatchOpt = 1,
-    attn: Annotated[Attn, typer.Option(
+    attn: Annotated[Kernel, typer.Option(
         help="Attention kernel: math materialises the scores (explicit q@k^T, softmax, @v); sdpa lets torch pick a "
              "fused kernel; flash and efficient force that SDPA backend (a run where it is unavailable is skipped).")]
-    = Attn.math,
+    = Kernel.math,
     repeats: Annotated[int, typer.Option(help="Timed forwards per configuration (median and spread reported).")] = 5,
     warmup: Annotated[int, typer.Option(help="Untimed forwards before timing.")] = 2,
     threads: Annotated[int | None, typer.Option(
@@ -86,12 +81,13 @@ def profile(
     [bold]vitcost profile -m vit_ti16 -r 64 --device cpu --threads 2 -f json -o profile.json[/bold];
     [bold]vitcost profile -m igpt_l vit_l16 --predict-only --device-memory 80GB --dtype bf16[/bold].
     """
-    from vitcost.measure.hardware import TB, parse_bytes
+    from vitcost.analytic.hardware import TB
     from vitcost.measure.profile import ProfileConfig, ProfileSession
+    from vitcost.vocab import parse_bytes
     from vitcost.zoo import DEFAULT_MODELS
 
-    cfg = ProfileConfig(models=list(models or DEFAULT_MODELS), res=list(res or DEFAULT_RES), device=device.value,
-                        dtype=dtype.value, batch=batch, attn=attn.value, repeats=repeats, warmup=warmup,
+    cfg = ProfileConfig(models=list(models or DEFAULT_MODELS), set_items=set_items, res=list(res or DEFAULT_RES),
+                        device=device.value, dtype=dtype, batch=batch, attn=attn, repeats=repeats, warmup=warmup,
                         device_memory=_one_size(device_memory, parse_bytes),
                         hardware=hardware.value if hardware is not None else None, peak_tflops=peak_tflops,
                         bandwidth=bandwidth * TB if bandwidth is not None else None, predict_only=predict_only,
@@ -109,13 +105,15 @@ def _run_with_progress(session: Any) -> list[dict[str, Any]]:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from vitcost.vocab import res_label
+
     rows: list[dict[str, Any]] = []
     console = Console(stderr=True)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as bar:
         task = bar.add_task("profile", total=len(session.plan))
         for p, res in session.plan:
-            label = f"{p.name} @ {res[0]}x{res[1]}" if res[0] != res[1] else f"{p.name} @ {res[0]}"
+            label = f"{p.name} @ {res_label(res)}"
             bar.update(task, description=("predicting " if session.cfg.predict_only else "profiling ") + label)
             rows.append(session.run(p, res))
             bar.advance(task)

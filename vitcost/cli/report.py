@@ -18,6 +18,7 @@ from vitcost.cli.app import (
     DtypeOpt,
     ModelsOpt,
     ResOpt,
+    SetOpt,
     app,
     write_atomic,
 )
@@ -41,13 +42,15 @@ def _format_for(fmt: ReportFormat | None, output: Path | None) -> ReportFormat:
     return fmt
 
 
-def _command(models: list[str] | None, res: list[str], batch: int, dtype: str, convention: str,
-             breakdown_res: str | None, devices: list[str], check: Path | None, profile: Path | None,
+def _command(models: list[str] | None, set_items: list[str] | None, res: list[str], batch: int, dtype: str,
+             convention: str, breakdown_res: str | None, devices: list[str], check: Path | None, profile: Path | None,
              fmt: ReportFormat, output: Path, title: str | None) -> str:
     """The command line that reproduces this report, for its footer."""
     parts = ["vitcost", "report"]
     if models:
         parts += ["--models", *models]
+    if set_items:
+        parts += ["--set", *set_items]
     parts += ["--res", *res]
     if batch != 1:
         parts += ["--batch", str(batch)]
@@ -74,6 +77,7 @@ def _command(models: list[str] | None, res: list[str], batch: int, dtype: str, c
 @app.command()
 def report(
     models: ModelsOpt = None,
+    set_items: SetOpt = None,
     res: ResOpt = None,
     batch: BatchOpt = 1,
     dtype: DtypeOpt = Dtype.fp32,
@@ -118,10 +122,11 @@ def report(
     res = list(res or DEFAULT_RES)
     devices = list(device_memory) if device_memory is not None else list(DEFAULT_DEVICE_MEMORY)
     req = ReportRequest(
-        models=list(models) if models else None, res=res, batch=batch, dtype=dtype.value,
+        models=list(models) if models else None, set_items=list(set_items or []), res=res, batch=batch,
+        dtype=dtype.value,
         convention=convention.value, breakdown_res=breakdown_res, device_memory=devices, check=check,
         profile=profile, title=title or DEFAULT_TITLE,
-        command=_command(models, res, batch, dtype.value, convention.value, breakdown_res,
+        command=_command(models, set_items, res, batch, dtype.value, convention.value, breakdown_res,
                          list(device_memory or []), check, profile, kind, output, title))
     if kind is ReportFormat.png:
         from vitcost.report.build import render_png

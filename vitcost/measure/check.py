@@ -122,10 +122,10 @@ def choose_method(method: str, est: Any, budget_bytes: int | None = None) -> str
     return "meta" if predicted_forward_bytes(est) > budget else "real"
 
 
-def check_model(model: str | Any, res: Any = 224, batch: int = 1, attn: str = "math", convention: str = "fvcore",
+def check_model(model: Any, res: Any = 224, batch: int = 1, attn: str = "math", convention: str = "fvcore",
                 tol: float = 0.0, method: str = "auto", budget_bytes: int | None = None) -> CheckResult:
-    """Count the reference model of `model` (a preset name or a spec) on [batch, C, H, W] with the
-    `attn` attention path, and join the counts with the analytic estimate in `convention`."""
+    """Count the reference model of `model` (a design: preset, spec file, overrides or spec) on
+    [batch, C, H, W] with the `attn` attention path, and join the counts with the analytic estimate in `convention`."""
     from vitcost.analytic.estimate import estimate
     from vitcost.measure.counting import count
     from vitcost.nets import build
@@ -138,7 +138,7 @@ def check_model(model: str | Any, res: Any = 224, batch: int = 1, attn: str = "m
         raise VitcostError(f"tolerance must be a number of at least 0, got {tol!r}.")
     est = estimate(model, res, batch)
     chosen = choose_method(method, est, budget_bytes)
-    net = build(est.spec, est.res, attn=attn, device="meta" if chosen == "meta" else None).eval()
+    net = build(est.design, est.res, attn=attn, device="meta" if chosen == "meta" else None).eval()
     counts = count(net, (batch, est.spec.in_chans, *est.res), method=chosen)
     analytic = {p: n for p, n in est.by_layer(convention).items() if n}
     fv, tc = counts.self_counts("fvcore", convention), counts.self_counts("torch", convention)

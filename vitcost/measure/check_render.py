@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from vitcost.analytic.cost import CONVENTIONS
-from vitcost.analytic.estimate import res_label
 from vitcost.measure.check import CheckResult
 from vitcost.measure.counting import Counts
+from vitcost.vocab import res_label
 
 SUMMARY_HEADER = ["model", "res", "batch", "attn", "method", "analytic", "fvcore", "Δ fvcore", "torch", "Δ torch",
                   "status", "first mismatch"]

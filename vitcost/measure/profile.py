@@ -1,7 +1,7 @@
 """`vitcost profile`'s engine: predict, guard, measure and compare, one row per model x resolution.
 
 For every configuration the analytic model predicts the forward's peak memory
-(`vitcost.analytic.memory`) and its roofline time (`vitcost.measure.roofline`). Unless only the
+(`vitcost.analytic.memory`) and its roofline time (`vitcost.analytic.roofline`). Unless only the
 prediction is asked for, the reference module is built on the device, and one forward is run under
 the live-tensor tracker (attention-score bytes, the SDPA kernel that ran, peak live tensors; on CUDA
 the allocator's peak as well), then the forward is timed. Before anything is allocated the predicted
@@ -21,15 +21,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from vitcost.analytic.estimate import DTYPE_BYTES, Estimate, estimate, parse_resolutions, res_label
-from vitcost.analytic.memory import MemoryPrediction, normalise_attn, predict_memory
+from vitcost.analytic.estimate import Estimate, estimate
+from vitcost.analytic.hardware import TB, Hardware, get_hardware, preset_for_device_name
+from vitcost.analytic.memory import MemoryPrediction
 from vitcost.analytic.memory_wall import memory_wall
+from vitcost.analytic.roofline import Roofline, roofline
+from vitcost.design import Design, resolve_designs, spec_dict
 from vitcost.errors import VitcostError
-from vitcost.measure.hardware import TB, Hardware, get_hardware, preset_for_device_name
-from vitcost.measure.roofline import Roofline, roofline
-from vitcost.zoo import Preset, resolve_models
+from vitcost.vocab import Dtype, Kernel, parse_dtype, parse_kernel, parse_resolutions, res_label, whole
 
-ATTN_CHOICES = ("math", "sdpa", "flash", "efficient")
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
 # Columns every row has, in order (the HTML report reads these names).
@@ -40,19 +40,19 @@ COLUMNS = ("model", "family", "res", "batch", "dtype", "attn", "attn_backend", "
            "weights_bytes", "input_bytes",
            "predicted_total_bytes", "predicted_train_bytes", "predicted_attn_bytes", "measured_attn_bytes",
            "predicted_attn_peak_bytes", "measured_attn_peak_bytes", "achieved_tflops", "peak_fraction",
-           "peak_tflops", "bandwidth_tbps", "device_memory_bytes", "memory_wall_res")
+           "peak_tflops", "bandwidth_tbps", "device_memory_bytes", "memory_wall_res", "spec")
 
 
 @dataclass
 class ProfileConfig:
     """What to profile and how (the CLI's options)."""
 
-    models: list[str]
+    models: list[Any]
     res: list[Any]
     device: str = "auto"  # auto | cpu | cuda
-    dtype: str = "fp32"
+    dtype: Dtype = Dtype.fp32
     batch: int = 1
-    attn: str = "math"  # math | sdpa | flash | efficient
+    attn: Kernel = Kernel.math
     repeats: int = 5
     warmup: int = 2
     device_memory: int | None = None  # bytes; default: the hardware preset's, or the machine's memory
@@ -62,17 +62,15 @@ class ProfileConfig:
     predict_only: bool = False
     threads: int | None = None
     max_seconds: float | None = None  # skip runs whose predicted forward time exceeds this
+    set_items: list[str] | None = None  # --set overrides (see vitcost.design.resolve_designs)
     sizes: list[tuple[int, int]] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
-        if self.attn not in ATTN_CHOICES:
-            raise VitcostError(f"unknown attention kernel {self.attn!r}; choose from {', '.join(ATTN_CHOICES)}.")
+        self.attn = parse_kernel(self.attn)
+        self.dtype = parse_dtype(self.dtype)
         if self.device not in DEVICE_CHOICES:
             raise VitcostError(f"unknown device {self.device!r}; choose from {', '.join(DEVICE_CHOICES)}.")
-        if self.dtype not in DTYPE_BYTES:
-            raise VitcostError(f"unknown dtype {self.dtype!r}; choose from {', '.join(DTYPE_BYTES)}.")
-        if type(self.batch) is not int or self.batch < 1:
-            raise VitcostError(f"batch must be a whole number of at least 1, got {self.batch!r}.")
+        self.batch = whole(self.batch, "batch")
         if self.repeats < 1 or self.warmup < 0:
             raise VitcostError("--repeats must be at least 1 and --warmup at least 0.")
         if self.max_seconds is not None and not self.max_seconds > 0:
@@ -183,9 +181,9 @@ def device_budget(cfg: ProfileConfig, hw: Hardware, env: Environment) -> int | N
     return env.free_bytes
 
 
-def plan(cfg: ProfileConfig) -> list[tuple[Preset, tuple[int, int]]]:
-    """Every model x resolution to profile, in order."""
-    return [(p, hw) for p in resolve_models(cfg.models) for hw in cfg.sizes]
+def plan(cfg: ProfileConfig) -> list[tuple[Design, tuple[int, int]]]:
+    """Every design x resolution to profile, in order."""
+    return [(d, hw) for d in resolve_designs(cfg.models, cfg.set_items) for hw in cfg.sizes]
 
 
 def _fmt_gib(n: float) -> str:
@@ -193,12 +191,13 @@ def _fmt_gib(n: float) -> str:
     return f"{gib:,.0f} GiB" if gib >= 10 else f"{gib:.3g} GiB"
 
 
-def prediction_row(p: Preset, est: Estimate, pred: MemoryPrediction, roof: Roofline, cfg: ProfileConfig,
+def prediction_row(p: Design, est: Estimate, pred: MemoryPrediction, roof: Roofline, cfg: ProfileConfig,
                    env: Environment, hw: Hardware, wall: int | None, budget: int | None) -> dict[str, Any]:
     row: dict[str, Any] = dict.fromkeys(COLUMNS)
     row.update({
         "model": p.name, "family": p.family, "res": res_label(est.res), "batch": est.batch,
-        "dtype": est.dtype, "attn": cfg.attn, "attn_backend": "", **env.row(), "status": "predicted", "note": "",
+        "dtype": est.dtype.value, "attn": cfg.attn.value, "attn_backend": "", **env.row(), "status": "predicted",
+        "note": "",
         "params": est.params, "macs": est.macs, "flops": est.flops, "hardware": hw.name,
         "roofline_bound": roof.bound, "predicted_time_s": roof.time_s,
         "predicted_mem_bytes": pred.activation_peak_bytes, "predicted_peak_at": pred.peak_at,
@@ -206,7 +205,7 @@ def prediction_row(p: Preset, est: Estimate, pred: MemoryPrediction, roof: Roofl
         "predicted_total_bytes": pred.total_bytes, "predicted_train_bytes": pred.train_total_bytes,
         "predicted_attn_bytes": pred.score_bytes, "predicted_attn_peak_bytes": pred.score_peak_bytes,
         "peak_tflops": roof.peak_flops / TB, "bandwidth_tbps": roof.bandwidth / TB, "device_memory_bytes": budget,
-        "memory_wall_res": wall,
+        "memory_wall_res": wall, "spec": spec_dict(p.spec),
     })
     return row
 
@@ -239,13 +238,14 @@ def _release(device: str) -> None:
         torch.cuda.empty_cache()
 
 
-def measure_row(row: dict[str, Any], p: Preset, est: Estimate, roof: Roofline, cfg: ProfileConfig,
+def measure_row(row: dict[str, Any], p: Design, est: Estimate, roof: Roofline, cfg: ProfileConfig,
                 env: Environment) -> dict[str, Any]:
     """Build the reference module, measure one forward's memory and time the forward; fills `row`."""
     torch = _torch()
     from vitcost.measure.memory import measure_forward_memory
     from vitcost.measure.timing import time_forward
     from vitcost.nets import build
+    from vitcost.nets.build import torch_dtype
 
     free = torch.cuda.mem_get_info()[0] if env.device == "cuda" else _cpu_free()
     need = row["predicted_total_bytes"]
@@ -260,10 +260,8 @@ def measure_row(row: dict[str, Any], p: Preset, est: Estimate, roof: Roofline, c
     context = _sdpa_context(cfg.attn)
     failure: tuple[str, str] | None = None
     try:
-        net = build(p.spec, est.res, attn="math" if cfg.attn == "math" else "sdpa", device=env.device,
-                    dtype=cfg.dtype).eval()
-        x = torch.randn(est.batch, getattr(p.spec, "in_chans", 3), *est.res, device=env.device,
-                        dtype=net_dtype(cfg.dtype))
+        net = build(p, est.res, attn=cfg.attn.net_mode, device=env.device, dtype=cfg.dtype).eval()
+        x = torch.randn(est.batch, p.spec.in_chans, *est.res, device=env.device, dtype=torch_dtype(cfg.dtype))
         mem = measure_forward_memory(net, x, context)
         timing = time_forward(net, x, warmup=cfg.warmup, repeats=cfg.repeats, context=context)
     except Exception as err:  # noqa: BLE001  (an OOM or an unavailable kernel ends this row, not the sweep)
@@ -287,7 +285,7 @@ def measure_row(row: dict[str, Any], p: Preset, est: Estimate, roof: Roofline, c
         "measured_attn_bytes": mem.score_bytes, "measured_attn_peak_bytes": mem.score_peak_bytes,
         "achieved_tflops": tflops, "peak_fraction": fraction,
     })
-    if normalise_attn(cfg.attn) == "fused" and "math" in mem.backend.split("+"):
+    if cfg.attn.fused and "math" in mem.backend.split("+"):
         row["note"] = ("SDPA ran the math kernel for some layers: their scores were materialised, the prediction "
                        "assumes a fused kernel")
     return row
@@ -303,12 +301,6 @@ def _classify(err: Exception, attn: str) -> tuple[str, str] | None:
     if isinstance(err, VitcostError):
         return "skipped", str(err)
     return None
-
-
-def net_dtype(dtype: str) -> Any:
-    from vitcost.nets.build import DTYPES
-
-    return DTYPES[dtype]
 
 
 def _one_line(err: BaseException) -> str:
@@ -327,13 +319,15 @@ class ProfileSession:
             self.env = replace(self.env, device="cuda", device_name=self.hw.name, free_bytes=None)
         self.budget = device_budget(cfg, self.hw, self.env)
         self.plan = plan(cfg)
+        # every configuration is estimated up front: a size a design cannot take is an error before any run
+        self._estimates = {(p.name, res): estimate(p, res, cfg.batch, cfg.dtype, cfg.attn) for p, res in self.plan}
         self._walls: dict[str, Any] = {}
 
-    def wall(self, p: Preset) -> Any:
+    def wall(self, p: Design) -> Any:
         """The memory wall of `p` for this sweep's batch, dtype, kernel and budget (None: no budget)."""
         if p.name not in self._walls:
             c = self.cfg
-            self._walls[p.name] = memory_wall(p.name, self.budget, c.batch, c.dtype, c.attn) if self.budget else None
+            self._walls[p.name] = memory_wall(p, self.budget, c.batch, c.dtype, c.attn) if self.budget else None
         return self._walls[p.name]
 
     def walls(self) -> list[dict[str, Any]]:
@@ -346,23 +340,17 @@ class ProfileSession:
                 continue
             seen.add(p.name)
             out.append({"model": p.name, "family": p.family, "device_memory_bytes": self.budget,
-                        "batch": self.cfg.batch, "dtype": self.cfg.dtype, "attn": self.cfg.attn,
+                        "batch": self.cfg.batch, "dtype": self.cfg.dtype.value, "attn": self.cfg.attn.value,
                         "memory_wall_res": w.res, "total_bytes": w.total_bytes, "next_res": w.next_res,
                         "next_total_bytes": w.next_total_bytes, "limited_by": w.limited_by})
         return out
 
-    def run(self, p: Preset, res: tuple[int, int]) -> dict[str, Any]:
-        """The row of one model at one resolution: predicted, and measured unless predict_only."""
+    def run(self, p: Design, res: tuple[int, int]) -> dict[str, Any]:
+        """The row of one design at one resolution: predicted, and measured unless predict_only."""
         cfg, env = self.cfg, self.env
-        try:
-            est = estimate(p.name, res, cfg.batch, cfg.dtype)
-        except VitcostError as err:
-            row = dict.fromkeys(COLUMNS)
-            row.update({"model": p.name, "family": p.family, "res": res_label(res), "batch": cfg.batch,
-                        "dtype": cfg.dtype, "attn": cfg.attn, **env.row(), "status": "skipped", "note": str(err)})
-            return row
+        est = self._estimates[(p.name, res)]
         wall = self.wall(p)
-        pred = predict_memory(est, cfg.attn)
+        pred = est.memory
         roof = roofline(est, self.hw, cfg.attn)
         row = prediction_row(p, est, pred, roof, cfg, env, self.hw, wall.res if wall else None, self.budget)
         return row if cfg.predict_only else measure_row(row, p, est, roof, cfg, env)
@@ -377,5 +365,5 @@ def run_profile(cfg: ProfileConfig) -> list[dict[str, Any]]:
     return list(ProfileSession(cfg).rows())
 
 
-__all__ = ["ProfileConfig", "ProfileSession", "Environment", "COLUMNS", "ATTN_CHOICES", "DEVICE_CHOICES",
+__all__ = ["ProfileConfig", "ProfileSession", "Environment", "COLUMNS", "DEVICE_CHOICES",
            "environment", "resolve_hardware", "plan", "run_profile"]

@@ -3,35 +3,31 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 from typing import Any
 
 import torch
 from torch import nn
 
-from vitcost.analytic.estimate import parse_res, resolve_spec, walk
-from vitcost.errors import VitcostError
+from vitcost.analytic.estimate import walk
+from vitcost.analytic.registry import family_of
+from vitcost.design import parse_design
 from vitcost.nets.common import check_attn_mode
-from vitcost.nets.mixer import MlpMixer
-from vitcost.nets.mvit import MViTv2
-from vitcost.nets.swin import SwinTransformer
-from vitcost.nets.vit import VisionTransformer
-from vitcost.specs import MixerSpec, MViTSpec, PixelSpec, Spec, SwinSpec, ViTSpec
+from vitcost.vocab import Dtype, parse_dtype, parse_res
 
-DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+TORCH_DTYPES: dict[Dtype, torch.dtype] = {Dtype.fp32: torch.float32, Dtype.fp16: torch.float16,
+                                          Dtype.bf16: torch.bfloat16}
 
 
-def _dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
-    if dtype is None or isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype not in DTYPES:
-        raise VitcostError(f"unknown dtype {dtype!r}; choose from {', '.join(DTYPES)}.")
-    return DTYPES[dtype]
+def torch_dtype(dtype: Any) -> torch.dtype:
+    """The torch dtype of a vitcost dtype (fp32 | fp16 | bf16), or a torch dtype as is."""
+    return dtype if isinstance(dtype, torch.dtype) else TORCH_DTYPES[parse_dtype(dtype)]
 
 
-def build(model: str | Spec, res: Any = None, *, attn: str = "math", device: str | torch.device | None = None,
-          dtype: str | torch.dtype | None = None) -> nn.Module:
-    """The reference `nn.Module` of `model` (a preset name or a spec) for [B, C, H, W] inputs at `res`
-    (int, (H, W) or "HxW"; default: the preset's resolution, 224 for a bare spec).
+def build(model: Any, res: Any = None, *, attn: str = "math", device: str | torch.device | None = None,
+          dtype: Any = None) -> nn.Module:
+    """The reference `nn.Module` of `model` (a preset name, spec file, spec or Design; see
+    `vitcost.design`) for [B, C, H, W] inputs at `res` (int, (H, W) or "HxW"; default: the design's).
 
     Position embeddings, Mixer's token MLP, Swin's masks and MViTv2's relative-position tables are sized
     for that resolution exactly as the analytic walker sizes them, and every submodule is named by the
@@ -40,26 +36,11 @@ def build(model: str | Spec, res: Any = None, *, attn: str = "math", device: str
     kernel ("math" materialises the scores, "sdpa" uses F.scaled_dot_product_attention; see set_attn_mode).
     """
     check_attn_mode(attn)
-    name, spec = resolve_spec(model)
-    if res is None:
-        from vitcost.zoo import get_preset
-
-        res = get_preset(name).res if isinstance(model, str) else 224
-    h, w = parse_res(res)
-    walk(spec, h, w)  # the walker rejects sizes the architecture cannot take, with the same messages
-    torch_dtype = _dtype(dtype)
+    design = parse_design(model)
+    h, w = parse_res(design.res if res is None else res)
+    walk(design.spec, h, w)  # the walker rejects sizes the architecture cannot take, with the same messages
+    module, _, cls = family_of(design.spec).net.partition(":")
+    net_class = getattr(importlib.import_module(module), cls)
     with torch.device(device) if device is not None else contextlib.nullcontext():
-        net = _construct(spec, (h, w), attn)
-    return net if torch_dtype is None else net.to(dtype=torch_dtype)
-
-
-def _construct(spec: Spec, res: tuple[int, int], attn: str) -> nn.Module:
-    if isinstance(spec, (ViTSpec, PixelSpec)):
-        return VisionTransformer(spec, res, attn)
-    if isinstance(spec, SwinSpec):
-        return SwinTransformer(spec, res, attn)
-    if isinstance(spec, MViTSpec):
-        return MViTv2(spec, res, attn)
-    if isinstance(spec, MixerSpec):
-        return MlpMixer(spec, res)
-    raise VitcostError(f"no reference model for {type(spec).__name__}.")
+        net = net_class(design.spec, (h, w), attn)
+    return net if dtype is None else net.to(dtype=torch_dtype(dtype))

@@ -112,3 +112,18 @@ def trunc_normal(*shape: int, std: float = 0.02) -> nn.Parameter:
     """A parameter drawn from a normal truncated at 2 std (the ViT/Swin/MViTv2 initialisation of
     position embeddings, class tokens and relative-position tables)."""
     return nn.Parameter(nn.init.trunc_normal_(torch.empty(*shape), std=std, a=-2 * std, b=2 * std))
+
+
+def window_partition(x: Tensor, wh: int, ww: int) -> Tensor:
+    """[B, H, W, C] -> [B * (H/wh) * (W/ww), wh*ww, C]; windows in row-major order, batch outermost.
+    H and W must be multiples of wh and ww."""
+    b, h, w, c = x.shape
+    x = x.reshape(b, h // wh, wh, w // ww, ww, c).permute(0, 1, 3, 2, 4, 5)
+    return x.reshape(-1, wh * ww, c)
+
+
+def window_reverse(windows: Tensor, wh: int, ww: int, h: int, w: int) -> Tensor:
+    """Inverse of window_partition: [B * (H/wh) * (W/ww), wh*ww, C] -> [B, H, W, C]."""
+    c = windows.shape[-1]
+    x = windows.reshape(-1, h // wh, w // ww, wh, ww, c).permute(0, 1, 3, 2, 4, 5)
+    return x.reshape(-1, h, w, c)

@@ -33,7 +33,8 @@ class MixerBlock(nn.Module):
 class MlpMixer(nn.Module):
     """[B, C, H, W] -> [B, num_classes]."""
 
-    def __init__(self, spec: MixerSpec, res: tuple[int, int]) -> None:
+    def __init__(self, spec: MixerSpec, res: tuple[int, int], attn_mode: str = "math") -> None:
+        """`attn_mode` is accepted for a uniform builder signature; Mixer has no attention."""
         super().__init__()
         self.spec, self.res = spec, res
         self.stem = ConvEmbed(spec.in_chans, spec.dim, spec.patch, spec.patch)

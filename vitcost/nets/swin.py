@@ -17,25 +17,18 @@ from torch import Tensor, nn
 
 from vitcost.analytic.ints import ceil_div
 from vitcost.analytic.swin import window_and_shift
-from vitcost.nets.common import AttentionCore, ConvEmbed, Mlp, check_input, trunc_normal
+from vitcost.nets.common import (
+    AttentionCore,
+    ConvEmbed,
+    Mlp,
+    check_input,
+    trunc_normal,
+    window_partition,
+    window_reverse,
+)
 from vitcost.specs import SwinSpec
 
 MASK_VALUE = -100.0  # the official code's additive mask between tokens of different shifted regions
-
-
-def window_partition(x: Tensor, wh: int, ww: int) -> Tensor:
-    """[B, H, W, C] -> [B * (H/wh) * (W/ww), wh*ww, C]; windows in row-major order, batch outermost.
-    H and W must be multiples of wh and ww."""
-    b, h, w, c = x.shape
-    x = x.reshape(b, h // wh, wh, w // ww, ww, c).permute(0, 1, 3, 2, 4, 5)
-    return x.reshape(-1, wh * ww, c)
-
-
-def window_reverse(windows: Tensor, wh: int, ww: int, h: int, w: int) -> Tensor:
-    """Inverse of window_partition: [B * (H/wh) * (W/ww), wh*ww, C] -> [B, H, W, C]."""
-    c = windows.shape[-1]
-    x = windows.reshape(-1, h // wh, w // ww, wh, ww, c).permute(0, 1, 3, 2, 4, 5)
-    return x.reshape(-1, h, w, c)
 
 
 def relative_position_index(wh: int, ww: int) -> Tensor:

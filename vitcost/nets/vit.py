@@ -4,16 +4,29 @@ Both are a token sequence through `depth` pre-norm blocks of global multi-head s
     x = x + proj(MSA(norm1(x)));  x = x + fc2(GELU(fc1(norm2(x))))
 ViT embeds P x P patches with a stride-P conv, prepends class token(s), adds a learned position
 embedding of one row per token (so its size follows the resolution) and classifies the first class
-token after the final norm. The pixel model embeds every pixel with a 1x1 conv and predicts a
+token after the final norm (the mean token without one). A windowed block (ViTSpec.window > 0, as in
+ViTDet and the SAM image encoder) views the tokens as their gh x gw grid, zero-pads the normalised
+grid to multiples of the window, attends inside each window and crops back, in the order of
+`nets.swin.SwinBlock` without the shift. The pixel model embeds every pixel with a 1x1 conv and predicts a
 `vocab`-way palette logit per pixel (see PixelSpec for how this differs from iGPT).
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vitcost.nets.common import AttentionCore, ConvEmbed, Mlp, check_input, trunc_normal
+from vitcost.analytic.transformer import padded
+from vitcost.nets.common import (
+    AttentionCore,
+    ConvEmbed,
+    Mlp,
+    check_input,
+    trunc_normal,
+    window_partition,
+    window_reverse,
+)
 from vitcost.specs import PixelSpec, ViTSpec
 
 LN_EPS = 1e-6  # ViT / DeiT
@@ -38,18 +51,32 @@ class Attention(AttentionCore):
 
 
 class Block(nn.Module):
-    """Pre-norm transformer block (Vaswani et al. 2017; ViT Eq. 2-3) on [B, N, D]."""
+    """Pre-norm transformer block (Vaswani et al. 2017; ViT Eq. 2-3) on [B, N, D]; with `window` > 0
+    the attention runs inside window x window windows of the `grid` of tokens (no class tokens)."""
 
-    def __init__(self, dim: int, heads: int, hidden: int, attn_mode: str) -> None:
+    def __init__(self, dim: int, heads: int, hidden: int, attn_mode: str, window: int = 0,
+                 grid: tuple[int, int] = (0, 0)) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=LN_EPS)
         self.attn = Attention(dim, heads, attn_mode)
         self.norm2 = nn.LayerNorm(dim, eps=LN_EPS)
         self.mlp = Mlp(dim, hidden)
+        self.window, self.grid = window, grid
+        self.padded = (padded(grid[0], window), padded(grid[1], window)) if window else grid
 
     def forward(self, x: Tensor) -> Tensor:
-        x = x + self.attn(self.norm1(x))
+        if self.window:
+            x = self._windowed(x)
+        else:
+            x = x + self.attn(self.norm1(x))
         return x + self.mlp(self.norm2(x))
+
+    def _windowed(self, x: Tensor) -> Tensor:
+        b, n, d = x.shape
+        (h, w), (hp, wp), m = self.grid, self.padded, self.window
+        y = F.pad(self.norm1(x).view(b, h, w, d), (0, 0, 0, wp - w, 0, hp - h))  # zeros at the bottom/right
+        y = window_reverse(self.attn(window_partition(y, m, m)), m, m, hp, wp)
+        return (x.view(b, h, w, d) + y[:, :h, :w, :]).view(b, n, d)
 
 
 class VisionTransformer(nn.Module):
@@ -64,7 +91,9 @@ class VisionTransformer(nn.Module):
         n = (res[0] // p) * (res[1] // p) + spec.class_tokens
         self.cls_token = trunc_normal(1, spec.class_tokens, d) if spec.class_tokens else None
         self.pos_embed = trunc_normal(1, n, d)
-        self.blocks = nn.ModuleList(Block(d, spec.heads, spec.mlp_hidden, attn_mode) for _ in range(spec.depth))
+        grid = (res[0] // p, res[1] // p)
+        self.blocks = nn.ModuleList(Block(d, spec.heads, spec.mlp_hidden, attn_mode, spec.block_window(i), grid)
+                                    for i in range(spec.depth))
         self.norm = nn.LayerNorm(d, eps=LN_EPS)
         self.per_token_head = isinstance(spec, PixelSpec)
         self.head = nn.Linear(d, spec.vocab if self.per_token_head else spec.num_classes)

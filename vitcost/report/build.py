@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from vitcost.analytic.cost import CONVENTIONS
-from vitcost.analytic.estimate import Estimate, estimate, parse_res, res_label
+from vitcost.analytic.estimate import Estimate, estimate
+from vitcost.analytic.scaling import DeviceMemory, parse_memory
 from vitcost.errors import VitcostError
-from vitcost.report.scaling import DeviceMemory, parse_memory
+from vitcost.vocab import parse_res, res_label
 
 DEFAULT_RES = ("224", "384", "512", "768", "1024")
 DEFAULT_DEVICE_MEMORY = ("H100=80GB", "H200=141GB")  # vendor figures, 10^9 bytes
@@ -24,6 +25,7 @@ class ReportRequest:
     """Everything a report is made from; the CLI fills it in."""
 
     models: list[str] | None = None
+    set_items: list[str] = field(default_factory=list)  # --set overrides
     res: list[str] = field(default_factory=lambda: list(DEFAULT_RES))
     batch: int = 1
     dtype: str = "fp32"
@@ -72,10 +74,10 @@ def build_panels(req: ReportRequest) -> tuple[list[Any], dict[str, Any]]:
     devices = _devices(req.device_memory)
     if not req.res:
         raise VitcostError("--res needs at least one resolution.")
-    groups = _group(compare_estimates(req.models, req.res, req.batch, req.dtype))
+    groups = _group(compare_estimates(req.models, req.res, req.batch, req.dtype, set_items=req.set_items))
     sizes = sorted({e.res for ests in groups.values() for e in ests}, key=lambda hw: hw[0] * hw[1])
     bres = parse_res(req.breakdown_res) if req.breakdown_res is not None else sizes[-1]
-    at_bres = [estimate(m, bres, req.batch, req.dtype) for m in groups]
+    at_bres = [estimate(ests[0].design, bres, req.batch, req.dtype) for ests in groups.values()]
 
     panels = [
         cost_panel(groups, req.convention, req.batch, req.dtype),

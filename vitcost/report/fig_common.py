@@ -6,7 +6,7 @@ import math
 from typing import Any
 
 from vitcost.analytic.estimate import Estimate
-from vitcost.analytic.estimate import res_label as _res_label
+from vitcost.vocab import res_label as _res_label
 
 # One colour per model, in the order the models were given (plotly's default colourway).
 PALETTE = ["#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3", "#ff6692", "#b6e880",

@@ -6,7 +6,9 @@ from __future__ import annotations
 import math
 
 from vitcost.analytic.cost import CONVENTIONS
-from vitcost.analytic.estimate import COMPLEXITY, Estimate
+from vitcost.analytic.estimate import Estimate
+from vitcost.analytic.registry import family_of
+from vitcost.analytic.scaling import attention_overtakes, cached_estimate, fit_slope, side
 from vitcost.report.fig_common import (
     colour,
     exact,
@@ -19,9 +21,7 @@ from vitcost.report.fig_common import (
     unit_name,
 )
 from vitcost.report.html import DataTable, Panel
-from vitcost.report.scaling import ANALYTIC_EXPONENT, attention_overtakes, cached_estimate, fit_slope, side
 from vitcost.report.units import giga, ratio, si
-from vitcost.specs import FAMILIES
 
 
 def slopes(ests: list[Estimate], convention: str) -> tuple[float | None, float | None]:
@@ -48,9 +48,8 @@ def cost_panel(groups: dict[str, list[Estimate]], convention: str, batch: int, d
     labels: list[tuple[float, float, str, str]] = []  # (x, log10 y, text, colour)
     summary, rows = [], []
     for i, (model, ests) in enumerate(groups.items()):
-        fam = ests[0].family
         fit, local = slopes(ests, convention)
-        expo = ANALYTIC_EXPONENT[fam]
+        expo = ests[0].exponent
         points = [(side(e.res), e) for e in ests]
         cross = attention_overtakes(model, convention, batch, dtype)
         star = None
@@ -79,7 +78,8 @@ def cost_panel(groups: dict[str, list[Estimate]], convention: str, batch: int, d
         last = ests[-1]
         labels.append((side(last.res), math.log10(last.count(convention)),
                        f"fit {_fmt_slope(fit)} · analytic {expo}", colour(i)))
-        summary.append([model, FAMILIES[fam], _fmt_slope(fit), _fmt_slope(local), str(expo), COMPLEXITY[fam]])
+        summary.append([model, family_of(ests[0].spec).title, _fmt_slope(fit), _fmt_slope(local), str(expo),
+                        ests[0].complexity])
         base = ests[0].count(convention)
         rows += [[model, res_label(e), exact(e.tokens), exact(e.count(convention)), giga(e.count(convention)),
                   ratio(e.count(convention) / base)] for e in ests]
@@ -112,7 +112,7 @@ def overtake_panel(groups: dict[str, list[Estimate]], convention: str, batch: in
     `scaling.overtake_closed_form`) is drawn beside the crossing found from the per-role breakdown."""
     import plotly.graph_objects as go
 
-    from vitcost.report.scaling import overtake_closed_form, scores_share
+    from vitcost.analytic.scaling import overtake_closed_form, scores_share
 
     unit = unit_name(convention)
     fig = go.Figure()
@@ -156,7 +156,7 @@ def overtake_panel(groups: dict[str, list[Estimate]], convention: str, batch: in
         spec = ests[0].spec
         closed_text = "—" if closed is None else (
             f"{closed:,.0f} px (N = {(2 + spec.mlp_ratio) * spec.dim:,.0f} tokens)")
-        crossings.append([model, FAMILIES[ests[0].family], cross.describe(), closed_text])
+        crossings.append([model, family_of(ests[0].spec).title, cross.describe(), closed_text])
         rows += [[model, res_label(e), exact(s), exact(lin), f"{s / lin:.3g}"] for x, e, s, lin in data]
     fig.add_trace(go.Scatter(x=[min(xs_all) / 1.1, max(xs_all) * 1.1], y=[1, 1], mode="lines",
                              name="scores = projections + MLP", line={"color": "#555", "dash": "dash", "width": 1},

@@ -4,9 +4,9 @@ resolution where each model's score matrices no longer fit (the memory wall)."""
 from __future__ import annotations
 
 from vitcost.analytic.estimate import Estimate
+from vitcost.analytic.scaling import DeviceMemory, cached_estimate, score_wall, side
 from vitcost.report.fig_common import colour, exact, hover, in_window, log_layout, note_if_empty, res_label
 from vitcost.report.html import DataTable, Panel
-from vitcost.report.scaling import DeviceMemory, cached_estimate, memory_wall, side
 from vitcost.report.units import binary_bytes
 
 METRICS = {"total": "all layers", "layer": "largest layer"}
@@ -28,7 +28,7 @@ def memory_panel(groups: dict[str, list[Estimate]], devices: list[DeviceMemory],
         if ests[-1].attn_matrix_elems == 0:
             skipped.append(model)
             continue
-        found = {(d.label, m): memory_wall(model, d.bytes, m, batch, dtype) for d in devices for m in METRICS}
+        found = {(d.label, m): score_wall(model, d.bytes, m, batch, dtype) for d in devices for m in METRICS}
         extra = {c.res for c in found.values() if c is not None and c.where == "at" and in_window(c.res, lo, hi)}
         points = sorted([(side(e.res), e) for e in ests]
                         + [(float(r), cached_estimate(model, r, batch, dtype)) for r in extra], key=lambda p: p[0])

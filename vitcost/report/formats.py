@@ -13,12 +13,14 @@ def to_json(rows: list[dict[str, Any]]) -> str:
 
 
 def to_csv(rows: list[dict[str, Any]]) -> str:
+    """One line per row; a nested value (a row's full `spec`) is written as compact JSON in its cell."""
     if not rows:
         return ""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({k: json.dumps(v, separators=(",", ":")) if isinstance(v, (dict, list)) else v
+                      for k, v in r.items()} for r in rows)
     return buf.getvalue()
 
 

@@ -1,33 +1,50 @@
-"""Rows for `compare`: one per model x resolution, as plain dicts (no pandas on the CLI path)."""
+"""Rows for `compare`: one per design x resolution, as plain dicts (no pandas on the CLI path)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from vitcost.analytic.estimate import Estimate, estimate, parse_resolutions
-from vitcost.zoo import DEFAULT_MODELS, resolve_models
+from vitcost.analytic.estimate import Estimate, estimate
+from vitcost.design import resolve_designs
+from vitcost.vocab import parse_resolutions
+from vitcost.zoo import DEFAULT_MODELS
 
 
-def compare_estimates(models: list[str] | None, res: list[Any], batch: int = 1, dtype: str = "fp32",
-                      patch: int | None = None, window: int | None = None) -> list[Estimate]:
-    """Estimates for every model x resolution, models in the order given, resolutions ascending."""
-    presets = resolve_models(list(models or DEFAULT_MODELS))
+def as_model_list(models: Any) -> list[Any]:
+    """None -> the defaults; one model (a name, a path, a spec) -> a list of it; a list as is."""
+    if models is None:
+        return list(DEFAULT_MODELS)
+    if isinstance(models, (str, bytes)) or not hasattr(models, "__iter__"):
+        return [models]
+    return list(models)
+
+
+def compare_estimates(models: Any, res: Any, batch: Any = 1, dtype: Any = "fp32", attn: Any = "math",
+                      set_items: list[str] | None = None) -> list[Estimate]:
+    """Estimates for every design x resolution, designs in the order given, resolutions ascending."""
+    designs = resolve_designs(as_model_list(models), set_items)
     sizes = parse_resolutions(res)
-    return [estimate(p.name, hw, batch, dtype, patch=patch, window=window) for p in presets for hw in sizes]
+    return [estimate(d, hw, batch, dtype, attn) for d in designs for hw in sizes]
 
 
-def compare_rows(models: list[str] | None, res: list[Any], batch: int = 1, dtype: str = "fp32",
-                 convention: str = "macs", patch: int | None = None, window: int | None = None) -> list[dict]:
-    """`Estimate.row()` for each model x resolution, with `growth`: cost in `convention` over the
-    same model's cost at the smallest resolution."""
+def compare_rows(models: Any, res: Any, batch: Any = 1, dtype: Any = "fp32", convention: str = "macs",
+                 attn: Any = "math", set_items: list[str] | None = None) -> list[dict]:
+    """`Estimate.row()` for each design x resolution, with `growth`: cost in `convention` over the
+    same design's cost at the smallest resolution."""
+    from vitcost.analytic.cost import CONVENTIONS
+
+    if convention not in CONVENTIONS:
+        from vitcost.errors import VitcostError
+
+        raise VitcostError(f"unknown convention {convention!r}; choose from {', '.join(CONVENTIONS)}.")
     rows: list[dict] = []
     base: dict[str, int] = {}
-    for e in compare_estimates(models, res, batch, dtype, patch, window):
+    for e in compare_estimates(models, res, batch, dtype, attn, set_items):
         row = e.row()
         cost = e.count(convention)
         base.setdefault(e.model, cost)
         row["convention"] = convention
         row["cost"] = cost
-        row["growth"] = cost / base[e.model]
+        row["growth"] = cost / base[e.model] if base[e.model] else None
         rows.append(row)
     return rows

@@ -6,22 +6,14 @@ from typing import Any
 
 from vitcost.report.units import binary_bytes, giga, ratio
 
-# Families whose parameter count follows the resolution, and why.
-RES_DEPENDENT_PARAMS = {
-    "pixel": "position embedding (one row per pixel)",
-    "vit": "position embedding (one row per token)",
-    "mixer": "token-mixing MLP (N x D_S weights)",
-    "mvit": "relative-position tables",
-    "swin": "relative-position tables (when a stage's grid is smaller than the window)",
-}
-
 
 def compare_cells(rows: list[dict[str, Any]], convention: str) -> tuple[list[str], list[list[str]]]:
     unit = "GMACs" if convention == "macs" else f"GFLOPs ({convention})"
-    header = ["model", "res", "tokens", "params", unit, "attn mem", "peak/layer", "growth", "scaling"]
+    header = ["model", "res", "tokens", "params", unit, "attn mem", "peak/layer", "act peak", "growth", "scaling"]
     cells = [[r["model"], str(r["res"]), f"{r['tokens']:,}", f"{r['params'] / 1e6:,.1f}M",
               giga(r["cost"]), binary_bytes(r["attn_matrix_bytes"]),
-              binary_bytes(r["attn_matrix_peak_bytes"]), ratio(r["growth"]), r["complexity"]] for r in rows]
+              binary_bytes(r["attn_matrix_peak_bytes"]), binary_bytes(r["activation_peak_bytes"]),
+              ratio(r["growth"]), r["complexity"]] for r in rows]
     return header, cells
 
 
@@ -35,23 +27,25 @@ def params_note(rows: list[dict[str, Any]]) -> str:
     moving = [m for m, p in seen.items() if len(p) > 1]
     if not moving:
         return ""
+    from vitcost.analytic.registry import family_named
+
     return "params change with resolution for " + "; ".join(
-        f"{m} ({RES_DEPENDENT_PARAMS[fam[m]]})" for m in moving) + "."
+        f"{m} ({family_named(fam[m]).params_follow_res})" for m in moving) + "."
 
 
-def render_compare(rows: list[dict[str, Any]], convention: str, batch: int, dtype: str) -> str:
+def render_compare(rows: list[dict[str, Any]], convention: str, batch: int, dtype: str, attn: str = "math") -> str:
     """The compare table as text (box-drawn, see boxtable.py), with its caption and notes."""
     from vitcost.report.boxtable import box_table
 
     header, cells = compare_cells(rows, convention)
     sections = [i for i in range(1, len(rows)) if rows[i]["model"] != rows[i - 1]["model"]]
-    caption = ("attn mem: attention scores of all layers; peak/layer: the largest layer's; "
-               "growth: cost vs the smallest resolution")
+    caption = ("attn mem: attention scores of all layers; peak/layer: the largest layer's; act peak: the forward's "
+               "activation peak on top of weights and input; growth: cost vs the smallest resolution")
     note = params_note(rows)
     if note:
         caption += f"\nNote: {note}"
     return box_table(header, cells, right=set(range(1, len(header) - 1)), sections=sections, caption=caption,
-                     title=f"vitcost compare — batch {batch}, {dtype}, {convention} convention")
+                     title=f"vitcost compare — batch {batch}, {dtype}, {attn} attention, {convention} convention")
 
 
 def wide_console():

@@ -21,11 +21,13 @@ This module does not import torch.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from vitcost.analytic.cost import FLOPS_PER_MAC, Op, project
+from vitcost.analytic.cost import FLOPS_PER_MAC, Cost, project
 from vitcost.analytic.estimate import Estimate
-from vitcost.analytic.memory import normalise_attn, op_inputs, score_roles
-from vitcost.measure.hardware import TB, Hardware
+from vitcost.analytic.hardware import TB, Hardware
+from vitcost.analytic.trace import attention_steps
+from vitcost.vocab import parse_kernel
 
 
 @dataclass(frozen=True)
@@ -94,55 +96,40 @@ def _op_time(path: str, kind: str, mm: int, other: int, nbytes: int, hw: Hardwar
     return OpTime(path, kind, mm, other, nbytes, mm / peak + other / hw.vector_flops, nbytes / hw.bandwidth)
 
 
-def roofline(est: Estimate, hw: Hardware, attn: str = "math") -> Roofline:
+def roofline(est: Estimate, hw: Hardware, attn: Any = None) -> Roofline:
     """The roofline of the forward `est` on `hw` with attention kernel `attn` (math | sdpa | flash |
-    efficient; the last three fuse each layer's attention)."""
-    fused = normalise_attn(attn) == "fused"
+    efficient, the last three fusing each layer's attention; default: the estimate's own kernel)."""
+    kernel = parse_kernel(est.attn if attn is None else attn)
     e = est.bytes_per_elem
     peak = hw.peak(est.dtype)
     ops: list[OpTime] = []
-    group: dict[str, list[int]] = {}  # path of a fused attention -> [matmul flops, other flops, bytes]
-    rel_paths = {op.path for op, role in zip(est.ops, score_roles(est.ops)) if role == "rel"}
-    q_of: dict[str, int] = {}
-    kv_of: dict[str, int] = {}
-    for op, inp, role in zip(est.ops, op_inputs(est.ops), score_roles(est.ops)):
-        mm = FLOPS_PER_MAC * op.cost.macs
-        other = project(op.cost, "flops") - mm
-        nbytes = (inp + op.out + op.cost.params) * e
-        if not fused or not _in_attention(op, role, q_of, rel_paths):
-            if op.kind == "scale":
-                q_of[op.path] = op.out
+
+    def add(path: str, kind: str, cost: Cost, nbytes: int) -> None:
+        mm = FLOPS_PER_MAC * cost.macs
+        ops.append(_op_time(path, kind, mm, project(cost, "flops") - mm, nbytes, hw, peak))
+
+    for op in est.ops:
+        if op.call is None:
             if op.kind != "param":
-                ops.append(_op_time(op.path, op.kind, mm, other, nbytes, hw, peak))
+                add(op.path, op.kind, op.cost, (op.inp + op.out + op.cost.params) * e)
             continue
-        acc = group.setdefault(op.path, [0, 0, 0])
-        acc[0] += mm
-        acc[1] += other
-        if role == "qk":
-            kv_of[op.path] = inp - q_of[op.path]
-        if role == "av":  # the layer's attention is complete: q, k, v in, the output out
-            mask = _score_elems(est.ops, op.path) if op.path in rel_paths else 0
-            acc[2] = (q_of[op.path] + 2 * kv_of[op.path] + op.out + mask) * e
-            ops.append(_op_time(op.path, "attention (fused)", acc[0], acc[1], acc[2], hw, peak))
-            del group[op.path]
-            q_of.pop(op.path)
-    return Roofline(hw.name, est.dtype, "fused" if fused else "math", tuple(ops), peak, hw.bandwidth, hw.indicative)
+        a = op.call
+        core = []
+        for st in attention_steps(a):
+            if kernel.fused and st.name not in _OUTSIDE_FUSED:
+                core.append(st)
+            else:
+                add(op.path, st.name, st.cost, (st.inp + st.out) * e)
+        if core:  # q, k, v in, the output out (and a score-sized relative-position term when there is one)
+            mask = a.scores if a.rel else 0
+            add(op.path, "attention (fused)", Cost.sum(st.cost for st in core), (2 * a.q + 2 * a.kv + mask) * e)
+    return Roofline(hw.name, est.dtype, "fused" if kernel.fused else "math", tuple(ops), peak, hw.bandwidth,
+                    hw.indicative)
 
 
-def _in_attention(op: Op, role: str, q_of: dict[str, int], rel_paths: set[str]) -> bool:
-    """Whether `op` belongs to a fused attention core: from the q scale to scores @ v, with the
-    additive terms applied inside the kernel; decomposed relative positions are built outside it
-    (their products and the add that expands them to a score-sized term)."""
-    if op.kind == "scale":
-        q_of[op.path] = op.out
-        return True
-    if op.path not in q_of:
-        return False
-    return role in ("qk", "softmax", "av") or (op.kind == "add" and role == "" and op.path not in rel_paths)
-
-
-def _score_elems(ops: tuple[Op, ...], path: str) -> int:
-    return max((op.cost.attn for op in ops if op.path == path), default=0)
+# Steps a fused kernel does not absorb: decomposed relative positions are built outside it, and the
+# residual pooling add follows it.
+_OUTSIDE_FUSED = frozenset({"rel_h", "rel_w", "rel_sum", "rel_add", "residual"})
 
 
 __all__ = ["OpTime", "Roofline", "roofline"]

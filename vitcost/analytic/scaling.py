@@ -1,5 +1,6 @@
-"""The numbers behind the scaling report: fitted exponents, the memory wall and the point where
-attention overtakes the token-wise layers. Pure Python on top of `estimate`; no plotly here.
+"""The analytic searches behind the scaling report: fitted exponents, where the score matrices alone
+fill a device, and the point where attention overtakes the token-wise layers. Pure Python on top of
+`estimate`; no plotly here. (The memory wall of the whole forward is `analytic.memory_wall`.)
 
 Resolutions are square sides R in pixels; an HxW input counts as R = sqrt(H*W).
 """
@@ -10,18 +11,12 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 from vitcost.analytic.estimate import Estimate, estimate
 from vitcost.errors import SpecError, VitcostError
 from vitcost.specs import PixelSpec, Spec, ViTSpec
-
-# Asymptotic exponent of the cost in R (R -> infinity, fixed architecture), per family:
-#   pixel  R^2 tokens, all pairs: 2*N^2*d score MACs per layer          -> R^4
-#   vit    (R/P)^2 tokens, all pairs                                      -> R^4
-#   swin   fixed M x M windows: 2*M^2*hw*C, and every linear layer ~ hw   -> R^2
-#   mvit   K/V pooled by a fixed stride s: N * N/s^2 pairs                -> R^4
-#   mixer  token-mixing MLP N*D_S*C and channel MLP N*C*D_C, linear in N  -> R^2
-ANALYTIC_EXPONENT: dict[str, int] = {"pixel": 4, "vit": 4, "swin": 2, "mvit": 4, "mixer": 2}
+from vitcost.vocab import parse_size
 
 # Where the crossing searches look, in pixels: below 32 some presets no longer fit (a Swin stage
 # would have an empty grid); 65,536 px is far beyond any input these models are run on.
@@ -64,12 +59,12 @@ class Crossing:
 
 
 @lru_cache(maxsize=512)
-def cached_estimate(model: str, r: int, batch: int, dtype: str) -> Estimate:
+def cached_estimate(model: Any, r: int, batch: int, dtype: str) -> Estimate:
     """`estimate` at an R x R input, memoised: the crossing searches revisit the same sizes."""
     return estimate(model, r, batch, dtype)
 
 
-def _lowest_valid(model: str, batch: int, dtype: str) -> int:
+def _lowest_valid(model: Any, batch: int, dtype: str) -> int:
     r = SEARCH_MIN
     while r < SEARCH_MAX:
         try:
@@ -80,7 +75,7 @@ def _lowest_valid(model: str, batch: int, dtype: str) -> int:
     raise VitcostError(f"{model} does not fit any input up to {SEARCH_MAX} px.")
 
 
-def first_crossing(model: str, holds: Callable[[Estimate], bool], batch: int = 1, dtype: str = "fp32") -> Crossing:
+def first_crossing(model: Any, holds: Callable[[Estimate], bool], batch: int = 1, dtype: str = "fp32") -> Crossing:
     """Bisect for the smallest integer R where `holds(estimate(model, R))` becomes true.
 
     The conditions used here (a cost or memory passing a fixed level, a ratio passing 1) grow with
@@ -106,7 +101,7 @@ def scores_share(e: Estimate, convention: str) -> tuple[int, int]:
     return b.get("scores", 0), b.get("proj", 0) + b.get("mlp", 0)
 
 
-def attention_overtakes(model: str, convention: str = "macs", batch: int = 1, dtype: str = "fp32") -> Crossing | None:
+def attention_overtakes(model: Any, convention: str = "macs", batch: int = 1, dtype: str = "fp32") -> Crossing | None:
     """The smallest R where the attention scores (QK^T, AV and what acts on the score matrix) cost
     at least as much as all token-wise linear layers (Q/K/V/output projections and the MLP),
     from the model's own per-role breakdown. None for a model without attention (MLP-Mixer)."""
@@ -130,15 +125,15 @@ def overtake_closed_form(spec: Spec) -> float | None:
     equal at N = (2 + r) d, i.e. N = 6d for r = 4 (against the MLP alone, 8 N d^2: N = 4d).
     With N = (R/P)^2 + class tokens: R = P * sqrt((2 + r) d - class tokens).
     ViT-B/16: d = 768 -> N = 4608 -> R = 16 * sqrt(4607) = 1086 px. None for other families."""
-    if not isinstance(spec, (ViTSpec, PixelSpec)):
+    if not isinstance(spec, (ViTSpec, PixelSpec)) or spec.window:
         return None
     tokens = (2 + spec.mlp_ratio) * spec.dim - spec.class_tokens
     return spec.patch * math.sqrt(tokens)
 
 
-def memory_wall(model: str, limit_bytes: int, metric: str = "total", batch: int = 1,
-                dtype: str = "fp32") -> Crossing | None:
-    """The smallest R where the attention matrices reach `limit_bytes`. metric "total": every
+def score_wall(model: Any, limit_bytes: int, metric: str = "total", batch: int = 1,
+               dtype: str = "fp32") -> Crossing | None:
+    """The smallest R where the attention matrices alone reach `limit_bytes`. metric "total": every
     layer's score matrices (what training keeps for the backward pass); "layer": the largest single
     layer's (what one inference forward holds at once). None for a model without attention."""
     def value(e: Estimate) -> int:
@@ -157,8 +152,6 @@ class DeviceMemory:
 
 def parse_memory(text: str) -> DeviceMemory:
     """"80GB", "80 GB", "141GB", "24GiB", "H100=80GB" or a bare number of GB (10^9 bytes)."""
-    from vitcost.measure.hardware import parse_size
-
     name, _, size = text.rpartition("=")
     try:
         nbytes, shown = parse_size(size)

@@ -1,4 +1,4 @@
-"""Device presets for the roofline and the memory wall, and the parsing of memory sizes.
+"""Device presets for the roofline and the memory wall (memory sizes are parsed in `vitcost.vocab`).
 
 GPU figures are the vendors' dense (no sparsity) peaks, as gathered in shared/reference/published.md:
 | GPU | BF16/FP16 TFLOP/s | TF32 | FP32 | memory | bandwidth |
@@ -23,10 +23,10 @@ This module does not import torch.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, replace
 
 from vitcost.errors import VitcostError
+from vitcost.vocab import parse_bytes, parse_size
 
 TB = 10**12
 GIB = 2**30
@@ -51,7 +51,7 @@ class Hardware:
     def peak(self, dtype: str) -> float:
         """Matmul peak for `dtype` (fp32 | fp16 | bf16) in FLOP/s."""
         try:
-            return self.matmul_flops[dtype]
+            return self.matmul_flops[str(dtype)]
         except KeyError:
             raise VitcostError(f"no peak figure for dtype {dtype!r} on {self.name}.") from None
 
@@ -117,36 +117,6 @@ def preset_for_device_name(device_name: str) -> str | None:
     if "A100" in n:
         return "a100"
     return None
-
-
-# Unit -> (bytes, spelling). A bare number is GB, the unit vendors quote device memory in.
-_UNITS: dict[str, tuple[int, str]] = {
-    "": (10**9, "GB"), "B": (1, "B"),
-    "KB": (10**3, "KB"), "MB": (10**6, "MB"), "GB": (10**9, "GB"), "TB": (10**12, "TB"),
-    "KIB": (2**10, "KiB"), "MIB": (2**20, "MiB"), "GIB": (2**30, "GiB"), "TIB": (2**40, "TiB"),
-}
-_SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([A-Za-z]*)\s*$")
-
-
-def parse_size(text: str) -> tuple[int, str]:
-    """'80GB' -> (80*10**9, '80 GB'); '141GiB' -> (141*2**30, '141 GiB'); '80' -> 80 GB.
-
-    SI suffixes (KB, MB, GB, TB) are powers of 1000, binary ones (KiB, MiB, GiB, TiB) powers of 1024;
-    a bare number is GB. Anything else raises a VitcostError."""
-    m = _SIZE.match(str(text))
-    unit = m.group(2).upper() if m else None
-    if m is None or unit not in _UNITS:
-        raise VitcostError(f"memory size {text!r} is not a number with a unit such as 80GB, 141GiB or 512MiB.")
-    scale, spelling = _UNITS[unit]
-    value = float(m.group(1)) * scale
-    if value < 1:
-        raise VitcostError(f"memory size {text!r} must be at least one byte.")
-    return int(round(value)), f"{m.group(1)} {spelling}"
-
-
-def parse_bytes(text: str) -> int:
-    """The bytes of a memory size (see `parse_size`)."""
-    return parse_size(text)[0]
 
 
 __all__ = ["Hardware", "PRESETS", "HARDWARE_NAMES", "cpu_preset", "get_hardware", "preset_for_device_name",

@@ -1,0 +1,116 @@
+"""Building blocks of the activation-memory model (see `vitcost.analytic.memory` for its rules): the
+record of peak candidates, a view of one block's ops, and the steps shared by several token mixers
+(the attention core, the two-layer MLP). Each family's block model lives in its analytic module and
+is named in the registry."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from vitcost.analytic.cost import AttnCall, Op
+
+LSE_BYTES = 4  # fused attention keeps a float32 log-sum-exp per query row
+INDEX_BYTES = 8  # max-pool indices are int64
+_STAGED = re.compile(r"^(.*?)\.blocks\.(\d+)$")
+
+
+class PeakSteps:
+    """The live bytes of every step that can hold the peak (the largest per step name), and the peak."""
+
+    def __init__(self) -> None:
+        self.bytes = 0
+        self.where = ""
+        self.steps: dict[str, int] = {}
+
+    def at(self, nbytes: int, where: str) -> None:
+        if nbytes > self.steps.get(where, -1):
+            self.steps[where] = nbytes
+        if nbytes > self.bytes:
+            self.bytes, self.where = nbytes, where
+
+
+class Block:
+    """The ops of one block (path prefix `p`, e.g. `layers.2.blocks.3`), looked up by path suffix."""
+
+    def __init__(self, prefix: str, ops: list[Op]) -> None:
+        self.p = prefix
+        self.ops = ops
+
+    @property
+    def index(self) -> int:
+        """The block's index in its stage (or model)."""
+        return int(self.p.rsplit(".", 1)[1])
+
+    @property
+    def stage(self) -> str:
+        """The path of the module that owns the block list ("" for `blocks.3`, "layers.2" for Swin)."""
+        return self.p.rsplit(".blocks.", 1)[0] if ".blocks." in self.p else ""
+
+    def find(self, suffix: str, kind: str | None = None) -> Op | None:
+        path = f"{self.p}.{suffix}" if suffix else self.p
+        for op in self.ops:
+            if op.path == path and (kind is None or op.kind == kind):
+                return op
+        return None
+
+    def out(self, suffix: str, kind: str | None = None, default: int = 0) -> int:
+        op = self.find(suffix, kind)
+        return default if op is None else op.out
+
+    def attention(self) -> AttnCall | None:
+        """The block's attention call, or None for a block without attention."""
+        return next((op.call for op in self.ops if op.call is not None), None)
+
+
+def attend(peak: PeakSteps, where: str, base: int, a: AttnCall, e: int, *, fused: bool, split: bool,
+           terms: int) -> int:
+    """Steps inside the attention core (nets.common.attend), `base` bytes already alive, `terms` bytes of
+    additive terms alive during it. `split`: q/k/v are head-split views that torch.matmul copies.
+    Materialised (math) attention holds the raw scores and their softmax together; a fused kernel holds
+    only its output and a float32 log-sum-exp per query row. Returns the output bytes."""
+    if fused:
+        peak.at(base + terms + a.q * e + a.rows * LSE_BYTES, f"{where} fused attention")
+        return a.q * e
+    cq, ckv = (a.q * e, a.kv * e) if split else (0, 0)
+    peak.at(base + terms + a.q * e + cq + ckv + a.scores * e, f"{where} q @ k^T")
+    peak.at(base + terms + 2 * a.scores * e, f"{where} softmax")  # raw scores and their softmax
+    peak.at(base + terms + 2 * a.scores * e + ckv + a.q * e, f"{where} scores @ v")
+    return a.q * e
+
+
+def mlp(peak: PeakSteps, where: str, base: int, n2: int, hidden: int, out: int, e: int) -> None:
+    """fc2(GELU(fc1(norm2(x)))): fc1's output and GELU's are alive together at GELU."""
+    peak.at(base + (n2 + 2 * hidden) * e, f"{where} mlp")
+    peak.at(base + (n2 + hidden + out) * e, f"{where} mlp.fc2")
+
+
+def split_blocks(ops: Sequence[Op]) -> tuple[list[Op], list[Block], list[Op]]:
+    """Split the op list into the ops before the first block, the blocks, and the ops after."""
+    pre: list[Op] = []
+    post: list[Op] = []
+    blocks: dict[str, list[Op]] = {}
+    for op in ops:
+        prefix = _block_prefix(op.path)
+        if prefix:
+            blocks.setdefault(prefix, []).append(op)
+        elif blocks:
+            post.append(op)
+        else:
+            pre.append(op)
+    return pre, [Block(p, o) for p, o in blocks.items()], post
+
+
+def _block_prefix(path: str) -> str:
+    head, sep, tail = path.partition(".blocks.")
+    if not sep and path.startswith("blocks."):
+        head, tail = "", path[len("blocks."):]
+    elif not sep:
+        return ""
+    index = tail.split(".", 1)[0]
+    if not index.isdigit():
+        return ""
+    return f"{head}.blocks.{index}" if head else f"blocks.{index}"
+
+
+__all__ = ["PeakSteps", "Block", "attend", "mlp", "split_blocks", "LSE_BYTES", "INDEX_BYTES"]

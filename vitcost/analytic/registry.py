@@ -1,0 +1,118 @@
+"""The family registry: every architecture family is declared once, here, as one record.
+
+A record names the family's spec class, its analytic walker, its block memory model, its complexity
+class (the resolution exponent is derived from it), its resolution lattice, its first token grid and
+its torch reference net (a "module:Class" path, imported only when a net is built, so this module stays
+torch-free). Everything that dispatches on the family (estimate, memory, memory wall, scaling fits,
+tables, nets.build) reads this registry and nothing else.
+
+Adding a token mixer or family: write its walker, memory model, grid, lattice and complexity in
+`analytic/<family>.py`, its net in `nets/<family>.py`, its spec in `specs.py`, preset lines in `zoo.py`,
+and one `Family(...)` line below (CONTRIBUTING.md walks through it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from vitcost.analytic import mixer, mvit, swin, transformer
+from vitcost.errors import VitcostError
+from vitcost.specs import MixerSpec, MViTSpec, PixelSpec, Spec, SwinSpec, ViTSpec
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str  # the `family` of its spec class and of every output row
+    title: str  # one line for help texts and reports
+    spec: type
+    trace: Callable[..., Any]  # (spec, h, w, batch) -> Trace
+    block_memory: Callable[..., None]  # (peak, block, spec, batch, bytes/elem, fused, outer bytes) -> None
+    complexity: Callable[[Any], str]  # spec -> "O(...)" in R, H, W, N (tokens) and constants
+    lattice: Callable[[Any], tuple[int, int]]  # spec -> (L, step): on multiples of L no size rounds
+    grid: Callable[..., tuple[Any, Any]]  # (spec, h, w) -> the first stage's token grid
+    net: str  # "module:Class" of the torch reference net, built as Class(spec, (h, w), attn_mode)
+    params_follow_res: str = ""  # why the parameter count changes with the resolution ("" if it does not)
+
+    def exponent(self, spec: Any) -> int:
+        """The power of the input side R in the complexity class (R -> infinity, fixed architecture)."""
+        return resolution_exponent(self.complexity(spec))
+
+
+FAMILIES: dict[str, Family] = {f.name: f for f in [
+    Family("pixel", "pixel-level attention", PixelSpec, transformer.vit_trace, transformer.block_memory,
+           transformer.complexity, transformer.lattice, transformer.grid, "vitcost.nets.vit:VisionTransformer",
+           "position embedding (one row per pixel)"),
+    Family("vit", "ViT patch attention (global, or window + global blocks)", ViTSpec, transformer.vit_trace,
+           transformer.block_memory, transformer.complexity, transformer.lattice, transformer.grid,
+           "vitcost.nets.vit:VisionTransformer", "position embedding (one row per token)"),
+    Family("swin", "Swin window attention", SwinSpec, swin.swin_trace, swin.block_memory, swin.complexity,
+           swin.lattice, swin.grid, "vitcost.nets.swin:SwinTransformer",
+           "relative-position tables (when a stage's grid is smaller than the window)"),
+    Family("mvit", "MViTv2 pooling attention", MViTSpec, mvit.mvit_trace, mvit.block_memory, mvit.complexity,
+           mvit.lattice, mvit.grid, "vitcost.nets.mvit:MViTv2", "relative-position tables"),
+    Family("mixer", "MLP-Mixer (token-mixing MLP)", MixerSpec, mixer.mixer_trace, mixer.block_memory,
+           mixer.complexity, mixer.lattice, mixer.grid, "vitcost.nets.mixer:MlpMixer",
+           "token-mixing MLP (N x D_S weights)"),
+]}
+_BY_SPEC: dict[type, Family] = {f.spec: f for f in FAMILIES.values()}
+
+
+def family_of(spec: Spec | type) -> Family:
+    """The registry record of a spec (or spec class)."""
+    cls = spec if isinstance(spec, type) else type(spec)
+    try:
+        return _BY_SPEC[cls]
+    except KeyError:
+        raise VitcostError(f"{cls.__name__} is not a registered architecture spec.") from None
+
+
+def family_named(name: str) -> Family:
+    try:
+        return FAMILIES[name]
+    except KeyError:
+        raise VitcostError(f"unknown family {name!r}; choose from {', '.join(FAMILIES)}.") from None
+
+
+# Powers of the input side R carried by each symbol of a complexity class.
+_RES_SYMBOLS = {"R": 1, "H": 1, "W": 1, "N": 2}
+_SUPERSCRIPTS = {"²": 2, "³": 3, "⁴": 4}
+
+
+def resolution_exponent(text: str) -> int:
+    """The power of R in an "O(...)" class: R, H and W count 1, N (tokens) counts 2, a symbol or a
+    parenthesised group takes its exponent (^k or a superscript), and only the numerator counts
+    ("O(R^4/P^4)" -> 4, "O(HWC)" -> 2, "O((HW)^2 C)" -> 4, "O(N·d²)" -> 2)."""
+    body = text.strip()
+    if body.startswith("O(") and body.endswith(")"):
+        body = body[2:-1]
+    power, _ = _power(body.split("/")[0], 0)
+    return power
+
+
+def _power(s: str, i: int) -> tuple[int, int]:
+    total = 0
+    while i < len(s) and s[i] != ")":
+        if s[i] == "(":
+            p, i = _power(s, i + 1)
+            i += 1  # the closing parenthesis
+        else:
+            p, i = _RES_SYMBOLS.get(s[i], 0), i + 1
+        k, i = _exponent(s, i)
+        total += p * k
+    return total, i
+
+
+def _exponent(s: str, i: int) -> tuple[int, int]:
+    if i < len(s) and s[i] in _SUPERSCRIPTS:
+        return _SUPERSCRIPTS[s[i]], i + 1
+    if i < len(s) and s[i] == "^":
+        j = i + 1
+        while j < len(s) and s[j].isdigit():
+            j += 1
+        return int(s[i + 1:j]), j
+    return 1, i
+
+
+__all__ = ["Family", "FAMILIES", "family_of", "family_named", "resolution_exponent"]

@@ -1,0 +1,337 @@
+"""Designs: what a user asks about, parsed once at the edge into a spec and the label every output
+row carries.
+
+A design is written as
+* a preset name or alias: `swin_t`, `swin_tiny_patch4_window7_224`;
+* a spec file: `my_swin.toml` (TOML, as `vitcost spec swin_t` writes it) or `my_swin.json`;
+* either of these with field overrides after a colon: `vit_b16:dim=1024,depth=24,heads=16,patch=14`,
+  `swin_t:depths=2-2-18-2,window=16` (a list is `a-b-c` or `[a,b,c]`);
+* from Python, a spec object (`ViTSpec(...)`) or a `Design`.
+The label of a row is the text that reproduces it: the preset or file name, then the overrides.
+Overrides are errors, not silence, when the field is unknown to the family, the value has the wrong
+type, or it changes nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vitcost.errors import SpecError, VitcostError
+from vitcost.specs import SPEC_TYPES, Spec, field_docs
+from vitcost.zoo import PRESETS, get_preset
+
+SPEC_BY_FAMILY: dict[str, type] = {cls.family: cls for cls in SPEC_TYPES}
+SPEC_SUFFIXES = (".toml", ".json")
+DEFAULT_RES = 224  # the resolution of a design that names none (a spec object, a file without `res`)
+
+
+@dataclass(frozen=True)
+class Design:
+    """An architecture to cost: its spec, the label its rows carry and its default resolution."""
+
+    name: str
+    spec: Spec
+    res: int = DEFAULT_RES
+    preset: str | None = None  # the preset it starts from, if any
+
+    @property
+    def family(self) -> str:
+        return self.spec.family
+
+
+def spec_dict(spec: Spec) -> dict[str, Any]:
+    """The full effective spec as plain data: {"family": ..., field: value, ...}, lists for tuples."""
+    out: dict[str, Any] = {"family": spec.family}
+    for f in dataclasses.fields(spec):  # type: ignore[arg-type]
+        v = getattr(spec, f.name)
+        out[f.name] = list(v) if isinstance(v, tuple) else v
+    return out
+
+
+def spec_label(spec: Spec) -> str:
+    """A label for a spec given as an object: the family and every field that differs from its default."""
+    parts = []
+    for f in dataclasses.fields(spec):  # type: ignore[arg-type]
+        v = getattr(spec, f.name)
+        if f.default is dataclasses.MISSING or v != f.default:
+            parts.append(f"{f.name}={_show(v)}")
+    return f"{spec.family}({','.join(parts)})"
+
+
+def _show(v: Any) -> str:
+    if isinstance(v, tuple):
+        return "-".join(str(x) for x in v) if v else "[]"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+# ---------------------------------------------------------------------------------------------
+# Overrides
+
+
+def _field_types(spec_type: type) -> dict[str, str]:
+    return {f.name: str(f.type) for f in dataclasses.fields(spec_type)}
+
+
+def _parse_value(text: str, kind: str, where: str) -> Any:
+    t = text.strip()
+    if kind == "tuple[int, ...]":
+        inner = t[1:-1] if t.startswith("[") and t.endswith("]") else t
+        parts = [p for p in inner.replace(",", "-").replace(" ", "").split("-")] if inner.strip() else []
+        return tuple(_parse_value(p, "int", where) for p in parts)
+    if kind == "bool":
+        if t.lower() in ("true", "yes", "1"):
+            return True
+        if t.lower() in ("false", "no", "0"):
+            return False
+        raise SpecError(f"{where} must be true or false, got {text!r}.")
+    try:
+        return int(t)
+    except ValueError:
+        pass
+    try:
+        return float(t)
+    except ValueError:
+        raise SpecError(f"{where} must be a number, got {text!r}.") from None
+
+
+def _split_items(text: str) -> list[str]:
+    """"a=1,b=[2,3],c=4" -> ["a=1", "b=[2,3]", "c=4"] (commas inside brackets stay)."""
+    items, depth, cur = [], 0, ""
+    for ch in text:
+        depth += ch == "["
+        depth -= ch == "]"
+        if ch == "," and depth == 0:
+            items.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    items.append(cur)
+    return [i.strip() for i in items if i.strip()]
+
+
+def parse_overrides(text: str, spec_type: type, base: str) -> dict[str, Any]:
+    """"dim=1024,depth=24" -> {"dim": 1024, "depth": 24}, each value parsed for its field's type."""
+    types = _field_types(spec_type)
+    out: dict[str, Any] = {}
+    for item in _split_items(text):
+        key, eq, value = item.partition("=")
+        key = key.strip()
+        if not eq or not key or not value.strip():
+            raise SpecError(f"override {item!r} for {base} is not field=value.")
+        if key not in types:
+            raise SpecError(f"{base} ({spec_type.family} family) has no field {key!r}; its fields are "
+                            f"{', '.join(types)}.")
+        if key in out:
+            raise SpecError(f"override of {key!r} for {base} is given twice.")
+        out[key] = _parse_value(value, types[key], f"{spec_type.__name__}.{key}")
+    if not out:
+        raise SpecError(f"no override given for {base}: write field=value after the colon.")
+    return out
+
+
+def with_fields(design: Design, changes: dict[str, Any]) -> Design:
+    """`design` with its spec's fields changed; an unknown field or a change to the same value raises."""
+    spec = design.spec
+    types = _field_types(type(spec))
+    for key, value in changes.items():
+        if key not in types:
+            raise SpecError(f"{design.name} ({spec.family} family) has no field {key!r}; its fields are "
+                            f"{', '.join(types)}.")
+        current = getattr(spec, key)
+        if value == current:
+            raise SpecError(f"{design.name}: {key}={_show(current)} changes nothing (it is already {_show(current)}).")
+    new = dataclasses.replace(spec, **changes)
+    label = ",".join(f"{k}={_show(getattr(new, k))}" for k in changes)
+    sep = "," if ":" in design.name else ":"
+    return Design(f"{design.name}{sep}{label}", new, design.res, design.preset)
+
+
+# ---------------------------------------------------------------------------------------------
+# Spec files
+
+
+def is_spec_path(text: str) -> bool:
+    return text.lower().endswith(SPEC_SUFFIXES)
+
+
+def load_spec_file(path: str | Path) -> Design:
+    """Read a TOML or JSON spec file: `family` names the spec class, `res` (optional) the default
+    resolution, and every other key a field of that spec."""
+    p = Path(path)
+    if not is_spec_path(str(p)):
+        raise VitcostError(f"{p}: a spec file ends in .toml or .json.")
+    try:
+        raw = p.read_bytes()
+    except IsADirectoryError:
+        raise VitcostError(f"{p} is a folder, not a spec file.") from None
+    except OSError as e:
+        raise VitcostError(f"cannot read spec file {p}: {e.strerror or e}.") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise VitcostError(f"{p} is not a text file (it is not UTF-8).") from None
+    data = _parse_toml(text, p) if p.suffix.lower() == ".toml" else _parse_json(text, p)
+    if not isinstance(data, dict):
+        raise VitcostError(f"{p}: a spec file holds a table of fields, not {type(data).__name__}.")
+    return design_from_dict(data, p.name)
+
+
+def _parse_toml(text: str, p: Path) -> Any:
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise VitcostError(f"{p} is not valid TOML: {e}.") from None
+
+
+def _parse_json(text: str, p: Path) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise VitcostError(f"{p} is not valid JSON: {e.msg} (at line {e.lineno}, column {e.colno}).") from None
+
+
+def design_from_dict(data: dict[str, Any], name: str) -> Design:
+    """A design from plain data (a parsed spec file or a JSON row's `spec`)."""
+    data = dict(data)
+    family = data.pop("family", None)
+    if family not in SPEC_BY_FAMILY:
+        raise SpecError(f"{name}: `family` must be one of {', '.join(SPEC_BY_FAMILY)}, got {family!r}.")
+    res = data.pop("res", DEFAULT_RES)
+    if isinstance(res, bool) or not isinstance(res, int) or res < 1:
+        raise SpecError(f"{name}: `res` must be a positive whole number, got {res!r}.")
+    cls = SPEC_BY_FAMILY[family]
+    types = _field_types(cls)
+    unknown = [k for k in data if k not in types]
+    if unknown:
+        raise SpecError(f"{name}: the {family} family has no field {unknown[0]!r}; its fields are "
+                        f"{', '.join(types)}.")
+    missing = [f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING and f.name not in data]
+    if missing:
+        raise SpecError(f"{name}: field {missing[0]!r} is required for the {family} family.")
+    try:
+        spec = cls(**data)
+    except SpecError as e:
+        raise SpecError(f"{name}: {e}") from None
+    return Design(name, spec, res)
+
+
+def spec_toml(design: Design, note: str = "") -> str:
+    """The design as an editable TOML spec file, one commented line per field."""
+    spec = design.spec
+    docs = field_docs(type(spec))
+    lines = [f"# vitcost design: {design.name}" + (f" ({note})" if note else ""),
+             "# Edit any field, then use this file wherever a model name goes, e.g.",
+             "#   vitcost compare -m THIS_FILE.toml --res 224 1024",
+             "",
+             _kv("family", f'"{spec.family}"', spec.__doc__.strip().splitlines()[0].rstrip(".")),
+             _kv("res", str(design.res), "default resolution (used by check and build; compare takes --res)"),
+             ""]
+    for key, value in spec_dict(spec).items():
+        if key != "family":
+            lines.append(_kv(key, _toml(value), docs.get(key, "")))
+    return "\n".join(lines) + "\n"
+
+
+def _kv(key: str, value: str, comment: str) -> str:
+    left = f"{key} = {value}"
+    return f"{left:<28}  # {comment}" if comment else left
+
+
+def _toml(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml(x) for x in v) + "]"
+    if isinstance(v, float):
+        return repr(v)
+    return str(v)
+
+
+# ---------------------------------------------------------------------------------------------
+# The edge
+
+
+def parse_design(model: Any) -> Design:
+    """A Design from a preset name, a spec file path, either with `:field=value,...`, a spec object or a
+    Design (returned as is)."""
+    if isinstance(model, Design):
+        return model
+    if isinstance(model, SPEC_TYPES):
+        return Design(spec_label(model), model)
+    if isinstance(model, Path):
+        return load_spec_file(model)
+    if not isinstance(model, str):
+        raise VitcostError(f"a model is a preset name, a spec file or a spec object, not {type(model).__name__} "
+                           f"({model!r}).")
+    text = model.strip()
+    if not text:
+        raise VitcostError("empty model name; run `vitcost models` to list them.")
+    base, sep, rest = text.rpartition(":")
+    if sep and base and "=" in rest and "=" not in base:
+        design = _base_design(base)
+        return with_fields(design, parse_overrides(rest, type(design.spec), design.name))
+    return _base_design(text)
+
+
+def _base_design(text: str) -> Design:
+    if is_spec_path(text):
+        return load_spec_file(text)
+    p = get_preset(text)
+    return Design(p.name, p.spec, p.res, p.name)
+
+
+def parse_set(items: list[str] | None) -> tuple[dict[str, str], str]:
+    """--set values -> ({model: "field=value,..."}, "field=value,..." for every model)."""
+    targeted: dict[str, str] = {}
+    every: list[str] = []
+    for item in items or []:
+        base, sep, rest = item.rpartition(":")
+        if sep and base and "=" not in base:
+            targeted[base] = f"{targeted[base]},{rest}" if base in targeted else rest
+        else:
+            every.append(item)
+    return targeted, ",".join(every)
+
+
+def resolve_designs(models: list[Any] | tuple[Any, ...], set_items: list[str] | None = None) -> list[Design]:
+    """Expand models (names, family names, files, specs) into designs, in order, once each, and apply
+    `--set` overrides: `MODEL:field=value,...` changes that model (added when not listed) and
+    `field=value,...` changes every model."""
+    from vitcost.zoo import FAMILY_NAMES
+
+    targeted, every = parse_set(set_items)
+    entries: list[Any] = []
+    for m in models:
+        if isinstance(m, str) and m.strip().lower() in FAMILY_NAMES:
+            entries += [p.name for p in PRESETS.values() if p.family == m.strip().lower()]
+        else:
+            entries.append(m)
+    designs = [parse_design(m) for m in entries]
+    for key, rest in targeted.items():
+        target = _base_design(key).name
+        hits = [i for i, d in enumerate(designs) if d.name == target]
+        if not hits:
+            designs.append(_base_design(key))
+            hits = [len(designs) - 1]
+        for i in hits:
+            designs[i] = with_fields(designs[i], parse_overrides(rest, type(designs[i].spec), designs[i].name))
+    if every:
+        designs = [with_fields(d, parse_overrides(every, type(d.spec), d.name)) for d in designs]
+    out: dict[str, Design] = {}
+    for d in designs:
+        out.setdefault(d.name, d)
+    return list(out.values())
+
+
+__all__ = ["Design", "parse_design", "resolve_designs", "load_spec_file", "spec_toml", "spec_dict", "spec_label",
+           "with_fields", "parse_overrides", "design_from_dict"]

@@ -1,0 +1,166 @@
+"""The shared vocabulary, parsed once at the edge (CLI options, library arguments) into typed values:
+element type, attention kernel, resolution and memory size. Everything below receives these values.
+
+`Dtype` and `Kernel` are `str` enums, so the CLI offers exactly these choices and a value still
+compares equal to its name ("bf16" == Dtype.bf16). No torch here.
+"""
+
+from __future__ import annotations
+
+import enum
+import operator
+import re
+from typing import Any
+
+from vitcost.errors import SpecError, VitcostError
+
+
+class Dtype(str, enum.Enum):
+    """Element type of weights, inputs and activations."""
+
+    fp32 = "fp32"
+    fp16 = "fp16"
+    bf16 = "bf16"
+
+    @property
+    def bytes(self) -> int:
+        return 4 if self is Dtype.fp32 else 2
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Kernel(str, enum.Enum):
+    """Attention kernel. math materialises the scores (q k^T, additive terms, softmax, @ v); sdpa lets
+    torch's F.scaled_dot_product_attention pick a fused kernel; flash and efficient force that backend."""
+
+    math = "math"
+    sdpa = "sdpa"
+    flash = "flash"
+    efficient = "efficient"
+
+    @property
+    def fused(self) -> bool:
+        """Whether the scores stay on chip (every kernel but math)."""
+        return self is not Kernel.math
+
+    @property
+    def net_mode(self) -> str:
+        """The reference nets' attention path: "math", or "sdpa" for every fused kernel."""
+        return "math" if self is Kernel.math else "sdpa"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def _choice(enum_cls: type[enum.Enum], value: Any, what: str) -> Any:
+    if isinstance(value, enum_cls):
+        return value
+    if isinstance(value, str):
+        try:
+            return enum_cls(value.strip().lower())
+        except ValueError:
+            pass
+    choices = ", ".join(m.value for m in enum_cls)  # type: ignore[attr-defined]
+    raise VitcostError(f"unknown {what} {value!r}; choose from {choices}.")
+
+
+def parse_dtype(value: Any) -> Dtype:
+    return _choice(Dtype, value, "dtype")
+
+
+def parse_kernel(value: Any) -> Kernel:
+    return _choice(Kernel, value, "attention kernel")
+
+
+def whole(value: Any, what: str, minimum: int = 1) -> int:
+    """`value` as an int (numpy integers too; not bools, floats or strings), at least `minimum`."""
+    if isinstance(value, bool):
+        raise SpecError(f"{what} must be a whole number, got {value!r}.")
+    try:
+        n = operator.index(value)
+    except TypeError:
+        raise SpecError(f"{what} must be a whole number, got {value!r}.") from None
+    if n < minimum:
+        raise SpecError(f"{what} must be at least {minimum}, got {n}.")
+    return n
+
+
+# ---------------------------------------------------------------------------------------------
+# Resolutions
+
+_RES_HELP = "is not a whole number or HxW (e.g. 224 or 224x320)"
+
+
+def parse_res(res: Any) -> tuple[int, int]:
+    """224, (224, 320), "224" or "224x320" -> (H, W); anything else raises a VitcostError."""
+    if isinstance(res, str):
+        parts = res.strip().lower().split("x")
+        if len(parts) not in (1, 2) or not all(p.strip().lstrip("-").isdigit() for p in parts):
+            raise SpecError(f"resolution {res!r} {_RES_HELP}.")
+        res = [int(p) for p in parts]
+    if isinstance(res, (tuple, list)) and len(res) in (1, 2):
+        vals = list(res) * (3 - len(res))
+    else:
+        vals = [res, res]
+    try:
+        h, w = (operator.index(v) for v in vals if not isinstance(v, bool))
+    except (TypeError, ValueError):
+        raise SpecError(f"resolution {res!r} {_RES_HELP}.") from None
+    if h <= 0 or w <= 0:
+        raise SpecError(f"resolution must be positive, got {h}x{w}.")
+    return h, w
+
+
+def parse_resolutions(values: Any) -> list[tuple[int, int]]:
+    """One resolution or several (see `parse_res`), each once, smallest area first. A single string
+    or number is one resolution, never a sequence of characters."""
+    if isinstance(values, (str, int)) or not hasattr(values, "__iter__"):
+        values = [values]
+    sizes = {parse_res(v) for v in values}
+    if not sizes:
+        raise SpecError("no resolution given.")
+    return sorted(sizes, key=lambda hw: (hw[0] * hw[1], hw))
+
+
+def res_label(res: tuple[int, int]) -> int | str:
+    """224 for a square input, '224x320' otherwise: the `res` field of every JSON/CSV row."""
+    h, w = res
+    return h if h == w else f"{h}x{w}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Memory sizes
+
+# Unit -> (bytes, spelling). A bare number is GB, the unit vendors quote device memory in.
+_UNITS: dict[str, tuple[int, str]] = {
+    "": (10**9, "GB"), "B": (1, "B"),
+    "KB": (10**3, "KB"), "MB": (10**6, "MB"), "GB": (10**9, "GB"), "TB": (10**12, "TB"),
+    "KIB": (2**10, "KiB"), "MIB": (2**20, "MiB"), "GIB": (2**30, "GiB"), "TIB": (2**40, "TiB"),
+}
+_SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([A-Za-z]*)\s*$")
+
+
+def parse_size(text: str) -> tuple[int, str]:
+    """'80GB' -> (80*10**9, '80 GB'); '141GiB' -> (141*2**30, '141 GiB'); '80' -> 80 GB.
+
+    SI suffixes (KB, MB, GB, TB) are powers of 1000, binary ones (KiB, MiB, GiB, TiB) powers of 1024;
+    a bare number is GB. Anything else raises a VitcostError."""
+    m = _SIZE.match(str(text))
+    unit = m.group(2).upper() if m else None
+    if m is None or unit not in _UNITS:
+        raise VitcostError(f"memory size {text!r} is not a number with a unit such as 80GB, 141GiB or 512MiB.")
+    scale, spelling = _UNITS[unit]
+    value = float(m.group(1)) * scale
+    if value < 1:
+        raise VitcostError(f"memory size {text!r} must be at least one byte.")
+    return int(round(value)), f"{m.group(1)} {spelling}"
+
+
+def parse_bytes(text: str) -> int:
+    """The bytes of a memory size (see `parse_size`)."""
+    return parse_size(text)[0]
+
+
+__all__ = ["Dtype", "Kernel", "parse_dtype", "parse_kernel", "whole", "parse_res", "parse_resolutions",
+           "res_label", "parse_size", "parse_bytes"]
