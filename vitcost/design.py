@@ -233,7 +233,7 @@ def spec_toml(design: Design, note: str = "") -> str:
              "# Edit any field, then use this file wherever a model name goes, e.g.",
              "#   vitcost compare -m THIS_FILE.toml --res 224 1024",
              "",
-             _kv("family", f'"{spec.family}"', spec.__doc__.strip().splitlines()[0].rstrip(".")),
+             _kv("family", f'"{spec.family}"', f"architecture family: {', '.join(SPEC_BY_FAMILY)}"),
              _kv("res", str(design.res), "default resolution (used by check and build; compare takes --res)"),
              ""]
     for key, value in spec_dict(spec).items():
