@@ -34,6 +34,9 @@ TINY = {
     "mvit_heads": (replace(get_preset("mvitv2_t").spec, dims=(32, 64, 128, 256), depths=(2, 2, 1, 1),
                            heads=(2, 2, 4, 8)), 96),
     "mixer": (replace(get_preset("mixer_s16").spec, depth=2, dim=64, tokens_hidden=32, channels_hidden=256), 64),
+    # ViTDet/SAM-style hybrid: window blocks on a 9x9 grid padded to 12x12, global blocks 1 and 3
+    "vit_hybrid": (ViTSpec(dim=64, depth=4, heads=2, patch=8, class_tokens=0, window=4, global_blocks=(1, 3),
+                           num_classes=10), 72),
 }
 
 
@@ -150,6 +153,19 @@ def test_random_vits_predicted_vs_measured(heads, head_dim, depth, grid, patch, 
     spec = ViTSpec(dim=heads * head_dim, depth=depth, heads=heads, patch=patch, class_tokens=class_tokens,
                    num_classes=10)
     measured, pred = _measure_and_predict(spec, grid * patch, batch, attn, dtype)
+    assert measured.score_bytes == pred.score_bytes
+    assert measured.peak_bytes == pytest.approx(pred.activation_peak_bytes, rel=0.10)
+
+
+@settings(max_examples=12, deadline=None)
+@given(heads=st.sampled_from([1, 2, 3]), window=st.integers(2, 5), grid=st.integers(2, 9), depth=st.integers(1, 3),
+       batch=st.integers(1, 2), attn=st.sampled_from(["math", "sdpa"]), data=st.data())
+def test_random_windowed_vits_predicted_vs_measured(heads, window, grid, depth, batch, attn, data):
+    """ViTs with window attention (padded when the grid does not divide the window) and some global blocks."""
+    global_blocks = data.draw(st.sets(st.integers(0, depth - 1), max_size=depth - 1))
+    spec = ViTSpec(dim=8 * heads, depth=depth, heads=heads, patch=4, class_tokens=0, window=window,
+                   global_blocks=tuple(sorted(global_blocks)), num_classes=10)
+    measured, pred = _measure_and_predict(spec, grid * 4, batch, attn)
     assert measured.score_bytes == pred.score_bytes
     assert measured.peak_bytes == pytest.approx(pred.activation_peak_bytes, rel=0.10)
 

@@ -150,7 +150,9 @@ def block_memory(peak: PeakSteps, blk: Block, spec: MViTSpec, b: int, e: int, fu
     residual = a.q * e if a.residual else 0
     if residual:
         peak.at(base + o + residual, f"{blk.p} attn residual pooling")
-    merge = a.q * e if heads > 1 else 0
+    # merging heads copies a [B, h, N, d] tensor: the residual sum's, or a math path's output (a fused
+    # kernel's output is laid out [B, N, h, d] already)
+    merge = a.q * e if heads > 1 and (residual or not fused) else 0
     after = residual or o
     peak.at(base + after + merge + blk.out("attn.proj") * e, f"{blk.p} attn.proj")
     y_out = blk.out("mlp.fc2")

@@ -73,10 +73,12 @@ def complexity(spec: SwinSpec) -> str:
 # Memory
 
 
-def window_block_memory(peak: PeakSteps, blk: Block, spec: Any, b: int, e: int, fused: bool, outer: int) -> None:
+def window_block_memory(peak: PeakSteps, blk: Block, spec: Any, b: int, e: int, fused: bool, outer: int,
+                        *, padded_lives_on: bool = True) -> None:
     """A block of nets.swin.SwinBlock's structure (also ViT's windowed blocks): pad(norm1(x)) -> [roll] ->
-    partition -> window attention -> reverse -> [roll] -> x + y; the padded/rolled y stays alive to the
-    end of the block. Swin's attention adds a gathered [1, h, N, N] relative-position bias (the call's
+    partition -> window attention -> reverse -> [roll] -> x + y. In SwinBlock the padded/rolled y stays
+    alive to the end of the block (`padded_lives_on`); ViT's windowed attention returns x + y from a
+    helper, so y is freed before the MLP. Swin's attention adds a gathered [1, h, N, N] relative-position bias (the call's
     first additive term) and, in shifted blocks, the [nW, N, N] shift mask (the second)."""
     x = blk.out("norm1")
     a = blk.attention()
@@ -106,9 +108,11 @@ def window_block_memory(peak: PeakSteps, blk: Block, spec: Any, b: int, e: int, 
     else:
         terms = bias
     o = attend(peak, f"{blk.p}.attn", base, a, e, fused=fused, split=split and not (fused and shifted), terms=terms)
-    merge = o if heads > 1 else 0
+    # merging heads copies the [B', h, N, d] output, except a fused kernel's own, laid out [B', N, h, d]
+    merge = o if heads > 1 and not (fused and not shifted) else 0
     peak.at(base + terms + o + merge + blk.out("attn.proj") * e, f"{blk.p} attn.proj")
-    mlp(peak, blk.p, outer + (2 * x + xp) * e, x, blk.out("mlp.fc1"), blk.out("mlp.fc2"), e)
+    mlp(peak, blk.p, outer + (2 * x + (xp if padded_lives_on else 0)) * e, x, blk.out("mlp.fc1"),
+        blk.out("mlp.fc2"), e)
 
 
 block_memory = window_block_memory

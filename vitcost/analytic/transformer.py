@@ -114,12 +114,12 @@ def block_memory(peak: PeakSteps, blk: Block, spec: ViTSpec | PixelSpec, b: int,
     if spec.block_window(blk.index):
         from vitcost.analytic.swin import window_block_memory
 
-        window_block_memory(peak, blk, spec, b, e, fused, outer)
+        window_block_memory(peak, blk, spec, b, e, fused, outer, padded_lives_on=False)
         return
     x = blk.out("norm1")
     a = blk.attention()
     base = outer + (x + x + blk.out("attn.qkv")) * e  # block input, norm1 output, qkv
     o = attend(peak, blk.p, base, a, e, fused=fused, split=b > 1 and a.heads > 1, terms=0)
-    merge = o if a.heads > 1 else 0
+    merge = o if a.heads > 1 and not fused else 0  # a fused kernel's output is laid out [B, N, h, d] already
     peak.at(base + o + merge + blk.out("attn.proj") * e, f"{blk.p} attn.proj")
     mlp(peak, blk.p, outer + 2 * x * e, x, blk.out("mlp.fc1"), blk.out("mlp.fc2"), e)  # input, x + attn
