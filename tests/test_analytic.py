@@ -4,8 +4,11 @@ statements and timm's published fvcore counts (published.md)."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import vitcost
+from vitcost.analytic.cost import Cost
 from vitcost.analytic.estimate import walk
 from vitcost.errors import SpecError, VitcostError
 from vitcost.specs import PixelSpec, SwinSpec, ViTSpec
@@ -190,3 +193,20 @@ def test_library_compare_returns_a_dataframe():
     vit = df[df.model == "vit_b16"]
     # ViT attention: 4x the tokens -> 16x the score pairs; everything else 4x: growth between 4 and 16.
     assert 4 < vit.growth.iloc[1] < 16
+
+
+@settings(max_examples=40, deadline=None)
+@given(b=st.integers(1, 4), heads=st.integers(1, 4), nq=st.integers(1, 64), nk=st.integers(1, 64),
+       d=st.integers(1, 16), terms=st.integers(0, 2), rel=st.booleans(), residual=st.booleans())
+def test_attention_record_cost_is_the_sum_of_its_steps(b, heads, nq, nk, d, terms, rel, residual):
+    """The attention record's closed-form cost equals its parts, step by step (Vaswani et al. 2017):
+    q k^T and scores @ v each B*h*Nq*Nkv*d MACs, one softmax per score, a scale per query element."""
+    from vitcost.analytic.trace import Trace, attention_steps
+
+    grids = (nq, 1, nk, 1) if rel else ()
+    t = Trace(b)
+    t.attention("attn", b, heads, nq, nk, d, terms=terms, rel=grids, residual=residual)
+    (op,) = t.ops
+    assert op.cost == Cost.sum(s.cost for s in attention_steps(op.call))
+    assert op.cost.macs == 2 * b * heads * nq * nk * d + (b * heads * nq * (nk + 1) * d if rel else 0)
+    assert op.cost.softmax == op.cost.attn == b * heads * nq * nk

@@ -36,6 +36,9 @@ class Block:
     def __init__(self, prefix: str, ops: list[Op]) -> None:
         self.p = prefix
         self.ops = ops
+        self._by_path: dict[str, list[Op]] = {}
+        for op in ops:
+            self._by_path.setdefault(op.path, []).append(op)
 
     @property
     def index(self) -> int:
@@ -49,8 +52,8 @@ class Block:
 
     def find(self, suffix: str, kind: str | None = None) -> Op | None:
         path = f"{self.p}.{suffix}" if suffix else self.p
-        for op in self.ops:
-            if op.path == path and (kind is None or op.kind == kind):
+        for op in self._by_path.get(path, ()):
+            if kind is None or op.kind == kind:
                 return op
         return None
 

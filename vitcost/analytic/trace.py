@@ -64,9 +64,13 @@ class Trace:
         """One scaled dot-product attention call, recorded as one structured op (see `attention_steps`
         for its parts). Returns the output elements b*h*nq*d."""
         call = AttnCall(b, heads, nq, nk, head_dim, terms, rel, residual)
-        cost = Cost.sum(step.cost for step in attention_steps(call))
-        self._add(path, "attention", "scores", cost, call.q, call.q + 2 * call.kv, call)
-        return call.q
+        q, s = call.q, call.scores
+        rel_macs = b * heads * nq * (rel[2] + rel[3]) * head_dim if rel else 0  # q R_h^T and q R_w^T
+        # the sum of `attention_steps(call)`, in closed form (a test holds them equal)
+        cost = Cost(macs=2 * s * head_dim + rel_macs, softmax=s, attn=s,
+                    eltwise=q + terms * s + (2 * s if rel else 0) + (q if residual else 0))
+        self._add(path, "attention", "scores", cost, q, q + 2 * call.kv, call)
+        return q
 
 
 class Step(NamedTuple):
