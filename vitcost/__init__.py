@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     import pandas
     import sympy
 
-__version__ = "0.1.0"
+from vitcost.version import __version__ as __version__
 
 
 def compare(models: Any = None, res: Any = 224, batch: int = 1, dtype: str = "fp32", attn: str = "math",

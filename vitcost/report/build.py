@@ -105,15 +105,15 @@ def render_report(req: ReportRequest, *, static: bool = False) -> str:
     """The report as one self-contained HTML string."""
     import plotly
 
-    import vitcost
     from vitcost.report.html import Footer, render_page
+    from vitcost.version import __version__
 
     panels, facts = build_panels(req)
     res_text = ", ".join(str(res_label(hw)) for hw in facts["sizes"])
     subtitle = (f"{', '.join(facts['models'])} at {res_text} px · batch {req.batch} · {req.dtype} · "
                 f"{req.convention} convention")
     footer = Footer(conventions=dict(CONVENTIONS), convention=req.convention,
-                    versions={"vitcost": vitcost.__version__, "plotly": plotly.__version__,
+                    versions={"vitcost": __version__, "plotly": plotly.__version__,
                               "Python": platform.python_version()},
                     date=report_date(), command=req.command, notes=facts["notes"])
     return render_page(req.title, subtitle, panels, footer, static=static)
