@@ -116,7 +116,7 @@ def _check_models(runs: list[tuple[Any, tuple[int, int], str]], batch: int, conv
 
 
 def _emit_checks(results: list[Any], fmt: Format, by_layer: bool, output: Path | None) -> None:
-    from vitcost.measure import check_render as render
+    from vitcost.report import check_tables as render
     from vitcost.report import formats
 
     if fmt is Format.json:
@@ -132,8 +132,8 @@ def _emit_checks(results: list[Any], fmt: Format, by_layer: bool, output: Path |
 
 def _check_module(target: str, input_shape: str, convention: str, method: str, top: int, fmt: Format,
                   output: Path | None) -> None:
-    from vitcost.measure import check_render as render
     from vitcost.measure.counting import count
+    from vitcost.report import check_tables as render
     from vitcost.report import formats
 
     shape = parse_input_shape(input_shape)

@@ -2,6 +2,10 @@
 
 Counts are exact integers and are shown whole (with thousands separators): a check is about the
 last digit, so nothing is rounded here.
+
+The objects rendered come from `vitcost.measure` (a `CheckResult` per model x resolution x attention
+path, with its `LayerCheck`s and `Counts`) but are taken as they are, by their attributes: the
+report layer sits above analytic/ and beside measure/, and does not import torch-backed code.
 """
 
 from __future__ import annotations
@@ -9,9 +13,12 @@ from __future__ import annotations
 from typing import Any
 
 from vitcost.analytic.cost import CONVENTIONS
-from vitcost.measure.check import CheckResult
-from vitcost.measure.counting import Counts
 from vitcost.vocab import res_label
+
+# Duck types, named for what they are: see vitcost.measure.check.CheckResult and
+# vitcost.measure.counting.Counts for their attributes.
+CheckResult = Any
+Counts = Any
 
 SUMMARY_HEADER = ["model", "res", "batch", "attn", "method", "analytic", "fvcore", "Δ fvcore", "torch", "Δ torch",
                   "status", "first mismatch"]
