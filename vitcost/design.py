@@ -15,10 +15,8 @@ type, or it changes nothing.
 from __future__ import annotations
 
 import dataclasses
-import json
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from vitcost.errors import SpecError, VitcostError
 from vitcost.specs import SPEC_TYPES, Spec, field_docs
@@ -29,9 +27,9 @@ SPEC_SUFFIXES = (".toml", ".json")
 DEFAULT_RES = 224  # the resolution of a design that names none (a spec object, a file without `res`)
 
 
-@dataclass(frozen=True)
-class Design:
-    """An architecture to cost: its spec, the label its rows carry and its default resolution."""
+class Design(NamedTuple):
+    """An architecture to cost: its spec, the label its rows carry and its default resolution
+    (a NamedTuple, not a dataclass: `vitcost compare` imports it and dataclasses cost ~1 ms each to create)."""
 
     name: str
     spec: Spec
@@ -194,6 +192,8 @@ def _parse_toml(text: str, p: Path) -> Any:
 
 
 def _parse_json(text: str, p: Path) -> Any:
+    import json
+
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:

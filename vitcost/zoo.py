@@ -4,15 +4,15 @@ the source says otherwise (see ../shared/reference/published.md)."""
 
 from __future__ import annotations
 
-import difflib
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from vitcost.errors import VitcostError
 from vitcost.specs import SPEC_TYPES, MixerSpec, MViTSpec, PixelSpec, Spec, SwinSpec, ViTSpec
 
 
-@dataclass(frozen=True)
-class Preset:
+class Preset(NamedTuple):
+    """A named design with its source and published figures (a NamedTuple: cheap to build at import)."""
+
     name: str
     spec: Spec
     res: int  # the resolution the published figures refer to
@@ -94,6 +94,8 @@ def get_preset(name: str) -> Preset:
     key = ALIASES.get(key, key)
     if key in PRESETS:
         return PRESETS[key]
+    import difflib
+
     close = difflib.get_close_matches(key, [*PRESETS, *ALIASES, *FAMILY_NAMES], n=3, cutoff=0.5)
     hint = f" Did you mean {', '.join(close)}?" if close else " Run `vitcost models` to list them."
     raise VitcostError(f"unknown model {name!r}.{hint}")

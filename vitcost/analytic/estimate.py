@@ -104,10 +104,15 @@ class Estimate:
 
         return predict_memory(self)
 
-    @property
+    @cached_property
     def activation_peak_bytes(self) -> int:
-        """Peak activation bytes of the forward on top of weights and input (the one memory model)."""
-        return self.memory.activation_peak_bytes
+        """Peak activation bytes of the forward on top of weights and input (the one memory model,
+        `memory.activation_peak`; `memory` gives the whole prediction)."""
+        if "memory" in self.__dict__:
+            return self.memory.activation_peak_bytes
+        from vitcost.analytic.memory import activation_peak
+
+        return activation_peak(self, self.attn)[0]
 
     @property
     def complexity(self) -> str:

@@ -46,8 +46,7 @@ No torch here: this module is part of the analytic layer.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from vitcost.analytic.cost import Op
 from vitcost.analytic.peaks import LSE_BYTES, Block, PeakSteps, split_blocks
@@ -59,8 +58,7 @@ if TYPE_CHECKING:
     from vitcost.analytic.estimate import Estimate
 
 
-@dataclass(frozen=True)
-class MemoryPrediction:
+class MemoryPrediction(NamedTuple):
     """Predicted bytes of one forward at one resolution, batch and dtype."""
 
     attn: str  # math | fused
@@ -172,7 +170,8 @@ def train_saved_bytes(est: Estimate, attn: Any = Kernel.math) -> int:
         elif op.call is not None:
             a = op.call
             elems += a.q + 2 * a.kv  # q and k (q k^T), v (scores @ v)
-            elems += sum(st.inp for st in attention_steps(a) if st.name.startswith("rel_") and st.cost.macs)
+            if a.rel:
+                elems += sum(st.inp for st in attention_steps(a) if st.name in ("rel_h", "rel_w"))
             if fused:
                 elems += a.q
                 lse += a.rows

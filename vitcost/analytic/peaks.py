@@ -5,14 +5,12 @@ is named in the registry."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 from vitcost.analytic.cost import AttnCall, Op
 
 LSE_BYTES = 4  # fused attention keeps a float32 log-sum-exp per query row
 INDEX_BYTES = 8  # max-pool indices are int64
-_STAGED = re.compile(r"^(.*?)\.blocks\.(\d+)$")
 
 
 class PeakSteps:
@@ -93,8 +91,15 @@ def split_blocks(ops: Sequence[Op]) -> tuple[list[Op], list[Block], list[Op]]:
     pre: list[Op] = []
     post: list[Op] = []
     blocks: dict[str, list[Op]] = {}
+    last, dotted = "\0", "\0"  # a block's ops are consecutive: most paths extend the previous prefix
     for op in ops:
-        prefix = _block_prefix(op.path)
+        path = op.path
+        if path == last or path.startswith(dotted):
+            prefix = last
+        else:
+            prefix = _block_prefix(path)
+            if prefix:
+                last, dotted = prefix, prefix + "."
         if prefix:
             blocks.setdefault(prefix, []).append(op)
         elif blocks:
@@ -105,15 +110,14 @@ def split_blocks(ops: Sequence[Op]) -> tuple[list[Op], list[Block], list[Op]]:
 
 
 def _block_prefix(path: str) -> str:
-    head, sep, tail = path.partition(".blocks.")
-    if not sep and path.startswith("blocks."):
-        head, tail = "", path[len("blocks."):]
-    elif not sep:
+    """"layers.2.blocks.3.attn.qkv" -> "layers.2.blocks.3"; "" for a path outside any block."""
+    i = 0 if path.startswith("blocks.") else path.find(".blocks.") + 1
+    if i == 0 and not path.startswith("blocks."):
         return ""
-    index = tail.split(".", 1)[0]
-    if not index.isdigit():
-        return ""
-    return f"{head}.blocks.{index}" if head else f"blocks.{index}"
+    start = i + len("blocks.")
+    end = path.find(".", start)
+    end = len(path) if end < 0 else end
+    return path[:end] if path[start:end].isdigit() else ""
 
 
 __all__ = ["PeakSteps", "Block", "attend", "mlp", "split_blocks", "LSE_BYTES", "INDEX_BYTES"]

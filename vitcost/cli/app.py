@@ -6,7 +6,6 @@ from __future__ import annotations
 import enum
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -103,6 +102,8 @@ def emit(text: str, output: Path | None) -> None:
 
 def write_atomic(path: Path, data: bytes) -> None:
     """Write `data` to `path` via a temporary file in the same folder, so no half file is ever left."""
+    import tempfile
+
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
