@@ -78,8 +78,8 @@ def window_block_memory(peak: PeakSteps, blk: Block, spec: Any, b: int, e: int, 
     """A block of nets.swin.SwinBlock's structure (also ViT's windowed blocks): pad(norm1(x)) -> [roll] ->
     partition -> window attention -> reverse -> [roll] -> x + y. In SwinBlock the padded/rolled y stays
     alive to the end of the block (`padded_lives_on`); ViT's windowed attention returns x + y from a
-    helper, so y is freed before the MLP. Swin's attention adds a gathered [1, h, N, N] relative-position bias (the call's
-    first additive term) and, in shifted blocks, the [nW, N, N] shift mask (the second)."""
+    helper, so y is freed before the MLP. Swin's attention adds a gathered [1, h, N, N] relative-position
+    bias (the call's first additive term) and, in shifted blocks, the [nW, N, N] shift mask (the second)."""
     x = blk.out("norm1")
     a = blk.attention()
     heads, tokens, windows = a.heads, a.nq, a.batch
