@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from vitcost.errors import VitcostError
+from vitcost.vocab import Kernel, res_label
 from vitcost.measure.counting import COUNTED_CONVENTIONS, Counts
 
-ATTN_PATHS: tuple[str, ...] = ("math", "sdpa")
+ATTN_PATHS: tuple[str, ...] = tuple(dict.fromkeys(k.net_mode for k in Kernel))  # the nets' paths: math, sdpa
 COUNTERS: tuple[str, ...] = ("fvcore", "torch")
 
 
@@ -82,7 +83,7 @@ class CheckResult:
         `unsupported_ops` maps each op a counter saw but did not count to its number of calls."""
         h, w = self.res
         row: dict[str, Any] = {
-            "model": self.model, "family": self.family, "res": h if h == w else f"{h}x{w}", "batch": self.batch,
+            "model": self.model, "family": self.family, "res": res_label(self.res), "batch": self.batch,
             "attn": self.attn, "convention": self.convention, "analytic": self.analytic, "fvcore": self.fvcore,
             "torch": self.torch, "fvcore_diff": abs(self.fvcore - self.analytic),
             "torch_diff": abs(self.torch - self.analytic), "method": self.method,

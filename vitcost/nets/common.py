@@ -14,10 +14,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vitcost.errors import VitcostError
+from vitcost.vocab import Kernel
 
 # "math": explicit q @ k^T, additive terms, softmax, @ v (the score matrix is materialised);
 # "sdpa": torch's fused F.scaled_dot_product_attention with the additive terms as attn_mask.
-ATTN_MODES: tuple[str, ...] = ("math", "sdpa")
+ATTN_MODES: tuple[str, ...] = tuple(dict.fromkeys(k.net_mode for k in Kernel))
 
 
 def check_attn_mode(mode: str) -> str:
