@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from vitcost.errors import VitcostError
-from vitcost.vocab import Kernel, res_label
 from vitcost.measure.counting import COUNTED_CONVENTIONS, Counts
+from vitcost.vocab import Kernel, res_label
 
 ATTN_PATHS: tuple[str, ...] = tuple(dict.fromkeys(k.net_mode for k in Kernel))  # the nets' paths: math, sdpa
 COUNTERS: tuple[str, ...] = ("fvcore", "torch")
