@@ -1,0 +1,92 @@
+"""The `profile` tables: predicted vs measured memory and time per row, in human units, and the
+memory wall per model. The rows and walls are plain dicts (see `vitcost.measure.profile`); the
+session is read by its attributes only (cfg, env, hw, budget), for the title and caption."""
+
+from __future__ import annotations
+
+from typing import Any
+
+PROFILE_HEADER = ["model", "res", "status", "kernel", "mem pred", "mem meas", "ratio", "time pred", "time meas",
+                  "ratio", "TFLOP/s", "of peak", "note"]
+WALL_HEADER = ["model", "largest input", "needs", "next size", "needs", "limited by"]
+
+
+def _bytes(n: Any) -> str:
+    from vitcost.report.units import binary_bytes
+
+    return "—" if n is None else binary_bytes(n)
+
+
+def _seconds(t: Any) -> str:
+    if t is None:
+        return "—"
+    if t >= 1:
+        return f"{t:.3g} s"
+    if t >= 1e-3:
+        return f"{t * 1e3:.3g} ms"
+    return f"{t * 1e6:.3g} µs"
+
+
+def _ratio(x: Any) -> str:
+    return "—" if x is None else f"{x:.3g}x"
+
+
+def profile_cells(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """The table's header and cells (human units); ratios are measured / predicted."""
+    cells = []
+    for r in rows:
+        spread = r.get("time_spread_s")
+        measured = _seconds(r.get("measured_time_s"))
+        if r.get("measured_time_s") and spread:
+            measured += f" ±{spread / 2 / r['measured_time_s']:.0%}"
+        tflops = r.get("achieved_tflops")
+        frac = r.get("peak_fraction")
+        cells.append([str(r["model"]), str(r["res"]), str(r["status"]), str(r.get("attn_backend") or r["attn"]),
+                      _bytes(r.get("predicted_mem_bytes")), _bytes(r.get("measured_mem_bytes")),
+                      _ratio(r.get("mem_ratio")), _seconds(r.get("predicted_time_s")), measured,
+                      _ratio(r.get("time_ratio")), "—" if tflops is None else f"{tflops:.3g}",
+                      "—" if frac is None else f"{frac:.1%}", str(r.get("note") or "")])
+    return PROFILE_HEADER, cells
+
+
+def profile_renderables(rows: list[dict[str, Any]], walls: list[dict[str, Any]], session: Any) -> list[Any]:
+    """What `vitcost profile` prints, as rich renderables in order: the predicted-vs-measured table,
+    one line per row that carries a note, and the memory-wall table (when there are walls)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    cfg, env, hw = session.cfg, session.env, session.hw
+    where = f"{env.device_name} ({env.device}, torch {env.torch_version or 'absent'}, threads={env.threads})"
+    title = (f"vitcost profile — {'predicted for' if cfg.predict_only else 'measured on'} {where}; batch {cfg.batch}, "
+             f"{cfg.dtype}, attention {cfg.attn}")
+    caption = (f"mem: activation peak on top of weights and input. time: roofline on {hw.name} at "
+               f"{hw.peak(cfg.dtype) / 1e12:g} TFLOP/s and {hw.bandwidth / 1e12:g} TB/s"
+               f"{' (indicative figures)' if hw.indicative else ''}; measured median ± half the interquartile "
+               "range. ratio = measured / predicted. TFLOP/s = 2 x MACs / measured time.")
+    header, cells = profile_cells(rows)
+    header, cells = header[:-1], [c[:-1] for c in cells]  # notes are listed under the table
+    table = Table(title=title, caption=caption, header_style="bold")
+    for i, h in enumerate(header):
+        table.add_column(h, justify="left" if i in (0, 2, 3, len(header) - 1) else "right",
+                         no_wrap=i != len(header) - 1)
+    prev = None
+    for r, c in zip(rows, cells):
+        if prev is not None and r["model"] != prev:
+            table.add_section()
+        prev = r["model"]
+        table.add_row(*c)
+    out: list[Any] = [table]
+    # Text.from_markup renders a note exactly as console.print(str, highlight=False) would.
+    out += [Text.from_markup(f"  {r['model']} @ {r['res']}: {r['status']} — {r['note']}") for r in rows
+            if r.get("note")]
+    if walls:
+        wt = Table(title=f"memory wall — largest square input whose forward fits in "
+                         f"{_bytes(session.budget)} (weights + input + activation peak)", header_style="bold")
+        for h in WALL_HEADER:
+            wt.add_column(h, justify="left" if h in ("model", "limited by") else "right")
+        for w in walls:
+            res = "none fits" if w["memory_wall_res"] is None else f"{w['memory_wall_res']}"
+            wt.add_row(w["model"], res, _bytes(w["total_bytes"] or None), str(w["next_res"]),
+                       _bytes(w["next_total_bytes"] or None), w["limited_by"])
+        out.append(wt)
+    return out
