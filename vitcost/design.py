@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from vitcost.errors import SpecError, VitcostError
-from vitcost.specs import SPEC_TYPES, Spec, field_docs
+from vitcost.specs import SPEC_CLASSES, Spec, SpecBase, field_docs
 from vitcost.zoo import PRESETS, get_preset
 
-SPEC_BY_FAMILY: dict[str, type] = {cls.family: cls for cls in SPEC_TYPES}
+SPEC_BY_FAMILY: dict[str, type] = SPEC_CLASSES
 SPEC_SUFFIXES = (".toml", ".json")
 DEFAULT_RES = 224  # the resolution of a design that names none (a spec object, a file without `res`)
 
@@ -266,7 +266,7 @@ def parse_design(model: Any) -> Design:
     Design (returned as is)."""
     if isinstance(model, Design):
         return model
-    if isinstance(model, SPEC_TYPES):
+    if isinstance(model, SpecBase):
         return Design(spec_label(model), model)
     if isinstance(model, Path):
         return load_spec_file(model)

@@ -54,10 +54,20 @@ def _coerce(spec: object, name: str, kind: str, value: Any) -> Any:
     raise TypeError(f"unsupported spec field type {kind}")  # a programming error, not user input
 
 
+SPEC_CLASSES: dict[str, type] = {}  # family name -> spec class, filled as each class is defined
+
+
 class SpecBase:
-    """Type checks every field against its annotation, then runs the family's `validate`."""
+    """Type checks every field against its annotation, then runs the family's `validate`. Every
+    subclass registers itself by its `family` name (see `SPEC_CLASSES`)."""
 
     family: ClassVar[str]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.family in SPEC_CLASSES:
+            raise TypeError(f"two spec classes for the family {cls.family!r}")  # a programming error
+        SPEC_CLASSES[cls.family] = cls
 
     def __post_init__(self) -> None:
         for f in fields(self):  # type: ignore[arg-type]
@@ -282,8 +292,9 @@ class MixerSpec(SpecBase):
                   num_classes=self.num_classes, in_chans=self.in_chans)
 
 
-Spec = ViTSpec | PixelSpec | SwinSpec | MViTSpec | MixerSpec
-SPEC_TYPES: tuple[type, ...] = (ViTSpec, PixelSpec, SwinSpec, MViTSpec, MixerSpec)
+# Keep this at the end of the module: every spec class above has registered itself by now.
+Spec = SpecBase  # any architecture spec (for type hints)
+SPEC_TYPES: tuple[type, ...] = tuple(SPEC_CLASSES.values())
 
 
 def field_docs(spec_type: type) -> dict[str, str]:
@@ -291,5 +302,6 @@ def field_docs(spec_type: type) -> dict[str, str]:
     return {f.name: f.metadata.get("doc", "") for f in fields(spec_type)}
 
 
-__all__ = ["ViTSpec", "PixelSpec", "SwinSpec", "MViTSpec", "MixerSpec", "Spec", "SPEC_TYPES", "SpecBase",
+__all__ = ["ViTSpec", "PixelSpec", "SwinSpec", "MViTSpec", "MixerSpec", "Spec", "SPEC_TYPES", "SPEC_CLASSES",
+           "SpecBase",
            "field_docs"]
