@@ -15,6 +15,7 @@ import typer
 from vitcost.cli.app import BatchOpt, Format, FormatOpt, ModelsOpt, OutputOpt, ResOpt, SetOpt, app, emit
 from vitcost.errors import VitcostError
 from vitcost.measure.counting_meta import first_line
+from vitcost.vocab import res_label
 
 DEFAULT_RES = ["224"]
 
@@ -109,7 +110,7 @@ def _check_models(runs: list[tuple[Any, tuple[int, int], str]], batch: int, conv
     with _progress() as progress:
         task = progress.add_task("counting", total=len(runs))
         for design, hw, attn in runs:
-            progress.update(task, description=f"counting {design.name} {hw[0]}x{hw[1]} {attn}")
+            progress.update(task, description=f"counting {design.name} {res_label(hw)} {attn}")
             results.append(check_model(design, hw, batch, attn, convention, tol, method))
             progress.advance(task)
     return results
