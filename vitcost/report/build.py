@@ -62,6 +62,7 @@ def build_panels(req: ReportRequest) -> tuple[list[Any], dict[str, Any]]:
     """The report's panels, and facts for its header and footer. Reads and validates the --check
     and --profile files first, so bad input fails before any work."""
     from vitcost.report import evidence
+    from vitcost.report.facts import scaling_facts
     from vitcost.report.fig_breakdown import breakdown_panel
     from vitcost.report.fig_cost import cost_panel, overtake_panel
     from vitcost.report.fig_memory import memory_panel
@@ -78,12 +79,13 @@ def build_panels(req: ReportRequest) -> tuple[list[Any], dict[str, Any]]:
     sizes = sorted({e.res for ests in groups.values() for e in ests}, key=lambda hw: hw[0] * hw[1])
     bres = parse_res(req.breakdown_res) if req.breakdown_res is not None else sizes[-1]
     at_bres = [estimate(ests[0].design, bres, req.batch, req.dtype) for ests in groups.values()]
+    scaling = scaling_facts(groups, devices, req.convention, req.batch, req.dtype)  # the searches run here
 
     panels = [
-        cost_panel(groups, req.convention, req.batch, req.dtype),
-        memory_panel(groups, devices, req.batch, req.dtype),
+        cost_panel(scaling),
+        memory_panel(scaling),
         breakdown_panel(at_bres, req.convention),
-        overtake_panel(groups, req.convention, req.batch, req.dtype),
+        overtake_panel(scaling),
     ]
     facts: dict[str, Any] = {"models": list(groups), "sizes": sizes, "notes": []}
     if check_rows is not None:

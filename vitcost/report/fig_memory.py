@@ -1,56 +1,61 @@
 """Figure: attention-matrix memory vs resolution, log-log, with device-memory lines and the
-resolution where each model's score matrices no longer fit (the memory wall)."""
+resolution where each model's score matrices no longer fit (the memory wall). The walls are found
+by the assembler (`report.facts`); this only draws them."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from vitcost.analytic.estimate import Estimate
-from vitcost.analytic.scaling import DeviceMemory, cached_estimate, score_wall, side
 from vitcost.report.fig_common import colour, exact, hover, in_window, log_layout, note_if_empty, res_label
 from vitcost.report.html import DataTable, Panel
 from vitcost.report.units import binary_bytes
 
-METRICS = {"total": "all layers", "layer": "largest layer"}
+if TYPE_CHECKING:
+    from vitcost.report.facts import ScalingFacts
+
+METRICS = {"total": "all layers", "layer": "largest layer"}  # the keys are facts.WALL_METRICS
 
 
 def _bytes(e: Estimate, metric: str) -> int:
     return e.attn_matrix_bytes if metric == "total" else e.attn_matrix_peak_bytes
 
 
-def memory_panel(groups: dict[str, list[Estimate]], devices: list[DeviceMemory], batch: int, dtype: str) -> Panel:
+def memory_panel(facts: ScalingFacts) -> Panel:
     import plotly.graph_objects as go
 
+    devices, batch, dtype = facts.devices, facts.batch, facts.dtype
     fig = go.Figure()
-    sides = [side(e.res) for ests in groups.values() for e in ests]
+    sides = [p.x for f in facts.designs for p in f.points]
     lo, hi = min(sides), max(sides)
     xs_all = list(sides)
     walls, rows, skipped, box = [], [], [], {d.label: [] for d in devices}
-    for i, (model, ests) in enumerate(groups.items()):
-        if ests[-1].attn_matrix_elems == 0:
+    for i, f in enumerate(facts.designs):
+        model, found = f.model, f.walls
+        if found is None:
             skipped.append(model)
             continue
-        found = {(d.label, m): score_wall(model, d.bytes, m, batch, dtype) for d in devices for m in METRICS}
-        extra = {c.res for c in found.values() if c is not None and c.where == "at" and in_window(c.res, lo, hi)}
-        points = sorted([(side(e.res), e) for e in ests]
-                        + [(float(r), cached_estimate(model, r, batch, dtype)) for r in extra], key=lambda p: p[0])
-        xs_all += [float(r) for r in extra]
+        extra = {c.res: c.point for c in found.values() if c.point is not None and in_window(c.res, lo, hi)}
+        points = sorted([*f.points, *extra.values()], key=lambda p: p.x)
+        xs_all += [p.x for p in extra.values()]
         for metric, dash in (("total", "solid"), ("layer", "dot")):
             fig.add_trace(go.Scatter(
-                x=[p[0] for p in points], y=[_bytes(p[1], metric) for p in points], mode="lines+markers",
+                x=[p.x for p in points], y=[_bytes(p.est, metric) for p in points], mode="lines+markers",
                 name=f"{model} ({METRICS[metric]})", legendgroup=model,
                 line={"color": colour(i), "dash": dash, "width": 2 if metric == "total" else 1.5},
                 marker={"size": 5 if metric == "total" else 4},
                 customdata=[[model, res_label(e), METRICS[metric], exact(_bytes(e, metric)),
-                             binary_bytes(_bytes(e, metric))] for _, e in points],
+                             binary_bytes(_bytes(e, metric))] for e in (p.est for p in points)],
                 hovertemplate=hover(["model", "resolution", "score matrices of", "bytes", "="]),
             ))
         for d in devices:
             for metric in METRICS:
                 c = found[(d.label, metric)]
                 if metric == "total":
-                    box[d.label].append(f"{model} {c.describe()}")
-                if c is None or c.where != "at" or not in_window(c.res, lo, hi):
+                    box[d.label].append(f"{model} {c.text}")
+                if c.point is None or not in_window(c.res, lo, hi):
                     continue
-                e = cached_estimate(model, c.res, batch, dtype)
+                e = c.point.est
                 fig.add_trace(go.Scatter(
                     x=[c.res], y=[_bytes(e, metric)], mode="markers", showlegend=False, legendgroup=model,
                     marker={"symbol": "diamond" if metric == "total" else "diamond-open", "size": 11,
@@ -58,11 +63,10 @@ def memory_panel(groups: dict[str, list[Estimate]], devices: list[DeviceMemory],
                     customdata=[[model, d.label, METRICS[metric], f"{c.res:,} px", exact(_bytes(e, metric))]],
                     hovertemplate=hover(["memory wall", "device", "score matrices of", "first reached at",
                                          "bytes"])))
-        walls += [[model, d.label, found[(d.label, "total")].describe(), found[(d.label, "layer")].describe()]
-                  for d in devices]
+        walls += [[model, d.label, found[(d.label, "total")].text, found[(d.label, "layer")].text] for d in devices]
         rows += [[model, res_label(e), exact(e.attn_matrix_elems), exact(e.attn_matrix_bytes),
                   binary_bytes(e.attn_matrix_bytes), exact(e.attn_matrix_peak_bytes),
-                  binary_bytes(e.attn_matrix_peak_bytes)] for e in ests]
+                  binary_bytes(e.attn_matrix_peak_bytes)] for e in (p.est for p in f.points)]
     x0, x1 = min(xs_all) / 1.15, max(xs_all) * 1.15
     for k, d in enumerate(devices):  # ascending sizes: label the smallest below its line, the rest above
         fig.add_trace(go.Scatter(x=[x0, x1], y=[d.bytes, d.bytes], mode="lines+text", name=f"device memory {d.label}",
@@ -75,7 +79,7 @@ def memory_panel(groups: dict[str, list[Estimate]], devices: list[DeviceMemory],
         fig.add_annotation(xref="paper", yref="paper", x=0.99, y=0.01, xanchor="right", yanchor="bottom", align="left",
                            text="memory wall, all layers —<br>" + text, showarrow=False, font={"size": 10},
                            bgcolor="rgba(255,255,255,0.85)", bordercolor="#bbb", borderwidth=1)
-    note_if_empty(fig, len(groups) - len(skipped), "no attention matrices: " + ", ".join(skipped))
+    note_if_empty(fig, len(facts.designs) - len(skipped), "no attention matrices: " + ", ".join(skipped))
     log_layout(fig, f"Attention-matrix memory ({dtype}, batch {batch}) vs resolution", "resolution R (px, log)",
                "bytes (log)", (x0, x1), sides)
     note = f" {', '.join(skipped)}: no attention matrix, not shown." if skipped else ""
