@@ -52,7 +52,7 @@ def test_compare_csv_and_markdown(capsys):
     (row,) = list(csv.DictReader(io.StringIO(out)))
     assert row["model"] == "mixer_b16" and row["attn_matrix_elems"] == "0"
     code, out, _ = run(capsys, "compare", "-m", "vit_b16", "-r", "224", "--format", "markdown")
-    assert code == 0 and out.startswith("| model |")
+    assert code == 0 and out.startswith("**vitcost compare** — batch 1, fp32") and "\n| model |" in out
 
 
 def test_compare_output_file(tmp_path, capsys):

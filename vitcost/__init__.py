@@ -44,9 +44,14 @@ def formula(kind: str) -> sympy.Expr:
 
 def count(module: Any, input_shape: Any, **kwargs: Any) -> Any:
     """Count a torch module's cost with fvcore and FlopCounterMode (see `vitcost.measure.counting`)."""
-    from vitcost.measure.counting import count as _count
+    try:
+        from vitcost.measure.counting import count as _count
 
-    return _count(module, input_shape, **kwargs)
+        return _count(module, input_shape, **kwargs)
+    except ModuleNotFoundError as e:
+        if e.name not in ("torch", "fvcore", "iopath", "psutil"):
+            raise
+        raise VitcostError(f"counting needs {e.name}, which is not installed: pip install 'vitcost[torch]'.") from None
 
 
 __all__ = ["Estimate", "estimate", "compare", "formula", "count", "SpecError", "VitcostError", "PRESETS",

@@ -161,6 +161,8 @@ def is_spec_path(text: str) -> bool:
 def load_spec_file(path: str | Path) -> Design:
     """Read a TOML or JSON spec file: `family` names the spec class, `res` (optional) the default
     resolution, and every other key a field of that spec."""
+    if not isinstance(path, (str, Path)):
+        raise VitcostError(f"a spec file is named by a path, not {type(path).__name__} ({path!r}).")
     p = Path(path)
     if not is_spec_path(str(p)):
         raise VitcostError(f"{p}: a spec file ends in .toml or .json.")

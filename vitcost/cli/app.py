@@ -6,7 +6,6 @@ from __future__ import annotations
 import enum
 import os
 import sys
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -27,8 +26,19 @@ app = typer.Typer(
 )
 
 
+def _version(value: bool) -> None:
+    if value:
+        from vitcost.version import __version__
+
+        typer.echo(f"vitcost {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
     """What will this attention design cost at 1024 px?"""  # keeps `vitcost CMD` a group of one or many
 
 
@@ -88,44 +98,17 @@ ConventionOpt = Annotated[Convention, typer.Option(
     "--convention", "-c", help="Counting convention: macs (papers' 'FLOPs'), flops (2 per MAC + "
     "non-matmul ops), fvcore (fvcore's handles, fused attention counted), torch (FlopCounterMode).")]
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
-OutputOpt = Annotated[Path | None, typer.Option(
-    "--output", "-o", help="Write the output to this file (atomically) instead of stdout.")]
+OutputOpt = Annotated[str | None, typer.Option(
+    "--output", "-o", help="Write the output to this file instead of stdout (- for stdout). A file is replaced "
+    "atomically, a symlink written through, a read-only file refused.")]
 
 
-def emit(text: str, output: Path | None) -> None:
-    """Print `text`, or write it to `output` atomically: a temp file beside it, then rename."""
-    if output is None:
-        sys.stdout.write(text if text.endswith("\n") else text + "\n")
-        return
-    write_atomic(output, text.encode())
+def emit(text: str, output: str | None) -> None:
+    """Print `text`, or write it to `output` (see `vitcost.cli.output`: atomic for regular files, through
+    symlinks, directly to devices; "-" is stdout)."""
+    from vitcost.cli.output import write_output
 
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to `path` via a temporary file in the same folder, so no half file is ever left."""
-    import tempfile
-
-    path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise VitcostError(f"cannot write {path}: folder {folder} does not exist.")
-    try:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as e:
-        raise VitcostError(f"cannot write {path}: {e.strerror or e}.") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        # mkstemp makes the file private (0600); give it the mode a plain open() would have.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except OSError as e:
-        Path(tmp).unlink(missing_ok=True)
-        raise VitcostError(f"cannot write {path}: {e.strerror or e}.") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_output(output, (text if text.endswith("\n") else text + "\n").encode())
 
 
 def _looks_like_flag(token: str) -> bool:
@@ -203,6 +186,26 @@ def main(argv: list[str] | None = None) -> None:
             raise
         fail(f"this command needs {e.name}, which is not installed: pip install 'vitcost[torch]'.")
     except (typer.Abort, KeyboardInterrupt):
-        sys.stderr.write("vitcost: interrupted\n")
-        raise SystemExit(130) from None
+        _interrupted()
+    except BrokenPipeError:
+        _broken_pipe()
+    if rv == EXIT_INTERRUPTED:  # typer turns Ctrl-C into Exit(130) without a word
+        _interrupted()
     raise SystemExit(rv if isinstance(rv, int) else 0)
+
+
+EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 1  # as click exits when stdout's reader went away mid-write
+
+
+def _interrupted() -> None:
+    sys.stderr.write("vitcost: interrupted\n")
+    raise SystemExit(EXIT_INTERRUPTED) from None
+
+
+def _broken_pipe() -> None:
+    """The reader of stdout went away (`vitcost formula X | head -1`): leave quietly. stdout is pointed
+    at /dev/null so that Python's own flush at exit does not raise again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    raise SystemExit(EXIT_BROKEN_PIPE) from None

@@ -7,7 +7,6 @@ import enum
 import importlib
 import os
 import sys
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -116,7 +115,7 @@ def _check_models(runs: list[tuple[Any, tuple[int, int], str]], batch: int, conv
     return results
 
 
-def _emit_checks(results: list[Any], fmt: Format, by_layer: bool, output: Path | None) -> None:
+def _emit_checks(results: list[Any], fmt: Format, by_layer: bool, output: str | None) -> None:
     from vitcost.report import check_tables as render
     from vitcost.report import formats
 
@@ -132,7 +131,7 @@ def _emit_checks(results: list[Any], fmt: Format, by_layer: bool, output: Path |
 
 
 def _check_module(target: str, input_shape: str, convention: str, method: str, top: int, fmt: Format,
-                  output: Path | None) -> None:
+                  output: str | None) -> None:
     from vitcost.measure.counting import count
     from vitcost.report import check_tables as render
     from vitcost.report import formats
@@ -196,8 +195,9 @@ def check(
     [bold]vitcost check -m vit --res 224 --batch 2 --convention torch --format json -o check.json[/bold]
     [bold]vitcost check --module torchvision.models:resnet18 --input 1x3x224x224[/bold] (any model)
     """
-    if output is not None and not (output.parent if str(output.parent) else Path(".")).is_dir():
-        raise VitcostError(f"cannot write {output}: folder {output.parent} does not exist.")
+    from vitcost.cli.output import check_output
+
+    output = check_output(output)
     if module is not None:
         if models or set_items:
             raise VitcostError("--module counts one model of your own; leave out --models and --set.")

@@ -61,8 +61,10 @@ def compare(
     [bold]vitcost compare -m vit_b16 swin -r 224 384x640 --format json[/bold];
     [bold]vitcost compare -m my_swin.toml vit_l16 --set vit_l16:patch=14 -r 1024[/bold].
     """
+    from vitcost.cli.output import check_output
     from vitcost.report.rows import compare_rows
 
+    output = check_output(output)
     set_items = list(set_items or []) + [f"{k}={v}" for k, v in (("patch", patch), ("window", window))
                                          if v is not None]
     rows = compare_rows(models, res or DEFAULT_RES, batch=batch, dtype=dtype, convention=convention.value,
@@ -72,10 +74,10 @@ def compare(
 
         emit(render_compare(rows, convention.value, batch, dtype.value, attn.value), None)
         return
-    emit(_format(rows, fmt, convention.value), output)
+    emit(_format(rows, fmt, convention.value, f"batch {batch}, {dtype.value}, {attn.value} attention"), output)
 
 
-def _format(rows: list[dict], fmt: Format, convention: str) -> str:
+def _format(rows: list[dict], fmt: Format, convention: str, context: str) -> str:
     from vitcost.report import formats
     from vitcost.report.table import compare_cells
 
@@ -83,52 +85,41 @@ def _format(rows: list[dict], fmt: Format, convention: str) -> str:
         return formats.to_json(rows)
     if fmt is Format.csv:
         return formats.to_csv(rows)
-    return formats.to_markdown(*compare_cells(rows, convention))  # markdown, or a table sent to a file
+    # markdown, or a table sent to a file: the table's title line comes along
+    return f"**vitcost compare** — {context}, {convention} convention\n\n" + formats.to_markdown(
+        *compare_cells(rows, convention))
 
 
 @app.command()
-def models(fmt: FormatOpt = Format.table) -> None:
+def models(fmt: FormatOpt = Format.table, output: OutputOpt = None) -> None:
     """List the presets with their source, published params/GMACs and vitcost's own figures.
 
     vitcost's figures are at the preset's resolution in the fvcore convention, which is how timm's
-    published figures were counted.
+    published figures were counted; `scaling` is the family's complexity class.
     """
     from vitcost.analytic.estimate import estimate
+    from vitcost.cli.output import check_output
+    from vitcost.report import formats
+    from vitcost.report.table import models_cells
     from vitcost.zoo import PRESETS
 
+    output = check_output(output)
     rows = []
     for p in PRESETS.values():
         e = estimate(p.name, p.res)
         rows.append({"model": p.name, "family": p.family, "res": p.res, "source": p.source,
                      "aliases": " ".join(p.aliases), "published_params_m": p.params_m,
-                     "published_gmacs": p.gmacs, "params": e.params, "fvcore": e.count("fvcore")})
+                     "published_gmacs": p.gmacs, "params": e.params, "fvcore": e.count("fvcore"),
+                     "complexity": e.complexity})
     if fmt is Format.json or fmt is Format.csv:
-        from vitcost.report import formats
+        emit(formats.to_json(rows) if fmt is Format.json else formats.to_csv(rows), output)
+    elif fmt is Format.markdown or output is not None:
+        emit("**vitcost presets** — params and GMACs (fvcore) at each preset's resolution\n\n"
+             + formats.to_markdown(*models_cells(rows)), output)
+    else:
+        from vitcost.report.table import render_models
 
-        emit(formats.to_json(rows) if fmt is Format.json else formats.to_csv(rows), None)
-        return
-
-    def pub(x: float | None, unit: str) -> str:
-        return "—" if x is None else f"{x:g}{unit}"
-
-    header = ["model", "family", "res", "params", "published", "GMACs (fvcore)", "published", "source"]
-    cells = [[r["model"], r["family"], str(r["res"]), f"{r['params'] / 1e6:.2f}M", pub(r["published_params_m"], "M"),
-              f"{r['fvcore'] / 1e9:.2f}", pub(r["published_gmacs"], ""), r["source"]] for r in rows]
-    if fmt is Format.markdown:
-        from vitcost.report.formats import to_markdown
-
-        emit(to_markdown(header, cells), None)
-        return
-    from rich.table import Table
-
-    from vitcost.report.table import wide_console
-
-    table = Table(title="vitcost presets", header_style="bold")
-    for h in header:
-        table.add_column(h)
-    for c in cells:
-        table.add_row(*c)
-    wide_console().print(table)
+        render_models(rows)
 
 
 @app.command()

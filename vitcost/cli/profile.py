@@ -82,10 +82,12 @@ def profile(
     [bold]vitcost profile -m igpt_l vit_l16 --predict-only --device-memory 80GB --dtype bf16[/bold].
     """
     from vitcost.analytic.hardware import TB
+    from vitcost.cli.output import check_output
     from vitcost.measure.profile import ProfileConfig, ProfileSession
     from vitcost.vocab import parse_bytes
     from vitcost.zoo import DEFAULT_MODELS
 
+    output = check_output(output)  # before the sweep, not after it
     cfg = ProfileConfig(models=list(models or DEFAULT_MODELS), set_items=set_items, res=list(res or DEFAULT_RES),
                         device=device.value, dtype=dtype, batch=batch, attn=attn, repeats=repeats, warmup=warmup,
                         device_memory=_one_size(device_memory, parse_bytes),

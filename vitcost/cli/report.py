@@ -20,7 +20,6 @@ from vitcost.cli.app import (
     ResOpt,
     SetOpt,
     app,
-    write_atomic,
 )
 from vitcost.errors import VitcostError
 
@@ -32,19 +31,29 @@ class ReportFormat(str, enum.Enum):
     png = "png"
 
 
-def _format_for(fmt: ReportFormat | None, output: Path | None) -> ReportFormat:
-    """The format asked for, or the one the output name implies (.png -> png, else html)."""
-    implied = ReportFormat.png if output is not None and output.suffix.lower() == ".png" else ReportFormat.html
-    if fmt is None:
-        return implied
-    if output is not None and output.suffix.lower() in (".png", ".html", ".htm") and fmt is not implied:
+SUFFIXES = {ReportFormat.html: (".html", ".htm"), ReportFormat.png: (".png",)}
+
+
+def _format_for(fmt: ReportFormat | None, output: str | None) -> ReportFormat:
+    """The format asked for, or the one the output name implies (.png -> png, .html/.htm -> html);
+    a name with another ending is an error (stdout, "-", takes --format, html by default)."""
+    if output is None or output == "-":
+        return fmt or ReportFormat.html
+    suffix = Path(output).suffix.lower()
+    implied = next((k for k, v in SUFFIXES.items() if suffix in v), None)
+    if implied is None:
+        from vitcost.cli.output import check_output
+
+        check_output(output, SUFFIXES[fmt or ReportFormat.html])  # a device is fine; a file name must match
+        return fmt or ReportFormat.html
+    if fmt is not None and fmt is not implied:
         raise VitcostError(f"--format {fmt.value} does not match the output name {output}.")
-    return fmt
+    return implied
 
 
 def _command(models: list[str] | None, set_items: list[str] | None, res: list[str], batch: int, dtype: str,
              convention: str, breakdown_res: str | None, devices: list[str], check: Path | None, profile: Path | None,
-             fmt: ReportFormat, output: Path, title: str | None) -> str:
+             fmt: ReportFormat, output: str, title: str | None) -> str:
     """The command line that reproduces this report, for its footer."""
     parts = ["vitcost", "report"]
     if models:
@@ -96,9 +105,9 @@ def report(
     fmt: Annotated[ReportFormat | None, typer.Option(
         "--format", "-f", help="html (interactive, self-contained) or png (a screenshot of the figures, needs "
         "headless Chromium). Default: from the output name.")] = None,
-    output: Annotated[Path | None, typer.Option(
-        "--output", "-o", help="Where to write the report (atomically). Default: reports/scaling.html, or "
-        "reports/scaling.png with --format png.")] = None,
+    output: Annotated[str | None, typer.Option(
+        "--output", "-o", help="Where to write the report (.html or .png; - for stdout). Default: "
+        "reports/scaling.html, or reports/scaling.png with --format png.")] = None,
     title: Annotated[str | None, typer.Option("--title", help="Title at the top of the report.")] = None,
 ) -> None:
     """Write a scaling report: one HTML file that opens offline (plotly.js inlined, nothing fetched).
@@ -113,12 +122,14 @@ def report(
 
     Example: [bold]vitcost report --res 224 384 512 768 1024 -o reports/scaling.html[/bold]
     """
+    from vitcost.cli.output import check_output, write_output
     from vitcost.report.build import DEFAULT_DEVICE_MEMORY, DEFAULT_RES, DEFAULT_TITLE, ReportRequest
 
     kind = _format_for(fmt, output)
-    default_target = output is None
     if output is None:
-        output = DEFAULT_OUTPUT.with_suffix(".png") if kind is ReportFormat.png else DEFAULT_OUTPUT
+        output = str(DEFAULT_OUTPUT.with_suffix(".png") if kind is ReportFormat.png else DEFAULT_OUTPUT)
+        Path(output).parent.mkdir(parents=True, exist_ok=True)  # the default folder, reports/
+    check_output(output)
     res = list(res or DEFAULT_RES)
     devices = list(device_memory) if device_memory is not None else list(DEFAULT_DEVICE_MEMORY)
     req = ReportRequest(
@@ -136,7 +147,6 @@ def report(
         from vitcost.report.build import render_report
 
         data = render_report(req).encode("utf-8")
-    if default_target:
-        output.parent.mkdir(parents=True, exist_ok=True)  # the default folder, reports/
-    write_atomic(output, data)
-    typer.echo(f"wrote {output} ({len(data) / 1e6:.1f} MB)", err=True)
+    write_output(output, data)
+    if output != "-":
+        typer.echo(f"wrote {output} ({len(data) / 1e6:.1f} MB)", err=True)

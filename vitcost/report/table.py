@@ -54,3 +54,28 @@ def wide_console():
 
     console = Console()
     return console if console.is_terminal else Console(width=max(console.width, 120))
+
+
+def models_cells(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """The preset list: vitcost's params and fvcore GMACs beside the published ones."""
+    def pub(x: float | None, unit: str) -> str:
+        return "—" if x is None else f"{x:g}{unit}"
+
+    header = ["model", "family", "res", "params", "published", "GMACs (fvcore)", "published", "scaling", "source"]
+    cells = [[r["model"], r["family"], str(r["res"]), f"{r['params'] / 1e6:.2f}M", pub(r["published_params_m"], "M"),
+              f"{r['fvcore'] / 1e9:.2f}", pub(r["published_gmacs"], ""), r["complexity"], r["source"]]
+             for r in rows]
+    return header, cells
+
+
+def render_models(rows: list[dict[str, Any]]) -> None:
+    """Print the preset list as a rich table on stdout."""
+    from rich.table import Table
+
+    header, cells = models_cells(rows)
+    table = Table(title="vitcost presets", header_style="bold")
+    for h in header:
+        table.add_column(h)
+    for c in cells:
+        table.add_row(*c)
+    wide_console().print(table)
