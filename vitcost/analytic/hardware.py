@@ -23,6 +23,7 @@ This module does not import torch.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 from vitcost.errors import VitcostError
@@ -59,14 +60,14 @@ class Hardware:
         """The same device with a user-given matmul peak (TFLOP/s, every dtype) and/or bandwidth (bytes/s)."""
         hw = self
         if peak_tflops is not None:
-            if not peak_tflops > 0:
-                raise VitcostError(f"--peak-tflops must be positive, got {peak_tflops}.")
+            if not 0 < peak_tflops < math.inf:
+                raise VitcostError(f"--peak-tflops must be a positive finite number, got {peak_tflops}.")
             flops = peak_tflops * TB
             hw = replace(hw, matmul_flops={d: flops for d in hw.matmul_flops},
                          vector_flops=min(hw.vector_flops, flops), name=f"{hw.name} (peak {peak_tflops:g} TFLOP/s)")
         if bandwidth is not None:
-            if not bandwidth > 0:
-                raise VitcostError(f"--bandwidth must be positive, got {bandwidth}.")
+            if not 0 < bandwidth < math.inf:
+                raise VitcostError(f"--bandwidth must be a positive finite number, got {bandwidth}.")
             hw = replace(hw, bandwidth=bandwidth, name=f"{hw.name} (bandwidth {bandwidth / TB:g} TB/s)")
         return hw
 

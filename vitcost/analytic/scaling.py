@@ -152,7 +152,9 @@ class DeviceMemory:
 
 def parse_memory(text: str) -> DeviceMemory:
     """"80GB", "80 GB", "141GB", "24GiB", "H100=80GB" or a bare number of GB (10^9 bytes)."""
-    name, _, size = text.rpartition("=")
+    name, eq, size = text.rpartition("=")
+    if eq and not name.strip():
+        raise VitcostError(f"device memory {text!r} has an empty name before '='; write NAME=SIZE such as H100=80GB.")
     try:
         nbytes, shown = parse_size(size)
     except VitcostError:

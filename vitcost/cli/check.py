@@ -108,8 +108,11 @@ def _check_models(runs: list[tuple[Any, tuple[int, int], str]], batch: int, conv
     results = []
     with _progress() as progress:
         task = progress.add_task("counting", total=len(runs))
-        for design, hw, attn in runs:
-            progress.update(task, description=f"counting {design.name} {res_label(hw)} {attn}")
+        for i, (design, hw, attn) in enumerate(runs, 1):
+            line = f"counting {design.name} {res_label(hw)} {attn}"
+            progress.update(task, description=line)
+            if progress.disable:  # no bar (a log, a pipe): one line per count instead
+                sys.stderr.write(f"vitcost: {line} ({i}/{len(runs)})\n")
             results.append(check_model(design, hw, batch, attn, convention, tol, method))
             progress.advance(task)
     return results
@@ -152,8 +155,19 @@ def _check_module(target: str, input_shape: str, convention: str, method: str, t
     emit(text, output)
 
 
+_FLAGS = {"models": "--models", "set_items": "--set", "res": "--res", "batch": "--batch", "attn": "--attn",
+          "tol": "--tol", "by_layer": "--by-layer"}
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    """Whether the option was given on the command line (not left at its default)."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name == "COMMANDLINE"
+
+
 @app.command()
 def check(
+    ctx: typer.Context,
     models: ModelsOpt = None,
     set_items: SetOpt = None,
     res: ResOpt = None,
@@ -186,27 +200,33 @@ def check(
     with fvcore (fused attention counted) and with FlopCounterMode, and joins both with the analytic
     estimate on the dotted layer paths. Exit code 1 if any layer or total differs by more than --tol,
     so a CI job can run it. Models too large to run are counted on the meta device (method meta).
-    Defaults: one model per family, 224 px, both attention paths, the fvcore convention.
+    Defaults: one model per family, 224 px, both attention paths, the fvcore convention; the default
+    run takes about two minutes on two CPU cores (progress goes to stderr, a line per count when
+    stderr is not a terminal).
 
     Examples:
     [bold]vitcost check --models vit_b16 swin_t mvitv2_t mixer_b16 igpt_s --res 224 320[/bold]
     [bold]vitcost check -m swin_t -r 320 --attn sdpa --by-layer[/bold]
     [bold]vitcost check -m my_design.toml vit_b16:class_tokens=0,window=14,global_blocks=2-5-8-11 -r 448[/bold]
     [bold]vitcost check -m vit --res 224 --batch 2 --convention torch --format json -o check.json[/bold]
-    [bold]vitcost check --module torchvision.models:resnet18 --input 1x3x224x224[/bold] (any model)
+    [bold]vitcost check --module vitcost.nets.examples:small_cnn --input 1x3x224x224[/bold] (any model)
     """
     from vitcost.cli.output import check_output
 
     output = check_output(output)
+    given = {name for name in ctx.params if _given(ctx, name)}
     if module is not None:
-        if models or set_items:
-            raise VitcostError("--module counts one model of your own; leave out --models and --set.")
+        stray = [_FLAGS[n] for n in ("models", "set_items", "res", "batch", "attn", "tol", "by_layer") if n in given]
+        if stray:
+            verb = "does" if len(stray) == 1 else "do"
+            raise VitcostError(f"{', '.join(stray)} {verb} not apply with --module, which counts your model on "
+                               "--input; leave them out.")
         if input_shape is None:
             raise VitcostError("--module needs --input, the input shape, e.g. --input 1x3x224x224.")
         _check_module(module, input_shape, convention.value, method.value, top, fmt, output)
         return
-    if input_shape is not None:
-        raise VitcostError("--input applies only with --module.")
+    if input_shape is not None or "top" in given:
+        raise VitcostError(f"{'--input' if input_shape is not None else '--top'} applies only with --module.")
     runs = _runs(models, set_items, res or DEFAULT_RES, attn)
     results = _check_models(runs, batch, convention.value, tol, method.value)
     _emit_checks(results, fmt, by_layer, output)

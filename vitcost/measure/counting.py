@@ -186,9 +186,23 @@ def count(module: Any, input_shape_or_tensor: Any, *, method: str = "auto",
     if not isinstance(module, torch.nn.Module):
         raise VitcostError(f"expected a torch.nn.Module to count, got {type(module).__name__}.")
     shapes = cm.input_shapes(input_shape_or_tensor)
-    method, run_module, predicted, budget = _plan(module, input_shape_or_tensor, method, budget_bytes, shapes)
-    inputs = cm.make_inputs(input_shape_or_tensor, meta=method == "meta", dtype=cm.float_dtype(module))
+    if any(isinstance(p, torch.nn.parameter.UninitializedParameter) for p in module.parameters()):
+        raise VitcostError("the model has uninitialised (lazy) parameters; run one forward on a real input "
+                           "before counting it.")
+    try:
+        method, run_module, predicted, budget = _plan(module, input_shape_or_tensor, method, budget_bytes, shapes)
+        inputs = cm.make_inputs(input_shape_or_tensor, meta=method == "meta", dtype=cm.float_dtype(module))
+    except VitcostError:
+        raise
+    except Exception as e:  # the user's module or an input too large to allocate: one line, not a traceback
+        hint = " (use method 'meta' to count without allocating)" if _is_allocation_failure(e) else ""
+        raise VitcostError(f"{_model_failed(shapes, e)}{hint}") from None
     return _run_backends(run_module, inputs, shapes, method, backends, predicted, budget)
+
+
+def _is_allocation_failure(e: BaseException) -> bool:
+    text = str(e).lower()
+    return isinstance(e, MemoryError) or "allocate" in text or "out of memory" in text
 
 
 def _fvcore_via_dispatch(run: Any) -> dict[str, dict[str, int]]:
