@@ -148,8 +148,7 @@ def _check_module(target: str, input_shape: str, convention: str, method: str, t
     if fmt is Format.json:
         text = formats.to_json([report])
     elif fmt is Format.csv:
-        text = formats.to_csv([{"module": target, "input": report["input"], "method": report["method"],
-                                "convention": convention, **m} for m in report["by_module"]])
+        text = formats.to_csv(render.module_csv_rows(report))
     else:
         text = render.render_module_table(report, markdown=fmt is Format.markdown or output is not None)
     emit(text, output)

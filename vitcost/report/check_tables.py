@@ -133,6 +133,12 @@ def module_report(target: str, counts: Counts, convention: str, top: int) -> dic
             "unsupported_ops": counts.unsupported}
 
 
+def module_csv_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """One CSV row per module of `module_report`'s top list, each naming the module counted."""
+    return [{"module": report["module"], "input": report["input"], "method": report["method"],
+             "convention": report["convention"], **m} for m in report["by_module"]]
+
+
 def render_module_table(report: dict[str, Any], markdown: bool = False) -> str:
     header = ["module (self)", "fvcore", "torch", "share"]
     total = max(report["fvcore"], 1)
