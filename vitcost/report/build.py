@@ -55,7 +55,13 @@ def _group(ests: list[Estimate]) -> dict[str, list[Estimate]]:
 def _devices(texts: list[str]) -> list[DeviceMemory]:
     if not texts:
         raise VitcostError("--device-memory needs at least one size, such as 80GB.")
-    return sorted((parse_memory(t) for t in texts), key=lambda d: d.bytes)
+    devices = [parse_memory(t) for t in texts]
+    # a device is named by NAME in NAME=SIZE, or by its size alone
+    labels = [t.rpartition("=")[0].strip().lower() or d.label for t, d in zip(texts, devices)]
+    twice = next((label for label in labels if labels.count(label) > 1), None)
+    if twice is not None:
+        raise VitcostError(f"--device-memory names {twice!r} twice; give each device once.")
+    return sorted(devices, key=lambda d: d.bytes)
 
 
 def build_panels(req: ReportRequest) -> tuple[list[Any], dict[str, Any]]:
