@@ -135,7 +135,10 @@ def test_cli_json_rows_have_the_report_fields(capsys, tmp_path) -> None:
     out_file = tmp_path / "check.json"
     code, out, err = run(capsys, "check", "-m", "vit_b16", "mixer_b16", "-r", "224", "320", "--method", "meta",
                          "--format", "json", "-o", str(out_file))
-    assert code == 0 and out == "" and err == ""
+    # stdout empty; stderr only the progress lines a non-terminal gets, one per count
+    assert code == 0 and out == "" and err.splitlines() == [
+        f"vitcost: counting {m} {r} {a} ({i}/8)" for i, (m, r, a) in enumerate(
+            ((m, r, a) for m in ("vit_b16", "mixer_b16") for r in (224, 320) for a in ("math", "sdpa")), 1)]
     rows = json.loads(out_file.read_text())
     assert len(rows) == 2 * 2 * 2  # models x res x attention paths
     assert all(ROW_FIELDS <= set(r) for r in rows)
