@@ -292,6 +292,72 @@ class MixerSpec(SpecBase):
                   num_classes=self.num_classes, in_chans=self.in_chans)
 
 
+@dataclass(frozen=True)
+class NATSpec(SpecBase):
+    """Neighborhood Attention Transformer (NAT, Hassani et al. 2023) and, with `dilations`, DiNAT
+    (Hassani & Shi 2022), as in the SHI-Labs classification models: an overlapping tokenizer (two 3x3
+    stride-2 convs, padding 1, then LayerNorm), stages of pre-norm blocks of neighbourhood attention
+    (NA) + MLP with optional layer scale, a 3x3 stride-2 conv (no bias) + LayerNorm between stages that
+    doubles the channels, a final norm, mean pool and head.
+
+    NA: every token attends to the kernel x kernel tokens around it; near a border the neighbourhood is
+    shifted inward so it stays kernel x kernel; a (2k-1)^2-entry relative position bias per head is
+    added to the scores. A block with dilation d takes every d-th token: the neighbourhood and its
+    border shift are taken within the token's dilation group (the tokens at the same position mod d).
+    Like NATTEN, a grid smaller than kernel * dilation along an axis is zero-padded at the bottom/right
+    to that size before qkv, and cropped again before the output projection.
+
+    Published figures (NAT/DiNAT READMEs: fvcore with NATTEN's op handles). Parameters are given in whole
+    millions: NAT-Small's 50.74M is 0.50% under its "51M", inside that rounding. NATTEN's handle for its
+    QK+RPB kernel counts one more per score element for the bias add (B*heads*H*W*k^2 per layer, 0.05-0.08%
+    of the total at 224); here that add is an elementwise op, which the fvcore convention leaves out, so
+    the fvcore totals (2.71/4.32/7.81/13.72G for Mini/Tiny/Small/Base) sit that much below NATTEN's
+    (2.71/4.32/7.81/13.73G, `analytic.nat.natten_rpb_macs`); both round to the published 2.7/4.3/7.8/13.7."""
+
+    family: ClassVar[str] = "nat"
+    embed_dim: int = doc(text="channels C of the first stage; stage s has C * 2^s")
+    depths: tuple[int, ...] = doc(text="blocks per stage")
+    heads: tuple[int, ...] = doc(text="attention heads per stage; each must divide its stage's channels")
+    kernel: int = doc(7, "neighbourhood side k in tokens (odd, at least 3)")
+    dilations: tuple[int, ...] = doc((), "DiNAT: one dilation per block, all stages in order (sum(depths) "
+                                         "entries); empty = 1 everywhere (NAT)")
+    mlp_ratio: float = doc(3.0, "MLP hidden width = int(channels * mlp_ratio)")
+    layer_scale: float = doc(0.0, "initial value of the per-channel layer scales gamma1/gamma2; 0 = none")
+    num_classes: int = doc(1000, "classes of the linear head")
+    in_chans: int = doc(3, "input image channels")
+
+    def validate(self) -> None:
+        _positive(self, embed_dim=self.embed_dim, kernel=self.kernel, mlp_ratio=self.mlp_ratio,
+                  num_classes=self.num_classes, in_chans=self.in_chans)
+        if len(self.depths) != len(self.heads) or not self.depths:
+            raise SpecError("NATSpec: depths and heads must be non-empty and of equal length.")
+        for i, (d, h) in enumerate(zip(self.depths, self.heads)):
+            _positive(self, depth=d, heads=h)
+            _divides(self, f"stage {i} dim", self.stage_dim(i), h)
+        if self.embed_dim % 2:
+            raise SpecError(f"NATSpec.embed_dim must be even (the tokenizer's first conv has embed_dim/2 "
+                            f"channels), got {self.embed_dim}.")
+        if self.kernel < 3 or self.kernel % 2 == 0:
+            raise SpecError(f"NATSpec.kernel must be odd and at least 3, got {self.kernel}.")
+        if self.dilations and len(self.dilations) != sum(self.depths):
+            raise SpecError(f"NATSpec.dilations needs one entry per block ({sum(self.depths)}), "
+                            f"got {len(self.dilations)}.")
+        if any(d < 1 for d in self.dilations):
+            raise SpecError(f"NATSpec.dilations must all be at least 1, got {list(self.dilations)}.")
+        if self.layer_scale < 0:
+            raise SpecError(f"NATSpec.layer_scale must be 0 (none) or positive, got {self.layer_scale!r}.")
+        _hidden(self, self.embed_dim, self.mlp_ratio)
+
+    def stage_dim(self, stage: int) -> int:
+        return self.embed_dim * 2**stage
+
+    def dilation(self, stage: int, block: int) -> int:
+        """The dilation of block `block` of stage `stage` (1 without `dilations`)."""
+        if not self.dilations:
+            return 1
+        return self.dilations[sum(self.depths[:stage]) + block]
+
+
 # Keep this at the end of the module: every spec class above has registered itself by now.
 Spec = SpecBase  # any architecture spec (for type hints)
 SPEC_TYPES: tuple[type, ...] = tuple(SPEC_CLASSES.values())

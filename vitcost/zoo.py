@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from vitcost.errors import VitcostError
-from vitcost.specs import SPEC_TYPES, MixerSpec, MViTSpec, PixelSpec, Spec, SwinSpec, ViTSpec
+from vitcost.specs import SPEC_TYPES, MixerSpec, MViTSpec, NATSpec, PixelSpec, Spec, SwinSpec, ViTSpec
 
 
 class Preset(NamedTuple):
@@ -33,6 +33,21 @@ def _swin(c: int, depths: tuple[int, ...], window: int = 7) -> SwinSpec:
 _DEEP = (2, 2, 18, 2)
 _MVIT_DIMS = (96, 192, 384, 768)
 _MVIT_HEADS = (1, 2, 4, 8)
+
+
+def _nat(c: int, depths: tuple[int, ...], mlp_ratio: float, layer_scale: float = 0.0,
+         dilations: tuple[int, ...] = ()) -> NATSpec:
+    """NAT as in SHI-Labs' classification/nat.py: kernel 7, heads C/32 per stage doubling."""
+    return NATSpec(embed_dim=c, depths=depths, heads=tuple(c // 32 * 2**i for i in range(len(depths))),
+                   kernel=7, mlp_ratio=mlp_ratio, layer_scale=layer_scale, dilations=dilations)
+
+
+def _alternating(depths: tuple[int, ...], dilations: tuple[int, ...]) -> tuple[int, ...]:
+    """DiNAT's per-block dilations: blocks alternate NA (1) and DiNA (the stage's dilation)."""
+    return tuple(d if i % 2 else 1 for depth, d in zip(depths, dilations) for i in range(depth))
+
+
+_NAT_DEPTHS = (3, 4, 18, 5)
 
 PRESETS: dict[str, Preset] = {p.name: p for p in [
     # Image GPT, Chen et al. 2020: paper gives 76M / 455M / 1.4B params at 32x32 with a palette head.
@@ -79,6 +94,21 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
            "Mixer Table 1; timm", 59.88, 12.62, ("mixer_b16_224",)),
     Preset("mixer_l16", MixerSpec(dim=1024, depth=24, tokens_hidden=512, channels_hidden=4096), 224,
            "Mixer Table 1; timm", 208.20, 44.60, ("mixer_l16_224",)),
+    # NAT (Hassani et al. 2023): dims, depths, heads, MLP ratios and layer scale from SHI-Labs'
+    # classification/nat.py; params and GMACs from its README (NAT paper Table 2). No timm models:
+    # aliases are the Hugging Face ids (shi-labs/nat-*-in1k-224).
+    Preset("nat_mini", _nat(64, (3, 4, 6, 5), 3.0), 224, "NAT paper; SHI-Labs nat.py", 20.0, 2.7,
+           ("nat_mini_in1k_224",)),
+    Preset("nat_tiny", _nat(64, _NAT_DEPTHS, 3.0), 224, "NAT paper; SHI-Labs nat.py", 28.0, 4.3,
+           ("nat_tiny_in1k_224",)),
+    Preset("nat_small", _nat(96, _NAT_DEPTHS, 2.0, 1e-5), 224, "NAT paper; SHI-Labs nat.py", 51.0, 7.8,
+           ("nat_small_in1k_224",)),
+    Preset("nat_base", _nat(128, _NAT_DEPTHS, 2.0, 1e-5), 224, "NAT paper; SHI-Labs nat.py", 90.0, 13.7,
+           ("nat_base_in1k_224",)),
+    # DiNAT (Hassani & Shi 2022): NAT-Tiny with dilations 8, 4, 2, 1 on every other block of each stage,
+    # from SHI-Labs' classification/dinat.py; 28M / 4.3G in its README (as NAT-Tiny).
+    Preset("dinat_tiny", _nat(64, _NAT_DEPTHS, 3.0, dilations=_alternating(_NAT_DEPTHS, (8, 4, 2, 1))), 224,
+           "DiNAT paper; SHI-Labs dinat.py", 28.0, 4.3, ("dinat_tiny_in1k_224",)),
 ]}
 
 FAMILY_NAMES: tuple[str, ...] = tuple(cls.family for cls in SPEC_TYPES)

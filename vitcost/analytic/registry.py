@@ -16,9 +16,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from vitcost.analytic import mixer, mvit, swin, transformer
+from vitcost.analytic import mixer, mvit, nat, swin, transformer
 from vitcost.errors import VitcostError
-from vitcost.specs import MixerSpec, MViTSpec, PixelSpec, Spec, SwinSpec, ViTSpec
+from vitcost.specs import MixerSpec, MViTSpec, NATSpec, PixelSpec, Spec, SwinSpec, ViTSpec
 
 
 class Family(NamedTuple):
@@ -55,6 +55,8 @@ FAMILIES: dict[str, Family] = {f.name: f for f in [
     Family("mixer", "MLP-Mixer (token-mixing MLP)", MixerSpec, mixer.mixer_trace, mixer.block_memory,
            mixer.complexity, mixer.lattice, mixer.grid, "vitcost.nets.mixer:MlpMixer",
            "token-mixing MLP (N x D_S weights)"),
+    Family("nat", "NAT / DiNAT neighbourhood attention", NATSpec, nat.nat_trace, nat.block_memory, nat.complexity,
+           nat.lattice, nat.grid, "vitcost.nets.nat:NAT"),
 ]}
 _BY_SPEC: dict[type, Family] = {f.spec: f for f in FAMILIES.values()}
 
