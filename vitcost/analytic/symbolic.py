@@ -15,6 +15,7 @@ from vitcost.errors import VitcostError
 KINDS: dict[str, str] = {
     "global_attention": "Omega(MSA) = 4hwC^2 + 2(hw)^2 C (Swin Eq. 1)",
     "window_attention": "Omega(W-MSA) = 4hwC^2 + 2M^2 hwC (Swin Eq. 2), h and w multiples of M",
+    "local_attention": "Omega(NA) = 3HWD^2 + 2HWDK^2 (NAT Table 1): qkv + attention over K x K neighbours, H, W >= K",
 }
 
 
@@ -31,12 +32,26 @@ def _attention_layer(h: sympy.Expr, w: sympy.Expr, c: sympy.Symbol, window: symp
     return sympy.expand(sum(op.cost.macs for op in t.ops))
 
 
+def _local_attention_layer() -> sympy.Expr:
+    """qkv + attention MACs of one neighbourhood-attention layer on an H x W grid of width D with K x K
+    neighbours (H, W >= K: no padding), through the NAT walker's own primitive (one head of width D:
+    the count is the same for any head split)."""
+    from vitcost.analytic.nat import neighbourhood_attention
+
+    h, w, d, k = sympy.symbols("H W D K", positive=True, integer=True)
+    t = Trace(1)
+    neighbourhood_attention(t, "attn", 1, h, w, d, 1, k)
+    return sympy.expand(sum(op.cost.macs for op in t.ops))
+
+
 def formula(kind: str) -> sympy.Expr:
     h, w, c, m = sympy.symbols("h w C M", positive=True, integer=True)
     if kind == "global_attention":
         return _attention_layer(h, w, c, None)
     if kind == "window_attention":
         return _attention_layer(h, w, c, m)
+    if kind == "local_attention":
+        return _local_attention_layer()
     from vitcost.analytic.estimate import walk
     from vitcost.design import parse_design
 
