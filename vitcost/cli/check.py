@@ -103,7 +103,13 @@ def _progress() -> Any:
 
 def _check_models(runs: list[tuple[Any, tuple[int, int], str]], batch: int, convention: str, tol: float,
                   method: str) -> list[Any]:
+    import torch  # noqa: F401  (a missing torch is one line before any progress line)
+
+    from vitcost.analytic.estimate import estimate
     from vitcost.measure.check import check_model
+
+    for design, hw, _ in runs:  # a size a design cannot take is an error before anything is counted
+        estimate(design, hw, batch)
 
     results = []
     with _progress() as progress:
