@@ -283,7 +283,7 @@ def test_csv_and_markdown_outputs(capsys, tmp_path):
     (row,) = list(csv.DictReader(io.StringIO(target.read_text())))
     assert REQUIRED <= set(row) and row["status"] == "predicted" and row["predicted_attn_bytes"] == "0"
     code, out, _ = run(capsys, "profile", "-m", "mixer_s16", "-r", "224", "--predict-only", "-f", "markdown")
-    assert code == 0 and out.startswith("| model |")
+    assert code == 0 and out.startswith("**vitcost profile — predicted for") and "\n| model |" in out
 
 
 @pytest.mark.parametrize("argv,phrase", [

@@ -104,7 +104,7 @@ def profile(
         for renderable in profile_renderables(rows, session.walls(), session):
             console.print(renderable)
         return
-    emit(_format(rows, fmt), output)
+    emit(_format(rows, fmt, session), output)
 
 
 def _run_with_progress(session: Any) -> list[dict[str, Any]]:
@@ -127,15 +127,16 @@ def _run_with_progress(session: Any) -> list[dict[str, Any]]:
     return rows
 
 
-def _format(rows: list[dict[str, Any]], fmt: Format) -> str:
+def _format(rows: list[dict[str, Any]], fmt: Format, session: Any) -> str:
     from vitcost.report import formats
-    from vitcost.report.profile_tables import profile_cells
+    from vitcost.report.profile_tables import profile_cells, profile_title
 
     if fmt is Format.json:
         return formats.to_json(rows)
     if fmt is Format.csv:
         return formats.to_csv(rows)
-    return formats.to_markdown(*profile_cells(rows))  # markdown, or a table sent to a file
+    # markdown, or a table sent to a file: the table's title line comes along
+    return f"**{profile_title(session)}**\n\n" + formats.to_markdown(*profile_cells(rows))
 
 
 def _one_size(values: list[str] | None, parse: Any) -> int | None:

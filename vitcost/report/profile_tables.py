@@ -49,16 +49,22 @@ def profile_cells(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]
     return PROFILE_HEADER, cells
 
 
+def profile_title(session: Any) -> str:
+    """The table's title: device, torch, threads, batch, dtype and kernel (also heads the Markdown export)."""
+    cfg, env = session.cfg, session.env
+    where = f"{env.device_name} ({env.device}, torch {env.torch_version or 'absent'}, threads={env.threads})"
+    return (f"vitcost profile — {'predicted for' if cfg.predict_only else 'measured on'} {where}; batch {cfg.batch}, "
+            f"{cfg.dtype}, attention {cfg.attn}")
+
+
 def profile_renderables(rows: list[dict[str, Any]], walls: list[dict[str, Any]], session: Any) -> list[Any]:
     """What `vitcost profile` prints, as rich renderables in order: the predicted-vs-measured table,
     one line per row that carries a note, and the memory-wall table (when there are walls)."""
     from rich.table import Table
     from rich.text import Text
 
-    cfg, env, hw = session.cfg, session.env, session.hw
-    where = f"{env.device_name} ({env.device}, torch {env.torch_version or 'absent'}, threads={env.threads})"
-    title = (f"vitcost profile — {'predicted for' if cfg.predict_only else 'measured on'} {where}; batch {cfg.batch}, "
-             f"{cfg.dtype}, attention {cfg.attn}")
+    cfg, hw = session.cfg, session.hw
+    title = profile_title(session)
     caption = (f"mem: activation peak on top of weights and input. time: roofline on {hw.name} at "
                f"{hw.peak(cfg.dtype) / 1e12:g} TFLOP/s and {hw.bandwidth / 1e12:g} TB/s"
                f"{' (indicative figures)' if hw.indicative else ''}; measured median ± half the interquartile "
