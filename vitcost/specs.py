@@ -107,7 +107,15 @@ class ViTSpec(SpecBase):
     With `window` > 0 the blocks attend inside non-overlapping window x window windows of the token
     grid, zero-padded to a multiple of the window (ViTDet, Li et al. 2022; the SAM image encoder),
     except the blocks listed in `global_blocks`, which keep global attention. Windows need a grid of
-    tokens only, so they require `class_tokens = 0`."""
+    tokens only, so they require `class_tokens = 0`.
+
+    The SAM image encoder (Kirillov et al. 2023; timm's `samvit_*`) adds, with `rel_pos`, decomposed
+    relative positions to the scores of every block (MViTv2, Li et al. 2022): q . R_h[i_h - j_h] +
+    q . R_w[i_w - j_w], from two tables of 2*size-1 rows of head_dim, sized for the window in window
+    blocks and for the token grid in global blocks (so a global block's tables follow the resolution);
+    and, with `neck` > 0, replaces the final norm by a neck on the token grid: 1x1 conv D -> neck (no
+    bias), LayerNorm2d, 3x3 conv neck -> neck (padding 1, no bias), LayerNorm2d. `num_classes = 0`
+    leaves the head out (the encoder's output is the neck's feature map, or the normed tokens)."""
 
     family: ClassVar[str] = "vit"
     dim: int = doc(text="token width D")
@@ -118,14 +126,16 @@ class ViTSpec(SpecBase):
     class_tokens: int = doc(1, "class tokens prepended to the patch tokens (0: classify the mean token)")
     window: int = doc(0, "window attention side in tokens; 0 = global attention in every block")
     global_blocks: tuple[int, ...] = doc((), "with window > 0: indices of the blocks that keep global attention")
-    num_classes: int = doc(1000, "classes of the linear head")
+    rel_pos: bool = doc(False, "decomposed relative positions on the scores (SAM; needs class_tokens = 0)")
+    neck: int = doc(0, "SAM neck channels in place of the final norm (1x1 conv, LN2d, 3x3 conv, LN2d); 0 = none")
+    num_classes: int = doc(1000, "classes of the linear head; 0 = no head")
     in_chans: int = doc(3, "input image channels")
 
     def validate(self) -> None:
         _positive(self, dim=self.dim, depth=self.depth, heads=self.heads, patch=self.patch,
-                  mlp_ratio=self.mlp_ratio, num_classes=self.num_classes, in_chans=self.in_chans)
-        if self.class_tokens < 0 or self.window < 0:
-            raise SpecError("ViTSpec.class_tokens and ViTSpec.window must be 0 or more.")
+                  mlp_ratio=self.mlp_ratio, in_chans=self.in_chans)
+        if self.class_tokens < 0 or self.window < 0 or self.neck < 0 or self.num_classes < 0:
+            raise SpecError("ViTSpec.class_tokens, window, neck and num_classes must be 0 or more.")
         _divides(self, "dim", self.dim, self.heads)
         _hidden(self, self.dim, self.mlp_ratio)
         if self.global_blocks and not self.window:
@@ -137,6 +147,9 @@ class ViTSpec(SpecBase):
         if self.window and self.class_tokens:
             raise SpecError("ViTSpec.window > 0 partitions the token grid, which has no place for class tokens: "
                             "set class_tokens = 0.")
+        if (self.rel_pos or self.neck) and self.class_tokens:
+            raise SpecError("ViTSpec.rel_pos and ViTSpec.neck work on the token grid, which has no place for class "
+                            "tokens: set class_tokens = 0.")
 
     @property
     def mlp_hidden(self) -> int:
@@ -169,6 +182,8 @@ class PixelSpec(SpecBase):
     class_tokens: ClassVar[int] = 0
     window: ClassVar[int] = 0
     global_blocks: ClassVar[tuple[int, ...]] = ()
+    rel_pos: ClassVar[bool] = False
+    neck: ClassVar[int] = 0
 
     def validate(self) -> None:
         _positive(self, dim=self.dim, depth=self.depth, heads=self.heads, mlp_ratio=self.mlp_ratio,

@@ -109,6 +109,18 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
     # from SHI-Labs' classification/dinat.py; 28M / 4.3G in its README (as NAT-Tiny).
     Preset("dinat_tiny", _nat(64, _NAT_DEPTHS, 3.0, dilations=_alternating(_NAT_DEPTHS, (8, 4, 2, 1))), 224,
            "DiNAT paper; SHI-Labs dinat.py", 28.0, 4.3, ("dinat_tiny_in1k_224",)),
+    # SAM image encoders (Kirillov et al. 2023; segment-anything build_sam.py, timm samvit_*): window 14,
+    # global blocks, decomposed rel-pos, neck to 256 channels, no head, at 1024 px. Params and GMACs from
+    # timm's benchmark CSV (benchmark-infer-amp-nchw-pt240-cu124-rtx3090.csv), fvcore convention.
+    Preset("sam_vit_b", ViTSpec(dim=768, depth=12, heads=12, class_tokens=0, window=14, global_blocks=(2, 5, 8, 11),
+                                rel_pos=True, neck=256, num_classes=0), 1024, "SAM build_sam.py; timm", 89.67, 486.43,
+           ("samvit_base_patch16",)),
+    Preset("sam_vit_l", ViTSpec(dim=1024, depth=24, heads=16, class_tokens=0, window=14,
+                                global_blocks=(5, 11, 17, 23), rel_pos=True, neck=256, num_classes=0), 1024,
+           "SAM build_sam.py; timm", 308.28, 1493.86, ("samvit_large_patch16",)),
+    Preset("sam_vit_h", ViTSpec(dim=1280, depth=32, heads=16, class_tokens=0, window=14,
+                                global_blocks=(7, 15, 23, 31), rel_pos=True, neck=256, num_classes=0), 1024,
+           "SAM build_sam.py; timm", 637.03, 2982.23, ("samvit_huge_patch16",)),
 ]}
 
 FAMILY_NAMES: tuple[str, ...] = tuple(cls.family for cls in SPEC_TYPES)

@@ -46,7 +46,8 @@ FAMILIES: dict[str, Family] = {f.name: f for f in [
            "position embedding (one row per pixel)"),
     Family("vit", "ViT patch attention (global, or window + global blocks)", ViTSpec, transformer.vit_trace,
            transformer.block_memory, transformer.complexity, transformer.lattice, transformer.grid,
-           "vitcost.nets.vit:VisionTransformer", "position embedding (one row per token)"),
+           "vitcost.nets.vit:VisionTransformer",
+           "position embedding (one row per token); global blocks' relative-position tables, when rel_pos"),
     Family("swin", "Swin window attention", SwinSpec, swin.swin_trace, swin.block_memory, swin.complexity,
            swin.lattice, swin.grid, "vitcost.nets.swin:SwinTransformer",
            "relative-position tables (when a stage's grid is smaller than the window)"),
@@ -84,26 +85,33 @@ _SUPERSCRIPTS = {"²": 2, "³": 3, "⁴": 4}
 
 def resolution_exponent(text: str) -> int:
     """The power of R in an "O(...)" class: R, H and W count 1, N (tokens) counts 2, a symbol or a
-    parenthesised group takes its exponent (^k or a superscript), and only the numerator counts
-    ("O(R^4/P^4)" -> 4, "O(HWC)" -> 2, "O((HW)^2 C)" -> 4, "O(N·d²)" -> 2)."""
-    body = text.strip()
-    if body.startswith("O(") and body.endswith(")"):
-        body = body[2:-1]
-    power, _ = _power(body.split("/")[0], 0)
+    parenthesised group takes its exponent (^k or a superscript), only the numerator counts, and a sum
+    takes its largest term ("O(R^4/P^4)" -> 4, "O(HWC)" -> 2, "O((HW)^2 C)" -> 4, "O(N·d²)" -> 2,
+    "O(HWC) + O((HW)^2 C)" -> 4)."""
+    power, _ = _power(text.strip(), 0)
     return power
 
 
 def _power(s: str, i: int) -> tuple[int, int]:
-    total = 0
+    """The largest power among the "+"-separated terms from s[i] to the closing parenthesis (the
+    letter O of "O(...)" counts 0, its group the power of what is inside)."""
+    best = total = 0
+    numerator = True
     while i < len(s) and s[i] != ")":
+        if s[i] in "+/":
+            if s[i] == "+":
+                best, total = max(best, total), 0
+            numerator = s[i] == "+"
+            i += 1
+            continue
         if s[i] == "(":
             p, i = _power(s, i + 1)
             i += 1  # the closing parenthesis
         else:
             p, i = _RES_SYMBOLS.get(s[i], 0), i + 1
         k, i = _exponent(s, i)
-        total += p * k
-    return total, i
+        total += p * k if numerator else 0
+    return max(best, total), i
 
 
 def _exponent(s: str, i: int) -> tuple[int, int]:

@@ -1,0 +1,252 @@
+"""ViT-side designs: the SAM / ViTDet image encoder (decomposed relative positions, neck, no head).
+
+Expected numbers are derived by hand below (the formula in a comment), taken from timm's benchmark CSV
+(fvcore convention) or counted by fvcore and FlopCounterMode through `check_model`; none is copied from
+vitcost's own output."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from vitcost.analytic.estimate import estimate
+from vitcost.analytic.memory import predict_memory
+from vitcost.analytic.registry import resolution_exponent
+from vitcost.cli import main
+from vitcost.errors import SpecError
+from vitcost.specs import ViTSpec
+from vitcost.zoo import get_preset
+
+F32 = 4
+LN_FVCORE = 5  # fvcore counts an affine LayerNorm as 5 per element
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exc:
+        main(list(argv))
+    out, err = capsys.readouterr()
+    return exc.value.code, out, err
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. SAM / ViTDet image encoder
+#
+# SAM-B (Kirillov et al. 2023) at 1024 px: a 64 x 64 grid of N = 4096 tokens of width D = 768, 12 heads of
+# d = 64, 12 blocks; blocks 2, 5, 8, 11 global, the others in 14 x 14 windows of the grid zero-padded to
+# 70 x 70 (5 x 5 = 25 windows of 196 tokens). Every block adds decomposed relative positions; a neck
+# (1x1 conv 768 -> 256, LN2d, 3x3 conv 256 -> 256, LN2d) replaces the final norm; there is no head.
+
+G, D, HEADS, HD, DEPTH, M, NECK = 64, 768, 12, 64, 12, 14, 256
+N = G * G
+GP = 70  # 64 rounded up to a multiple of 14
+WINDOWS = (GP // M) ** 2  # 25
+WT = M * M  # 196 tokens per window
+GLOBAL = (2, 5, 8, 11)
+
+
+def sam_b_scores(batch: int) -> int:
+    """Attention-score elements: global blocks B*h*N^2 each, window blocks B*25*h*196^2 each."""
+    return len(GLOBAL) * batch * HEADS * N * N + (DEPTH - len(GLOBAL)) * batch * WINDOWS * HEADS * WT * WT
+
+
+def sam_b_macs(batch: int) -> int:
+    embed = N * 3 * 16 * 16 * D  # stride-16 conv, 3 -> 768
+    mlp = 2 * N * D * 4 * D  # fc1 + fc2 on the unpadded grid
+    glob = (4 * N * D * D  # qkv (3ND^2) + proj (ND^2)
+            + 2 * N * N * D  # q k^T and scores @ v: 2 N^2 d per head
+            + N * (G + G) * D)  # rel-pos: q against a G-row table along h and along w, per head N*G*d each
+    win = (4 * GP * GP * D * D  # qkv + proj on the padded grid
+           + 2 * WINDOWS * WT * WT * D  # scores within each window
+           + GP * GP * (M + M) * D)  # rel-pos within each window: 196 queries x (14 + 14) rows x d per head
+    neck = N * D * NECK + N * NECK * NECK * 9
+    return batch * (embed + len(GLOBAL) * (glob + mlp) + (DEPTH - len(GLOBAL)) * (win + mlp) + neck)
+
+
+def sam_b_norm_elements(batch: int) -> int:
+    return batch * (2 * DEPTH * N * D + 2 * N * NECK)  # norm1, norm2 per block; two LayerNorm2d in the neck
+
+
+def sam_b_params() -> int:
+    ln = 2 * D
+    block = 2 * ln + (D * 3 * D + 3 * D) + (D * D + D) + (D * 4 * D + 4 * D) + (4 * D * D + D)
+    rel_global = 2 * (2 * G - 1) * HD  # rel_pos_h, rel_pos_w: 127 rows of 64
+    rel_window = 2 * (2 * M - 1) * HD  # 27 rows of 64
+    embed = 3 * 16 * 16 * D + D + N * D  # conv weight + bias, position embedding of the 64 x 64 grid
+    neck = D * NECK + 2 * NECK + NECK * NECK * 9 + 2 * NECK
+    return (embed + DEPTH * block + len(GLOBAL) * rel_global + (DEPTH - len(GLOBAL)) * rel_window + neck)
+
+
+def test_the_hand_derivation_gives_timms_sam_b() -> None:
+    """timm's benchmark CSV lists samvit_base_patch16 at 1024 as 89.67M params and 486.43 GMACs (fvcore)."""
+    assert round(sam_b_params() / 1e6, 2) == 89.67
+    assert round((sam_b_macs(1) + LN_FVCORE * sam_b_norm_elements(1)) / 1e9, 2) == 486.43
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_sam_b_scores_padding_and_cost_against_the_hand_derivation(batch: int) -> None:
+    e = estimate("sam_vit_b", 1024, batch)
+    assert e.params == sam_b_params()
+    assert e.macs == sam_b_macs(batch)
+    assert e.count("fvcore") == sam_b_macs(batch) + LN_FVCORE * sam_b_norm_elements(batch)
+    # the score matrices: 4 global blocks of B x 12 x 4096 x 4096, 8 window blocks of B x 25 x 12 x 196 x 196
+    assert e.attn_matrix_elems == sam_b_scores(batch)
+    assert e.attn_matrix_bytes == F32 * sam_b_scores(batch)
+    assert e.attn_matrix_peak_bytes == F32 * batch * HEADS * N * N
+    mem = predict_memory(e, "math")
+    assert mem.score_bytes == F32 * sam_b_scores(batch) and mem.score_peak_bytes == F32 * batch * HEADS * N * N
+    assert predict_memory(e, "sdpa").score_bytes == 0
+    layers = e.by_layer("macs")
+    # a window block's qkv runs on the 70 x 70 padded grid, a global block's on the 64 x 64 one
+    assert layers["blocks.0.attn.qkv"] == batch * GP * GP * D * 3 * D
+    assert layers["blocks.2.attn.qkv"] == batch * N * D * 3 * D
+    assert layers["blocks.0.attn"] == batch * (2 * WINDOWS * WT * WT * D + GP * GP * 2 * M * D)
+    assert layers["blocks.2.attn"] == batch * (2 * N * N * D + N * 2 * G * D)
+    assert layers["blocks.0.mlp.fc1"] == batch * N * D * 4 * D  # the MLP on the unpadded grid
+
+
+def test_sam_presets_and_aliases() -> None:
+    for name, alias, dim, depth, heads, glob in [("sam_vit_b", "samvit_base_patch16", 768, 12, 12, (2, 5, 8, 11)),
+                                                 ("sam_vit_l", "samvit_large_patch16", 1024, 24, 16, (5, 11, 17, 23)),
+                                                 ("sam_vit_h", "samvit_huge_patch16", 1280, 32, 16, (7, 15, 23, 31))]:
+        p = get_preset(alias)
+        assert p.name == name and p.res == 1024
+        s = p.spec
+        assert (s.dim, s.depth, s.heads, s.patch, s.window, s.global_blocks) == (dim, depth, heads, 16, 14, glob)
+        assert s.rel_pos and s.neck == 256 and s.num_classes == 0 and s.class_tokens == 0
+
+
+@pytest.mark.parametrize("model", ["sam_vit_b", "sam_vit_l", "sam_vit_h"])
+def test_sam_presets_within_half_a_percent_of_timm(model: str) -> None:
+    p = get_preset(model)
+    e = estimate(model, p.res)
+    assert e.params / 1e6 == pytest.approx(p.params_m, rel=0.005)
+    assert e.count("fvcore") / 1e9 == pytest.approx(p.gmacs, rel=0.005)
+
+
+def test_complexity_of_windows_with_global_blocks() -> None:
+    """Window blocks grow as HW, global blocks as (HW)^2: the class says both, the exponent is the larger."""
+    sam = get_preset("sam_vit_b").spec
+    assert estimate(sam, 1024).complexity == "O(HWC) + O((HW)^2 C)"
+    assert estimate(sam, 1024).exponent == 4
+    assert estimate(replace(sam, global_blocks=()), 1024).exponent == 2  # windows only: linear in the tokens
+    assert estimate(replace(sam, window=0, global_blocks=()), 1024).exponent == 4
+
+
+@pytest.mark.parametrize(("text", "power"), [("O(HWC) + O((HW)^2 C)", 4), ("O((HW)^2 C) + O(HWC)", 4),
+                                             ("O(HWC) + O(N)", 2), ("O(R^4/P^4)", 4), ("O(R^4/P^4) + O(HW)", 4),
+                                             ("O(HW/M^2 + R)", 2), ("O(HWC)", 2), ("O(N·d²)", 2)])
+def test_resolution_exponent_takes_the_largest_term_of_a_sum(text: str, power: int) -> None:
+    assert resolution_exponent(text) == power
+
+
+def test_rel_pos_and_neck_need_a_token_grid() -> None:
+    with pytest.raises(SpecError, match="class_tokens = 0"):
+        ViTSpec(dim=64, depth=2, heads=2, rel_pos=True)
+    with pytest.raises(SpecError, match="class_tokens = 0"):
+        ViTSpec(dim=64, depth=2, heads=2, neck=32)
+    with pytest.raises(SpecError, match="0 or more"):
+        ViTSpec(dim=64, depth=2, heads=2, class_tokens=0, neck=-1)
+
+
+def test_sam_cli_formula_models_compare(capsys) -> None:
+    code, out, _ = run(capsys, "formula", "sam_vit_b", "--latex")
+    assert code == 0 and "ceil" in out and "floor" in out  # windows pad the grid: ceilings of floors
+    code, out, _ = run(capsys, "models", "--format", "json")
+    assert code == 0 and {"sam_vit_b", "sam_vit_l", "sam_vit_h"} <= {r["model"] for r in json.loads(out)}
+    code, out, _ = run(capsys, "compare", "-m", "sam_vit_b", "vit_b16", "--res", "224", "512", "1024",
+                       "--format", "json")
+    rows = {(r["model"], r["res"]): r for r in json.loads(out)}
+    assert code == 0 and len(rows) == 6
+    # at 224 the 14 x 14 grid is one window: SAM-B's scores equal ViT-B's without the class token
+    assert rows["sam_vit_b", 224]["attn_matrix_elems"] == 12 * 12 * 196 * 196
+    # at 1024 SAM-B materialises 4 global + 8 windowed blocks of scores, ViT-B 12 global blocks of 4097 tokens
+    assert rows["sam_vit_b", 1024]["attn_matrix_elems"] == sam_b_scores(1)
+    assert rows["vit_b16", 1024]["attn_matrix_elems"] == 12 * 12 * 4097 * 4097
+
+
+# --- against fvcore and FlopCounterMode, and the live-tensor tracker -----------------------------------------
+
+# A tiny SAM: grid 6 (48 px, divides the window 3), 8 (64 px, padded to 9) and 9 (72 px); block 1 global.
+TINY_SAM = ViTSpec(dim=32, depth=3, heads=2, patch=8, class_tokens=0, window=3, global_blocks=(1,), rel_pos=True,
+                   neck=16, num_classes=0)
+
+
+# every size on both attention paths and with batch 1 and 2 (each pair once, to keep the file fast)
+PAIRS = [(48, 1, "math"), (48, 2, "sdpa"), (64, 1, "sdpa"), (64, 2, "math"), (72, 1, "math"), (72, 2, "sdpa")]
+
+
+@pytest.mark.parametrize(("res", "batch", "attn"), PAIRS)
+def test_tiny_sam_checks_exactly(res: int, batch: int, attn: str) -> None:
+    pytest.importorskip("torch")
+    pytest.importorskip("fvcore")
+    from vitcost.measure.check import check_model
+
+    r = check_model(TINY_SAM, res, batch=batch, attn=attn, convention="fvcore", method="real")
+    assert r.status == "PASS", r.first_mismatch
+    assert r.counts.fvcore_via == "jit"
+    assert r.analytic == r.fvcore == r.torch > 0
+    paths = {layer.path for layer in r.layers}
+    assert {"blocks.0.attn", "blocks.1.attn", "neck.0", "neck.1", "neck.2", "neck.3"} <= paths
+    assert "norm" not in paths and "head" not in paths
+
+
+def test_tiny_sam_with_a_head_checks_exactly() -> None:
+    pytest.importorskip("torch")
+    pytest.importorskip("fvcore")
+    from vitcost.measure.check import check_model
+
+    r = check_model(replace(TINY_SAM, num_classes=5), 64, batch=2, attn="math", convention="macs", method="real")
+    assert r.status == "PASS", r.first_mismatch
+    assert dict((layer.path, layer.fvcore) for layer in r.layers)["head"] == 2 * 16 * 5  # on the neck's mean
+
+
+@pytest.mark.parametrize("attn", ["math", "sdpa"])
+def test_sam_b_checks_exactly_on_meta(attn: str) -> None:
+    pytest.importorskip("torch")
+    pytest.importorskip("fvcore")
+    from vitcost.measure.check import check_model
+
+    r = check_model("sam_vit_b", 1024, batch=1, attn=attn, convention="macs", method="meta")
+    assert r.status == "PASS", r.first_mismatch
+    assert r.analytic == r.fvcore == r.torch == sam_b_macs(1)
+
+
+@pytest.mark.parametrize("model", ["sam_vit_b", "sam_vit_l", "sam_vit_h"])
+def test_sam_params_equal_the_built_net(model: str) -> None:
+    pytest.importorskip("torch")
+    from vitcost.nets import build
+
+    net = build(model, 1024, device="meta")
+    assert sum(p.numel() for p in net.parameters()) == estimate(model, 1024).params
+    names = dict(net.named_parameters())
+    assert {"blocks.0.attn.rel_pos_h", "neck.0.weight", "neck.1.weight", "neck.3.bias", "pos_embed"} <= set(names)
+    glob = get_preset(model).spec.global_blocks[0]
+    assert names[f"blocks.{glob}.attn.rel_pos_h"].shape[0] == 2 * 64 - 1  # the 64 x 64 grid at 1024
+    assert names["blocks.0.attn.rel_pos_w"].shape[0] == 2 * 14 - 1  # the window
+
+
+@pytest.mark.parametrize("attn", ["math", "sdpa"])
+@pytest.mark.parametrize("res", [64, 72])
+def test_tiny_sam_memory(res: int, attn: str) -> None:
+    torch = pytest.importorskip("torch")
+    from vitcost.measure.memory import measure_forward_memory
+    from vitcost.nets import build
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        net = build(TINY_SAM, res, attn=attn).eval()
+        measured = measure_forward_memory(net, torch.randn(2, 3, res, res))
+    finally:
+        torch.set_num_threads(before)
+    pred = predict_memory(estimate(TINY_SAM, res, 2), attn)
+    g = res // 8
+    # scores: the global block's 2 x 2 heads x g^2 x g^2, and 2 window blocks of 2 x (padded/3)^2 windows x 2 heads
+    windows = ((g + 2) // 3) ** 2  # the grid rounded up to a multiple of 3, in 3 x 3 windows
+    hand = 2 * 2 * g**4 + 2 * (2 * windows * 2 * 9 * 9)
+    assert pred.score_bytes == (F32 * hand if attn == "math" else 0)
+    assert measured.score_bytes == pred.score_bytes
+    assert measured.score_peak_bytes == pred.score_peak_bytes
+    assert measured.peak_bytes == pytest.approx(pred.activation_peak_bytes, rel=0.10), pred.peak_at
