@@ -115,7 +115,15 @@ class ViTSpec(SpecBase):
     blocks and for the token grid in global blocks (so a global block's tables follow the resolution);
     and, with `neck` > 0, replaces the final norm by a neck on the token grid: 1x1 conv D -> neck (no
     bias), LayerNorm2d, 3x3 conv neck -> neck (padding 1, no bias), LayerNorm2d. `num_classes = 0`
-    leaves the head out (the encoder's output is the neck's feature map, or the normed tokens)."""
+    leaves the head out (the encoder's output is the neck's feature map, or the normed tokens).
+
+    DeiT with distillation (Touvron et al. 2021; timm's `deit_*_distilled_*`), `distilled`: a class token
+    and a distillation token (`class_tokens = 2`: `cls_token`, `dist_token`), a head on token 0 and a
+    second head `head_dist` on token 1, the two averaged at inference. The DeiT paper gives 22M / 4.6G
+    (DeiT-S) and 87M / 17.6G (DeiT-B) for them, rounded; the exact counts are 22.44M / 4.63G and
+    87.34M / 17.68G (fvcore convention, as timm's benchmark CSV lists them): DeiT-S/B's own 22.05M / 4.61G
+    and 86.57M / 17.58G plus the distillation token, its position row and head_dist. The gaps to the
+    paper (2.0% in params and 0.7% in GMACs for DeiT-S, under 0.5% for DeiT-B) are the paper's rounding."""
 
     family: ClassVar[str] = "vit"
     dim: int = doc(text="token width D")
@@ -128,6 +136,7 @@ class ViTSpec(SpecBase):
     global_blocks: tuple[int, ...] = doc((), "with window > 0: indices of the blocks that keep global attention")
     rel_pos: bool = doc(False, "decomposed relative positions on the scores (SAM; needs class_tokens = 0)")
     neck: int = doc(0, "SAM neck channels in place of the final norm (1x1 conv, LN2d, 3x3 conv, LN2d); 0 = none")
+    distilled: bool = doc(False, "DeiT distillation token and head_dist on token 1, averaged (needs class_tokens = 2)")
     num_classes: int = doc(1000, "classes of the linear head; 0 = no head")
     in_chans: int = doc(3, "input image channels")
 
@@ -150,6 +159,9 @@ class ViTSpec(SpecBase):
         if (self.rel_pos or self.neck) and self.class_tokens:
             raise SpecError("ViTSpec.rel_pos and ViTSpec.neck work on the token grid, which has no place for class "
                             "tokens: set class_tokens = 0.")
+        if self.distilled and (self.class_tokens != 2 or not self.num_classes):
+            raise SpecError("ViTSpec.distilled needs class_tokens = 2 (the class and distillation tokens) and "
+                            "num_classes > 0 (a head on each).")
 
     @property
     def mlp_hidden(self) -> int:
@@ -184,6 +196,7 @@ class PixelSpec(SpecBase):
     global_blocks: ClassVar[tuple[int, ...]] = ()
     rel_pos: ClassVar[bool] = False
     neck: ClassVar[int] = 0
+    distilled: ClassVar[bool] = False
 
     def validate(self) -> None:
         _positive(self, dim=self.dim, depth=self.depth, heads=self.heads, mlp_ratio=self.mlp_ratio,

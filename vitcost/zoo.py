@@ -121,6 +121,12 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
     Preset("sam_vit_h", ViTSpec(dim=1280, depth=32, heads=16, class_tokens=0, window=14,
                                 global_blocks=(7, 15, 23, 31), rel_pos=True, neck=256, num_classes=0), 1024,
            "SAM build_sam.py; timm", 637.03, 2982.23, ("samvit_huge_patch16",)),
+    # DeiT with distillation (Touvron et al. 2021, Table 1 and the distillation section): DeiT-S/B plus a
+    # distillation token and head_dist. The paper's figures, rounded (see ViTSpec for the exact counts).
+    Preset("deit_s16_distilled", ViTSpec(dim=384, depth=12, heads=6, class_tokens=2, distilled=True), 224,
+           "DeiT paper", 22.0, 4.6, ("deit_small_distilled_patch16_224",)),
+    Preset("deit_b16_distilled", ViTSpec(dim=768, depth=12, heads=12, class_tokens=2, distilled=True), 224,
+           "DeiT paper", 87.0, 17.6, ("deit_base_distilled_patch16_224",)),
 ]}
 
 FAMILY_NAMES: tuple[str, ...] = tuple(cls.family for cls in SPEC_TYPES)

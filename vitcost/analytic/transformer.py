@@ -85,7 +85,10 @@ def vit_trace(spec: ViTSpec | PixelSpec, h: Any, w: Any, b: Any) -> Trace:
     gh, gw = t.conv("patch_embed.proj", b, spec.in_chans, d, h, w, kernel=spec.patch, stride=spec.patch,
                     pad=0, role="embed")
     n = gh * gw + spec.class_tokens
-    if spec.class_tokens:
+    if spec.distilled:  # DeiT: a class token and a distillation token
+        t.param("cls_token", d)
+        t.param("dist_token", d)
+    elif spec.class_tokens:
         t.param("cls_token", spec.class_tokens * d)
     t.param("pos_embed", n * d)
     t.eltwise("", b * n * d)  # + pos_embed, in the model's own forward
@@ -109,6 +112,9 @@ def vit_trace(spec: ViTSpec | PixelSpec, h: Any, w: Any, b: Any) -> Trace:
         if not spec.class_tokens:
             t.eltwise("", b * d, kind="pool", inp=b * n * d)  # mean over tokens (or over the neck's grid)
         t.linear("head", b, d, spec.num_classes, role="head")  # on the class token or the mean
+        if spec.distilled:  # DeiT: head_dist on the distillation token, (head + head_dist) / 2
+            t.linear("head_dist", b, d, spec.num_classes, role="head")
+            t.eltwise("", 2 * b * spec.num_classes)
     return t
 
 

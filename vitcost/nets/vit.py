@@ -15,6 +15,9 @@ attention adds decomposed relative positions (`rel_pos_h`, `rel_pos_w` in every 
 window or for the grid) and whose final norm and head give way to `neck`: 1x1 conv, LayerNorm2d, 3x3
 conv, LayerNorm2d on the [B, D, gh, gw] grid. LayerNorm2d here is timm's (F.layer_norm over the channels
 of a permuted view), so fvcore and FlopCounterMode see one layer_norm op, as for nn.LayerNorm.
+
+DeiT with distillation (Touvron et al. 2021; names as timm's `deit_*_distilled_*`) prepends `cls_token`
+and `dist_token`, and averages `head` on token 0 and `head_dist` on token 1 (the inference output).
 """
 
 from __future__ import annotations
@@ -142,7 +145,8 @@ class VisionTransformer(nn.Module):
         d, p = spec.dim, spec.patch
         self.patch_embed = ConvEmbed(spec.in_chans, d, kernel=p, stride=p)
         n = (res[0] // p) * (res[1] // p) + spec.class_tokens
-        self.cls_token = trunc_normal(1, spec.class_tokens, d) if spec.class_tokens else None
+        self.cls_token = trunc_normal(1, 1 if spec.distilled else spec.class_tokens, d) if spec.class_tokens else None
+        self.dist_token = trunc_normal(1, 1, d) if spec.distilled else None
         self.pos_embed = trunc_normal(1, n, d)
         self.grid = grid = (res[0] // p, res[1] // p)
         self.blocks = nn.ModuleList(Block(d, spec.heads, spec.mlp_hidden, attn_mode, spec.block_window(i), grid,
@@ -153,12 +157,14 @@ class VisionTransformer(nn.Module):
         self.neck = sam_neck(d, spec.neck) if spec.neck else None
         classes = spec.vocab if self.per_token_head else spec.num_classes
         self.head = nn.Linear(spec.neck or d, classes) if classes else None
+        self.head_dist = nn.Linear(d, classes) if spec.distilled else None
 
     def forward(self, x: Tensor) -> Tensor:
         check_input(x, self.res, self.spec.in_chans)
         x = self.patch_embed(x).flatten(1, 2)  # [B, gh*gw, D]
         if self.cls_token is not None:
-            x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
+            tokens = [self.cls_token] if self.dist_token is None else [self.cls_token, self.dist_token]
+            x = torch.cat([*(t.expand(x.shape[0], -1, -1) for t in tokens), x], dim=1)
         x = x + self.pos_embed
         for block in self.blocks:
             x = block(x)
@@ -170,4 +176,6 @@ class VisionTransformer(nn.Module):
             return x
         if self.per_token_head:
             return self.head(x)
+        if self.head_dist is not None:  # DeiT: the class and distillation heads, averaged
+            return (self.head(x[:, 0]) + self.head_dist(x[:, 1])) / 2
         return self.head(x[:, 0] if self.cls_token is not None else x.mean(dim=1))
