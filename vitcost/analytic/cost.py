@@ -12,14 +12,18 @@ from typing import Any, NamedTuple
 # Per-element costs of the non-matmul ops in the `flops` convention. They are conventions, stated
 # once here, not measurements: LayerNorm = mean, variance, normalise, scale, shift (fvcore's own
 # figure for an affine norm); softmax = max, subtract, exp, sum, divide; GELU (tanh form) = cube,
-# scale, add, scale, tanh, add, multiply, halve; an add/scale/mask/gather/pool step = 1.
+# scale, add, scale, tanh, add, multiply, halve; an add/scale/mask/gather/pool step = 1; an
+# inference-mode BatchNorm folds its statistics into one scale and one shift per channel = 2.
 FLOPS_PER_MAC = 2
 NORM_FLOPS = 5
 SOFTMAX_FLOPS = 5
 GELU_FLOPS = 8
 ELTWISE_FLOPS = 1
-# fvcore's layer_norm handle counts 5 per element when the norm is affine (all norms here are).
+BN_FLOPS = 2
+# fvcore's layer_norm handle counts 5 per element when the norm is affine (all norms here are);
+# its batch_norm handle counts an eval-mode affine BatchNorm as 2 per element (batchnorm_flop_jit).
 FVCORE_NORM_FLOPS = 5
+FVCORE_BN_FLOPS = 2
 
 
 class Cost(NamedTuple):
@@ -33,10 +37,11 @@ class Cost(NamedTuple):
     eltwise: int = 0  # adds, scales, masks, bias adds, pooling taps: one op each
     params: int = 0  # trainable parameters owned by the op
     attn: int = 0  # attention-score elements materialised (batch * heads * Nq * Nkv)
+    bn: int = 0  # elements through an eval-mode (affine) BatchNorm
 
     def __add__(self, o: Cost) -> Cost:  # type: ignore[override]
         return Cost(self.macs + o.macs, self.norm + o.norm, self.softmax + o.softmax, self.act + o.act,
-                    self.eltwise + o.eltwise, self.params + o.params, self.attn + o.attn)
+                    self.eltwise + o.eltwise, self.params + o.params, self.attn + o.attn, self.bn + o.bn)
 
     def __mul__(self, k: int) -> Cost:  # type: ignore[override]
         return Cost(*(v * k for v in self))
@@ -53,9 +58,9 @@ class Cost(NamedTuple):
 CONVENTIONS: dict[str, str] = {
     "macs": "multiply-accumulates of linear/matmul/conv (what papers call FLOPs)",
     "flops": f"{FLOPS_PER_MAC} per MAC + {NORM_FLOPS}/norm, {SOFTMAX_FLOPS}/softmax, "
-             f"{GELU_FLOPS}/GELU, {ELTWISE_FLOPS}/elementwise element",
-    "fvcore": f"fvcore's default handles: 1 per MAC + {FVCORE_NORM_FLOPS} per LayerNorm element, "
-              "softmax/GELU/adds ignored, fused attention counted",
+             f"{GELU_FLOPS}/GELU, {ELTWISE_FLOPS}/elementwise, {BN_FLOPS}/BatchNorm element",
+    "fvcore": f"fvcore's default handles: 1 per MAC + {FVCORE_NORM_FLOPS} per LayerNorm element + "
+              f"{FVCORE_BN_FLOPS} per eval-mode BatchNorm element, softmax/GELU/adds ignored, fused attention counted",
     "torch": f"torch FlopCounterMode: {FLOPS_PER_MAC} per MAC of mm/bmm/conv/SDPA, nothing else",
 }
 
@@ -66,9 +71,9 @@ def project(cost: Cost, convention: str) -> int:
         return cost.macs
     if convention == "flops":
         return (FLOPS_PER_MAC * cost.macs + NORM_FLOPS * cost.norm + SOFTMAX_FLOPS * cost.softmax
-                + GELU_FLOPS * cost.act + ELTWISE_FLOPS * cost.eltwise)
+                + GELU_FLOPS * cost.act + ELTWISE_FLOPS * cost.eltwise + BN_FLOPS * cost.bn)
     if convention == "fvcore":
-        return cost.macs + FVCORE_NORM_FLOPS * cost.norm
+        return cost.macs + FVCORE_NORM_FLOPS * cost.norm + FVCORE_BN_FLOPS * cost.bn
     if convention == "torch":
         return FLOPS_PER_MAC * cost.macs
     raise ValueError(f"unknown convention {convention!r}; choose from {', '.join(CONVENTIONS)}")

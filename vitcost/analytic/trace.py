@@ -45,6 +45,11 @@ class Trace:
         """Affine LayerNorm over the last dim: rows*dim elements, 2*dim params."""
         self._add(path, "layer_norm", role, Cost(norm=rows * dim, params=2 * dim), rows * dim, rows * dim)
 
+    def batch_norm(self, path: str, elems: Any, channels: int, *, role: str = "norm") -> None:
+        """Eval-mode affine BatchNorm of `elems` elements over `channels` channels: the running statistics
+        fold into a per-channel scale and shift; 2*channels params (the statistics are buffers)."""
+        self._add(path, "batch_norm", role, Cost(bn=elems, params=2 * channels), elems, elems)
+
     def gelu(self, path: str, elems: Any, *, role: str = "mlp") -> None:
         self._add(path, "gelu", role, Cost(act=elems), elems, elems)
 
