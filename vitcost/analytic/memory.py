@@ -36,9 +36,9 @@ This is the one memory model: `Estimate.activation_peak_bytes` (compare, the lib
 `profile`'s `predicted_mem_bytes` and the memory wall all read `activation_peak` below.
 
 Training memory (`train_*`) is an estimate, labelled as such: weights, their gradients, and the
-activations autograd saves for the backward (inputs of linear/conv/matmul, LayerNorm and GELU
-inputs, softmax outputs; fused attention saves q, k, v, its output and the log-sum-exp instead of
-the scores); optimizer state is not included (Adam adds 2x the weights in float32).
+activations autograd saves for the backward (inputs of linear/conv/matmul, LayerNorm, BatchNorm and
+GELU inputs, ReLU and softmax outputs; fused attention saves q, k, v, its output and the log-sum-exp
+instead of the scores); optimizer state is not included (Adam adds 2x the weights in float32).
 
 No torch here: this module is part of the analytic layer.
 """
@@ -109,8 +109,9 @@ def _stage_inputs(blocks: list[Block]) -> dict[str, int]:
     prev = 0
     for blk in blocks:
         if blk.stage not in out:
-            out[blk.stage] = prev or blk.out("norm1")
-        prev = blk.out("mlp.fc2") or blk.out("mlp_channels.fc2")  # the last block's output feeds the next stage
+            out[blk.stage] = prev or blk.out("norm1") or blk.ops[0].inp  # a CNN block's first op reads its input
+        # the last block's output feeds the next stage (a CNN block's residual add, at the block's own path)
+        prev = blk.out("mlp.fc2") or blk.out("mlp_channels.fc2") or blk.out("")
     return out
 
 
@@ -131,6 +132,22 @@ def _downsample(peak: PeakSteps, ops: Sequence[Op], e: int) -> set[str]:
     return stages
 
 
+def _downsampling_stages(ops: Sequence[Op], blocks: list[Block]) -> set[str]:
+    """Stages whose own downsampling layers (`<stage>.downsample.*`, outside the blocks) run before their
+    first block (ConvNeXt's LayerNorm + strided conv); a NAT level's downsampler follows its blocks."""
+    out: set[str] = set()
+    started: set[str] = set()
+    for op in ops:
+        stage, in_block, _ = op.path.partition(".blocks.")
+        if in_block:
+            started.add(stage)
+            continue
+        stage, down, _ = op.path.partition(".downsample.")
+        if down and stage not in started:
+            out.add(stage)
+    return out & {blk.stage for blk in blocks}
+
+
 def activation_steps(est: Estimate, attn: Any = Kernel.math) -> PeakSteps:
     """Live activation bytes at every step of the forward that can hold the peak."""
     fused = parse_kernel(attn).fused
@@ -139,7 +156,7 @@ def activation_steps(est: Estimate, attn: Any = Kernel.math) -> PeakSteps:
     pre, blocks, post = split_blocks(est.ops)
     peak = PeakSteps()
     _edges(peak, pre, post, e)
-    downsampled = _downsample(peak, est.ops, e)
+    downsampled = _downsample(peak, est.ops, e) | _downsampling_stages(est.ops, blocks)
     stage_in = _stage_inputs(blocks)
     for blk in blocks:
         model(peak, blk, est.spec, est.batch, e, fused, _outer(blk, stage_in[blk.stage], downsampled, e))
@@ -158,14 +175,14 @@ def activation_peak(est: Estimate, attn: Any = Kernel.math) -> tuple[int, str]:
 
 def train_saved_bytes(est: Estimate, attn: Any = Kernel.math) -> int:
     """Estimate of the activations autograd saves for the backward: the inputs of linear, conv,
-    LayerNorm and GELU; for math attention q and k (q k^T), the relative-position products' inputs, the
-    softmax output and v (scores @ v); for fused attention q, k, v, the output and a float32
-    log-sum-exp per query row. Tensors saved by two ops (a norm output read by two linears) are counted
-    twice, so this leans high."""
+    LayerNorm, BatchNorm and GELU, ReLU's output (as large); for math attention q and k (q k^T), the
+    relative-position products' inputs, the softmax output and v (scores @ v); for fused attention q, k,
+    v, the output and a float32 log-sum-exp per query row. Tensors saved by two ops (a norm output read
+    by two linears) are counted twice, so this leans high."""
     fused = parse_kernel(attn).fused
     elems = lse = 0
     for op in est.ops:
-        if op.kind in ("linear", "conv", "layer_norm", "gelu"):
+        if op.kind in ("linear", "conv", "layer_norm", "batch_norm", "gelu", "relu"):
             elems += op.inp
         elif op.call is not None:
             a = op.call

@@ -45,8 +45,11 @@ class Block:
 
     @property
     def stage(self) -> str:
-        """The path of the module that owns the block list ("" for `blocks.3`, "layers.2" for Swin)."""
-        return self.p.rsplit(".blocks.", 1)[0] if ".blocks." in self.p else ""
+        """The path of the module that owns the block list ("" for `blocks.3`, "layers.2" for Swin,
+        "layer2" for ResNet's `layer2.3`)."""
+        if ".blocks." in self.p:
+            return self.p.rsplit(".blocks.", 1)[0]
+        return self.p.split(".", 1)[0] if _layer_block_prefix(self.p) else ""
 
     def find(self, suffix: str, kind: str | None = None) -> Op | None:
         path = f"{self.p}.{suffix}" if suffix else self.p
@@ -113,11 +116,22 @@ def _block_prefix(path: str) -> str:
     """"layers.2.blocks.3.attn.qkv" -> "layers.2.blocks.3"; "" for a path outside any block."""
     i = 0 if path.startswith("blocks.") else path.find(".blocks.") + 1
     if i == 0 and not path.startswith("blocks."):
-        return ""
+        return _layer_block_prefix(path)
     start = i + len("blocks.")
     end = path.find(".", start)
     end = len(path) if end < 0 else end
     return path[:end] if path[start:end].isdigit() else ""
+
+
+def _layer_block_prefix(path: str) -> str:
+    """ResNet's stages are `layer1`.. holding numbered blocks (timm's and torchvision's names):
+    "layer2.3.conv1" -> "layer2.3"; "" for any other path."""
+    if not path.startswith("layer"):
+        return ""
+    parts = path.split(".", 2)
+    if len(parts) > 1 and parts[0][5:].isdigit() and parts[1].isdigit():
+        return f"{parts[0]}.{parts[1]}"
+    return ""
 
 
 __all__ = ["PeakSteps", "Block", "attend", "mlp", "split_blocks", "LSE_BYTES", "INDEX_BYTES"]
