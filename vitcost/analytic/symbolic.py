@@ -1,7 +1,8 @@
 """Symbolic costs from the same walkers that give the exact integers.
 
 `formula("global_attention")` and `formula("window_attention")` reproduce the Swin paper's Eq. 1
-and Eq. 2 (softmax omitted): the attention of one layer on an h x w grid of width C, window M.
+and Eq. 2 (softmax omitted): the attention of one layer on an h x w grid of width C, window M;
+`formula("conv")` the convolution's H*W*Cin*Cout*K^2, for comparison.
 A preset name gives the model's total MACs in the symbols H, W (floors and ceilings where the
 reference rounds, exact for every H, W)."""
 
@@ -15,6 +16,7 @@ from vitcost.errors import VitcostError
 KINDS: dict[str, str] = {
     "global_attention": "Omega(MSA) = 4hwC^2 + 2(hw)^2 C (Swin Eq. 1)",
     "window_attention": "Omega(W-MSA) = 4hwC^2 + 2M^2 hwC (Swin Eq. 2), h and w multiples of M",
+    "conv": "Omega(conv) = HW Cin Cout K^2: one K x K convolution, stride 1, padding (K-1)/2",
     "local_attention": "Omega(NA) = 3HWD^2 + 2HWDK^2 (NAT Table 1): qkv + attention over K x K neighbours, H, W >= K",
 }
 
@@ -44,12 +46,23 @@ def _local_attention_layer() -> sympy.Expr:
     return sympy.expand(sum(op.cost.macs for op in t.ops))
 
 
+def _conv_layer() -> sympy.Expr:
+    """MACs of one K x K convolution of Cin -> Cout channels keeping an H x W grid (odd K, padding
+    (K-1)/2), through the same primitive the CNN walkers use."""
+    h, w, cin, cout, k = sympy.symbols("H W Cin Cout K", positive=True, integer=True)
+    t = Trace(1)
+    t.conv("conv", 1, cin, cout, h, w, kernel=k, stride=1, pad=(k - 1) / 2, role="mlp")
+    return sympy.expand(sum(op.cost.macs for op in t.ops))
+
+
 def formula(kind: str) -> sympy.Expr:
     h, w, c, m = sympy.symbols("h w C M", positive=True, integer=True)
     if kind == "global_attention":
         return _attention_layer(h, w, c, None)
     if kind == "window_attention":
         return _attention_layer(h, w, c, m)
+    if kind == "conv":
+        return _conv_layer()
     if kind == "local_attention":
         return _local_attention_layer()
     from vitcost.analytic.estimate import walk
