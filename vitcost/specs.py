@@ -386,6 +386,68 @@ class NATSpec(SpecBase):
         return self.dilations[sum(self.depths[:stage]) + block]
 
 
+@dataclass(frozen=True)
+class ConvNeXtSpec(SpecBase):
+    """ConvNeXt (Liu et al. 2022, "A ConvNet for the 2020s"): a patch x patch stride-patch conv stem +
+    LayerNorm, stages of blocks, a LayerNorm + 2x2 stride-2 conv between stages (channels change there),
+    global average pool, LayerNorm and a linear head. A block on [B, C, H, W] (ConvNeXt Fig. 4):
+        x + gamma * fc2(GELU(fc1(LN(dwconv_k(x)))))
+    with a k x k depthwise conv (padding k//2), LayerNorm over channels, an MLP C -> 4C -> C per pixel
+    and a per-channel layer scale gamma. No attention: a block costs HW*C*(k^2 + 8C) MACs, linear in HW.
+
+    Published figures: the paper's Table 1 rounds ConvNeXt-T to 4.5G FLOPs; timm's fvcore count of the
+    same network is 4.47 GMACs (28.59M params), which this spec reproduces (the paper's 4.5 is 0.7%
+    above it only by rounding)."""
+
+    family: ClassVar[str] = "convnext"
+    dims: tuple[int, ...] = doc(text="channels per stage")
+    depths: tuple[int, ...] = doc(text="blocks per stage")
+    kernel: int = doc(7, "side of the depthwise conv of every block (odd)")
+    patch: int = doc(4, "stem: a patch x patch conv of stride patch")
+    mlp_ratio: float = doc(4.0, "MLP hidden width = int(channels * mlp_ratio)")
+    layer_scale: bool = doc(True, "scale each block's branch by a learned per-channel gamma")
+    num_classes: int = doc(1000, "classes of the linear head")
+    in_chans: int = doc(3, "input image channels")
+
+    def validate(self) -> None:
+        _positive(self, kernel=self.kernel, patch=self.patch, mlp_ratio=self.mlp_ratio,
+                  num_classes=self.num_classes, in_chans=self.in_chans)
+        if len(self.dims) != len(self.depths) or not self.dims:
+            raise SpecError("ConvNeXtSpec: dims and depths must be non-empty and of equal length.")
+        for d, n in zip(self.dims, self.depths):
+            _positive(self, dim=d, depth=n)
+        if self.kernel % 2 == 0:
+            raise SpecError(f"ConvNeXtSpec.kernel must be odd (the depthwise conv keeps the grid), got {self.kernel}.")
+        _hidden(self, min(self.dims), self.mlp_ratio)
+
+
+@dataclass(frozen=True)
+class ResNetSpec(SpecBase):
+    """ResNet with bottleneck blocks (He et al. 2016), as "ResNet v1.5" in timm and torchvision (the
+    stride sits on the 3x3 conv): a 7x7 stride-2 conv + BatchNorm + ReLU, a 3x3 stride-2 max pool, then
+    stages of bottlenecks of width w_s = width * 2^s (He et al. Fig. 5, right):
+        z = ReLU(BN(conv1x1(x)));  z = ReLU(BN(conv3x3_stride(z)));  y = ReLU(BN(conv1x1(z)) + shortcut(x))
+    with expansion * w_s output channels; the first block of a stage strides by 2 (stage 0 by 1) and its
+    shortcut is a conv1x1 + BN projection (the identity elsewhere); global average pool, linear head.
+    Convs have no bias (each is followed by BatchNorm). Costs are for inference: BatchNorm in eval mode
+    (fvcore counts it as 2 per element, FlopCounterMode not at all)."""
+
+    family: ClassVar[str] = "resnet"
+    depths: tuple[int, ...] = doc((3, 4, 6, 3), "bottleneck blocks per stage")
+    width: int = doc(64, "stem channels and the bottleneck width of stage 0; stage s has width * 2^s")
+    expansion: int = doc(4, "a bottleneck's output channels = expansion * its width")
+    num_classes: int = doc(1000, "classes of the linear head")
+    in_chans: int = doc(3, "input image channels")
+
+    def validate(self) -> None:
+        _positive(self, width=self.width, expansion=self.expansion, num_classes=self.num_classes,
+                  in_chans=self.in_chans)
+        if not self.depths:
+            raise SpecError("ResNetSpec.depths must list at least one stage.")
+        for n in self.depths:
+            _positive(self, depth=n)
+
+
 # Keep this at the end of the module: every spec class above has registered itself by now.
 Spec = SpecBase  # any architecture spec (for type hints)
 SPEC_TYPES: tuple[type, ...] = tuple(SPEC_CLASSES.values())

@@ -7,7 +7,18 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from vitcost.errors import VitcostError
-from vitcost.specs import SPEC_TYPES, MixerSpec, MViTSpec, NATSpec, PixelSpec, Spec, SwinSpec, ViTSpec
+from vitcost.specs import (
+    SPEC_TYPES,
+    ConvNeXtSpec,
+    MixerSpec,
+    MViTSpec,
+    NATSpec,
+    PixelSpec,
+    ResNetSpec,
+    Spec,
+    SwinSpec,
+    ViTSpec,
+)
 
 
 class Preset(NamedTuple):
@@ -48,6 +59,9 @@ def _alternating(depths: tuple[int, ...], dilations: tuple[int, ...]) -> tuple[i
 
 
 _NAT_DEPTHS = (3, 4, 18, 5)
+
+_CONVNEXT_DIMS = (96, 192, 384, 768)
+_CONVNEXT_DEEP = (3, 3, 27, 3)
 
 PRESETS: dict[str, Preset] = {p.name: p for p in [
     # Image GPT, Chen et al. 2020: paper gives 76M / 455M / 1.4B params at 32x32 with a palette head.
@@ -127,6 +141,16 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
            "DeiT paper", 22.0, 4.6, ("deit_small_distilled_patch16_224",)),
     Preset("deit_b16_distilled", ViTSpec(dim=768, depth=12, heads=12, class_tokens=2, distilled=True), 224,
            "DeiT paper", 87.0, 17.6, ("deit_base_distilled_patch16_224",)),
+    # ConvNeXt (Liu et al. 2022) Table 1 / timm convnext.py; params and GMACs from timm's results CSV
+    # (the paper rounds them: 28M / 4.5G, 50M / 8.7G, 89M / 15.4G).
+    Preset("convnext_tiny", ConvNeXtSpec(dims=_CONVNEXT_DIMS, depths=(3, 3, 9, 3)), 224, "ConvNeXt Table 1; timm",
+           28.59, 4.47, ("convnext_t",)),
+    Preset("convnext_small", ConvNeXtSpec(dims=_CONVNEXT_DIMS, depths=_CONVNEXT_DEEP), 224,
+           "ConvNeXt Table 1; timm", 50.22, 8.71, ("convnext_s",)),
+    Preset("convnext_base", ConvNeXtSpec(dims=(128, 256, 512, 1024), depths=_CONVNEXT_DEEP), 224,
+           "ConvNeXt Table 1; timm", 88.59, 15.38, ("convnext_b",)),
+    # ResNet-50 (He et al. 2016, Table 1; v1.5 strides as timm/torchvision); figures from timm's results CSV.
+    Preset("resnet50", ResNetSpec(depths=(3, 4, 6, 3)), 224, "ResNet Table 1; timm", 25.56, 4.11),
 ]}
 
 FAMILY_NAMES: tuple[str, ...] = tuple(cls.family for cls in SPEC_TYPES)

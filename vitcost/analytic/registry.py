@@ -16,9 +16,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from vitcost.analytic import mixer, mvit, nat, swin, transformer
+from vitcost.analytic import convnext, mixer, mvit, nat, resnet, swin, transformer
 from vitcost.errors import VitcostError
-from vitcost.specs import MixerSpec, MViTSpec, NATSpec, PixelSpec, Spec, SwinSpec, ViTSpec
+from vitcost.specs import ConvNeXtSpec, MixerSpec, MViTSpec, NATSpec, PixelSpec, ResNetSpec, Spec, SwinSpec, ViTSpec
 
 
 class Family(NamedTuple):
@@ -58,6 +58,10 @@ FAMILIES: dict[str, Family] = {f.name: f for f in [
            "token-mixing MLP (N x D_S weights)"),
     Family("nat", "NAT / DiNAT neighbourhood attention", NATSpec, nat.nat_trace, nat.block_memory, nat.complexity,
            nat.lattice, nat.grid, "vitcost.nets.nat:NAT"),
+    Family("convnext", "ConvNeXt (depthwise-conv CNN)", ConvNeXtSpec, convnext.convnext_trace, convnext.block_memory,
+           convnext.complexity, convnext.lattice, convnext.grid, "vitcost.nets.convnext:ConvNeXt"),
+    Family("resnet", "ResNet (bottleneck CNN)", ResNetSpec, resnet.resnet_trace, resnet.block_memory,
+           resnet.complexity, resnet.lattice, resnet.grid, "vitcost.nets.resnet:ResNet"),
 ]}
 _BY_SPEC: dict[type, Family] = {f.spec: f for f in FAMILIES.values()}
 
