@@ -448,6 +448,51 @@ class ResNetSpec(SpecBase):
             _positive(self, depth=n)
 
 
+@dataclass(frozen=True)
+class SwinV2Spec(SpecBase):
+    """Swin Transformer V2 (Liu et al. 2022), as timm's swin_transformer_v2.py builds it: Swin's 4x4
+    conv embedding + norm and stages of alternating regular / shifted windows (shift = window // 2, the
+    shift mask, zero padding of grids that do not divide the window), with res-post-norm blocks
+    (x + norm1(attn(x)), x + norm2(mlp(x))), scaled cosine attention (normalize(q) normalize(k)^T times
+    a learned per-head scale exp(min(s, log 100))), a continuous relative position bias from an MLP
+    2 -> `cpb_hidden` -> heads over the (2M-1)^2 log-spaced relative coordinates (run on every forward,
+    then 16 * sigmoid), q and v biases only (2C parameters, not 3C), and patch merging that normalises
+    after the reduction (LayerNorm over 2C). Per stage the window is clamped to the grid, as in Swin.
+
+    Published figures: timm's fvcore counts (its results CSV) agree to 0.01M params and 0.01 GMACs. The
+    Swin repository's model hub gives lower GMACs (SwinV2-T 256 window 8: 5.9 vs 5.96, window 16: 6.6
+    vs 6.68, SwinV2-S 11.5 / 12.6 vs 11.58 / 12.82, SwinV2-B 20.3 / 21.8 vs 20.37 / 22.02, SwinV2-B 384
+    window 24: 54.7 vs 55.25; 0.3-1.7% below) because its `flops()` leaves out the CPB MLP (T * 512 *
+    (2 + heads) MACs per block: 0.02G for T window 8, 0.06G window 16, 0.42G for B 384 window 24) and
+    counts a LayerNorm as 1 per element where fvcore counts 5; the MACs without the CPB MLP plus one per
+    norm element round to every hub figure. Its parameter counts (28M, 50M, 88M) are these, rounded."""
+
+    family: ClassVar[str] = "swinv2"
+    embed_dim: int = doc(text="channels C of the first stage; stage s has C * 2^s")
+    depths: tuple[int, ...] = doc(text="blocks per stage")
+    heads: tuple[int, ...] = doc(text="attention heads per stage; each must divide its stage's channels")
+    window: int = doc(8, "window side M in tokens (clamped to the grid where a stage's grid is smaller)")
+    patch: int = doc(4, "patch size of the stride-P conv embedding")
+    mlp_ratio: float = doc(4.0, "MLP hidden width = int(channels * mlp_ratio)")
+    cpb_hidden: int = doc(512, "hidden width of the continuous position bias MLP (2 -> hidden -> heads)")
+    num_classes: int = doc(1000, "classes of the linear head")
+    in_chans: int = doc(3, "input image channels")
+
+    def validate(self) -> None:
+        _positive(self, embed_dim=self.embed_dim, window=self.window, patch=self.patch,
+                  mlp_ratio=self.mlp_ratio, cpb_hidden=self.cpb_hidden, num_classes=self.num_classes,
+                  in_chans=self.in_chans)
+        if len(self.depths) != len(self.heads) or not self.depths:
+            raise SpecError("SwinV2Spec: depths and heads must be non-empty and of equal length.")
+        for i, (d, h) in enumerate(zip(self.depths, self.heads)):
+            _positive(self, depth=d, heads=h)
+            _divides(self, f"stage {i} dim", self.stage_dim(i), h)
+        _hidden(self, self.embed_dim, self.mlp_ratio)
+
+    def stage_dim(self, stage: int) -> int:
+        return self.embed_dim * 2**stage
+
+
 # Keep this at the end of the module: every spec class above has registered itself by now.
 Spec = SpecBase  # any architecture spec (for type hints)
 SPEC_TYPES: tuple[type, ...] = tuple(SPEC_CLASSES.values())

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from vitcost.analytic import convnext, mixer, mvit, nat, resnet, swin, transformer
+from vitcost.analytic import convnext, mixer, mvit, nat, resnet, swin, swinv2, transformer
 from vitcost.errors import VitcostError
 from vitcost.specs import ConvNeXtSpec, MixerSpec, MViTSpec, NATSpec, PixelSpec, ResNetSpec, Spec, SwinSpec, ViTSpec
 
@@ -62,6 +62,9 @@ FAMILIES: dict[str, Family] = {f.name: f for f in [
            convnext.complexity, convnext.lattice, convnext.grid, "vitcost.nets.convnext:ConvNeXt"),
     Family("resnet", "ResNet (bottleneck CNN)", ResNetSpec, resnet.resnet_trace, resnet.block_memory,
            resnet.complexity, resnet.lattice, resnet.grid, "vitcost.nets.resnet:ResNet"),
+    Family("swinv2", "Swin V2 scaled cosine window attention", swinv2.SwinV2Spec, swinv2.swinv2_trace,
+           swinv2.block_memory, swinv2.complexity, swinv2.lattice, swinv2.grid,
+           "vitcost.nets.swinv2:SwinTransformerV2"),
 ]}
 _BY_SPEC: dict[type, Family] = {f.spec: f for f in FAMILIES.values()}
 
