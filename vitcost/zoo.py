@@ -17,6 +17,7 @@ from vitcost.specs import (
     ResNetSpec,
     Spec,
     SwinSpec,
+    SwinV2Spec,
     ViTSpec,
 )
 
@@ -39,6 +40,10 @@ class Preset(NamedTuple):
 
 def _swin(c: int, depths: tuple[int, ...], window: int = 7) -> SwinSpec:
     return SwinSpec(embed_dim=c, depths=depths, heads=tuple(c // 32 * 2**i for i in range(4)), window=window)
+
+
+def _swinv2(c: int, depths: tuple[int, ...], window: int) -> SwinV2Spec:
+    return SwinV2Spec(embed_dim=c, depths=depths, heads=tuple(c // 32 * 2**i for i in range(4)), window=window)
 
 
 _DEEP = (2, 2, 18, 2)
@@ -151,6 +156,23 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
            "ConvNeXt Table 1; timm", 88.59, 15.38, ("convnext_b",)),
     # ResNet-50 (He et al. 2016, Table 1; v1.5 strides as timm/torchvision); figures from timm's results CSV.
     Preset("resnet50", ResNetSpec(depths=(3, 4, 6, 3)), 224, "ResNet Table 1; timm", 25.56, 4.11),
+    # Swin V2 (Liu et al. 2022) as timm's swin_transformer_v2.py builds it; params and GMACs from timm's results
+    # CSV (fvcore). The Swin repo's model hub gives 28M / 5.9G, 6.6G (T), 50M / 11.5G, 12.6G (S), 88M / 20.3G,
+    # 21.8G (B) at window 8 / 16 and 54.7G (B 384): no CPB MLP in its count (see SwinV2Spec).
+    Preset("swinv2_t", _swinv2(96, (2, 2, 6, 2), 8), 256, "SwinV2; Swin repo hub; timm", 28.35, 5.96,
+           ("swinv2_tiny_window8_256",)),
+    Preset("swinv2_s", _swinv2(96, _DEEP, 8), 256, "SwinV2; Swin repo hub; timm", 49.73, 11.58,
+           ("swinv2_small_window8_256",)),
+    Preset("swinv2_b", _swinv2(128, _DEEP, 8), 256, "SwinV2; Swin repo hub; timm", 87.92, 20.37,
+           ("swinv2_base_window8_256",)),
+    Preset("swinv2_t_w16", _swinv2(96, (2, 2, 6, 2), 16), 256, "SwinV2; Swin repo hub; timm", 28.35, 6.68,
+           ("swinv2_tiny_window16_256",)),
+    Preset("swinv2_s_w16", _swinv2(96, _DEEP, 16), 256, "SwinV2; Swin repo hub; timm", 49.73, 12.82,
+           ("swinv2_small_window16_256",)),
+    Preset("swinv2_b_w16", _swinv2(128, _DEEP, 16), 256, "SwinV2; Swin repo hub; timm", 87.92, 22.02,
+           ("swinv2_base_window16_256", "swinv2_base_window12to16_192to256")),
+    Preset("swinv2_b_384", _swinv2(128, _DEEP, 24), 384, "SwinV2; Swin repo hub; timm", 87.92, 55.25,
+           ("swinv2_base_window12to24_192to384",)),
 ]}
 
 FAMILY_NAMES: tuple[str, ...] = tuple(cls.family for cls in SPEC_TYPES)
