@@ -14,12 +14,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from math import prod
 
-from vitcost.analytic.cost import FLOPS_PER_MAC, FVCORE_NORM_FLOPS
+from vitcost.analytic.cost import FLOPS_PER_MAC, FVCORE_BN_FLOPS, FVCORE_NORM_FLOPS
 
 # fvcore's default norm handle: 5 per element with an affine transform (mean, variance, normalise,
 # scale, shift), 4 without. Batch norm in eval mode folds to an affine map: 2 per element (1 without).
 FVCORE_NORM_NO_AFFINE_FLOPS = FVCORE_NORM_FLOPS - 1
-FVCORE_BN_EVAL_FLOPS = 2
+FVCORE_BN_EVAL_FLOPS = FVCORE_BN_FLOPS  # the one rule, stated in analytic/cost.py
 # fvcore counts adaptive average pooling as 1 per input element, nearest upsampling as 1 and
 # bilinear upsampling / grid sampling as 4 per output element.
 FVCORE_POOL_FLOPS = 1
