@@ -11,7 +11,17 @@ from typing import TYPE_CHECKING, Any
 from vitcost.analytic.estimate import Estimate, estimate
 from vitcost.design import Design, load_spec_file, parse_design
 from vitcost.errors import SpecError, VitcostError
-from vitcost.specs import MixerSpec, MViTSpec, PixelSpec, SwinSpec, ViTSpec
+from vitcost.specs import (
+    ConvNeXtSpec,
+    MixerSpec,
+    MViTSpec,
+    NATSpec,
+    PixelSpec,
+    ResNetSpec,
+    SwinSpec,
+    SwinV2Spec,
+    ViTSpec,
+)
 from vitcost.zoo import PRESETS
 
 if TYPE_CHECKING:
@@ -36,7 +46,7 @@ def compare(models: Any = None, res: Any = 224, batch: int = 1, dtype: str = "fp
 
 def formula(kind: str) -> sympy.Expr:
     """Symbolic MACs: `global_attention` / `window_attention` (Swin Eq. 1-2, symbols h, w, C, M),
-    or a preset name (symbols H, W)."""
+    `local_attention` (NAT Table 1, H, W, D, K), `conv` (H, W, Cin, Cout, K), or a design (symbols H, W)."""
     from vitcost.analytic.symbolic import formula as _formula
 
     return _formula(kind)
@@ -56,4 +66,5 @@ def count(module: Any, input_shape: Any, **kwargs: Any) -> Any:
 
 __all__ = ["Estimate", "estimate", "compare", "formula", "count", "SpecError", "VitcostError", "PRESETS",
            "Design", "parse_design", "load_spec_file",
-           "ViTSpec", "PixelSpec", "SwinSpec", "MViTSpec", "MixerSpec"]
+           "ViTSpec", "PixelSpec", "SwinSpec", "SwinV2Spec", "MViTSpec", "MixerSpec", "NATSpec", "ConvNeXtSpec",
+           "ResNetSpec"]

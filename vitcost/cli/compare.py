@@ -124,13 +124,16 @@ def models(fmt: FormatOpt = Format.table, output: OutputOpt = None) -> None:
 
 @app.command()
 def formula(
-    kind: Annotated[str, typer.Argument(help="global_attention, window_attention, or a model name.")],
+    kind: Annotated[str, typer.Argument(help="global_attention, window_attention, local_attention, conv, or a "
+                                              "model (a preset, a spec file, or either with overrides).")],
     latex: Annotated[bool, typer.Option("--latex", help="Print only the LaTeX form.")] = False,
 ) -> None:
     """Print the symbolic MACs of an attention kind or a model, pretty and as LaTeX.
 
-    global_attention and window_attention give the Swin paper's Eq. 1 and 2 in h, w, C, M; a model
-    name gives its total MACs in H, W, exact (with floors where the network rounds).
+    global_attention and window_attention give the Swin paper's Eq. 1 and 2 in h, w, C, M;
+    local_attention the neighbourhood attention of NAT's Table 1 in H, W, D, K; conv one K x K
+    convolution in H, W, Cin, Cout, K (the course's contrast: O(HW·D·K²) against O(HW·Cin·Cout·K²));
+    a model gives its total MACs in H, W, exact (with floors where the network rounds).
     """
     import sympy
 
