@@ -30,7 +30,10 @@ def compare_estimates(models: Any, res: Any, batch: Any = 1, dtype: Any = "fp32"
 def compare_rows(models: Any, res: Any, batch: Any = 1, dtype: Any = "fp32", convention: str = "macs",
                  attn: Any = "math", set_items: list[str] | None = None) -> list[dict]:
     """`Estimate.row()` for each design x resolution, with `growth`: cost in `convention` over the
-    same design's cost at the smallest resolution."""
+    same design's cost at the smallest resolution, and `slope`: the local exponent k of cost ~ R^k
+    from the design's previous resolution (log cost ratio over log side ratio; None for the first)."""
+    import math
+
     from vitcost.analytic.cost import CONVENTIONS
 
     if convention not in CONVENTIONS:
@@ -39,12 +42,18 @@ def compare_rows(models: Any, res: Any, batch: Any = 1, dtype: Any = "fp32", con
         raise VitcostError(f"unknown convention {convention!r}; choose from {', '.join(CONVENTIONS)}.")
     rows: list[dict] = []
     base: dict[str, int] = {}
+    prev: dict[str, tuple[float, int]] = {}
     for e in compare_estimates(models, res, batch, dtype, attn, set_items):
         row = e.row()
         cost = e.count(convention)
+        side = math.sqrt(e.res[0] * e.res[1])
         base.setdefault(e.model, cost)
         row["convention"] = convention
         row["cost"] = cost
         row["growth"] = cost / base[e.model] if base[e.model] else None
+        last = prev.get(e.model)
+        row["slope"] = (math.log(cost / last[1]) / math.log(side / last[0])
+                        if last and last[1] and cost and side != last[0] else None)
+        prev[e.model] = (side, cost)
         rows.append(row)
     return rows

@@ -9,11 +9,13 @@ from vitcost.report.units import binary_bytes, giga, ratio
 
 def compare_cells(rows: list[dict[str, Any]], convention: str) -> tuple[list[str], list[list[str]]]:
     unit = "GMACs" if convention == "macs" else f"GFLOPs ({convention})"
-    header = ["model", "res", "tokens", "params", unit, "attn mem", "peak/layer", "act peak", "growth", "scaling"]
+    header = ["model", "res", "tokens", "params", unit, "attn mem", "peak/layer", "act peak", "growth", "~R^k",
+              "scaling"]
     cells = [[r["model"], str(r["res"]), f"{r['tokens']:,}", f"{r['params'] / 1e6:,.1f}M",
               giga(r["cost"]), binary_bytes(r["attn_matrix_bytes"]),
               binary_bytes(r["attn_matrix_peak_bytes"]), binary_bytes(r["activation_peak_bytes"]),
-              ratio(r["growth"]), r["complexity"]] for r in rows]
+              ratio(r["growth"]), "—" if r.get("slope") is None else f"{r['slope']:.2f}", r["complexity"]]
+             for r in rows]
     return header, cells
 
 
@@ -40,7 +42,8 @@ def render_compare(rows: list[dict[str, Any]], convention: str, batch: int, dtyp
     header, cells = compare_cells(rows, convention)
     sections = [i for i in range(1, len(rows)) if rows[i]["model"] != rows[i - 1]["model"]]
     caption = ("attn mem: attention scores of all layers; peak/layer: the largest layer's; act peak: the forward's "
-               "activation peak on top of weights and input; growth: cost vs the smallest resolution")
+               "activation peak on top of weights and input; growth: cost vs the smallest resolution; ~R^k: the "
+               "local exponent of cost in the input side R since the row above (2 = linear in tokens, 4 = quadratic)")
     note = params_note(rows)
     if note:
         caption += f"\nNote: {note}"
