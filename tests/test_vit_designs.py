@@ -378,3 +378,186 @@ def test_tiny_deit_distilled_memory(attn: str) -> None:
     assert pred.score_bytes == (F32 * 2 * batch * 2 * n * n if attn == "math" else 0)  # 2 blocks, 2 heads
     assert measured.score_bytes == pred.score_bytes
     assert measured.peak_bytes == pytest.approx(pred.activation_peak_bytes, rel=0.10), pred.peak_at
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. Linear attention (Katharopoulos et al. 2020): out = phi(Q) (phi(K)^T V) / (phi(Q) . sum_n phi(K_n)),
+# phi = elu + 1. Per head over N tokens of width d:
+#   phi(K)^T V   N d^2 MACs   -> a [d, d] state
+#   phi(Q) @ it  N d^2 MACs
+#   phi(Q) . sum phi(K)   N d MACs
+#   elementwise: elu + 1 on q and k (2 each per element), the key sum (1 per key element), + eps per row,
+#   the division (1 per output element): 6 N d + N; no N x N matrix.
+
+TINY_LINEAR = ViTSpec(dim=32, depth=1, heads=2, patch=8, attention="linear", num_classes=10)
+
+
+def linear_attention_by_hand(batch: int, heads: int, n: int, d: int) -> tuple[int, int]:
+    """(MACs, elementwise ops) of one linear-attention call over `batch` sequences."""
+    macs = batch * heads * (n * d * d + n * d * d + n * d)
+    eltwise = batch * heads * (6 * n * d + n)
+    return macs, eltwise
+
+
+def test_a_linear_attention_block_by_hand() -> None:
+    from vitcost.analytic.cost import Cost
+    from vitcost.analytic.trace import Trace, linear_attention_steps
+
+    # 64 px, patch 8: 8 x 8 patches + a class token = 65 tokens of width 32, 2 heads of 16
+    e = estimate(TINY_LINEAR, 64, 2)
+    macs, eltwise = linear_attention_by_hand(2, 2, 65, 16)
+    assert macs == 2 * 2 * 65 * 16 * 33  # B*h*N*d*(2d + 1)
+    assert e.layer_costs()["blocks.0.attn"] == Cost(macs=macs, eltwise=eltwise)  # no softmax, no scores
+    assert e.attn_matrix_elems == 0
+    op = next(op for op in e.ops if op.path == "blocks.0.attn")
+    assert op.kind == "linear_attention" and op.out == 2 * 65 * 32 and op.inp == 3 * 2 * 65 * 32
+    assert (op.call.state, op.call.k_sum) == (2 * 2 * 16 * 16, 2 * 2 * 16)
+    # the record's closed form is the sum of its steps, also on symbols
+    sympy = pytest.importorskip("sympy")
+    b, n = sympy.symbols("B N", positive=True, integer=True)
+    t = Trace(b)
+    t.linear_attention("attn", b, 3, n, 8)
+    steps = linear_attention_steps(t.ops[0].call)
+    assert sympy.expand(sum(st.cost.macs for st in steps) - t.ops[0].cost.macs) == 0
+    assert sympy.expand(sum(st.cost.eltwise for st in steps) - t.ops[0].cost.eltwise) == 0
+    assert sympy.expand(t.ops[0].cost.macs - 3 * b * n * 8 * 17) == 0
+
+
+def test_windowed_linear_attention_by_hand() -> None:
+    """Linear attention inside windows: 72 px, patch 8 -> a 9 x 9 grid padded to 12 x 12 for windows of 4:
+    9 windows of 16 tokens per image."""
+    spec = ViTSpec(dim=32, depth=2, heads=2, patch=8, class_tokens=0, window=4, global_blocks=(1,),
+                   attention="linear", num_classes=10)
+    layers = estimate(spec, 72, 2).by_layer("macs")
+    assert layers["blocks.0.attn"] == linear_attention_by_hand(2 * 9, 2, 16, 16)[0]
+    assert layers["blocks.1.attn"] == linear_attention_by_hand(2, 2, 81, 16)[0]  # the global block
+    assert layers["blocks.0.attn.qkv"] == 2 * 144 * 32 * 96  # on the padded grid
+
+
+LINEAR_PAIRS = [(64, 1, "math"), (64, 2, "sdpa"), (68, 1, "sdpa"), (68, 2, "math"), (96, 2, "sdpa")]
+
+
+@pytest.mark.parametrize(("res", "batch", "attn"), LINEAR_PAIRS)
+def test_tiny_linear_attention_checks_exactly(res: int, batch: int, attn: str) -> None:
+    """68 px leaves 4 pixels the stride-8 patches drop. fvcore counts the three matmuls (prod(A) * B's last
+    dim each), FlopCounterMode the bmm they become (2 per MAC); neither counts elu, the key sum, the adds
+    or the division, which the walker keeps as elementwise ops (outside both conventions)."""
+    pytest.importorskip("torch")
+    pytest.importorskip("fvcore")
+    from vitcost.measure.check import check_model
+
+    r = check_model(TINY_LINEAR, res, batch=batch, attn=attn, convention="macs", method="real")
+    assert r.status == "PASS", r.first_mismatch
+    g = res // 8
+    attn_layer = {layer.path: layer for layer in r.layers}["blocks.0.attn"]
+    assert attn_layer.fvcore == attn_layer.torch == linear_attention_by_hand(batch, 2, g * g + 1, 16)[0]
+    assert "aten::elu" in r.counts.unsupported_by_backend["fvcore"]
+    assert not r.counts.unsupported_by_backend["torch"]  # no compute op without a formula
+
+
+def test_windowed_linear_attention_checks_exactly() -> None:
+    pytest.importorskip("torch")
+    pytest.importorskip("fvcore")
+    from vitcost.measure.check import check_model
+
+    spec = ViTSpec(dim=32, depth=2, heads=2, patch=8, class_tokens=0, window=4, global_blocks=(1,),
+                   attention="linear", num_classes=10)
+    for attn, convention in (("math", "fvcore"), ("sdpa", "torch")):
+        r = check_model(spec, 72, batch=2, attn=attn, convention=convention, method="real")
+        assert r.status == "PASS", r.first_mismatch
+
+
+@pytest.mark.parametrize("attn", ["math", "sdpa"])
+@pytest.mark.parametrize("windowed", [False, True])
+def test_linear_attention_memory(windowed: bool, attn: str) -> None:
+    torch = pytest.importorskip("torch")
+    from vitcost.measure.memory import measure_forward_memory
+    from vitcost.nets import build
+
+    spec = TINY_LINEAR if not windowed else ViTSpec(dim=32, depth=2, heads=2, patch=8, class_tokens=0, window=4,
+                                                    global_blocks=(1,), attention="linear", num_classes=10)
+    res = 72
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        measured = measure_forward_memory(build(spec, res, attn=attn).eval(), torch.randn(2, 3, res, res))
+    finally:
+        torch.set_num_threads(before)
+    pred = predict_memory(estimate(spec, res, 2), attn)
+    assert measured.score_bytes == pred.score_bytes == 0  # no softmax anywhere
+    assert measured.peak_bytes == pytest.approx(pred.activation_peak_bytes, rel=0.10), pred.peak_at
+
+
+def test_vit_b16_linear_at_1024_has_no_scores_and_a_smaller_peak() -> None:
+    """ViT-B/16 at 1024 px, batch 1, fp32: N = 64^2 + 1 = 4097 tokens of D = 768, h = 12 heads.
+
+    Softmax attention peaks at scores @ v: the block input x, norm1(x), qkv (3ND), the scaled queries (ND) and
+    the raw scores with their softmax (2 h N^2) are alive together: 6ND + 2hN^2 elements.
+    Linear attention has no N x N tensor; its peak is the MLP's GELU: the block input, x + attn, norm2's
+    output (ND each), fc1's output and GELU's (4ND each): 11ND elements. Its attention core holds at most
+    x, norm1(x), qkv, phi(q), the numerator, the output (8ND) and the [d, d] state: less."""
+    n, d, h = 4097, 768, 12
+    softmax_peak = F32 * (6 * n * d + 2 * h * n * n)
+    linear_peak = F32 * 11 * n * d
+    lin, soft = estimate("vit_b16_linear", 1024), estimate("vit_b16", 1024)
+    assert lin.attn_matrix_bytes == 0 and predict_memory(lin, "math").score_bytes == 0
+    assert soft.attn_matrix_bytes == F32 * 12 * h * n * n
+    assert soft.activation_peak_bytes == softmax_peak
+    assert lin.activation_peak_bytes == linear_peak
+    assert soft.activation_peak_bytes / lin.activation_peak_bytes == pytest.approx(softmax_peak / linear_peak)
+    assert round(softmax_peak / linear_peak, 2) == 12.18
+
+
+def test_linear_attention_complexity_and_cli(capsys, tmp_path) -> None:
+    assert estimate("vit_b16_linear", 224).complexity == "O(HW·C·d)"
+    assert estimate("vit_b16_linear", 224).exponent == 2
+    code, out, _ = run(capsys, "formula", "vit_b16_linear", "--latex")
+    assert code == 0 and "^{2}" not in out  # linear in the number of tokens: no squared grid side
+    code, out, _ = run(capsys, "models", "--format", "json")
+    assert code == 0 and "vit_b16_linear" in {r["model"] for r in json.loads(out)}
+    code, out, _ = run(capsys, "compare", "-m", "vit_b16_linear", "--res", "224", "512", "1024", "--format", "json")
+    rows = json.loads(out)
+    assert code == 0 and [r["res"] for r in rows] == [224, 512, 1024]
+    assert all(r["attn_matrix_elems"] == 0 for r in rows)
+    # the spec file round trip carries the word, and --set takes it
+    code, out, _ = run(capsys, "spec", "vit_b16_linear")
+    assert code == 0 and 'attention = "linear"' in out
+    path = tmp_path / "linear.toml"
+    path.write_text(out)
+    from vitcost.design import parse_design
+
+    assert parse_design(str(path)).spec == get_preset("vit_b16_linear").spec
+    assert parse_design("vit_b16:attention=linear").spec == get_preset("vit_b16_linear").spec
+    code, _, err = run(capsys, "compare", "-m", "vit_b16:attention=cosine")
+    assert code == 2 and err.count("\n") == 1 and "softmax, linear" in err
+
+
+def test_attention_field_is_checked() -> None:
+    with pytest.raises(SpecError, match="must be a word"):
+        ViTSpec(dim=64, depth=2, heads=2, attention=1)
+    with pytest.raises(SpecError, match="one of softmax, linear"):
+        ViTSpec(dim=64, depth=2, heads=2, attention="Linear")
+    with pytest.raises(SpecError, match="attention = softmax"):
+        ViTSpec(dim=64, depth=2, heads=2, class_tokens=0, rel_pos=True, attention="linear")
+
+
+def test_linear_attention_params_equal_the_built_net() -> None:
+    pytest.importorskip("torch")
+    from vitcost.nets import build
+
+    net = build("vit_b16_linear", 224, device="meta")
+    params = estimate("vit_b16_linear", 224).params
+    assert sum(p.numel() for p in net.parameters()) == params
+    assert round(params / 1e6, 2) == 86.57  # ViT-B/16's published params: linear attention adds none
+
+
+def test_linear_attention_roofline_has_no_fused_kernel() -> None:
+    from vitcost.analytic.hardware import get_hardware
+    from vitcost.analytic.roofline import roofline
+
+    e = estimate("vit_b16_linear", 512)
+    hw = get_hardware("h100-sxm")
+    math, flash = roofline(e, hw, "math"), roofline(e, hw, "flash")
+    assert math.time_s == flash.time_s  # the same steps on either kernel
+    kinds = {op.kind for op in flash.ops if op.path == "blocks.0.attn"}
+    assert kinds == {"phi_k", "kv", "k_sum", "phi_q", "num", "den", "eps", "normalise"}

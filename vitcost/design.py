@@ -82,6 +82,8 @@ def _parse_value(text: str, kind: str, where: str) -> Any:
         inner = t[1:-1] if t.startswith("[") and t.endswith("]") else t
         parts = [p for p in inner.replace(",", "-").replace(" ", "").split("-")] if inner.strip() else []
         return tuple(_parse_value(p, "int", where) for p in parts)
+    if kind == "str":
+        return t
     if kind == "bool":
         if t.lower() in ("true", "yes", "1"):
             return True
@@ -250,6 +252,8 @@ def _kv(key: str, value: str, comment: str) -> str:
 
 
 def _toml(v: Any) -> str:
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, list):

@@ -5,7 +5,8 @@ the analytic walker and of the torch builder. Both walk the same spec, so their 
 
 Every field carries a one-line `doc` (shown as a comment in spec files, `vitcost spec`), and its
 annotated type is enforced: an `int` field takes a whole number (numpy integers too, never a float
-or a bool), a `tuple[int, ...]` field a sequence of whole numbers, a `float` field any finite number.
+or a bool), a `tuple[int, ...]` field a sequence of whole numbers, a `float` field any finite number, a
+`str` field a word (its family's `validate` names the words it takes).
 """
 
 from __future__ import annotations
@@ -51,6 +52,10 @@ def _coerce(spec: object, name: str, kind: str, value: Any) -> Any:
         if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
             raise SpecError(f"{where} must be a list of whole numbers, got {value!r}.")
         return tuple(_coerce(spec, f"{name}[{i}]", "int", v) for i, v in enumerate(value))
+    if kind == "str":
+        if not isinstance(value, str):
+            raise SpecError(f"{where} must be a word, got {value!r}.")
+        return value
     raise TypeError(f"unsupported spec field type {kind}")  # a programming error, not user input
 
 
@@ -97,6 +102,9 @@ def _hidden(spec: object, dim: int, ratio: float, name: str = "mlp_ratio") -> in
     return hidden
 
 
+ATTENTIONS: tuple[str, ...] = ("softmax", "linear")  # ViTSpec.attention: the token mixers of a ViT block
+
+
 @dataclass(frozen=True)
 class ViTSpec(SpecBase):
     """ViT (Dosovitskiy et al. 2021): conv patch embedding of stride `patch`, class token(s), learned
@@ -123,7 +131,11 @@ class ViTSpec(SpecBase):
     (DeiT-S) and 87M / 17.6G (DeiT-B) for them, rounded; the exact counts are 22.44M / 4.63G and
     87.34M / 17.68G (fvcore convention, as timm's benchmark CSV lists them): DeiT-S/B's own 22.05M / 4.61G
     and 86.57M / 17.58G plus the distillation token, its position row and head_dist. The gaps to the
-    paper (2.0% in params and 0.7% in GMACs for DeiT-S, under 0.5% for DeiT-B) are the paper's rounding."""
+    paper (2.0% in params and 0.7% in GMACs for DeiT-S, under 0.5% for DeiT-B) are the paper's rounding.
+
+    `attention = "linear"` replaces softmax attention by linear attention (Katharopoulos et al. 2020) in
+    every block, global or windowed: phi(q) (phi(K)^T V) / (phi(q) . sum_n phi(K_n)) with phi = elu + 1,
+    N*d^2 multiply-accumulates per head for each of the two products and no N x N matrix."""
 
     family: ClassVar[str] = "vit"
     dim: int = doc(text="token width D")
@@ -137,6 +149,7 @@ class ViTSpec(SpecBase):
     rel_pos: bool = doc(False, "decomposed relative positions on the scores (SAM; needs class_tokens = 0)")
     neck: int = doc(0, "SAM neck channels in place of the final norm (1x1 conv, LN2d, 3x3 conv, LN2d); 0 = none")
     distilled: bool = doc(False, "DeiT distillation token and head_dist on token 1, averaged (needs class_tokens = 2)")
+    attention: str = doc("softmax", "token mixer of every block: softmax | linear (phi = elu + 1, no N x N scores)")
     num_classes: int = doc(1000, "classes of the linear head; 0 = no head")
     in_chans: int = doc(3, "input image channels")
 
@@ -162,6 +175,11 @@ class ViTSpec(SpecBase):
         if self.distilled and (self.class_tokens != 2 or not self.num_classes):
             raise SpecError("ViTSpec.distilled needs class_tokens = 2 (the class and distillation tokens) and "
                             "num_classes > 0 (a head on each).")
+        if self.attention not in ATTENTIONS:
+            raise SpecError(f"ViTSpec.attention must be one of {', '.join(ATTENTIONS)}, got {self.attention!r}.")
+        if self.rel_pos and self.attention != "softmax":
+            raise SpecError("ViTSpec.rel_pos adds to the scores, which linear attention never forms: use "
+                            "attention = softmax.")
 
     @property
     def mlp_hidden(self) -> int:
@@ -197,6 +215,7 @@ class PixelSpec(SpecBase):
     rel_pos: ClassVar[bool] = False
     neck: ClassVar[int] = 0
     distilled: ClassVar[bool] = False
+    attention: ClassVar[str] = "softmax"
 
     def validate(self) -> None:
         _positive(self, dim=self.dim, depth=self.depth, heads=self.heads, mlp_ratio=self.mlp_ratio,

@@ -173,6 +173,10 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
            ("swinv2_base_window16_256", "swinv2_base_window12to16_192to256")),
     Preset("swinv2_b_384", _swinv2(128, _DEEP, 24), 384, "SwinV2; Swin repo hub; timm", 87.92, 55.25,
            ("swinv2_base_window12to24_192to384",)),
+    # ViT-B/16 with linear attention (Katharopoulos et al. 2020: phi = elu + 1) in every block; no published
+    # figure (no such trained model).
+    Preset("vit_b16_linear", ViTSpec(dim=768, depth=12, heads=12, attention="linear"), 224,
+           "ViT Table 1 + linear attention (Katharopoulos et al. 2020)"),
 ]}
 
 FAMILY_NAMES: tuple[str, ...] = tuple(cls.family for cls in SPEC_TYPES)

@@ -130,13 +130,45 @@ class AttnCall(NamedTuple):
         return self.batch * self.heads * self.nq
 
 
+class LinearAttnCall(NamedTuple):
+    """One linear-attention call (Katharopoulos et al. 2020), as a structured record: `batch` independent
+    sequences (images x windows), `heads` heads, `n` tokens of width `head_dim`. It forms no score matrix:
+    keys and values are summarised in a [d, d] state and a [d] key sum per head (see
+    `trace.linear_attention_steps`)."""
+
+    batch: Any
+    heads: int
+    n: Any
+    head_dim: int
+
+    @property
+    def q(self) -> Any:
+        """Query (= key = value = output) elements B'*h*N*d."""
+        return self.batch * self.heads * self.n * self.head_dim
+
+    @property
+    def state(self) -> Any:
+        """phi(K)^T V: B'*h*d*d elements."""
+        return self.batch * self.heads * self.head_dim * self.head_dim
+
+    @property
+    def k_sum(self) -> Any:
+        """sum_n phi(K_n): B'*h*d elements."""
+        return self.batch * self.heads * self.head_dim
+
+    @property
+    def rows(self) -> Any:
+        """Query rows B'*h*N (one normaliser each)."""
+        return self.batch * self.heads * self.n
+
+
 class Op(NamedTuple):
     """One op of a forward pass, named by the dotted path of the torch module that runs it."""
 
     path: str
-    kind: str  # linear | conv | matmul | attention | layer_norm | softmax | gelu | add | pool | param
+    kind: str  # linear | conv | matmul | (linear_)attention | layer_norm | softmax | gelu | add | pool | param
     role: str  # a key of ROLES
     cost: Cost
     out: int = 0  # output elements
     inp: int = 0  # input elements the op reads (weights excluded)
-    call: AttnCall | None = None  # the structure of an `attention` op
+    call: AttnCall | LinearAttnCall | None = None  # the structure of an `attention` / `linear_attention` op

@@ -48,10 +48,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from vitcost.analytic.cost import Op
+from vitcost.analytic.cost import LinearAttnCall, Op
 from vitcost.analytic.peaks import LSE_BYTES, Block, PeakSteps, split_blocks
 from vitcost.analytic.registry import family_of
-from vitcost.analytic.trace import attention_steps
+from vitcost.analytic.trace import attention_steps, linear_attention_steps
 from vitcost.vocab import Kernel, parse_kernel
 
 if TYPE_CHECKING:
@@ -177,13 +177,16 @@ def train_saved_bytes(est: Estimate, attn: Any = Kernel.math) -> int:
     """Estimate of the activations autograd saves for the backward: the inputs of linear, conv,
     LayerNorm, BatchNorm and GELU, ReLU's output (as large); for math attention q and k (q k^T), the
     relative-position products' inputs, the softmax output and v (scores @ v); for fused attention q, k,
-    v, the output and a float32 log-sum-exp per query row. Tensors saved by two ops (a norm output read
-    by two linears) are counted twice, so this leans high."""
+    v, the output and a float32 log-sum-exp per query row; for linear attention the inputs of each of its
+    steps (no score matrix). Tensors saved by two ops (a norm output read by two linears) are counted
+    twice, so this leans high."""
     fused = parse_kernel(attn).fused
     elems = lse = 0
     for op in est.ops:
         if op.kind in ("linear", "conv", "layer_norm", "batch_norm", "gelu", "relu"):
             elems += op.inp
+        elif isinstance(op.call, LinearAttnCall):
+            elems += sum(st.inp for st in linear_attention_steps(op.call))
         elif op.call is not None:
             a = op.call
             elems += a.q + 2 * a.kv  # q and k (q k^T), v (scores @ v)

@@ -26,7 +26,7 @@ from typing import Any
 from vitcost.analytic.cost import FLOPS_PER_MAC, Cost, project
 from vitcost.analytic.estimate import Estimate
 from vitcost.analytic.hardware import TB, Hardware
-from vitcost.analytic.trace import attention_steps
+from vitcost.analytic.trace import call_steps
 from vitcost.vocab import parse_kernel
 
 
@@ -115,7 +115,7 @@ def roofline(est: Estimate, hw: Hardware, attn: Any = None) -> Roofline:
             continue
         a = op.call
         core = []
-        for st in attention_steps(a):
+        for st in call_steps(a):
             if kernel.fused and st.name not in _OUTSIDE_FUSED:
                 core.append(st)
             else:
@@ -128,8 +128,9 @@ def roofline(est: Estimate, hw: Hardware, attn: Any = None) -> Roofline:
 
 
 # Steps a fused kernel does not absorb: decomposed relative positions are built outside it, and the
-# residual pooling add follows it.
-_OUTSIDE_FUSED = frozenset({"rel_h", "rel_w", "rel_sum", "rel_add", "residual"})
+# residual pooling add follows it. Linear attention has no fused kernel: all of its steps run apart.
+_OUTSIDE_FUSED = frozenset({"rel_h", "rel_w", "rel_sum", "rel_add", "residual",
+                            "phi_k", "kv", "k_sum", "phi_q", "num", "den", "eps", "normalise"})
 
 
 __all__ = ["OpTime", "Roofline", "roofline"]

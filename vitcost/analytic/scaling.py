@@ -124,8 +124,9 @@ def overtake_closed_form(spec: Spec) -> float | None:
         linear: qkv 3 N d^2 + proj N d^2 + MLP 2 r N d^2 = (4 + 2r) N d^2   (12 N d^2 for r = 4)
     equal at N = (2 + r) d, i.e. N = 6d for r = 4 (against the MLP alone, 8 N d^2: N = 4d).
     With N = (R/P)^2 + class tokens: R = P * sqrt((2 + r) d - class tokens).
-    ViT-B/16: d = 768 -> N = 4608 -> R = 16 * sqrt(4607) = 1086 px. None for other families."""
-    if not isinstance(spec, (ViTSpec, PixelSpec)) or spec.window:
+    ViT-B/16: d = 768 -> N = 4608 -> R = 16 * sqrt(4607) = 1086 px. None for other families and for
+    linear attention (its N d^2 never overtakes the linear layers)."""
+    if not isinstance(spec, (ViTSpec, PixelSpec)) or spec.window or spec.attention != "softmax":
         return None
     tokens = (2 + spec.mlp_ratio) * spec.dim - spec.class_tokens
     return spec.patch * math.sqrt(tokens)

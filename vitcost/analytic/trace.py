@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from vitcost.analytic.cost import AttnCall, Cost, Op
+from vitcost.analytic.cost import AttnCall, Cost, LinearAttnCall, Op
 from vitcost.analytic.ints import conv_out
 
 
@@ -77,6 +77,17 @@ class Trace:
         self._add(path, "attention", "scores", cost, q, q + 2 * call.kv, call)
         return q
 
+    def linear_attention(self, path: str, b: Any, heads: int, n: Any, head_dim: int) -> Any:
+        """One linear-attention call (Katharopoulos et al. 2020) over n tokens, recorded as one structured
+        op (see `linear_attention_steps` for its parts): B'*h*N*d*(2d + 1) MACs, no score matrix
+        (`attn` = 0). Returns the output elements b*h*n*d."""
+        call = LinearAttnCall(b, heads, n, head_dim)
+        q = call.q
+        # the sum of `linear_attention_steps(call)`, in closed form (a test holds them equal)
+        cost = Cost(macs=q * (2 * head_dim + 1), eltwise=6 * q + call.rows)
+        self._add(path, "linear_attention", "scores", cost, q, 3 * q, call)
+        return q
+
 
 class Step(NamedTuple):
     """One part of an attention call."""
@@ -117,3 +128,33 @@ def attention_steps(a: AttnCall) -> list[Step]:
     if a.residual:
         steps.append(Step("residual", Cost(eltwise=q), 2 * q, q))
     return steps
+
+
+def linear_attention_steps(a: LinearAttnCall) -> list[Step]:
+    """The parts of linear attention (Katharopoulos et al. 2020, Eq. 5-6), in the order nets.vit runs
+    them; with phi(x) = elu(x) + 1 and q, k, v: [B', h, N, d]:
+
+    phi_k      elu(k) + 1                                                    2 per element
+    kv         phi(k)^T: [B', h, d, N] @ v: [B', h, N, d] -> [B', h, d, d]   B'*h*N*d*d MACs
+    k_sum      sum over n of phi(k): [B', h, N, d] -> [B', h, d]             1 per element
+    phi_q      elu(q) + 1                                                    2 per element
+    num        phi(q): [B', h, N, d] @ kv: [B', h, d, d] -> [B', h, N, d]    B'*h*N*d*d MACs
+    den        phi(q): [B', h, N, d] @ k_sum: [B', h, d, 1] -> [B', h, N, 1] B'*h*N*d MACs
+    eps        den + eps                                                     1 per row
+    normalise  num / den                                                     1 per output element
+    There is no fused kernel: every step runs on its own, on either attention path."""
+    q, s, ks, r = a.q, a.state, a.k_sum, a.rows
+    d = a.head_dim
+    return [Step("phi_k", Cost(eltwise=2 * q), q, q),
+            Step("kv", Cost(macs=q * d), 2 * q, s),
+            Step("k_sum", Cost(eltwise=q), q, ks),
+            Step("phi_q", Cost(eltwise=2 * q), q, q),
+            Step("num", Cost(macs=q * d), q + s, q),
+            Step("den", Cost(macs=q), q + ks, r),
+            Step("eps", Cost(eltwise=r), r, r),
+            Step("normalise", Cost(eltwise=q), q + r, q)]
+
+
+def call_steps(call: AttnCall | LinearAttnCall) -> list[Step]:
+    """The steps of an attention record of either kind."""
+    return linear_attention_steps(call) if isinstance(call, LinearAttnCall) else attention_steps(call)

@@ -13,12 +13,17 @@ to the scores of every block: per head, q [h x w, d] against a table gathered al
     rel_h: h*w * h * d MACs,  rel_w: h*w * w * d MACs  (an M x M window: 2 * M^3 * d per window),
 broadcast to an (h*w) x (h*w) term; and a neck in place of the final norm: a 1x1 conv D -> C_n
 (gh*gw*D*C_n MACs), LayerNorm2d, a 3x3 conv C_n -> C_n (gh*gw*C_n^2*9 MACs), LayerNorm2d.
+
+Linear attention (ViTSpec.attention = "linear"; Katharopoulos et al. 2020) replaces the scores by
+phi(Q) (phi(K)^T V) normalised by phi(Q) . sum_n phi(K_n), phi = elu + 1: per head 2 N d^2 + N d MACs
+(`trace.linear_attention_steps`) instead of 2 N^2 d, in global and windowed blocks alike.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from vitcost.analytic.cost import LinearAttnCall
 from vitcost.analytic.ints import ceil_div, floor_div
 from vitcost.analytic.mvit import _rel_pos as rel_pos_memory
 from vitcost.analytic.peaks import Block, PeakSteps, attend, mlp
@@ -35,14 +40,17 @@ def rel_pos_tables(t: Trace, p: str, head_dim: int, gh: Any, gw: Any) -> tuple:
 
 
 def transformer_block(t: Trace, p: str, b: Any, n: Any, dim: int, heads: int, hidden: int, *,
-                      rel_grid: tuple = ()) -> None:
+                      rel_grid: tuple = (), linear: bool = False) -> None:
     """One pre-norm global-attention block over n tokens of width dim, path prefix `p`; with `rel_grid`
-    (gh, gw) the n = gh*gw tokens get decomposed relative positions."""
+    (gh, gw) the n = gh*gw tokens get decomposed relative positions; `linear`: linear attention."""
     rows, x = b * n, b * n * dim
     t.norm(f"{p}.norm1", rows, dim)
     t.linear(f"{p}.attn.qkv", rows, dim, 3 * dim, role="proj")
     rel = rel_pos_tables(t, f"{p}.attn", dim // heads, *rel_grid) if rel_grid else ()
-    t.attention(f"{p}.attn", b, heads, n, n, dim // heads, rel=rel)
+    if linear:
+        t.linear_attention(f"{p}.attn", b, heads, n, dim // heads)
+    else:
+        t.attention(f"{p}.attn", b, heads, n, n, dim // heads, rel=rel)
     t.linear(f"{p}.attn.proj", rows, dim, dim, role="proj")
     t.eltwise(p, x)  # residual
     channel_mlp(t, p, rows, dim, hidden)
@@ -63,17 +71,21 @@ def padded(size: Any, window: int) -> Any:
 
 
 def windowed_block(t: Trace, p: str, b: Any, gh: Any, gw: Any, dim: int, heads: int, hidden: int,
-                   wh: int, ww: int, *, terms: int = 0, rel_pos: bool = False) -> None:
+                   wh: int, ww: int, *, terms: int = 0, rel_pos: bool = False, linear: bool = False) -> None:
     """One pre-norm block attending inside wh x ww windows of a gh x gw grid zero-padded to multiples
     of the window (ViTDet; Swin without its shift): qkv, scores and proj on the padded grid, `terms`
     additive terms on the scores (Swin's bias and shift mask), decomposed relative positions within
-    each window with `rel_pos` (SAM), MLP on the unpadded grid."""
+    each window with `rel_pos` (SAM), linear attention within each window with `linear`, MLP on the
+    unpadded grid."""
     hp, wp = padded(gh, wh), padded(gw, ww)
     windows = b * (hp // wh if isinstance(hp, int) else hp / wh) * (wp // ww if isinstance(wp, int) else wp / ww)
     t.norm(f"{p}.norm1", b * gh * gw, dim)
     t.linear(f"{p}.attn.qkv", b * hp * wp, dim, 3 * dim, role="proj")
     rel = rel_pos_tables(t, f"{p}.attn", dim // heads, wh, ww) if rel_pos else ()
-    t.attention(f"{p}.attn", windows, heads, wh * ww, wh * ww, dim // heads, terms=terms, rel=rel)
+    if linear:
+        t.linear_attention(f"{p}.attn", windows, heads, wh * ww, dim // heads)
+    else:
+        t.attention(f"{p}.attn", windows, heads, wh * ww, wh * ww, dim // heads, terms=terms, rel=rel)
     t.linear(f"{p}.attn.proj", b * hp * wp, dim, dim, role="proj")
     t.eltwise(p, b * gh * gw * dim)  # residual
     channel_mlp(t, p, b * gh * gw, dim, hidden)
@@ -96,10 +108,10 @@ def vit_trace(spec: ViTSpec | PixelSpec, h: Any, w: Any, b: Any) -> Trace:
         win = spec.block_window(i)
         if win:
             windowed_block(t, f"blocks.{i}", b, gh, gw, d, spec.heads, spec.mlp_hidden, win, win,
-                           rel_pos=spec.rel_pos)
+                           rel_pos=spec.rel_pos, linear=spec.attention == "linear")
         else:
             transformer_block(t, f"blocks.{i}", b, n, d, spec.heads, spec.mlp_hidden,
-                              rel_grid=(gh, gw) if spec.rel_pos else ())
+                              rel_grid=(gh, gw) if spec.rel_pos else (), linear=spec.attention == "linear")
     if isinstance(spec, PixelSpec):
         t.norm("norm", b * n, d)
         t.linear("head", b * n, d, spec.vocab, role="head")  # a palette logit per pixel
@@ -141,6 +153,8 @@ def lattice(spec: ViTSpec | PixelSpec) -> tuple[int, int]:
 def complexity(spec: ViTSpec | PixelSpec) -> str:
     if isinstance(spec, PixelSpec):
         return "O(R^4)"  # R^2 tokens, all pairs
+    if spec.attention == "linear":
+        return "O(HW·C·d)"  # N d^2 per head (Katharopoulos et al. 2020), windows or not
     if spec.window and not spec.global_blocks:
         return "O(HWC)"  # fixed windows: 2 * M^2 * HW * C
     if spec.window:
@@ -172,6 +186,12 @@ def block_memory(peak: PeakSteps, blk: Block, spec: ViTSpec | PixelSpec, b: int,
     else:
         base = outer + (x + x + qkv) * e  # block input, norm1 output, qkv
     split = a.batch > 1 and a.heads > 1
+    if isinstance(a, LinearAttnCall):
+        o = linear_attention_memory(peak, f"{blk.p}.attn", base, a, e, split=split)
+        merge = o if a.heads > 1 else 0  # the [B', h, N, d] output merged back to [B', N, D]
+        peak.at(base + o + merge + blk.out("attn.proj") * e, f"{blk.p} attn.proj")
+        mlp(peak, blk.p, outer + 2 * x * e, x, blk.out("mlp.fc1"), blk.out("mlp.fc2"), e)
+        return
     terms = 0
     if a.rel:
         rel_pos_memory(peak, f"{blk.p}.attn", base + (a.q * e if split else 0), a, e)
@@ -180,3 +200,18 @@ def block_memory(peak: PeakSteps, blk: Block, spec: ViTSpec | PixelSpec, b: int,
     merge = o if a.heads > 1 and not fused else 0  # a fused kernel's output is laid out [B, N, h, d] already
     peak.at(base + o + merge + blk.out("attn.proj") * e, f"{blk.p} attn.proj")
     mlp(peak, blk.p, outer + 2 * x * e, x, blk.out("mlp.fc1"), blk.out("mlp.fc2"), e)  # input, x + attn
+
+
+def linear_attention_memory(peak: PeakSteps, where: str, base: int, a: LinearAttnCall, e: int, *,
+                            split: bool) -> int:
+    """nets.vit.linear_attend, `base` bytes alive: phi(k) (elu's output, +1 in place) lives while the
+    state phi(k)^T v and the key sum are formed, v copied for the product when it is a head-split view
+    (B' > 1 and h > 1); then phi(q), its two products and the division: at the division phi(q), the
+    numerator, the normaliser + eps and the output are alive with the state and the key sum. Returns
+    the output bytes."""
+    q, s, ks, r = a.q, a.state, a.k_sum, a.rows
+    peak.at(base + (q + (q if split else 0) + s) * e, f"{where} phi(k)^T v")
+    peak.at(base + (q + s + ks) * e, f"{where} sum phi(k)")
+    peak.at(base + (s + ks + 2 * q + 2 * r) * e, f"{where} phi(q) . sum phi(k) + eps")
+    peak.at(base + (s + ks + 3 * q + r) * e, f"{where} normalise")
+    return q * e

@@ -18,6 +18,9 @@ of a permuted view), so fvcore and FlopCounterMode see one layer_norm op, as for
 
 DeiT with distillation (Touvron et al. 2021; names as timm's `deit_*_distilled_*`) prepends `cls_token`
 and `dist_token`, and averages `head` on token 0 and `head_dist` on token 1 (the inference output).
+
+Linear attention (ViTSpec.attention = "linear", Katharopoulos et al. 2020) replaces the attention core of
+every block by `linear_attend`.
 """
 
 from __future__ import annotations
@@ -40,6 +43,29 @@ from vitcost.nets.mvit import rel_pos_index
 from vitcost.specs import PixelSpec, ViTSpec
 
 LN_EPS = 1e-6  # ViT / DeiT
+LINEAR_EPS = 1e-6  # keeps linear attention's normaliser away from 0 (as the paper's fast-transformers code)
+
+
+def phi(x: Tensor) -> Tensor:
+    """The feature map of linear attention, elu(x) + 1 > 0 (the + 1 in place on elu's fresh output)."""
+    return F.elu(x).add_(1.0)
+
+
+def _key_summary(k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+    """phi(k)^T v: [B, h, d, N] @ [B, h, N, d] -> [B, h, d, d] and sum_n phi(k_n): [B, h, d]; phi(k) is
+    freed on return."""
+    kf = phi(k)
+    return kf.transpose(-2, -1) @ v, kf.sum(dim=-2)
+
+
+def linear_attend(q: Tensor, k: Tensor, v: Tensor, eps: float = LINEAR_EPS) -> Tensor:
+    """Linear attention (Katharopoulos et al. 2020, Eq. 5-6) of q, k, v: [B, h, N, d] -> [B, h, N, d]:
+        out_i = phi(q_i) (phi(K)^T V) / (phi(q_i) . sum_n phi(k_n) + eps),  phi = elu + 1,
+    2*B*h*N*d^2 + B*h*N*d MACs, and no N x N matrix. Both attention paths (math and sdpa) run this same
+    code: there is no fused kernel for it."""
+    kv, k_sum = _key_summary(k, v)
+    qf = phi(q)
+    return (qf @ kv) / (qf @ k_sum.unsqueeze(-1) + eps)  # [B, h, N, d] / [B, h, N, 1]
 
 
 def decomposed_rel_pos(q: Tensor, table_h: Tensor, table_w: Tensor, index_h: Tensor, index_w: Tensor,
@@ -64,11 +90,13 @@ class Attention(AttentionCore):
     qkv [B, N, D] -> [B, N, 3D]; q k^T and scores @ v on [B, h, N, d] (2*B*h*N^2*d MACs, here);
     proj [B, N, D] -> [B, N, D]. With `rel_grid` (gh, gw), the N = gh*gw tokens get decomposed relative
     positions from two tables of 2*gh-1 and 2*gw-1 rows (the additive term goes to the math path's
-    scores, or to sdpa as its attn_mask)."""
+    scores, or to sdpa as its attn_mask). With `linear`, linear attention replaces the core
+    (`linear_attend`, the same code on both paths)."""
 
-    def __init__(self, dim: int, heads: int, attn_mode: str, rel_grid: tuple[int, int] | None = None) -> None:
+    def __init__(self, dim: int, heads: int, attn_mode: str, rel_grid: tuple[int, int] | None = None,
+                 linear: bool = False) -> None:
         super().__init__(attn_mode)
-        self.heads = heads
+        self.heads, self.linear = heads, linear
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
         self.rel_grid = rel_grid
@@ -86,7 +114,7 @@ class Attention(AttentionCore):
         if self.rel_grid:
             terms = (decomposed_rel_pos(q, self.rel_pos_h, self.rel_pos_w, self.rel_pos_index_h,
                                         self.rel_pos_index_w, self.rel_grid),)
-        x = self.attend(q, k, v, terms)  # [B, h, N, d]
+        x = linear_attend(q, k, v) if self.linear else self.attend(q, k, v, terms)  # [B, h, N, d]
         return self.proj(x.transpose(1, 2).reshape(b, n, dim))
 
 
@@ -95,10 +123,11 @@ class Block(nn.Module):
     the attention runs inside window x window windows of the `grid` of tokens (no class tokens)."""
 
     def __init__(self, dim: int, heads: int, hidden: int, attn_mode: str, window: int = 0,
-                 grid: tuple[int, int] = (0, 0), rel_pos: bool = False) -> None:
+                 grid: tuple[int, int] = (0, 0), rel_pos: bool = False, linear: bool = False) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=LN_EPS)
-        self.attn = Attention(dim, heads, attn_mode, ((window, window) if window else grid) if rel_pos else None)
+        self.attn = Attention(dim, heads, attn_mode, ((window, window) if window else grid) if rel_pos else None,
+                              linear)
         self.norm2 = nn.LayerNorm(dim, eps=LN_EPS)
         self.mlp = Mlp(dim, hidden)
         self.window, self.grid = window, grid
@@ -150,7 +179,7 @@ class VisionTransformer(nn.Module):
         self.pos_embed = trunc_normal(1, n, d)
         self.grid = grid = (res[0] // p, res[1] // p)
         self.blocks = nn.ModuleList(Block(d, spec.heads, spec.mlp_hidden, attn_mode, spec.block_window(i), grid,
-                                          spec.rel_pos)
+                                          spec.rel_pos, spec.attention == "linear")
                                     for i in range(spec.depth))
         self.per_token_head = isinstance(spec, PixelSpec)
         self.norm = None if spec.neck else nn.LayerNorm(d, eps=LN_EPS)
