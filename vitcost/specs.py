@@ -13,10 +13,15 @@ from __future__ import annotations
 
 import math
 import operator
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import MISSING, FrozenInstanceError, dataclass, field, fields
 from typing import Any, ClassVar
 
 from vitcost.errors import SpecError
+
+
+# A spec class: a dataclass whose __init__ is generated, and whose immutability, equality, hash and
+# repr come from SpecBase (see there why).
+spec_class = dataclass(eq=False, repr=False)
 
 
 def doc(default: Any = MISSING, text: str = "") -> Any:
@@ -64,9 +69,35 @@ SPEC_CLASSES: dict[str, type] = {}  # family name -> spec class, filled as each 
 
 class SpecBase:
     """Type checks every field against its annotation, then runs the family's `validate`. Every
-    subclass registers itself by its `family` name (see `SPEC_CLASSES`)."""
+    subclass registers itself by its `family` name (see `SPEC_CLASSES`).
+
+    Specs are immutable and compare and hash by their fields. Those methods are written once here
+    rather than generated per class by `dataclass(frozen=True)`: code generation for each of a dozen
+    spec classes would be most of what `vitcost compare` spends importing vitcost."""
 
     family: ClassVar[str]
+
+    def _values(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, f.name) for f in fields(self))  # type: ignore[arg-type]
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and other._values() == self._values()  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash((type(self), self._values()))
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self))  # type: ignore[arg-type]
+        return f"{type(self).__name__}({args})"
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in self.__dict__:  # set once, by __init__; never changed after
+            raise FrozenInstanceError(f"cannot assign to field {name!r}: specs are immutable (use a copy with "
+                                      "dataclasses.replace or `--set`)")
+        object.__setattr__(self, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        raise FrozenInstanceError(f"cannot delete field {name!r}: specs are immutable")
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -105,7 +136,7 @@ def _hidden(spec: object, dim: int, ratio: float, name: str = "mlp_ratio") -> in
 ATTENTIONS: tuple[str, ...] = ("softmax", "linear")  # ViTSpec.attention: the token mixers of a ViT block
 
 
-@dataclass(frozen=True)
+@spec_class
 class ViTSpec(SpecBase):
     """ViT (Dosovitskiy et al. 2021): conv patch embedding of stride `patch`, class token(s), learned
     position embedding, `depth` pre-norm blocks of MSA + MLP, final norm, linear head on the class
@@ -190,7 +221,7 @@ class ViTSpec(SpecBase):
         return 0 if i in self.global_blocks else self.window
 
 
-@dataclass(frozen=True)
+@spec_class
 class PixelSpec(SpecBase):
     """Pixel-level attention (Image GPT, Chen et al. 2020): every pixel is a token. Each pixel is
     embedded by a 1x1 convolution of its colour channels, a learned position embedding is added,
@@ -231,7 +262,7 @@ class PixelSpec(SpecBase):
         return 0
 
 
-@dataclass(frozen=True)
+@spec_class
 class SwinSpec(SpecBase):
     """Swin Transformer (Liu et al. 2021): 4x4 conv patch embedding + norm, four stages of
     alternating W-MSA / SW-MSA blocks (cyclic shift by window//2 with an attention mask), relative
@@ -262,7 +293,7 @@ class SwinSpec(SpecBase):
         return self.embed_dim * 2**stage
 
 
-@dataclass(frozen=True)
+@spec_class
 class MViTSpec(SpecBase):
     """MViTv2 (Li et al. 2022), image variant with conv pooling: a 7x7 stride-4 conv stem, then
     stages of multiscale blocks. Every block pools Q, K and V with a depthwise k x k conv (shared
@@ -317,7 +348,7 @@ class MViTSpec(SpecBase):
         return s
 
 
-@dataclass(frozen=True)
+@spec_class
 class MixerSpec(SpecBase):
     """MLP-Mixer (Tolstikhin et al. 2021): conv patch embedding, `depth` blocks of a token-mixing MLP
     (N -> tokens_hidden -> N, shared across channels) and a channel-mixing MLP (C -> channels_hidden
@@ -339,7 +370,7 @@ class MixerSpec(SpecBase):
                   num_classes=self.num_classes, in_chans=self.in_chans)
 
 
-@dataclass(frozen=True)
+@spec_class
 class NATSpec(SpecBase):
     """Neighborhood Attention Transformer (NAT, Hassani et al. 2023) and, with `dilations`, DiNAT
     (Hassani & Shi 2022), as in the SHI-Labs classification models: an overlapping tokenizer (two 3x3
@@ -405,7 +436,7 @@ class NATSpec(SpecBase):
         return self.dilations[sum(self.depths[:stage]) + block]
 
 
-@dataclass(frozen=True)
+@spec_class
 class ConvNeXtSpec(SpecBase):
     """ConvNeXt (Liu et al. 2022, "A ConvNet for the 2020s"): a patch x patch stride-patch conv stem +
     LayerNorm, stages of blocks, a LayerNorm + 2x2 stride-2 conv between stages (channels change there),
@@ -440,7 +471,7 @@ class ConvNeXtSpec(SpecBase):
         _hidden(self, min(self.dims), self.mlp_ratio)
 
 
-@dataclass(frozen=True)
+@spec_class
 class ResNetSpec(SpecBase):
     """ResNet with bottleneck blocks (He et al. 2016), as "ResNet v1.5" in timm and torchvision (the
     stride sits on the 3x3 conv): a 7x7 stride-2 conv + BatchNorm + ReLU, a 3x3 stride-2 max pool, then
@@ -467,7 +498,7 @@ class ResNetSpec(SpecBase):
             _positive(self, depth=n)
 
 
-@dataclass(frozen=True)
+@spec_class
 class SwinV2Spec(SpecBase):
     """Swin Transformer V2 (Liu et al. 2022), as timm's swin_transformer_v2.py builds it: Swin's 4x4
     conv embedding + norm and stages of alternating regular / shifted windows (shift = window // 2, the

@@ -100,3 +100,6 @@ def block_memory(peak: PeakSteps, blk: Block, spec: ConvNeXtSpec, b: int, e: int
     peak.at(base + (x + n) * e, f"{blk.p}.norm")  # conv_dw output and the norm's
     mlp(peak, blk.p, base, n, blk.out("mlp.fc1"), blk.out("mlp.fc2"), e)
     peak.at(base + 2 * x * e, f"{blk.p} residual")  # the MLP (or scaled) output and the sum
+
+
+trace = convnext_trace  # the registry reads every family module's `trace`

@@ -76,7 +76,9 @@ def project(cost: Cost, convention: str) -> int:
         return cost.macs + FVCORE_NORM_FLOPS * cost.norm + FVCORE_BN_FLOPS * cost.bn
     if convention == "torch":
         return FLOPS_PER_MAC * cost.macs
-    raise ValueError(f"unknown convention {convention!r}; choose from {', '.join(CONVENTIONS)}")
+    from vitcost.errors import VitcostError
+
+    raise VitcostError(f"unknown convention {convention!r}; choose from {', '.join(CONVENTIONS)}.")
 
 
 # Breakdown buckets an op belongs to (for reports): attention scores, projections, MLP, ...

@@ -60,3 +60,6 @@ def block_memory(peak: PeakSteps, blk: Block, spec: MixerSpec, b: int, e: int, f
     peak.at(outer + (3 * x + th) * e, f"{blk.p} mlp_tokens.fc1")
     mlp(peak, f"{blk.p} tokens", outer + x * e, x, th, blk.out("mlp_tokens.fc2"), e)
     mlp(peak, f"{blk.p} channels", outer + 2 * x * e, x, ch, blk.out("mlp_channels.fc2"), e)
+
+
+trace = mixer_trace  # the registry reads every family module's `trace`

@@ -171,3 +171,6 @@ def _rel_pos(peak: PeakSteps, where: str, base: int, a: AttnCall, e: int) -> Non
     peak.at(base + (tables + copy_h + rel_h) * e, f"{where} rel_pos h")
     peak.at(base + (tables + rel_h + a.q + copy_w + rel_w) * e, f"{where} rel_pos w")
     peak.at(base + (tables + rel_h + rel_w + a.scores) * e, f"{where} rel_pos term")
+
+
+trace = mvit_trace  # the registry reads every family module's `trace`

@@ -163,3 +163,6 @@ def block_memory(peak: PeakSteps, blk: Block, spec: NATSpec, b: int, e: int, fus
     crop = x if pad else 0  # proj reads the cropped view through a contiguous copy
     peak.at(base + o + (crop + blk.out("attn.proj")) * e, f"{blk.p} attn.proj")
     mlp(peak, blk.p, held + 2 * x * e, x, blk.out("mlp.fc1"), blk.out("mlp.fc2"), e)
+
+
+trace = nat_trace  # the registry reads every family module's `trace`

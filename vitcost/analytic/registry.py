@@ -1,39 +1,68 @@
 """The family registry: every architecture family is declared once, here, as one record.
 
-A record names the family's spec class, its analytic walker, its block memory model, its complexity
-class (the resolution exponent is derived from it), its resolution lattice, its first token grid and
-its torch reference net (a "module:Class" path, imported only when a net is built, so this module stays
-torch-free). Everything that dispatches on the family (estimate, memory, memory wall, scaling fits,
+A record names the family, its analytic module (which holds the walker, the block memory model, the
+complexity class, the resolution lattice and the first token grid, by convention) and its torch
+reference net (a "module:Class" path, imported only when a net is built, so this module stays
+torch-free); the spec class is the one that registered itself under the family's name. Everything
+that dispatches on the family (estimate, memory, memory wall, scaling fits,
 tables, nets.build) reads this registry and nothing else.
 
-Adding a token mixer or family: write its walker, memory model, grid, lattice and complexity in
+Adding a token mixer or family: write `trace`, `block_memory`, `grid`, `lattice` and `complexity` in
 `analytic/<family>.py`, its net in `nets/<family>.py`, its spec in `specs.py`, preset lines in `zoo.py`,
 and one `Family(...)` line below (CONTRIBUTING.md walks through it).
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from vitcost.analytic import convnext, mixer, mvit, nat, resnet, swin, swinv2, transformer
 from vitcost.errors import VitcostError
-from vitcost.specs import ConvNeXtSpec, MixerSpec, MViTSpec, NATSpec, PixelSpec, ResNetSpec, Spec, SwinSpec, ViTSpec
+from vitcost.specs import SPEC_CLASSES, Spec
 
 
 class Family(NamedTuple):
-    """One family (a NamedTuple: created at import on the `compare` path, where dataclasses cost ~1 ms each)."""
+    """One family. Its analytic module (`vitcost.analytic.<module>`) defines, by convention:
+    `trace(spec, h, w, batch) -> Trace`, `block_memory(peak, block, spec, batch, bytes/elem, fused, outer)`,
+    `complexity(spec) -> "O(...)"` (in R, H, W, N and constants; the exponent is derived from it),
+    `lattice(spec) -> (L, step)` (on multiples of L no size rounds) and `grid(spec, h, w)` (the first
+    stage's token grid). The module is imported when the family is first used, so `vitcost compare`
+    loads only the families it shows. (A NamedTuple: cheap to create at import.)"""
 
     name: str  # the `family` of its spec class and of every output row
     title: str  # one line for help texts and reports
-    spec: type
-    trace: Callable[..., Any]  # (spec, h, w, batch) -> Trace
-    block_memory: Callable[..., None]  # (peak, block, spec, batch, bytes/elem, fused, outer bytes) -> None
-    complexity: Callable[[Any], str]  # spec -> "O(...)" in R, H, W, N (tokens) and constants
-    lattice: Callable[[Any], tuple[int, int]]  # spec -> (L, step): on multiples of L no size rounds
-    grid: Callable[..., tuple[Any, Any]]  # (spec, h, w) -> the first stage's token grid
+    module: str  # the analytic module under vitcost.analytic
     net: str  # "module:Class" of the torch reference net, built as Class(spec, (h, w), attn_mode)
     params_follow_res: str = ""  # why the parameter count changes with the resolution ("" if it does not)
+
+    @property
+    def spec(self) -> type:
+        return SPEC_CLASSES[self.name]
+
+    @property
+    def analytic(self) -> Any:
+        return importlib.import_module(f"vitcost.analytic.{self.module}")
+
+    @property
+    def trace(self) -> Callable[..., Any]:
+        return self.analytic.trace
+
+    @property
+    def block_memory(self) -> Callable[..., None]:
+        return self.analytic.block_memory
+
+    @property
+    def complexity(self) -> Callable[[Any], str]:
+        return self.analytic.complexity
+
+    @property
+    def lattice(self) -> Callable[[Any], tuple[int, int]]:
+        return self.analytic.lattice
+
+    @property
+    def grid(self) -> Callable[..., tuple[Any, Any]]:
+        return self.analytic.grid
 
     def exponent(self, spec: Any) -> int:
         """The power of the input side R in the complexity class (R -> infinity, fixed architecture)."""
@@ -41,30 +70,20 @@ class Family(NamedTuple):
 
 
 FAMILIES: dict[str, Family] = {f.name: f for f in [
-    Family("pixel", "pixel-level attention", PixelSpec, transformer.vit_trace, transformer.block_memory,
-           transformer.complexity, transformer.lattice, transformer.grid, "vitcost.nets.vit:VisionTransformer",
+    Family("pixel", "pixel-level attention", "transformer", "vitcost.nets.vit:VisionTransformer",
            "position embedding (one row per pixel)"),
-    Family("vit", "ViT patch attention (global, or window + global blocks)", ViTSpec, transformer.vit_trace,
-           transformer.block_memory, transformer.complexity, transformer.lattice, transformer.grid,
+    Family("vit", "ViT patch attention (global, or window + global blocks)", "transformer",
            "vitcost.nets.vit:VisionTransformer",
-           "position embedding (one row per token); global blocks' relative-position tables, when rel_pos"),
-    Family("swin", "Swin window attention", SwinSpec, swin.swin_trace, swin.block_memory, swin.complexity,
-           swin.lattice, swin.grid, "vitcost.nets.swin:SwinTransformer",
+           "position embedding (one row per token; global blocks' rel-pos tables)"),
+    Family("swin", "Swin window attention", "swin", "vitcost.nets.swin:SwinTransformer",
            "relative-position tables (when a stage's grid is smaller than the window)"),
-    Family("mvit", "MViTv2 pooling attention", MViTSpec, mvit.mvit_trace, mvit.block_memory, mvit.complexity,
-           mvit.lattice, mvit.grid, "vitcost.nets.mvit:MViTv2", "relative-position tables"),
-    Family("mixer", "MLP-Mixer (token-mixing MLP)", MixerSpec, mixer.mixer_trace, mixer.block_memory,
-           mixer.complexity, mixer.lattice, mixer.grid, "vitcost.nets.mixer:MlpMixer",
+    Family("mvit", "MViTv2 pooling attention", "mvit", "vitcost.nets.mvit:MViTv2", "relative-position tables"),
+    Family("mixer", "MLP-Mixer (token-mixing MLP)", "mixer", "vitcost.nets.mixer:MlpMixer",
            "token-mixing MLP (N x D_S weights)"),
-    Family("nat", "NAT / DiNAT neighbourhood attention", NATSpec, nat.nat_trace, nat.block_memory, nat.complexity,
-           nat.lattice, nat.grid, "vitcost.nets.nat:NAT"),
-    Family("convnext", "ConvNeXt (depthwise-conv CNN)", ConvNeXtSpec, convnext.convnext_trace, convnext.block_memory,
-           convnext.complexity, convnext.lattice, convnext.grid, "vitcost.nets.convnext:ConvNeXt"),
-    Family("resnet", "ResNet (bottleneck CNN)", ResNetSpec, resnet.resnet_trace, resnet.block_memory,
-           resnet.complexity, resnet.lattice, resnet.grid, "vitcost.nets.resnet:ResNet"),
-    Family("swinv2", "Swin V2 scaled cosine window attention", swinv2.SwinV2Spec, swinv2.swinv2_trace,
-           swinv2.block_memory, swinv2.complexity, swinv2.lattice, swinv2.grid,
-           "vitcost.nets.swinv2:SwinTransformerV2"),
+    Family("nat", "NAT / DiNAT neighbourhood attention", "nat", "vitcost.nets.nat:NAT"),
+    Family("convnext", "ConvNeXt (depthwise-conv CNN)", "convnext", "vitcost.nets.convnext:ConvNeXt"),
+    Family("resnet", "ResNet (bottleneck CNN)", "resnet", "vitcost.nets.resnet:ResNet"),
+    Family("swinv2", "Swin V2 scaled cosine window attention", "swinv2", "vitcost.nets.swinv2:SwinTransformerV2"),
 ]}
 _BY_SPEC: dict[type, Family] = {f.spec: f for f in FAMILIES.values()}
 

@@ -110,3 +110,6 @@ def block_memory(peak: PeakSteps, blk: Block, spec: ResNetSpec, b: int, e: int, 
     d = blk.out("downsample.0")
     if d:  # bn3's output, the shortcut conv's output and its BatchNorm's
         peak.at(base + (c3 + 2 * d) * e, f"{blk.p}.downsample")
+
+
+trace = resnet_trace  # the registry reads every family module's `trace`

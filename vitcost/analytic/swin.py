@@ -116,3 +116,6 @@ def window_block_memory(peak: PeakSteps, blk: Block, spec: Any, b: int, e: int, 
 
 
 block_memory = window_block_memory
+
+
+trace = swin_trace  # the registry reads every family module's `trace`

@@ -189,3 +189,6 @@ def block_memory(peak: PeakSteps, blk: Block, spec: SwinV2Spec, b: int, e: int, 
     peak.at(base + terms + o + merge + blk.out("attn.proj") * e, f"{blk.p} attn.proj")
     # x + norm1(y): the caller's x, the rolled-back y and the new x stay alive through the MLP
     mlp(peak, blk.p, outer + 3 * x * e, 0, blk.out("mlp.fc1"), blk.out("mlp.fc2"), e)
+
+
+trace = swinv2_trace  # the registry reads every family module's `trace`

@@ -215,3 +215,6 @@ def linear_attention_memory(peak: PeakSteps, where: str, base: int, a: LinearAtt
     peak.at(base + (s + ks + 2 * q + 2 * r) * e, f"{where} phi(q) . sum phi(k) + eps")
     peak.at(base + (s + ks + 3 * q + r) * e, f"{where} normalise")
     return q * e
+
+
+trace = vit_trace  # the registry reads every family module's `trace`
