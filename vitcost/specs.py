@@ -18,7 +18,6 @@ from typing import Any, ClassVar
 
 from vitcost.errors import SpecError
 
-
 # A spec class: a dataclass whose __init__ is generated, and whose immutability, equality, hash and
 # repr come from SpecBase (see there why).
 spec_class = dataclass(eq=False, repr=False)
