@@ -561,3 +561,19 @@ def test_linear_attention_roofline_has_no_fused_kernel() -> None:
     assert math.time_s == flash.time_s  # the same steps on either kernel
     kinds = {op.kind for op in flash.ops if op.path == "blocks.0.attn"}
     assert kinds == {"phi_k", "kv", "k_sum", "phi_q", "num", "den", "eps", "normalise"}
+
+
+def test_sam_global_blocks_share_of_the_attention_memory_by_hand(capsys):
+    """SAM-B at 1024: 4 global blocks of 12 heads x 4096^2 scores against 8 window blocks of 25 windows
+    (64 padded to 70, windows of 14) x 12 heads x 196^2 — the few global blocks hold ~90%."""
+    global_scores = 4 * 12 * 4096 * 4096
+    window_scores = 8 * 25 * 12 * 196 * 196
+    share = global_scores / (global_scores + window_scores)
+    assert estimate("sam_vit_b", 1024).global_attn_share == pytest.approx(share, rel=1e-12)
+    assert estimate("vit_b16", 1024).global_attn_share is None
+    try:
+        main(["compare", "-m", "sam_vit_b", "-r", "1024"])
+    except SystemExit as e:
+        assert e.code == 0
+    out = capsys.readouterr().out
+    assert f"sam_vit_b's global blocks hold {share:.0%} at 1024 of the attention-score memory" in out

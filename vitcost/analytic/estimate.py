@@ -115,6 +115,17 @@ class Estimate:
         return activation_peak(self, self.attn)[0]
 
     @property
+    def global_attn_share(self) -> float | None:
+        """For a window + global hybrid (ViTSpec.window with global_blocks): the share of all
+        attention-score elements held by the global blocks; None for any other design."""
+        spec = self.spec
+        if not (getattr(spec, "window", 0) and getattr(spec, "global_blocks", ())):
+            return None
+        total = self.total.attn
+        prefixes = tuple(f"blocks.{i}.attn" for i in spec.global_blocks)
+        return sum(op.cost.attn for op in self.ops if op.path in prefixes) / total if total else None
+
+    @property
     def complexity(self) -> str:
         return family_of(self.spec).complexity(self.spec)
 
@@ -153,7 +164,8 @@ class Estimate:
             "params": self.params, "macs": self.macs, "flops": self.flops, "fvcore": self.count("fvcore"),
             "torch": self.count("torch"), "attn_matrix_elems": self.attn_matrix_elems,
             "attn_matrix_bytes": self.attn_matrix_bytes, "attn_matrix_peak_bytes": self.attn_matrix_peak_bytes,
-            "activation_peak_bytes": self.activation_peak_bytes, "complexity": self.complexity,
+            "activation_peak_bytes": self.activation_peak_bytes, "global_attn_share": self.global_attn_share,
+            "complexity": self.complexity,
             "spec": spec_dict(self.spec),
         }
 

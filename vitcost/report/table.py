@@ -35,6 +35,17 @@ def params_note(rows: list[dict[str, Any]]) -> str:
         f"{m} ({family_named(fam[m]).params_follow_res})" for m in moving) + "."
 
 
+def hybrid_note(rows: list[dict[str, Any]]) -> str:
+    """For window + global hybrids (SAM, ViTDet): how much of the attention-score memory the few global
+    blocks hold at each resolution shown, the O((HW)^2) term overtaking the O(HWC) windows."""
+    shares: dict[str, list[str]] = {}
+    for r in rows:
+        if r.get("global_attn_share") is not None:
+            shares.setdefault(r["model"], []).append(f"{r['global_attn_share']:.0%} at {r['res']}")
+    return "; ".join(f"{m}'s global blocks hold {', '.join(s)} of the attention-score memory"
+                     for m, s in shares.items()) + ("." if shares else "")
+
+
 def render_compare(rows: list[dict[str, Any]], convention: str, batch: int, dtype: str, attn: str = "math") -> str:
     """The compare table as text (box-drawn, see boxtable.py), with its caption and notes."""
     from vitcost.report.boxtable import box_table
@@ -44,9 +55,9 @@ def render_compare(rows: list[dict[str, Any]], convention: str, batch: int, dtyp
     caption = ("attn mem: attention scores of all layers; peak/layer: the largest layer's; act peak: the forward's "
                "activation peak on top of weights and input; growth: cost vs the smallest resolution; ~R^k: the "
                "local exponent of cost in the input side R since the row above (2 = linear in tokens, 4 = quadratic)")
-    note = params_note(rows)
-    if note:
-        caption += f"\nNote: {note}"
+    for note in (params_note(rows), hybrid_note(rows)):
+        if note:
+            caption += f"\nNote: {note}"
     return box_table(header, cells, right=set(range(1, len(header) - 1)), sections=sections, caption=caption,
                      title=f"vitcost compare — batch {batch}, {dtype}, {attn} attention, {convention} convention")
 
