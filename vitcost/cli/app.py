@@ -15,9 +15,10 @@ from vitcost.vocab import Dtype, Kernel
 
 app = typer.Typer(
     name="vitcost",
-    help="What will this attention design cost at 1024 px? Analytic FLOPs/MACs, params and attention "
-         "memory of pixel, ViT, Swin, MViTv2 and MLP-Mixer models, cross-checked against fvcore, "
-         "torch's FlopCounterMode and measured forwards.",
+    help="What will this attention design cost at 1024 px? Analytic FLOPs/MACs, params, attention and "
+         "activation memory of pixel, ViT (DeiT, SAM/ViTDet, linear attention), Swin, Swin V2, MViTv2, NAT/DiNAT, "
+         "MLP-Mixer, ConvNeXt and ResNet designs — presets or your own spec files — cross-checked against "
+         "fvcore, torch's FlopCounterMode and measured forwards.",
     context_settings={"help_option_names": ["-h", "--help"]},
     no_args_is_help=True,
     add_completion=False,
@@ -79,8 +80,8 @@ class Format(str, enum.Enum):
 MULTI_VALUE = {"--res", "-r", "--models", "-m", "--device-memory", "--set"}
 
 ModelsOpt = Annotated[list[str] | None, typer.Option(
-    "--models", "-m", help="Designs: preset names or aliases, family names (pixel, vit, swin, mvit, mixer: every "
-    "preset of it), spec files (.toml/.json, see `vitcost spec`), each optionally with field overrides, e.g. "
+    "--models", "-m", help="Designs: preset names or aliases, family names (pixel, vit, swin, swinv2, mvit, mixer, nat, convnext, "
+    "resnet: every preset of it), spec files (.toml/.json, see `vitcost spec`), each optionally with field overrides, e.g. "
     "vit_b16:patch=14,depth=24 or swin_t:depths=2-2-18-2. Several may follow one flag. Default: one preset per "
     "family. See `vitcost models`.")]
 SetOpt = Annotated[list[str] | None, typer.Option(
