@@ -182,7 +182,8 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
 FAMILY_NAMES: tuple[str, ...] = tuple(cls.family for cls in SPEC_TYPES)
 ALIASES: dict[str, str] = {a: p.name for p in PRESETS.values() for a in p.aliases}
 
-# One representative per family: what `vitcost compare` shows by default.
+# The five attention archetypes (pixel, patch, window, pooling, token-mixing MLP): what `vitcost compare`
+# shows by default; the other families are a `-m` away.
 DEFAULT_MODELS: tuple[str, ...] = ("igpt_l", "vit_b16", "swin_t", "mvitv2_t", "mixer_b16")
 
 

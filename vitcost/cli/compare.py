@@ -50,7 +50,7 @@ def compare(
 ) -> None:
     """Compare designs across resolutions: tokens, params, cost, attention and activation memory, growth.
 
-    Defaults: one model per family (igpt_l, vit_b16, swin_t, mvitv2_t, mixer_b16) at 224, 512 and
+    Defaults: the five attention archetypes (igpt_l, vit_b16, swin_t, mvitv2_t, mixer_b16) at 224, 512 and
     1024 px. Columns: spatial tokens of the first stage; params; cost in the chosen convention; attention
     scores of all layers and of the largest layer, in bytes of --dtype; the forward's activation peak
     (on top of weights and input, for --attn); growth against the smallest resolution; the asymptotic
