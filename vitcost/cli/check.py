@@ -205,9 +205,9 @@ def check(
     with fvcore (fused attention counted) and with FlopCounterMode, and joins both with the analytic
     estimate on the dotted layer paths. Exit code 1 if any layer or total differs by more than --tol,
     so a CI job can run it. Models too large to run are counted on the meta device (method meta).
-    Defaults: the five attention archetypes (igpt_l, vit_b16, swin_t, mvitv2_t, mixer_b16), 224 px, both attention paths, the fvcore convention; the default
-    run takes about two minutes on two CPU cores (progress goes to stderr, a line per count when
-    stderr is not a terminal).
+    Defaults: the five attention archetypes (igpt_l, vit_b16, swin_t, mvitv2_t, mixer_b16), 224 px,
+    both attention paths, the fvcore convention; the default run takes about two minutes on two CPU
+    cores (progress goes to stderr, a line per count when stderr is not a terminal).
 
     Examples:
     [bold]vitcost check --models vit_b16 swin_t mvitv2_t mixer_b16 igpt_s --res 224 320[/bold]
