@@ -577,3 +577,17 @@ def test_sam_global_blocks_share_of_the_attention_memory_by_hand(capsys):
         assert e.code == 0
     out = capsys.readouterr().out
     assert f"sam_vit_b's global blocks hold {share:.0%} at 1024 of the attention-score memory" in out
+
+
+def test_linear_attention_saving_is_computed_from_the_softmax_twin():
+    """The course's "~60%" is computed, not quoted: the saving is 1 - peak(linear) / peak(softmax) for the
+    same design, size and kernel. (Each peak is held against measured forwards in the memory tests.)"""
+    from vitcost.report.rows import compare_rows
+
+    for res in (224, 1024):
+        (row,) = compare_rows(["vit_b16_linear"], [res])
+        softmax = estimate("vit_b16", res).activation_peak_bytes
+        linear = estimate("vit_b16_linear", res).activation_peak_bytes
+        assert row["linear_attn_saving"] == pytest.approx(1 - linear / softmax, rel=1e-12)
+    (row,) = compare_rows(["vit_b16"], [224])
+    assert row["linear_attn_saving"] is None

@@ -55,5 +55,18 @@ def compare_rows(models: Any, res: Any, batch: Any = 1, dtype: Any = "fp32", con
         row["slope"] = (math.log(cost / last[1]) / math.log(side / last[0])
                         if last and last[1] and cost and side != last[0] else None)
         prev[e.model] = (side, cost)
+        row["linear_attn_saving"] = linear_attention_saving(e)
         rows.append(row)
     return rows
+
+
+def linear_attention_saving(e: Estimate) -> float | None:
+    """For a design with linear attention: the fraction of the forward's activation peak it saves
+    against the same design with softmax attention (same resolution, batch, dtype and kernel) — the
+    course's "~60%", computed for this model and size. None for any other design."""
+    if getattr(e.spec, "attention", "softmax") != "linear":
+        return None
+    from dataclasses import replace
+
+    twin = estimate(e.design._replace(spec=replace(e.spec, attention="softmax")), e.res, e.batch, e.dtype, e.attn)
+    return 1 - e.activation_peak_bytes / twin.activation_peak_bytes

@@ -35,6 +35,16 @@ def params_note(rows: list[dict[str, Any]]) -> str:
         f"{m} ({family_named(fam[m]).params_follow_res})" for m in moving) + "."
 
 
+def linear_note(rows: list[dict[str, Any]]) -> str:
+    """For linear-attention designs: the activation-peak saving against softmax attention, per resolution."""
+    saved: dict[str, list[str]] = {}
+    for r in rows:
+        if r.get("linear_attn_saving") is not None:
+            saved.setdefault(r["model"], []).append(f"{r['linear_attn_saving']:.0%} at {r['res']}")
+    return "; ".join(f"{m}'s linear attention saves {', '.join(s)} of the activation peak of softmax attention "
+                     "(the course quotes ~60%)" for m, s in saved.items()) + ("." if saved else "")
+
+
 def hybrid_note(rows: list[dict[str, Any]]) -> str:
     """For window + global hybrids (SAM, ViTDet): how much of the attention-score memory the few global
     blocks hold at each resolution shown, the O((HW)^2) term overtaking the O(HWC) windows."""
@@ -55,7 +65,7 @@ def render_compare(rows: list[dict[str, Any]], convention: str, batch: int, dtyp
     caption = ("attn mem: attention scores of all layers; peak/layer: the largest layer's; act peak: the forward's "
                "activation peak on top of weights and input; growth: cost vs the smallest resolution; ~R^k: the "
                "local exponent of cost in the input side R since the row above (2 = linear in tokens, 4 = quadratic)")
-    for note in (params_note(rows), hybrid_note(rows)):
+    for note in (params_note(rows), hybrid_note(rows), linear_note(rows)):
         if note:
             caption += f"\nNote: {note}"
     return box_table(header, cells, right=set(range(1, len(header) - 1)), sections=sections, caption=caption,
