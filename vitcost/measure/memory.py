@@ -1,13 +1,25 @@
-"""Measured forward memory: live tensor bytes on any device, the CUDA allocator's peak on GPUs, the
-attention-score tensors actually materialised, and which SDPA kernel ran.
+"""Measured forward memory at two levels, the attention-score tensors actually materialised, and which
+SDPA kernel ran.
+
+Two levels of the same forward, each measured by its own tool:
+
+* **live tensors** -- `LiveTensorTracker` (below), on any device: the bytes of the tensors the aten ops
+  of the forward return, from their creation until the last reference dies. This is the level of
+  `MemoryPrediction.activation_peak_bytes`.
+* **allocator** -- what the memory allocator hands out, which adds the scratch buffers an op allocates
+  and frees inside itself (a LayerNorm's contiguous copy of a strided input, the weight a oneDNN
+  convolution reorders on every call, the CPU flash-attention kernel's per-thread buffers). On CUDA it is
+  `torch.cuda.max_memory_allocated` (`cuda_forward_peak`); on the CPU the running sum of the allocation
+  and free records of `torch.profiler` with `profile_memory=True` (`allocator_forward_peak`). This is the
+  level of `MemoryPrediction.allocator_peak_bytes`. Buffers a library allocates with its own allocator
+  (MKL's or oneDNN's internal GEMM packing) are not handed out by torch's and appear at neither level.
 
 `LiveTensorTracker` is a TorchDispatchMode that sees every aten op of the forward. Each op's outputs
 are looked up by their storage: a storage first seen as an op's output (not a view of something
 older, not a weight or the input) is a new allocation, counted with its exact byte size until a
 weak reference reports it freed. The running sum is the live activation memory; its maximum is the
 peak forward activation memory. What it cannot see are scratch buffers that a kernel allocates and
-frees inside one op (a GEMM's or a fused attention kernel's workspace); the CUDA path's allocator
-figure includes them.
+frees inside one op (a GEMM's or a fused attention kernel's workspace); the allocator level includes them.
 
 Score tensors are recognised by what produced them, not by a predicted shape: every output of a
 softmax op (`aten._softmax`, `aten._safe_softmax`) is an attention probability matrix of
@@ -20,6 +32,7 @@ The SDPA kernel in use is named by the aten op that ran: `_scaled_dot_product_fl
 from __future__ import annotations
 
 import contextlib
+import os
 import weakref
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -138,6 +151,8 @@ class ForwardMemory:
     backend: str  # SDPA backend that ran (see LiveTensorTracker.sdpa_backend)
     peak_op: str  # the aten op during which the tracked peak was reached
     method: str  # how peak_bytes was measured
+    allocator_peak_bytes: int | None = None  # allocator level: peak bytes handed out beyond the resident ones
+    allocator_method: str = ""  # how allocator_peak_bytes was measured
 
 
 def resident_tensors(module: torch.nn.Module, *extra: torch.Tensor) -> list[torch.Tensor]:
@@ -173,18 +188,51 @@ def cuda_forward_peak(module: torch.nn.Module, x: torch.Tensor,
     return peak
 
 
+def allocator_forward_peak(module: torch.nn.Module, x: torch.Tensor,
+                           context: Callable[[], contextlib.AbstractContextManager] | None = None) -> int:
+    """Peak bytes the allocator of x's device hands out during one forward beyond what it held before:
+    the forward runs under `torch.profiler.profile(profile_memory=True)`, which records every allocation
+    (+bytes) and free (-bytes) the allocator serves; the running sum of those records in time order
+    peaks at this figure. Unlike the tracker it sees an op's internal scratch buffers; unlike
+    `cuda_forward_peak` it works on the CPU. No allocator rounding is included (the CPU allocator has
+    none). The profiler's own log lines are silenced unless KINETO_LOG_LEVEL is set."""
+    from torch.profiler import ProfilerActivity, profile
+
+    os.environ.setdefault("KINETO_LOG_LEVEL", "6")  # read when the profiler first starts
+    with torch.inference_mode(), (context or contextlib.nullcontext)():
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            out = module(x)
+            del out
+    device = x.device.type.upper()
+    records = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
+                     if e.name() == "[memory]" and e.device_type().name == device)
+    live = peak = 0
+    for _, nbytes in records:
+        live += nbytes
+        peak = max(peak, live)
+    return peak
+
+
 def measure_forward_memory(module: torch.nn.Module, x: torch.Tensor,
-                           context: Callable[[], contextlib.AbstractContextManager] | None = None) -> ForwardMemory:
+                           context: Callable[[], contextlib.AbstractContextManager] | None = None, *,
+                           allocator: bool = True) -> ForwardMemory:
     """Measure one forward: tracked live tensors everywhere; on CUDA the allocator's peak as well,
-    which is then the reported peak."""
+    which is then the reported peak (`peak_bytes`). With `allocator` the allocator level is measured too
+    (`allocator_peak_bytes`), by one more forward: CUDA's max_memory_allocated, the CPU profiler's
+    allocation records elsewhere."""
     tracker = track_forward(module, x, context)
+    alloc, alloc_method = None, ""
     if x.device.type == "cuda":
         peak, method = cuda_forward_peak(module, x, context), "cuda max_memory_allocated - resident"
+        alloc, alloc_method = peak, method
     else:
         peak, method = tracker.peak, "peak live tensor bytes (TorchDispatchMode)"
+        if allocator:
+            alloc = allocator_forward_peak(module, x, context)
+            alloc_method = "torch.profiler memory records (profile_memory=True)"
     return ForwardMemory(peak, tracker.peak, tracker.score_bytes, tracker.score_peak, tracker.sdpa_backend,
-                         tracker.peak_op, method)
+                         tracker.peak_op, method, alloc, alloc_method)
 
 
-__all__ = ["LiveTensorTracker", "ForwardMemory", "track_forward", "cuda_forward_peak", "measure_forward_memory",
-           "resident_tensors", "SDPA_BACKENDS"]
+__all__ = ["LiveTensorTracker", "ForwardMemory", "track_forward", "cuda_forward_peak", "allocator_forward_peak",
+           "measure_forward_memory", "resident_tensors", "SDPA_BACKENDS"]
