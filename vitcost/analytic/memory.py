@@ -52,6 +52,7 @@ from vitcost.analytic.cost import LinearAttnCall, Op
 from vitcost.analytic.peaks import LSE_BYTES, Block, PeakSteps, split_blocks
 from vitcost.analytic.registry import family_of
 from vitcost.analytic.trace import attention_steps, linear_attention_steps
+from vitcost.errors import VitcostError
 from vitcost.vocab import Kernel, parse_kernel
 
 if TYPE_CHECKING:
@@ -70,6 +71,9 @@ class MemoryPrediction(NamedTuple):
     score_peak_bytes: int  # the largest single layer's score tensor
     train_activation_bytes: int  # estimate: activations saved for the backward
     train_total_bytes: int  # estimate: weights + gradients + saved activations (no optimizer state)
+    allocator_peak_bytes: int = 0  # allocator level: the live tensors plus the kernels' scratch buffers
+    allocator_peak_at: str = ""  # the step where the allocator-level peak is reached
+    device: str = "cpu"  # the kernels whose scratch buffers the allocator level counts (cpu | cuda)
 
     @property
     def total_bytes(self) -> int:
@@ -77,15 +81,36 @@ class MemoryPrediction(NamedTuple):
         return self.weights_bytes + self.input_bytes + self.activation_peak_bytes
 
 
-def _outer(blk: Block, stage_input: int, downsampled: set[str], e: int) -> int:
-    """Bytes the callers hold besides the block's own input: a staged model's top level keeps the
-    stage input while the stage runs, which is a different tensor from the block input except for
-    the first block of a stage that has no downsampling of its own."""
-    if not blk.stage:
-        return 0
-    if blk.index == 0 and blk.stage not in downsampled:
-        return 0
-    return stage_input * e
+# How the reference nets (following timm's) hold tensors in their containers while a block runs.
+SEQUENTIAL_BLOCKS = frozenset({"mixer"})  # `blocks` is an nn.Sequential called by the model
+SEQUENTIAL_STAGES = frozenset({"swin"})  # an nn.Sequential of stages: downsample, then
+# an nn.Sequential of blocks. Every other family loops over its stages (`x = stage(x)`) and blocks.
+
+
+def _held(blk: Block, family: str, sizes: dict[tuple, int], order: dict[str, int], downsampled: set[str],
+          e: int) -> int:
+    """Bytes the callers of a block hold besides its own input, distinct tensors counted once.
+
+    An nn.Sequential keeps its input referenced (its caller's argument) until its last module returns,
+    and its loop variable holds the input of the module that runs. So with `blocks` an nn.Sequential
+    (Mixer) the first block's input E stays alive through all blocks; with an nn.Sequential of
+    stages (Swin) E lives through all stages, the stage input S_s through stage s, and the
+    downsampling's output D_s (the blocks' nn.Sequential input) through all blocks of the stage. A loop
+    `for stage in stages: x = stage(x)` (MViTv2, ResNet's layers) keeps only S_s, for the blocks after
+    the first one, or for all of them when the stage downsamples before its first block."""
+    s = order[blk.stage]
+    down = blk.stage in downsampled
+    embed = ("S", 0)
+    stage_in = ("S", s)
+    first = ("D", s) if down else stage_in
+    mine = first if blk.index == 0 else ("B",)
+    if family in SEQUENTIAL_BLOCKS or (family in SEQUENTIAL_STAGES and not blk.stage):
+        held = {embed}
+    elif family in SEQUENTIAL_STAGES:
+        held = {embed, stage_in, first}
+    else:
+        held = {stage_in} if blk.stage else set()
+    return sum(sizes[k] for k in held - {mine}) * e
 
 
 def _edges(peak: PeakSteps, pre: list[Op], post: list[Op], e: int) -> None:
@@ -103,32 +128,48 @@ def _edges(peak: PeakSteps, pre: list[Op], post: list[Op], e: int) -> None:
         peak.at((tail[0].out + tail[-1].out) * e, "head")
 
 
-def _stage_inputs(blocks: list[Block]) -> dict[str, int]:
-    """Elements of each stage's input tensor (the previous stage's output, or the embedding)."""
-    out: dict[str, int] = {}
+def _block_input(blk: Block) -> int:
+    """Elements of a block's input (norm1 reads it; a CNN block's first op reads it)."""
+    return blk.out("norm1") or blk.ops[0].inp
+
+
+def _stage_sizes(blocks: list[Block]) -> tuple[dict[tuple, int], dict[str, int]]:
+    """Elements of each stage's input S_s (the previous stage's output, or the embedding) and of its first
+    block's input D_s (S_s again unless the stage downsamples first), keyed ("S", s) and ("D", s); and
+    the index s of each stage."""
+    sizes: dict[tuple, int] = {}
+    order: dict[str, int] = {}
     prev = 0
     for blk in blocks:
-        if blk.stage not in out:
-            out[blk.stage] = prev or blk.out("norm1") or blk.ops[0].inp  # a CNN block's first op reads its input
+        if blk.stage not in order:
+            s = order[blk.stage] = len(order)
+            sizes[("S", s)] = prev or _block_input(blk)
+            sizes[("D", s)] = _block_input(blk)
         # the last block's output feeds the next stage (a CNN block's residual add, at the block's own path)
         prev = blk.out("mlp.fc2") or blk.out("mlp_channels.fc2") or blk.out("")
-    return out
+    return sizes, order
 
 
-def _downsample(peak: PeakSteps, ops: Sequence[Op], e: int) -> set[str]:
-    """Patch merging (Swin): caller's input + pad copy + 2x2 concat, then norm and reduction. Returns
-    the stages that downsample their input before their first block."""
-    by = {op.path: op for op in ops}
+def _downsample(peak: PeakSteps, ops: Sequence[Op], e: int, embed: int = 0) -> set[str]:
+    """Patch merging (Swin, as timm's PatchMerging), `embed` bytes held by the callers (an nn.Sequential
+    of stages holds the embedding): the stage input x, then x = pad(x) (a copy, even when nothing is
+    padded), x = the 2x2 neighbourhoods concatenated (a copy of the padded grid), x = norm(x),
+    x = reduction(x), each rebinding x. Returns the stages that downsample their input before their
+    first block."""
     stages: set[str] = set()
-    for path, op in by.items():
-        if path.endswith("downsample.norm"):
-            prefix = path[: -len(".norm")]
+    prev: Op | None = None
+    by = {op.path: op for op in ops}
+    for op in ops:
+        if op.path.endswith("downsample.norm"):
+            prefix = op.path[: -len(".norm")]
             stages.add(prefix[: -len(".downsample")])
             red = by.get(f"{prefix}.reduction")
-            cat = op.out
-            peak.at((cat + cat + cat) * e, f"{prefix} pad + concat")
+            x, cat = (prev.out if prev is not None else op.out), op.out  # the stage input, the padded grid
+            peak.at(embed + (x + 2 * cat) * e, f"{prefix} pad + concat")
+            peak.at(embed + (x + cat + op.out) * e, f"{prefix}.norm")
             if red is not None:
-                peak.at((cat + cat + op.out + red.out) * e, f"{prefix}.reduction")
+                peak.at(embed + (x + op.out + red.out) * e, f"{prefix}.reduction")
+        prev = op
     return stages
 
 
@@ -148,18 +189,21 @@ def _downsampling_stages(ops: Sequence[Op], blocks: list[Block]) -> set[str]:
     return out & {blk.stage for blk in blocks}
 
 
-def activation_steps(est: Estimate, attn: Any = Kernel.math) -> PeakSteps:
-    """Live activation bytes at every step of the forward that can hold the peak."""
+def activation_steps(est: Estimate, attn: Any = Kernel.math, device: str = "cpu", threads: int = 1) -> PeakSteps:
+    """Live activation bytes at every step of the forward that can hold the peak, and the allocator level
+    with the scratch buffers of `device`'s kernels (`threads`: the CPU kernels' thread count)."""
     fused = parse_kernel(attn).fused
     e = est.bytes_per_elem
-    model = family_of(est.spec).block_memory
+    family = family_of(est.spec)
     pre, blocks, post = split_blocks(est.ops)
-    peak = PeakSteps()
+    peak = PeakSteps(device, threads)
     _edges(peak, pre, post, e)
-    downsampled = _downsample(peak, est.ops, e) | _downsampling_stages(est.ops, blocks)
-    stage_in = _stage_inputs(blocks)
+    sizes, order = _stage_sizes(blocks)
+    embed = sizes.get(("S", 0), 0) * e if family.name in SEQUENTIAL_STAGES else 0
+    downsampled = _downsample(peak, est.ops, e, embed) | _downsampling_stages(est.ops, blocks)
     for blk in blocks:
-        model(peak, blk, est.spec, est.batch, e, fused, _outer(blk, stage_in[blk.stage], downsampled, e))
+        family.block_memory(peak, blk, est.spec, est.batch, e, fused,
+                            _held(blk, family.name, sizes, order, downsampled, e))
     return peak
 
 
@@ -204,19 +248,24 @@ def train_saved_bytes(est: Estimate, attn: Any = Kernel.math) -> int:
 # The prediction
 
 
-def predict_memory(est: Estimate, attn: Any = None) -> MemoryPrediction:
+def predict_memory(est: Estimate, attn: Any = None, device: str = "cpu", threads: int = 1) -> MemoryPrediction:
     """Predicted memory of the forward described by `est` with attention kernel `attn` (math | sdpa |
-    flash | efficient: the last three are fused kernels; default: the estimate's own kernel)."""
+    flash | efficient: the last three are fused kernels; default: the estimate's own kernel), at both
+    levels; the allocator level counts the scratch buffers of `device`'s kernels (cpu | cuda) run with
+    `threads` CPU threads."""
     kernel = parse_kernel(est.attn if attn is None else attn)
+    if device not in ("cpu", "cuda"):
+        raise VitcostError(f"unknown device {device!r} for the memory prediction; choose cpu or cuda.")
     e = est.bytes_per_elem
     h, w = est.res
     weights = est.params * e
     inp = est.batch * est.spec.in_chans * h * w * e
-    peak, where = activation_peak(est, kernel)
+    steps = activation_steps(est, kernel, device, max(1, threads))
     mat = [op.cost.attn for op in est.ops if op.cost.attn] if not kernel.fused else []
     saved = train_saved_bytes(est, kernel)
-    return MemoryPrediction("fused" if kernel.fused else "math", weights, inp, peak, where, sum(mat) * e,
-                            max(mat, default=0) * e, saved, 2 * weights + saved)
+    return MemoryPrediction("fused" if kernel.fused else "math", weights, inp, steps.bytes, steps.where, sum(mat) * e,
+                            max(mat, default=0) * e, saved, 2 * weights + saved, steps.alloc_bytes, steps.alloc_where,
+                            device)
 
 
 __all__ = ["MemoryPrediction", "PeakSteps", "predict_memory", "activation_peak", "activation_steps",

@@ -53,8 +53,9 @@ def complexity(spec: MixerSpec) -> str:
 
 
 def block_memory(peak: PeakSteps, blk: Block, spec: MixerSpec, b: int, e: int, fused: bool, outer: int) -> None:
-    """nets.mixer.MixerBlock: x + mlp_tokens(norm1(x)^T)^T; the token MLP's fc1 reads the transposed
-    norm output through a contiguous copy."""
+    """nets.mixer.MixerBlock (timm's MixerBlock): x + mlp_tokens(norm1(x)^T)^T; the token MLP's fc1 reads
+    the transposed norm output through a contiguous copy. `outer`: the first block's input, which the
+    nn.Sequential of blocks keeps referenced while the later blocks run."""
     x = blk.out("norm1")
     th, ch = blk.out("mlp_tokens.fc1"), blk.out("mlp_channels.fc1")
     peak.at(outer + (3 * x + th) * e, f"{blk.p} mlp_tokens.fc1")

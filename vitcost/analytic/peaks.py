@@ -1,7 +1,7 @@
 """Building blocks of the activation-memory model (see `vitcost.analytic.memory` for its rules): the
-record of peak candidates, a view of one block's ops, and the steps shared by several token mixers
-(the attention core, the two-layer MLP). Each family's block model lives in its analytic module and
-is named in the registry."""
+record of peak candidates at both levels (live tensors, allocator), a view of one block's ops, and the
+steps shared by several token mixers (the attention cores, the two-layer MLP, the scratch buffers of
+single kernels). Each family's block model lives in its analytic module and is named in the registry."""
 
 from __future__ import annotations
 
@@ -14,18 +14,32 @@ INDEX_BYTES = 8  # max-pool indices are int64
 
 
 class PeakSteps:
-    """The live bytes of every step that can hold the peak (the largest per step name), and the peak."""
+    """The live bytes of every step that can hold the peak (the largest per step name), and the peak, at
+    two levels: the live tensors (`bytes`, `where`) and the allocator (`alloc_bytes`, `alloc_where`),
+    which adds to a step the scratch buffers its op allocates and frees inside itself. The scratch
+    depends on the kernels, so on the device (`device`: cpu | cuda) and the CPU thread count (`threads`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, device: str = "cpu", threads: int = 1) -> None:
         self.bytes = 0
         self.where = ""
         self.steps: dict[str, int] = {}
+        self.alloc_bytes = 0
+        self.alloc_where = ""
+        self.device = device
+        self.threads = threads
 
-    def at(self, nbytes: int, where: str) -> None:
+    def at(self, nbytes: int, where: str, scratch: int = 0) -> None:
+        """`nbytes` live tensor bytes at step `where`, plus `scratch` bytes only the allocator sees."""
         if nbytes > self.steps.get(where, -1):
             self.steps[where] = nbytes
         if nbytes > self.bytes:
             self.bytes, self.where = nbytes, where
+        if nbytes + scratch > self.alloc_bytes:
+            self.alloc_bytes, self.alloc_where = nbytes + scratch, where
+
+    @property
+    def cpu(self) -> bool:
+        return self.device == "cpu"
 
 
 class Block:
@@ -83,6 +97,53 @@ def attend(peak: PeakSteps, where: str, base: int, a: AttnCall, e: int, *, fused
     return a.q * e
 
 
+def kept_scores_attention(peak: PeakSteps, where: str, base: int, a: AttnCall, e: int, *, fused: bool,
+                          proj: int) -> int:
+    """The attention core and projection as timm's attention modules run them (ViT's Attention, Swin's
+    WindowAttention, SAM's), `base` bytes alive (qkv and any additive term the module holds included);
+    `proj` is the projection's output elements, which the function returns.
+
+    math:  q = q * scale; attn = q @ k^T; (terms); attn = attn.softmax(-1); x = attn @ v;
+           x = x.transpose(1, 2).reshape(B', N, D); x = proj(x)
+    Each step rebinds its name, so the raw scores die at the softmax, but the scaled q and the softmax
+    output stay referenced until the module returns, through the head merge and the projection. The
+    scaled q is laid out like q's strided view ([B', N, h, d] in memory), so the batched matmul copies it,
+    k and v when B' > 1 and h > 1 (see the module docstring of `vitcost.analytic.memory`); merging the
+    heads copies when h > 1.
+    fused: F.scaled_dot_product_attention(q, k, v, attn_mask) returns its output laid out [B', N, h, d]
+           (merging the heads is a view) and a float32 log-sum-exp per query row that dies at once; on
+           the CPU the flash kernel's per-thread buffers are scratch (`flash_scratch`)."""
+    q, s, p = a.q * e, a.scores * e, proj * e
+    if fused:
+        peak.at(base + q + a.rows * LSE_BYTES, f"{where} fused attention", flash_scratch(peak, a, e))
+        peak.at(base + q + p, f"{where}.proj")
+        return proj
+    split = a.batch > 1 and a.heads > 1
+    cq, ckv = (q, a.kv * e) if split else (0, 0)
+    peak.at(base + q + cq + ckv + s, f"{where} q @ k^T")
+    peak.at(base + q + 2 * s, f"{where} softmax")
+    peak.at(base + q + s + ckv + q, f"{where} scores @ v")
+    merge = q if a.heads > 1 else 0
+    peak.at(base + q + s + q + merge, f"{where} merge heads")
+    peak.at(base + q + s + (merge or q) + p, f"{where}.proj")
+    return proj
+
+
+def flash_scratch(peak: PeakSteps, a: AttnCall, e: int) -> int:
+    """Scratch of the CPU flash-attention kernel (`_scaled_dot_product_flash_attention_for_cpu`): per
+    thread, in float32, a block of scores [qs, ks], its row max and sum [qs] each and an output block
+    [qs, d], with query blocks of qs = 256 rows (64 under 768 queries, 32 under 192) and key blocks of
+    ks = 512 columns, both cut to the call's size; a half-precision input adds a [qs, ks] block in its
+    own type. No scratch on other devices (CUDA's kernels keep theirs in on-chip memory)."""
+    if not peak.cpu:
+        return 0
+    nq, nk = a.nq, a.nkv
+    qs = min(256 if nq >= 768 else 64 if nq >= 192 else 32, nq)
+    ks = min(512, nk)
+    per_thread = (qs * ks + 2 * qs + qs * a.head_dim) * 4 + (qs * ks * e if e < 4 else 0)
+    return peak.threads * per_thread
+
+
 def mlp(peak: PeakSteps, where: str, base: int, n2: int, hidden: int, out: int, e: int) -> None:
     """fc2(GELU(fc1(norm2(x)))): fc1's output and GELU's are alive together at GELU."""
     peak.at(base + (n2 + 2 * hidden) * e, f"{where} mlp")
@@ -134,4 +195,5 @@ def _layer_block_prefix(path: str) -> str:
     return ""
 
 
-__all__ = ["PeakSteps", "Block", "attend", "mlp", "split_blocks", "LSE_BYTES", "INDEX_BYTES"]
+__all__ = ["PeakSteps", "Block", "attend", "kept_scores_attention", "flash_scratch", "mlp", "split_blocks",
+           "LSE_BYTES", "INDEX_BYTES"]

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from vitcost.analytic.ints import ceil_div
-from vitcost.analytic.peaks import Block, PeakSteps, attend, mlp
+from vitcost.analytic.peaks import Block, PeakSteps, kept_scores_attention, mlp
 from vitcost.analytic.trace import Trace
 from vitcost.analytic.transformer import windowed_block
 from vitcost.errors import SpecError
@@ -73,46 +73,65 @@ def complexity(spec: SwinSpec) -> str:
 # Memory
 
 
-def window_block_memory(peak: PeakSteps, blk: Block, spec: Any, b: int, e: int, fused: bool, outer: int,
-                        *, padded_lives_on: bool = True) -> None:
-    """A block of nets.swin.SwinBlock's structure (also ViT's windowed blocks): pad(norm1(x)) -> [roll] ->
-    partition -> window attention -> reverse -> [roll] -> x + y. In SwinBlock the padded/rolled y stays
-    alive to the end of the block (`padded_lives_on`); ViT's windowed attention returns x + y from a
-    helper, so y is freed before the MLP. Swin's attention adds a gathered [1, h, N, N] relative-position
-    bias (the call's first additive term) and, in shifted blocks, the [nW, N, N] shift mask (the second)."""
+def window_block_memory(peak: PeakSteps, blk: Block, spec: Any, b: int, e: int, fused: bool, outer: int) -> None:
+    """nets.swin.SwinBlock, as timm's SwinTransformerBlock: x = x + _attn(norm1(x)) with _attn = roll ->
+    pad -> partition -> window attention -> reverse -> crop -> roll back, each step rebinding its name,
+    then x = x + mlp(norm2(x)); `outer`: what the nn.Sequential callers hold.
+
+    Alive through the attention: the block input, norm1's output (the argument of _attn), the padded
+    grid and its window partition (a copy unless one window spans the grid: the rolled grid dies once
+    padded). The attention (`timm_window_attention`) returns the windows' output; reversing them copies
+    and frees the padded grid, cropping copies when padded, rolling back copies when shifted.
+
+    The partition and the reverse are views when the grid holds one window per image; for a grid one
+    window wide and several high they are views in timm too, which this model (seeing only the number
+    of windows) counts as copies."""
     x = blk.out("norm1")
     a = blk.attention()
-    heads, tokens, windows = a.heads, a.nq, a.batch
-    qkv = blk.out("attn.qkv")
-    xp = qkv // 3  # the padded grid: qkv runs on every padded token
+    xp = blk.out("attn.qkv") // 3  # the padded grid: qkv runs on every padded token
     shifted = a.terms == 2
-    per_image = windows // b
-    partition_copy = 0 if per_image == 1 else xp  # window_partition is a view when a window spans the grid
-    bias = heads * tokens * tokens * e if a.terms else 0
-    y = xp * e
+    padded = xp != x
+    copy = xp if a.batch > b else 0  # window_partition / window_reverse copy unless one window spans the grid
+    xin = outer + 2 * x * e  # the block input, norm1's output (_attn's argument)
     if shifted:
-        peak.at(outer + (x + 2 * xp) * e, f"{blk.p} roll")
-    base = outer + x * e + y + partition_copy * e + qkv * e
-    split = windows > 1 and heads > 1
-    if fused and shifted:
-        # windows folded into the heads, [B, nW*h, N, d]: a copy of each of q, k, v when nW > 1 and h > 1
-        # (qkv is freed once all three are copies); bias + mask summed to [nW, h, N, N] and, for h > 1,
-        # copied again by the reshape to [1, nW*h, N, N]
-        fold = per_image > 1 and heads > 1
-        mask = per_image * heads * tokens * tokens * e
-        if fold:
-            peak.at(base + bias + 3 * a.q * e, f"{blk.p}.attn fold windows into heads")
-            base += 3 * a.q * e - qkv * e
-        peak.at(base + bias + (2 if heads > 1 else 1) * mask, f"{blk.p}.attn bias + mask")
-        terms = bias + mask  # both stay referenced until the attention returns
-    else:
+        peak.at(xin + x * e, f"{blk.p} roll")
+    peak.at(xin + ((x if shifted else 0) + xp) * e, f"{blk.p} pad")
+    out = timm_window_attention(peak, blk, xin + (xp + copy) * e, b, e, fused)
+    peak.at(xin + (xp + 2 * copy + out) * e, f"{blk.p} window_reverse")
+    alive = xin + (xp + copy + out) * e  # the padded grid dies unless the partition is its view
+    if padded:
+        peak.at(alive + x * e, f"{blk.p} crop")
+        alive += (x - copy) * e  # the reversed copy dies once cropped
+    if shifted:
+        peak.at(alive + x * e, f"{blk.p} roll back")
+    peak.at(outer + 3 * x * e, f"{blk.p} residual")  # block input, _attn's result, their sum
+    mlp(peak, blk.p, outer + 2 * x * e, x, blk.out("mlp.fc1"), blk.out("mlp.fc2"), e)
+
+
+def timm_window_attention(peak: PeakSteps, blk: Block, base: int, b: int, e: int, fused: bool) -> int:
+    """nets.swin.WindowAttention (timm's), `base` bytes alive: qkv stays referenced until the module
+    returns. Math: the scaled q and the scores (`peaks.kept_scores_attention`) with the bias gathered
+    ([N*N, h], then a contiguous [h, N, N] copy) and added, and in shifted blocks the [nW, N, N] mask
+    added on the [B, nW, h, N, N] view. Fused: the bias, plus in shifted blocks the mask expanded to
+    every window of the batch ([B*nW, h, N, N], as large as the scores; a copy when B > 1), then summed:
+    that sum is the attn_mask alive through the kernel. Returns the output's elements (the proj output)."""
+    a = blk.attention()
+    qkv = blk.out("attn.qkv")
+    q, s = a.q * e, a.scores * e
+    bias = a.heads * a.nq * a.nkv * e
+    shifted = a.terms == 2
+    base += qkv * e
+    p = f"{blk.p}.attn"
+    if fused:
+        peak.at(base + 2 * bias, f"{p} relative position bias")
         terms = bias
-    o = attend(peak, f"{blk.p}.attn", base, a, e, fused=fused, split=split and not (fused and shifted), terms=terms)
-    # merging heads copies the [B', h, N, d] output, except a fused kernel's own, laid out [B', N, h, d]
-    merge = o if heads > 1 and not (fused and not shifted) else 0
-    peak.at(base + terms + o + merge + blk.out("attn.proj") * e, f"{blk.p} attn.proj")
-    mlp(peak, blk.p, outer + (2 * x + (xp if padded_lives_on else 0)) * e, x, blk.out("mlp.fc1"),
-        blk.out("mlp.fc2"), e)
+        if shifted:  # the expanded mask is a view for one image (no window dims to merge), a copy for more
+            peak.at(base + bias + (2 * s if b > 1 else s), f"{p} bias + mask")
+            terms = s
+        return kept_scores_attention(peak, p, base + terms, a, e, fused=True, proj=blk.out("attn.proj"))
+    peak.at(base + q + s + 2 * bias, f"{p} relative position bias")
+    peak.at(base + q + 2 * s + bias, f"{p} + bias")
+    return kept_scores_attention(peak, p, base, a, e, fused=False, proj=blk.out("attn.proj"))
 
 
 block_memory = window_block_memory

@@ -5,6 +5,10 @@ Tree: stem.proj (P x P stride-P conv) -> blocks.i -> norm -> mean over tokens ->
     x = x + (mlp_tokens(norm1(x)^T))^T     token mixing: an MLP N -> D_S -> N on [B, C, N]
     x = x + mlp_channels(norm2(x))         channel mixing: an MLP C -> D_C -> C on [B, N, C]
 The token-mixing MLP has one input per token, so it is built for the resolution's N.
+
+The forward keeps timm's tensors alive (`timm/models/mlp_mixer.py`): the stem's [B, N, C] tokens are a
+view of the conv output (no copy), and `blocks` is an nn.Sequential, whose caller keeps that first
+input referenced until the last block returns.
 """
 
 from __future__ import annotations
@@ -39,14 +43,14 @@ class MlpMixer(nn.Module):
         self.spec, self.res = spec, res
         self.stem = ConvEmbed(spec.in_chans, spec.dim, spec.patch, spec.patch)
         n = (res[0] // spec.patch) * (res[1] // spec.patch)
-        self.blocks = nn.ModuleList(MixerBlock(n, spec.dim, spec.tokens_hidden, spec.channels_hidden)
-                                    for _ in range(spec.depth))
+        self.blocks = nn.Sequential(*(MixerBlock(n, spec.dim, spec.tokens_hidden, spec.channels_hidden)
+                                      for _ in range(spec.depth)))
         self.norm = nn.LayerNorm(spec.dim, eps=LN_EPS)
         self.head = nn.Linear(spec.dim, spec.num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
         check_input(x, self.res, self.spec.in_chans)
-        x = self.stem(x).flatten(1, 2)  # [B, N, C]
-        for block in self.blocks:
-            x = block(x)
-        return self.head(self.norm(x).mean(dim=1))
+        x = self.stem(x).flatten(1, 2)  # [B, N, C], a view of the conv output [B, C, gh, gw]
+        x = self.blocks(x)
+        x = self.norm(x)
+        return self.head(x.mean(dim=1))

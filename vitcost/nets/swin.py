@@ -2,11 +2,19 @@
 
 Tree: patch_embed.{proj, norm} -> layers.s (downsample at the start of stages 1.., then blocks)
 -> norm -> global average pool -> head. A block is
-    x = x + reverse(W-MSA(partition(shift(pad(norm1(x))))));  x = x + MLP(norm2(x))
-When the grid does not divide the window the normalised grid is zero-padded to multiples of the
-window, shifted, attended on the padded grid and cropped back (the official detection code's order,
-so the shift mask is built for the padded grid). On an axis whose grid is no larger than the window
+    x = x + unshift(crop(reverse(W-MSA(partition(pad(shift(norm1(x))))))));  x = x + MLP(norm2(x))
+When the grid does not divide the window the normalised grid is cyclically shifted, then zero-padded
+at the bottom/right to multiples of the window, attended on the padded grid, cropped back and shifted
+back; the shift mask is built for the padded grid. On an axis whose grid is no larger than the window
 the window becomes the grid and the shift 0 (`window_and_shift`, shared with the analytic walker).
+
+The forward follows timm's `swin_transformer.py` (the implementation people run), which changes which
+tensors are alive and so the memory: shift before padding (the official detection code pads first:
+the same counts, a different grid at the borders); `layers` and each stage's `blocks` are
+nn.Sequential, whose callers keep their inputs referenced until the last module returns; the
+attention module keeps qkv, the scaled q and the softmax output referenced until it returns; and the
+fused path adds the shift mask to the bias expanded to every window of the batch, a [B*nW, h, N, N]
+mask, as timm does.
 """
 
 from __future__ import annotations
@@ -64,33 +72,53 @@ def _shift_slices(window: int, shift: int) -> tuple[slice, ...]:
 class WindowAttention(AttentionCore):
     """Multi-head self-attention inside wh x ww windows with a learned relative position bias.
     x: [B*nW, N, C] with N = wh*ww; q k^T and scores @ v run here on [B*nW, heads, N, C/heads]
-    (2 * B*nW * N^2 * C MACs); the bias [1, heads, N, N] (and the shift mask [nW, N, N]) add to the scores."""
+    (2 * B*nW * N^2 * C MACs); the bias [1, heads, N, N] (and the shift mask [nW, N, N]) add to the scores.
+
+    As timm's WindowAttention: the math path scales q, forms the scores, adds the bias, adds the mask
+    on the scores viewed as [B, nW, heads, N, N], takes the softmax and multiplies by v, each step
+    rebinding its name, so qkv, the scaled q and the softmax output stay referenced until the module
+    returns; the sdpa path passes the bias, plus the mask expanded to [B*nW, heads, N, N], as attn_mask."""
 
     def __init__(self, dim: int, heads: int, wh: int, ww: int, attn_mode: str) -> None:
         super().__init__(attn_mode)
         self.heads = heads
+        self.scale = (dim // heads) ** -0.5
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
         self.relative_position_bias_table = trunc_normal((2 * wh - 1) * (2 * ww - 1), heads)
         self.register_buffer("relative_position_index", relative_position_index(wh, ww), persistent=False)
 
+    def position_bias(self) -> Tensor:
+        """[1, heads, N, N]: the table's rows gathered by relative position ([N*N, heads]), made contiguous
+        head-major."""
+        n = self.relative_position_index.shape[0]
+        bias = self.relative_position_bias_table[self.relative_position_index.reshape(-1)].view(n, n, -1)
+        bias = bias.permute(2, 0, 1).contiguous()
+        return bias.unsqueeze(0)
+
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         bw, n, c = x.shape
-        q, k, v = self.qkv(x).reshape(bw, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4).unbind(0)
-        bias = self.relative_position_bias_table[self.relative_position_index].permute(2, 0, 1)[None]  # [1, h, N, N]
-        if mask is None:
-            x = self.attend(q, k, v, (bias,))
-        elif self.attn_mode == "math":  # scores viewed as [B, nW, heads, N, N]: the mask broadcasts over B
-            nw = mask.shape[0]
-            q, k, v = (t.reshape(bw // nw, nw, self.heads, n, -1) for t in (q, k, v))
-            x = self.attend(q, k, v, (bias, mask[:, None])).reshape(bw, self.heads, n, -1)
-        else:  # fused kernels take 4-D inputs: fold the windows into the heads, [B, nW*heads, N, d], so
-            # the summed [nW*heads, N, N] bias + mask broadcasts over the batch without a copy per image
-            nw = mask.shape[0]
-            q, k, v = (t.reshape(bw // nw, nw * self.heads, n, -1) for t in (q, k, v))
-            terms = ((bias + mask[:, None]).reshape(1, nw * self.heads, n, n),)
-            x = self.attend(q, k, v, terms).reshape(bw, self.heads, n, -1)
-        return self.proj(x.transpose(1, 2).reshape(bw, n, c))
+        qkv = self.qkv(x).reshape(bw, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        if self.attn_mode == "sdpa":
+            attn_mask = self.position_bias()
+            if mask is not None:  # [nW, N, N] -> [B, nW, heads, N, N] (a view) -> [B*nW, heads, N, N] (a copy)
+                nw = mask.shape[0]
+                mask = mask.view(1, nw, 1, n, n).expand(bw // nw, -1, self.heads, -1, -1)
+                attn_mask = attn_mask + mask.reshape(-1, self.heads, n, n)
+            x = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+        else:
+            q = q * self.scale
+            attn = q @ k.transpose(-2, -1)  # [B*nW, heads, N, N]
+            attn = attn + self.position_bias()
+            if mask is not None:  # scores viewed as [B, nW, heads, N, N]: the mask broadcasts over B
+                nw = mask.shape[0]
+                attn = attn.view(-1, nw, self.heads, n, n) + mask.unsqueeze(1).unsqueeze(0)
+                attn = attn.view(-1, self.heads, n, n)
+            attn = attn.softmax(dim=-1)
+            x = attn @ v
+        x = x.transpose(1, 2).reshape(bw, n, c)
+        return self.proj(x)
 
 
 class SwinBlock(nn.Module):
@@ -110,22 +138,29 @@ class SwinBlock(nn.Module):
         self.register_buffer("attn_mask", mask, persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
+        b, h, w, c = x.shape
+        x = x + self._attn(self.norm1(x))
+        x = x.reshape(b, -1, c)
+        x = x + self.mlp(self.norm2(x))
+        return x.reshape(b, h, w, c)
+
+    def _attn(self, x: Tensor) -> Tensor:
+        """shift -> pad -> partition -> window attention -> reverse -> crop -> shift back, on [B, h, w, C]."""
         _, h, w, _ = x.shape
         (hp, wp), (sh, sw) = self.padded, self.shift
-        y = F.pad(self.norm1(x), (0, 0, 0, wp - w, 0, hp - h))  # zero rows/columns at the bottom/right
-        if sh or sw:
-            y = torch.roll(y, shifts=(-sh, -sw), dims=(1, 2))
-        y = self.attn(window_partition(y, self.wh, self.ww), self.attn_mask)
-        y = window_reverse(y, self.wh, self.ww, hp, wp)
-        if sh or sw:
-            y = torch.roll(y, shifts=(sh, sw), dims=(1, 2))
-        x = x + y[:, :h, :w, :]
-        return x + self.mlp(self.norm2(x))
+        shifted = torch.roll(x, shifts=(-sh, -sw), dims=(1, 2)) if sh or sw else x
+        shifted = F.pad(shifted, (0, 0, 0, wp - w, 0, hp - h))  # zero rows/columns at the bottom/right
+        windows = window_partition(shifted, self.wh, self.ww)
+        attended = self.attn(windows, self.attn_mask)
+        shifted = window_reverse(attended, self.wh, self.ww, hp, wp)
+        shifted = shifted[:, :h, :w, :].contiguous()
+        return torch.roll(shifted, shifts=(sh, sw), dims=(1, 2)) if sh or sw else shifted
 
 
 class PatchMerging(nn.Module):
     """[B, h, w, C] -> [B, ceil(h/2), ceil(w/2), 2C]: odd grids are zero-padded to even, each 2x2
-    neighbourhood is concatenated (4C), normalised and projected by a bias-free Linear(4C, 2C)."""
+    neighbourhood is concatenated (4C, in the order (0, 0), (1, 0), (0, 1), (1, 1)), normalised and
+    projected by a bias-free Linear(4C, 2C)."""
 
     def __init__(self, dim: int) -> None:
         super().__init__()
@@ -133,10 +168,12 @@ class PatchMerging(nn.Module):
         self.reduction = nn.Linear(4 * dim, 2 * dim, bias=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        _, h, w, _ = x.shape
+        b, h, w, c = x.shape
         x = F.pad(x, (0, 0, 0, w % 2, 0, h % 2))
-        x = torch.cat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], dim=-1)
-        return self.reduction(self.norm(x))
+        h, w = h + h % 2, w + w % 2
+        x = x.reshape(b, h // 2, 2, w // 2, 2, c).permute(0, 1, 3, 4, 2, 5).flatten(3)
+        x = self.norm(x)
+        return self.reduction(x)
 
 
 class SwinStage(nn.Module):
@@ -146,14 +183,13 @@ class SwinStage(nn.Module):
                  downsample: bool, attn_mode: str) -> None:
         super().__init__()
         self.downsample = PatchMerging(dim // 2) if downsample else None
-        self.blocks = nn.ModuleList(SwinBlock(dim, heads, grid, window, i % 2 == 1, hidden, attn_mode)
-                                    for i in range(depth))
+        self.blocks = nn.Sequential(*(SwinBlock(dim, heads, grid, window, i % 2 == 1, hidden, attn_mode)
+                                      for i in range(depth)))
 
     def forward(self, x: Tensor) -> Tensor:
         if self.downsample is not None:
             x = self.downsample(x)
-        for block in self.blocks:
-            x = block(x)
+        x = self.blocks(x)
         return x
 
 
@@ -165,19 +201,20 @@ class SwinTransformer(nn.Module):
         self.spec, self.res = spec, res
         self.patch_embed = ConvEmbed(spec.in_chans, spec.embed_dim, spec.patch, spec.patch, norm=True)
         gh, gw = res[0] // spec.patch, res[1] // spec.patch
-        self.layers = nn.ModuleList()
+        layers = []
         for s, (depth, heads) in enumerate(zip(spec.depths, spec.heads)):
             if s:
                 gh, gw = ceil_div(gh, 2), ceil_div(gw, 2)
             dim = spec.stage_dim(s)
-            self.layers.append(SwinStage(dim, depth, heads, (gh, gw), spec.window, int(dim * spec.mlp_ratio),
-                                         downsample=s > 0, attn_mode=attn_mode))
+            layers.append(SwinStage(dim, depth, heads, (gh, gw), spec.window, int(dim * spec.mlp_ratio),
+                                    downsample=s > 0, attn_mode=attn_mode))
+        self.layers = nn.Sequential(*layers)
         self.norm = nn.LayerNorm(spec.stage_dim(len(spec.depths) - 1))
         self.head = nn.Linear(spec.stage_dim(len(spec.depths) - 1), spec.num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
         check_input(x, self.res, self.spec.in_chans)
         x = self.patch_embed(x)
-        for layer in self.layers:
-            x = layer(x)
-        return self.head(self.norm(x).mean(dim=(1, 2)))
+        x = self.layers(x)
+        x = self.norm(x)
+        return self.head(x.mean(dim=(1, 2)))
