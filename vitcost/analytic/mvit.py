@@ -16,7 +16,7 @@ from typing import Any
 
 from vitcost.analytic.cost import AttnCall
 from vitcost.analytic.ints import conv_out, imax
-from vitcost.analytic.peaks import INDEX_BYTES, Block, PeakSteps, attend, mlp
+from vitcost.analytic.peaks import INDEX_BYTES, LSE_BYTES, Block, PeakSteps, conv_scratch, flash_scratch, mlp
 from vitcost.analytic.trace import Trace
 from vitcost.errors import SpecError
 from vitcost.specs import MViTSpec
@@ -110,53 +110,97 @@ def complexity(spec: MViTSpec) -> str:
 
 
 def block_memory(peak: PeakSteps, blk: Block, spec: MViTSpec, b: int, e: int, fused: bool, outer: int) -> None:
-    """y = norm1(x); shortcut = pool(proj(y) or x); q, k, v = pool(qkv(y));
-    x = shortcut + proj(attention(q, k, v) + q); x = x + mlp(norm2(x)). y and the shortcut stay alive."""
+    """nets.mvit.MultiScaleBlock, as timm's: x_norm = norm1(x); x_shortcut = pool(proj(x_norm) or x);
+    x = x_shortcut + attn(x_norm); x_norm = norm2(x); x_shortcut = x; x = x_shortcut + mlp(x_norm).
+    norm1's output and the shortcut stay alive until norm2 has run; the block input (the stage loop's)
+    to the end; `outer`: the stage input the model's loop holds."""
     x = blk.out("norm1")
-    a = blk.attention()
-    heads = a.heads
-    qkv = blk.out("attn.qkv")
     sp = blk.out("shortcut_proj_attn", "linear")
     pool_op = blk.find("shortcut_pool_attn", "pool")
-    short = 0
+    xin = outer + 2 * x * e  # the block input, x_norm
+    short = sp  # a new tensor when projected; the block input itself otherwise
     if sp:
-        peak.at(outer + (2 * x + sp) * e, f"{blk.p} shortcut_proj_attn")
-        short = sp
-    if pool_op is not None:
-        pooled = pool_op.out  # [B, Nq, D]
-        peak.at(outer + (2 * x + short) * e + pooled * (e + INDEX_BYTES), f"{blk.p} shortcut_pool_attn")
-        short = pooled
-    base0 = outer + (2 * x + short) * e  # block input, y = norm1(x), the shortcut when it is a new tensor
-    # pooling of q, k, v: each head-split view is copied for the conv when B > 1 and h > 1
-    split = b > 1 and heads > 1
-    pooled_so_far = 0
+        peak.at(xin + sp * e, f"{blk.p} shortcut_proj_attn")
+    if pool_op is not None:  # a contiguous [B, D, h, w] copy of the shortcut, max-pooled with its int64 indices
+        src = sp or x
+        peak.at(xin + (short + src) * e + pool_op.out * (e + INDEX_BYTES), f"{blk.p} shortcut_pool_attn")
+        short = pool_op.out
+    base = xin + short * e
+    y = blk.out("attn.proj")
+    pooling_attention(peak, blk, base, b, e, fused)
+    x1 = blk.out("mlp.fc2")  # the block output's elements
+    peak.at(base + (y + x1) * e, f"{blk.p} residual")
+    peak.at(base + (x1 + blk.out("norm2")) * e, f"{blk.p}.norm2")
+    mlp(peak, blk.p, outer + (x + x1) * e, x1, blk.out("mlp.fc1"), x1, e)
+
+
+def pooling_attention(peak: PeakSteps, blk: Block, base: int, b: int, e: int, fused: bool) -> None:
+    """nets.mvit.MultiScaleAttention (timm's), `base` bytes alive. qkv stays referenced until the module
+    returns. Each pooled q, k, v: the head-split view reshaped to [B*n, h, w, d] (a copy when B > 1 and
+    n > 1) and permuted to a contiguous [B*n, d, h, w] copy, the conv, then LayerNorm over d of the
+    conv output's transposed view; each step rebinds, so only the normed tensor remains. Then the
+    scores of a temporary q * scale (the raw scores die at the softmax, the softmax output stays
+    referenced), the relative positions added in place (`_timm_rel_pos`), scores @ v, + q, the head
+    merge (a copy when n > 1) and proj."""
+    a = blk.attention()
+    qkv = blk.out("attn.qkv")
     full = qkv // 3
+    split = b > 1 and a.heads > 1
+    p = f"{blk.p}.attn"
+    base += qkv * e
+    pooled = 0
     for which in ("q", "k", "v"):
-        conv = blk.out(f"attn.pool_{which}", "conv")
-        if not conv:
+        conv = blk.find(f"attn.pool_{which}", "conv")
+        if conv is None:
             continue
-        cp = full if split else 0
-        peak.at(base0 + (qkv + pooled_so_far + cp + conv) * e, f"{blk.p} attn.pool_{which}")
-        peak.at(base0 + (qkv + pooled_so_far + 2 * conv) * e, f"{blk.p} attn.norm_{which}")
-        pooled_so_far += conv
-    pooled = blk.find("attn.norm_q") is not None
-    # after pooling qkv is freed (q, k, v were its views); unpooled q/k/v stay views of qkv
-    qkv_alive = a.q + 2 * a.kv if pooled else qkv
-    base = base0 + qkv_alive * e
-    if a.rel:
-        _rel_pos(peak, f"{blk.p}.attn", base, a, e)
-    rel = a.scores * e if a.rel else 0  # decomposed rel-pos expands to a full [B, h, Nq, Nk] term
-    o = attend(peak, f"{blk.p}.attn", base, a, e, fused=fused, split=split and not pooled, terms=rel)
-    residual = a.q * e if a.residual else 0
-    if residual:
-        peak.at(base + o + residual, f"{blk.p} attn residual pooling")
-    # merging heads copies a [B, h, N, d] tensor: the residual sum's, or a math path's output (a fused
-    # kernel's output is laid out [B, N, h, d] already)
-    merge = a.q * e if heads > 1 and (residual or not fused) else 0
-    after = residual or o
-    peak.at(base + after + merge + blk.out("attn.proj") * e, f"{blk.p} attn.proj")
-    y_out = blk.out("mlp.fc2")
-    mlp(peak, blk.p, base0 + y_out * e, y_out, blk.out("mlp.fc1"), y_out, e)
+        c = conv.out
+        peak.at(base + (pooled + (2 * full if split else full)) * e, f"{p} {which} to [B*n, d, h, w]")
+        weight = conv.cost.params
+        peak.at(base + (pooled + full + c) * e, f"{p}.pool_{which}", conv_scratch(peak, "conv", full, c, weight, e))
+        peak.at(base + (pooled + 2 * c) * e, f"{p}.norm_{which}", c * e)  # norm reads a strided view: a copy
+        pooled += c
+    base += pooled * e  # the normed q, k, v; unpooled ones are views of qkv
+    q, s = a.q * e, a.scores * e
+    rel = a.scores * e if a.rel else 0
+    if fused:  # the relative positions summed into a zero [B, n, Nq, Nk] term, passed as attn_mask
+        if a.rel:
+            _timm_rel_pos(peak, p, base + s, a, b, e)
+        peak.at(base + rel + q + a.rows * LSE_BYTES, f"{p} fused attention", flash_scratch(peak, a, e))
+        o = q
+    else:
+        unpooled = blk.find("attn.norm_q") is None
+        cq, ckv = (q, a.kv * e) if split and unpooled else (0, 0)
+        peak.at(base + q + cq + ckv + s, f"{p} q @ k^T")  # the temporary q * scale
+        if a.rel:
+            _timm_rel_pos(peak, p, base + s, a, b, e)
+        peak.at(base + 2 * s, f"{p} softmax")
+        peak.at(base + s + ckv + q, f"{p} scores @ v")
+        base += s  # the softmax output, referenced until the module returns
+        o = q
+    r = q if a.residual else 0
+    if r:
+        peak.at(base + o + r, f"{p} residual pooling")
+    x = r or o
+    merge = q if a.heads > 1 and (r or not fused) else 0  # a fused kernel's own output is laid out [B, N, h, d]
+    if merge:
+        peak.at(base + x + merge, f"{p} merge heads")
+    peak.at(base + (merge or x) + blk.out("attn.proj") * e, f"{p}.proj")
+
+
+def _timm_rel_pos(peak: PeakSteps, where: str, base: int, a: AttnCall, b: int, e: int) -> None:
+    """nets.mvit MultiScaleAttention._add_rel_pos (timm's cal_rel_pos_type), `base` bytes alive with the
+    scores: gather R_h [qh, kh, d] and R_w [qw, kw, d]; rel_h = einsum(q, R_h), which reads q with the h
+    axis first (a copy of q when B*n > 1 and both query axes are longer than 1; rebinding rel_h frees
+    R_h), rel_w = einsum(q, R_w) (no copy); then scores + rel_h (a score-sized temporary) + rel_w (a
+    second one), copied into the scores in place."""
+    qh, qw, kh, kw = a.rel
+    bh, d = a.batch * a.heads, a.head_dim
+    tab_h, tab_w = qh * kh * d, qw * kw * d
+    rel_h, rel_w = bh * qh * qw * kh, bh * qh * qw * kw
+    copy = a.q if bh > 1 and qh > 1 and qw > 1 else 0
+    peak.at(base + (tab_h + tab_w + copy + rel_h) * e, f"{where} rel_pos h")
+    peak.at(base + (tab_w + rel_h + rel_w) * e, f"{where} rel_pos w")
+    peak.at(base + (rel_h + rel_w + 2 * a.scores) * e, f"{where} + rel_pos")
 
 
 def _rel_pos(peak: PeakSteps, where: str, base: int, a: AttnCall, e: int) -> None:

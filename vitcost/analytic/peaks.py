@@ -144,6 +144,22 @@ def flash_scratch(peak: PeakSteps, a: AttnCall, e: int) -> int:
     return peak.threads * per_thread
 
 
+def conv_scratch(peak: PeakSteps, kind: str, inp: int, out: int, weight: int, e: int, stride: int = 1) -> int:
+    """Scratch bytes of one CPU convolution (oneDNN, as torch runs it; measured with the profiler in fp32
+    on contiguous NCHW inputs): a reordered copy of the weights and one of the input, except for
+    `stem` convolutions of a 3-channel image, which reorder the weights and write the output through a
+    second buffer (the larger of the two), and 1x1 convolutions, which run without scratch at stride 1
+    and gather a strided copy of the input (1/stride^2 of it) besides at stride > 1. `kind`: stem |
+    pointwise | conv (dense or depthwise). Elements in, bytes out; none off the CPU."""
+    if not peak.cpu:
+        return 0
+    if kind == "stem":
+        return max(weight, out) * e
+    if kind == "pointwise":
+        return 0 if stride == 1 else (inp + weight + inp // (stride * stride)) * e
+    return (inp + weight) * e
+
+
 def mlp(peak: PeakSteps, where: str, base: int, n2: int, hidden: int, out: int, e: int) -> None:
     """fc2(GELU(fc1(norm2(x)))): fc1's output and GELU's are alive together at GELU."""
     peak.at(base + (n2 + 2 * hidden) * e, f"{where} mlp")
@@ -195,5 +211,5 @@ def _layer_block_prefix(path: str) -> str:
     return ""
 
 
-__all__ = ["PeakSteps", "Block", "attend", "kept_scores_attention", "flash_scratch", "mlp", "split_blocks",
-           "LSE_BYTES", "INDEX_BYTES"]
+__all__ = ["PeakSteps", "Block", "attend", "kept_scores_attention", "flash_scratch", "conv_scratch", "mlp",
+           "split_blocks", "LSE_BYTES", "INDEX_BYTES"]

@@ -11,11 +11,21 @@ by a depthwise k x k conv (stride s for Q, the adaptive KV stride for K/V, paddi
 shared across heads) and normalised over d; the scores add decomposed relative positions
 (q against tables gathered by relative distance along h and along w) and the pooled q is added back
 to the output (residual pooling).
+
+The forward follows timm's `mvitv2.py` (the implementation people run) where that decides which tensors
+are alive: the attention keeps the whole qkv output referenced until it returns; each of q, k, v is
+copied to a contiguous [B*n, d, h, w] grid for its pooling conv, and normalised from a transposed view
+of the conv output; the relative positions are two einsums (written as the matmuls they run) whose
+broadcast sum with the scores (two score-sized temporaries) is written back into the scores in place;
+the softmax output stays referenced until the module returns. The block keeps norm1's output and the
+shortcut until norm2 has run (timm rebinds `x_norm` and `x_shortcut` only then). timm has no fused path
+for MViTv2; the sdpa path here passes the same relative-position sum as attn_mask.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vitcost.analytic.ints import conv_out
@@ -35,12 +45,26 @@ def rel_pos_index(q_size: int, k_size: int) -> Tensor:
     return dist.long()
 
 
+def _einsum_axis(r_q: Tensor, table: Tensor, axis: int) -> Tensor:
+    """torch.einsum("byhwc,hkc->byhwk", r_q, table) for axis 2 (h), "byhwc,wkc->byhwk" for axis 3 (w), as
+    the einsum runs it: r_q [B, n, qh, qw, d] with the axis moved first and the others flattened,
+    [A, B*n*rest, d] (a copy unless that is a view: for axis h when B*n > 1 and qh, qw > 1), a batched
+    matmul with table^T [A, d, k], and the result viewed back as [B, n, qh, qw, k]. Written as the matmul
+    so that fvcore counts it exactly (its einsum handle rounds to four digits)."""
+    b, n, qh, qw, d = r_q.shape
+    order = (2, 0, 1, 3, 4) if axis == 2 else (3, 0, 1, 2, 4)
+    out = r_q.permute(*order).reshape(r_q.shape[axis], -1, d) @ table.transpose(1, 2)  # [A, B*n*rest, k]
+    if axis == 2:
+        return out.view(qh, b, n, qw, -1).permute(1, 2, 0, 3, 4)
+    return out.view(qw, b, n, qh, -1).permute(1, 2, 3, 0, 4)
+
+
 class MultiScaleAttention(AttentionCore):
     """Pooling attention on an h x w grid: x [B, h*w, D_in] -> [B, hq*wq, D]. The scores, the two
     rel-pos products and the residual add run here:
       q k^T:  [B, n, Nq, d] @ [B, n, d, Nk]                       B*n*Nq*Nk*d MACs
-      rel h:  q [B*n, hq, wq, d] @ R_h^T [hq, d, hk] -> [B*n, hq, wq, hk]   B*n*Nq*hk*d MACs
-      rel w:  q^T [B*n, wq, hq, d] @ R_w^T [wq, d, wk] -> [B*n, wq, hq, wk] B*n*Nq*wk*d MACs
+      rel h:  q [hq, B*n*wq, d] @ R_h^T [hq, d, hk] -> [B, n, hq, wq, hk]   B*n*Nq*hk*d MACs
+      rel w:  q [wq, B*n*hq, d] @ R_w^T [wq, d, wk] -> [B, n, hq, wq, wk]   B*n*Nq*wk*d MACs
       @ v:    [B, n, Nq, Nk] @ [B, n, Nk, d]                      B*n*Nq*Nk*d MACs"""
 
     def __init__(self, dim_in: int, dim: int, heads: int, grid: tuple[int, int], q_stride: int, kv_stride: int,
@@ -78,35 +102,57 @@ class MultiScaleAttention(AttentionCore):
         return conv_out(grid[0], k, s, p), conv_out(grid[1], k, s, p)
 
     def _pool(self, t: Tensor, pool: nn.Conv2d | None, norm: nn.LayerNorm | None) -> Tensor:
-        """[B, n, h*w, d] -> conv on [B*n, d, h, w] -> [B, n, ho*wo, d] -> LayerNorm over d."""
+        """[B, n, h*w, d] -> a contiguous [B*n, d, h, w] copy -> conv -> [B, n, ho*wo, d] (a transposed view
+        of the conv output) -> LayerNorm over d."""
         if pool is None:
             return t
-        b, n, _, d = t.shape
-        t = pool(t.reshape(b * n, *self.grid, d).permute(0, 3, 1, 2))
-        return norm(t.reshape(b, n, d, -1).transpose(2, 3))
+        n, d = t.shape[1], t.shape[3]
+        t = t.reshape(-1, *self.grid, d).permute(0, 3, 1, 2).contiguous()
+        t = pool(t)
+        t = t.reshape(-1, n, d, t.shape[2] * t.shape[3]).transpose(2, 3)
+        return norm(t)
 
-    def _rel_pos(self, q: Tensor) -> Tensor:
-        """Decomposed relative positions: [B, n, Nq, d] -> an additive term [B, n, Nq, Nk]."""
+    def _add_rel_pos(self, attn: Tensor, q: Tensor) -> Tensor:
+        """Decomposed relative positions added to the scores attn [B, n, Nq, Nk] in place, q [B, n, Nq, d]:
+        rel_h = einsum(q [B, n, qh, qw, d], R_h [qh, kh, d]) -> [B, n, qh, qw, kh], rel_w likewise with
+        R_w [qw, kw, d] -> [B, n, qh, qw, kw] (`_einsum_axis`);
+        attn[.., (i_h, i_w), (j_h, j_w)] += rel_h[.., j_h] + rel_w[.., j_w]."""
         b, n, _, d = q.shape
         (qh, qw), (kh, kw) = self.q_grid, self.k_grid
-        r_h = self.rel_pos_h[self.rel_pos_index_h]  # [qh, kh, d]
-        r_w = self.rel_pos_w[self.rel_pos_index_w]  # [qw, kw, d]
-        q = q.reshape(b * n, qh, qw, d)
-        rel_h = q @ r_h.transpose(1, 2)  # [B*n, qh, qw, kh]
-        rel_w = (q.transpose(1, 2) @ r_w.transpose(1, 2)).transpose(1, 2)  # [B*n, qh, qw, kw]
-        return (rel_h[..., :, None] + rel_w[..., None, :]).reshape(b, n, qh * qw, kh * kw)
+        rel_h = self.rel_pos_h[self.rel_pos_index_h]  # [qh, kh, d]
+        rel_w = self.rel_pos_w[self.rel_pos_index_w]  # [qw, kw, d]
+        r_q = q.reshape(b, n, qh, qw, d)
+        rel_h = _einsum_axis(r_q, rel_h, 2)  # rebinding frees each gathered table
+        rel_w = _einsum_axis(r_q, rel_w, 3)
+        attn[:] = (attn.view(b, n, qh, qw, kh, kw) + rel_h.unsqueeze(-1) + rel_w.unsqueeze(-2)).view(attn.shape)
+        return attn
+
+    def _rel_pos_term(self, q: Tensor) -> Tensor:
+        """The decomposed relative positions as an additive term [B, n, Nq, Nk] (the sdpa path's attn_mask)."""
+        b, n, nq, _ = q.shape
+        zeros = q.new_zeros(b, n, nq, self.k_grid[0] * self.k_grid[1])
+        return self._add_rel_pos(zeros, q)
 
     def forward(self, x: Tensor) -> Tensor:
         b, nx, _ = x.shape
         hd = self.dim // self.heads
-        q, k, v = self.qkv(x).reshape(b, nx, 3, self.heads, hd).permute(2, 0, 3, 1, 4).unbind(0)
+        qkv = self.qkv(x).reshape(b, nx, 3, self.heads, hd).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
         q = self._pool(q, self.pool_q, self.norm_q)
         k = self._pool(k, self.pool_k, self.norm_k)
         v = self._pool(v, self.pool_v, self.norm_v)
-        x = self.attend(q, k, v, (self._rel_pos(q),) if self.rel_pos else ())
+        if self.attn_mode == "sdpa":
+            x = F.scaled_dot_product_attention(q, k, v, attn_mask=self._rel_pos_term(q) if self.rel_pos else None)
+        else:
+            attn = (q * hd**-0.5) @ k.transpose(-2, -1)
+            if self.rel_pos:
+                attn = self._add_rel_pos(attn, q)
+            attn = attn.softmax(dim=-1)
+            x = attn @ v
         if self.residual_pooling:
             x = x + q
-        return self.proj(x.transpose(1, 2).reshape(b, -1, self.dim))
+        x = x.transpose(1, 2).reshape(b, -1, self.dim)
+        return self.proj(x)
 
 
 class MultiScaleBlock(nn.Module):
@@ -133,15 +179,23 @@ class MultiScaleBlock(nn.Module):
                             f"the {grid[0]}x{grid[1]} grid to {self.out_grid[0]}x{self.out_grid[1]} but the "
                             f"residual to {short[0]}x{short[1]}; use an even stride and an odd kernel.")
 
+    def _shortcut_pool(self, x: Tensor) -> Tensor:
+        """[B, h*w, D] -> a contiguous [B, D, h, w] copy -> max-pool -> [B, hq*wq, D] (a transposed view)."""
+        if self.shortcut_pool_attn is None:
+            return x
+        b, _, d = x.shape
+        x = x.reshape(b, *self.grid, d).permute(0, 3, 1, 2).contiguous()
+        x = self.shortcut_pool_attn(x)
+        return x.reshape(b, d, -1).transpose(1, 2)
+
     def forward(self, x: Tensor) -> Tensor:
-        y = self.norm1(x)
-        short = x if self.shortcut_proj_attn is None else self.shortcut_proj_attn(y)
-        if self.shortcut_pool_attn is not None:  # [B, h*w, D] -> [B, D, h, w] -> max-pool -> [B, hq*wq, D]
-            b, _, d = short.shape
-            short = self.shortcut_pool_attn(short.transpose(1, 2).reshape(b, d, *self.grid))
-            short = short.flatten(2).transpose(1, 2)
-        x = short + self.attn(y)
-        return x + self.mlp(self.norm2(x))
+        x_norm = self.norm1(x)
+        x_shortcut = x if self.shortcut_proj_attn is None else self.shortcut_proj_attn(x_norm)
+        x_shortcut = self._shortcut_pool(x_shortcut)
+        x = x_shortcut + self.attn(x_norm)
+        x_norm = self.norm2(x)
+        x_shortcut = x
+        return x_shortcut + self.mlp(x_norm)
 
 
 class MViTStage(nn.Module):
