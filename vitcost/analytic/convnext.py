@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from vitcost.analytic.ints import floor_div
-from vitcost.analytic.peaks import Block, PeakSteps, mlp
+from vitcost.analytic.peaks import Block, PeakSteps, conv_scratch, mlp, norm_stats
 from vitcost.analytic.trace import Trace
 from vitcost.errors import SpecError
 from vitcost.specs import ConvNeXtSpec
@@ -89,15 +89,26 @@ def complexity(spec: ConvNeXtSpec) -> str:
 def block_memory(peak: PeakSteps, blk: Block, spec: ConvNeXtSpec, b: int, e: int, fused: bool, outer: int) -> None:
     """shortcut = x; x = conv_dw(x); x = norm(x); x = mlp(x); x = x * gamma; return x + shortcut, each
     step rebinding x (timm's order), so the conv output is freed once the norm returns and the norm
-    output once the MLP returns; the block input stays alive for the residual. Before the first block
-    of a later stage the stage's downsampling holds the stage input (`outer`), its LayerNorm output and
-    the conv output (this block's input) together."""
+    output once the MLP returns; the block input stays alive for the residual. `outer`: what the
+    nn.Sequential callers hold (the stem output, the stage input, the downsampled grid). Before the first
+    block of a later stage the stage's downsampling (`blk.before`) holds its LayerNorm2d output and the
+    strided conv's output (this block's input) besides.
+
+    Allocator level (CPU): every conv here reads a channels-last input (LayerNorm2d and the block's
+    permutes leave that layout), so the depthwise conv reorders its weights and the downsampling conv
+    copies its weights to channels-last and reorders them (`peaks.conv_scratch`)."""
     x = blk.out("conv_dw")  # the block's input and output have as many elements
     n = blk.out("norm")
+    if blk.index == 0 and len(blk.before) == 2:  # downsample.0 (LayerNorm2d), downsample.1 (conv)
+        norm, conv = blk.before
+        peak.at(outer + norm.out * e + norm_stats(norm), f"{blk.stage}.downsample.0")
+        scratch = conv_scratch(peak, "conv", norm.out, conv.out, conv.cost.params, e, images=b, channels_last=True)
+        peak.at(outer + (norm.out + conv.out) * e, f"{blk.stage}.downsample.1", scratch)
     base = outer + x * e  # the block input, referenced by the caller and kept for the residual
-    if blk.index == 0 and outer:  # LayerNorm output (as large as the stage input) + the strided conv's
-        peak.at(2 * outer + x * e, f"{blk.stage}.downsample")
-    peak.at(base + (x + n) * e, f"{blk.p}.norm")  # conv_dw output and the norm's
+    dw = blk.find("conv_dw")
+    scratch = conv_scratch(peak, "depthwise", x, x, dw.cost.params, e, channels_last=True)
+    peak.at(base + x * e, f"{blk.p}.conv_dw", scratch)
+    peak.at(base + (x + n) * e + norm_stats(blk.find("norm")), f"{blk.p}.norm")  # conv_dw output and the norm's
     mlp(peak, blk.p, base, n, blk.out("mlp.fc1"), blk.out("mlp.fc2"), e)
     peak.at(base + 2 * x * e, f"{blk.p} residual")  # the MLP (or scaled) output and the sum
 

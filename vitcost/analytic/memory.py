@@ -49,7 +49,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from vitcost.analytic.cost import LinearAttnCall, Op
-from vitcost.analytic.peaks import LSE_BYTES, Block, PeakSteps, split_blocks
+from vitcost.analytic.peaks import LSE_BYTES, Block, PeakSteps, conv_scratch, norm_stats, split_blocks
 from vitcost.analytic.registry import family_of
 from vitcost.analytic.trace import attention_steps, linear_attention_steps
 from vitcost.errors import VitcostError
@@ -83,7 +83,7 @@ class MemoryPrediction(NamedTuple):
 
 # How the reference nets (following timm's) hold tensors in their containers while a block runs.
 SEQUENTIAL_BLOCKS = frozenset({"mixer"})  # `blocks` is an nn.Sequential called by the model
-SEQUENTIAL_STAGES = frozenset({"swin"})  # an nn.Sequential of stages: downsample, then
+SEQUENTIAL_STAGES = frozenset({"swin", "convnext"})  # an nn.Sequential of stages: downsample, then
 # an nn.Sequential of blocks. Every other family loops over its stages (`x = stage(x)`) and blocks.
 
 
@@ -94,7 +94,7 @@ def _held(blk: Block, family: str, sizes: dict[tuple, int], order: dict[str, int
     An nn.Sequential keeps its input referenced (its caller's argument) until its last module returns,
     and its loop variable holds the input of the module that runs. So with `blocks` an nn.Sequential
     (Mixer) the first block's input E stays alive through all blocks; with an nn.Sequential of
-    stages (Swin) E lives through all stages, the stage input S_s through stage s, and the
+    stages (Swin, ConvNeXt) E lives through all stages, the stage input S_s through stage s, and the
     downsampling's output D_s (the blocks' nn.Sequential input) through all blocks of the stage. A loop
     `for stage in stages: x = stage(x)` (MViTv2, ResNet's layers) keeps only S_s, for the blocks after
     the first one, or for all of them when the stage downsamples before its first block."""
@@ -115,13 +115,18 @@ def _held(blk: Block, family: str, sizes: dict[tuple, int], order: dict[str, int
 
 def _edges(peak: PeakSteps, pre: list[Op], post: list[Op], e: int) -> None:
     """Embedding before the first block and norm/head after the last: two consecutive tensors (the conv
-    output and its token-major copy, the class-token concat and the position add, the final norm and
-    the head's output)."""
+    output and the norm of its channels-last view, the class-token concat and the position add, the
+    final norm and the head's output). At the allocator level the stem conv has its scratch
+    (`peaks.conv_scratch`), and a LayerNorm of the stem's permuted output reads it through a contiguous
+    copy."""
     outs = [op.out for op in pre if op.out]
-    for a, b in zip(outs, outs[1:]):
-        peak.at((a + b) * e, f"{pre[0].path.split('.')[0]}")
-    if outs:
-        peak.at(2 * outs[0] * e, f"{pre[0].path.split('.')[0]}")  # conv output + its flattened copy
+    where = pre[0].path.split(".")[0] if pre else ""
+    if pre and pre[0].kind == "conv":
+        stem = pre[0]
+        peak.at(stem.out * e, stem.path, conv_scratch(peak, "stem", stem.inp, stem.out, stem.cost.params, e))
+    for i, (a, b) in enumerate(zip(outs, outs[1:])):
+        strided = i == 0 and pre[0].kind == "conv" and pre[1].kind == "layer_norm"
+        peak.at((a + b) * e + (norm_stats(pre[1]) if strided else 0), where, a * e if strided else 0)
     tail = [op for op in post if op.kind in ("layer_norm", "linear")]
     if len(tail) >= 2:  # x = norm(x) frees the last block's output once the norm returns
         peak.at(tail[0].out * 2 * e, "norm")

@@ -155,8 +155,8 @@ def pooling_attention(peak: PeakSteps, blk: Block, base: int, b: int, e: int, fu
             continue
         c = conv.out
         peak.at(base + (pooled + (2 * full if split else full)) * e, f"{p} {which} to [B*n, d, h, w]")
-        weight = conv.cost.params
-        peak.at(base + (pooled + full + c) * e, f"{p}.pool_{which}", conv_scratch(peak, "conv", full, c, weight, e))
+        scratch = conv_scratch(peak, "depthwise", full, c, conv.cost.params, e)
+        peak.at(base + (pooled + full + c) * e, f"{p}.pool_{which}", scratch)
         peak.at(base + (pooled + 2 * c) * e, f"{p}.norm_{which}", c * e)  # norm reads a strided view: a copy
         pooled += c
     base += pooled * e  # the normed q, k, v; unpooled ones are views of qkv

@@ -11,6 +11,8 @@ from vitcost.analytic.cost import AttnCall, Op
 
 LSE_BYTES = 4  # fused attention keeps a float32 log-sum-exp per query row
 INDEX_BYTES = 8  # max-pool indices are int64
+STAT_BYTES = 4  # LayerNorm returns a float32 mean and rstd per row besides its output
+SMALL_CONV_OUT = 10_000  # output elements under which oneDNN runs a one-image channels-last conv as a GEMM
 
 
 class PeakSteps:
@@ -45,9 +47,10 @@ class PeakSteps:
 class Block:
     """The ops of one block (path prefix `p`, e.g. `layers.2.blocks.3`), looked up by path suffix."""
 
-    def __init__(self, prefix: str, ops: list[Op]) -> None:
+    def __init__(self, prefix: str, ops: list[Op], before: list[Op] | None = None) -> None:
         self.p = prefix
         self.ops = ops
+        self.before = before or []  # ops run between the previous block and this one (a stage's downsampling)
         self._by_path: dict[str, list[Op]] = {}
         for op in ops:
             self._by_path.setdefault(op.path, []).append(op)
@@ -144,20 +147,36 @@ def flash_scratch(peak: PeakSteps, a: AttnCall, e: int) -> int:
     return peak.threads * per_thread
 
 
-def conv_scratch(peak: PeakSteps, kind: str, inp: int, out: int, weight: int, e: int, stride: int = 1) -> int:
-    """Scratch bytes of one CPU convolution (oneDNN, as torch runs it; measured with the profiler in fp32
-    on contiguous NCHW inputs): a reordered copy of the weights and one of the input, except for
-    `stem` convolutions of a 3-channel image, which reorder the weights and write the output through a
-    second buffer (the larger of the two), and 1x1 convolutions, which run without scratch at stride 1
-    and gather a strided copy of the input (1/stride^2 of it) besides at stride > 1. `kind`: stem |
-    pointwise | conv (dense or depthwise). Elements in, bytes out; none off the CPU."""
+def conv_scratch(peak: PeakSteps, kind: str, inp: int, out: int, weight: int, e: int, *, stride: int = 1,
+                 images: int = 1, channels_last: bool = False) -> int:
+    """Scratch bytes of one CPU convolution (oneDNN, as torch runs it; measured with the profiler in fp32,
+    the same in torch 2.13 and 2.15). On a contiguous NCHW input: a reordered copy of the weights and one
+    of the input, except for `stem` convolutions of a 3-channel image, which reorder the weights and write
+    the output through a second buffer (the larger of the two), and 1x1 convolutions, which run without
+    scratch at stride 1 and add a strided gather of one image's input (1/stride^2 of it; `images` in the
+    batch) at stride > 1. On a
+    channels-last input (a permuted view, as ConvNeXt's LayerNorm2d leaves it) the input is read as it is:
+    a depthwise conv reorders its weights, a dense one copies them to channels-last and reorders that
+    copy (twice the weights), except for one image with a small output (under ~10^4 elements, where
+    oneDNN picks a GEMM kernel: the channels-last weights and a copy of the input). `kind`: stem |
+    pointwise | depthwise | conv. Elements in, bytes out; none off the CPU."""
     if not peak.cpu:
         return 0
     if kind == "stem":
         return max(weight, out) * e
+    if channels_last:
+        if kind == "depthwise":
+            return weight * e
+        return (weight + inp if images == 1 and out < SMALL_CONV_OUT else 2 * weight) * e
     if kind == "pointwise":
-        return 0 if stride == 1 else (inp + weight + inp // (stride * stride)) * e
+        return 0 if stride == 1 else (inp + weight + inp // (images * stride * stride)) * e
     return (inp + weight) * e
+
+
+def norm_stats(op: Op) -> int:
+    """Bytes of a LayerNorm op's mean and rstd (one float32 each per row of `dim` = params / 2 elements),
+    alive together with its output at its end."""
+    return 2 * (op.out // (op.cost.params // 2)) * STAT_BYTES
 
 
 def mlp(peak: PeakSteps, where: str, base: int, n2: int, hidden: int, out: int, e: int) -> None:
@@ -167,10 +186,12 @@ def mlp(peak: PeakSteps, where: str, base: int, n2: int, hidden: int, out: int, 
 
 
 def split_blocks(ops: Sequence[Op]) -> tuple[list[Op], list[Block], list[Op]]:
-    """Split the op list into the ops before the first block, the blocks, and the ops after."""
+    """Split the op list into the ops before the first block, the blocks (each with the ops that ran
+    between it and the previous block, `Block.before`), and the ops after the last block."""
     pre: list[Op] = []
-    post: list[Op] = []
+    between: list[Op] = []
     blocks: dict[str, list[Op]] = {}
+    before: dict[str, list[Op]] = {}
     last, dotted = "\0", "\0"  # a block's ops are consecutive: most paths extend the previous prefix
     for op in ops:
         path = op.path
@@ -181,12 +202,14 @@ def split_blocks(ops: Sequence[Op]) -> tuple[list[Op], list[Block], list[Op]]:
             if prefix:
                 last, dotted = prefix, prefix + "."
         if prefix:
+            if prefix not in blocks:
+                before[prefix], between = between, []
             blocks.setdefault(prefix, []).append(op)
         elif blocks:
-            post.append(op)
+            between.append(op)
         else:
             pre.append(op)
-    return pre, [Block(p, o) for p, o in blocks.items()], post
+    return pre, [Block(p, o, before[p]) for p, o in blocks.items()], between
 
 
 def _block_prefix(path: str) -> str:
@@ -212,4 +235,4 @@ def _layer_block_prefix(path: str) -> str:
 
 
 __all__ = ["PeakSteps", "Block", "attend", "kept_scores_attention", "flash_scratch", "conv_scratch", "mlp",
-           "split_blocks", "LSE_BYTES", "INDEX_BYTES"]
+           "norm_stats", "split_blocks", "LSE_BYTES", "INDEX_BYTES", "STAT_BYTES"]

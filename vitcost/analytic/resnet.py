@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from vitcost.analytic.ints import conv_out
-from vitcost.analytic.peaks import Block, PeakSteps
+from vitcost.analytic.peaks import Block, PeakSteps, conv_scratch
 from vitcost.analytic.trace import Trace
 from vitcost.specs import ResNetSpec
 
@@ -98,17 +98,25 @@ def block_memory(peak: PeakSteps, blk: Block, spec: ResNetSpec, b: int, e: int, 
     rebinding x: a conv's output is freed once its BatchNorm (eval mode: a new tensor) returns, and an
     in-place ReLU allocates nothing. The projection shortcut (conv + BN, an nn.Sequential) runs after
     bn3, so bn3's output is alive through it; `x += shortcut` and the last ReLU are in place. The block
-    input stays alive throughout (the caller's reference, and the identity shortcut)."""
+    input stays alive throughout (the caller's reference, and the identity shortcut).
+
+    Allocator level (CPU): the 3x3 conv reorders its input and weights (`peaks.conv_scratch`); the 1x1
+    convs need no scratch, except the strided shortcut conv (its input, weights and a strided gather)."""
     x = blk.find("conv1").inp
     c1, c2, c3 = blk.out("conv1"), blk.out("conv2"), blk.out("conv3")
     base = outer + x * e
     peak.at(base + 2 * c1 * e, f"{blk.p}.bn1")  # conv1's output and bn1's
-    peak.at(base + (c1 + c2) * e, f"{blk.p}.conv2")
+    w2 = blk.find("conv2").cost.params
+    peak.at(base + (c1 + c2) * e, f"{blk.p}.conv2", conv_scratch(peak, "conv", c1, c2, w2, e))
     peak.at(base + 2 * c2 * e, f"{blk.p}.bn2")
     peak.at(base + (c2 + c3) * e, f"{blk.p}.conv3")
     peak.at(base + 2 * c3 * e, f"{blk.p}.bn3")
-    d = blk.out("downsample.0")
-    if d:  # bn3's output, the shortcut conv's output and its BatchNorm's
+    down = blk.find("downsample.0")
+    if down is not None:  # bn3's output, the shortcut conv's output and its BatchNorm's
+        d = down.out
+        stride = 2 if c1 > c2 else 1  # the block's stride, on its 3x3 conv and its shortcut
+        scratch = conv_scratch(peak, "pointwise", x, d, down.cost.params, e, stride=stride, images=b)
+        peak.at(base + (c3 + d) * e, f"{blk.p}.downsample.0", scratch)
         peak.at(base + (c3 + 2 * d) * e, f"{blk.p}.downsample")
 
 

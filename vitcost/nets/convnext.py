@@ -8,9 +8,10 @@ A block follows timm's ConvNeXtBlock with its default linear MLP (conv_mlp=False
     x = norm(x); x = mlp(x)                 LayerNorm, fc1 C -> 4C, GELU, fc2 4C -> C
     x = x.permute(0, 3, 1, 2) * gamma       per-channel layer scale
     return x + shortcut
-Stages and blocks run in plain loops (`x = block(x)`), so a stage's caller keeps the stage input alive
-while the stage runs (the memory model's `outer`). There is no attention: `attn_mode` is accepted for
-the uniform builder signature and ignored.
+`stages` and each stage's `blocks` are nn.Sequential, as in timm: their callers keep the stem output,
+the stage input and the downsampled grid referenced until the last block of the stage (or of the
+model) returns (the memory model's `outer`). There is no attention: `attn_mode` is accepted for the
+uniform builder signature and ignored.
 """
 
 from __future__ import annotations
@@ -67,13 +68,12 @@ class ConvNeXtStage(nn.Module):
         super().__init__()
         self.downsample = (nn.Sequential(LayerNorm2d(cin), nn.Conv2d(cin, dim, DOWNSAMPLE, stride=DOWNSAMPLE))
                            if downsample else None)
-        self.blocks = nn.ModuleList(ConvNeXtBlock(dim, hidden, kernel, layer_scale) for _ in range(depth))
+        self.blocks = nn.Sequential(*(ConvNeXtBlock(dim, hidden, kernel, layer_scale) for _ in range(depth)))
 
     def forward(self, x: Tensor) -> Tensor:
         if self.downsample is not None:
             x = self.downsample(x)
-        for block in self.blocks:
-            x = block(x)
+        x = self.blocks(x)
         return x
 
 
@@ -99,17 +99,17 @@ class ConvNeXt(nn.Module):
         self.spec, self.res = spec, res
         c0 = spec.dims[0]
         self.stem = nn.Sequential(nn.Conv2d(spec.in_chans, c0, spec.patch, stride=spec.patch), LayerNorm2d(c0))
-        self.stages = nn.ModuleList()
+        stages = []
         cin = c0
         for s, (dim, depth) in enumerate(zip(spec.dims, spec.depths)):
-            self.stages.append(ConvNeXtStage(cin, dim, depth, int(dim * spec.mlp_ratio), spec.kernel,
-                                             spec.layer_scale, downsample=s > 0))
+            stages.append(ConvNeXtStage(cin, dim, depth, int(dim * spec.mlp_ratio), spec.kernel, spec.layer_scale,
+                                        downsample=s > 0))
             cin = dim
+        self.stages = nn.Sequential(*stages)
         self.head = ConvNeXtHead(cin, spec.num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
         check_input(x, self.res, self.spec.in_chans)
         x = self.stem(x)
-        for stage in self.stages:
-            x = stage(x)
+        x = self.stages(x)
         return self.head(x)
