@@ -12,8 +12,16 @@ re-expresses either in `macs`, `fvcore` or `torch`: fvcore's MAC ops are known b
 pass observes the LayerNorm elements itself, so the two backends give two independent counts in
 every convention.
 
+A training step (`mode="train"`) is counted by FlopCounterMode alone: fvcore traces the forward only
+and has no formulas for backward ops. Its self counts hold each module's forward ops plus the backward
+ops of the autograd nodes its forward created (`counting_torch`); `phase_counts` splits the two, and
+`known_defects` gives what FlopCounterMode counted beyond the hand-derived figure where one of its
+formulas is known to be wrong (`counting_formulas.KNOWN_DEFECTS`).
+
 >>> c = count(model, (1, 3, 224, 224))
 >>> c.total("fvcore"), c.total("torch"), c.method, c.unsupported
+>>> t = count(model, (2, 3, 224, 224), mode="train")
+>>> t.total("torch"), t.phase_counts("backward"), t.known_defects()
 """
 
 from __future__ import annotations
@@ -27,6 +35,8 @@ from vitcost.measure.counting_formulas import FVCORE_MAC_OPS
 
 BACKENDS: tuple[str, ...] = ("fvcore", "torch")
 METHODS: tuple[str, ...] = ("auto", "real", "meta")
+MODES: tuple[str, ...] = ("infer", "train")  # one forward; one training step (forward + backward)
+PHASES: tuple[str, ...] = ("forward", "backward")
 # The conventions a counter can give: `flops` also counts softmax, GELU and adds, which neither sees.
 COUNTED_CONVENTIONS: tuple[str, ...] = ("macs", "fvcore", "torch")
 
@@ -49,6 +59,9 @@ class Counts:
     fvcore_via: str | None = None  # "jit": fvcore's FlopCountAnalysis; "dispatch": its rules on the torch pass
     predicted_bytes: int | None = None  # predicted memory of a real forward, when method was "auto"
     budget_bytes: int | None = None  # the memory budget the prediction was held against
+    mode: str = "infer"  # "infer": one forward; "train": forward + backward (torch backend only)
+    backward: dict[str, dict[str, int]] | None = None  # train: the torch table's backward share, by path and op
+    defects: dict[str, dict[str, int]] | None = None  # train: {path: {op: flops counted beyond the hand figure}}
 
     def _backend(self, backend: str | None) -> str:
         if backend is None:
@@ -92,6 +105,8 @@ class Counts:
             raise VitcostError(f"the {convention!r} convention cannot be counted; use one of "
                                f"{', '.join(COUNTED_CONVENTIONS)} (flops also counts softmax, GELU and adds, "
                                "which neither counter sees).")
+        if self.mode == "train":
+            _torch_scale(convention)  # a training step has no fvcore count
         if backend == "fvcore":
             macs = sum(n for op, n in ops.items() if op in FVCORE_MAC_OPS)
             if convention == "fvcore":
@@ -102,6 +117,28 @@ class Counts:
             return flops
         macs = flops // FLOPS_PER_MAC
         return macs if convention == "macs" else macs + sum(self.observed.get(path, {}).values())
+
+    def phase_counts(self, phase: str, convention: str = "torch") -> dict[str, int]:
+        """Train mode: {path: count} of the forward's or the backward's ops alone (FlopCounterMode's
+        counts, in `torch` or `macs`). Paths with nothing counted are left out."""
+        if self.mode != "train" or self.backward is None:
+            raise VitcostError("phase counts need a training step: count with mode='train'.")
+        if phase not in PHASES:
+            raise VitcostError(f"unknown phase {phase!r}; choose from {', '.join(PHASES)}.")
+        scale = _torch_scale(convention)
+        out = {}
+        for path, ops in self.tables["torch"].items():
+            bwd = sum(self.backward.get(path, {}).values())
+            n = bwd if phase == "backward" else sum(ops.values()) - bwd
+            if n:
+                out[path] = n // scale
+        return out
+
+    def known_defects(self, convention: str = "torch") -> dict[str, dict[str, int]]:
+        """Train mode: {path: {op: count}} that FlopCounterMode counted beyond the hand-derived figure,
+        where one of its formulas is known to be wrong (see `counting_formulas.KNOWN_DEFECTS`)."""
+        scale = _torch_scale(convention)
+        return {p: {op: n // scale for op, n in ops.items()} for p, ops in (self.defects or {}).items()}
 
     def total(self, backend: str | None = None, convention: str | None = None) -> int:
         """The whole forward's count (default: the first backend, in its own convention)."""
@@ -125,9 +162,24 @@ class Counts:
         return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
 
-def _check_options(method: str, backends: Any) -> tuple[str, ...]:
+def _torch_scale(convention: str) -> int:
+    """What FlopCounterMode's counts are divided by to give `convention` (torch or macs)."""
+    if convention not in ("torch", "macs"):
+        raise VitcostError(f"a training step is counted by FlopCounterMode alone, in the torch or macs convention, "
+                           f"not {convention!r} (fvcore counts no backward).")
+    return 1 if convention == "torch" else FLOPS_PER_MAC
+
+
+def _check_options(method: str, backends: Any, mode: str = "infer") -> tuple[str, ...]:
     if method not in METHODS:
         raise VitcostError(f"unknown counting method {method!r}; choose from {', '.join(METHODS)}.")
+    if mode not in MODES:
+        raise VitcostError(f"unknown counting mode {mode!r}; choose from {', '.join(MODES)}.")
+    if backends is None:
+        backends = BACKENDS if mode == "infer" else ("torch",)
+    if mode == "train" and "fvcore" in ((backends,) if isinstance(backends, str) else tuple(backends)):
+        raise VitcostError("fvcore counts no backward: a training step is counted by FlopCounterMode alone "
+                           "(backends='torch').")
     if isinstance(backends, str):
         backends = (backends,)
     backends = tuple(dict.fromkeys(backends))
@@ -144,7 +196,7 @@ def _model_failed(shapes: tuple[tuple[int, ...], ...], e: Exception) -> VitcostE
 
 
 def _plan(module: Any, given: Any, method: str, budget_bytes: int | None,
-          shapes: tuple[tuple[int, ...], ...]) -> tuple[str, Any, int | None, int | None]:
+          shapes: tuple[tuple[int, ...], ...], train: bool = False) -> tuple[str, Any, int | None, int | None]:
     """(method, module to run, predicted bytes, budget): resolve "auto", copy to meta where needed."""
     import torch
 
@@ -160,7 +212,8 @@ def _plan(module: Any, given: Any, method: str, budget_bytes: int | None,
         return "real", module, None, None
     meta_module = cm.to_meta(module)
     try:
-        predicted = cm.forward_peak_bytes(meta_module, cm.make_inputs(given, meta=True, dtype=cm.float_dtype(module)))
+        predicted = cm.forward_peak_bytes(meta_module, cm.make_inputs(given, meta=True, dtype=cm.float_dtype(module)),
+                                          train=train)
     except Exception as e:
         raise _model_failed(shapes, e) from None
     budget = cm.memory_budget() if budget_bytes is None else budget_bytes
@@ -168,21 +221,29 @@ def _plan(module: Any, given: Any, method: str, budget_bytes: int | None,
 
 
 def count(module: Any, input_shape_or_tensor: Any, *, method: str = "auto",
-          backends: tuple[str, ...] | list[str] | str = BACKENDS, budget_bytes: int | None = None) -> Counts:
+          backends: tuple[str, ...] | list[str] | str | None = None, budget_bytes: int | None = None,
+          mode: str = "infer") -> Counts:
     """Count one forward of `module` on an input of the given shape (a random tensor) or on the given
-    tensor(s), with fvcore and/or FlopCounterMode, per dotted module path.
+    tensor(s), with fvcore and/or FlopCounterMode (default: both), per dotted module path.
+
+    mode "train" counts one training step instead, with FlopCounterMode alone (fvcore counts no backward):
+    the module in train mode (its mode is restored afterwards), the forward with autograd on, the loss
+    `sum(out.float().sum())` and its backward; the input does not require grad, and the parameters'
+    `.grad` are left as they were.
 
     method: "real" runs a real forward; "meta" runs it on the meta device (nothing is allocated; the
     module is copied to meta, the original is untouched); "auto" picks meta when the predicted memory
     of the real forward exceeds `budget_bytes` (default: 25% of the available RAM), and always meta for
-    a module or input already on the meta device. `Counts.method` says which ran. The module is counted
-    in its current train/eval mode.
+    a module or input already on the meta device (in train mode the prediction is of a whole training
+    step). `Counts.method` says which ran. In mode "infer" the module is counted in its current
+    train/eval mode.
     """
     import torch
 
     from vitcost.measure import counting_meta as cm
 
-    backends = _check_options(method, backends)
+    backends = _check_options(method, backends, mode)
+    train = mode == "train"
     if not isinstance(module, torch.nn.Module):
         raise VitcostError(f"expected a torch.nn.Module to count, got {type(module).__name__}.")
     shapes = cm.input_shapes(input_shape_or_tensor)
@@ -190,14 +251,22 @@ def count(module: Any, input_shape_or_tensor: Any, *, method: str = "auto",
         raise VitcostError("the model has uninitialised (lazy) parameters; run one forward on a real input "
                            "before counting it.")
     try:
-        method, run_module, predicted, budget = _plan(module, input_shape_or_tensor, method, budget_bytes, shapes)
+        method, run_module, predicted, budget = _plan(module, input_shape_or_tensor, method, budget_bytes, shapes,
+                                                      train)
         inputs = cm.make_inputs(input_shape_or_tensor, meta=method == "meta", dtype=cm.float_dtype(module))
     except VitcostError:
         raise
     except Exception as e:  # the user's module or an input too large to allocate: one line, not a traceback
         hint = " (use method 'meta' to count without allocating)" if _is_allocation_failure(e) else ""
         raise VitcostError(f"{_model_failed(shapes, e)}{hint}") from None
-    return _run_backends(run_module, inputs, shapes, method, backends, predicted, budget)
+    if not train:
+        return _run_backends(run_module, inputs, shapes, method, backends, predicted, budget)
+    was_training = run_module.training
+    run_module.train()
+    try:
+        return _run_backends(run_module, inputs, shapes, method, backends, predicted, budget, train=True)
+    finally:
+        run_module.train(was_training)
 
 
 def _is_allocation_failure(e: BaseException) -> bool:
@@ -219,7 +288,8 @@ def _fvcore_via_dispatch(run: Any) -> dict[str, dict[str, int]]:
 
 
 def _run_backends(module: Any, inputs: tuple[Any, ...], shapes: tuple[tuple[int, ...], ...], method: str,
-                  backends: tuple[str, ...], predicted: int | None, budget: int | None) -> Counts:
+                  backends: tuple[str, ...], predicted: int | None, budget: int | None, train: bool = False
+                  ) -> Counts:
     """Run the requested counters. torch goes first: a plain forward gives the clearest error when the
     model rejects the input. If fvcore's jit trace cannot run (torch's Python meta kernel for
     convolution breaks under the tracer, so every conv model on meta; or a model jit cannot trace),
@@ -229,7 +299,7 @@ def _run_backends(module: Any, inputs: tuple[Any, ...], shapes: tuple[tuple[int,
 
     def torch_pass() -> Any:
         try:
-            return count_torch(module, inputs)
+            return count_torch(module, inputs, train)
         except VitcostError:
             raise
         except Exception as e:
@@ -255,4 +325,6 @@ def _run_backends(module: Any, inputs: tuple[Any, ...], shapes: tuple[tuple[int,
     paths = tuple(dict.fromkeys([*(run.order if run else []), *named]))
     return Counts(method=method, input_shapes=shapes, backends=tuple(b for b in BACKENDS if b in backends),
                   tables=tables, observed=run.observed if run else {}, unsupported_by_backend=unsupported,
-                  paths=paths, fvcore_via=fvcore_via, predicted_bytes=predicted, budget_bytes=budget)
+                  paths=paths, fvcore_via=fvcore_via, predicted_bytes=predicted, budget_bytes=budget,
+                  mode="train" if train else "infer", backward=run.backward if run else None,
+                  defects=run.defects if run else None)

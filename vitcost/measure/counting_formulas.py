@@ -75,3 +75,62 @@ def norm_flops(elements: int, affine: bool) -> int:
 def macs_from_torch(flops: int) -> int:
     """FlopCounterMode counts 2 per MAC of everything it counts, so MACs are half of it."""
     return flops // FLOPS_PER_MAC
+
+
+# ---------------------------------------------------------------------------------------------
+# The backward of a training step (FlopCounterMode only: fvcore counts no backward)
+
+# Fused attention backward kernels torch 2.13's FlopCounterMode has no formula for (it has them for the
+# CUDA kernels): the CPU flash kernel's backward, and the "overrideable" one.
+SDPA_BACKWARD_OPS: tuple[str, ...] = (
+    "_scaled_dot_product_flash_attention_for_cpu_backward",
+    "_scaled_dot_product_fused_attention_overrideable_backward",
+)
+
+# FlopCounterMode formulas found wrong against a hand derivation, by the aten op they are applied to.
+# Each is named in the check where it changes a count; the correct figure is `conv_backward_flops`.
+KNOWN_DEFECTS: dict[str, str] = {
+    "convolution_backward": "FlopCounterMode's conv_backward_flop counts a grouped convolution's weight gradient "
+                            "as if every input channel met every output channel: groups x its real MACs "
+                            "(a depthwise conv: channels x)",
+}
+
+
+def attention_backward_macs(grad_out_shape: Sequence[int], q_shape: Sequence[int], k_shape: Sequence[int],
+                            v_shape: Sequence[int]) -> int:
+    """MACs of a fused attention kernel's backward (flash, memory-efficient), which keeps only the
+    log-sum-exp of the forward and recomputes the scores: five score-sized products.
+
+    q: [*batch, Nq, d], k: [*batch_kv, Nk, d], v: [*batch_kv, Nk, d_v], dO: [*batch, Nq, d_v]:
+        S  = q k^T     [bh, Nq, d] @ [bh, d, Nk]      -> [bh, Nq, Nk]  bh*Nq*Nk*d    (recomputed)
+        dP = dO v^T    [bh, Nq, d_v] @ [bh, d_v, Nk]  -> [bh, Nq, Nk]  bh*Nq*Nk*d_v
+        dV = P^T dO    [bh, Nk, Nq] @ [bh, Nq, d_v]   -> [bh, Nk, d_v] bh*Nq*Nk*d_v
+        dQ = dS k      [bh, Nq, Nk] @ [bh, Nk, d]     -> [bh, Nq, d]   bh*Nq*Nk*d
+        dK = dS^T q    [bh, Nk, Nq] @ [bh, Nq, d]     -> [bh, Nk, d]   bh*Nq*Nk*d
+    The rule torch's FlopCounterMode applies to the CUDA kernels (`sdpa_backward_flop_count`)."""
+    *batch, nq, d = q_shape
+    nk, dv = k_shape[-2], v_shape[-1]
+    scores = prod(batch) * nq * nk
+    return scores * (3 * d + 2 * dv)
+
+
+def attention_backward_flops(grad_out_shape: Sequence[int], q_shape: Sequence[int], k_shape: Sequence[int],
+                             v_shape: Sequence[int]) -> int:
+    """FlopCounterMode's convention: 2 per MAC of `attention_backward_macs`."""
+    return FLOPS_PER_MAC * attention_backward_macs(grad_out_shape, q_shape, k_shape, v_shape)
+
+
+def conv_backward_flops(grad_out_shape: Sequence[int], x_shape: Sequence[int], w_shape: Sequence[int],
+                        transposed: bool, output_mask: Sequence[bool]) -> int:
+    """What a convolution's backward costs, 2 per MAC, derived by hand; any `groups`.
+
+    A convolution [N, C_in, H, W] -> [N, C_out, Ho, Wo] with weight [C_out, C_in/g, kh, kw] meets every
+    output element with the C_in/g * kh * kw taps of its filter: N*Ho*Wo * C_out*(C_in/g)*kh*kw =
+    N*Ho*Wo * numel(weight) MACs. Its two gradients pair the same operands again:
+        grad input  = transposed conv of dY with W: each dY element times its filter's taps, the same MACs;
+        grad weight = dY against the input patches it saw, summed over N*Ho*Wo: the same MACs.
+    (A transposed convolution has the input's spatial size in place of the output's.) The bias gradient
+    is a sum over N*Ho*Wo, not a MAC. `output_mask` says which of grad input and grad weight are computed."""
+    spatial = (x_shape if transposed else grad_out_shape)[2:]
+    macs = grad_out_shape[0] * prod(spatial) * prod(w_shape)
+    return FLOPS_PER_MAC * macs * (int(bool(output_mask[0])) + int(bool(output_mask[1])))

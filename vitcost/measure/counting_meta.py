@@ -110,11 +110,13 @@ def _nbytes(t: Any) -> int:
     return t.numel() * t.element_size()
 
 
-def forward_peak_bytes(meta_module: Any, meta_inputs: tuple[Any, ...]) -> int:
+def forward_peak_bytes(meta_module: Any, meta_inputs: tuple[Any, ...], train: bool = False) -> int:
     """Predicted memory of one real inference forward: parameters, buffers and inputs, plus the peak
     of the bytes held by live activations during a meta forward. A tensor counts from the op that
     creates it until it is freed; an op's return that aliases an input (a view, an in-place
-    result) shares that input's memory and counts nothing."""
+    result) shares that input's memory and counts nothing. With `train`, of a whole training step
+    instead: the forward with autograd on (what it saves stays alive), the loss and the backward, the
+    parameters' gradients included (the meta module's `.grad` are left as they were)."""
     import torch
     from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -147,10 +149,17 @@ def forward_peak_bytes(meta_module: Any, meta_inputs: tuple[Any, ...]) -> int:
 
     fixed = sum(_nbytes(t) for t in tensors_of(meta_module)) + sum(_nbytes(t) for t in meta_inputs)
     mode = LiveBytes()
+    grads = [(p, p.grad) for p in meta_module.parameters()]
     try:
-        with torch.no_grad(), mode:
-            meta_module(*meta_inputs)
+        with torch.enable_grad() if train else torch.no_grad(), mode:
+            out = meta_module(*meta_inputs)
+            if train:
+                from vitcost.measure.counting_torch import training_loss
+
+                training_loss(out).backward()
     finally:
         for f in mode.finalizers:
             f.detach()
+        for p, g in grads:
+            p.grad = g
     return fixed + mode.peak
