@@ -20,6 +20,21 @@ SOFTMAX_FLOPS = 5
 GELU_FLOPS = 8
 ELTWISE_FLOPS = 1
 BN_FLOPS = 2
+# The backward of the same ops, per element of the forward op, in the `flops` convention (a training
+# step; `vitcost.analytic.training` applies them). LayerNorm, and BatchNorm in train mode = recompute
+# x^ = (x - mean) * rstd from the saved statistics (2), the shift and scale gradients sum(dy) and
+# sum(dy * x^) (1 + 2), g = dy * gamma (1), the row sums sum(g) and sum(g * x^) (1 + 2), and
+# dx = rstd * (g - sum(g)/n - x^ * sum(g * x^)/n) (4) = 13; softmax: dx = y * (dy - sum(dy * y)) =
+# multiply, sum, subtract, multiply = 4; GELU (tanh form): recompute t = tanh(c (x + a x^3)) (6), then
+# 0.5 (1 + t) (2), 1 - t^2 (2), 1 + 3a x^2 (2), 0.5 x (1 - t^2) c (1 + 3a x^2) (4), their sum (1) and
+# the product with dy (1) = 18; an add/scale/mask/gather/pool step = 1 (the gradients meeting at a
+# residual fork add up, a bias's or table's gradient is a sum over rows, a scale multiplies, a pooling
+# tap receives its share). A train-mode BatchNorm's forward normalises with the batch's statistics:
+# mean, variance, normalise, scale, shift = NORM_FLOPS, like a LayerNorm.
+NORM_BACKWARD_FLOPS = 13
+SOFTMAX_BACKWARD_FLOPS = 4
+GELU_BACKWARD_FLOPS = 18
+ELTWISE_BACKWARD_FLOPS = 1
 # fvcore's layer_norm handle counts 5 per element when the norm is affine (all norms here are);
 # its batch_norm handle counts an eval-mode affine BatchNorm as 2 per element (batchnorm_flop_jit).
 FVCORE_NORM_FLOPS = 5

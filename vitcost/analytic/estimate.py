@@ -155,6 +155,13 @@ class Estimate:
             out[op.path] = out.get(op.path, Cost()) + op.cost
         return out
 
+    def train_cost(self, attn: Any = None) -> Any:
+        """The cost of one training step, forward + backward per layer (`vitcost.analytic.training`), with
+        attention kernel `attn` (default: the estimate's own)."""
+        from vitcost.analytic.training import train_cost
+
+        return train_cost(self, attn)
+
     def row(self) -> dict[str, Any]:
         """The machine-readable summary (JSON/CSV row); `spec` is the full effective spec."""
         h, w = self.res
