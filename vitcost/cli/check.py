@@ -31,6 +31,11 @@ class AttnPath(str, enum.Enum):
     both = "both"
 
 
+class CheckMode(str, enum.Enum):
+    infer = "infer"
+    train = "train"
+
+
 class Method(str, enum.Enum):
     auto = "auto"
     real = "real"
@@ -102,7 +107,7 @@ def _progress() -> Any:
 
 
 def _check_models(runs: list[tuple[Any, tuple[int, int], str]], batch: int, convention: str, tol: float,
-                  method: str) -> list[Any]:
+                  method: str, mode: str = "infer") -> list[Any]:
     import torch  # noqa: F401  (a missing torch is one line before any progress line)
 
     from vitcost.analytic.estimate import estimate
@@ -115,11 +120,11 @@ def _check_models(runs: list[tuple[Any, tuple[int, int], str]], batch: int, conv
     with _progress() as progress:
         task = progress.add_task("counting", total=len(runs))
         for i, (design, hw, attn) in enumerate(runs, 1):
-            line = f"counting {design.name} {res_label(hw)} {attn}"
+            line = f"counting {design.name} {res_label(hw)} {attn}" + (" training step" if mode == "train" else "")
             progress.update(task, description=line)
             if progress.disable:  # no bar (a log, a pipe): one line per count instead
                 sys.stderr.write(f"vitcost: {line} ({i}/{len(runs)})\n")
-            results.append(check_model(design, hw, batch, attn, convention, tol, method))
+            results.append(check_model(design, hw, batch, attn, convention, tol, method, mode=mode))
             progress.advance(task)
     return results
 
@@ -161,7 +166,7 @@ def _check_module(target: str, input_shape: str, convention: str, method: str, t
 
 
 _FLAGS = {"models": "--models", "set_items": "--set", "res": "--res", "batch": "--batch", "attn": "--attn",
-          "tol": "--tol", "by_layer": "--by-layer"}
+          "tol": "--tol", "by_layer": "--by-layer", "mode": "--mode"}
 
 
 def _given(ctx: typer.Context, name: str) -> bool:
@@ -182,7 +187,11 @@ def check(
         "F.scaled_dot_product_attention) or both.")] = AttnPath.both,
     convention: Annotated[CheckConvention, typer.Option(
         "--convention", "-c", help="Convention all three columns are shown in: fvcore (1 per MAC + 5 per "
-        "LayerNorm element), torch (2 per MAC) or macs.")] = CheckConvention.fvcore,
+        "LayerNorm element), torch (2 per MAC) or macs. Default: fvcore; torch with --mode train.")
+    ] = CheckConvention.fvcore,
+    mode: Annotated[CheckMode, typer.Option(
+        "--mode", help="infer: one forward; train: one training step (forward + loss.backward()), against "
+        "FlopCounterMode alone (fvcore counts no backward), in the torch or macs convention.")] = CheckMode.infer,
     tol: Annotated[float, typer.Option(
         "--tol", min=0.0, help="Relative tolerance per layer and in total; 0 demands exact agreement.")] = 0.0,
     by_layer: Annotated[bool, typer.Option(
@@ -214,6 +223,7 @@ def check(
     [bold]vitcost check -m swin_t -r 320 --attn sdpa --by-layer[/bold]
     [bold]vitcost check -m my_design.toml vit_b16:class_tokens=0,window=14,global_blocks=2-5-8-11 -r 448[/bold]
     [bold]vitcost check -m vit --res 224 --batch 2 --convention torch --format json -o check.json[/bold]
+    [bold]vitcost check -m convnext_tiny swin_t --mode train --by-layer[/bold] (forward + backward)
     [bold]vitcost check --module vitcost.nets.examples:small_cnn --input 1x3x224x224[/bold] (any model)
     """
     from vitcost.cli.output import check_output
@@ -221,7 +231,8 @@ def check(
     output = check_output(output)
     given = {name for name in ctx.params if _given(ctx, name)}
     if module is not None:
-        stray = [_FLAGS[n] for n in ("models", "set_items", "res", "batch", "attn", "tol", "by_layer") if n in given]
+        stray = [_FLAGS[n] for n in ("models", "set_items", "res", "batch", "attn", "tol", "by_layer", "mode")
+                 if n in given]
         if stray:
             verb = "does" if len(stray) == 1 else "do"
             raise VitcostError(f"{', '.join(stray)} {verb} not apply with --module, which counts your model on "
@@ -232,8 +243,14 @@ def check(
         return
     if input_shape is not None or "top" in given:
         raise VitcostError(f"{'--input' if input_shape is not None else '--top'} applies only with --module.")
+    if mode is CheckMode.train:
+        if "convention" in given and convention is CheckConvention.fvcore:
+            raise VitcostError("--mode train cannot use --convention fvcore: fvcore counts no backward; use torch "
+                               "or macs.")
+        if "convention" not in given:
+            convention = CheckConvention.torch
     runs = _runs(models, set_items, res or DEFAULT_RES, attn)
-    results = _check_models(runs, batch, convention.value, tol, method.value)
+    results = _check_models(runs, batch, convention.value, tol, method.value, mode.value)
     _emit_checks(results, fmt, by_layer, output)
     if any(r.status != "PASS" for r in results):
         raise typer.Exit(1)

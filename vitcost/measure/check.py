@@ -6,6 +6,17 @@ analytic `Estimate.by_layer(convention)` against the counted self counts (`Count
 A layer agrees when |counted - analytic| <= tol * |analytic| for both counters (tol = 0: exactly);
 the check passes when every layer and both totals agree, and otherwise names the first layer, in
 forward order, that does not.
+
+`mode="train"` checks one training step (forward, `loss = out.float().sum()`, backward; train mode; the
+reference nets have no dropout) against FlopCounterMode alone, since fvcore counts no backward, in the
+torch or macs convention: the analytic side is `Estimate.train_cost` (`vitcost.analytic.training`), the
+counted side each module's forward ops plus the backward ops of the autograd nodes its forward created.
+Where FlopCounterMode's formula is known to be wrong (`counting_formulas.KNOWN_DEFECTS`: a grouped or
+depthwise convolution's weight gradient, counted groups times), the layer shows the difference and
+names the op; it agrees when the difference is exactly what FlopCounterMode counted beyond the
+hand-derived figure for that op (`known`), and the summary lists every such layer. On the sdpa path the
+analytic kernel is what torch runs: on the CPU the fused kernel, or the math composite for a call whose
+additive mask needs a gradient; on the meta device (no fused kernels) always the math composite.
 """
 
 from __future__ import annotations
@@ -19,6 +30,7 @@ from vitcost.vocab import Kernel, res_label
 
 ATTN_PATHS: tuple[str, ...] = tuple(dict.fromkeys(k.net_mode for k in Kernel))  # the nets' paths: math, sdpa
 COUNTERS: tuple[str, ...] = ("fvcore", "torch")
+TRAIN_CHECK_CONVENTIONS: tuple[str, ...] = ("torch", "macs")  # a training step is counted by FlopCounterMode alone
 
 
 def agrees(counted: int, analytic: int, tol: float) -> bool:
@@ -28,19 +40,36 @@ def agrees(counted: int, analytic: int, tol: float) -> bool:
 
 @dataclass(frozen=True)
 class LayerCheck:
-    """One dotted path: its analytic count and each counter's self count, in one convention."""
+    """One dotted path: its analytic count and each counter's self count, in one convention. A training
+    step (`forward` set) has no fvcore count (None); `known` is what FlopCounterMode counted beyond the
+    hand-derived figure where its formula is known to be wrong, and `forward`/`backward` the
+    (analytic, torch) split of the step."""
 
     path: str
     analytic: int
-    fvcore: int
+    fvcore: int | None
     torch: int
+    known: int = 0
+    forward: tuple[int, int] | None = None
+    backward: tuple[int, int] | None = None
 
     def ok(self, tol: float) -> bool:
-        return agrees(self.fvcore, self.analytic, tol) and agrees(self.torch, self.analytic, tol)
+        fvcore_ok = self.fvcore is None or agrees(self.fvcore, self.analytic, tol)
+        return fvcore_ok and agrees(self.torch - self.known, self.analytic, tol)
+
+    @property
+    def explained(self) -> bool:
+        """The torch count differs from the analytic one by a known FlopCounterMode defect."""
+        return self.known != 0
 
     def row(self) -> dict[str, Any]:
-        return {"path": self.path, "analytic": self.analytic, "fvcore": self.fvcore, "torch": self.torch,
-                "fvcore_diff": self.fvcore - self.analytic, "torch_diff": self.torch - self.analytic}
+        if self.forward is None:
+            return {"path": self.path, "analytic": self.analytic, "fvcore": self.fvcore, "torch": self.torch,
+                    "fvcore_diff": self.fvcore - self.analytic, "torch_diff": self.torch - self.analytic}
+        return {"path": self.path, "analytic": self.analytic, "analytic_forward": self.forward[0],
+                "analytic_backward": self.backward[0], "torch": self.torch, "torch_forward": self.forward[1],
+                "torch_backward": self.backward[1], "torch_diff": self.torch - self.analytic,
+                "known_defect": self.known}
 
 
 @dataclass(frozen=True)
@@ -55,10 +84,30 @@ class CheckResult:
     convention: str
     tol: float
     analytic: int
-    fvcore: int
+    fvcore: int | None  # None for a training step: fvcore counts no backward
     torch: int
     layers: tuple[LayerCheck, ...]
     counts: Counts
+    mode: str = "infer"  # "infer": one forward; "train": one training step
+    kernel: str = ""  # train: the analytic attention kernel checked (see the module docstring)
+    forward: tuple[int, int] | None = None  # train: (analytic, torch) totals of the forward
+    backward: tuple[int, int] | None = None  # train: (analytic, torch) totals of the backward
+
+    @property
+    def known(self) -> int:
+        """What FlopCounterMode counted beyond the hand-derived figures, over all layers (known defects)."""
+        return sum(layer.known for layer in self.layers)
+
+    @property
+    def known_defects(self) -> list[dict[str, Any]]:
+        """Every layer whose torch count carries a known FlopCounterMode defect: path, op, excess, what."""
+        from vitcost.measure.counting_formulas import KNOWN_DEFECTS
+
+        scale = 1 if self.convention == "torch" else 2
+        defects = self.counts.defects or {}
+        paths = dict.fromkeys([*(layer.path for layer in self.layers), *defects])  # forward order
+        return [{"path": path, "op": op, "excess": n // scale, "defect": KNOWN_DEFECTS.get(op, "")}
+                for path in paths for op, n in defects.get(path, {}).items()]
 
     @property
     def method(self) -> str:
@@ -70,7 +119,8 @@ class CheckResult:
         for layer in self.layers:
             if not layer.ok(self.tol):
                 return layer.path or "(root)"
-        if not (agrees(self.fvcore, self.analytic, self.tol) and agrees(self.torch, self.analytic, self.tol)):
+        fvcore_ok = self.fvcore is None or agrees(self.fvcore, self.analytic, self.tol)
+        if not (fvcore_ok and agrees(self.torch - self.known, self.analytic, self.tol)):
             return "(total)"
         return None
 
@@ -85,11 +135,16 @@ class CheckResult:
         row: dict[str, Any] = {
             "model": self.model, "family": self.family, "res": res_label(self.res), "batch": self.batch,
             "attn": self.attn, "convention": self.convention, "analytic": self.analytic, "fvcore": self.fvcore,
-            "torch": self.torch, "fvcore_diff": abs(self.fvcore - self.analytic),
+            "torch": self.torch, "fvcore_diff": abs(self.fvcore - self.analytic) if self.fvcore is not None else None,
             "torch_diff": abs(self.torch - self.analytic), "method": self.method,
             "fvcore_via": self.counts.fvcore_via, "tol": self.tol, "status": self.status,
             "first_mismatch": self.first_mismatch, "unsupported_ops": self.counts.unsupported,
         }
+        if self.mode == "train":
+            row.update({"fvcore": None, "fvcore_diff": None, "mode": "train", "kernel": self.kernel,
+                        "analytic_forward": self.forward[0], "analytic_backward": self.backward[0],
+                        "torch_forward": self.forward[1], "torch_backward": self.backward[1],
+                        "known_defect": self.known, "known_defects": self.known_defects})
         if by_layer:
             row["layers"] = [layer.row() for layer in self.layers]
         return row
@@ -103,14 +158,36 @@ def join_layers(analytic: dict[str, int], fvcore: dict[str, int], torch: dict[st
     return tuple(r for r in rows if r.analytic or r.fvcore or r.torch)
 
 
+def join_train_layers(analytic: dict[str, tuple[int, int]], counted: dict[str, tuple[int, int]],
+                      known: dict[str, int]) -> tuple[LayerCheck, ...]:
+    """One LayerCheck per path either side counts in a training step, from {path: (forward, backward)}
+    of each side and the known-defect excess per path: analytic order, then paths only the counter knows."""
+    rows = []
+    for p in dict.fromkeys([*analytic, *counted]):
+        (af, ab), (tf, tb) = analytic.get(p, (0, 0)), counted.get(p, (0, 0))
+        if af or ab or tf or tb:
+            rows.append(LayerCheck(p, af + ab, None, tf + tb, known.get(p, 0), (af, tf), (ab, tb)))
+    return tuple(rows)
+
+
+def predicted_train_bytes(est: Any) -> int:
+    """A generous bound on what a real training step of the reference model holds: the fp32 parameters
+    and their gradients, every op's input and output kept, and the score matrices twice (the scores and
+    their gradient)."""
+    e = est.bytes_per_elem
+    kept = sum(op.inp + op.out for op in est.ops) + 2 * est.total.attn
+    return 2 * est.params * e + kept * e
+
+
 def predicted_forward_bytes(est: Any) -> int:
     """What a real forward of the reference model holds at its peak, from the analytic estimate:
     the fp32 parameters plus the largest set of activations alive at once (scores included)."""
     return est.params * est.bytes_per_elem + est.activation_peak_bytes
 
 
-def choose_method(method: str, est: Any, budget_bytes: int | None = None) -> str:
-    """"real" or "meta": `auto` is meta when the predicted real forward exceeds the budget."""
+def choose_method(method: str, est: Any, budget_bytes: int | None = None, mode: str = "infer") -> str:
+    """"real" or "meta": `auto` is meta when the predicted real forward (training step, in mode "train")
+    exceeds the budget."""
     from vitcost.measure.counting import METHODS
 
     if method not in METHODS:
@@ -120,17 +197,25 @@ def choose_method(method: str, est: Any, budget_bytes: int | None = None) -> str
     from vitcost.measure.counting_meta import memory_budget
 
     budget = memory_budget() if budget_bytes is None else budget_bytes
-    return "meta" if predicted_forward_bytes(est) > budget else "real"
+    predicted = predicted_train_bytes(est) if mode == "train" else predicted_forward_bytes(est)
+    return "meta" if predicted > budget else "real"
 
 
 def check_model(model: Any, res: Any = 224, batch: int = 1, attn: str = "math", convention: str = "fvcore",
-                tol: float = 0.0, method: str = "auto", budget_bytes: int | None = None) -> CheckResult:
+                tol: float = 0.0, method: str = "auto", budget_bytes: int | None = None, mode: str = "infer"
+                ) -> CheckResult:
     """Count the reference model of `model` (a design: preset, spec file, overrides or spec) on
-    [batch, C, H, W] with the `attn` attention path, and join the counts with the analytic estimate in `convention`."""
+    [batch, C, H, W] with the `attn` attention path, and join the counts with the analytic estimate in `convention`.
+    `mode="train"`: one training step, against FlopCounterMode alone (torch or macs convention)."""
     from vitcost.analytic.estimate import estimate
-    from vitcost.measure.counting import count
+    from vitcost.measure.counting import MODES, count
     from vitcost.nets import build
 
+    if mode not in MODES:
+        raise VitcostError(f"unknown check mode {mode!r}; choose from {', '.join(MODES)}.")
+    if mode == "train" and convention not in TRAIN_CHECK_CONVENTIONS:
+        raise VitcostError(f"fvcore counts no backward: check a training step in the "
+                           f"{' or '.join(TRAIN_CHECK_CONVENTIONS)} convention, not {convention!r}.")
     if convention not in COUNTED_CONVENTIONS:
         raise VitcostError(f"cannot check the {convention!r} convention; use one of {', '.join(COUNTED_CONVENTIONS)}.")
     if attn not in ATTN_PATHS:
@@ -138,7 +223,9 @@ def check_model(model: Any, res: Any = 224, batch: int = 1, attn: str = "math", 
     if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol >= 0:
         raise VitcostError(f"tolerance must be a number of at least 0, got {tol!r}.")
     est = estimate(model, res, batch)
-    chosen = choose_method(method, est, budget_bytes)
+    chosen = choose_method(method, est, budget_bytes, mode)
+    if mode == "train":
+        return _check_train(est, batch, attn, convention, float(tol), chosen)
     net = build(est.design, est.res, attn=attn, device="meta" if chosen == "meta" else None).eval()
     counts = count(net, (batch, est.spec.in_chans, *est.res), method=chosen)
     analytic = {p: n for p, n in est.by_layer(convention).items() if n}
@@ -147,3 +234,31 @@ def check_model(model: Any, res: Any = 224, batch: int = 1, attn: str = "math", 
                        convention=convention, tol=float(tol), analytic=est.count(convention),
                        fvcore=counts.total("fvcore", convention), torch=counts.total("torch", convention),
                        layers=join_layers(analytic, fv, tc), counts=counts)
+
+
+def analytic_kernel(attn: str, method: str) -> str:
+    """The attention kernel a counted training step runs, as the analytic model names it: "math" on the
+    math path; on the sdpa path "sdpa" (torch's CPU dispatcher), except on the meta device, where torch
+    has no fused kernel and F.scaled_dot_product_attention runs its math composite."""
+    return "sdpa" if attn == "sdpa" and method == "real" else "math"
+
+
+def _check_train(est: Any, batch: int, attn: str, convention: str, tol: float, method: str) -> CheckResult:
+    from vitcost.measure.counting import count
+    from vitcost.nets import build
+
+    net = build(est.design, est.res, attn=attn, device="meta" if method == "meta" else None).train()
+    counts = count(net, (batch, est.spec.in_chans, *est.res), method=method, backends=("torch",), mode="train")
+    kernel = analytic_kernel(attn, counts.method)
+    step = est.train_cost(kernel)
+    af, ab = step.by_layer(convention, "forward"), step.by_layer(convention, "backward")
+    analytic = {p: (af.get(p, 0), ab.get(p, 0)) for p in dict.fromkeys([*af, *ab])}
+    tf, tb = counts.phase_counts("forward", convention), counts.phase_counts("backward", convention)
+    counted = {p: (tf.get(p, 0), tb.get(p, 0)) for p in dict.fromkeys([*tf, *tb])}
+    known = {p: sum(ops.values()) for p, ops in counts.known_defects(convention).items()}
+    forward = (step.count(convention, "forward"), sum(tf.values()))
+    backward = (step.count(convention, "backward"), sum(tb.values()))
+    return CheckResult(model=est.model, family=est.family, res=est.res, batch=batch, attn=attn,
+                       convention=convention, tol=tol, analytic=forward[0] + backward[0], fvcore=None,
+                       torch=counts.total("torch", convention), layers=join_train_layers(analytic, counted, known),
+                       counts=counts, mode="train", kernel=kernel, forward=forward, backward=backward)

@@ -23,6 +23,11 @@ Counts = Any
 SUMMARY_HEADER = ["model", "res", "batch", "attn", "method", "analytic", "fvcore", "Δ fvcore", "torch", "Δ torch",
                   "status", "first mismatch"]
 LAYER_HEADER = ["layer", "analytic", "fvcore", "Δ fvcore", "torch", "Δ torch", ""]
+# A training step (`check --mode train`): FlopCounterMode alone; forward and backward are the analytic split,
+# "known defect" what FlopCounterMode counted beyond the hand-derived figure where its formula is wrong.
+TRAIN_SUMMARY_HEADER = ["model", "res", "batch", "attn", "method", "forward", "backward", "analytic", "torch",
+                        "Δ torch", "known defect", "status", "first mismatch"]
+TRAIN_LAYER_HEADER = ["layer", "forward", "backward", "analytic", "torch", "Δ torch", "known defect", ""]
 VIA_DISPATCH = "*"  # marks a method whose fvcore column comes from fvcore's rules at the dispatcher
 
 
@@ -38,13 +43,44 @@ def method_cell(counts: Counts) -> str:
     return counts.method + (VIA_DISPATCH if counts.fvcore_via == "dispatch" else "")
 
 
+def is_train(results: list[CheckResult]) -> bool:
+    return bool(results) and getattr(results[0], "mode", "infer") == "train"
+
+
+def train_summary_cells(results: list[CheckResult]) -> list[list[str]]:
+    return [[r.model, str(res_label(r.res)), str(r.batch), r.attn, r.counts.method, whole(r.forward[0]),
+             whole(r.backward[0]), whole(r.analytic), whole(r.torch), delta(r.torch - r.analytic),
+             delta(r.known), r.status, r.first_mismatch or "—"] for r in results]
+
+
+def layer_mark(result: CheckResult, layer: Any) -> str:
+    """✗ for a layer that disagrees (the first one named); a known FlopCounterMode defect by its op."""
+    name = layer.path or "(root)"
+    if not layer.ok(result.tol):
+        return "✗ first mismatch" if name == result.first_mismatch else "✗"
+    if layer.known:
+        ops = ", ".join((result.counts.defects or {}).get(layer.path, {})) or "?"
+        return f"known FlopCounterMode defect ({ops})"
+    return ""
+
+
+def train_layer_cells(result: CheckResult) -> list[list[str]]:
+    return [[layer.path or "(root)", whole(layer.forward[0]), whole(layer.backward[0]), whole(layer.analytic),
+             whole(layer.torch), delta(layer.torch - layer.analytic), delta(layer.known), layer_mark(result, layer)]
+            for layer in result.layers]
+
+
 def summary_cells(results: list[CheckResult]) -> list[list[str]]:
+    if is_train(results):
+        return train_summary_cells(results)
     return [[r.model, str(res_label(r.res)), str(r.batch), r.attn, method_cell(r.counts), whole(r.analytic),
              whole(r.fvcore), delta(r.fvcore - r.analytic), whole(r.torch), delta(r.torch - r.analytic), r.status,
              r.first_mismatch or "—"] for r in results]
 
 
 def layer_cells(result: CheckResult) -> list[list[str]]:
+    if getattr(result, "mode", "infer") == "train":
+        return train_layer_cells(result)
     first = result.first_mismatch
     cells = []
     for layer in result.layers:
@@ -59,9 +95,38 @@ def unsupported_text(unsupported: dict[str, int]) -> str:
     return ", ".join(f"{op} ×{n}" for op, n in unsupported.items()) or "none"
 
 
+def train_caption_lines(results: list[CheckResult]) -> list[str]:
+    """What a training-step check shows, and every known FlopCounterMode defect met, by op and layer."""
+    from vitcost.analytic.training import TRAIN_CONVENTIONS
+
+    convention = results[0].convention
+    lines = [f"training step (forward + loss.backward(), train mode), {convention}: {TRAIN_CONVENTIONS[convention]}. "
+             "fvcore counts no backward: FlopCounterMode only.",
+             "forward / backward: the analytic split; known defect: what FlopCounterMode counted beyond the "
+             "hand-derived figure where its formula is wrong (the layer agrees when Δ is exactly that)."]
+    kernels = sorted({f"{r.attn} -> {r.kernel}" for r in results if r.attn != r.kernel})
+    if kernels:
+        lines.append("analytic attention kernel per path (sdpa: the fused CPU kernel, or the math composite for a "
+                     "learned mask or on meta): " + ", ".join(kernels) + ".")
+    defects: dict[str, list[str]] = {}
+    for r in results:
+        for d in r.known_defects:
+            defects.setdefault(f"{d['op']}: {d['defect']}", []).append(f"{r.model} {d['path']} {delta(d['excess'])}")
+    for what, where in defects.items():
+        shown = "; ".join(where[:6]) + (f"; … {len(where) - 6} more" if len(where) > 6 else "")
+        lines.append(f"Known FlopCounterMode defect, {what}. Layers: {shown}.")
+    return lines
+
+
 def check_caption(results: list[CheckResult]) -> str:
     convention = results[0].convention if results else "fvcore"
     tol = results[0].tol if results else 0.0
+    if is_train(results):
+        lines = train_caption_lines(results)
+        lines.append("Δ = counted - analytic; " + ("exact agreement required." if tol == 0
+                                                   else f"relative tolerance {tol:g}."))
+        lines.append("method real: a step on real tensors; meta: on the meta device (nothing allocated).")
+        return "\n".join(lines)
     lines = [f"{convention}: {CONVENTIONS[convention]}. Δ = counted - analytic; "
              + ("exact agreement required." if tol == 0 else f"relative tolerance {tol:g}."),
              "method real: a forward on real tensors; meta: on the meta device (nothing allocated)."]
@@ -82,15 +147,22 @@ def render_check_table(results: list[CheckResult], by_layer: bool) -> str:
     from vitcost.report.boxtable import box_table
 
     convention = results[0].convention if results else "fvcore"
+    train = is_train(results)
     parts = []
     if by_layer:
         for r in results:
             title = (f"{r.model} @ {res_label(r.res)}, batch {r.batch}, attn {r.attn}, {r.method}: "
                      f"{r.status}" + (f", first mismatch {r.first_mismatch}" if r.first_mismatch else ""))
-            parts.append(box_table(LAYER_HEADER, layer_cells(r), right={1, 2, 3, 4, 5}, title=title))
+            header, right = (TRAIN_LAYER_HEADER, {1, 2, 3, 4, 5, 6}) if train else (LAYER_HEADER, {1, 2, 3, 4, 5})
+            parts.append(box_table(header, layer_cells(r), right=right, title=title))
     sections = [i for i in range(1, len(results)) if results[i].model != results[i - 1].model]
-    parts.append(box_table(SUMMARY_HEADER, summary_cells(results), right={1, 2, 5, 6, 7, 8, 9}, sections=sections,
-                           title=f"vitcost check — analytic vs fvcore vs FlopCounterMode, {convention} convention",
+    if train:
+        header, right = TRAIN_SUMMARY_HEADER, {1, 2, 5, 6, 7, 8, 9, 10}
+        title = f"vitcost check — training step, analytic vs FlopCounterMode, {convention} convention"
+    else:
+        header, right = SUMMARY_HEADER, {1, 2, 5, 6, 7, 8, 9}
+        title = f"vitcost check — analytic vs fvcore vs FlopCounterMode, {convention} convention"
+    parts.append(box_table(header, summary_cells(results), right=right, sections=sections, title=title,
                            caption=check_caption(results)))
     return "\n\n".join(parts)
 
@@ -98,12 +170,15 @@ def render_check_table(results: list[CheckResult], by_layer: bool) -> str:
 def render_check_markdown(results: list[CheckResult], by_layer: bool) -> str:
     from vitcost.report.formats import to_markdown
 
+    train = is_train(results)
+    layer_header = (TRAIN_LAYER_HEADER if train else LAYER_HEADER)[:-1] + ["mismatch"]
     parts = []
     if by_layer:
         for r in results:
             parts.append(f"### {r.model} @ {res_label(r.res)}, batch {r.batch}, attn {r.attn}: {r.status}\n\n"
-                         + to_markdown(LAYER_HEADER[:-1] + ["mismatch"], layer_cells(r)))
-    parts.append(to_markdown(SUMMARY_HEADER, summary_cells(results)) + "\n" + check_caption(results) + "\n")
+                         + to_markdown(layer_header, layer_cells(r)))
+    header = TRAIN_SUMMARY_HEADER if train else SUMMARY_HEADER
+    parts.append(to_markdown(header, summary_cells(results)) + "\n" + check_caption(results) + "\n")
     return "\n".join(parts)
 
 
@@ -117,6 +192,8 @@ def check_csv_rows(results: list[CheckResult], by_layer: bool) -> list[dict[str,
     for r in results:
         row = r.row()
         row["unsupported_ops"] = " ".join(f"{op}:{n}" for op, n in row["unsupported_ops"].items())
+        if "known_defects" in row:
+            row["known_defects"] = " ".join(f"{d['path']}:{d['op']}:{d['excess']}" for d in row["known_defects"])
         rows.append(row)
     return rows
 
