@@ -23,10 +23,12 @@ was innermost when its node (`torch._C._current_autograd_node()`) got its sequen
 `blocks.0.attn.qkv` gets both gradient products of its linear, and `blocks.0.attn` those of q k^T and
 scores @ v. FlopCounterMode's own table does it differently: its ModuleTracker enters a module in the
 backward when the gradients of all its outputs are ready and leaves it when those of its inputs are,
-and counts an op under every module entered, by class-qualified name (`VisionTransformer.blocks.0`),
-plus `Global`. A module whose input needs no gradient (the patch embedding of the image) is never left,
-so every later backward op is counted under it too; ops are then not separable by layer from that
-table, and only its total (`Global`) is used here, as in the forward.
+and counts an op under every module entered at the time, by class-qualified name
+(`VisionTransformer.blocks.0`), plus `Global`. Branches that run side by side in the backward then
+share their ops: a residual block's shortcut conv is entered when the sum's gradient arrives and left
+only after the main branch's backward has run, so it is charged with that backward as well (ResNet's
+`downsample.0`; SwinV2's `cpb_mlp.1`, a ReLU, gets other layers' backward). Its totals are right; only
+its total (`Global`) is used here, as in the forward.
 
 Known defects: where one of FlopCounterMode's formulas is wrong against a hand derivation
 (`counting_formulas.KNOWN_DEFECTS`: a grouped convolution's weight gradient), the pass records, per
