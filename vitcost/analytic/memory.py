@@ -83,7 +83,7 @@ class MemoryPrediction(NamedTuple):
 
 # How the reference nets (following timm's) hold tensors in their containers while a block runs.
 SEQUENTIAL_BLOCKS = frozenset({"mixer"})  # `blocks` is an nn.Sequential called by the model
-SEQUENTIAL_STAGES = frozenset({"swin", "convnext"})  # an nn.Sequential of stages: downsample, then
+SEQUENTIAL_STAGES = frozenset({"swin", "swinv2", "convnext"})  # an nn.Sequential of stages: downsample, then
 # an nn.Sequential of blocks. Every other family loops over its stages (`x = stage(x)`) and blocks.
 
 
@@ -156,25 +156,23 @@ def _stage_sizes(blocks: list[Block]) -> tuple[dict[tuple, int], dict[str, int]]
 
 
 def _downsample(peak: PeakSteps, ops: Sequence[Op], e: int, embed: int = 0) -> set[str]:
-    """Patch merging (Swin, as timm's PatchMerging), `embed` bytes held by the callers (an nn.Sequential
-    of stages holds the embedding): the stage input x, then x = pad(x) (a copy, even when nothing is
-    padded), x = the 2x2 neighbourhoods concatenated (a copy of the padded grid), x = norm(x),
-    x = reduction(x), each rebinding x. Returns the stages that downsample their input before their
-    first block."""
+    """Patch merging (Swin's and Swin V2's, as timm's PatchMerging), `embed` bytes held by the callers (an
+    nn.Sequential of stages holds the embedding): the stage input x, then x = pad(x) (a copy, even when
+    nothing is padded), x = the 2x2 neighbourhoods concatenated (a copy of the padded grid), then the
+    norm and the linear reduction in the family's order (Swin: norm first; Swin V2: reduction first),
+    each rebinding x. Returns the stages that downsample their input before their first block."""
     stages: set[str] = set()
-    prev: Op | None = None
-    by = {op.path: op for op in ops}
-    for op in ops:
-        if op.path.endswith("downsample.norm"):
-            prefix = op.path[: -len(".norm")]
-            stages.add(prefix[: -len(".downsample")])
-            red = by.get(f"{prefix}.reduction")
-            x, cat = (prev.out if prev is not None else op.out), op.out  # the stage input, the padded grid
-            peak.at(embed + (x + 2 * cat) * e, f"{prefix} pad + concat")
-            peak.at(embed + (x + cat + op.out) * e, f"{prefix}.norm")
-            if red is not None:
-                peak.at(embed + (x + op.out + red.out) * e, f"{prefix}.reduction")
-        prev = op
+    for i, op in enumerate(ops):
+        if not (op.path.endswith(".downsample.reduction") and op.kind == "linear"):
+            continue
+        prefix = op.path[: -len(".reduction")]
+        stages.add(prefix[: -len(".downsample")])
+        first = i - 1 if ops[i - 1].path == f"{prefix}.norm" else i
+        x, cat = ops[first - 1].out, op.inp  # the stage input, the padded grid and its 2x2 concat
+        one, two = ops[first], ops[first + 1]
+        peak.at(embed + (x + 2 * cat) * e, f"{prefix} pad + concat")
+        peak.at(embed + (x + cat + one.out) * e, one.path)
+        peak.at(embed + (x + one.out + two.out) * e, two.path)
     return stages
 
 

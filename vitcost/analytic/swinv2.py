@@ -30,9 +30,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from vitcost.analytic.cost import AttnCall
 from vitcost.analytic.ints import ceil_div, floor_div
-from vitcost.analytic.peaks import LSE_BYTES, Block, PeakSteps, mlp
+from vitcost.analytic.peaks import Block, PeakSteps, kept_scores_attention, mlp, norm_stats
 from vitcost.analytic.swin import window_and_shift
 from vitcost.analytic.trace import Trace
 from vitcost.analytic.transformer import padded
@@ -129,66 +128,80 @@ def complexity(spec: SwinV2Spec) -> str:
 # Memory
 
 
-def cosine_attend_steps(peak: PeakSteps, where: str, base: int, a: AttnCall, e: int, *, fused: bool, split: bool,
-                        terms: int) -> int:
-    """Steps inside nets.swinv2.cosine_attend, `base` bytes alive (normalised q and k included: the scale
-    is already applied, so unlike `peaks.attend` no scaled copy of q is made), `terms` bytes of additive
-    terms alive during it. `split`: q, k and v have a head-split layout that torch.matmul copies to a
-    contiguous buffer. Returns the output bytes."""
-    if fused:
-        peak.at(base + terms + a.q * e + a.rows * LSE_BYTES, f"{where} fused attention")
-        return a.q * e
-    q, kv, s = a.q * e, a.kv * e, a.scores * e
-    copies = (q, kv) if split else (0, 0)
-    peak.at(base + terms + sum(copies) + s, f"{where} q @ k^T")
-    peak.at(base + terms + 2 * s, f"{where} softmax")  # raw scores (+ each term) and their softmax
-    peak.at(base + terms + 2 * s + copies[1] + q, f"{where} scores @ v")
-    return q
-
-
 def block_memory(peak: PeakSteps, blk: Block, spec: SwinV2Spec, b: int, e: int, fused: bool, outer: int) -> None:
-    """nets.swinv2.SwinV2Block: y = roll(x) -> pad -> partition -> cosine window attention -> reverse ->
-    crop -> roll back; x = x + norm1(y); x = x + norm2(mlp(x)). The block input and the padded grid
-    stay alive through the attention (the partitioned copy too, unless a window spans the grid); inside
-    it qkv (kept by the v view), normalize(q) * scale and normalize(k), then the [1, h, N, N] position
-    bias; the CPB MLP's hidden layer [T, 512] and the three [N, N, h] steps of the gather, sigmoid and
-    scale are transient. Shifted blocks on the fused path fold the windows into the heads as
-    `swin.window_block_memory` describes (copies of q, k and v when nW > 1 and h > 1, which frees qkv
-    and the normalised q and k; the bias + mask sum and its reshape copy). The rolled-back y stays
-    alive through the MLP, whose input is x itself (post-norm)."""
+    """nets.swinv2.SwinV2Block (timm's res-post-norm block): x = x + norm1(_attn(x)); x = x + norm2(mlp(x)),
+    with _attn the window pass `swin.window_block_memory` describes (roll, pad, partition, attention,
+    reverse, crop, roll back). `outer`: what the nn.Sequential callers hold.
+
+    Inside the attention (`cosine_window_attention_memory`) qkv stays referenced until the module returns.
+    The MLP reads x itself (the norms come after), so through it the block input and the new x are alive."""
     x = blk.out("norm1")
     a = blk.attention()
-    heads, tokens, windows = a.heads, a.nq, a.batch
-    qkv = blk.out("attn.qkv")
-    xp = qkv // 3  # the padded grid: qkv runs on every padded token
+    xp = blk.out("attn.qkv") // 3  # the padded grid: qkv runs on every padded token
     shifted = a.terms == 2
-    per_image = windows // b
-    partition_copy = 0 if per_image == 1 else xp  # window_partition is a view when a window spans the grid
-    bias = heads * tokens * tokens * e
-    peak.at(outer + (x + (x if shifted else 0) + xp) * e, f"{blk.p} roll + pad")
-    grid = outer + (x + xp + partition_copy) * e  # block input, padded grid, its partition
-    peak.at(grid + (qkv + 2 * a.q) * e, f"{blk.p}.attn normalize")
-    base = grid + (qkv + 2 * a.q) * e  # + qkv, normalize(q) * scale, normalize(k)
-    table = blk.out("attn.cpb_mlp.2")  # [T, heads]
-    peak.at(base + (blk.out("attn.cpb_mlp.0") + table) * e, f"{blk.p}.attn.cpb_mlp")
-    peak.at(base + table * e + 3 * bias, f"{blk.p}.attn position bias")
-    if fused and shifted:
-        fold = per_image > 1 and heads > 1
-        mask = per_image * heads * tokens * tokens * e
-        if fold:
-            peak.at(base + bias + 3 * a.q * e, f"{blk.p}.attn fold windows into heads")
-            base = grid + 3 * a.q * e
-        peak.at(base + bias + (2 if heads > 1 else 1) * mask, f"{blk.p}.attn bias + mask")
-        terms = bias + mask
-    else:
+    padded = xp != x
+    copy = xp if a.batch > b else 0  # window_partition / window_reverse copy unless one window spans the grid
+    xin = outer + x * e  # the block input (_attn's argument)
+    if shifted:
+        peak.at(xin + x * e, f"{blk.p} roll")
+    peak.at(xin + ((x if shifted else 0) + xp) * e, f"{blk.p} pad")
+    out = cosine_window_attention_memory(peak, blk, xin + (xp + copy) * e, b, e, fused)
+    peak.at(xin + (xp + 2 * copy + out) * e, f"{blk.p} window_reverse")
+    alive = xin + (xp + copy + out) * e  # the padded grid dies unless the partition is its view
+    if padded:
+        peak.at(alive + x * e, f"{blk.p} crop")
+        alive += (x - copy) * e  # the reversed copy dies once cropped
+    if shifted:
+        peak.at(alive + x * e, f"{blk.p} roll back")
+    norm1, norm2 = blk.find("norm1"), blk.find("norm2")
+    peak.at(xin + 2 * x * e + norm_stats(norm1), f"{blk.p}.norm1")  # _attn's result and its norm
+    peak.at(xin + 2 * x * e, f"{blk.p} residual")  # the norm and the sum
+    h, y = blk.out("mlp.fc1"), blk.out("mlp.fc2")
+    mlp(peak, blk.p, outer + 2 * x * e, 0, h, y, e)
+    peak.at(outer + (2 * x + y + blk.out("norm2")) * e + norm_stats(norm2), f"{blk.p}.norm2")
+    peak.at(outer + (2 * x + blk.out("norm2") + x) * e, f"{blk.p} mlp residual")
+
+
+def cosine_window_attention_memory(peak: PeakSteps, blk: Block, base: int, b: int, e: int, fused: bool) -> int:
+    """nets.swinv2.WindowAttention, `base` bytes alive; qkv is referenced until the module returns.
+    Math (timm's order): the scores of the temporaries normalize(q) * scale and normalize(k) (copied for
+    the batched matmul when B' > 1 and h > 1); the CPB MLP ([T, 512], then the [T, h] table) and the bias
+    (gathered [N, N, h], a contiguous [h, N, N] copy, its sigmoid and the scaled sigmoid), which stays
+    referenced with the table; the bias added, in shifted blocks the mask too; the softmax output stays
+    referenced through scores @ v, the head merge and proj. sdpa: normalize(q) * scale and normalize(k)
+    are kept; the bias (plus in shifted blocks the mask expanded to [B*nW, h, N, N], a copy for B > 1)
+    is the attn_mask. Returns the output's elements (the proj output)."""
+    a = blk.attention()
+    qkv = blk.out("attn.qkv")
+    q, s, kv = a.q * e, a.scores * e, a.kv * e
+    bias = a.heads * a.nq * a.nkv * e
+    shifted = a.terms == 2
+    split = a.batch > 1 and a.heads > 1
+    p = f"{blk.p}.attn"
+    base += (qkv + a.heads) * e  # qkv and exp(logit scale) [h, 1, 1]
+    hidden, table = blk.out("attn.cpb_mlp.0") * e, blk.out("attn.cpb_mlp.2") * e
+    proj = blk.out("attn.proj")
+    if fused:
+        base += 2 * q  # normalize(q) * scale, normalize(k)
+        peak.at(base + hidden + table, f"{p}.cpb_mlp")
+        peak.at(base + table + 3 * bias, f"{p} position bias")
         terms = bias
-    split = windows > 1 and heads > 1 and not (fused and shifted)
-    o = cosine_attend_steps(peak, f"{blk.p}.attn", base, a, e, fused=fused, split=split, terms=terms)
-    # merging heads copies the [B', h, N, d] output, except a fused kernel's own, laid out [B', N, h, d]
-    merge = o if heads > 1 and not (fused and not shifted) else 0
-    peak.at(base + terms + o + merge + blk.out("attn.proj") * e, f"{blk.p} attn.proj")
-    # x + norm1(y): the caller's x, the rolled-back y and the new x stay alive through the MLP
-    mlp(peak, blk.p, outer + 3 * x * e, 0, blk.out("mlp.fc1"), blk.out("mlp.fc2"), e)
+        if shifted:
+            peak.at(base + bias + (2 * s if b > 1 else s), f"{p} bias + mask")
+            terms = s
+        return kept_scores_attention(peak, p, base + terms, a, e, fused=True, proj=proj)
+    cq, ckv = (q, kv) if split else (0, 0)
+    peak.at(base + 2 * q, f"{p} normalize(q) * scale")
+    peak.at(base + 2 * q + cq + ckv + s, f"{p} q @ k^T")
+    peak.at(base + s + hidden + table, f"{p}.cpb_mlp")
+    peak.at(base + s + table + 3 * bias, f"{p} position bias")
+    base += bias  # the bias, referenced until the module returns (timm keeps the [T, h] table too)
+    peak.at(base + 2 * s, f"{p} + bias")  # and + mask, and the softmax
+    peak.at(base + s + ckv + q, f"{p} scores @ v")
+    merge = q if a.heads > 1 else 0
+    peak.at(base + s + q + merge, f"{p} merge heads")
+    peak.at(base + s + (merge or q) + proj * e, f"{p}.proj")
+    return proj
 
 
 trace = swinv2_trace  # the registry reads every family module's `trace`

@@ -139,22 +139,25 @@ class SwinBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         b, h, w, c = x.shape
-        x = x + self._attn(self.norm1(x))
+        x = x + shifted_window_attention(self, self.norm1(x))
         x = x.reshape(b, -1, c)
         x = x + self.mlp(self.norm2(x))
         return x.reshape(b, h, w, c)
 
-    def _attn(self, x: Tensor) -> Tensor:
-        """shift -> pad -> partition -> window attention -> reverse -> crop -> shift back, on [B, h, w, C]."""
-        _, h, w, _ = x.shape
-        (hp, wp), (sh, sw) = self.padded, self.shift
-        shifted = torch.roll(x, shifts=(-sh, -sw), dims=(1, 2)) if sh or sw else x
-        shifted = F.pad(shifted, (0, 0, 0, wp - w, 0, hp - h))  # zero rows/columns at the bottom/right
-        windows = window_partition(shifted, self.wh, self.ww)
-        attended = self.attn(windows, self.attn_mask)
-        shifted = window_reverse(attended, self.wh, self.ww, hp, wp)
-        shifted = shifted[:, :h, :w, :].contiguous()
-        return torch.roll(shifted, shifts=(sh, sw), dims=(1, 2)) if sh or sw else shifted
+
+def shifted_window_attention(block: nn.Module, x: Tensor) -> Tensor:
+    """timm's SwinTransformerBlock._attn on [B, h, w, C] for a block with `attn`, `attn_mask`, `wh`, `ww`,
+    `shift` and `padded`: shift -> pad -> partition -> window attention -> reverse -> crop -> shift back,
+    each step rebinding its name (the partition stays referenced until the end)."""
+    _, h, w, _ = x.shape
+    (hp, wp), (sh, sw) = block.padded, block.shift
+    shifted = torch.roll(x, shifts=(-sh, -sw), dims=(1, 2)) if sh or sw else x
+    shifted = F.pad(shifted, (0, 0, 0, wp - w, 0, hp - h))  # zero rows/columns at the bottom/right
+    windows = window_partition(shifted, block.wh, block.ww)
+    attended = block.attn(windows, block.attn_mask)
+    shifted = window_reverse(attended, block.wh, block.ww, hp, wp)
+    shifted = shifted[:, :h, :w, :].contiguous()
+    return torch.roll(shifted, shifts=(sh, sw), dims=(1, 2)) if sh or sw else shifted
 
 
 class PatchMerging(nn.Module):

@@ -15,12 +15,19 @@ place (timm's `qkv_bias_separate` form; its default passes them to F.linear insi
 where fvcore and FlopCounterMode attribute the qkv MACs to `attn` instead of `attn.qkv`), and the learned
 logit scale multiplies normalize(q) rather than the scores (the same product, on N*d instead of N*N
 elements per head and window, and what lets the sdpa path use a fused kernel).
+
+Otherwise the forward keeps timm's tensors alive: `layers` and each stage's `blocks` are nn.Sequential
+(their callers hold the embedding, the stage input and the merged grid); the window pass is
+`nets.swin.shifted_window_attention`; the math path forms the scores from temporaries normalize(q) *
+scale and normalize(k), builds the bias as timm does (gather, contiguous [h, N, N], 16 * sigmoid) and
+keeps it, qkv and the softmax output referenced until the module returns. timm has no fused path for
+Swin V2; the sdpa path here passes the bias, plus in shifted blocks the mask expanded to every window
+of the batch, as attn_mask (timm's Swin V1 fused path).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -28,8 +35,8 @@ from torch import Tensor, nn
 
 from vitcost.analytic.ints import ceil_div
 from vitcost.analytic.swin import window_and_shift
-from vitcost.nets.common import AttentionCore, ConvEmbed, Mlp, check_input, window_partition, window_reverse
-from vitcost.nets.swin import relative_position_index, shift_attention_mask
+from vitcost.nets.common import AttentionCore, ConvEmbed, Mlp, check_input
+from vitcost.nets.swin import relative_position_index, shift_attention_mask, shifted_window_attention
 from vitcost.specs import SwinV2Spec
 
 MAX_LOGIT_SCALE = math.log(100.0)  # the learned temperature tau stays above 0.01 (Sec. 3.2)
@@ -46,29 +53,6 @@ def log_spaced_coords(wh: int, ww: int) -> Tensor:
     dx = torch.arange(-(ww - 1), ww, dtype=torch.float32) / max(ww - 1, 1)
     table = torch.stack(torch.meshgrid(dy, dx, indexing="ij"), dim=-1)[None] * CPB_RANGE
     return torch.sign(table) * torch.log2(table.abs() + 1.0) / math.log2(CPB_RANGE)
-
-
-def cosine_attend(q: Tensor, k: Tensor, v: Tensor, mode: str, terms: Sequence[Tensor] = ()) -> Tensor:
-    """Scaled cosine attention (Swin V2 Sec. 3.2) on q and k already normalised, q already multiplied by
-    the per-head logit scale: softmax(q k^T + terms) v, with no d**-0.5.
-
-    q: [..., Nq, d], k and v: [..., Nk, d]; every term broadcasts to the scores [..., Nq, Nk].
-    math:  scores = q @ k^T                     [..., Nq, d] @ [..., d, Nk] -> [..., Nq, Nk]
-           scores = scores + term, for each term (the CPB bias, the shift mask)
-           out = softmax(scores) @ v            [..., Nq, Nk] @ [..., Nk, d] -> [..., Nq, d]
-    sdpa:  cosine attention has no fused kernel of its own, but with the scale folded into q it is
-           F.scaled_dot_product_attention(q, k, v, attn_mask=sum(terms), scale=1): the same two
-           products, and the scores stay inside the kernel.
-    """
-    if mode == "sdpa":
-        mask = None
-        for term in terms:
-            mask = term if mask is None else mask + term
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=1.0)
-    scores = q @ k.transpose(-2, -1)
-    for term in terms:
-        scores = scores + term
-    return scores.softmax(dim=-1) @ v
 
 
 class WindowAttention(AttentionCore):
@@ -92,40 +76,49 @@ class WindowAttention(AttentionCore):
         self.register_buffer("relative_position_index", relative_position_index(wh, ww), persistent=False)
 
     def position_bias(self) -> Tensor:
-        """[1, heads, N, N]: 16 * sigmoid of the CPB MLP's [T, heads] table gathered by relative position."""
-        table = self.cpb_mlp(self.relative_coords_table).reshape(-1, self.heads)  # [T, heads]
+        """[h, N, N]: 16 * sigmoid of the CPB MLP's [T, heads] table gathered by relative position, made
+        contiguous head-major before the sigmoid (timm's order)."""
+        table = self.cpb_mlp(self.relative_coords_table).view(-1, self.heads)  # [T, heads]
         n = self.relative_position_index.shape[0]
-        bias = table[self.relative_position_index.reshape(-1)].reshape(n, n, self.heads)
-        return (BIAS_RANGE * torch.sigmoid(bias)).permute(2, 0, 1)[None]
+        bias = table[self.relative_position_index.view(-1)].view(n, n, -1)
+        bias = bias.permute(2, 0, 1).contiguous()
+        return BIAS_RANGE * torch.sigmoid(bias)
 
     def split_heads(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """[B', N, C] -> q, k, v: [B', heads, N, C/heads] views of qkv(x) + cat(q_bias, 0, v_bias); the
-        biases are added in place, so qkv is freed once the last of its views is."""
+        biases are added in place."""
         bw, n, c = x.shape
         qkv = self.qkv(x)
         qkv += torch.cat((self.q_bias, self.k_bias, self.v_bias))
         return qkv.reshape(bw, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4).unbind(0)
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Scaled cosine attention (Swin V2 Sec. 3.2): softmax(normalize(q) normalize(k)^T * tau^-1 + bias
+        (+ mask)) v, on [B', heads, N, d] with B' = B*nW, no d**-0.5."""
         bw, n, c = x.shape
         q, k, v = self.split_heads(x)
         scale = torch.clamp(self.logit_scale, max=MAX_LOGIT_SCALE).exp()  # [heads, 1, 1]
-        q = F.normalize(q, dim=-1) * scale
-        k = F.normalize(k, dim=-1)
+        if self.attn_mode == "sdpa":  # the scale folded into q: SDPA(scale=1) computes the same function
+            q = F.normalize(q, dim=-1) * scale
+            k = F.normalize(k, dim=-1)
+            attn_mask = self.position_bias().unsqueeze(0)
+            if mask is not None:  # [nW, N, N] -> [B*nW, heads, N, N] (a copy for more than one image)
+                nw = mask.shape[0]
+                mask = mask.view(1, nw, 1, n, n).expand(bw // nw, -1, self.heads, -1, -1)
+                attn_mask = attn_mask + mask.reshape(-1, self.heads, n, n)
+            x = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=1.0)
+            x = x.transpose(1, 2).reshape(bw, n, c)
+            return self.proj(x)
+        attn = (F.normalize(q, dim=-1) * scale) @ F.normalize(k, dim=-1).transpose(-2, -1)  # [B', heads, N, N]
         bias = self.position_bias()
-        if mask is None:
-            x = cosine_attend(q, k, v, self.attn_mode, (bias,))
-        elif self.attn_mode == "math":  # scores viewed as [B, nW, heads, N, N]: the mask broadcasts over B
+        attn = attn + bias.unsqueeze(0)
+        if mask is not None:  # scores viewed as [B, nW, heads, N, N]: the mask broadcasts over B
             nw = mask.shape[0]
-            q, k, v = (t.reshape(bw // nw, nw, self.heads, n, -1) for t in (q, k, v))
-            x = cosine_attend(q, k, v, "math", (bias, mask[:, None])).reshape(bw, self.heads, n, -1)
-        else:  # fused kernels take 4-D inputs: fold the windows into the heads, [B, nW*heads, N, d], so
-            # the summed [nW*heads, N, N] bias + mask broadcasts over the batch without a copy per image
-            nw = mask.shape[0]
-            q, k, v = (t.reshape(bw // nw, nw * self.heads, n, -1) for t in (q, k, v))
-            terms = ((bias + mask[:, None]).reshape(1, nw * self.heads, n, n),)
-            x = cosine_attend(q, k, v, self.attn_mode, terms).reshape(bw, self.heads, n, -1)
-        return self.proj(x.transpose(1, 2).reshape(bw, n, c))
+            attn = attn.view(-1, nw, self.heads, n, n) + mask.unsqueeze(1).unsqueeze(0)
+            attn = attn.view(-1, self.heads, n, n)
+        attn = attn.softmax(dim=-1)
+        x = (attn @ v).transpose(1, 2).reshape(bw, n, c)
+        return self.proj(x)
 
 
 class SwinV2Block(nn.Module):
@@ -145,16 +138,11 @@ class SwinV2Block(nn.Module):
         self.register_buffer("attn_mask", mask, persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        _, h, w, _ = x.shape
-        (hp, wp), (sh, sw) = self.padded, self.shift
-        y = torch.roll(x, shifts=(-sh, -sw), dims=(1, 2)) if sh or sw else x
-        y = F.pad(y, (0, 0, 0, wp - w, 0, hp - h))  # zero rows/columns at the bottom/right
-        y = self.attn(window_partition(y, self.wh, self.ww), self.attn_mask)
-        y = window_reverse(y, self.wh, self.ww, hp, wp)[:, :h, :w, :].contiguous()
-        if sh or sw:
-            y = torch.roll(y, shifts=(sh, sw), dims=(1, 2))
-        x = x + self.norm1(y)
-        return x + self.norm2(self.mlp(x))
+        b, h, w, c = x.shape
+        x = x + self.norm1(shifted_window_attention(self, x))
+        x = x.reshape(b, -1, c)
+        x = x + self.norm2(self.mlp(x))
+        return x.reshape(b, h, w, c)
 
 
 class PatchMerging(nn.Module):
@@ -171,7 +159,8 @@ class PatchMerging(nn.Module):
         x = F.pad(x, (0, 0, 0, w % 2, 0, h % 2))
         h, w = h + h % 2, w + w % 2
         x = x.reshape(b, h // 2, 2, w // 2, 2, c).permute(0, 1, 3, 4, 2, 5).flatten(3)  # timm's 2x2 order
-        return self.norm(self.reduction(x))
+        x = self.reduction(x)
+        return self.norm(x)
 
 
 class SwinV2Stage(nn.Module):
@@ -181,14 +170,13 @@ class SwinV2Stage(nn.Module):
                  cpb_hidden: int, downsample: bool, attn_mode: str) -> None:
         super().__init__()
         self.downsample = PatchMerging(dim // 2) if downsample else None
-        self.blocks = nn.ModuleList(SwinV2Block(dim, heads, grid, window, i % 2 == 1, hidden, cpb_hidden, attn_mode)
-                                    for i in range(depth))
+        self.blocks = nn.Sequential(*(SwinV2Block(dim, heads, grid, window, i % 2 == 1, hidden, cpb_hidden,
+                                                  attn_mode) for i in range(depth)))
 
     def forward(self, x: Tensor) -> Tensor:
         if self.downsample is not None:
             x = self.downsample(x)
-        for block in self.blocks:
-            x = block(x)
+        x = self.blocks(x)
         return x
 
 
@@ -211,13 +199,14 @@ class SwinTransformerV2(nn.Module):
         self.spec, self.res = spec, res
         self.patch_embed = ConvEmbed(spec.in_chans, spec.embed_dim, spec.patch, spec.patch, norm=True)
         gh, gw = res[0] // spec.patch, res[1] // spec.patch
-        self.layers = nn.ModuleList()
+        layers = []
         for s, (depth, heads) in enumerate(zip(spec.depths, spec.heads)):
             if s:
                 gh, gw = ceil_div(gh, 2), ceil_div(gw, 2)
             dim = spec.stage_dim(s)
-            self.layers.append(SwinV2Stage(dim, depth, heads, (gh, gw), spec.window, int(dim * spec.mlp_ratio),
-                                           spec.cpb_hidden, downsample=s > 0, attn_mode=attn_mode))
+            layers.append(SwinV2Stage(dim, depth, heads, (gh, gw), spec.window, int(dim * spec.mlp_ratio),
+                                      spec.cpb_hidden, downsample=s > 0, attn_mode=attn_mode))
+        self.layers = nn.Sequential(*layers)
         last = spec.stage_dim(len(spec.depths) - 1)
         self.norm = nn.LayerNorm(last)
         self.head = Head(last, spec.num_classes)
@@ -225,6 +214,6 @@ class SwinTransformerV2(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         check_input(x, self.res, self.spec.in_chans)
         x = self.patch_embed(x)
-        for layer in self.layers:
-            x = layer(x)
-        return self.head(self.norm(x))
+        x = self.layers(x)
+        x = self.norm(x)
+        return self.head(x)
