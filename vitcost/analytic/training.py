@@ -27,7 +27,8 @@ gives every parameter its gradient (the optimizer's update is not included). Per
                  the CPU: the fused kernel, except for a call with additive terms (relative position
                  bias, decomposed rel-pos; all learned here), whose mask needs a gradient the fused CPU
                  kernel does not give, so it runs the math composite, forward and backward. (On CUDA
-                 such a call runs the memory-efficient kernel: model it with kernel "efficient".)
+                 torch can run such a call in the memory-efficient kernel, which returns the mask's
+                 gradient: kernel "efficient" models that; no CUDA count checks it here.)
   linear attn    (Katharopoulos et al. 2020) from `trace.linear_attention_steps`: each of its three
                  products gives both operands a gradient (2x its forward MACs), each elementwise step
                  one op per element; there is no fused kernel.
@@ -89,7 +90,6 @@ PHASES: tuple[str, ...] = ("step", "forward", "backward")
 # gradient. SwinV2's continuous position bias MLP reads its table of log-spaced relative coordinates.
 CONSTANT_INPUT_LAYERS: tuple[str, ...] = ("cpb_mlp.0",)
 
-# An elementwise kind's backward: one op per element of its forward (see the module docstring).
 _PRODUCT_OPERANDS = 2  # a product of two activations (or an activation and a table): both get a gradient
 
 
