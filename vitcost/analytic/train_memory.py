@@ -168,6 +168,7 @@ class _Ctx:
         self.kernel = kernel
         self.device = device
         self.dropout = dropout
+        self.sam = False  # ViT in timm's SAM layout: heads folded into the batch (`nets.vit`)
         self.dt: list[int] = [0] * len(ops)  # bytes per element of each op's output
         self.index = {op.path + "#" + op.kind: i for i, op in enumerate(ops)}
 
@@ -270,8 +271,10 @@ def _attention(ctx: _Ctx, i: int, blk: str) -> tuple[list[Saved], int, int]:
     src = _qkv_source(ctx, i, blk)
     qkv = Saved(("out", src), ctx.ops[src].out * ctx.dt[src]) if src is not None else None
     pooled = {w: ctx.find(f"{blk}.attn.norm_{w}", "layer_norm") for w in "qkv"}
-    family = ctx.family
-    gathered = family == "nat"
+    gathered = ctx.family == "nat"
+    if ctx.sam and qkv is not None:  # q, k, v: views of qkv reshaped to [3, B'*h, N, d], a copy when B', h > 1
+        qkv = Saved(("fold", i), q + 2 * kv) if split else qkv
+        split = False
     saved: list[Saved] = []
 
     def operand(which: str, nbytes: int, copy: bool) -> Saved:
@@ -306,7 +309,7 @@ def _attention(ctx: _Ctx, i: int, blk: str) -> tuple[list[Saved], int, int]:
         saved += [Saved(("mask", i), a.scores * MASK_BYTES), Saved(("dropped", i), s)]
     saved.append(operand("v", kv, split))
     if a.rel:
-        saved += _rel_pos(ctx, i, a, e, split, qkv, pooled.get("q"))
+        saved += _rel_pos(ctx, i, a, e, _q_storage(ctx, pooled, qkv))
     back = _math_backward(a, e, a.scores * score_e, pooled, gathered)
     # raw scores beside their softmax, the operand copies; MViTv2 adds its decomposed relative positions
     # to the scores through two score-sized temporaries
@@ -324,7 +327,7 @@ def _composite(ctx: _Ctx, i: int, a: AttnCall, e: int, split: bool, operand: Any
     saved = [Saved(("q", i), q), Saved(("k", i), kv), Saved(("scores", i), s),
              Saved(("v", i), kv) if ce != e else operand("v", kv, split)]
     if a.rel:
-        saved += _rel_pos(ctx, i, a, e, split, qkv, pooled.get("q"))
+        saved += _rel_pos(ctx, i, a, e, _q_storage(ctx, pooled, qkv))
     return saved, _math_backward(a, ce, s, pooled, gathered), s + (q + kv if split or ce != e else 0)
 
 
@@ -357,26 +360,23 @@ def _math_backward(a: AttnCall, e: int, s: int, pooled: dict, gathered: bool) ->
     return q + s + kv, kv + 2 * s, 2 * kv + s + q, q + 2 * kv + _source_grad(a, e, pooled, gathered)
 
 
-def _rel_pos(ctx: _Ctx, i: int, a: AttnCall, e: int, split: bool, qkv: Saved | None, q_pooled: int | None
-             ) -> list[Saved]:
-    """Decomposed relative positions (MViTv2, SAM): per axis a product of q with a table gathered by
-    relative position, each saving its operands as torch.matmul lays them out. MViTv2's q is its pooling
-    norm's contiguous output (`q_pooled`, the norm op): each product saves q laid out [axis, rest, d] (for
-    rel_w a view of q, for rel_h a copy unless B*n or qh is 1) and the [q?, k?, d] table. SAM's q
-    is a head-split view of qkv: the table is broadcast over the B'*h batch and copied (when B'*h > 1),
-    q copied for rel_h only when it is split (else a view of qkv) and always for rel_w (a transpose)."""
+def _q_storage(ctx: _Ctx, pooled: dict, qkv: Saved | None) -> Saved:
+    """The storage the queries of a decomposed-rel-pos attention are a view of: MViTv2's pooling norm
+    output, or the [3, B'*h, N, d] q/k/v of timm's SAM layout (or qkv's output)."""
+    j = pooled.get("q")
+    if j is not None:
+        return Saved(("out", j), ctx.ops[j].out * ctx.dt[j])
+    return qkv if qkv is not None else Saved(("q_rel", -1), 0)
+
+
+def _rel_pos(ctx: _Ctx, i: int, a: AttnCall, e: int, q_store: Saved) -> list[Saved]:
+    """Decomposed relative positions (MViTv2, SAM), as `nets.mvit._einsum_axis` runs the two einsums: per
+    axis q laid out [axis, rest, d] times the [q?, k?, d] table gathered by relative position, each product
+    saving its operands: for w a view of q's storage, for h a copy unless B'*h or qh is 1, and the tables."""
     qh, qw, kh, kw = a.rel
-    bh, d = a.batch * a.heads, a.head_dim
-    q = a.q * e
-    if q_pooled is not None:  # rel_w's operand is a view of q; rel_h's a copy unless B*n or qh is 1
-        pooled_q = Saved(("out", q_pooled), ctx.ops[q_pooled].out * ctx.dt[q_pooled])
-        rel_q_h = Saved(("rel_q_h", i), q) if bh > 1 and qh > 1 else pooled_q
-        return [rel_q_h, pooled_q, Saved(("rel_h", i), qh * kh * d * e), Saved(("rel_w", i), qw * kw * d * e)]
-    wide = bh if bh > 1 else 1
-    out = [Saved(("rel_h", i), wide * qh * kh * d * e), Saved(("rel_w", i), wide * qw * kw * d * e),
-           Saved(("rel_q_w", i), q)]
-    out.append(Saved(("rel_q_h", i), q) if split or qkv is None else qkv)
-    return out
+    d = a.head_dim
+    rel_q_h = Saved(("rel_q_h", i), a.q * e) if a.batch * a.heads > 1 and qh > 1 else q_store
+    return [rel_q_h, q_store, Saved(("rel_h", i), qh * kh * d * e), Saved(("rel_w", i), qw * kw * d * e)]
 
 
 def _linear_attention(ctx: _Ctx, i: int, blk: str) -> tuple[list[Saved], int, int]:
@@ -462,6 +462,8 @@ def step_ops(est: Estimate, kernel: Any = Kernel.math, device: str = "cpu", drop
     low = est.dtype is not Dtype.fp32
     ctx = _Ctx(ops, family_of(est.spec).name, low and not half, est.dtype.bytes if low else F32,
                parse_kernel(kernel), device, dropout, half and low)
+    spec = est.spec
+    ctx.sam = ctx.family == "vit" and bool(spec.window or spec.rel_pos or spec.neck)
     blocks = _block_of(ops)
     out: list[StepOp] = []
     stream = F32
@@ -644,6 +646,7 @@ class TrainMemory:
     step_peak: int  # resident + the largest phase peak
     peak_at: str  # phase and op where the step peak is reached
     recompute_macs: int  # forward MACs run again by checkpointing
+    recompute: Cost = Cost()  # the cost vector of that forward (project it onto any convention)
     precision: str = "fp32"  # fp32 | autocast | half
     saved_by_layer: dict[str, int] = field(default_factory=dict, repr=False)
 
@@ -666,7 +669,7 @@ class Walk(NamedTuple):
     after_forward: int  # saved bytes when the forward and the loss are done (weight casts included)
     storages: dict[tuple, int]  # the storages saved then
     steps: dict[str, int]  # every candidate for a phase peak: "forward <op>", "backward <op>[ #k]", ...
-    recompute_macs: int
+    recompute: Cost  # the forward ops run again by checkpointing
 
     def peak(self, phase: str) -> tuple[int, str]:
         """The largest candidate of `phase` (forward | backward, recomputation included) and its name."""
@@ -738,7 +741,8 @@ def _simulate(steps: list[StepOp], runs: list[tuple[int, int]], held: int, strea
     after_forward = total
     storages = dict(alive)
     # backward: a run is recomputed when the backward reaches it, up to its last saving op
-    grads = recompute = 0
+    grads = 0
+    recompute: list[Cost] = []
     freed: dict[int, list[tuple]] = {}
     for key, j in release.items():
         freed.setdefault(j, []).append(key)
@@ -751,7 +755,7 @@ def _simulate(steps: list[StepOp], runs: list[tuple[int, int]], held: int, strea
             stop = max((j for j in range(first, last + 1) if steps[j].saved), default=first)
             for j in range(first, stop + 1):
                 t = steps[j]
-                recompute += t.op.cost.macs
+                recompute.append(t.op.cost)
                 for sv in t.saved:
                     keep(sv.key, size[sv.key])
                 at(f"recompute {t.op.path}", total + held + grads + stream.get(t.block, 0) + t.out_bytes
@@ -770,7 +774,7 @@ def _simulate(steps: list[StepOp], runs: list[tuple[int, int]], held: int, strea
             key = run_input[r][0]
             if key in alive:
                 total -= alive.pop(key)
-    return Walk(after_forward, storages, record, recompute)
+    return Walk(after_forward, storages, record, Cost.sum(recompute))
 
 
 def _run_forward(est: Estimate, kernel: Kernel) -> dict[str, dict[str, int]]:
@@ -851,7 +855,7 @@ def train_memory(est: Estimate, optimizer: Any = "adamw", checkpoint: Any = None
     walk = _simulate(steps, runs, held, stream, run_fwd)
     fwd_peak, _ = walk.peak("forward")
     bwd_peak, where = walk.peak("backward")
-    storages, after, recompute = walk.storages, walk.after_forward, walk.recompute_macs
+    storages, after = walk.storages, walk.after_forward
     wbytes = est.dtype.bytes if half else F32
     weights = est.params * wbytes
     state = STATE_COPIES[opt] * weights + (_param_tensors(est.ops) * F32 if opt == "adamw" else 0)
@@ -878,7 +882,7 @@ def train_memory(est: Estimate, optimizer: Any = "adamw", checkpoint: Any = None
         checkpoint=every, device=device, weights=weights, gradients=grads, optimizer_state=state, input=inp,
         activations_saved=after - casts, weight_casts=casts, forward_peak=fwd_peak, backward_peak=bwd_peak,
         optimizer_peak=opt_peak, step_peak=weights + state + inp + phases[phase],
-        peak_at=where if phase == "backward" else phase, recompute_macs=recompute,
+        peak_at=where if phase == "backward" else phase, recompute_macs=walk.recompute.macs, recompute=walk.recompute,
         precision="half" if half else ("autocast" if est.dtype is not Dtype.fp32 else "fp32"),
         saved_by_layer=by_layer)
 
