@@ -95,7 +95,8 @@ AttnOpt = Annotated[Kernel, typer.Option(
 ResOpt = Annotated[list[str] | None, typer.Option(
     "--res", "-r", help="Input resolutions: N for NxN or HxW; several may follow one flag.")]
 BatchOpt = Annotated[int, typer.Option("--batch", "-b", help="Batch size.")]
-DtypeOpt = Annotated[Dtype, typer.Option("--dtype", help="Element type for memory figures.")]
+DtypeOpt = Annotated[Dtype, typer.Option("--dtype", help="Element type for memory figures (compare --mode train: "
+                                                          "bf16/fp16 = mixed precision under autocast).")]
 ConventionOpt = Annotated[Convention, typer.Option(
     "--convention", "-c", help="Counting convention: macs (papers' 'FLOPs'), flops (2 per MAC + "
     "non-matmul ops), fvcore (fvcore's handles, fused attention counted), torch (FlopCounterMode).")]

@@ -34,6 +34,17 @@ class SpecFormat(str, enum.Enum):
     json = "json"
 
 
+class Mode(str, enum.Enum):
+    inference = "inference"
+    train = "train"
+
+
+class Optimizer(str, enum.Enum):
+    none = "none"
+    sgd = "sgd"
+    adamw = "adamw"
+
+
 @app.command()
 def compare(
     models: ModelsOpt = None,
@@ -47,6 +58,13 @@ def compare(
     patch: Annotated[int | None, typer.Option(help="Shorthand for --set patch=N (every model).")] = None,
     window: Annotated[int | None, typer.Option(help="Shorthand for --set window=N (every model).")] = None,
     output: OutputOpt = None,
+    mode: Annotated[Mode, typer.Option(help="inference (one forward) or train (one training step: forward, loss, "
+                                            "backward, optimizer step).")] = Mode.inference,
+    optimizer: Annotated[Optimizer | None, typer.Option(
+        help="--mode train: none, sgd (with momentum) or adamw (the default).")] = None,
+    checkpoint: Annotated[str | None, typer.Option(
+        help="--mode train: activation checkpointing, none (the default), block, or N blocks per checkpointed "
+             "run.")] = None,
 ) -> None:
     """Compare designs across resolutions: tokens, params, cost, attention and activation memory, growth.
 
@@ -56,6 +74,10 @@ def compare(
     (on top of weights and input, for --attn); growth against the smallest resolution; the asymptotic
     class. Each row is labelled by the design it came from (preset, spec file, overrides); JSON rows
     carry the full effective spec.
+
+    With --mode train each row is one training step: its cost (forward + backward, and the forward that
+    checkpointing runs again) and its memory part by part (weights, gradients, optimizer state, saved
+    activations, the step's peak); --dtype bf16/fp16 means mixed precision under autocast.
 
     Examples: [bold]vitcost compare --res 224 512 1024[/bold];
     [bold]vitcost compare -m vit_b16 swin -r 224 384x640 --format json[/bold];
@@ -67,6 +89,14 @@ def compare(
     output = check_output(output)
     set_items = list(set_items or []) + [f"{k}={v}" for k, v in (("patch", patch), ("window", window))
                                          if v is not None]
+    if mode is Mode.train:
+        _compare_train(models, res or DEFAULT_RES, batch, dtype, attn, convention, fmt, set_items, output,
+                       (optimizer or Optimizer.adamw).value, checkpoint or "none")
+        return
+    if optimizer is not None or checkpoint is not None:
+        from vitcost.errors import VitcostError
+
+        raise VitcostError("--optimizer and --checkpoint describe a training step: add --mode train.")
     rows = compare_rows(models, res or DEFAULT_RES, batch=batch, dtype=dtype, convention=convention.value,
                         attn=attn, set_items=set_items)
     if fmt is Format.table and output is None:
@@ -75,6 +105,27 @@ def compare(
         emit(render_compare(rows, convention.value, batch, dtype.value, attn.value), None)
         return
     emit(_format(rows, fmt, convention.value, f"batch {batch}, {dtype.value}, {attn.value} attention"), output)
+
+
+def _compare_train(models: list[str] | None, res: list[str], batch: int, dtype: Dtype, attn: Kernel,
+                   convention: Convention, fmt: Format, set_items: list[str], output: str | None, optimizer: str,
+                   checkpoint: str) -> None:
+    from vitcost.report import formats
+    from vitcost.report.rows import train_rows
+    from vitcost.report.table import render_train_compare, train_cells
+
+    rows = train_rows(models, res, batch=batch, dtype=dtype, convention=convention.value, attn=attn,
+                      set_items=set_items, optimizer=optimizer, checkpoint=checkpoint)
+    if fmt is Format.table and output is None:
+        emit(render_train_compare(rows, convention.value, batch, dtype.value, attn.value, optimizer, checkpoint), None)
+    elif fmt is Format.json:
+        emit(formats.to_json(rows), output)
+    elif fmt is Format.csv:
+        emit(formats.to_csv(rows), output)
+    else:
+        emit(f"**vitcost compare --mode train** — batch {batch}, {dtype.value}, {attn.value} attention, {optimizer}, "
+             f"checkpoint {checkpoint}, {convention.value} convention\n\n"
+             + formats.to_markdown(*train_cells(rows, convention.value)), output)
 
 
 def _format(rows: list[dict], fmt: Format, convention: str, context: str) -> str:

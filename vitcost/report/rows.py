@@ -70,3 +70,36 @@ def linear_attention_saving(e: Estimate) -> float | None:
 
     twin = estimate(e.design._replace(spec=replace(e.spec, attention="softmax")), e.res, e.batch, e.dtype, e.attn)
     return 1 - e.activation_peak_bytes / twin.activation_peak_bytes
+
+
+def train_rows(models: Any, res: Any, batch: Any = 1, dtype: Any = "fp32", convention: str = "macs",
+               attn: Any = "math", set_items: list[str] | None = None, optimizer: str = "adamw",
+               checkpoint: Any = None) -> list[dict]:
+    """One row per design x resolution for a training step: its cost in `convention` (macs | flops |
+    torch: the forward, the backward of `analytic.training` and the forward that checkpointing runs again)
+    and its memory part by part (`analytic.train_memory`: dtype bf16/fp16 = mixed precision under
+    autocast, float32 weights)."""
+    from vitcost.analytic.cost import project
+    from vitcost.analytic.train_memory import train_memory
+    from vitcost.analytic.training import TRAIN_CONVENTIONS, train_cost
+    from vitcost.design import spec_dict
+    from vitcost.errors import VitcostError
+    from vitcost.vocab import res_label
+
+    if convention not in TRAIN_CONVENTIONS:
+        raise VitcostError(f"the {convention} convention has no backward; a training step is counted in "
+                           f"{', '.join(TRAIN_CONVENTIONS)}.")
+    rows: list[dict] = []
+    for e in compare_estimates(models, res, batch, dtype, attn, set_items):
+        m = train_memory(e, optimizer, checkpoint)
+        step = train_cost(e).count(convention)
+        recompute = project(m.recompute, convention)
+        rows.append({
+            "model": e.model, "family": e.family, "res": res_label(e.res), "batch": e.batch, "dtype": e.dtype.value,
+            "precision": m.precision, "attn": e.attn.value, "optimizer": m.optimizer,
+            "checkpoint": m.checkpoint or None, "tokens": e.tokens, "params": e.params, "convention": convention,
+            "train_cost": step + recompute, "forward_cost": train_cost(e).count(convention, "forward"),
+            "recompute_cost": recompute, "train_peak_bytes": m.step_peak, "peak_at": m.peak_at,
+            "memory": m.parts(), "spec": spec_dict(e.spec),
+        })
+    return rows

@@ -103,3 +103,32 @@ def render_models(rows: list[dict[str, Any]]) -> None:
     for c in cells:
         table.add_row(*c)
     wide_console().print(table)
+
+
+def train_cells(rows: list[dict[str, Any]], convention: str) -> tuple[list[str], list[list[str]]]:
+    """The training table: the step's cost and its memory, part by part."""
+    unit = "train GMACs" if convention == "macs" else f"train GFLOPs ({convention})"
+    header = ["model", "res", "tokens", "params", unit, "weights", "grads", "opt state", "act saved", "step peak",
+              "peak in"]
+    cells = [[r["model"], str(r["res"]), f"{r['tokens']:,}", f"{r['params'] / 1e6:,.1f}M", giga(r["train_cost"]),
+              binary_bytes(r["memory"]["weights"]), binary_bytes(r["memory"]["gradients"]),
+              binary_bytes(r["memory"]["optimizer_state"]), binary_bytes(r["memory"]["activations_saved"]),
+              binary_bytes(r["train_peak_bytes"]), r["peak_at"]] for r in rows]
+    return header, cells
+
+
+def render_train_compare(rows: list[dict[str, Any]], convention: str, batch: int, dtype: str, attn: str,
+                         optimizer: str, checkpoint: str) -> str:
+    """The training compare table as text, with its caption."""
+    from vitcost.report.boxtable import box_table
+
+    header, cells = train_cells(rows, convention)
+    sections = [i for i in range(1, len(rows)) if rows[i]["model"] != rows[i - 1]["model"]]
+    precision = "fp32" if dtype == "fp32" else f"{dtype} autocast (fp32 weights)"
+    caption = ("train cost: forward + backward of one step (+ the forward checkpointing runs again); act saved: what "
+               "autograd keeps for the backward; step peak: weights + optimizer state + batch + the largest of the "
+               "forward, backward and optimizer phases; peak in: where it is reached (CPU autocast lists, torch's "
+               "CPU optimizer)")
+    return box_table(header, cells, right=set(range(1, len(header) - 1)), sections=sections, caption=caption,
+                     title=f"vitcost compare --mode train — batch {batch}, {precision}, {attn} attention, {optimizer}, "
+                           f"checkpoint {checkpoint}, {convention} convention")
