@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from vitcost.analytic.ints import floor_div
-from vitcost.analytic.peaks import Block, PeakSteps, conv_scratch, mlp, norm_stats
+from vitcost.analytic.peaks import Block, PeakSteps, conv_scratch, conv_weight, mlp, norm_stats
 from vitcost.analytic.trace import Trace
 from vitcost.errors import SpecError
 from vitcost.specs import ConvNeXtSpec
@@ -102,11 +102,11 @@ def block_memory(peak: PeakSteps, blk: Block, spec: ConvNeXtSpec, b: int, e: int
     if blk.index == 0 and len(blk.before) == 2:  # downsample.0 (LayerNorm2d), downsample.1 (conv)
         norm, conv = blk.before
         peak.at(outer + norm.out * e + norm_stats(norm), f"{blk.stage}.downsample.0")
-        scratch = conv_scratch(peak, "conv", norm.out, conv.out, conv.cost.params, e, images=b, channels_last=True)
+        scratch = conv_scratch(peak, "conv", norm.out, conv.out, conv_weight(conv), e, images=b, channels_last=True)
         peak.at(outer + (norm.out + conv.out) * e, f"{blk.stage}.downsample.1", scratch)
     base = outer + x * e  # the block input, referenced by the caller and kept for the residual
     dw = blk.find("conv_dw")
-    scratch = conv_scratch(peak, "depthwise", x, x, dw.cost.params, e, channels_last=True)
+    scratch = conv_scratch(peak, "depthwise", x, x, conv_weight(dw), e, channels_last=True)
     peak.at(base + x * e, f"{blk.p}.conv_dw", scratch)
     peak.at(base + (x + n) * e + norm_stats(blk.find("norm")), f"{blk.p}.norm")  # conv_dw output and the norm's
     mlp(peak, blk.p, base, n, blk.out("mlp.fc1"), blk.out("mlp.fc2"), e)

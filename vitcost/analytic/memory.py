@@ -49,7 +49,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from vitcost.analytic.cost import LinearAttnCall, Op
-from vitcost.analytic.peaks import LSE_BYTES, Block, PeakSteps, conv_scratch, norm_stats, split_blocks
+from vitcost.analytic.peaks import LSE_BYTES, Block, PeakSteps, conv_scratch, conv_weight, norm_stats, split_blocks
 from vitcost.analytic.registry import family_of
 from vitcost.analytic.trace import attention_steps, linear_attention_steps
 from vitcost.errors import VitcostError
@@ -82,7 +82,7 @@ class MemoryPrediction(NamedTuple):
 
 
 # How the reference nets (following timm's) hold tensors in their containers while a block runs.
-SEQUENTIAL_BLOCKS = frozenset({"mixer"})  # `blocks` is an nn.Sequential called by the model
+SEQUENTIAL_BLOCKS = frozenset({"vit", "pixel", "mixer"})  # `blocks` is an nn.Sequential called by the model
 SEQUENTIAL_STAGES = frozenset({"swin", "swinv2", "convnext"})  # an nn.Sequential of stages: downsample, then
 # an nn.Sequential of blocks. Every other family loops over its stages (`x = stage(x)`) and blocks.
 
@@ -93,7 +93,7 @@ def _held(blk: Block, family: str, sizes: dict[tuple, int], order: dict[str, int
 
     An nn.Sequential keeps its input referenced (its caller's argument) until its last module returns,
     and its loop variable holds the input of the module that runs. So with `blocks` an nn.Sequential
-    (Mixer) the first block's input E stays alive through all blocks; with an nn.Sequential of
+    (ViT, Mixer) the first block's input E stays alive through all blocks; with an nn.Sequential of
     stages (Swin, ConvNeXt) E lives through all stages, the stage input S_s through stage s, and the
     downsampling's output D_s (the blocks' nn.Sequential input) through all blocks of the stage. A loop
     `for stage in stages: x = stage(x)` (MViTv2, ResNet's layers) keeps only S_s, for the blocks after
@@ -123,7 +123,7 @@ def _edges(peak: PeakSteps, pre: list[Op], post: list[Op], e: int) -> None:
     where = pre[0].path.split(".")[0] if pre else ""
     if pre and pre[0].kind == "conv":
         stem = pre[0]
-        peak.at(stem.out * e, stem.path, conv_scratch(peak, "stem", stem.inp, stem.out, stem.cost.params, e))
+        peak.at(stem.out * e, stem.path, conv_scratch(peak, "stem", stem.inp, stem.out, conv_weight(stem), e))
     for i, (a, b) in enumerate(zip(outs, outs[1:])):
         strided = i == 0 and pre[0].kind == "conv" and pre[1].kind == "layer_norm"
         peak.at((a + b) * e + (norm_stats(pre[1]) if strided else 0), where, a * e if strided else 0)

@@ -16,7 +16,16 @@ from typing import Any
 
 from vitcost.analytic.cost import AttnCall
 from vitcost.analytic.ints import conv_out, imax
-from vitcost.analytic.peaks import INDEX_BYTES, LSE_BYTES, Block, PeakSteps, conv_scratch, flash_scratch, mlp
+from vitcost.analytic.peaks import (
+    INDEX_BYTES,
+    LSE_BYTES,
+    Block,
+    PeakSteps,
+    conv_scratch,
+    conv_weight,
+    flash_scratch,
+    mlp,
+)
 from vitcost.analytic.trace import Trace
 from vitcost.errors import SpecError
 from vitcost.specs import MViTSpec
@@ -155,7 +164,7 @@ def pooling_attention(peak: PeakSteps, blk: Block, base: int, b: int, e: int, fu
             continue
         c = conv.out
         peak.at(base + (pooled + (2 * full if split else full)) * e, f"{p} {which} to [B*n, d, h, w]")
-        scratch = conv_scratch(peak, "depthwise", full, c, conv.cost.params, e)
+        scratch = conv_scratch(peak, "depthwise", full, c, conv_weight(conv), e)
         peak.at(base + (pooled + full + c) * e, f"{p}.pool_{which}", scratch)
         peak.at(base + (pooled + 2 * c) * e, f"{p}.norm_{which}", c * e)  # norm reads a strided view: a copy
         pooled += c
@@ -201,20 +210,6 @@ def _timm_rel_pos(peak: PeakSteps, where: str, base: int, a: AttnCall, b: int, e
     peak.at(base + (tab_h + tab_w + copy + rel_h) * e, f"{where} rel_pos h")
     peak.at(base + (tab_w + rel_h + rel_w) * e, f"{where} rel_pos w")
     peak.at(base + (rel_h + rel_w + 2 * a.scores) * e, f"{where} + rel_pos")
-
-
-def _rel_pos(peak: PeakSteps, where: str, base: int, a: AttnCall, e: int) -> None:
-    """nets.mvit MultiScaleAttention._rel_pos: gather R_h [qh, kh, d] and R_w [qw, kw, d]; q @ R_h^T
-    broadcasts R_h over the B*h batch (a copy of B*h*qh*d*kh); the product along w reads a transposed q
-    (a copy of q) and a broadcast R_w; then rel_h + rel_w expand to the full [B, h, Nq, Nk] term."""
-    qh, qw, kh, kw = a.rel
-    bh, d = a.batch * a.heads, a.head_dim
-    copy_h, copy_w = bh * qh * d * kh, bh * qw * d * kw  # the broadcast tables
-    rel_h, rel_w = bh * qh * qw * kh, bh * qw * qh * kw
-    tables = (copy_h + copy_w) // bh  # R_h and R_w themselves
-    peak.at(base + (tables + copy_h + rel_h) * e, f"{where} rel_pos h")
-    peak.at(base + (tables + rel_h + a.q + copy_w + rel_w) * e, f"{where} rel_pos w")
-    peak.at(base + (tables + rel_h + rel_w + a.scores) * e, f"{where} rel_pos term")
 
 
 trace = mvit_trace  # the registry reads every family module's `trace`

@@ -173,6 +173,15 @@ def conv_scratch(peak: PeakSteps, kind: str, inp: int, out: int, weight: int, e:
     return (inp + weight) * e
 
 
+def conv_weight(op: Op) -> int:
+    """Elements of a conv op's weight tensor (its parameters without the bias): with K = MACs per output
+    element = (C_in / groups) k^2, the parameters are C_out K, or C_out (K + 1) with a bias."""
+    k = op.cost.macs // op.out if op.out else 0
+    if not k or op.cost.params % k == 0:
+        return op.cost.params
+    return op.cost.params - op.cost.params // (k + 1)
+
+
 def norm_stats(op: Op) -> int:
     """Bytes of a LayerNorm op's mean and rstd (one float32 each per row of `dim` = params / 2 elements),
     alive together with its output at its end."""
@@ -234,5 +243,5 @@ def _layer_block_prefix(path: str) -> str:
     return ""
 
 
-__all__ = ["PeakSteps", "Block", "attend", "kept_scores_attention", "flash_scratch", "conv_scratch", "mlp",
-           "norm_stats", "split_blocks", "LSE_BYTES", "INDEX_BYTES", "STAT_BYTES"]
+__all__ = ["PeakSteps", "Block", "attend", "kept_scores_attention", "flash_scratch", "conv_scratch", "conv_weight",
+           "mlp", "norm_stats", "split_blocks", "LSE_BYTES", "INDEX_BYTES", "STAT_BYTES"]

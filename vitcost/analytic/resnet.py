@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from vitcost.analytic.ints import conv_out
-from vitcost.analytic.peaks import Block, PeakSteps, conv_scratch
+from vitcost.analytic.peaks import Block, PeakSteps, conv_scratch, conv_weight
 from vitcost.analytic.trace import Trace
 from vitcost.specs import ResNetSpec
 
@@ -106,7 +106,7 @@ def block_memory(peak: PeakSteps, blk: Block, spec: ResNetSpec, b: int, e: int, 
     c1, c2, c3 = blk.out("conv1"), blk.out("conv2"), blk.out("conv3")
     base = outer + x * e
     peak.at(base + 2 * c1 * e, f"{blk.p}.bn1")  # conv1's output and bn1's
-    w2 = blk.find("conv2").cost.params
+    w2 = conv_weight(blk.find("conv2"))
     peak.at(base + (c1 + c2) * e, f"{blk.p}.conv2", conv_scratch(peak, "conv", c1, c2, w2, e))
     peak.at(base + 2 * c2 * e, f"{blk.p}.bn2")
     peak.at(base + (c2 + c3) * e, f"{blk.p}.conv3")
@@ -115,7 +115,7 @@ def block_memory(peak: PeakSteps, blk: Block, spec: ResNetSpec, b: int, e: int, 
     if down is not None:  # bn3's output, the shortcut conv's output and its BatchNorm's
         d = down.out
         stride = 2 if c1 > c2 else 1  # the block's stride, on its 3x3 conv and its shortcut
-        scratch = conv_scratch(peak, "pointwise", x, d, down.cost.params, e, stride=stride, images=b)
+        scratch = conv_scratch(peak, "pointwise", x, d, conv_weight(down), e, stride=stride, images=b)
         peak.at(base + (c3 + d) * e, f"{blk.p}.downsample.0", scratch)
         peak.at(base + (c3 + 2 * d) * e, f"{blk.p}.downsample")
 

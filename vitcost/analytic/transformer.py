@@ -25,8 +25,17 @@ from typing import Any
 
 from vitcost.analytic.cost import LinearAttnCall
 from vitcost.analytic.ints import ceil_div, floor_div
-from vitcost.analytic.mvit import _rel_pos as rel_pos_memory
-from vitcost.analytic.peaks import Block, PeakSteps, attend, mlp
+from vitcost.analytic.peaks import (
+    LSE_BYTES,
+    STAT_BYTES,
+    Block,
+    PeakSteps,
+    conv_scratch,
+    flash_scratch,
+    kept_scores_attention,
+    mlp,
+    norm_stats,
+)
 from vitcost.analytic.trace import Trace
 from vitcost.specs import PixelSpec, ViTSpec
 
@@ -168,38 +177,141 @@ def complexity(spec: ViTSpec | PixelSpec) -> str:
 
 def block_memory(peak: PeakSteps, blk: Block, spec: ViTSpec | PixelSpec, b: int, e: int, fused: bool,
                  outer: int) -> None:
-    """x = x + proj(attn(norm1(x))); x = x + mlp(norm2(x)). The block input, norm1's output and the qkv
-    projection are alive through the attention; merging the heads back copies the output when h > 1.
-
-    A windowed block (nets.vit.Block._windowed) holds the block input, the zero-padded norm1 output, its
-    window partition (a copy unless one window spans the grid) and qkv through the attention, and frees
-    the padded grid before the MLP. Decomposed relative positions (SAM) build a score-sized additive term
-    before the attention and keep it alive through it (`mvit._rel_pos` models the steps that build it;
-    here q is a head-split view of qkv, so reshaping it for the products copies it when B' > 1 and h > 1)."""
+    """nets.vit.Block, as timm's: x = x + attn(norm1(x)); x = x + mlp(norm2(x)). `outer`: the embedded
+    tokens, which the nn.Sequential of blocks keeps referenced while blocks 1.. run. A plain ViT's
+    attention (`peaks.kept_scores_attention`) keeps qkv, the scaled q and the softmax output to its end;
+    a model with windows, relative positions or a neck runs timm's SAM block (`sam_block_memory`); linear
+    attention replaces the core (`linear_attention_memory`). Block 0 also holds the embedding: the patch
+    tokens (a view of the conv output, kept by the caller while the class tokens are concatenated) and
+    the concat when there are class tokens, then + pos_embed; the last block of a model with a neck also
+    holds the neck's steps (`neck_memory`)."""
     x = blk.out("norm1")
-    qkv = blk.out("attn.qkv")
     a = blk.attention()
-    if spec.block_window(blk.index):
-        xp = qkv // 3  # the padded grid: qkv runs on every padded token
-        partition_copy = 0 if a.batch == b else xp  # window_partition is a view when a window spans the grid
-        base = outer + (x + xp + partition_copy + qkv) * e
-    else:
-        base = outer + (x + x + qkv) * e  # block input, norm1 output, qkv
-    split = a.batch > 1 and a.heads > 1
-    if isinstance(a, LinearAttnCall):
-        o = linear_attention_memory(peak, f"{blk.p}.attn", base, a, e, split=split)
-        merge = o if a.heads > 1 else 0  # the [B', h, N, d] output merged back to [B', N, D]
-        peak.at(base + o + merge + blk.out("attn.proj") * e, f"{blk.p} attn.proj")
-        mlp(peak, blk.p, outer + 2 * x * e, x, blk.out("mlp.fc1"), blk.out("mlp.fc2"), e)
+    proj = blk.out("attn.proj")
+    if blk.index == 0 and spec.class_tokens:
+        patches = x - b * spec.class_tokens * spec.dim  # the patch tokens, before the concat
+        peak.at((patches + 2 * x) * e, "pos_embed")
+    if spec.window or spec.rel_pos or spec.neck:
+        sam_block_memory(peak, blk, spec, b, e, fused, outer)
+        if spec.neck and blk.index == spec.depth - 1:
+            neck_memory(peak, x, spec, b, e)
         return
-    terms = 0
-    if a.rel:
-        rel_pos_memory(peak, f"{blk.p}.attn", base + (a.q * e if split else 0), a, e)
-        terms = a.scores * e  # decomposed rel-pos expands to a full [B', h, N, N] term
-    o = attend(peak, blk.p, base, a, e, fused=fused, split=split, terms=terms)
-    merge = o if a.heads > 1 and not fused else 0  # a fused kernel's output is laid out [B, N, h, d] already
-    peak.at(base + o + merge + blk.out("attn.proj") * e, f"{blk.p} attn.proj")
+    base = outer + (2 * x + blk.out("attn.qkv")) * e  # block input, norm1 output, qkv
+    if isinstance(a, LinearAttnCall):
+        o = linear_attention_memory(peak, f"{blk.p}.attn", base, a, e, split=a.batch > 1 and a.heads > 1)
+        merge = o if a.heads > 1 else 0  # the [B', h, N, d] output merged back to [B', N, D]
+        peak.at(base + o + merge, f"{blk.p} attn merge heads")
+        peak.at(base + (merge or o) + proj * e, f"{blk.p} attn.proj")
+    else:
+        kept_scores_attention(peak, f"{blk.p}.attn", base, a, e, fused=fused, proj=proj)
+    peak.at(outer + (2 * x + proj) * e, f"{blk.p} residual")  # block input, the attention output, the sum
     mlp(peak, blk.p, outer + 2 * x * e, x, blk.out("mlp.fc1"), blk.out("mlp.fc2"), e)  # input, x + attn
+
+
+def sam_block_memory(peak: PeakSteps, blk: Block, spec: ViTSpec | PixelSpec, b: int, e: int, fused: bool,
+                     outer: int) -> None:
+    """nets.vit.Block._sam (timm's SAM Block): shortcut = x; x = norm1(x); [x = partition(pad(x))];
+    x = attn(x); [x = crop(reverse(x))]; x = shortcut + x; x = x + mlp(norm2(x)), each step rebinding x.
+    A windowed block pads norm1's output (a copy even when nothing is padded) and partitions it (a copy
+    unless one window spans the grid, when the partition is a view of the padded grid): norm1's output
+    dies then, and the attention runs with the block input and the padded grid's worth of windows alive.
+    The attention is `sam_attention_memory`; reversing its output copies unless one window spans the
+    grid, cropping copies when padded."""
+    x = blk.out("norm1")
+    a = blk.attention()
+    proj = blk.out("attn.proj")
+    stats = norm_stats(blk.find("norm1"))
+    peak.at(outer + 2 * x * e + stats, f"{blk.p}.norm1")
+    if spec.block_window(blk.index):
+        xp = blk.out("attn.qkv") // 3  # the padded grid: qkv runs on every padded token
+        copy = xp if a.batch > b else 0  # the partition and the reverse are views when a window spans the grid
+        peak.at(outer + (2 * x + xp + copy) * e, f"{blk.p} window partition")
+        sam_attention_memory(peak, blk, outer + (x + xp) * e, b, e, fused)
+        peak.at(outer + (x + proj + copy) * e, f"{blk.p} window reverse")
+        if xp != x:
+            peak.at(outer + (x + proj + copy + x) * e, f"{blk.p} crop")
+    else:
+        sam_attention_memory(peak, blk, outer + 2 * x * e, b, e, fused)
+    peak.at(outer + 3 * x * e, f"{blk.p} residual")  # shortcut, the attention output, the sum
+    mlp(peak, blk.p, outer + 2 * x * e, x, blk.out("mlp.fc1"), blk.out("mlp.fc2"), e)
+
+
+def sam_attention_memory(peak: PeakSteps, blk: Block, base: int, b: int, e: int, fused: bool) -> None:
+    """nets.vit.Attention with fold_heads (timm's SAM Attention), `base` bytes alive: qkv (referenced to
+    the end) reshaped to q, k, v of [B*h, N, d] (a copy of all of qkv when B' > 1 and h > 1, otherwise
+    views that the batched matmuls read as they are); the relative-position bias (`sam_rel_pos_memory`),
+    kept to the end; math: the scaled q and the softmax output kept to the end; fused: the kernel's
+    output and log-sum-exp. Merging the heads copies the [B*h, N, d] output when h > 1."""
+    a = blk.attention()
+    p = f"{blk.p}.attn"
+    qkv = blk.out("attn.qkv")
+    split = a.batch > 1 and a.heads > 1
+    base += (qkv + (qkv if split else 0)) * e
+    q = a.q * e
+    if isinstance(a, LinearAttnCall):
+        o = linear_attention_memory(peak, p, base, a, e, split=False)
+        merge = q if a.heads > 1 else 0
+        peak.at(base + o + merge, f"{p} merge heads")
+        peak.at(base + (merge or o) + blk.out("attn.proj") * e, f"{p}.proj")
+        return
+    s = a.scores * e
+    if fused:
+        if a.rel:
+            sam_rel_pos_memory(peak, p, base, a, e, folded=split)
+            base += s
+        peak.at(base + q + a.rows * LSE_BYTES, f"{p} fused attention", flash_scratch(peak, a, e))
+        o = q
+    else:
+        if a.rel:
+            sam_rel_pos_memory(peak, p, base, a, e, folded=split)
+            base += s
+        peak.at(base + q + s, f"{p} q @ k^T")
+        peak.at(base + q + 2 * s, f"{p} softmax")  # and + bias
+        peak.at(base + q + s + q, f"{p} scores @ v")
+        base += q + s  # the scaled q and the softmax output
+        o = q
+    merge = q if a.heads > 1 else 0
+    peak.at(base + o + merge, f"{p} merge heads")
+    peak.at(base + (merge or o) + blk.out("attn.proj") * e, f"{p}.proj")
+
+
+def sam_rel_pos_memory(peak: PeakSteps, where: str, base: int, a: Any, e: int, *, folded: bool) -> None:
+    """nets.vit.decomposed_rel_pos (timm's get_decomposed_rel_pos_bias), `base` bytes alive: gather R_h
+    [gh, gh, d] and R_w [gw, gw, d]; rel_h = einsum(q, R_h) reads q with its h axis first and rel_w =
+    einsum(q, R_w) with its w axis first, each a copy of q unless that is a view (`nets.mvit._einsum_axis`:
+    for a contiguous q, the h product when B*h > 1 and both axes are longer than 1; for q a strided view
+    of qkv, the h product when h > 1 and gw > 1 (or B > 1 with one head and both axes longer than 1) and
+    the w product when h > 1 and gh > 1); then rel_h + rel_w broadcast to the [B*h, gh, gw, gh, gw] sum,
+    laid out like rel_h, so that reshaping it to the [B*h, N, N] bias copies when B*h > 1. R_h and R_w
+    stay referenced until the bias is returned."""
+    gh, gw = a.rel[0], a.rel[1]
+    bh, heads, d = a.batch * a.heads, a.heads, a.head_dim
+    tab_h, tab_w = gh * gh * d, gw * gw * d
+    rel_h, rel_w = bh * gh * gw * gh, bh * gh * gw * gw
+    both = gh > 1 and gw > 1
+    if folded or heads == 1:
+        copy_h, copy_w = a.q if bh > 1 and both else 0, 0
+    else:  # one image, several heads: q [h, N, d] strided in qkv
+        copy_h, copy_w = a.q if gw > 1 else 0, a.q if gh > 1 else 0
+    tables = tab_h + tab_w  # referenced until the function returns
+    peak.at(base + (tables + copy_h + rel_h) * e, f"{where} rel_pos h")
+    peak.at(base + (tables + rel_h + copy_w + rel_w) * e, f"{where} rel_pos w")
+    # the sum is laid out like rel_h, the h product's permuted output: reshaping it to [B*h, N, N] copies
+    copy = a.scores if bh > 1 and gh > 1 else 0
+    peak.at(base + (tables + rel_h + rel_w + a.scores + copy) * e, f"{where} rel_pos bias")
+
+
+def neck_memory(peak: PeakSteps, x: int, spec: ViTSpec | PixelSpec, b: int, e: int) -> None:
+    """SAM's neck (nets.vit.sam_neck, timm's) on the blocks' output x, which the caller keeps: a 1x1 conv
+    D -> C_n, LayerNorm2d, a 3x3 conv, LayerNorm2d, each rebinding inside the nn.Sequential. The convs read
+    channels-last views (`peaks.conv_scratch`)."""
+    c = x // spec.dim * spec.neck  # [B, C_n, gh, gw]
+    w0, w2 = spec.dim * spec.neck, spec.neck * spec.neck * 9
+    stats = 2 * (c // spec.neck) * STAT_BYTES
+    peak.at((x + c) * e, "neck.0", conv_scratch(peak, "conv", x, c, w0, e, images=b, channels_last=True))
+    peak.at((x + 2 * c) * e + stats, "neck.1")
+    peak.at((x + 2 * c) * e, "neck.2", conv_scratch(peak, "conv", c, c, w2, e, images=b, channels_last=True))
+    peak.at((x + 2 * c) * e + stats, "neck.3")
 
 
 def linear_attention_memory(peak: PeakSteps, where: str, base: int, a: LinearAttnCall, e: int, *,

@@ -21,6 +21,18 @@ and `dist_token`, and averages `head` on token 0 and `head_dist` on token 1 (the
 
 Linear attention (ViTSpec.attention = "linear", Katharopoulos et al. 2020) replaces the attention core of
 every block by `linear_attend`.
+
+The forward keeps the tensors alive that timm's does, which decides the memory. A plain ViT follows
+`timm/models/vision_transformer.py`: `blocks` is an nn.Sequential (its caller keeps the embedded tokens
+referenced until the last block returns); the class-token concat and the position add happen in a
+method whose caller still holds the patch tokens; the attention keeps qkv, the scaled q and the
+softmax output referenced until it returns. A model with windows, relative positions or a neck follows
+`timm/models/vision_transformer_sam.py` (timm's only windowed ViT): its attention folds the heads into
+the batch, [B*h, N, d] (a copy of the whole qkv when B > 1 and h > 1), adds the relative positions as a
+[B*h, N, N] term built by two einsums (written as the matmuls they run) and kept to the end; a block
+keeps its input as `shortcut`, rebinds x to norm1's output, then to the window partition (the padded
+grid dies unless the partition is its view), then to the attention output and its unpartition. The
+pixel model has no timm counterpart and follows the plain ViT.
 """
 
 from __future__ import annotations
@@ -39,7 +51,7 @@ from vitcost.nets.common import (
     window_partition,
     window_reverse,
 )
-from vitcost.nets.mvit import rel_pos_index
+from vitcost.nets.mvit import _einsum_axis, rel_pos_index
 from vitcost.specs import PixelSpec, ViTSpec
 
 LN_EPS = 1e-6  # ViT / DeiT
@@ -70,19 +82,21 @@ def linear_attend(q: Tensor, k: Tensor, v: Tensor, eps: float = LINEAR_EPS) -> T
 
 def decomposed_rel_pos(q: Tensor, table_h: Tensor, table_w: Tensor, index_h: Tensor, index_w: Tensor,
                        grid: tuple[int, int]) -> Tensor:
-    """Decomposed relative positions (MViTv2 Sec. 4.1; SAM) of q [B, h, N, d] on its gh x gw grid of
-    N = gh*gw tokens, as an additive term [B, h, N, N] on the scores:
-      rel_h = q [B*h, gh, gw, d] @ R_h^T [gh, d, gh] -> [B*h, gh, gw, gh]   B*h*N*gh*d MACs
-      rel_w = q^T [B*h, gw, gh, d] @ R_w^T [gw, d, gw] -> [B*h, gw, gh, gw] B*h*N*gw*d MACs
+    """Decomposed relative positions (MViTv2 Sec. 4.1; SAM, as timm's get_decomposed_rel_pos_bias) of
+    q [B', N, d] on its gh x gw grid of N = gh*gw tokens, as an additive term [B', N, N] on the scores:
+      rel_h = einsum(q [B', gh, gw, d], R_h [gh, gh, d]) -> [B', gh, gw, gh]   B'*N*gh*d MACs
+      rel_w = einsum(q [B', gh, gw, d], R_w [gw, gw, d]) -> [B', gh, gw, gw]   B'*N*gw*d MACs
       term[(i_h, i_w), (j_h, j_w)] = rel_h[i_h, i_w, j_h] + rel_w[i_h, i_w, j_w]
-    where R_h = table_h[index_h] gathers the table row of each distance i_h - j_h (and R_w along w)."""
-    b, heads, _, d = q.shape
+    where R_h = table_h[index_h] gathers the table row of each distance i_h - j_h (and R_w along w). The
+    einsums run as `nets.mvit._einsum_axis` (their matmuls, counted exactly by fvcore)."""
+    b, _, d = q.shape
     gh, gw = grid
-    r_h, r_w = table_h[index_h], table_w[index_w]  # [gh, gh, d], [gw, gw, d]
-    q = q.reshape(b * heads, gh, gw, d)
-    rel_h = q @ r_h.transpose(1, 2)  # [B*h, gh, gw, gh]
-    rel_w = (q.transpose(1, 2) @ r_w.transpose(1, 2)).transpose(1, 2)  # [B*h, gh, gw, gw]
-    return (rel_h[..., :, None] + rel_w[..., None, :]).reshape(b, heads, gh * gw, gh * gw)
+    r_h, r_w = table_h[index_h], table_w[index_w]  # [gh, gh, d], [gw, gw, d], referenced until the return
+    r_q = q.reshape(b, 1, gh, gw, d)
+    rel_h = _einsum_axis(r_q, r_h, 2).squeeze(1)  # [B', gh, gw, gh]
+    rel_w = _einsum_axis(r_q, r_w, 3).squeeze(1)  # [B', gh, gw, gw]
+    bias = rel_h[:, :, :, :, None] + rel_w[:, :, :, None, :]  # laid out as rel_h: a copy to reshape when B' > 1
+    return bias.reshape(-1, gh * gw, gh * gw)
 
 
 class Attention(AttentionCore):
@@ -91,12 +105,14 @@ class Attention(AttentionCore):
     proj [B, N, D] -> [B, N, D]. With `rel_grid` (gh, gw), the N = gh*gw tokens get decomposed relative
     positions from two tables of 2*gh-1 and 2*gw-1 rows (the additive term goes to the math path's
     scores, or to sdpa as its attn_mask). With `linear`, linear attention replaces the core
-    (`linear_attend`, the same code on both paths)."""
+    (`linear_attend`, the same code on both paths). `fold_heads`: SAM's layout, q, k, v as [B*h, N, d]
+    (see the module docstring); otherwise timm's ViT layout, [B, h, N, d] views of qkv."""
 
     def __init__(self, dim: int, heads: int, attn_mode: str, rel_grid: tuple[int, int] | None = None,
-                 linear: bool = False) -> None:
+                 linear: bool = False, fold_heads: bool = False) -> None:
         super().__init__(attn_mode)
-        self.heads, self.linear = heads, linear
+        self.heads, self.linear, self.fold_heads = heads, linear, fold_heads
+        self.scale = (dim // heads) ** -0.5
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
         self.rel_grid = rel_grid
@@ -109,43 +125,79 @@ class Attention(AttentionCore):
 
     def forward(self, x: Tensor) -> Tensor:
         b, n, dim = x.shape
-        q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4).unbind(0)
-        terms = ()
-        if self.rel_grid:
-            terms = (decomposed_rel_pos(q, self.rel_pos_h, self.rel_pos_w, self.rel_pos_index_h,
-                                        self.rel_pos_index_w, self.rel_grid),)
-        x = linear_attend(q, k, v) if self.linear else self.attend(q, k, v, terms)  # [B, h, N, d]
-        return self.proj(x.transpose(1, 2).reshape(b, n, dim))
+        qkv = self.qkv(x).reshape(b, n, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
+        if self.fold_heads:
+            q, k, v = qkv.reshape(3, b * self.heads, n, -1).unbind(0)
+        else:
+            q, k, v = qkv.unbind(0)
+        if self.linear:
+            x = linear_attend(q, k, v)
+        else:
+            bias = None
+            if self.rel_grid:
+                bias = decomposed_rel_pos(q, self.rel_pos_h, self.rel_pos_w, self.rel_pos_index_h,
+                                          self.rel_pos_index_w, self.rel_grid)
+            if self.attn_mode == "sdpa" and self.fold_heads:  # 3-D q, k, v: given as 4-D views, since some torch
+                # versions send 3-D inputs to the math fallback on the CPU (2.13 does, 2.15 runs the flash kernel)
+                mask = None if bias is None else bias[:, None]
+                x = F.scaled_dot_product_attention(q[:, None], k[:, None], v[:, None], attn_mask=mask)[:, 0]
+            elif self.attn_mode == "sdpa":
+                x = F.scaled_dot_product_attention(q, k, v)
+            else:
+                q = q * self.scale
+                attn = q @ k.transpose(-2, -1)
+                if bias is not None:
+                    attn = attn + bias
+                attn = attn.softmax(dim=-1)
+                x = attn @ v
+        x = x.view(b, self.heads, n, -1).transpose(1, 2).reshape(b, n, dim)
+        return self.proj(x)
 
 
 class Block(nn.Module):
     """Pre-norm transformer block (Vaswani et al. 2017; ViT Eq. 2-3) on [B, N, D]; with `window` > 0
-    the attention runs inside window x window windows of the `grid` of tokens (no class tokens)."""
+    the attention runs inside window x window windows of the `grid` of tokens (no class tokens).
+    `sam`: the block runs as timm's SAM block (see the module docstring)."""
 
     def __init__(self, dim: int, heads: int, hidden: int, attn_mode: str, window: int = 0,
-                 grid: tuple[int, int] = (0, 0), rel_pos: bool = False, linear: bool = False) -> None:
+                 grid: tuple[int, int] = (0, 0), rel_pos: bool = False, linear: bool = False,
+                 sam: bool = False) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=LN_EPS)
         self.attn = Attention(dim, heads, attn_mode, ((window, window) if window else grid) if rel_pos else None,
-                              linear)
+                              linear, fold_heads=sam)
         self.norm2 = nn.LayerNorm(dim, eps=LN_EPS)
         self.mlp = Mlp(dim, hidden)
-        self.window, self.grid = window, grid
+        self.window, self.grid, self.sam = window, grid, sam
         self.padded = (padded(grid[0], window), padded(grid[1], window)) if window else grid
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.window:
-            x = self._windowed(x)
-        else:
-            x = x + self.attn(self.norm1(x))
+        if self.sam:
+            return self._sam(x)
+        x = x + self.attn(self.norm1(x))
         return x + self.mlp(self.norm2(x))
 
-    def _windowed(self, x: Tensor) -> Tensor:
+    def _sam(self, x: Tensor) -> Tensor:
+        """timm's SAM Block on the [B, N, D] tokens of the gh x gw grid."""
         b, n, d = x.shape
         (h, w), (hp, wp), m = self.grid, self.padded, self.window
-        y = F.pad(self.norm1(x).view(b, h, w, d), (0, 0, 0, wp - w, 0, hp - h))  # zeros at the bottom/right
-        y = window_reverse(self.attn(window_partition(y, m, m)), m, m, hp, wp)
-        return (x.view(b, h, w, d) + y[:, :h, :w, :]).view(b, n, d)
+        shortcut = x
+        x = self.norm1(x)
+        if m:
+            x = _window_partition(x.view(b, h, w, d), m, hp, wp)  # [B*nW, m*m, D]
+        x = self.attn(x)
+        if m:
+            x = window_reverse(x, m, m, hp, wp)[:, :h, :w, :].contiguous().view(b, n, d)
+        x = shortcut + x
+        return x + self.mlp(self.norm2(x))
+
+
+def _window_partition(x: Tensor, window: int, hp: int, wp: int) -> Tensor:
+    """timm's SAM window_partition: [B, h, w, D] zero-padded at the bottom/right to [B, hp, wp, D] (a copy
+    even when nothing is padded), then windows [B*nW, window^2, D] (a copy unless one window spans the grid)."""
+    _, h, w, _ = x.shape
+    x = F.pad(x, (0, 0, 0, wp - w, 0, hp - h))
+    return window_partition(x, window, window)
 
 
 class LayerNorm2d(nn.LayerNorm):
@@ -178,9 +230,10 @@ class VisionTransformer(nn.Module):
         self.dist_token = trunc_normal(1, 1, d) if spec.distilled else None
         self.pos_embed = trunc_normal(1, n, d)
         self.grid = grid = (res[0] // p, res[1] // p)
-        self.blocks = nn.ModuleList(Block(d, spec.heads, spec.mlp_hidden, attn_mode, spec.block_window(i), grid,
-                                          spec.rel_pos, spec.attention == "linear")
-                                    for i in range(spec.depth))
+        self.sam = bool(spec.window or spec.rel_pos or spec.neck)  # timm's windowed ViT is the SAM encoder
+        self.blocks = nn.Sequential(*(Block(d, spec.heads, spec.mlp_hidden, attn_mode, spec.block_window(i), grid,
+                                            spec.rel_pos, spec.attention == "linear", self.sam)
+                                      for i in range(spec.depth)))
         self.per_token_head = isinstance(spec, PixelSpec)
         self.norm = None if spec.neck else nn.LayerNorm(d, eps=LN_EPS)
         self.neck = sam_neck(d, spec.neck) if spec.neck else None
@@ -188,15 +241,18 @@ class VisionTransformer(nn.Module):
         self.head = nn.Linear(spec.neck or d, classes) if classes else None
         self.head_dist = nn.Linear(d, classes) if spec.distilled else None
 
-    def forward(self, x: Tensor) -> Tensor:
-        check_input(x, self.res, self.spec.in_chans)
-        x = self.patch_embed(x).flatten(1, 2)  # [B, gh*gw, D]
+    def _pos_embed(self, x: Tensor) -> Tensor:
+        """Class tokens prepended (a concat), then + pos_embed: [B, gh*gw, D] -> [B, N, D]."""
         if self.cls_token is not None:
             tokens = [self.cls_token] if self.dist_token is None else [self.cls_token, self.dist_token]
             x = torch.cat([*(t.expand(x.shape[0], -1, -1) for t in tokens), x], dim=1)
-        x = x + self.pos_embed
-        for block in self.blocks:
-            x = block(x)
+        return x + self.pos_embed
+
+    def forward(self, x: Tensor) -> Tensor:
+        check_input(x, self.res, self.spec.in_chans)
+        x = self.patch_embed(x).flatten(1, 2)  # [B, gh*gw, D], a view of the conv output
+        x = self._pos_embed(x)
+        x = self.blocks(x)
         if self.neck is not None:  # [B, N, D] -> [B, D, gh, gw] -> [B, C_n, gh, gw]
             x = self.neck(x.view(x.shape[0], *self.grid, -1).permute(0, 3, 1, 2))
             return x if self.head is None else self.head(x.mean(dim=(2, 3)))
