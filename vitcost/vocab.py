@@ -53,6 +53,17 @@ class Kernel(str, enum.Enum):
         return self.value
 
 
+class Optimizer(str, enum.Enum):
+    """The optimizer a training step runs: its state is part of the step's memory."""
+
+    none = "none"
+    sgd = "sgd"  # with momentum: one float32 buffer per weight
+    adamw = "adamw"  # exp_avg and exp_avg_sq: two float32 buffers per weight
+
+    def __str__(self) -> str:
+        return self.value
+
+
 def _choice(enum_cls: type[enum.Enum], value: Any, what: str) -> Any:
     if isinstance(value, enum_cls):
         return value

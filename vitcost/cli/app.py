@@ -46,7 +46,8 @@ def _root(
 # The module that defines each command. `main` imports only the one it runs: typer builds the options
 # of every registered command on each call, which would tax `vitcost compare` with all the others'.
 COMMANDS: dict[str, str] = {"compare": "compare", "models": "compare", "formula": "compare", "spec": "compare",
-                            "check": "check", "profile": "profile", "report": "report"}
+                            "check": "check", "profile": "profile", "report": "report",
+                            "savings": "savings"}
 
 
 def load_commands(modules: list[str] | None = None) -> None:

@@ -24,7 +24,7 @@ from vitcost.cli.app import (
     app,
     emit,
 )
-from vitcost.vocab import Kernel
+from vitcost.vocab import Kernel, Optimizer
 
 DEFAULT_RES = ["224", "512", "1024"]
 
@@ -37,12 +37,6 @@ class SpecFormat(str, enum.Enum):
 class Mode(str, enum.Enum):
     inference = "inference"
     train = "train"
-
-
-class Optimizer(str, enum.Enum):
-    none = "none"
-    sgd = "sgd"
-    adamw = "adamw"
 
 
 @app.command()

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from vitcost.report.units import seconds
+
 PROFILE_HEADER = ["model", "res", "status", "kernel", "mem pred", "mem meas", "ratio", "time pred", "time meas",
                   "ratio", "TFLOP/s", "of peak", "note"]
 WALL_HEADER = ["model", "largest input", "needs", "next size", "needs", "limited by"]
@@ -17,16 +19,6 @@ def _bytes(n: Any) -> str:
     return "—" if n is None else binary_bytes(n)
 
 
-def _seconds(t: Any) -> str:
-    if t is None:
-        return "—"
-    if t >= 1:
-        return f"{t:.3g} s"
-    if t >= 1e-3:
-        return f"{t * 1e3:.3g} ms"
-    return f"{t * 1e6:.3g} µs"
-
-
 def _ratio(x: Any) -> str:
     return "—" if x is None else f"{x:.3g}x"
 
@@ -36,14 +28,14 @@ def profile_cells(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]
     cells = []
     for r in rows:
         spread = r.get("time_spread_s")
-        measured = _seconds(r.get("measured_time_s"))
+        measured = seconds(r.get("measured_time_s"))
         if r.get("measured_time_s") and spread:
             measured += f" ±{spread / 2 / r['measured_time_s']:.0%}"
         tflops = r.get("achieved_tflops")
         frac = r.get("peak_fraction")
         cells.append([str(r["model"]), str(r["res"]), str(r["status"]), str(r.get("attn_backend") or r["attn"]),
                       _bytes(r.get("predicted_mem_bytes")), _bytes(r.get("measured_mem_bytes")),
-                      _ratio(r.get("mem_ratio")), _seconds(r.get("predicted_time_s")), measured,
+                      _ratio(r.get("mem_ratio")), seconds(r.get("predicted_time_s")), measured,
                       _ratio(r.get("time_ratio")), "—" if tflops is None else f"{tflops:.3g}",
                       "—" if frac is None else f"{frac:.1%}", str(r.get("note") or "")])
     return PROFILE_HEADER, cells

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from vitcost.report.units import binary_bytes, giga, ratio
+from vitcost.report.units import binary_bytes, giga, ratio, seconds
 
 
 def compare_cells(rows: list[dict[str, Any]], convention: str) -> tuple[list[str], list[list[str]]]:
@@ -132,3 +132,13 @@ def render_train_compare(rows: list[dict[str, Any]], convention: str, batch: int
     return box_table(header, cells, right=set(range(1, len(header) - 1)), sections=sections, caption=caption,
                      title=f"vitcost compare --mode train — batch {batch}, {precision}, {attn} attention, {optimizer}, "
                            f"checkpoint {checkpoint}, {convention} convention")
+
+
+def savings_cells(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """The optimisation table: each technique's step against the baseline, beside the course's guesses."""
+    header = ["technique", "step memory", "saved", "GFLOPs", "x FLOPs", "time", "speed-up", "course: saved",
+              "course: speed"]
+    cells = [[r["technique"], binary_bytes(r["step_peak_bytes"]), f"{r['memory_saved']:.0%}",
+              giga(r["flops"]), f"{r['flops_ratio']:.2f}", seconds(r["time_s"]), f"{r['speedup']:.2f}x",
+              r["course_memory_saved"] or "—", r["course_speedup"] or "—"] for r in rows]
+    return header, cells

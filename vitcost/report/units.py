@@ -40,3 +40,14 @@ def giga(n: float) -> str:
     if v >= 10:
         return f"{v:.1f}"
     return f"{v:.3g}"
+
+
+def seconds(t: float | None) -> str:
+    """1.23 s, 456 ms, 7.8 µs; an em dash for no value."""
+    if t is None:
+        return "—"
+    if t >= 1:
+        return f"{t:.3g} s"
+    if t >= 1e-3:
+        return f"{t * 1e3:.3g} ms"
+    return f"{t * 1e6:.3g} µs"

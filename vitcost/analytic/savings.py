@@ -1,0 +1,140 @@
+"""What each training optimisation saves, computed for one design at one resolution and batch.
+
+The course's optimisation table quotes guesses for some model at some size (mixed precision ~50% memory
+and 1.5-2x speed; gradient checkpointing ~75% memory at 0.8x speed; linear attention ~60% memory).
+`savings` computes the same rows for the user's design from the models everything else uses:
+
+    memory  the training step's peak (`train_memory.train_memory`: weights, gradients, optimizer state,
+            saved activations, the backward's peak), AdamW by default
+    FLOPs   the step's forward + backward (`training.train_cost`, `flops` convention) plus the forward
+            that checkpointing runs again (`TrainMemory.recompute`)
+    time    a roofline of the step on a hardware preset (`train_roofline`)
+
+Rows: the baseline as given; mixed precision (bf16 autocast, from fp32); activation checkpointing per
+block and every 2 blocks; a fused attention kernel (flash) instead of the math path; linear attention
+instead of softmax (for designs with an `attention` field). A row that does not apply to the design is
+left out, with the reason in `skipped`.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any, NamedTuple
+
+from vitcost.analytic.cost import FLOPS_PER_MAC, Cost, project
+from vitcost.analytic.estimate import Estimate, estimate
+from vitcost.analytic.hardware import Hardware, get_hardware
+from vitcost.analytic.training import project_backward, train_cost
+from vitcost.errors import VitcostError
+
+# The course's guesses, quoted beside the computed rows: technique -> (memory saved, speed-up).
+COURSE: dict[str, tuple[str, str]] = {
+    "mixed precision (bf16 autocast)": ("~50%", "1.5-2x"),
+    "checkpointing, every block": ("~75%", "0.8x"),
+    "checkpointing, every 2 blocks": ("~75%", "0.8x"),
+    "flash attention (fused kernel)": ("", ""),
+    "linear attention": ("~60%", "2-3x"),
+}
+BACKWARD_BYTES = 2  # the backward moves about twice the forward's bytes (see train_roofline)
+
+
+class Saving(NamedTuple):
+    """One row: a technique's step, and its change against the baseline."""
+
+    technique: str
+    memory_bytes: int  # the step's peak
+    flops: int  # the step's FLOPs (forward + backward + recomputed forward)
+    time_s: float  # roofline time of the step
+    memory_saved: float  # 1 - memory / baseline memory
+    speedup: float  # baseline time / time
+    flops_ratio: float  # flops / baseline flops
+    course_memory: str
+    course_speed: str
+    estimate: Any  # the variant's Estimate
+    checkpoint: int
+
+    def row(self) -> dict[str, Any]:
+        e = self.estimate
+        return {"technique": self.technique, "model": e.model, "res": e.res[0] if e.res[0] == e.res[1] else
+                f"{e.res[0]}x{e.res[1]}", "batch": e.batch, "dtype": e.dtype.value, "attn": e.attn.value,
+                "checkpoint": self.checkpoint or None, "step_peak_bytes": self.memory_bytes,
+                "memory_saved": self.memory_saved, "flops": self.flops, "flops_ratio": self.flops_ratio,
+                "time_s": self.time_s, "speedup": self.speedup, "course_memory_saved": self.course_memory,
+                "course_speedup": self.course_speed}
+
+
+def train_roofline(est: Estimate, hw: Hardware, recompute: Cost | None = None) -> float:
+    """Roofline time of one training step, layer by layer: max(compute, memory) per dotted path.
+
+    compute = 2 x (forward + backward MACs) / matmul peak + their other FLOPs / vector peak
+    memory  = (1 + BACKWARD_BYTES) x the forward's bytes of that layer / bandwidth — the backward reads the
+              output gradient and the saved input and writes the input gradient (and a weight's
+              gradient, the weight's size): about twice what the forward moved. An approximation,
+              stated as such; the forward's bytes come from `roofline.roofline`.
+    The forward that checkpointing runs again is added as compute at the matmul peak (it is the
+    recompute of compute-bound blocks in the cases where checkpointing matters)."""
+    from vitcost.analytic.roofline import roofline
+
+    peak = hw.peak(est.dtype)
+    fwd_bytes: dict[str, int] = defaultdict(int)
+    for op in roofline(est, hw).ops:
+        fwd_bytes[op.path] += op.bytes
+    recompute = recompute or Cost()
+    total = 0.0
+    for path, (f, b) in train_cost(est).layer_costs().items():
+        mm = FLOPS_PER_MAC * (f.macs + b.macs)
+        other = project(f, "flops") - FLOPS_PER_MAC * f.macs + project_backward(b, "flops") - FLOPS_PER_MAC * b.macs
+        compute = mm / peak + other / hw.vector_flops
+        memory = (1 + BACKWARD_BYTES) * fwd_bytes.get(path, 0) / hw.bandwidth
+        total += max(compute, memory)
+    return total + FLOPS_PER_MAC * recompute.macs / peak + (project(recompute, "flops") - FLOPS_PER_MAC
+                                                            * recompute.macs) / hw.vector_flops
+
+
+def savings(model: Any, res: Any = 224, batch: Any = 1, dtype: Any = "fp32", attn: Any = "math",
+            optimizer: Any = "adamw", hardware: Hardware | str = "h100-sxm") -> tuple[list[Saving], list[str]]:
+    """The optimisation table for `model` at `res` and `batch` (see the module docstring): the rows,
+    baseline first, and the techniques left out with why."""
+    from dataclasses import replace
+
+    from vitcost.analytic.train_memory import train_memory
+
+    hw = get_hardware(hardware) if isinstance(hardware, str) else hardware
+    base = estimate(model, res, batch, dtype, attn)
+    variants: list[tuple[str, Estimate, Any]] = [("baseline", base, None)]
+    skipped: list[str] = []
+    if base.dtype.value == "fp32":
+        variants.append(("mixed precision (bf16 autocast)", estimate(base.design, res, batch, "bf16", attn), None))
+    else:
+        skipped.append(f"mixed precision: the baseline already runs in {base.dtype.value}")
+    variants += [("checkpointing, every block", base, "block"), ("checkpointing, every 2 blocks", base, 2)]
+    if base.total.attn and not base.attn.fused:
+        variants.append(("flash attention (fused kernel)", estimate(base.design, res, batch, dtype, "flash"), None))
+    elif not base.total.attn:
+        skipped.append("flash attention: the design materialises no attention scores")
+    if getattr(base.spec, "attention", None) == "softmax":
+        design = base.design._replace(name=f"{base.model} (linear attention)",
+                                      spec=replace(base.spec, attention="linear", rel_pos=False))
+        variants.append(("linear attention", estimate(design, res, batch, dtype, attn), None))
+    elif not hasattr(base.spec, "attention"):
+        skipped.append(f"linear attention: the {base.family} family has no attention option")
+    rows: list[Saving] = []
+    ref: tuple[int, int, float] | None = None
+    for technique, est, checkpoint in variants:
+        try:
+            m = train_memory(est, optimizer, checkpoint)
+        except VitcostError as err:
+            skipped.append(f"{technique}: {err}")
+            continue
+        flops = train_cost(est).count("flops") + project(m.recompute, "flops")
+        time_s = train_roofline(est, hw, m.recompute)
+        if ref is None:
+            ref = (m.step_peak, flops, time_s)
+        memory0, flops0, time0 = ref
+        course_memory, course_speed = COURSE.get(technique, ("", ""))
+        rows.append(Saving(technique, m.step_peak, flops, time_s, 1 - m.step_peak / memory0, time0 / time_s,
+                           flops / flops0, course_memory, course_speed, est, m.checkpoint))
+    return rows, skipped
+
+
+__all__ = ["COURSE", "Saving", "savings", "train_roofline"]
