@@ -77,3 +77,21 @@ def test_json_and_the_course_guesses(capsys):
 def test_bad_input_is_one_line(argv, capsys):
     code, out, err = run(capsys, *argv)
     assert code == 2 and err.startswith("vitcost: error: ") and err.count("\n") == 1
+
+
+def test_training_memory_wall_in_compare_fits_and_the_next_size_does_not(capsys):
+    """`compare --mode train --device-memory`: the largest input and batch it reports fit in the budget by
+    the exact step model, and one lattice step (or one more image) more does not."""
+    budget = 2 * 10**9
+    code, out, err = run(capsys, "compare", "--mode", "train", "-m", "vit_ti16", "-r", "224", "-b", "4",
+                         "--device-memory", "2GB", "-f", "json")
+    assert code == 0, err
+    wall = json.loads(out)[0]["train_memory_wall"]
+    r, b = wall["largest_res"], wall["largest_batch"]["224"] if "224" in wall["largest_batch"] else \
+        wall["largest_batch"][224]
+
+    def peak(res, batch):
+        return train_memory(estimate("vit_ti16", res, batch), "adamw", None).step_peak
+
+    assert peak(r, 4) <= budget < peak(r + 16, 4)  # patch 16: the next size the model takes
+    assert peak(224, b) <= budget < peak(224, b + 1)

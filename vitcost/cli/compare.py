@@ -59,6 +59,10 @@ def compare(
     checkpoint: Annotated[str | None, typer.Option(
         help="--mode train: activation checkpointing, none (the default), block, or N blocks per checkpointed "
              "run.")] = None,
+    device_memory: Annotated[str | None, typer.Option(
+        "--device-memory", help="--mode train: also solve the training memory wall for a device of this size "
+        "(e.g. 80GB, 141GiB): the largest square input at --batch, and the largest batch at each --res, whose "
+        "step fits.")] = None,
 ) -> None:
     """Compare designs across resolutions: tokens, params, cost, attention and activation memory, growth.
 
@@ -85,12 +89,12 @@ def compare(
                                          if v is not None]
     if mode is Mode.train:
         _compare_train(models, res or DEFAULT_RES, batch, dtype, attn, convention, fmt, set_items, output,
-                       (optimizer or Optimizer.adamw).value, checkpoint or "none")
+                       (optimizer or Optimizer.adamw).value, checkpoint or "none", device_memory)
         return
-    if optimizer is not None or checkpoint is not None:
+    if optimizer is not None or checkpoint is not None or device_memory is not None:
         from vitcost.errors import VitcostError
 
-        raise VitcostError("--optimizer and --checkpoint describe a training step: add --mode train.")
+        raise VitcostError("--optimizer, --checkpoint and --device-memory describe a training step: add --mode train.")
     rows = compare_rows(models, res or DEFAULT_RES, batch=batch, dtype=dtype, convention=convention.value,
                         attn=attn, set_items=set_items)
     if fmt is Format.table and output is None:
@@ -103,15 +107,27 @@ def compare(
 
 def _compare_train(models: list[str] | None, res: list[str], batch: int, dtype: Dtype, attn: Kernel,
                    convention: Convention, fmt: Format, set_items: list[str], output: str | None, optimizer: str,
-                   checkpoint: str) -> None:
+                   checkpoint: str, device_memory: str | None = None) -> None:
     from vitcost.report import formats
-    from vitcost.report.rows import train_rows
-    from vitcost.report.table import render_train_compare, train_cells
+    from vitcost.report.rows import train_rows, train_walls
+    from vitcost.report.table import render_train_compare, train_cells, train_wall_cells
+    from vitcost.vocab import parse_size
 
+    budget = parse_size(device_memory) if device_memory is not None else None
     rows = train_rows(models, res, batch=batch, dtype=dtype, convention=convention.value, attn=attn,
                       set_items=set_items, optimizer=optimizer, checkpoint=checkpoint)
+    walls = train_walls(rows, budget[0], dtype, attn, optimizer, checkpoint) if budget else []
+    if walls and fmt is Format.json:
+        for row in rows:  # each row says the walls of its design
+            row["train_memory_wall"] = next(w for w in walls if w["model"] == row["model"])
     if fmt is Format.table and output is None:
         emit(render_train_compare(rows, convention.value, batch, dtype.value, attn.value, optimizer, checkpoint), None)
+        if walls:
+            from vitcost.report.boxtable import box_table
+
+            header, cells = train_wall_cells(walls)
+            emit(box_table(header, cells, right=set(range(1, len(header))),
+                           title=f"training memory wall — what fits in {budget[1]}"), None)
     elif fmt is Format.json:
         emit(formats.to_json(rows), output)
     elif fmt is Format.csv:

@@ -103,3 +103,24 @@ def train_rows(models: Any, res: Any, batch: Any = 1, dtype: Any = "fp32", conve
             "memory": m.parts(), "spec": spec_dict(e.spec),
         })
     return rows
+
+
+def train_walls(rows: list[dict], budget: int, dtype: Any, attn: Any, optimizer: str, checkpoint: Any) -> list[dict]:
+    """For each design of `rows`: the largest square input whose training step fits `budget` at the rows'
+    batch, and the largest batch at each resolution shown (`analytic.train_memory.train_memory_wall`,
+    solved from the model)."""
+    from vitcost.analytic.train_memory import train_memory_wall
+    from vitcost.design import design_from_dict
+
+    out: list[dict] = []
+    for model in dict.fromkeys(r["model"] for r in rows):
+        mine = [r for r in rows if r["model"] == model]
+        design = design_from_dict(mine[0]["spec"], model)
+        opts = {"optimizer": optimizer, "checkpoint": None if checkpoint in (None, "none") else checkpoint}
+        side = train_memory_wall(design, budget, solve="res", batch=mine[0]["batch"], dtype=dtype, attn=attn, **opts)
+        batches = {r["res"]: train_memory_wall(design, budget, solve="batch", res=r["res"], dtype=dtype, attn=attn,
+                                               **opts).value for r in mine}
+        out.append({"model": model, "device_memory_bytes": budget, "batch": mine[0]["batch"],
+                    "largest_res": side.value, "res_step_peak_bytes": side.step_peak, "limited_by": side.limited_by,
+                    "largest_batch": batches})
+    return out

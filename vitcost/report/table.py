@@ -142,3 +142,13 @@ def savings_cells(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]
               giga(r["flops"]), f"{r['flops_ratio']:.2f}", seconds(r["time_s"]), f"{r['speedup']:.2f}x",
               r["course_memory_saved"] or "—", r["course_speedup"] or "—"] for r in rows]
     return header, cells
+
+
+def train_wall_cells(walls: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """The training memory wall per design: the largest square input at the batch, the largest batches."""
+    header = ["model", "largest input", "step peak there", "largest batch"]
+    cells = [[w["model"], "none fits" if w["largest_res"] is None else f"{w['largest_res']} (batch {w['batch']})",
+              binary_bytes(w["res_step_peak_bytes"]) if w["largest_res"] else "—",
+              ", ".join(f"{b if b is not None else 0} at {r}" for r, b in w["largest_batch"].items())]
+             for w in walls]
+    return header, cells
