@@ -153,8 +153,8 @@ def conv_scratch(peak: PeakSteps, kind: str, inp: int, out: int, weight: int, e:
     the same in torch 2.13 and 2.15). On a contiguous NCHW input: a reordered copy of the weights and one
     of the input, except for `stem` convolutions of a 3-channel image, which reorder the weights and write
     the output through a second buffer (the larger of the two), and 1x1 convolutions, which run without
-    scratch at stride 1 and add a strided gather of one image's input (1/stride^2 of it; `images` in the
-    batch) at stride > 1. On a
+    scratch at stride 1 on one thread (an output-sized buffer on more) and add a strided gather of one
+    image's input per thread (1/stride^2 of it; `images` in the batch) at stride > 1. On a
     channels-last input (a permuted view, as ConvNeXt's LayerNorm2d leaves it) the input is read as it is:
     a depthwise conv reorders its weights, a dense one copies them to channels-last and reorders that
     copy (twice the weights), except for one image with a small output (under ~10^4 elements, where
@@ -169,7 +169,9 @@ def conv_scratch(peak: PeakSteps, kind: str, inp: int, out: int, weight: int, e:
             return weight * e
         return (weight + inp if images == 1 and out < SMALL_CONV_OUT else 2 * weight) * e
     if kind == "pointwise":
-        return 0 if stride == 1 else (inp + weight + inp // (images * stride * stride)) * e
+        if stride == 1:
+            return 0 if peak.threads == 1 else out * e  # several threads write through an output buffer
+        return (inp + weight + peak.threads * (inp // (images * stride * stride))) * e
     return (inp + weight) * e
 
 

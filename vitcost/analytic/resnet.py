@@ -100,16 +100,18 @@ def block_memory(peak: PeakSteps, blk: Block, spec: ResNetSpec, b: int, e: int, 
     bn3, so bn3's output is alive through it; `x += shortcut` and the last ReLU are in place. The block
     input stays alive throughout (the caller's reference, and the identity shortcut).
 
-    Allocator level (CPU): the 3x3 conv reorders its input and weights (`peaks.conv_scratch`); the 1x1
-    convs need no scratch, except the strided shortcut conv (its input, weights and a strided gather)."""
+    Allocator level (CPU): the 3x3 conv reorders its input and weights, the 1x1 convs need no scratch on
+    one thread, an output buffer on more, and the strided shortcut conv its input, weights and strided
+    gathers (`peaks.conv_scratch`)."""
     x = blk.find("conv1").inp
     c1, c2, c3 = blk.out("conv1"), blk.out("conv2"), blk.out("conv3")
     base = outer + x * e
+    conv1, conv2, conv3 = blk.find("conv1"), blk.find("conv2"), blk.find("conv3")
+    peak.at(base + c1 * e, f"{blk.p}.conv1", conv_scratch(peak, "pointwise", x, c1, conv_weight(conv1), e))
     peak.at(base + 2 * c1 * e, f"{blk.p}.bn1")  # conv1's output and bn1's
-    w2 = conv_weight(blk.find("conv2"))
-    peak.at(base + (c1 + c2) * e, f"{blk.p}.conv2", conv_scratch(peak, "conv", c1, c2, w2, e))
+    peak.at(base + (c1 + c2) * e, f"{blk.p}.conv2", conv_scratch(peak, "conv", c1, c2, conv_weight(conv2), e))
     peak.at(base + 2 * c2 * e, f"{blk.p}.bn2")
-    peak.at(base + (c2 + c3) * e, f"{blk.p}.conv3")
+    peak.at(base + (c2 + c3) * e, f"{blk.p}.conv3", conv_scratch(peak, "pointwise", c2, c3, conv_weight(conv3), e))
     peak.at(base + 2 * c3 * e, f"{blk.p}.bn3")
     down = blk.find("downsample.0")
     if down is not None:  # bn3's output, the shortcut conv's output and its BatchNorm's

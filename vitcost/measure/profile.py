@@ -1,10 +1,13 @@
 """`vitcost profile`'s engine: predict, guard, measure and compare, one row per model x resolution.
 
-For every configuration the analytic model predicts the forward's peak memory
-(`vitcost.analytic.memory`) and its roofline time (`vitcost.analytic.roofline`). Unless only the
-prediction is asked for, the reference module is built on the device, and one forward is run under
-the live-tensor tracker (attention-score bytes, the SDPA kernel that ran, peak live tensors; on CUDA
-the allocator's peak as well), then the forward is timed. Before anything is allocated the predicted
+For every configuration the analytic model predicts the forward's peak memory at two levels
+(`vitcost.analytic.memory`: live tensors, and the allocator level with the kernels' scratch buffers of
+the device) and its roofline time (`vitcost.analytic.roofline`). Unless only the prediction is asked
+for, the reference module is built on the device, and one forward is run under the live-tensor tracker
+(attention-score bytes, the SDPA kernel that ran, peak live tensors), one more for the allocator level
+(CUDA: max_memory_allocated; CPU: torch.profiler's memory records), then the forward is timed. The
+`mem_*` fields keep their meaning (on CUDA `measured_mem_bytes` is the allocator's figure); the
+`*_alloc_*` fields are the allocator level on every device. Before anything is allocated the predicted
 total (weights + input + activation peak) is checked against the free memory: a configuration that
 cannot fit is skipped with the figure it needs, and a real out-of-memory error is caught and marked,
 so a sweep always runs to its end.
@@ -23,7 +26,7 @@ from typing import Any
 
 from vitcost.analytic.estimate import Estimate, estimate
 from vitcost.analytic.hardware import TB, Hardware, get_hardware, preset_for_device_name
-from vitcost.analytic.memory import MemoryPrediction
+from vitcost.analytic.memory import MemoryPrediction, predict_memory
 from vitcost.analytic.memory_wall import memory_wall
 from vitcost.analytic.roofline import Roofline, roofline
 from vitcost.design import Design, resolve_designs, spec_dict
@@ -37,6 +40,7 @@ COLUMNS = ("model", "family", "res", "batch", "dtype", "attn", "attn_backend", "
            "torch_version", "threads", "status", "note", "params", "macs", "flops", "hardware", "roofline_bound",
            "predicted_time_s", "measured_time_s", "time_spread_s", "time_ratio", "predicted_mem_bytes",
            "measured_mem_bytes", "mem_ratio", "measured_tensor_peak_bytes", "mem_method", "predicted_peak_at",
+           "predicted_alloc_bytes", "measured_alloc_bytes", "alloc_ratio", "alloc_method", "predicted_alloc_peak_at",
            "weights_bytes", "input_bytes",
            "predicted_total_bytes", "predicted_train_bytes", "predicted_attn_bytes", "measured_attn_bytes",
            "predicted_attn_peak_bytes", "measured_attn_peak_bytes", "achieved_tflops", "peak_fraction",
@@ -201,6 +205,7 @@ def prediction_row(p: Design, est: Estimate, pred: MemoryPrediction, roof: Roofl
         "params": est.params, "macs": est.macs, "flops": est.flops, "hardware": hw.name,
         "roofline_bound": roof.bound, "predicted_time_s": roof.time_s,
         "predicted_mem_bytes": pred.activation_peak_bytes, "predicted_peak_at": pred.peak_at,
+        "predicted_alloc_bytes": pred.allocator_peak_bytes, "predicted_alloc_peak_at": pred.allocator_peak_at,
         "weights_bytes": pred.weights_bytes, "input_bytes": pred.input_bytes,
         "predicted_total_bytes": pred.total_bytes, "predicted_train_bytes": pred.train_total_bytes,
         "predicted_attn_bytes": pred.score_bytes, "predicted_attn_peak_bytes": pred.score_peak_bytes,
@@ -282,6 +287,9 @@ def measure_row(row: dict[str, Any], p: Design, est: Estimate, roof: Roofline, c
         "measured_mem_bytes": mem.peak_bytes, "measured_tensor_peak_bytes": mem.tensor_peak_bytes,
         "mem_method": mem.method,
         "mem_ratio": mem.peak_bytes / row["predicted_mem_bytes"] if row["predicted_mem_bytes"] else None,
+        "measured_alloc_bytes": mem.allocator_peak_bytes, "alloc_method": mem.allocator_method,
+        "alloc_ratio": (mem.allocator_peak_bytes / row["predicted_alloc_bytes"]
+                        if mem.allocator_peak_bytes is not None and row["predicted_alloc_bytes"] else None),
         "measured_attn_bytes": mem.score_bytes, "measured_attn_peak_bytes": mem.score_peak_bytes,
         "achieved_tflops": tflops, "peak_fraction": fraction,
     })
@@ -350,7 +358,7 @@ class ProfileSession:
         cfg, env = self.cfg, self.env
         est = self._estimates[(p.name, res)]
         wall = self.wall(p)
-        pred = est.memory
+        pred = predict_memory(est, cfg.attn, env.device, env.threads)  # the allocator level depends on the device
         roof = roofline(est, self.hw, cfg.attn)
         row = prediction_row(p, est, pred, roof, cfg, env, self.hw, wall.res if wall else None, self.budget)
         return row if cfg.predict_only else measure_row(row, p, est, roof, cfg, env)

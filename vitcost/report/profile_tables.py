@@ -8,8 +8,8 @@ from typing import Any
 
 from vitcost.report.units import seconds
 
-PROFILE_HEADER = ["model", "res", "status", "kernel", "mem pred", "mem meas", "ratio", "time pred", "time meas",
-                  "ratio", "TFLOP/s", "of peak", "note"]
+PROFILE_HEADER = ["model", "res", "status", "kernel", "live pred", "live meas", "ratio", "alloc pred", "alloc meas",
+                  "ratio", "time pred", "time meas", "ratio", "TFLOP/s", "of peak", "note"]
 WALL_HEADER = ["model", "largest input", "needs", "next size", "needs", "limited by"]
 
 
@@ -23,8 +23,13 @@ def _ratio(x: Any) -> str:
     return "—" if x is None else f"{x:.3g}x"
 
 
+def _over(measured: Any, predicted: Any) -> Any:
+    return measured / predicted if measured is not None and predicted else None
+
+
 def profile_cells(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
-    """The table's header and cells (human units); ratios are measured / predicted."""
+    """The table's header and cells (human units); ratios are measured / predicted. Memory at two levels:
+    live tensors (the tracker's peak) and the allocator (live tensors plus kernel scratch)."""
     cells = []
     for r in rows:
         spread = r.get("time_spread_s")
@@ -34,8 +39,10 @@ def profile_cells(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]
         tflops = r.get("achieved_tflops")
         frac = r.get("peak_fraction")
         cells.append([str(r["model"]), str(r["res"]), str(r["status"]), str(r.get("attn_backend") or r["attn"]),
-                      _bytes(r.get("predicted_mem_bytes")), _bytes(r.get("measured_mem_bytes")),
-                      _ratio(r.get("mem_ratio")), seconds(r.get("predicted_time_s")), measured,
+                      _bytes(r.get("predicted_mem_bytes")), _bytes(r.get("measured_tensor_peak_bytes")),
+                      _ratio(_over(r.get("measured_tensor_peak_bytes"), r.get("predicted_mem_bytes"))),
+                      _bytes(r.get("predicted_alloc_bytes")), _bytes(r.get("measured_alloc_bytes")),
+                      _ratio(r.get("alloc_ratio")), seconds(r.get("predicted_time_s")), measured,
                       _ratio(r.get("time_ratio")), "—" if tflops is None else f"{tflops:.3g}",
                       "—" if frac is None else f"{frac:.1%}", str(r.get("note") or "")])
     return PROFILE_HEADER, cells
@@ -57,7 +64,9 @@ def profile_renderables(rows: list[dict[str, Any]], walls: list[dict[str, Any]],
 
     cfg, hw = session.cfg, session.hw
     title = profile_title(session)
-    caption = (f"mem: activation peak on top of weights and input. time: roofline on {hw.name} at "
+    caption = ("live: peak live tensors on top of weights and input (measured by a tensor tracker); alloc: the "
+               "allocator level, live tensors plus the kernels' scratch buffers (measured by CUDA's "
+               f"max_memory_allocated, on the CPU by torch.profiler's memory records). time: roofline on {hw.name} at "
                f"{hw.peak(cfg.dtype) / 1e12:g} TFLOP/s and {hw.bandwidth / 1e12:g} TB/s"
                f"{' (indicative figures)' if hw.indicative else ''}; measured median ± half the interquartile "
                "range. ratio = measured / predicted. TFLOP/s = 2 x MACs / measured time.")
