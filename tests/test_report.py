@@ -201,8 +201,8 @@ def test_report_is_self_contained(full_report: Path) -> None:
 def test_report_has_every_figure_and_its_tables(full_report: Path) -> None:
     scan = SourceScan()
     scan.feed(full_report.read_text(encoding="utf-8"))
-    assert scan.plot_divs == ["fig-cost", "fig-memory", "fig-breakdown", "fig-overtake", "fig-counts", "fig-time",
-                              "fig-memfit"]
+    assert scan.plot_divs == ["fig-cost", "fig-memory", "fig-breakdown", "fig-overtake", "fig-training", "fig-counts",
+                              "fig-time", "fig-memfit"]
     assert scan.tables >= 7
     text = full_report.read_text(encoding="utf-8")
     assert "Counting conventions" in text and "vitcost 0." in text and " UTC" in text
@@ -223,6 +223,92 @@ def test_report_module_stays_off_the_light_import_path() -> None:
             "assert not heavy, heavy\n"
             "assert 'report' in [c.name or c.callback.__name__ for c in vitcost.cli.app.registered_commands]\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# --- the training step ---------------------------------------------------------------------------
+
+def training_panel(**request: object) -> object:
+    from vitcost.report.build import ReportRequest, build_panels
+
+    panels, _ = build_panels(ReportRequest(**request))
+    return next(p for p in panels if p.key == "training")
+
+
+def table_rows(table: object) -> dict[tuple[str, str, str], dict[str, str]]:
+    """(model, res, checkpoint) -> {column: cell} of a table behind the training figure."""
+    return {tuple(row[:3]): dict(zip(table.header, row)) for row in table.rows}
+
+
+def test_training_table_is_the_train_memory_model() -> None:
+    from vitcost.analytic.estimate import estimate
+    from vitcost.analytic.train_memory import train_memory
+
+    panel = training_panel(models=["vit_b16"], res=["224", "384"], batch=2, dtype="bf16")
+    parts, stacks = table_rows(panel.tables[0]), table_rows(panel.tables[1])
+    assert len(parts) == 4  # two sizes, each without and with checkpointing per block
+    names = {"weights": "weights", "gradients": "gradients", "optimizer_state": "optimizer state",
+             "input": "batch", "activations_saved": "activations saved", "weight_casts": "weight casts",
+             "forward_peak": "forward peak", "backward_peak": "backward peak", "optimizer_peak": "optimizer peak",
+             "step_peak": "step peak"}
+    for r in (224, 384):
+        e = estimate("vit_b16", r, 2, "bf16")  # autocast: 16-bit activations and weight copies, fp32 weights
+        for label, checkpoint in (("none", None), ("block", "block")):
+            m = train_memory(e, "adamw", checkpoint, device="cuda")  # GPU rules: the figure is set against GPUs
+            row = parts[("vit_b16", str(r), label)]
+            assert {k: int(row[col].replace(",", "")) for k, col in names.items()} == m.parts()
+            assert row["peak in"] == m.peak_at
+            # the bar: its parts stack up to the step peak exactly
+            bar = stacks[("vit_b16", str(r), label)]
+            cells = [int(v.replace(",", "")) for k, v in bar.items() if k not in ("model", "res", "checkpoint", "sum")]
+            assert sum(cells) == int(bar["sum"].replace(",", "")) == m.step_peak
+    assert int(parts[("vit_b16", "384", "block")]["weight casts"].replace(",", "")) > 0
+
+
+def test_optimizer_step_peak_stacks_gradients_and_one_copy_of_the_weights() -> None:
+    # ViT-B/16 at 224, batch 1, fp32: the backward holds less than the AdamW step, so the peak stacks
+    # weights 4P + exp_avg and exp_avg_sq 8P + a float32 step per parameter tensor + the batch, then the
+    # gradients 4P and the multi-tensor update's temporary copy of all weights 4P (P = 86,567,656).
+    panel = training_panel(models=["vit_b16"], res=["224"])
+    bar = table_rows(panel.tables[1])[("vit_b16", "224", "none")]
+    p, tensors = 86_567_656, 152  # timm's vit_base_patch16_224: 12 blocks x 12 tensors + 8 outside them
+    assert int(bar["weights"].replace(",", "")) == 4 * p
+    assert int(bar["optimizer state"].replace(",", "")) == 8 * p + 4 * tensors
+    assert int(bar["batch"].replace(",", "")) == 3 * 224 * 224 * 4 + 8  # images and int64 labels
+    assert int(bar["gradients"].replace(",", "")) == 4 * p
+    assert int(bar["optimizer update"].replace(",", "")) == 4 * p
+    assert int(bar["sum"].replace(",", "")) == 20 * p + 4 * tensors + 3 * 224 * 224 * 4 + 8
+
+
+def test_checkpointing_lowers_the_step_peak_of_a_deep_model() -> None:
+    # A 24-block ViT-B/16 at 768 px (2,305 tokens): without checkpointing every block's activations and
+    # score matrices are saved; with it, each block's input only and one block recomputed at a time.
+    panel = training_panel(models=["vit_b16:depth=24"], res=["768"])
+    rows = table_rows(panel.tables[0])
+    model = next(iter(rows))[0]
+    plain, block = (int(rows[(model, "768", c)]["step peak"].replace(",", "")) for c in ("none", "block"))
+    assert block < plain / 2
+    assert rows[(model, "768", "block")]["peak in"].startswith(("backward", "recompute"))
+    saved_plain, saved_block = (int(rows[(model, "768", c)]["activations saved"].replace(",", ""))
+                                for c in ("none", "block"))
+    assert saved_block < saved_plain / 10
+    recomputed = int(rows[(model, "768", "block")]["recomputed (MACs)"].replace(",", ""))
+    assert recomputed > 0 and rows[(model, "768", "none")]["recomputed (MACs)"] == "0"
+
+
+def test_training_options(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "r.html"
+    code, _, err = run_cli(["report", "-m", "swin_t", "-r", "224", "--optimizer", "sgd", "-o", str(out)], capsys)
+    assert code == 0, err
+    text = out.read_text(encoding="utf-8")
+    assert 'id="fig-training"' in text and "SGD with momentum" in text
+    assert "vitcost report --models swin_t --res 224 --optimizer sgd -o" in text  # the footer reproduces it
+    code, _, err = run_cli(["report", "-m", "swin_t", "-r", "224", "--no-train", "-o", str(out)], capsys)
+    assert code == 0, err
+    text = out.read_text(encoding="utf-8")
+    assert 'id="fig-training"' not in text and "--no-train -o" in text
+    code, _, err = run_cli(["report", "-m", "swin_t", "-r", "224", "--no-train", "--optimizer", "sgd", "-o",
+                            str(tmp_path / "x.html")], capsys)
+    assert_one_line_error(code, err)
 
 
 # --- bad input: one line, exit 2, nothing written ------------------------------------------------

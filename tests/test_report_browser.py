@@ -126,7 +126,8 @@ def test_report_renders_every_plot_offline_without_errors(tmp_path: Path) -> Non
               "--profile", str(write_json(tmp_path / "profile.json", PROFILE_ROWS)), "-o", str(out)])
     assert exc.value.code == 0
     dom, console = render(out)
-    expected = ["fig-cost", "fig-memory", "fig-breakdown", "fig-overtake", "fig-counts", "fig-time", "fig-memfit"]
+    expected = ["fig-cost", "fig-memory", "fig-breakdown", "fig-overtake", "fig-training", "fig-counts", "fig-time",
+                "fig-memfit"]
     assert list(dom.plots) == expected
     for plot, found in dom.plots.items():
         assert found["main-svg"] >= 1, f"{plot} drew no SVG"
@@ -143,5 +144,5 @@ def test_png_is_a_screenshot_of_the_figures(tmp_path: Path) -> None:
     data = out.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     width, height = struct.unpack(">II", data[16:24])  # IHDR
-    assert (width, height) == (STATIC_WIDTH, static_height(4))
+    assert (width, height) == (STATIC_WIDTH, static_height(5))  # four figures and the training step
     assert len(data) > 50_000  # drawn figures, not a blank page

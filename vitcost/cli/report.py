@@ -22,6 +22,7 @@ from vitcost.cli.app import (
     app,
 )
 from vitcost.errors import VitcostError
+from vitcost.vocab import Optimizer
 
 DEFAULT_OUTPUT = Path("reports") / "scaling.html"
 
@@ -53,7 +54,7 @@ def _format_for(fmt: ReportFormat | None, output: str | None) -> ReportFormat:
 
 def _command(models: list[str] | None, set_items: list[str] | None, res: list[str], batch: int, dtype: str,
              convention: str, breakdown_res: str | None, devices: list[str], check: Path | None, profile: Path | None,
-             fmt: ReportFormat, output: str, title: str | None) -> str:
+             fmt: ReportFormat, output: str, title: str | None, train: bool = True, optimizer: str = "adamw") -> str:
     """The command line that reproduces this report, for its footer."""
     parts = ["vitcost", "report"]
     if models:
@@ -75,6 +76,10 @@ def _command(models: list[str] | None, set_items: list[str] | None, res: list[st
         parts += ["--check", str(check)]
     if profile is not None:
         parts += ["--profile", str(profile)]
+    if not train:
+        parts.append("--no-train")
+    elif optimizer != "adamw":
+        parts += ["--optimizer", optimizer]
     if title is not None:
         parts += ["--title", title]
     if fmt is ReportFormat.png:
@@ -102,6 +107,15 @@ def report(
     profile: Annotated[Path | None, typer.Option(
         "--profile", help="JSON rows from `vitcost profile --format json`: adds predicted vs measured time "
         "and memory.")] = None,
+    train: Annotated[bool, typer.Option(
+        "--train/--no-train", help="Add (default) or leave out the training-step figure: per design and --res, "
+        "the memory of one step (forward, loss, backward, optimizer update) at --batch and --dtype (bf16/fp16: "
+        "mixed precision under autocast, fp32 weights), without and with activation checkpointing per block, "
+        "stacked part by part up to the step's peak, against --device-memory; its tables give exact bytes and "
+        "the largest square input that trains on each device.")] = True,
+    optimizer: Annotated[Optimizer | None, typer.Option(
+        "--optimizer", help="The training figure's optimizer, whose state stays in memory: adamw (two fp32 "
+        "buffers per weight, the default), sgd (with momentum: one) or none.")] = None,
     fmt: Annotated[ReportFormat | None, typer.Option(
         "--format", "-f", help="html (interactive, self-contained) or png (a screenshot of the figures, needs "
         "headless Chromium). Default: from the output name.")] = None,
@@ -117,6 +131,7 @@ def report(
     • attention-matrix memory vs resolution, device-memory lines and the memory wall
     • the cost split by part (scores, projections, MLP, pooling, other) at --breakdown-res
     • where attention overtakes projections + MLP (ViT: N = 6d tokens)
+    • the memory of one training step by part, with and without checkpointing per block (--no-train: left out)
     • with --check / --profile: analytic vs counted vs measured, around y = x
     Hover shows exact values; the tables behind every figure, the conventions, versions and date are in the page.
 
@@ -126,6 +141,9 @@ def report(
     from vitcost.report.build import DEFAULT_DEVICE_MEMORY, DEFAULT_RES, DEFAULT_TITLE, ReportRequest
 
     kind = _format_for(fmt, output)
+    if optimizer is not None and not train:
+        raise VitcostError("--optimizer sets the training figure, which --no-train leaves out; drop one of them.")
+    opt = (optimizer or Optimizer.adamw).value
     if output is None:
         output = str(DEFAULT_OUTPUT.with_suffix(".png") if kind is ReportFormat.png else DEFAULT_OUTPUT)
         Path(output).parent.mkdir(parents=True, exist_ok=True)  # the default folder, reports/
@@ -136,9 +154,9 @@ def report(
         models=list(models) if models else None, set_items=list(set_items or []), res=res, batch=batch,
         dtype=dtype.value,
         convention=convention.value, breakdown_res=breakdown_res, device_memory=devices, check=check,
-        profile=profile, title=title or DEFAULT_TITLE,
+        profile=profile, train=train, optimizer=opt, title=title or DEFAULT_TITLE,
         command=_command(models, set_items, res, batch, dtype.value, convention.value, breakdown_res,
-                         list(device_memory or []), check, profile, kind, output, title))
+                         list(device_memory or []), check, profile, kind, output, title, train, opt))
     if kind is ReportFormat.png:
         from vitcost.report.build import render_png
 

@@ -34,6 +34,8 @@ class ReportRequest:
     device_memory: list[str] = field(default_factory=lambda: list(DEFAULT_DEVICE_MEMORY))
     check: Path | None = None
     profile: Path | None = None
+    train: bool = True  # the training-step panel
+    optimizer: str = "adamw"  # its optimizer: none | sgd | adamw
     title: str = DEFAULT_TITLE
     command: str = "vitcost report"
 
@@ -79,6 +81,10 @@ def build_panels(req: ReportRequest) -> tuple[list[Any], dict[str, Any]]:
     if req.convention not in CONVENTIONS:
         raise VitcostError(f"unknown convention {req.convention!r}; choose from {', '.join(CONVENTIONS)}.")
     devices = _devices(req.device_memory)
+    if req.train:
+        from vitcost.analytic.train_memory import parse_optimizer
+
+        parse_optimizer(req.optimizer)
     if not req.res:
         raise VitcostError("--res needs at least one resolution.")
     groups = _group(compare_estimates(req.models, req.res, req.batch, req.dtype, set_items=req.set_items))
@@ -93,6 +99,12 @@ def build_panels(req: ReportRequest) -> tuple[list[Any], dict[str, Any]]:
         breakdown_panel(at_bres, req.convention),
         overtake_panel(scaling),
     ]
+    if req.train:
+        from vitcost.report.facts import training_facts
+        from vitcost.report.fig_training import training_panel
+
+        panels.append(training_panel(training_facts(groups, devices, req.optimizer, req.convention, req.batch,
+                                                    req.dtype)))
     facts: dict[str, Any] = {"models": list(groups), "sizes": sizes, "notes": []}
     if check_rows is not None:
         from vitcost.report.fig_agreement import counts_panel

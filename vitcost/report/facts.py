@@ -1,6 +1,8 @@
 """The facts behind the scaling report's figures, per design: the points it is drawn at, its fitted
 slopes, where its attention scores overtake projections + MLP, and where its score matrices alone
-fill each device (the memory walls), with the estimates at those crossings.
+fill each device (the memory walls), with the estimates at those crossings; and per design its
+training step, plain and checkpointed per block, part by part (`training_facts`), with the largest
+square input that trains on each device.
 
 The searches (`vitcost.analytic.scaling`) run here, once per design, so that the figure builders
 (`fig_*.py`) only draw the numbers they are handed. Whether a crossing falls inside a figure's
@@ -10,7 +12,7 @@ its point."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vitcost.analytic.estimate import Estimate
 from vitcost.analytic.registry import family_of
@@ -25,6 +27,9 @@ from vitcost.analytic.scaling import (
     scores_share,
     side,
 )
+
+if TYPE_CHECKING:
+    from vitcost.analytic.train_memory import TrainMemory
 
 # The score-matrix memory a wall is found for: every layer's matrices together (what training keeps
 # for the backward pass), or the largest single layer's (what one inference forward holds at once).
@@ -135,3 +140,168 @@ def scaling_facts(groups: dict[str, list[Estimate]], devices: list[DeviceMemory]
     """`groups`: model -> its estimates at the chosen resolutions, ascending; `devices`: ascending sizes."""
     return ScalingFacts(tuple(design_facts(ests, devices, convention, batch, dtype) for ests in groups.values()),
                         tuple(devices), convention, batch, dtype)
+
+
+# --- the training step ----------------------------------------------------------------------------
+#
+# One training step per design, resolution and checkpointing choice (`analytic.train_memory`): AdamW
+# (or --optimizer) at the report's batch and dtype (bf16/fp16: mixed precision under torch.autocast,
+# float32 weights), math attention as the rest of the report, torch's CUDA rules (autocast lists,
+# multi-tensor optimizer), since the figure sets the step against GPU memory.
+
+TRAIN_DEVICE = "cuda"
+TRAIN_CHECKPOINTS: dict[str, str | None] = {"none": None, "block": "block"}  # label -> train_memory's argument
+
+# The bar of one step, bottom to top: the resident parts, then the peak phase's own bytes. Keys -> labels.
+SEGMENTS: dict[str, str] = {
+    "weights": "weights",
+    "optimizer_state": "optimizer state",
+    "input": "batch",
+    "activations_saved": "activations saved",
+    "weight_casts": "16-bit weight copies",
+    "gradients": "gradients",
+    "forward": "forward, above saved",
+    "backward": "backward, above saved",
+    "optimizer": "optimizer update",
+}
+
+
+def peak_phase(m: TrainMemory) -> str:
+    """The phase holding the step peak: forward, backward (a checkpointed run's recomputation included)
+    or optimizer."""
+    first = m.peak_at.split(" ", 1)[0]
+    return "backward" if first == "recompute" else first
+
+
+def step_segments(m: TrainMemory) -> dict[str, int]:
+    """The step peak as a stack that sums to it exactly: weights + optimizer state + batch (resident the
+    whole step) + the peak phase's bytes, split as
+      optimizer phase:         gradients (all of them) + the update's temporaries
+      forward/backward phase:  the activations the forward saves (with autocast's 16-bit weight copies)
+                               + the rest of that phase's peak (backward: gradients so far, a checkpointed
+                               run recomputed, the gradients flowing back, net of saved tensors already freed;
+                               forward: temporaries, net of what is saved after the peak)."""
+    phase = peak_phase(m)
+    parts = {"weights": m.weights, "optimizer_state": m.optimizer_state, "input": m.input}
+    top = m.step_peak - m.resident
+    if phase == "optimizer":
+        split = {"gradients": m.gradients, "optimizer": top - m.gradients}
+    else:
+        split = {"activations_saved": m.activations_saved, "weight_casts": m.weight_casts,
+                 phase: top - m.activations_saved - m.weight_casts}
+    if min(split.values()) < 0:  # the peak phase as one part rather than a negative one
+        split = {phase: top}
+    return {**parts, **split}
+
+
+@dataclass(frozen=True)
+class TrainPoint:
+    """One training step: the estimate, its checkpointing label (a TRAIN_CHECKPOINTS key), the memory
+    model's parts, the bar's segments, and the step's cost (forward + backward + the forward that
+    checkpointing runs again) and that recomputation alone, in the facts' convention."""
+
+    est: Estimate
+    checkpoint: str
+    memory: TrainMemory
+    segments: dict[str, int]
+    cost: int
+    recompute: int
+
+
+@dataclass(frozen=True)
+class TrainWallFound:
+    """The largest square input whose step fits a device (`text`: "1,616 px", "none fits", or why it
+    could not be solved) and the step peak there."""
+
+    text: str
+    res: int | None
+    step_peak: int | None
+
+
+@dataclass(frozen=True)
+class DesignTraining:
+    """The training steps of one design: `points` by resolution ascending, each checkpointing choice in
+    TRAIN_CHECKPOINTS order; `walls`: (device label, checkpointing label) -> the largest input that trains;
+    `note`: why a checkpointing choice is missing (a design without blocks)."""
+
+    model: str
+    points: tuple[TrainPoint, ...]
+    walls: dict[tuple[str, str], TrainWallFound]
+    note: str | None
+
+
+@dataclass(frozen=True)
+class TrainingFacts:
+    designs: tuple[DesignTraining, ...]
+    devices: tuple[DeviceMemory, ...]  # ascending sizes
+    optimizer: str
+    batch: int
+    dtype: str
+    convention: str  # the cost's: the report's, or macs where the report's (fvcore) has no backward
+    device: str = TRAIN_DEVICE
+
+
+def train_convention(convention: str) -> str:
+    """The convention a training step is counted in: the report's, except fvcore (no backward: macs,
+    which fvcore's one-per-MAC count matches on the forward)."""
+    from vitcost.analytic.training import TRAIN_CONVENTIONS
+
+    return convention if convention in TRAIN_CONVENTIONS else "macs"
+
+
+def _train_wall(design: Any, d: DeviceMemory, batch: int, dtype: str, optimizer: str,
+                checkpoint: str | None) -> TrainWallFound:
+    from vitcost.analytic.train_memory import train_memory_wall
+    from vitcost.errors import VitcostError
+
+    try:
+        w = train_memory_wall(design, d.bytes, solve="res", batch=batch, dtype=dtype, attn="math",
+                              optimizer=optimizer, checkpoint=checkpoint, device=TRAIN_DEVICE)
+    except VitcostError as err:
+        return TrainWallFound(f"not solved: {err}", None, None)
+    if w.value is None:
+        return TrainWallFound(f"none fits (not even {w.next_value:,} px)", None, None)
+    return TrainWallFound(f"{w.value:,} px", w.value, w.step_peak)
+
+
+def design_training(ests: list[Estimate], devices: list[DeviceMemory], optimizer: str,
+                    convention: str) -> DesignTraining:
+    """The training steps of one design at its estimates' sizes (ascending), plain and checkpointed per
+    block, and the largest square input each trains at on each device."""
+    from vitcost.analytic.cost import project
+    from vitcost.analytic.train_memory import train_memory
+    from vitcost.errors import VitcostError
+
+    first = ests[0]
+    points: list[TrainPoint] = []
+    skipped: set[str] = set()
+    note = None
+    for e in ests:
+        step = e.train_cost().count(convention)
+        for label, checkpoint in TRAIN_CHECKPOINTS.items():
+            if label in skipped:
+                continue
+            try:
+                m = train_memory(e, optimizer, checkpoint, device=TRAIN_DEVICE)
+            except VitcostError as err:
+                if checkpoint is None:
+                    raise
+                skipped.add(label)
+                note = f"{first.model}: no checkpointing per block ({err})"
+                continue
+            recompute = project(m.recompute, convention)
+            points.append(TrainPoint(e, label, m, step_segments(m), step + recompute, recompute))
+    walls = {(d.label, label): _train_wall(first.design, d, first.batch, first.dtype.value, optimizer, checkpoint)
+             for d in devices for label, checkpoint in TRAIN_CHECKPOINTS.items() if label not in skipped}
+    return DesignTraining(first.model, tuple(points), walls, note)
+
+
+def training_facts(groups: dict[str, list[Estimate]], devices: list[DeviceMemory], optimizer: str, convention: str,
+                   batch: int, dtype: str) -> TrainingFacts:
+    """`groups`: model -> its estimates at the chosen resolutions, ascending; `devices`: ascending sizes."""
+    from vitcost.analytic.train_memory import parse_optimizer
+
+    opt = parse_optimizer(optimizer)
+    conv = train_convention(convention)
+    return TrainingFacts(tuple(design_training(ests, devices, opt, conv) for ests in groups.values()),
+                         tuple(devices), opt, batch, dtype, conv)
