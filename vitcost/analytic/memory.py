@@ -4,36 +4,52 @@ All figures come from the analytic op list (`Estimate.ops`): each op gives the s
 produces, so the sizes of the residual stream, the qkv projection, the queries, the score matrices
 and the MLP hidden layer of every block are read off it. What the model adds is *which of those
 tensors are alive at the same time*, and that is a property of how the forward is executed. The
-model follows eager PyTorch running the reference modules of `vitcost.nets`:
+model follows eager PyTorch running the reference modules of `vitcost.nets`, whose forwards keep the
+tensors alive that timm's implementations of the same families keep (each net's docstring says where
+timm's forward and the paper's reference code differ, and which one it follows; NAT has no timm model):
 
 * a tensor lives while a Python name, an argument or a view refers to it; a temporary dies when the
-  call it was passed to returns (`fc2(act(fc1(x)))` holds fc1's and GELU's outputs together at GELU);
-* the caller keeps the input of every block alive while the block runs (`x = block(x)` rebinds only
-  after the call), and a stage's caller keeps the stage input alive while the stage's later blocks run;
+  call it was passed to returns (`fc2(act(fc1(x)))` holds fc1's and GELU's outputs together at GELU),
+  and `x = f(x)` frees the old x only once f returns;
+* containers hold their inputs (`_held`): an nn.Sequential keeps its argument referenced until its last
+  module returns, so ViT's and Mixer's blocks hold the embedded tokens, and Swin's, Swin V2's and
+  ConvNeXt's stages hold the embedding, the stage input and the downsampled grid; a loop
+  `x = stage(x)` (MViTv2, ResNet) holds the stage input while the stage's later blocks run;
+* attention modules keep what timm's keep until they return: qkv (the local the q/k/v views come
+  from), the scaled q and the softmax output (`attn` stays referenced through the head merge and the
+  projection); the raw scores die at the softmax;
 * a batched matmul of head-split q/k/v views ([B', h, N, d] permuted out of [B', N, 3, h, d]) copies
   each operand to a contiguous buffer when both B' > 1 and h > 1 (torch.matmul folds the batch dims
   with `reshape`, which cannot view such a layout); merging the heads back (`transpose(1, 2).reshape`)
   copies when h > 1;
-* materialised (math) attention holds the raw scores and the softmax output together
-  (2 * B*h*Nq*Nkv elements) plus any additive terms (Swin's [h, N, N] bias, MViTv2's decomposed
-  relative positions, which expand to a full [B, h, Nq, Nkv] term); fused attention (flash,
-  memory-efficient) holds only its output and a float32 log-sum-exp of B*h*Nq, and the summed additive
-  terms when it is given a mask.
+* fused attention (flash, memory-efficient) holds its output and a float32 log-sum-exp of B*h*Nq,
+  and the additive terms it is given as a mask.
+
+Two levels, each labelled:
+
+* **live tensors** (`activation_peak_bytes`, `peak_at`): the bytes of the tensors the ops return, what
+  a tensor tracker sees (`vitcost.measure.memory.LiveTensorTracker`), LayerNorm's float32 mean and rstd
+  included where a norm step is counted;
+* **allocator** (`allocator_peak_bytes`, `allocator_peak_at`): the live tensors plus the scratch buffers a
+  kernel allocates and frees inside itself, what the allocator hands out (CUDA's max_memory_allocated;
+  on the CPU torch.profiler's memory records). The scratch depends on the kernels, so on the device:
+  on the CPU oneDNN's reordered convolution weights and inputs (`peaks.conv_scratch`, by layout, kind
+  and thread count), the flash-attention kernel's per-thread buffers (`peaks.flash_scratch`) and
+  LayerNorm's contiguous copy of a strided input; on CUDA only the latter (cuDNN's workspaces and the
+  caching allocator's 512-byte rounding are not modelled, and no CUDA measurement checks this level).
 
 Each family's block model lives in its analytic module and is named by the registry
 (`vitcost.analytic.registry`); this module holds what every family shares.
 
-Per block the model evaluates the live bytes at each step that can be the peak (the q k^T product,
-the softmax, scores @ v, the projection, the MLP's GELU, pooling, patch merging, the head) and the
-peak is the largest. Weights and the input are resident before the forward starts and are reported
-apart: `activation_peak_bytes` is what the forward adds on top of them, the figure a CUDA allocator's
-`max_memory_allocated` minus the memory allocated before the forward gives.
+Per block the model evaluates the bytes at each step that can be the peak (the q k^T product, the
+softmax, scores @ v, the projection, the MLP's GELU, pooling, convolutions, patch merging, the head)
+and the peak is the largest, at each level. Weights and the input are resident before the forward
+starts and are reported apart: both peaks are what the forward adds on top of them.
 
-Small terms are left out: LayerNorm's float32 mean and rstd (2 * rows * 4 bytes, alive only inside
-the norm), index tensors of relative-position gathers, and scratch buffers inside single kernels.
+Left out: index tensors of relative-position gathers and the few-byte tensors Python scalars become.
 
 This is the one memory model: `Estimate.activation_peak_bytes` (compare, the library, reports),
-`profile`'s `predicted_mem_bytes` and the memory wall all read `activation_peak` below.
+`profile`'s `predicted_mem_bytes` and `predicted_alloc_bytes` and the memory wall all read it.
 
 Training memory (`train_*`) is an estimate, labelled as such: weights, their gradients, and the
 activations autograd saves for the backward (inputs of linear/conv/matmul, LayerNorm, BatchNorm and
@@ -65,8 +81,8 @@ class MemoryPrediction(NamedTuple):
     attn: str  # math | fused
     weights_bytes: int
     input_bytes: int
-    activation_peak_bytes: int  # peak bytes the forward allocates on top of weights and input
-    peak_at: str  # the step where the peak is reached ("blocks.3 softmax")
+    activation_peak_bytes: int  # live tensors: peak bytes the forward's tensors hold on top of weights and input
+    peak_at: str  # the step where the live-tensor peak is reached ("blocks.3 softmax")
     score_bytes: int  # attention-score bytes materialised by the forward, all layers summed
     score_peak_bytes: int  # the largest single layer's score tensor
     train_activation_bytes: int  # estimate: activations saved for the backward
