@@ -158,8 +158,10 @@ def conv_scratch(peak: PeakSteps, kind: str, inp: int, out: int, weight: int, e:
     channels-last input (a permuted view, as ConvNeXt's LayerNorm2d leaves it) the input is read as it is:
     a depthwise conv reorders its weights, a dense one copies them to channels-last and reorders that
     copy (twice the weights), except for one image with a small output (under ~10^4 elements, where
-    oneDNN picks a GEMM kernel: the channels-last weights and a copy of the input). `kind`: stem |
-    pointwise | depthwise | conv. Elements in, bytes out; none off the CPU."""
+    oneDNN picks a GEMM kernel: the channels-last weights and a copy of the input). Not followed: oneDNN's
+    own scratchpad (about 8 kB a call), and narrow or tiny-grid convs (under 64 channels, or channel
+    counts not a multiple of 16), which oneDNN may run as a GEMM over an im2col buffer of k^2 times the
+    input. `kind`: stem | pointwise | depthwise | conv. Elements in, bytes out; none off the CPU."""
     if not peak.cpu:
         return 0
     if kind == "stem":
