@@ -145,8 +145,8 @@ def block_memory(peak: PeakSteps, blk: Block, spec: NATSpec, b: int, e: int, fus
     score size). On the math path the scores and their softmax come on top (`peaks.attend`); the
     gathered tensors die when the attention returns, before the crop (a copy when padded) and proj.
 
-    `outer` is not used: the shared rule (`memory._outer`) assumes Swin's layout, where a stage starts
-    with its downsampling; a NAT level ends with its downsampler, so the level's caller holds the
+    `outer` is not used: the shared rule (`memory._held`) assumes a stage that starts with its
+    downsampling; a NAT level ends with its downsampler, so the level's caller holds the
     level input (the same size as every block input of the level) exactly while blocks 1.. run. The
     downsampler (level input, last block output, conv output and its norm: 3x the block input) is
     never above the attention steps, which hold at least 5x."""
