@@ -9,13 +9,18 @@ import typer
 
 from vitcost.cli.app import BatchOpt, Dtype, Format, FormatOpt, ModelsOpt, OutputOpt, ResOpt, SetOpt, app, emit
 from vitcost.errors import VitcostError
-from vitcost.vocab import Kernel
+from vitcost.vocab import Kernel, Optimizer
 
 
 class Device(str, enum.Enum):
     auto = "auto"
     cpu = "cpu"
     cuda = "cuda"
+
+
+class Mode(str, enum.Enum):
+    inference = "inference"
+    train = "train"
 
 
 class HardwareName(str, enum.Enum):
@@ -64,6 +69,14 @@ def profile(
     = False,
     max_seconds: Annotated[float | None, typer.Option(
         "--max-seconds", help="Skip configurations whose roofline time per forward exceeds this.")] = None,
+    mode: Annotated[Mode, typer.Option(
+        help="inference (one forward) or train (one training step: forward, loss, backward, optimizer step; "
+             "bf16/fp16 mean autocast over float32 weights).")] = Mode.inference,
+    optimizer: Annotated[Optimizer | None, typer.Option(
+        help="--mode train: none, sgd (with momentum) or adamw (the default).")] = None,
+    checkpoint: Annotated[str | None, typer.Option(
+        help="--mode train: activation checkpointing, none (the default), block, or N blocks per checkpointed "
+             "run.")] = None,
     fmt: FormatOpt = Format.table,
     output: OutputOpt = None,
 ) -> None:
@@ -77,9 +90,14 @@ def profile(
     sweep goes on. Every row records the device, torch version, dtype, batch, attention kernel and
     threads. The memory wall is the largest square input whose forward fits in --device-memory.
 
+    With --mode train each row is one training step: the predicted parts (weights, gradients, optimizer
+    state, saved activations, backward and step peaks), the step's FLOPs and roofline time, beside a real
+    step of the reference net measured part by part and timed (median of --repeats steps after --warmup).
+
     Examples: [bold]vitcost profile -m vit_b16 swin_t -r 224 512 1024 --device cuda --dtype bf16 --attn flash[/bold];
     [bold]vitcost profile -m vit_ti16 -r 64 --device cpu --threads 2 -f json -o profile.json[/bold];
-    [bold]vitcost profile -m igpt_l vit_l16 --predict-only --device-memory 80GB --dtype bf16[/bold].
+    [bold]vitcost profile -m igpt_l vit_l16 --predict-only --device-memory 80GB --dtype bf16[/bold];
+    [bold]vitcost profile -m vit_s16 swin_t -r 224 --mode train --optimizer adamw --checkpoint block[/bold].
     """
     from vitcost.analytic.hardware import TB
     from vitcost.cli.output import check_output
@@ -93,7 +111,8 @@ def profile(
                         device_memory=_one_size(device_memory, parse_bytes),
                         hardware=hardware.value if hardware is not None else None, peak_tflops=peak_tflops,
                         bandwidth=bandwidth * TB if bandwidth is not None else None, predict_only=predict_only,
-                        threads=threads, max_seconds=max_seconds)
+                        threads=threads, max_seconds=max_seconds, mode=mode.value, optimizer=optimizer,
+                        checkpoint=checkpoint)
     session = ProfileSession(cfg)
     rows = _run_with_progress(session)
     if fmt is Format.table and output is None:
@@ -129,14 +148,15 @@ def _run_with_progress(session: Any) -> list[dict[str, Any]]:
 
 def _format(rows: list[dict[str, Any]], fmt: Format, session: Any) -> str:
     from vitcost.report import formats
-    from vitcost.report.profile_tables import profile_cells, profile_title
+    from vitcost.report.profile_tables import profile_cells, profile_title, train_cells
 
     if fmt is Format.json:
         return formats.to_json(rows)
     if fmt is Format.csv:
         return formats.to_csv(rows)
     # markdown, or a table sent to a file: the table's title line comes along
-    return f"**{profile_title(session)}**\n\n" + formats.to_markdown(*profile_cells(rows))
+    cells = train_cells if session.cfg.mode == "train" else profile_cells
+    return f"**{profile_title(session)}**\n\n" + formats.to_markdown(*cells(rows))
 
 
 def _one_size(values: list[str] | None, parse: Any) -> int | None:

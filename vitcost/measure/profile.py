@@ -12,6 +12,15 @@ total (weights + input + activation peak) is checked against the free memory: a 
 cannot fit is skipped with the figure it needs, and a real out-of-memory error is caught and marked,
 so a sweep always runs to its end.
 
+With mode "train" a row is one training step instead (forward, cross-entropy loss, backward, optimizer
+step; `TRAIN_COLUMNS`): the predicted parts (`vitcost.analytic.train_memory.train_memory`: weights,
+gradients, optimizer state, saved activations, backward and step peaks), the step's FLOPs with the forward
+checkpointing runs again, and a roofline time (`vitcost.analytic.savings.train_roofline`); measured, the
+same parts on the reference net (`vitcost.measure.train_memory.measure_train_step`, live tensors, the
+float32 net under autocast for bf16/fp16, checkpointing per run of blocks), the allocator's step peak
+(CUDA: max_memory_allocated over one timed step; CPU: torch.profiler's records) and the median time of
+whole steps after warm-up.
+
 Rows carry the environment (device, its name, torch version, dtype, batch, attention kernel, threads)
 so that a saved file explains itself. torch is imported only when something is measured.
 """
@@ -34,6 +43,7 @@ from vitcost.errors import VitcostError
 from vitcost.vocab import Dtype, Kernel, parse_dtype, parse_kernel, parse_resolutions, res_label, whole
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
+MODES = ("inference", "train")
 
 # Columns every row has, in order (the HTML report reads these names).
 COLUMNS = ("model", "family", "res", "batch", "dtype", "attn", "attn_backend", "device", "device_name",
@@ -45,6 +55,17 @@ COLUMNS = ("model", "family", "res", "batch", "dtype", "attn", "attn_backend", "
            "predicted_total_bytes", "predicted_train_bytes", "predicted_attn_bytes", "measured_attn_bytes",
            "predicted_attn_peak_bytes", "measured_attn_peak_bytes", "achieved_tflops", "peak_fraction",
            "peak_tflops", "bandwidth_tbps", "device_memory_bytes", "memory_wall_res", "spec")
+
+# The parts of a training step that --mode train predicts and measures (`TrainMemory.parts()` names).
+TRAIN_PARTS = ("weights", "gradients", "optimizer_state", "activations_saved", "backward_peak", "step_peak")
+# Columns of every --mode train row, in order.
+TRAIN_COLUMNS = ("model", "family", "res", "batch", "dtype", "attn", "mode", "optimizer", "checkpoint", "device",
+                 "device_name", "torch_version", "threads", "status", "note", "params", "step_flops",
+                 "recompute_flops", "hardware", "predicted_time_s", "measured_time_s", "time_spread_s", "time_ratio",
+                 *(f"predicted_{k}_bytes" for k in TRAIN_PARTS), *(f"measured_{k}_bytes" for k in TRAIN_PARTS),
+                 "step_peak_ratio", "predicted_peak_at", "measured_backward_peak_op", "input_bytes",
+                 "predicted_weight_casts_bytes", "measured_weight_casts_bytes", "mem_method",
+                 "measured_alloc_step_peak_bytes", "alloc_method", "spec")
 
 
 @dataclass
@@ -67,7 +88,11 @@ class ProfileConfig:
     threads: int | None = None
     max_seconds: float | None = None  # skip runs whose predicted forward time exceeds this
     set_items: list[str] | None = None  # --set overrides (see vitcost.design.resolve_designs)
+    mode: str = "inference"  # inference (one forward) | train (one training step)
+    optimizer: Any = None  # train: none | sgd | adamw (default adamw)
+    checkpoint: Any = None  # train: none | block | N blocks per checkpointed run (default none)
     sizes: list[tuple[int, int]] = field(init=False, default_factory=list)
+    every: int = field(init=False, default=0)  # train: the checkpoint as blocks per run, 0 = none
 
     def __post_init__(self) -> None:
         self.attn = parse_kernel(self.attn)
@@ -80,6 +105,18 @@ class ProfileConfig:
         if self.max_seconds is not None and not self.max_seconds > 0:
             raise VitcostError(f"--max-seconds must be positive, got {self.max_seconds}.")
         self.sizes = parse_resolutions(self.res)
+        self.mode = str(getattr(self.mode, "value", self.mode))
+        if self.mode not in MODES:
+            raise VitcostError(f"unknown mode {self.mode!r}; choose from {', '.join(MODES)}.")
+        if self.mode != "train":
+            if self.optimizer is not None or self.checkpoint is not None:
+                raise VitcostError("--optimizer and --checkpoint describe a training step: add --mode train.")
+            return
+        from vitcost.analytic.train_memory import parse_checkpoint, parse_optimizer
+
+        self.optimizer = parse_optimizer(getattr(self.optimizer, "value", self.optimizer) or "adamw")
+        self.every = parse_checkpoint(self.checkpoint)
+        self.checkpoint = {0: "none", 1: "block"}.get(self.every, str(self.every))
 
 
 @dataclass(frozen=True)
@@ -316,6 +353,98 @@ def _one_line(err: BaseException) -> str:
     return text[:200] + ("..." if len(text) > 200 else "")
 
 
+def train_row(p: Design, est: Estimate, cfg: ProfileConfig, env: Environment, hw: Hardware) -> dict[str, Any]:
+    """The --mode train row of one design at one resolution: the predicted step (`train_memory`'s parts,
+    the step's FLOPs with the recomputed forward, `train_roofline`'s time), and unless predict_only the
+    measured one (`measure_train_step`'s parts, the median step time)."""
+    from vitcost.analytic.cost import project
+    from vitcost.analytic.savings import train_roofline
+    from vitcost.analytic.train_memory import train_memory
+    from vitcost.analytic.training import train_cost
+
+    tm = train_memory(est, cfg.optimizer, cfg.every or None, cfg.attn, env.device)
+    parts = tm.parts()
+    recompute = project(tm.recompute, "flops")
+    row: dict[str, Any] = dict.fromkeys(TRAIN_COLUMNS)
+    row.update({
+        "model": p.name, "family": p.family, "res": res_label(est.res), "batch": est.batch, "dtype": est.dtype.value,
+        "attn": cfg.attn.value, "mode": "train", "optimizer": cfg.optimizer, "checkpoint": cfg.checkpoint,
+        **env.row(), "status": "predicted", "note": "", "params": est.params,
+        "step_flops": train_cost(est).count("flops") + recompute, "recompute_flops": recompute, "hardware": hw.name,
+        "predicted_time_s": train_roofline(est, hw, tm.recompute), "predicted_peak_at": tm.peak_at,
+        "input_bytes": tm.input, "predicted_weight_casts_bytes": tm.weight_casts, "spec": spec_dict(p.spec),
+        **{f"predicted_{k}_bytes": parts[k] for k in TRAIN_PARTS},
+    })
+    return row if cfg.predict_only else measure_train_row(row, p, est, cfg, env)
+
+
+def measure_train_row(row: dict[str, Any], p: Design, est: Estimate, cfg: ProfileConfig,
+                      env: Environment) -> dict[str, Any]:
+    """Build the reference net in float32 (bf16/fp16: autocast over forward and loss), measure one
+    steady-state training step part by part, then time whole steps; fills `row`."""
+    torch = _torch()
+    from vitcost.analytic.peaks import split_blocks
+    from vitcost.measure.train_memory import measure_train_step, time_train_step
+    from vitcost.nets import build
+    from vitcost.nets.build import torch_dtype
+
+    free = torch.cuda.mem_get_info()[0] if env.device == "cuda" else _cpu_free()
+    need = row["predicted_step_peak_bytes"]
+    if free is not None and need > free:
+        row.update(status="skipped", note=f"needs {_fmt_gib(need)} > {_fmt_gib(free)} free")
+        return row
+    if cfg.max_seconds is not None and row["predicted_time_s"] > cfg.max_seconds:
+        row.update(status="skipped", note=f"predicted {row['predicted_time_s']:.3g} s per step > --max-seconds "
+                                          f"{cfg.max_seconds:g}")
+        return row
+    amp = None if cfg.dtype is Dtype.fp32 else torch_dtype(cfg.dtype)
+    blocks = [(b.p, b.stage) for b in split_blocks(est.ops)[1]] if cfg.every else None
+    context = _sdpa_context(cfg.attn)
+    net = x = None
+    failure: tuple[str, str] | None = None
+    try:
+        with context() if context is not None else _null():
+            net = build(p, est.res, attn=cfg.attn.net_mode, device=env.device)
+            x = torch.randn(est.batch, p.spec.in_chans, *est.res, device=env.device)
+            mem = measure_train_step(net, x, optimizer=cfg.optimizer, amp=amp, checkpoint=blocks, every=cfg.every or 1,
+                                     allocator=env.device == "cpu")
+            _release(env.device)
+            timing, cuda_peak = time_train_step(net, x, optimizer=cfg.optimizer, amp=amp, warmup=cfg.warmup,
+                                                repeats=cfg.repeats)
+    except Exception as err:  # noqa: BLE001  (an OOM or an unavailable kernel ends this row, not the sweep)
+        failure = _classify(err, cfg.attn)
+        if failure is None:
+            raise
+    finally:
+        net = x = None
+    _release(env.device)
+    if failure is not None:
+        row.update(status=failure[0], note=failure[1])
+        return row
+    measured = {"weights": mem.weights_bytes, "gradients": mem.gradients_bytes,
+                "optimizer_state": mem.optimizer_state_bytes, "activations_saved": mem.activations_saved_bytes,
+                "backward_peak": mem.backward_peak_bytes, "step_peak": mem.step_peak_bytes}
+    alloc = cuda_peak if env.device == "cuda" else mem.allocator_step_peak_bytes
+    row.update({
+        "status": "ok", "threads": timing.threads, "measured_time_s": timing.median_s,
+        "time_spread_s": timing.spread_s,
+        "time_ratio": timing.median_s / row["predicted_time_s"] if row["predicted_time_s"] else None,
+        **{f"measured_{k}_bytes": measured[k] for k in TRAIN_PARTS},
+        "step_peak_ratio": mem.step_peak_bytes / row["predicted_step_peak_bytes"],
+        "measured_backward_peak_op": mem.backward_peak_op, "measured_weight_casts_bytes": mem.weight_cast_bytes,
+        "mem_method": mem.method, "measured_alloc_step_peak_bytes": alloc,
+        "alloc_method": ("torch.cuda.max_memory_allocated over one timed step" if env.device == "cuda" else
+                         "torch.profiler memory records over one step, plus the resident bytes"),
+    })
+    return row
+
+
+def _null() -> Any:
+    import contextlib
+
+    return contextlib.nullcontext()
+
+
 class ProfileSession:
     """One sweep: the environment, the roofline device and the memory budget are resolved once."""
 
@@ -339,7 +468,10 @@ class ProfileSession:
         return self._walls[p.name]
 
     def walls(self) -> list[dict[str, Any]]:
-        """One row per model: the largest square resolution whose forward fits in the budget."""
+        """One row per model: the largest square resolution whose forward fits in the budget (none in
+        train mode: `vitcost compare --mode train --device-memory` solves the training step's wall)."""
+        if self.cfg.mode == "train":
+            return []
         out = []
         seen: set[str] = set()
         for p, _ in self.plan:
@@ -357,6 +489,8 @@ class ProfileSession:
         """The row of one design at one resolution: predicted, and measured unless predict_only."""
         cfg, env = self.cfg, self.env
         est = self._estimates[(p.name, res)]
+        if cfg.mode == "train":
+            return train_row(p, est, cfg, env, self.hw)
         wall = self.wall(p)
         pred = predict_memory(est, cfg.attn, env.device, env.threads)  # the allocator level depends on the device
         roof = roofline(est, self.hw, cfg.attn)
@@ -373,5 +507,6 @@ def run_profile(cfg: ProfileConfig) -> list[dict[str, Any]]:
     return list(ProfileSession(cfg).rows())
 
 
-__all__ = ["ProfileConfig", "ProfileSession", "Environment", "COLUMNS", "DEVICE_CHOICES",
+__all__ = ["ProfileConfig", "ProfileSession", "Environment", "COLUMNS", "TRAIN_COLUMNS", "TRAIN_PARTS", "MODES",
+           "DEVICE_CHOICES", "train_row",
            "environment", "resolve_hardware", "plan", "run_profile"]

@@ -278,3 +278,73 @@ def measure_train_step(net: nn.Module, x: torch.Tensor, *, optimizer: str = "ada
 
 
 __all__ = ["TrainStepMemory", "measure_train_step", "checkpoint_blocks", "optimizer_for"]
+
+
+def time_train_step(net: nn.Module, x: torch.Tensor, *, optimizer: str = "adamw", amp: torch.dtype | None = None,
+                    warmup: int = 1, repeats: int = 3, seed: int = 0) -> tuple[Any, int | None]:
+    """Time whole training steps of `net` (already prepared: checkpointing applied, on its device) on the
+    batch `x`: `warmup` untimed steps (the first creates the optimizer state), then `repeats` timed ones,
+    each from `zero_grad(set_to_none=True)` to the end of the optimizer step. On CUDA each step is
+    bracketed by events, and the allocator's peak over the first timed step is returned beside the
+    timing (`max_memory_allocated`, everything resident included); None on the CPU.
+    Returns (`vitcost.measure.timing.Timing`, that peak)."""
+    import statistics
+    import time
+
+    from vitcost.measure.timing import Timing, spread
+
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"need at least one repeat and no negative warm-up, got {repeats}, {warmup}")
+    torch.manual_seed(seed)
+    net.train()
+    params = [p for p in net.parameters() if p.requires_grad]
+    opt = optimizer_for(params, optimizer)
+    autocast = (lambda: torch.autocast(x.device.type, dtype=amp)) if amp is not None else contextlib.nullcontext
+    with torch.no_grad(), autocast():
+        out_shape = net(x).shape
+    y = torch.randint(0, out_shape[-1], out_shape[:-1], device=x.device)
+    cuda = x.device.type == "cuda"
+
+    def step() -> None:
+        if opt is not None:
+            opt.zero_grad(set_to_none=True)
+        else:
+            for p in params:
+                p.grad = None
+        with autocast():
+            out = net(x)
+            loss = F.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1))
+        del out
+        loss.backward()
+        if opt is not None:
+            opt.step()
+
+    for _ in range(warmup):
+        step()
+    times: list[float] = []
+    peak = None
+    for i in range(repeats):
+        if cuda:
+            torch.cuda.synchronize(x.device)
+            if i == 0:
+                torch.cuda.reset_peak_memory_stats(x.device)
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            step()
+            end.record()
+            torch.cuda.synchronize(x.device)
+            times.append(start.elapsed_time(end) / 1e3)
+            if i == 0:
+                peak = torch.cuda.max_memory_allocated(x.device)
+        else:
+            t0 = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - t0)
+    for p in params:
+        p.grad = None
+    timing = Timing(statistics.median(times), spread(times), min(times), max(times), tuple(times), warmup,
+                    str(x.device), torch.get_num_threads())
+    return timing, peak
+
+
+__all__ += ["time_train_step"]

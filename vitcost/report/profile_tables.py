@@ -10,6 +10,8 @@ from vitcost.report.units import seconds
 
 PROFILE_HEADER = ["model", "res", "status", "kernel", "live pred", "live meas", "ratio", "alloc pred", "alloc meas",
                   "ratio", "time pred", "time meas", "ratio", "TFLOP/s", "of peak", "note"]
+TRAIN_HEADER = ["model", "res", "status", "step pred", "step meas", "ratio", "saved pred", "saved meas", "ratio",
+                "alloc meas", "time pred", "time meas", "ratio", "note"]
 WALL_HEADER = ["model", "largest input", "needs", "next size", "needs", "limited by"]
 
 
@@ -32,10 +34,7 @@ def profile_cells(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]
     live tensors (the tracker's peak) and the allocator (live tensors plus kernel scratch)."""
     cells = []
     for r in rows:
-        spread = r.get("time_spread_s")
-        measured = seconds(r.get("measured_time_s"))
-        if r.get("measured_time_s") and spread:
-            measured += f" ±{spread / 2 / r['measured_time_s']:.0%}"
+        measured = _measured_time(r)
         tflops = r.get("achieved_tflops")
         frac = r.get("peak_fraction")
         cells.append([str(r["model"]), str(r["res"]), str(r["status"]), str(r.get("attn_backend") or r["attn"]),
@@ -48,12 +47,37 @@ def profile_cells(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]
     return PROFILE_HEADER, cells
 
 
+def _measured_time(r: dict[str, Any]) -> str:
+    spread = r.get("time_spread_s")
+    measured = seconds(r.get("measured_time_s"))
+    if r.get("measured_time_s") and spread:
+        measured += f" ±{spread / 2 / r['measured_time_s']:.0%}"
+    return measured
+
+
+def train_cells(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """--mode train: the step peak and the saved activations (live tensors) and the step time, predicted
+    vs measured, with the allocator's measured step peak beside them; ratios are measured / predicted."""
+    cells = []
+    for r in rows:
+        saved_p, saved_m = r.get("predicted_activations_saved_bytes"), r.get("measured_activations_saved_bytes")
+        cells.append([str(r["model"]), str(r["res"]), str(r["status"]), _bytes(r.get("predicted_step_peak_bytes")),
+                      _bytes(r.get("measured_step_peak_bytes")), _ratio(r.get("step_peak_ratio")), _bytes(saved_p),
+                      _bytes(saved_m), _ratio(_over(saved_m, saved_p)), _bytes(r.get("measured_alloc_step_peak_bytes")),
+                      seconds(r.get("predicted_time_s")), _measured_time(r), _ratio(r.get("time_ratio")),
+                      str(r.get("note") or "")])
+    return TRAIN_HEADER, cells
+
+
 def profile_title(session: Any) -> str:
-    """The table's title: device, torch, threads, batch, dtype and kernel (also heads the Markdown export)."""
+    """The table's title: device, torch, threads, batch, dtype and kernel, and in train mode the optimizer and
+    the checkpointing (also heads the Markdown export)."""
     cfg, env = session.cfg, session.env
     where = f"{env.device_name} ({env.device}, torch {env.torch_version or 'absent'}, threads={env.threads})"
+    mode = getattr(cfg, "mode", "inference")
+    train = (f"; mode train, optimizer {cfg.optimizer}, checkpoint {cfg.checkpoint}" if mode == "train" else "")
     return (f"vitcost profile — {'predicted for' if cfg.predict_only else 'measured on'} {where}; batch {cfg.batch}, "
-            f"{cfg.dtype}, attention {cfg.attn}")
+            f"{cfg.dtype}{' autocast' if train and str(cfg.dtype) != 'fp32' else ''}, attention {cfg.attn}{train}")
 
 
 def profile_renderables(rows: list[dict[str, Any]], walls: list[dict[str, Any]], session: Any) -> list[Any]:
@@ -64,13 +88,21 @@ def profile_renderables(rows: list[dict[str, Any]], walls: list[dict[str, Any]],
 
     cfg, hw = session.cfg, session.hw
     title = profile_title(session)
-    caption = ("live: peak live tensors on top of weights and input (measured by a tensor tracker); alloc: the "
+    train = getattr(cfg, "mode", "inference") == "train"
+    train_caption = ("step: one training step's peak live tensors, everything resident included (weights, optimizer "
+                     "state, batch; measured by a tensor tracker per phase); saved: the activations the forward leaves "
+                     "for the backward; alloc meas: the allocator's step peak (CUDA's max_memory_allocated, on the CPU "
+                     f"torch.profiler's memory records). time: the step's roofline on {hw.name}"
+                     f"{' (indicative figures)' if hw.indicative else ''}; measured median of whole steps ± half the "
+                     "interquartile range. ratio = measured / predicted.")
+    caption = train_caption if train else (
+               "live: peak live tensors on top of weights and input (measured by a tensor tracker); alloc: the "
                "allocator level, live tensors plus the kernels' scratch buffers (measured by CUDA's "
                f"max_memory_allocated, on the CPU by torch.profiler's memory records). time: roofline on {hw.name} at "
                f"{hw.peak(cfg.dtype) / 1e12:g} TFLOP/s and {hw.bandwidth / 1e12:g} TB/s"
                f"{' (indicative figures)' if hw.indicative else ''}; measured median ± half the interquartile "
                "range. ratio = measured / predicted. TFLOP/s = 2 x MACs / measured time.")
-    header, cells = profile_cells(rows)
+    header, cells = train_cells(rows) if train else profile_cells(rows)
     header, cells = header[:-1], [c[:-1] for c in cells]  # notes are listed under the table
     table = Table(title=title, caption=caption, header_style="bold")
     for i, h in enumerate(header):
