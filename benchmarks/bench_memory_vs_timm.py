@@ -19,7 +19,15 @@ timm installed, e.g.
 
     /work/timm-venv/bin/python benchmarks/bench_memory_vs_timm.py [--threads 1 2] [--quick]
 
-`reports/memory_vs_timm.txt` is this script's output with `--threads 1 2`.
+`reports/memory_vs_timm.txt` is this script's output with `--threads 1 2`, then its second section the
+output with `--train`.
+
+With `--train` the script compares one training step instead (`train_sweep`): ViT-S/16, Swin-T, ConvNeXt-T,
+ResNet-50 and MViTv2-T at 224 px, batch 2, AdamW, in fp32 and under bf16 autocast, each without and with
+timm's own activation checkpointing (`model.set_grad_checkpointing(True)`). timm's step is measured by
+`vitcost.measure.train_memory.measure_train_step` (the second step, so AdamW's state is resident; live
+tensors per phase with the LiveTensorTracker, the allocator's step peak from torch.profiler's records
+beside it) and vitcost predicts it with `train_memory(..., checkpoint="block")` for timm's checkpointing.
 """
 
 from __future__ import annotations
@@ -83,7 +91,10 @@ def main() -> int:
     parser.add_argument("--threads", type=int, nargs="+", default=[1],
                         help="CPU thread counts, each a sweep of its own (default 1)")
     parser.add_argument("--quick", action="store_true", help="the first resolution and batch 1 only")
+    parser.add_argument("--train", action="store_true", help="one training step instead of a forward")
     args = parser.parse_args()
+    if args.train:
+        return train_sweep(args.threads[0])
 
     import torch
 
@@ -166,6 +177,92 @@ def sweep(args: Any, threads: int, worst: dict[str, list[float]]) -> None:
                           f"{live:6.4f} {_mib(pred.allocator_peak_bytes):>11s} "
                           f"{_mib(measured.allocator_peak_bytes):>11s} {alloc:6.4f}  {scores}", flush=True)
                     del model
+
+
+# family -> (vitcost preset, timm model, kernel timm runs with fused_attn off). One resolution, batch 2.
+TRAIN_CASES: dict[str, tuple[str, str]] = {
+    "vit": ("vit_s16", "vit_small_patch16_224"),
+    "swin": ("swin_t", "swin_tiny_patch4_window7_224"),
+    "convnext": ("convnext_tiny", "convnext_tiny"),
+    "resnet": ("resnet50", "resnet50"),
+    "mvit": ("mvitv2_t", "mvitv2_tiny"),
+}
+TRAIN_RES, TRAIN_BATCH = 224, 2
+TRAIN_TARGET = {"fp32": 0.10, "bf16": 0.15}  # checkpointing in fp32: 0.10 too
+
+# What timm's set_grad_checkpointing(True) wraps, read from timm's forward code, against vitcost's
+# checkpoint="block" (one non-reentrant torch.utils.checkpoint run per block of a stage, the blocks the
+# analytic walker names). timm's checkpoint_seq / checkpoint default to use_reentrant=False (TIMM_REENTRANT_CKPT
+# unset), as vitcost's model assumes.
+TIMM_CHECKPOINTING = {
+    "vit": "checkpoint_seq(blocks): each of the 12 blocks (patch embed, norm and head outside) -- same",
+    "swin": "per stage checkpoint_seq(stage.blocks): each block; the patch merging outside -- same",
+    "convnext": "per stage checkpoint_seq(stage.blocks): each block; the stage's downsample outside -- same",
+    "resnet": "checkpoint_seq(layer1..layer4, flatten=True): each bottleneck; the stem outside -- same",
+    "mvit": "per stage checkpoint(blk, x, feat_size): each block -- same",
+}
+
+
+def train_sweep(threads: int) -> int:
+    """timm's training step against `train_memory`, one row per family x dtype x checkpointing."""
+    import timm
+    import torch
+
+    from vitcost.analytic.estimate import estimate
+    from vitcost.analytic.train_memory import train_memory
+    from vitcost.measure.train_memory import measure_train_step
+    from vitcost.zoo import get_preset
+
+    torch.set_num_threads(threads)
+    print(f"vitcost predicted / timm measured training step: timm {timm.__version__}, torch {torch.__version__}, "
+          f"CPU, {threads} thread(s), {TRAIN_RES} px, batch {TRAIN_BATCH}, AdamW (torch's single-tensor CPU "
+          "default), cross-entropy on 1000 classes, timm's math attention (fused_attn off); the second step is "
+          "measured (AdamW's state resident). step = resident (weights, AdamW state, batch) + the largest phase "
+          "peak of tracked live tensors (LiveTensorTracker per phase); saved = the activations the forward leaves "
+          "for the backward; alloc = torch.profiler's allocation records over the step plus the resident bytes "
+          "(shown, not predicted: it adds oneDNN's scratch)")
+    header = (f"{'family':9s} {'timm model':29s} {'dtype':5s} {'ckpt':5s} {'step pred':>11s} {'step meas':>11s} "
+              f"{'ratio':>6s} {'saved pred':>11s} {'saved meas':>11s} {'ratio':>6s} {'alloc meas':>11s}  "
+              "peak at (predicted)")
+    print(header)
+    print("-" * len(header))
+    worst: dict[tuple[str, str], float] = {}
+    start = time.perf_counter()
+    for family, (preset_name, name) in TRAIN_CASES.items():
+        timm_name(get_preset(preset_name), name)
+        for dtype in ("fp32", "bf16"):
+            for ckpt in (False, True):
+                torch.manual_seed(0)
+                model, _ = build_timm(name, TRAIN_RES, False, fused=False)
+                if ckpt:
+                    model.set_grad_checkpointing(True)
+                x = torch.randn(TRAIN_BATCH, 3, TRAIN_RES, TRAIN_RES)
+                m = measure_train_step(model, x, optimizer="adamw", amp=None if dtype == "fp32" else torch.bfloat16,
+                                       allocator=True)
+                est = estimate(preset_name, TRAIN_RES, TRAIN_BATCH, dtype, "math")
+                p = train_memory(est, "adamw", "block" if ckpt else None, "math", "cpu")
+                step = p.step_peak / m.step_peak_bytes
+                saved = p.activations_saved / m.activations_saved_bytes
+                key = (family, "bf16" if dtype == "bf16" else ("fp32 ckpt" if ckpt else "fp32"))
+                worst[key] = max(worst.get(key, 1.0), step, key=lambda r: abs(r - 1))
+                print(f"{family:9s} {name:29s} {dtype:5s} {'block' if ckpt else 'none':5s} "
+                      f"{_mib(p.step_peak):>11s} {_mib(m.step_peak_bytes):>11s} {step:6.4f} "
+                      f"{_mib(p.activations_saved):>11s} {_mib(m.activations_saved_bytes):>11s} {saved:6.4f} "
+                      f"{_mib(m.allocator_step_peak_bytes):>11s}  {p.peak_at}", flush=True)
+                del model, m
+    print()
+    print("worst step-peak ratio per family (target: within 10% in fp32 with and without checkpointing, 15% bf16)")
+    ok = True
+    for (family, what), r in worst.items():
+        inside = abs(r - 1) <= TRAIN_TARGET["bf16" if what == "bf16" else "fp32"]
+        ok &= inside
+        print(f"{family:9s} {what:10s} {r:7.4f}  {'yes' if inside else 'NO'}")
+    print()
+    print("timm's set_grad_checkpointing(True) against vitcost's checkpoint=\"block\":")
+    for family, text in TIMM_CHECKPOINTING.items():
+        print(f"  {family:9s} {text}")
+    print(f"{time.perf_counter() - start:.0f} s")
+    return 0 if ok else 1
 
 
 def _mib(n: int) -> str:
