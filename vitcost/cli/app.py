@@ -172,8 +172,8 @@ def main(argv: list[str] | None = None) -> None:
     no_args_help = getattr(click, "NoArgsIsHelpError", ())  # click >= 8.2
     args = _spread_multi(list(sys.argv[1:] if argv is None else argv))
     module = _command_module(args)
-    load_commands([module] if module else None)  # all of them for `--help` or an unknown command
     try:
+        load_commands([module] if module else None)  # all of them for `--help` or an unknown command
         rv = app(args=args, prog_name="vitcost", standalone_mode=False)
     except exits as e:
         raise SystemExit(e.exit_code) from None
