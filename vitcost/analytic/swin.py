@@ -73,6 +73,27 @@ def complexity(spec: SwinSpec) -> str:
 # Memory
 
 
+def shifted_window_pass(peak: PeakSteps, blk: Block, x: int, xin: int, b: int, e: int, attention: Any) -> None:
+    """The window pass of timm's Swin blocks (V1 and V2): roll (shifted blocks) -> pad -> partition ->
+    window attention -> reverse -> crop (padded grids) -> roll back, `xin` bytes alive besides.
+    `attention(base)` records the attention's own steps on top of `base` and returns its output bytes."""
+    a = blk.attention()
+    xp = blk.out("attn.qkv") // 3  # the padded grid: qkv runs on every padded token
+    shifted = a.terms == 2
+    copy = xp if a.batch > b else 0  # window_partition / window_reverse copy unless one window spans the grid
+    if shifted:
+        peak.at(xin + x * e, f"{blk.p} roll")
+    peak.at(xin + ((x if shifted else 0) + xp) * e, f"{blk.p} pad")
+    out = attention(xin + (xp + copy) * e)
+    peak.at(xin + (xp + 2 * copy + out) * e, f"{blk.p} window_reverse")
+    alive = xin + (xp + copy + out) * e  # the padded grid dies unless the partition is its view
+    if xp != x:
+        peak.at(alive + x * e, f"{blk.p} crop")
+        alive += (x - copy) * e  # the reversed copy dies once cropped
+    if shifted:
+        peak.at(alive + x * e, f"{blk.p} roll back")
+
+
 def window_block_memory(peak: PeakSteps, blk: Block, spec: Any, b: int, e: int, fused: bool, outer: int) -> None:
     """nets.swin.SwinBlock, as timm's SwinTransformerBlock: x = x + _attn(norm1(x)) with _attn = roll ->
     pad -> partition -> window attention -> reverse -> crop -> roll back, each step rebinding its name,
@@ -87,23 +108,8 @@ def window_block_memory(peak: PeakSteps, blk: Block, spec: Any, b: int, e: int, 
     window wide and several high they are views in timm too, which this model (seeing only the number
     of windows) counts as copies."""
     x = blk.out("norm1")
-    a = blk.attention()
-    xp = blk.out("attn.qkv") // 3  # the padded grid: qkv runs on every padded token
-    shifted = a.terms == 2
-    padded = xp != x
-    copy = xp if a.batch > b else 0  # window_partition / window_reverse copy unless one window spans the grid
     xin = outer + 2 * x * e  # the block input, norm1's output (_attn's argument)
-    if shifted:
-        peak.at(xin + x * e, f"{blk.p} roll")
-    peak.at(xin + ((x if shifted else 0) + xp) * e, f"{blk.p} pad")
-    out = timm_window_attention(peak, blk, xin + (xp + copy) * e, b, e, fused)
-    peak.at(xin + (xp + 2 * copy + out) * e, f"{blk.p} window_reverse")
-    alive = xin + (xp + copy + out) * e  # the padded grid dies unless the partition is its view
-    if padded:
-        peak.at(alive + x * e, f"{blk.p} crop")
-        alive += (x - copy) * e  # the reversed copy dies once cropped
-    if shifted:
-        peak.at(alive + x * e, f"{blk.p} roll back")
+    shifted_window_pass(peak, blk, x, xin, b, e, lambda base: timm_window_attention(peak, blk, base, b, e, fused))
     peak.at(outer + 3 * x * e, f"{blk.p} residual")  # block input, _attn's result, their sum
     mlp(peak, blk.p, outer + 2 * x * e, x, blk.out("mlp.fc1"), blk.out("mlp.fc2"), e)
 

@@ -32,7 +32,7 @@ from typing import Any
 
 from vitcost.analytic.ints import ceil_div, floor_div
 from vitcost.analytic.peaks import Block, PeakSteps, kept_scores_attention, mlp, norm_stats
-from vitcost.analytic.swin import window_and_shift
+from vitcost.analytic.swin import shifted_window_pass, window_and_shift
 from vitcost.analytic.trace import Trace
 from vitcost.analytic.transformer import padded
 from vitcost.errors import SpecError
@@ -136,23 +136,9 @@ def block_memory(peak: PeakSteps, blk: Block, spec: SwinV2Spec, b: int, e: int, 
     Inside the attention (`cosine_window_attention_memory`) qkv stays referenced until the module returns.
     The MLP reads x itself (the norms come after), so through it the block input and the new x are alive."""
     x = blk.out("norm1")
-    a = blk.attention()
-    xp = blk.out("attn.qkv") // 3  # the padded grid: qkv runs on every padded token
-    shifted = a.terms == 2
-    padded = xp != x
-    copy = xp if a.batch > b else 0  # window_partition / window_reverse copy unless one window spans the grid
     xin = outer + x * e  # the block input (_attn's argument)
-    if shifted:
-        peak.at(xin + x * e, f"{blk.p} roll")
-    peak.at(xin + ((x if shifted else 0) + xp) * e, f"{blk.p} pad")
-    out = cosine_window_attention_memory(peak, blk, xin + (xp + copy) * e, b, e, fused)
-    peak.at(xin + (xp + 2 * copy + out) * e, f"{blk.p} window_reverse")
-    alive = xin + (xp + copy + out) * e  # the padded grid dies unless the partition is its view
-    if padded:
-        peak.at(alive + x * e, f"{blk.p} crop")
-        alive += (x - copy) * e  # the reversed copy dies once cropped
-    if shifted:
-        peak.at(alive + x * e, f"{blk.p} roll back")
+    shifted_window_pass(peak, blk, x, xin, b, e,
+                        lambda base: cosine_window_attention_memory(peak, blk, base, b, e, fused))
     norm1, norm2 = blk.find("norm1"), blk.find("norm2")
     peak.at(xin + 2 * x * e + norm_stats(norm1), f"{blk.p}.norm1")  # _attn's result and its norm
     peak.at(xin + 2 * x * e, f"{blk.p} residual")  # the norm and the sum
