@@ -63,6 +63,17 @@ def _coerce(spec: object, name: str, kind: str, value: Any) -> Any:
     raise TypeError(f"unsupported spec field type {kind}")  # a programming error, not user input
 
 
+_PLAIN = {"int": int, "float": float, "bool": bool, "str": str}  # values of these exact types pass as they are
+_KINDS: dict[type, tuple[tuple[str, str], ...]] = {}
+
+
+def _kinds(cls: type) -> tuple[tuple[str, str], ...]:
+    """(field name, annotated type) of a spec class, read once."""
+    if cls not in _KINDS:
+        _KINDS[cls] = tuple((f.name, str(f.type)) for f in fields(cls))
+    return _KINDS[cls]
+
+
 SPEC_CLASSES: dict[str, type] = {}  # family name -> spec class, filled as each class is defined
 
 
@@ -105,8 +116,10 @@ class SpecBase:
         SPEC_CLASSES[cls.family] = cls
 
     def __post_init__(self) -> None:
-        for f in fields(self):  # type: ignore[arg-type]
-            object.__setattr__(self, f.name, _coerce(self, f.name, str(f.type), getattr(self, f.name)))
+        for name, kind in _kinds(type(self)):
+            value = getattr(self, name)
+            if type(value) is not _PLAIN.get(kind):  # exactly the annotated type: nothing to check or convert
+                object.__setattr__(self, name, _coerce(self, name, kind, value))
         self.validate()
 
     def validate(self) -> None:  # pragma: no cover - every family overrides it

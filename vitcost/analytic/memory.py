@@ -208,9 +208,14 @@ def _downsampling_stages(ops: Sequence[Op], blocks: list[Block]) -> set[str]:
     return out & {blk.stage for blk in blocks}
 
 
-def activation_steps(est: Estimate, attn: Any = Kernel.math, device: str = "cpu", threads: int = 1) -> PeakSteps:
+def activation_steps(est: Estimate, attn: Any = Kernel.math, device: str = "cpu", threads: int = 1,
+                     repeats: bool = True) -> PeakSteps:
     """Live activation bytes at every step of the forward that can hold the peak, and the allocator level
-    with the scratch buffers of `device`'s kernels (`threads`: the CPU kernels' thread count)."""
+    with the scratch buffers of `device`'s kernels (`threads`: the CPU kernels' thread count).
+
+    `repeats=False` skips a block whose ops (kinds and sizes) and held bytes equal an earlier block's: its
+    steps would repeat that block's bytes, so the peaks and where they are reached do not change, only
+    the per-step record (which the memory wall needs in full) is shorter. ViT-L's 24 blocks are one."""
     fused = parse_kernel(attn).fused
     e = est.bytes_per_elem
     family = family_of(est.spec)
@@ -220,15 +225,21 @@ def activation_steps(est: Estimate, attn: Any = Kernel.math, device: str = "cpu"
     sizes, order = _stage_sizes(blocks)
     embed = sizes.get(("S", 0), 0) * e if family.name in SEQUENTIAL_STAGES else 0
     downsampled = _downsample(peak, est.ops, e, embed) | _downsampling_stages(est.ops, blocks)
+    seen: set[tuple] = set()
     for blk in blocks:
-        family.block_memory(peak, blk, est.spec, est.batch, e, fused,
-                            _held(blk, family.name, sizes, order, downsampled, e))
+        held = _held(blk, family.name, sizes, order, downsampled, e)
+        if not repeats:
+            key = (held, *((op.kind, op.out, op.inp, op.call) for op in blk.ops))
+            if key in seen:
+                continue
+            seen.add(key)
+        family.block_memory(peak, blk, est.spec, est.batch, e, fused, held)
     return peak
 
 
 def activation_peak(est: Estimate, attn: Any = Kernel.math) -> tuple[int, str]:
     """Peak activation bytes of the forward and the step where it is reached (see the module docstring)."""
-    peak = activation_steps(est, attn)
+    peak = activation_steps(est, attn, repeats=False)
     return peak.bytes, peak.where
 
 

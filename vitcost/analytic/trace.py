@@ -14,6 +14,9 @@ from vitcost.analytic.cost import AttnCall, Cost, LinearAttnCall, Op
 from vitcost.analytic.ints import conv_out
 
 
+_new = tuple.__new__
+
+
 class Trace:
     def __init__(self, batch: Any) -> None:
         self.batch = batch
@@ -21,7 +24,8 @@ class Trace:
 
     def _add(self, path: str, kind: str, role: str, cost: Cost, out: Any, inp: Any, call: AttnCall | None = None
              ) -> None:
-        self.ops.append(Op(path, kind, role, cost, out, inp, call))
+        # tuple.__new__ directly: a walk records thousands of ops, and Op's generated __new__ only re-packs
+        self.ops.append(_new(Op, (path, kind, role, cost, out, inp, call)))
 
     def linear(self, path: str, rows: Any, fin: int, fout: int, *, role: str, bias: bool = True) -> Any:
         """y = x W^T + b. x: [rows, fin] @ W^T: [fin, fout] -> [rows, fout]: rows*fin*fout MACs."""
