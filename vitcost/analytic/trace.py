@@ -13,7 +13,6 @@ from typing import Any, NamedTuple
 from vitcost.analytic.cost import AttnCall, Cost, LinearAttnCall, Op
 from vitcost.analytic.ints import conv_out
 
-
 _new = tuple.__new__
 
 
