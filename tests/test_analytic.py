@@ -210,3 +210,18 @@ def test_attention_record_cost_is_the_sum_of_its_steps(b, heads, nq, nk, d, term
     assert op.cost == Cost.sum(s.cost for s in attention_steps(op.call))
     assert op.cost.macs == 2 * b * heads * nq * nk * d + (b * heads * nq * (nk + 1) * d if rel else 0)
     assert op.cost.softmax == op.cost.attn == b * heads * nq * nk
+
+
+def test_positional_cost_records_match_their_keyword_form():
+    """Trace builds the frequent ops' Cost positionally for speed; they must equal the keyword form
+    (this fails if Cost's fields are reordered or one is inserted before `bn`)."""
+    from vitcost.analytic.trace import Trace
+
+    t = Trace(2)
+    t.linear("fc", 6, 4, 5, role="mlp")
+    t.linear("fc_nb", 6, 4, 5, role="mlp", bias=False)
+    t.norm("ln", 6, 4)
+    t.eltwise("add", 24)
+    assert [op.cost for op in t.ops] == [Cost(macs=6 * 4 * 5, eltwise=30, params=4 * 5 + 5),
+                                         Cost(macs=6 * 4 * 5, params=4 * 5), Cost(norm=24, params=8),
+                                         Cost(eltwise=24)]

@@ -29,8 +29,10 @@ class Trace:
     def linear(self, path: str, rows: Any, fin: int, fout: int, *, role: str, bias: bool = True) -> Any:
         """y = x W^T + b. x: [rows, fin] @ W^T: [fin, fout] -> [rows, fout]: rows*fin*fout MACs."""
         out = rows * fout
-        cost = Cost(macs=rows * fin * fout, eltwise=out if bias else 0, params=fin * fout + (fout if bias else 0))
-        self._add(path, "linear", role, cost, out, rows * fin)
+        # Cost(macs=rows*fin*fout, eltwise=out if bias else 0, params=fin*fout + (fout if bias else 0)),
+        # positionally: the walkers' most frequent op
+        cost = _new(Cost, (rows * fin * fout, 0, 0, 0, out if bias else 0, fin * fout + (fout if bias else 0), 0, 0))
+        self.ops.append(_new(Op, (path, "linear", role, cost, out, rows * fin, None)))
         return out
 
     def conv(self, path: str, n: Any, cin: int, cout: int, h: Any, w: Any, *, kernel: int, stride: int,
@@ -46,7 +48,9 @@ class Trace:
 
     def norm(self, path: str, rows: Any, dim: int, *, role: str = "norm") -> None:
         """Affine LayerNorm over the last dim: rows*dim elements, 2*dim params."""
-        self._add(path, "layer_norm", role, Cost(norm=rows * dim, params=2 * dim), rows * dim, rows * dim)
+        elems = rows * dim  # Cost(norm=elems, params=2 * dim), positionally
+        self.ops.append(_new(Op, (path, "layer_norm", role, _new(Cost, (0, elems, 0, 0, 0, 2 * dim, 0, 0)), elems,
+                                  elems, None)))
 
     def batch_norm(self, path: str, elems: Any, channels: int, *, role: str = "norm") -> None:
         """Eval-mode affine BatchNorm of `elems` elements over `channels` channels: the running statistics
@@ -60,8 +64,9 @@ class Trace:
                 out: Any = None) -> None:
         """An add / scale / mask / pooling step of `elems` elementwise ops (a pooling window's taps
         count one each); `out` defaults to `elems` output elements and `inp` to 2 operands of that size."""
-        out = elems if out is None else out
-        self._add(path, kind, role, Cost(eltwise=elems), out, 2 * out if inp is None else inp)
+        out = elems if out is None else out  # Cost(eltwise=elems), positionally
+        self.ops.append(_new(Op, (path, kind, role, _new(Cost, (0, 0, 0, 0, elems, 0, 0, 0)), out,
+                                  2 * out if inp is None else inp, None)))
 
     def param(self, path: str, n: Any, *, role: str = "other") -> None:
         """A parameter tensor used without arithmetic of its own (a table, a token)."""
