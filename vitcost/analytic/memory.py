@@ -224,7 +224,9 @@ def activation_steps(est: Estimate, attn: Any = Kernel.math, device: str = "cpu"
     _edges(peak, pre, post, e)
     sizes, order = _stage_sizes(blocks)
     embed = sizes.get(("S", 0), 0) * e if family.name in SEQUENTIAL_STAGES else 0
-    downsampled = _downsample(peak, est.ops, e, embed) | _downsampling_stages(est.ops, blocks)
+    # most designs have no downsampling layers outside their blocks: skip the two scans of every op
+    has_down = any(".downsample." in op.path for op in est.ops)
+    downsampled = _downsample(peak, est.ops, e, embed) | _downsampling_stages(est.ops, blocks) if has_down else set()
     seen: set[tuple] = set()
     for blk in blocks:
         held = _held(blk, family.name, sizes, order, downsampled, e)
