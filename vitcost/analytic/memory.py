@@ -51,10 +51,7 @@ Left out: index tensors of relative-position gathers and the few-byte tensors Py
 This is the one memory model: `Estimate.activation_peak_bytes` (compare, the library, reports),
 `profile`'s `predicted_mem_bytes` and `predicted_alloc_bytes` and the memory wall all read it.
 
-Training memory (`train_*`) is an estimate, labelled as such: weights, their gradients, and the
-activations autograd saves for the backward (inputs of linear/conv/matmul, LayerNorm, BatchNorm and
-GELU inputs, ReLU and softmax outputs; fused attention saves q, k, v, its output and the log-sum-exp
-instead of the scores); optimizer state is not included (Adam adds 2x the weights in float32).
+A training step's memory is `vitcost.analytic.train_memory`'s, not this module's.
 
 No torch here: this module is part of the analytic layer.
 """
@@ -64,10 +61,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from vitcost.analytic.cost import LinearAttnCall, Op
-from vitcost.analytic.peaks import LSE_BYTES, Block, PeakSteps, conv_scratch, conv_weight, norm_stats, split_blocks
+from vitcost.analytic.cost import Op
+from vitcost.analytic.peaks import Block, PeakSteps, conv_scratch, conv_weight, norm_stats, split_blocks
 from vitcost.analytic.registry import family_of
-from vitcost.analytic.trace import attention_steps, linear_attention_steps
 from vitcost.errors import VitcostError
 from vitcost.vocab import Kernel, parse_kernel
 
@@ -85,8 +81,6 @@ class MemoryPrediction(NamedTuple):
     peak_at: str  # the step where the live-tensor peak is reached ("blocks.3 softmax")
     score_bytes: int  # attention-score bytes materialised by the forward, all layers summed
     score_peak_bytes: int  # the largest single layer's score tensor
-    train_activation_bytes: int  # estimate: activations saved for the backward
-    train_total_bytes: int  # estimate: weights + gradients + saved activations (no optimizer state)
     allocator_peak_bytes: int = 0  # allocator level: the live tensors plus the kernels' scratch buffers
     allocator_peak_at: str = ""  # the step where the allocator-level peak is reached
     device: str = "cpu"  # the kernels whose scratch buffers the allocator level counts (cpu | cuda)
@@ -246,37 +240,6 @@ def activation_peak(est: Estimate, attn: Any = Kernel.math) -> tuple[int, str]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Training estimate
-
-
-def train_saved_bytes(est: Estimate, attn: Any = Kernel.math) -> int:
-    """Estimate of the activations autograd saves for the backward: the inputs of linear, conv,
-    LayerNorm, BatchNorm and GELU, ReLU's output (as large); for math attention q and k (q k^T), the
-    relative-position products' inputs, the softmax output and v (scores @ v); for fused attention q, k,
-    v, the output and a float32 log-sum-exp per query row; for linear attention the inputs of each of its
-    steps (no score matrix). Tensors saved by two ops (a norm output read by two linears) are counted
-    twice, so this leans high."""
-    fused = parse_kernel(attn).fused
-    elems = lse = 0
-    for op in est.ops:
-        if op.kind in ("linear", "conv", "layer_norm", "batch_norm", "gelu", "relu"):
-            elems += op.inp
-        elif isinstance(op.call, LinearAttnCall):
-            elems += sum(st.inp for st in linear_attention_steps(op.call))
-        elif op.call is not None:
-            a = op.call
-            elems += a.q + 2 * a.kv  # q and k (q k^T), v (scores @ v)
-            if a.rel:
-                elems += sum(st.inp for st in attention_steps(a) if st.name in ("rel_h", "rel_w"))
-            if fused:
-                elems += a.q
-                lse += a.rows
-            else:
-                elems += a.scores
-    return elems * est.bytes_per_elem + lse * LSE_BYTES
-
-
-# ---------------------------------------------------------------------------------------------
 # The prediction
 
 
@@ -294,11 +257,8 @@ def predict_memory(est: Estimate, attn: Any = None, device: str = "cpu", threads
     inp = est.batch * est.spec.in_chans * h * w * e
     steps = activation_steps(est, kernel, device, max(1, threads))
     mat = [op.cost.attn for op in est.ops if op.cost.attn] if not kernel.fused else []
-    saved = train_saved_bytes(est, kernel)
     return MemoryPrediction("fused" if kernel.fused else "math", weights, inp, steps.bytes, steps.where, sum(mat) * e,
-                            max(mat, default=0) * e, saved, 2 * weights + saved, steps.alloc_bytes, steps.alloc_where,
-                            device)
+                            max(mat, default=0) * e, steps.alloc_bytes, steps.alloc_where, device)
 
 
-__all__ = ["MemoryPrediction", "PeakSteps", "predict_memory", "activation_peak", "activation_steps",
-           "train_saved_bytes"]
+__all__ = ["MemoryPrediction", "PeakSteps", "predict_memory", "activation_peak", "activation_steps"]

@@ -171,12 +171,11 @@ def join_train_layers(analytic: dict[str, tuple[int, int]], counted: dict[str, t
 
 
 def predicted_train_bytes(est: Any) -> int:
-    """A generous bound on what a real training step of the reference model holds: the fp32 parameters
-    and their gradients, every op's input and output kept, and the score matrices twice (the scores and
-    their gradient)."""
-    e = est.bytes_per_elem
-    kept = sum(op.inp + op.out for op in est.ops) + 2 * est.total.attn
-    return 2 * est.params * e + kept * e
+    """What a real `loss.backward()` of the reference model holds at its peak: the training-step model's
+    (`analytic.train_memory`, no optimizer)."""
+    from vitcost.analytic.train_memory import train_memory
+
+    return train_memory(est, optimizer="none").step_peak
 
 
 def predicted_forward_bytes(est: Any) -> int:

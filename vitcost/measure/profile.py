@@ -52,7 +52,7 @@ COLUMNS = ("model", "family", "res", "batch", "dtype", "attn", "attn_backend", "
            "measured_mem_bytes", "mem_ratio", "measured_tensor_peak_bytes", "mem_method", "predicted_peak_at",
            "predicted_alloc_bytes", "measured_alloc_bytes", "alloc_ratio", "alloc_method", "predicted_alloc_peak_at",
            "weights_bytes", "input_bytes",
-           "predicted_total_bytes", "predicted_train_bytes", "predicted_attn_bytes", "measured_attn_bytes",
+           "predicted_total_bytes", "predicted_attn_bytes", "measured_attn_bytes",
            "predicted_attn_peak_bytes", "measured_attn_peak_bytes", "achieved_tflops", "peak_fraction",
            "peak_tflops", "bandwidth_tbps", "device_memory_bytes", "memory_wall_res", "spec")
 
@@ -244,7 +244,7 @@ def prediction_row(p: Design, est: Estimate, pred: MemoryPrediction, roof: Roofl
         "predicted_mem_bytes": pred.activation_peak_bytes, "predicted_peak_at": pred.peak_at,
         "predicted_alloc_bytes": pred.allocator_peak_bytes, "predicted_alloc_peak_at": pred.allocator_peak_at,
         "weights_bytes": pred.weights_bytes, "input_bytes": pred.input_bytes,
-        "predicted_total_bytes": pred.total_bytes, "predicted_train_bytes": pred.train_total_bytes,
+        "predicted_total_bytes": pred.total_bytes,
         "predicted_attn_bytes": pred.score_bytes, "predicted_attn_peak_bytes": pred.score_peak_bytes,
         "peak_tflops": roof.peak_flops / TB, "bandwidth_tbps": roof.bandwidth / TB, "device_memory_bytes": budget,
         "memory_wall_res": wall, "spec": spec_dict(p.spec),
