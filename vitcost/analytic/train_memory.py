@@ -89,6 +89,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from vitcost.analytic.cost import AttnCall, Cost, LinearAttnCall, Op
 from vitcost.analytic.peaks import split_blocks
+from vitcost.analytic.training import reads_constant, runs_fused
 from vitcost.errors import VitcostError
 from vitcost.vocab import Dtype, Kernel, parse_kernel
 
@@ -100,7 +101,6 @@ MASK_BYTES = 1  # dropout masks are bool
 INDEX_BYTES = 8  # max-pool indices are int64
 STATE_COPIES: dict[str, int] = {"none": 0, "sgd": 1, "adamw": 2}  # float32 copies of the weights
 DEVICES = ("cpu", "cuda")
-CONSTANT_INPUTS = ("cpb_mlp.0",)  # layers reading a buffer, not an activation (SwinV2's coordinate table)
 COPY = -1  # a producer that is a copy made on the way (`_producer`)
 PRECISIONS = ("autocast", "half")
 
@@ -213,7 +213,7 @@ def _input(ctx: _Ctx, i: int, src: int | None) -> tuple[tuple, int, int]:
     agree, or a slice of a norm's output (a class token: the view keeps the whole output), else a new
     tensor made on the way (a pad, a window partition, a transpose copy)."""
     op = ctx.ops[i]
-    if src is None or op.path.endswith(CONSTANT_INPUTS):
+    if reads_constant(op, src is None):
         return ("image",), op.inp, F32 if ctx.amp else ctx.lo
     if src == COPY:
         return ("in", i), op.inp, ctx.dt[i - 1]
@@ -251,14 +251,6 @@ def _qkv_source(ctx: _Ctx, i: int, blk: str) -> int | None:
     return None
 
 
-def _runs_fused(a: AttnCall, kernel: Kernel) -> bool:
-    """Whether the call runs a fused kernel: flash/efficient always; sdpa unless an additive term needs a
-    gradient (torch's CPU dispatcher then runs the math composite)."""
-    if not kernel.fused:
-        return False
-    return not (kernel is Kernel.sdpa and (a.terms or a.rel))
-
-
 def _attention(ctx: _Ctx, i: int, blk: str) -> tuple[list[Saved], int, int]:
     """Saved tensors, backward scratch and forward scratch of a softmax attention op (see the module
     docstring). q, k and v are views of qkv's output, or the outputs of MViTv2's pooling norms, or NAT's
@@ -290,7 +282,7 @@ def _attention(ctx: _Ctx, i: int, blk: str) -> tuple[list[Saved], int, int]:
     # CUDA autocast runs softmax in float32; on the CPU an additive float32 table (Swin's bias, NAT's, a
     # shift mask) promotes the 16-bit scores to float32; either way scores @ v reads a 16-bit copy
     score_e = F32 if ctx.amp and (ctx.device == "cuda" or (not ctx.kernel.fused and _float32_terms(ctx, a))) else e
-    if _runs_fused(a, ctx.kernel):
+    if runs_fused(a, ctx.kernel):
         saved += [operand("q", q, False), operand("k", kv, False), operand("v", kv, False),
                   Saved(("out", i), q), Saved(("lse", i), rows * F32)]
         if a.terms or a.rel:  # the memory-efficient kernel keeps its additive mask
@@ -416,7 +408,7 @@ def _cosine_attention(ctx: _Ctx, i: int, blk: str) -> tuple[list[Saved], int, in
     # the bias: 16 * sigmoid of the gathered [N, N, h] table keeps its sigmoid output
     common = [qkv, Saved(("norms", i), 2 * rows), Saved(("logit_scale", i), a.heads * F32),
               Saved(("q_normed", i), q), Saved(("sigmoid", i), a.nq * a.nkv * a.heads * e)]
-    if _runs_fused(a, ctx.kernel):
+    if runs_fused(a, ctx.kernel):
         return common + [Saved(("q", i), q), Saved(("k", i), kv), Saved(("out", i), q),
                          Saved(("lse", i), a.rows * F32)], (2 * q + 2 * kv + a.rows * F32 + 3 * q,), a.rows * F32
     if ctx.kernel.fused and ctx.amp and ctx.device == "cpu":  # the math composite in float32 (`_composite`)
