@@ -137,6 +137,16 @@ def _divides(spec: object, dim_name: str, dim: int, heads: int) -> None:
         raise SpecError(f"{type(spec).__name__}: {dim_name}={dim} is not divisible by heads={heads}.")
 
 
+def _doubling_stages(spec: Any) -> None:
+    """Stages whose channels double from `embed_dim` (Swin, Swin V2, NAT): equal, non-empty depths and
+    heads, each positive, each stage's heads dividing its channels."""
+    if len(spec.depths) != len(spec.heads) or not spec.depths:
+        raise SpecError(f"{type(spec).__name__}: depths and heads must be non-empty and of equal length.")
+    for i, (d, h) in enumerate(zip(spec.depths, spec.heads)):
+        _positive(spec, depth=d, heads=h)
+        _divides(spec, f"stage {i} dim", spec.stage_dim(i), h)
+
+
 def _hidden(spec: object, dim: int, ratio: float, name: str = "mlp_ratio") -> int:
     hidden = int(dim * ratio)
     if hidden < 1:
@@ -294,11 +304,7 @@ class SwinSpec(SpecBase):
     def validate(self) -> None:
         _positive(self, embed_dim=self.embed_dim, window=self.window, patch=self.patch,
                   mlp_ratio=self.mlp_ratio, num_classes=self.num_classes, in_chans=self.in_chans)
-        if len(self.depths) != len(self.heads) or not self.depths:
-            raise SpecError("SwinSpec: depths and heads must be non-empty and of equal length.")
-        for i, (d, h) in enumerate(zip(self.depths, self.heads)):
-            _positive(self, depth=d, heads=h)
-            _divides(self, f"stage {i} dim", self.stage_dim(i), h)
+        _doubling_stages(self)
         _hidden(self, self.embed_dim, self.mlp_ratio)
 
     def stage_dim(self, stage: int) -> int:
@@ -419,11 +425,7 @@ class NATSpec(SpecBase):
     def validate(self) -> None:
         _positive(self, embed_dim=self.embed_dim, kernel=self.kernel, mlp_ratio=self.mlp_ratio,
                   num_classes=self.num_classes, in_chans=self.in_chans)
-        if len(self.depths) != len(self.heads) or not self.depths:
-            raise SpecError("NATSpec: depths and heads must be non-empty and of equal length.")
-        for i, (d, h) in enumerate(zip(self.depths, self.heads)):
-            _positive(self, depth=d, heads=h)
-            _divides(self, f"stage {i} dim", self.stage_dim(i), h)
+        _doubling_stages(self)
         if self.embed_dim % 2:
             raise SpecError(f"NATSpec.embed_dim must be even (the tokenizer's first conv has embed_dim/2 "
                             f"channels), got {self.embed_dim}.")
@@ -544,11 +546,7 @@ class SwinV2Spec(SpecBase):
         _positive(self, embed_dim=self.embed_dim, window=self.window, patch=self.patch,
                   mlp_ratio=self.mlp_ratio, cpb_hidden=self.cpb_hidden, num_classes=self.num_classes,
                   in_chans=self.in_chans)
-        if len(self.depths) != len(self.heads) or not self.depths:
-            raise SpecError("SwinV2Spec: depths and heads must be non-empty and of equal length.")
-        for i, (d, h) in enumerate(zip(self.depths, self.heads)):
-            _positive(self, depth=d, heads=h)
-            _divides(self, f"stage {i} dim", self.stage_dim(i), h)
+        _doubling_stages(self)
         _hidden(self, self.embed_dim, self.mlp_ratio)
 
     def stage_dim(self, stage: int) -> int:
