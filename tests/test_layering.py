@@ -1,8 +1,11 @@
-"""Imports point down (DESIGN.md, "Layering"): read from the source with `ast`, without importing it.
+"""Imports point down (the design notes' "Layering (imports only point down)"): read from the source
+with `ast`, without importing it, every import counted, at module level and inside functions.
 
-cli/ -> report/ -> analytic/ -> specs, registry; measure/ (torch) beside report/. The figures only
-draw what the assembler hands them; nothing below cli/ reaches back up into the package facade;
-the analytic core and the spec modules stay importable without torch, fvcore, pandas or plotly."""
+From the top: the package facade (`vitcost/__init__.py`, `__main__`), cli/, report/, measure/, nets/,
+analytic/, and at the bottom the spec modules (specs, design, zoo, vocab, errors, version). A module
+imports only modules of its own layer or below; report/ does not import measure/ either (it renders
+what measure/ produced). The figures only draw what the assembler hands them; the analytic core and the
+spec modules stay importable without torch, fvcore, pandas or plotly."""
 
 from __future__ import annotations
 
@@ -122,6 +125,76 @@ def test_the_scanned_folders_hold_the_modules_we_know() -> None:
     names = {module_name(p) for p in modules("report", "analytic", "measure", "nets")}
     assert {"vitcost.report.build", "vitcost.report.fig_cost", "vitcost.analytic.scaling",
             "vitcost.measure.check", "vitcost.nets"} <= names
+
+
+# --- the layer order -----------------------------------------------------------------------------
+
+LAYERS = (("vitcost.cli", 5), ("vitcost.report", 4), ("vitcost.measure", 3), ("vitcost.nets", 2),
+          ("vitcost.analytic", 1))
+FACADE = ("vitcost", "vitcost.__main__")
+
+
+def layer(module: str) -> int | None:
+    """The layer of a vitcost module (higher = nearer the user); None for anything outside vitcost."""
+    if module in FACADE:
+        return 6
+    for prefix, rank in LAYERS:
+        if _under(module, prefix):
+            return rank
+    return 0 if module.startswith("vitcost.") else None
+
+
+def imported_module(imp: Imp) -> str:
+    """`from vitcost.analytic import memory` imports vitcost.analytic.memory, not only the package."""
+    if imp.name and is_submodule(f"{imp.module}.{imp.name}".removeprefix("vitcost.").replace(".", "/")):
+        return f"{imp.module}.{imp.name}"
+    return imp.module
+
+
+def upward(paths_and_sources: list[tuple[Path, str]]) -> list[str]:
+    """Every import that points up the layer order."""
+    bad = []
+    for path, source in paths_and_sources:
+        me = layer(module_name(path))
+        for imp in imports_of(source, path):
+            target = layer(imported_module(imp))
+            if target is not None and me is not None and target > me:
+                bad.append(where(path, imp))
+    return bad
+
+
+def test_imports_point_down() -> None:
+    paths = modules(*(p.name for p in sorted(PKG.iterdir()) if p.suffix == ".py" or (p / "__init__.py").is_file()))
+    assert len(paths) > 60
+    bad = upward([(p, p.read_text(encoding="utf-8")) for p in paths])
+    assert not bad, "imports pointing up the layers:\n" + "\n".join(bad)
+
+
+@pytest.mark.parametrize("module,source", [
+    ("analytic/registry.py", "from vitcost.cli.app import app\n"),
+    ("analytic/registry.py", "def f():\n    from vitcost.cli import app\n"),
+    ("analytic/memory.py", "def f():\n    import vitcost.measure.memory\n"),
+    ("specs.py", "from vitcost.analytic import estimate\n"),
+    ("nets/vit.py", "from vitcost.report import table\n"),
+    ("analytic/trace.py", "from . import registry\nfrom ..report import rows\n"),
+])
+def test_the_layer_check_fails_on_an_upward_import(module: str, source: str) -> None:
+    """The check is not vacuous: each of these upward imports, added to a real module, is caught."""
+    path = PKG / module
+    assert path.is_file()
+    assert len(upward([(path, path.read_text(encoding="utf-8") + source)])) == 1
+
+
+def test_registry_net_paths_are_nets() -> None:
+    """The registry names each family's torch net as "module:Class", imported by measure/ and nets.build
+    when a net is built: each must be a module of nets/ that defines the class."""
+    from vitcost.analytic.registry import FAMILIES
+
+    for family in FAMILIES.values():
+        module, _, cls = family.net.partition(":")
+        assert layer(module) == layer("vitcost.nets"), family
+        assert is_submodule(module.removeprefix("vitcost.").replace(".", "/")), family
+        assert f"class {cls}(" in (PKG.parent / (module.replace(".", "/") + ".py")).read_text(encoding="utf-8"), family
 
 
 # --- the rules -----------------------------------------------------------------------------------
