@@ -95,8 +95,9 @@ def test_sam_b_scores_padding_and_cost_against_the_hand_derivation(batch: int) -
     assert e.attn_matrix_bytes == F32 * sam_b_scores(batch)
     assert e.attn_matrix_peak_bytes == F32 * batch * HEADS * N * N
     mem = predict_memory(e, "math")
-    assert mem.score_bytes == F32 * sam_b_scores(batch) and mem.score_peak_bytes == F32 * batch * HEADS * N * N
-    assert predict_memory(e, "sdpa").score_bytes == 0
+    assert mem.stored_score_bytes == F32 * sam_b_scores(batch)
+    assert mem.stored_score_peak_bytes == F32 * batch * HEADS * N * N
+    assert predict_memory(e, "sdpa").stored_score_bytes == 0
     layers = e.by_layer("macs")
     # a window block's qkv runs on the 70 x 70 padded grid, a global block's on the 64 x 64 one
     assert layers["blocks.0.attn.qkv"] == batch * GP * GP * D * 3 * D
@@ -246,9 +247,9 @@ def test_tiny_sam_memory(res: int, attn: str) -> None:
     # scores: the global block's 2 x 2 heads x g^2 x g^2, and 2 window blocks of 2 x (padded/3)^2 windows x 2 heads
     windows = ((g + 2) // 3) ** 2  # the grid rounded up to a multiple of 3, in 3 x 3 windows
     hand = 2 * 2 * g**4 + 2 * (2 * windows * 2 * 9 * 9)
-    assert pred.score_bytes == (F32 * hand if attn == "math" else 0)
-    assert measured.score_bytes == pred.score_bytes
-    assert measured.score_peak_bytes == pred.score_peak_bytes
+    assert pred.stored_score_bytes == (F32 * hand if attn == "math" else 0)
+    assert measured.score_bytes == pred.stored_score_bytes
+    assert measured.score_peak_bytes == pred.stored_score_peak_bytes
     assert measured.peak_bytes == pytest.approx(pred.activation_peak_bytes, rel=0.10), pred.peak_at
 
 
@@ -375,8 +376,8 @@ def test_tiny_deit_distilled_memory(attn: str) -> None:
         torch.set_num_threads(before)
     pred = predict_memory(estimate(spec, res, batch), attn)
     n = 6 * 6 + 2  # tokens
-    assert pred.score_bytes == (F32 * 2 * batch * 2 * n * n if attn == "math" else 0)  # 2 blocks, 2 heads
-    assert measured.score_bytes == pred.score_bytes
+    assert pred.stored_score_bytes == (F32 * 2 * batch * 2 * n * n if attn == "math" else 0)  # 2 blocks, 2 heads
+    assert measured.score_bytes == pred.stored_score_bytes
     assert measured.peak_bytes == pytest.approx(pred.activation_peak_bytes, rel=0.10), pred.peak_at
 
 
@@ -484,7 +485,7 @@ def test_linear_attention_memory(windowed: bool, attn: str) -> None:
     finally:
         torch.set_num_threads(before)
     pred = predict_memory(estimate(spec, res, 2), attn)
-    assert measured.score_bytes == pred.score_bytes == 0  # no softmax anywhere
+    assert measured.score_bytes == pred.stored_score_bytes == 0  # no softmax anywhere
     assert measured.peak_bytes == pytest.approx(pred.activation_peak_bytes, rel=0.10), pred.peak_at
 
 
@@ -501,7 +502,7 @@ def test_vit_b16_linear_at_1024_has_no_scores_and_a_smaller_peak() -> None:
     softmax_peak = F32 * (7 * n * d + 2 * h * n * n)
     linear_peak = F32 * 12 * n * d
     lin, soft = estimate("vit_b16_linear", 1024), estimate("vit_b16", 1024)
-    assert lin.attn_matrix_bytes == 0 and predict_memory(lin, "math").score_bytes == 0
+    assert lin.attn_matrix_bytes == 0 and predict_memory(lin, "math").stored_score_bytes == 0
     assert soft.attn_matrix_bytes == F32 * 12 * h * n * n
     assert soft.activation_peak_bytes == softmax_peak
     assert lin.activation_peak_bytes == linear_peak

@@ -14,6 +14,12 @@ from typing import Any
 
 from vitcost.errors import SpecError, VitcostError
 
+# Bytes per element of every element type a forward or a training step holds: the one table.
+BYTES: dict[str, int] = {"fp32": 4, "fp16": 2, "bf16": 2, "int64": 8, "bool": 1}
+F32 = BYTES["fp32"]  # float32: weights under autocast, gradients, optimizer state, norm statistics, log-sum-exp
+INT64 = BYTES["int64"]  # labels, max-pool indices
+BOOL = BYTES["bool"]  # dropout masks
+
 
 class Dtype(str, enum.Enum):
     """Element type of weights, inputs and activations."""
@@ -24,7 +30,7 @@ class Dtype(str, enum.Enum):
 
     @property
     def bytes(self) -> int:
-        return 4 if self is Dtype.fp32 else 2
+        return BYTES[self.value]
 
     def __str__(self) -> str:
         return self.value
@@ -173,5 +179,5 @@ def parse_bytes(text: str) -> int:
     return parse_size(text)[0]
 
 
-__all__ = ["Dtype", "Kernel", "parse_dtype", "parse_kernel", "whole", "parse_res", "parse_resolutions",
-           "res_label", "parse_size", "parse_bytes"]
+__all__ = ["BYTES", "F32", "INT64", "BOOL", "Dtype", "Kernel", "parse_dtype", "parse_kernel", "whole", "parse_res",
+           "parse_resolutions", "res_label", "parse_size", "parse_bytes"]

@@ -55,8 +55,8 @@ def configs() -> Iterator[tuple[str, int, int]]:
 
 
 def _mem(pred: Any) -> list[Any]:
-    return [pred.weights_bytes, pred.input_bytes, pred.activation_peak_bytes, pred.peak_at, pred.score_bytes,
-            pred.score_peak_bytes, pred.allocator_peak_bytes, pred.allocator_peak_at]
+    return [pred.weights_bytes, pred.input_bytes, pred.activation_peak_bytes, pred.peak_at, pred.stored_score_bytes,
+            pred.stored_score_peak_bytes, pred.allocator_peak_bytes, pred.allocator_peak_at]
 
 
 def _train_mem(m: Any) -> list[Any]:

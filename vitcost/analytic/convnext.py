@@ -61,7 +61,8 @@ def convnext_trace(spec: ConvNeXtSpec, h: Any, w: Any, b: Any) -> Trace:
                             pad=0, role="pool")
             c = dim
         for i in range(depth):
-            convnext_block(t, f"stages.{s}.blocks.{i}", b, gh, gw, c, spec)
+            with t.block(f"stages.{s}.blocks.{i}", f"stages.{s}", b * gh * gw * c):
+                convnext_block(t, f"stages.{s}.blocks.{i}", b, gh, gw, c, spec)
     t.eltwise("head", b * c, kind="pool", inp=b * gh * gw * c)  # global average pool
     t.norm("head.norm", b, c, role="head")
     t.linear("head.fc", b, c, spec.num_classes, role="head")

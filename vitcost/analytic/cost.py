@@ -179,6 +179,30 @@ class LinearAttnCall(NamedTuple):
         return self.batch * self.heads * self.n
 
 
+class BlockMark(NamedTuple):
+    """The block an op runs in, as the walker declares it: the block's module path (`layers.2.blocks.3`,
+    `layer2.3`), the path of the stage that owns its block list ("" for a model's own `blocks`) and the
+    elements of the block's input."""
+
+    prefix: str
+    stage: str
+    inp: Any = 0
+
+
+# Facts about an op that its walker knows and the memory model needs (`Op.tags`); the walker states
+# them, so that no shared module has to recognise a family or a layer by its name.
+TAGS: dict[str, str] = {
+    "reads_constant": "a linear/conv whose input is a fixed buffer, not an activation: no input gradient",
+    "max_pool": "a max pool: saves its input and int64 indices for the backward",
+    "branch_copied": "a residual add whose branch reaches it through a copy (window reverse, crop, roll) or "
+                     "that runs in place: the branch's gradient is not the stream's own",
+    "f32_terms": "an attention whose additive terms include a float32 tensor (a bias table, a shift mask)",
+    "gathered_kv": "an attention whose keys and values are gathered neighbourhoods (new tensors)",
+    "folded_heads": "an attention whose q, k, v are views of qkv reshaped to [3, B'*h, N, d] (timm's SAM layout)",
+    "cosine": "scaled cosine attention (Swin V2): normalised q and k times a learned logit scale",
+}
+
+
 class Op(NamedTuple):
     """One op of a forward pass, named by the dotted path of the torch module that runs it."""
 
@@ -189,3 +213,8 @@ class Op(NamedTuple):
     out: int = 0  # output elements
     inp: int = 0  # input elements the op reads (weights excluded)
     call: AttnCall | LinearAttnCall | None = None  # the structure of an `attention` / `linear_attention` op
+    block: BlockMark | None = None  # the block it runs in (None outside blocks)
+    src: tuple[str, ...] = ()  # where its input comes from, when not the previous op's output: "path#kind"
+    # keys of the producing ops (an attention's q, k and v, or qkv for all three), or ("copy",) for a
+    # tensor made on the way (a transpose to a contiguous layout)
+    tags: frozenset[str] = frozenset()  # keys of TAGS

@@ -58,7 +58,6 @@ No torch here: this module is part of the analytic layer.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from vitcost.analytic.cost import Op
@@ -79,8 +78,10 @@ class MemoryPrediction(NamedTuple):
     input_bytes: int
     activation_peak_bytes: int  # live tensors: peak bytes the forward's tensors hold on top of weights and input
     peak_at: str  # the step where the live-tensor peak is reached ("blocks.3 softmax")
-    score_bytes: int  # attention-score bytes materialised by the forward, all layers summed
-    score_peak_bytes: int  # the largest single layer's score tensor
+    # attention-score bytes this forward stores with its kernel, all layers summed (0 for a fused kernel,
+    # whose scores stay on chip); `Estimate.attn_matrix_bytes` is the scores as if materialised, any kernel
+    stored_score_bytes: int
+    stored_score_peak_bytes: int  # the largest single layer's stored score tensor
     allocator_peak_bytes: int = 0  # allocator level: the live tensors plus the kernels' scratch buffers
     allocator_peak_at: str = ""  # the step where the allocator-level peak is reached
     device: str = "cpu"  # the kernels whose scratch buffers the allocator level counts (cpu | cuda)
@@ -91,32 +92,27 @@ class MemoryPrediction(NamedTuple):
         return self.weights_bytes + self.input_bytes + self.activation_peak_bytes
 
 
-# How the reference nets (following timm's) hold tensors in their containers while a block runs.
-SEQUENTIAL_BLOCKS = frozenset({"vit", "pixel", "mixer"})  # `blocks` is an nn.Sequential called by the model
-SEQUENTIAL_STAGES = frozenset({"swin", "swinv2", "convnext"})  # an nn.Sequential of stages: downsample, then
-# an nn.Sequential of blocks. Every other family loops over its stages (`x = stage(x)`) and blocks.
-
-
-def _held(blk: Block, family: str, sizes: dict[tuple, int], order: dict[str, int], downsampled: set[str],
+def _held(blk: Block, containers: str, sizes: dict[tuple, int], order: dict[str, int], downsampled: set[str],
           e: int) -> int:
     """Bytes the callers of a block hold besides its own input, distinct tensors counted once.
 
     An nn.Sequential keeps its input referenced (its caller's argument) until its last module returns,
     and its loop variable holds the input of the module that runs. So with `blocks` an nn.Sequential
-    (ViT, Mixer) the first block's input E stays alive through all blocks; with an nn.Sequential of
-    stages (Swin, ConvNeXt) E lives through all stages, the stage input S_s through stage s, and the
-    downsampling's output D_s (the blocks' nn.Sequential input) through all blocks of the stage. A loop
-    `for stage in stages: x = stage(x)` (MViTv2, ResNet's layers) keeps only S_s, for the blocks after
-    the first one, or for all of them when the stage downsamples before its first block."""
+    (`containers` "sequential_blocks": ViT, Mixer) the first block's input E stays alive through all
+    blocks; with an nn.Sequential of stages ("sequential_stages": Swin, ConvNeXt) E lives through all
+    stages, the stage input S_s through stage s, and the downsampling's output D_s (the blocks'
+    nn.Sequential input) through all blocks of the stage. A loop `for stage in stages: x = stage(x)`
+    ("loop": MViTv2, ResNet's layers) keeps only S_s, for the blocks after the first one, or for all of
+    them when the stage downsamples before its first block. (`Family.containers` says which.)"""
     s = order[blk.stage]
     down = blk.stage in downsampled
     embed = ("S", 0)
     stage_in = ("S", s)
     first = ("D", s) if down else stage_in
     mine = first if blk.index == 0 else ("B",)
-    if family in SEQUENTIAL_BLOCKS or (family in SEQUENTIAL_STAGES and not blk.stage):
+    if containers == "sequential_blocks" or (containers == "sequential_stages" and not blk.stage):
         held = {embed}
-    elif family in SEQUENTIAL_STAGES:
+    elif containers == "sequential_stages":
         held = {embed, stage_in, first}
     else:
         held = {stage_in} if blk.stage else set()
@@ -143,11 +139,6 @@ def _edges(peak: PeakSteps, pre: list[Op], post: list[Op], e: int) -> None:
         peak.at((tail[0].out + tail[-1].out) * e, "head")
 
 
-def _block_input(blk: Block) -> int:
-    """Elements of a block's input (norm1 reads it; a CNN block's first op reads it)."""
-    return blk.out("norm1") or blk.ops[0].inp
-
-
 def _stage_sizes(blocks: list[Block]) -> tuple[dict[tuple, int], dict[str, int]]:
     """Elements of each stage's input S_s (the previous stage's output, or the embedding) and of its first
     block's input D_s (S_s again unless the stage downsamples first), keyed ("S", s) and ("D", s); and
@@ -158,48 +149,18 @@ def _stage_sizes(blocks: list[Block]) -> tuple[dict[tuple, int], dict[str, int]]
     for blk in blocks:
         if blk.stage not in order:
             s = order[blk.stage] = len(order)
-            sizes[("S", s)] = prev or _block_input(blk)
-            sizes[("D", s)] = _block_input(blk)
-        # the last block's output feeds the next stage (a CNN block's residual add, at the block's own path)
-        prev = blk.out("mlp.fc2") or blk.out("mlp_channels.fc2") or blk.out("")
+            sizes[("S", s)] = prev or blk.inp
+            sizes[("D", s)] = blk.inp
+        prev = blk.ops[-1].out  # the last block's output feeds the next stage
     return sizes, order
 
 
-def _downsample(peak: PeakSteps, ops: Sequence[Op], e: int, embed: int = 0) -> set[str]:
-    """Patch merging (Swin's and Swin V2's, as timm's PatchMerging), `embed` bytes held by the callers (an
-    nn.Sequential of stages holds the embedding): the stage input x, then x = pad(x) (a copy, even when
-    nothing is padded), x = the 2x2 neighbourhoods concatenated (a copy of the padded grid), then the
-    norm and the linear reduction in the family's order (Swin: norm first; Swin V2: reduction first),
-    each rebinding x. Returns the stages that downsample their input before their first block."""
-    stages: set[str] = set()
-    for i, op in enumerate(ops):
-        if not (op.path.endswith(".downsample.reduction") and op.kind == "linear"):
-            continue
-        prefix = op.path[: -len(".reduction")]
-        stages.add(prefix[: -len(".downsample")])
-        first = i - 1 if ops[i - 1].path == f"{prefix}.norm" else i
-        x, cat = ops[first - 1].out, op.inp  # the stage input, the padded grid and its 2x2 concat
-        one, two = ops[first], ops[first + 1]
-        peak.at(embed + (x + 2 * cat) * e, f"{prefix} pad + concat")
-        peak.at(embed + (x + cat + one.out) * e, one.path)
-        peak.at(embed + (x + one.out + two.out) * e, two.path)
-    return stages
-
-
-def _downsampling_stages(ops: Sequence[Op], blocks: list[Block]) -> set[str]:
-    """Stages whose own downsampling layers (`<stage>.downsample.*`, outside the blocks) run before their
-    first block (ConvNeXt's LayerNorm + strided conv); a NAT level's downsampler follows its blocks."""
-    out: set[str] = set()
-    started: set[str] = set()
-    for op in ops:
-        stage, in_block, _ = op.path.partition(".blocks.")
-        if in_block:
-            started.add(stage)
-            continue
-        stage, down, _ = op.path.partition(".downsample.")
-        if down and stage not in started:
-            out.add(stage)
-    return out & {blk.stage for blk in blocks}
+def _downsampling_stages(blocks: list[Block]) -> set[str]:
+    """Stages whose own layers (outside the blocks, under the stage's path) run before their first block:
+    Swin's patch merging, ConvNeXt's LayerNorm + strided conv; a NAT level's downsampler follows its
+    blocks (it belongs to the level before)."""
+    return {blk.stage for blk in blocks if blk.index == 0 and blk.stage
+            and any(op.path.startswith(blk.stage + ".") for op in blk.before)}
 
 
 def activation_steps(est: Estimate, attn: Any = Kernel.math, device: str = "cpu", threads: int = 1,
@@ -217,13 +178,13 @@ def activation_steps(est: Estimate, attn: Any = Kernel.math, device: str = "cpu"
     peak = PeakSteps(device, threads)
     _edges(peak, pre, post, e)
     sizes, order = _stage_sizes(blocks)
-    embed = sizes.get(("S", 0), 0) * e if family.name in SEQUENTIAL_STAGES else 0
-    # most designs have no downsampling layers outside their blocks: skip the two scans of every op
-    has_down = any(".downsample." in op.path for op in est.ops)
-    downsampled = _downsample(peak, est.ops, e, embed) | _downsampling_stages(est.ops, blocks) if has_down else set()
+    embed = sizes.get(("S", 0), 0) * e if family.containers == "sequential_stages" else 0
+    downsampled = _downsampling_stages(blocks)
+    if family.downsample_memory is not None:
+        family.downsample_memory(peak, blocks, e, embed)
     seen: set[tuple] = set()
     for blk in blocks:
-        held = _held(blk, family.name, sizes, order, downsampled, e)
+        held = _held(blk, family.containers, sizes, order, downsampled, e)
         if not repeats:
             key = (held, *((op.kind, op.out, op.inp, op.call) for op in blk.ops))
             if key in seen:

@@ -4,14 +4,15 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any
+from typing import Any, NamedTuple
 
 from vitcost.analytic.estimate import estimate
 from vitcost.analytic.memory import activation_steps
 from vitcost.analytic.registry import family_of
-from vitcost.design import Design, parse_design
+from vitcost.design import parse_design
 from vitcost.errors import VitcostError
 
 WALL_SAMPLES = 7  # lattice points fitted: a degree-4 polynomial through 5, checked at the other 2
@@ -72,68 +73,84 @@ def _largest_root(poly: list[Fraction]) -> float:
     return max(real) if real else math.inf
 
 
-def _total(design: Design, r: int, batch: int, dtype: Any, attn: Any) -> int | None:
-    try:
-        est = estimate(design, r, batch, dtype, attn)
-    except VitcostError:
-        return None
-    return est.memory.total_bytes
+class Solution(NamedTuple):
+    """What `solve_wall` finds: the largest `value` that fits (None: not even the smallest), its `total`
+    bytes, the next value up and its total, the step that crosses the budget first and its root."""
+
+    value: int | None
+    total: int
+    next_value: int
+    next_total: int
+    limited_by: str
+    root: float
+
+
+def solve_wall(what: str, xs: list[int], fit: int, step: int, budget: int,
+               candidates: Callable[[int], dict[str, int]], exact: Callable[[int], int | None]) -> Solution:
+    """The largest multiple of `step` whose memory fits in `budget` bytes, solved from the model rather than
+    found by trying values. `candidates(x)`: the bytes at every step that can hold the peak, at `x`;
+    `exact(x)`: the peak at x (None where the design cannot run). Each step's bytes is a polynomial in x on
+    the sample points `xs`: recovered exactly from the first `fit` of them, checked at the rest (an error
+    names the step that is not one); each step's polynomial = budget is solved for its largest real root,
+    and the smallest root over the steps is where the memory stops fitting. That root, rounded down to
+    `step`, is confirmed by `exact` (off the sample lattice a size may pad or pool, so the value may have to
+    step down, or a size above may still fit)."""
+    samples = [candidates(x) for x in xs]
+    names = set(samples[0]).intersection(*samples[1:])
+    best, limited_by = math.inf, ""
+    for name in sorted(names):
+        ys = [smp[name] for smp in samples]
+        newton = _newton(xs[:fit], ys[:fit])
+        if any(_eval(xs[:fit], newton, x) != y for x, y in zip(xs[fit:], ys[fit:])):
+            raise VitcostError(f"{what} at step {name!r} is not a polynomial; cannot solve the memory wall.")
+        poly = _monomial(xs[:fit], newton)
+        poly[-1] -= budget
+        root = _largest_root(poly)
+        if root < best:
+            best, limited_by = root, name
+    if not math.isfinite(best):  # no crossing: memory grows with x, so it is above the budget everywhere
+        best = 0.0
+    v = max(int(best // step) * step, step)
+    total = exact(v)
+    while v > step and (total is None or total > budget):
+        v -= step
+        total = exact(v)
+    if total is None or total > budget:
+        return Solution(None, 0, v, total or 0, limited_by, best)
+    while True:
+        up = exact(v + step)
+        if up is None or up > budget:
+            return Solution(v, total, v + step, up or 0, limited_by, best)
+        v, total = v + step, up
 
 
 def memory_wall(model: Any, budget_bytes: int, batch: int = 1, dtype: Any = "fp32",
                 attn: Any = "math") -> MemoryWall:
     """The largest square resolution whose forward (weights + input + activation peak) fits in
-    `budget_bytes`, solved from the model rather than found by trying sizes.
-
-    On the lattice R = L*k where every floor of the walker is exact (the family's `lattice`), each step's memory
-    (`activation_steps`, plus weights and input) is a polynomial of degree <= 4 in R. It is recovered
-    exactly by interpolating 5 lattice points (checked at 2 more), and each step's polynomial = budget
-    is solved for its largest real root; the smallest root over the steps is where the forward stops
-    fitting. The answer is that root rounded down to the resolution step and confirmed by the exact
-    model (a size off the lattice pads windows or pools, so it may need to step down)."""
+    `budget_bytes`, solved from the model (`solve_wall`): on the lattice R = L*k where every floor of the
+    walker is exact (the family's `lattice`), each step's memory (`activation_steps`, plus weights and
+    input) is a polynomial of degree <= 4 in R, recovered from 5 lattice points and checked at 2 more."""
     design = parse_design(model)
-    name, spec = design.name, design.spec
     if not budget_bytes > 0:
         raise VitcostError(f"device memory must be positive, got {budget_bytes}.")
-    lattice, step = family_of(spec).lattice(spec)
-    ks = list(range(2, 2 + WALL_SAMPLES))
-    samples: list[dict[str, int]] = []
-    for k in ks:
-        est = estimate(design, lattice * k, batch, dtype, attn)
+    lattice, step = family_of(design.spec).lattice(design.spec)
+
+    def candidates(r: int) -> dict[str, int]:
+        est = estimate(design, r, batch, dtype, attn)
         pred = est.memory
         fixed = pred.weights_bytes + pred.input_bytes
-        samples.append({w: b + fixed for w, b in activation_steps(est, est.attn).steps.items()})
-    names = set(samples[0]).intersection(*samples[1:])
-    xs = [lattice * k for k in ks]
-    best, limited_by = math.inf, ""
-    fit = WALL_DEGREE + 1
-    for w in sorted(names):
-        ys = [smp[w] for smp in samples]
-        newton = _newton(xs[:fit], ys[:fit])
-        if any(_eval(xs[:fit], newton, x) != y for x, y in zip(xs[fit:], ys[fit:])):
-            raise VitcostError(f"memory of {name} at step {w!r} is not a polynomial in the resolution; "
-                               "cannot solve the memory wall.")
-        poly = _monomial(xs[:fit], newton)
-        poly[-1] -= budget_bytes
-        root = _largest_root(poly)
-        if root < best:
-            best, limited_by = root, w
-    if not math.isfinite(best):  # no crossing: memory grows with R, so it is above the budget everywhere
-        best = 0.0
-    r = max(int(best // step) * step, step)
-    total = _total(design, r, batch, dtype, attn)
-    while r > step and (total is None or total > budget_bytes):  # off-lattice padding: step down
-        r -= step
-        total = _total(design, r, batch, dtype, attn)
-    if total is None or total > budget_bytes:
-        nxt = _total(design, r, batch, dtype, attn) or 0
-        return MemoryWall(name, budget_bytes, None, 0, r, nxt, limited_by, step, best)
-    while True:  # a size above may still fit where padding made the root conservative
-        up = _total(design, r + step, batch, dtype, attn)
-        if up is None or up > budget_bytes:
-            return MemoryWall(name, budget_bytes, r, total, r + step, up or 0, limited_by, step, best)
-        r, total = r + step, up
+        return {w: b + fixed for w, b in activation_steps(est, est.attn).steps.items()}
+
+    def exact(r: int) -> int | None:
+        try:
+            return estimate(design, r, batch, dtype, attn).memory.total_bytes
+        except VitcostError:
+            return None
+
+    xs = [lattice * k for k in range(2, 2 + WALL_SAMPLES)]
+    sol = solve_wall(f"memory of {design.name}", xs, WALL_DEGREE + 1, step, budget_bytes, candidates, exact)
+    return MemoryWall(design.name, budget_bytes, sol.value, sol.total, sol.next_value, sol.next_total,
+                      sol.limited_by, step, sol.root)
 
 
-
-__all__ = ["MemoryWall", "memory_wall"]
+__all__ = ["MemoryWall", "memory_wall", "solve_wall", "Solution", "WALL_SAMPLES", "WALL_DEGREE"]

@@ -24,16 +24,17 @@ def mixer_trace(spec: MixerSpec, h: Any, w: Any, b: Any) -> Trace:
     x = b * n * c
     for i in range(spec.depth):
         p = f"blocks.{i}"
-        t.norm(f"{p}.norm1", b * n, c)
-        t.linear(f"{p}.mlp_tokens.fc1", b * c, n, spec.tokens_hidden, role="mlp")
-        t.gelu(f"{p}.mlp_tokens.act", b * c * spec.tokens_hidden)
-        t.linear(f"{p}.mlp_tokens.fc2", b * c, spec.tokens_hidden, n, role="mlp")
-        t.eltwise(p, x)  # residual
-        t.norm(f"{p}.norm2", b * n, c)
-        t.linear(f"{p}.mlp_channels.fc1", b * n, c, spec.channels_hidden, role="mlp")
-        t.gelu(f"{p}.mlp_channels.act", b * n * spec.channels_hidden)
-        t.linear(f"{p}.mlp_channels.fc2", b * n, spec.channels_hidden, c, role="mlp")
-        t.eltwise(p, x)  # residual
+        with t.block(p, "", x):
+            t.norm(f"{p}.norm1", b * n, c)
+            t.linear(f"{p}.mlp_tokens.fc1", b * c, n, spec.tokens_hidden, role="mlp")
+            t.gelu(f"{p}.mlp_tokens.act", b * c * spec.tokens_hidden)
+            t.linear(f"{p}.mlp_tokens.fc2", b * c, spec.tokens_hidden, n, role="mlp")
+            t.eltwise(p, x)  # residual
+            t.norm(f"{p}.norm2", b * n, c)
+            t.linear(f"{p}.mlp_channels.fc1", b * n, c, spec.channels_hidden, role="mlp")
+            t.gelu(f"{p}.mlp_channels.act", b * n * spec.channels_hidden)
+            t.linear(f"{p}.mlp_channels.fc2", b * n, spec.channels_hidden, c, role="mlp")
+            t.eltwise(p, x)  # residual
     t.norm("norm", b * n, c)
     t.eltwise("", b * c, kind="pool", inp=x)  # mean over tokens
     t.linear("head", b, c, spec.num_classes, role="head")

@@ -17,7 +17,6 @@ from typing import Any
 from vitcost.analytic.cost import AttnCall
 from vitcost.analytic.ints import conv_out, imax
 from vitcost.analytic.peaks import (
-    INDEX_BYTES,
     LSE_BYTES,
     Block,
     PeakSteps,
@@ -29,13 +28,16 @@ from vitcost.analytic.peaks import (
 from vitcost.analytic.trace import Trace
 from vitcost.errors import SpecError
 from vitcost.specs import MViTSpec
+from vitcost.vocab import INT64
 
 
-def _pool(t: Trace, p: str, which: str, b: Any, heads: int, hd: int, h: Any, w: Any, k: int, stride: int
-          ) -> tuple[Any, Any]:
-    """Depthwise conv pooling shared across heads: [b*heads, hd, h, w] -> [b*heads, hd, ho, wo], then norm."""
+def _pool(t: Trace, p: str, which: str, b: Any, heads: int, hd: int, h: Any, w: Any, k: int, stride: int,
+          qkv: str) -> tuple[Any, Any]:
+    """Depthwise conv pooling shared across heads: [b*heads, hd, h, w] -> [b*heads, hd, ho, wo], then norm;
+    the conv reads the op `qkv`'s output."""
     ho, wo = t.conv(f"{p}.pool_{which}", b * heads, hd, hd, h, w, kernel=k, stride=stride, pad=k // 2,
                     groups=hd, bias=False, role="pool")
+    t.note(src=(qkv,))  # a contiguous copy of the head-split q, k or v
     t.norm(f"{p}.norm_{which}", b * heads * ho * wo, hd, role="pool")
     return ho, wo
 
@@ -45,26 +47,34 @@ def mvit_block(t: Trace, p: str, b: Any, h: Any, w: Any, dim_in: int, dim: int, 
     rows = b * h * w
     hd, k = dim // heads, spec.pool_kernel
     t.norm(f"{p}.norm1", rows, dim_in)
+    norm1 = t.key()
     short = rows * dim_in
     if dim_in != dim:
         t.linear(f"{p}.shortcut_proj_attn", rows, dim_in, dim, role="proj")
         short = rows * dim
     t.linear(f"{p}.attn.qkv", rows, dim_in, 3 * dim, role="proj")
+    t.note(src=(norm1,))  # past the shortcut projection
+    qkv = t.key()
     pool_q = k > 1 or q_stride > 1
     pool_kv = k > 1 or kv_stride > 1
-    qh, qw = _pool(t, f"{p}.attn", "q", b, heads, hd, h, w, k, q_stride) if pool_q else (h, w)
-    kh, kw = _pool(t, f"{p}.attn", "k", b, heads, hd, h, w, k, kv_stride) if pool_kv else (h, w)
+    qh, qw = _pool(t, f"{p}.attn", "q", b, heads, hd, h, w, k, q_stride, qkv) if pool_q else (h, w)
+    kh, kw = _pool(t, f"{p}.attn", "k", b, heads, hd, h, w, k, kv_stride, qkv) if pool_kv else (h, w)
     if pool_kv:
-        _pool(t, f"{p}.attn", "v", b, heads, hd, h, w, k, kv_stride)
+        _pool(t, f"{p}.attn", "v", b, heads, hd, h, w, k, kv_stride, qkv)
+    # q, k and v: the pooling norms' outputs where they pool, else views of qkv
+    sources = [f"qkv={qkv}"] + [f"{which}={p}.attn.norm_{which}#layer_norm" for which, pooled
+                                in (("q", pool_q), ("k", pool_kv), ("v", pool_kv)) if pooled]
     nq, nk = qh * qw, kh * kw
     if q_stride > 1:  # max-pool the shortcut to the query grid
         ks = q_stride + 1
         t.eltwise(f"{p}.shortcut_pool_attn", b * nq * dim * ks * ks, kind="pool", inp=short, out=b * nq * dim)
+        t.note("max_pool", src=("copy",))  # of the shortcut transposed to [B, D, h, w]: a contiguous copy
     if spec.rel_pos:
         t.param(f"{p}.attn.rel_pos_h", (2 * imax(qh, kh) - 1) * hd)
         t.param(f"{p}.attn.rel_pos_w", (2 * imax(qw, kw) - 1) * hd)
     t.attention(f"{p}.attn", b, heads, nq, nk, hd, rel=(qh, qw, kh, kw) if spec.rel_pos else (),
                 residual=spec.residual_pooling)
+    t.note(src=tuple(sources))
     t.linear(f"{p}.attn.proj", b * nq, dim, dim, role="proj")
     y = b * nq * dim
     t.eltwise(p, y)  # residual
@@ -86,8 +96,9 @@ def mvit_trace(spec: MViTSpec, h: Any, w: Any, b: Any) -> Trace:
     dim_in = spec.dims[0]
     for s, (dim, depth, heads) in enumerate(zip(spec.dims, spec.depths, spec.heads)):
         for i in range(depth):
-            gh, gw = mvit_block(t, f"stages.{s}.blocks.{i}", b, gh, gw, dim_in, dim, heads,
-                                spec.q_stride(s) if i == 0 else 1, spec.kv_stride_at(s), spec)
+            with t.block(f"stages.{s}.blocks.{i}", f"stages.{s}", b * gh * gw * dim_in):
+                gh, gw = mvit_block(t, f"stages.{s}.blocks.{i}", b, gh, gw, dim_in, dim, heads,
+                                    spec.q_stride(s) if i == 0 else 1, spec.kv_stride_at(s), spec)
             dim_in = dim
     t.norm("norm", b * gh * gw, dim_in)
     t.eltwise("", b * dim_in, kind="pool", inp=b * gh * gw * dim_in)  # mean over tokens
@@ -132,7 +143,7 @@ def block_memory(peak: PeakSteps, blk: Block, spec: MViTSpec, b: int, e: int, fu
         peak.at(xin + sp * e, f"{blk.p} shortcut_proj_attn")
     if pool_op is not None:  # a contiguous [B, D, h, w] copy of the shortcut, max-pooled with its int64 indices
         src = sp or x
-        peak.at(xin + (short + src) * e + pool_op.out * (e + INDEX_BYTES), f"{blk.p} shortcut_pool_attn")
+        peak.at(xin + (short + src) * e + pool_op.out * (e + INT64), f"{blk.p} shortcut_pool_attn")
         short = pool_op.out
     base = xin + short * e
     y = blk.out("attn.proj")

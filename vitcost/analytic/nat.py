@@ -57,8 +57,11 @@ def neighbourhood_attention(t: Trace, p: str, b: Any, hp: Any, wp: Any, dim: Any
         attn  B' = B*hp*wp neighbourhoods: q [B', h, 1, d] against k, v [B', h, k^2, d]
               + gathered bias [h, 1, k^2] per neighbourhood                2 B hp wp C k^2 MACs"""
     t.linear(f"{p}.qkv", b * hp * wp, dim, 3 * dim, role="proj")
+    qkv = t.key()
     t.param(f"{p}.rpb", heads * (2 * kernel - 1) ** 2)
     t.attention(p, b * hp * wp, heads, 1, kernel * kernel, dim // heads, terms=1)
+    # k and v are gathered neighbourhoods; the bias is gathered from its float32 table
+    t.note("gathered_kv", "f32_terms", src=(f"qkv={qkv}",))
 
 
 def nat_block(t: Trace, p: str, b: Any, gh: Any, gw: Any, dim: int, heads: int, hidden: int, kernel: int,
@@ -93,8 +96,9 @@ def nat_trace(spec: NATSpec, h: Any, w: Any, b: Any) -> Trace:
     for s, (depth, heads) in enumerate(zip(spec.depths, spec.heads)):
         c = spec.stage_dim(s)
         for i in range(depth):
-            nat_block(t, f"levels.{s}.blocks.{i}", b, gh, gw, c, heads, int(c * spec.mlp_ratio), spec.kernel,
-                      spec.dilation(s, i), spec.layer_scale > 0)
+            with t.block(f"levels.{s}.blocks.{i}", f"levels.{s}", b * gh * gw * c):
+                nat_block(t, f"levels.{s}.blocks.{i}", b, gh, gw, c, heads, int(c * spec.mlp_ratio), spec.kernel,
+                          spec.dilation(s, i), spec.layer_scale > 0)
         if s < last:  # the level ends with its downsampler: 3x3 stride-2 conv C -> 2C, no bias, then norm
             gh, gw = t.conv(f"levels.{s}.downsample.reduction", b, c, 2 * c, gh, gw, kernel=3, stride=2, pad=1,
                             bias=False, role="pool")

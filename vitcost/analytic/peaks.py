@@ -8,10 +8,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from vitcost.analytic.cost import AttnCall, Op
+from vitcost.vocab import F32
 
-LSE_BYTES = 4  # fused attention keeps a float32 log-sum-exp per query row
-INDEX_BYTES = 8  # max-pool indices are int64
-STAT_BYTES = 4  # LayerNorm returns a float32 mean and rstd per row besides its output
+LSE_BYTES = F32  # fused attention keeps a float32 log-sum-exp per query row
+STAT_BYTES = F32  # LayerNorm returns a float32 mean and rstd per row besides its output
 SMALL_CONV_OUT = 10_000  # output elements under which oneDNN runs a one-image channels-last conv as a GEMM
 
 
@@ -47,26 +47,24 @@ class PeakSteps:
 class Block:
     """The ops of one block (path prefix `p`, e.g. `layers.2.blocks.3`), looked up by path suffix."""
 
-    def __init__(self, prefix: str, ops: list[Op], before: list[Op] | None = None) -> None:
+    def __init__(self, prefix: str, ops: list[Op], before: list[Op] | None = None, stage: str = "") -> None:
         self.p = prefix
         self.ops = ops
         self.before = before or []  # ops run between the previous block and this one (a stage's downsampling)
+        self.stage = stage  # the path of the module that owns the block list ("" for a model's own `blocks`)
         self._by_path: dict[str, list[Op]] = {}
         for op in ops:
             self._by_path.setdefault(op.path, []).append(op)
 
     @property
+    def inp(self) -> int:
+        """Elements of the block's input, as its walker declared them (`Trace.block`)."""
+        return self.ops[0].block.inp
+
+    @property
     def index(self) -> int:
         """The block's index in its stage (or model)."""
         return int(self.p.rsplit(".", 1)[1])
-
-    @property
-    def stage(self) -> str:
-        """The path of the module that owns the block list ("" for `blocks.3`, "layers.2" for Swin,
-        "layer2" for ResNet's `layer2.3`)."""
-        if ".blocks." in self.p:
-            return self.p.rsplit(".blocks.", 1)[0]
-        return self.p.split(".", 1)[0] if _layer_block_prefix(self.p) else ""
 
     def find(self, suffix: str, kind: str | None = None) -> Op | None:
         path = f"{self.p}.{suffix}" if suffix else self.p
@@ -200,52 +198,27 @@ def mlp(peak: PeakSteps, where: str, base: int, n2: int, hidden: int, out: int, 
 
 def split_blocks(ops: Sequence[Op]) -> tuple[list[Op], list[Block], list[Op]]:
     """Split the op list into the ops before the first block, the blocks (each with the ops that ran
-    between it and the previous block, `Block.before`), and the ops after the last block."""
+    between it and the previous block, `Block.before`), and the ops after the last block, by the block
+    marks the walker put on each op (`Trace.block`)."""
     pre: list[Op] = []
     between: list[Op] = []
     blocks: dict[str, list[Op]] = {}
     before: dict[str, list[Op]] = {}
-    last, dotted = "\0", "\0"  # a block's ops are consecutive: most paths extend the previous prefix
+    stage: dict[str, str] = {}
     for op in ops:
-        path = op.path
-        if path == last or path.startswith(dotted):
-            prefix = last
-        else:
-            prefix = _block_prefix(path)
-            if prefix:
-                last, dotted = prefix, prefix + "."
-        if prefix:
-            if prefix not in blocks:
-                before[prefix], between = between, []
-            blocks.setdefault(prefix, []).append(op)
+        mark = op.block
+        if mark is not None:
+            if mark.prefix not in blocks:
+                before[mark.prefix], between = between, []
+                stage[mark.prefix] = mark.stage
+                blocks[mark.prefix] = []
+            blocks[mark.prefix].append(op)
         elif blocks:
             between.append(op)
         else:
             pre.append(op)
-    return pre, [Block(p, o, before[p]) for p, o in blocks.items()], between
-
-
-def _block_prefix(path: str) -> str:
-    """"layers.2.blocks.3.attn.qkv" -> "layers.2.blocks.3"; "" for a path outside any block."""
-    i = 0 if path.startswith("blocks.") else path.find(".blocks.") + 1
-    if i == 0 and not path.startswith("blocks."):
-        return _layer_block_prefix(path)
-    start = i + len("blocks.")
-    end = path.find(".", start)
-    end = len(path) if end < 0 else end
-    return path[:end] if path[start:end].isdigit() else ""
-
-
-def _layer_block_prefix(path: str) -> str:
-    """ResNet's stages are `layer1`.. holding numbered blocks (timm's and torchvision's names):
-    "layer2.3.conv1" -> "layer2.3"; "" for any other path."""
-    if not path.startswith("layer"):
-        return ""
-    parts = path.split(".", 2)
-    if len(parts) > 1 and parts[0][5:].isdigit() and parts[1].isdigit():
-        return f"{parts[0]}.{parts[1]}"
-    return ""
+    return pre, [Block(p, o, before[p], stage[p]) for p, o in blocks.items()], between
 
 
 __all__ = ["PeakSteps", "Block", "attend", "kept_scores_attention", "flash_scratch", "conv_scratch", "conv_weight",
-           "mlp", "norm_stats", "split_blocks", "LSE_BYTES", "INDEX_BYTES", "STAT_BYTES"]
+           "mlp", "norm_stats", "split_blocks", "LSE_BYTES", "STAT_BYTES"]

@@ -27,7 +27,10 @@ class Family(NamedTuple):
     `trace(spec, h, w, batch) -> Trace`, `block_memory(peak, block, spec, batch, bytes/elem, fused, outer)`,
     `complexity(spec) -> "O(...)"` (in R, H, W, N and constants; the exponent is derived from it),
     `lattice(spec) -> (L, step)` (on multiples of L no size rounds) and `grid(spec, h, w)` (the first
-    stage's token grid). The module is imported when the family is first used, so `vitcost compare`
+    stage's token grid), and optionally `downsample_memory` (layers between stages outside the blocks).
+    Facts about single ops (which block an op runs in, where its input comes from, "a max pool", "a
+    float32 bias") the walker states on the ops themselves (`Trace.block`, `Trace.note`, `cost.TAGS`);
+    how the net's containers call the blocks is the record's `containers`. The module is imported when the family is first used, so `vitcost compare`
     loads only the families it shows. (A NamedTuple: cheap to create at import.)"""
 
     name: str  # the `family` of its spec class and of every output row
@@ -35,6 +38,11 @@ class Family(NamedTuple):
     module: str  # the analytic module under vitcost.analytic
     net: str  # "module:Class" of the torch reference net, built as Class(spec, (h, w), attn_mode)
     params_follow_res: str = ""  # why the parameter count changes with the resolution ("" if it does not)
+    # how the reference net's containers call its blocks, which decides what the callers hold while a block
+    # runs (`memory._held`): "sequential_blocks" (the model calls an nn.Sequential of blocks),
+    # "sequential_stages" (an nn.Sequential of stages, each an optional downsampling then an nn.Sequential of
+    # blocks) or "loop" (`for stage in stages: x = stage(x)`, and likewise for the blocks)
+    containers: str = "loop"
 
     @property
     def spec(self) -> type:
@@ -51,6 +59,12 @@ class Family(NamedTuple):
     @property
     def block_memory(self) -> Callable[..., None]:
         return self.analytic.block_memory
+
+    @property
+    def downsample_memory(self) -> Callable[..., None] | None:
+        """The memory steps of layers that run between stages outside the blocks, when the family's analytic
+        module defines them (`downsample_memory(peak, blocks, bytes/elem, held)`; Swin's patch merging)."""
+        return getattr(self.analytic, "downsample_memory", None)
 
     @property
     def complexity(self) -> Callable[[Any], str]:
@@ -71,19 +85,21 @@ class Family(NamedTuple):
 
 FAMILIES: dict[str, Family] = {f.name: f for f in [
     Family("pixel", "pixel-level attention", "transformer", "vitcost.nets.vit:VisionTransformer",
-           "position embedding (one row per pixel)"),
+           "position embedding (one row per pixel)", "sequential_blocks"),
     Family("vit", "ViT patch attention (global, or window + global blocks)", "transformer",
            "vitcost.nets.vit:VisionTransformer",
-           "position embedding (one row per token; global blocks' rel-pos tables)"),
+           "position embedding (one row per token; global blocks' rel-pos tables)", "sequential_blocks"),
     Family("swin", "Swin window attention", "swin", "vitcost.nets.swin:SwinTransformer",
-           "relative-position tables (when a stage's grid is smaller than the window)"),
+           "relative-position tables (when a stage's grid is smaller than the window)", "sequential_stages"),
     Family("mvit", "MViTv2 pooling attention", "mvit", "vitcost.nets.mvit:MViTv2", "relative-position tables"),
     Family("mixer", "MLP-Mixer (token-mixing MLP)", "mixer", "vitcost.nets.mixer:MlpMixer",
-           "token-mixing MLP (N x D_S weights)"),
+           "token-mixing MLP (N x D_S weights)", "sequential_blocks"),
     Family("nat", "NAT / DiNAT neighbourhood attention", "nat", "vitcost.nets.nat:NAT"),
-    Family("convnext", "ConvNeXt (depthwise-conv CNN)", "convnext", "vitcost.nets.convnext:ConvNeXt"),
+    Family("convnext", "ConvNeXt (depthwise-conv CNN)", "convnext", "vitcost.nets.convnext:ConvNeXt",
+           containers="sequential_stages"),
     Family("resnet", "ResNet (bottleneck CNN)", "resnet", "vitcost.nets.resnet:ResNet"),
-    Family("swinv2", "Swin V2 scaled cosine window attention", "swinv2", "vitcost.nets.swinv2:SwinTransformerV2"),
+    Family("swinv2", "Swin V2 scaled cosine window attention", "swinv2", "vitcost.nets.swinv2:SwinTransformerV2",
+           containers="sequential_stages"),
 ]}
 _BY_SPEC: dict[type, Family] = {f.spec: f for f in FAMILIES.values()}
 

@@ -26,9 +26,12 @@ POOL_KERNEL, POOL_STRIDE, POOL_PAD = 3, 2, 1
 
 
 def conv_bn(t: Trace, p: str, conv: str, bn: str, b: Any, cin: int, cout: int, h: Any, w: Any, *, kernel: int,
-            stride: int, pad: int, role: str = "mlp") -> tuple[Any, Any]:
-    """A bias-free conv and the BatchNorm after it; returns the output grid."""
+            stride: int, pad: int, role: str = "mlp", src: tuple[str, ...] = ()) -> tuple[Any, Any]:
+    """A bias-free conv and the BatchNorm after it; returns the output grid. `src`: the conv's producer,
+    when it does not read the previous op's output."""
     ho, wo = t.conv(f"{p}{conv}", b, cin, cout, h, w, kernel=kernel, stride=stride, pad=pad, bias=False, role=role)
+    if src:
+        t.note(src=src)
     t.batch_norm(f"{p}{bn}", b * cout * ho * wo, cout)
     return ho, wo
 
@@ -40,15 +43,19 @@ def relu(t: Trace, path: str, elems: Any) -> None:
 def bottleneck(t: Trace, p: str, b: Any, h: Any, w: Any, cin: int, width: int, cout: int, stride: int
                ) -> tuple[Any, Any]:
     """One bottleneck on [b, cin, h, w] -> [b, cout, ho, wo], path prefix `p` (timm's/torchvision's names)."""
+    block_input = t.key()
     h1, w1 = conv_bn(t, p, ".conv1", ".bn1", b, cin, width, h, w, kernel=1, stride=1, pad=0)
     relu(t, f"{p}.act1", b * width * h1 * w1)
     h2, w2 = conv_bn(t, p, ".conv2", ".bn2", b, width, width, h1, w1, kernel=3, stride=stride, pad=1)
     relu(t, f"{p}.act2", b * width * h2 * w2)
     conv_bn(t, p, ".conv3", ".bn3", b, width, cout, h2, w2, kernel=1, stride=1, pad=0)
     if stride != 1 or cin != cout:  # projection shortcut
-        conv_bn(t, p, ".downsample.0", ".downsample.1", b, cin, cout, h, w, kernel=1, stride=stride, pad=0)
+        # the shortcut conv reads the block input
+        conv_bn(t, p, ".downsample.0", ".downsample.1", b, cin, cout, h, w, kernel=1, stride=stride, pad=0,
+                src=(block_input,))
     out = b * cout * h2 * w2
     t.eltwise(p, out)  # x += shortcut
+    t.note("branch_copied")  # in place on bn3's output, with the shortcut run in between
     relu(t, f"{p}.act3", out)
     return h2, w2
 
@@ -62,12 +69,14 @@ def resnet_trace(spec: ResNetSpec, h: Any, w: Any, b: Any) -> Trace:
     ph, pw = conv_out(gh, POOL_KERNEL, POOL_STRIDE, POOL_PAD), conv_out(gw, POOL_KERNEL, POOL_STRIDE, POOL_PAD)
     t.eltwise("maxpool", b * c * ph * pw * POOL_KERNEL**2, kind="pool", role="pool", inp=b * c * gh * gw,
               out=b * c * ph * pw)  # one comparison per window tap
+    t.note("max_pool")
     gh, gw = ph, pw
     for s, depth in enumerate(spec.depths):
         width = spec.width * 2**s
         for i in range(depth):
             stride = 2 if s and not i else 1
-            gh, gw = bottleneck(t, f"layer{s + 1}.{i}", b, gh, gw, c, width, spec.expansion * width, stride)
+            with t.block(f"layer{s + 1}.{i}", f"layer{s + 1}", b * c * gh * gw):
+                gh, gw = bottleneck(t, f"layer{s + 1}.{i}", b, gh, gw, c, width, spec.expansion * width, stride)
             c = spec.expansion * width
     t.eltwise("", b * c, kind="pool", inp=b * c * gh * gw)  # global average pool
     t.linear("fc", b, c, spec.num_classes, role="head")

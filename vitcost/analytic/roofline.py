@@ -26,6 +26,7 @@ from typing import Any
 from vitcost.analytic.cost import FLOPS_PER_MAC, Cost, project
 from vitcost.analytic.estimate import Estimate
 from vitcost.analytic.hardware import TB, Hardware
+from vitcost.analytic.kernels import FUSED, OUTSIDE_FUSED, attention_path
 from vitcost.analytic.trace import call_steps
 from vitcost.vocab import parse_kernel
 
@@ -115,8 +116,9 @@ def roofline(est: Estimate, hw: Hardware, attn: Any = None) -> Roofline:
             continue
         a = op.call
         core = []
+        fused = attention_path(a, kernel) == FUSED
         for st in call_steps(a):
-            if kernel.fused and st.name not in _OUTSIDE_FUSED:
+            if fused and st.name not in OUTSIDE_FUSED:
                 core.append(st)
             else:
                 add(op.path, st.name, st.cost, (st.inp + st.out) * e)
@@ -125,12 +127,6 @@ def roofline(est: Estimate, hw: Hardware, attn: Any = None) -> Roofline:
             add(op.path, "attention (fused)", Cost.sum(st.cost for st in core), (2 * a.q + 2 * a.kv + mask) * e)
     return Roofline(hw.name, est.dtype, "fused" if kernel.fused else "math", tuple(ops), peak, hw.bandwidth,
                     hw.indicative)
-
-
-# Steps a fused kernel does not absorb: decomposed relative positions are built outside it, and the
-# residual pooling add follows it. Linear attention has no fused kernel: all of its steps run apart.
-_OUTSIDE_FUSED = frozenset({"rel_h", "rel_w", "rel_sum", "rel_add", "residual",
-                            "phi_k", "kv", "k_sum", "phi_q", "num", "den", "eps", "normalise"})
 
 
 __all__ = ["OpTime", "Roofline", "roofline"]

@@ -47,13 +47,32 @@ def swin_trace(spec: SwinSpec, h: Any, w: Any, b: Any) -> Trace:
         (wh, sh), (ww, sw) = window_and_shift(gh, spec.window), window_and_shift(gw, spec.window)
         for i in range(depth):
             p = f"layers.{s}.blocks.{i}"
-            t.param(f"{p}.attn.relative_position_bias_table", (2 * wh - 1) * (2 * ww - 1) * heads)
             masked = i % 2 == 1 and bool(sh or sw)
-            windowed_block(t, p, b, gh, gw, c, heads, int(c * spec.mlp_ratio), wh, ww, terms=2 if masked else 1)
+            with t.block(p, f"layers.{s}", b * gh * gw * c):
+                t.param(f"{p}.attn.relative_position_bias_table", (2 * wh - 1) * (2 * ww - 1) * heads)
+                # the bias gathered from its float32 table (and the shift mask, a float32 buffer)
+                windowed_block(t, p, b, gh, gw, c, heads, int(c * spec.mlp_ratio), wh, ww, terms=2 if masked else 1,
+                               tags=("f32_terms",))
     t.norm("norm", b * gh * gw, c)
     t.eltwise("", b * c, kind="pool", inp=b * gh * gw * c)  # global average pool
     t.linear("head", b, c, spec.num_classes, role="head")
     return t
+
+
+def downsample_memory(peak: PeakSteps, blocks: list[Block], e: int, embed: int) -> None:
+    """Patch merging (Swin's and Swin V2's, as timm's PatchMerging) before the first block of stages 1..,
+    `embed` bytes held by the callers (an nn.Sequential of stages holds the embedding): the stage input x
+    (the previous block's output), then x = pad(x) (a copy, even when nothing is padded), x = the 2x2
+    neighbourhoods concatenated (a copy of the padded grid), then the norm and the linear reduction in the
+    family's order (Swin: norm first; Swin V2: reduction first), each rebinding x."""
+    for prev, blk in zip(blocks, blocks[1:]):
+        if blk.index or len(blk.before) != 2:
+            continue
+        one, two = blk.before
+        x, cat = prev.ops[-1].out, (one if one.kind == "linear" else two).inp  # the 2x2 concat feeds the reduction
+        peak.at(embed + (x + 2 * cat) * e, f"{one.path.rsplit('.', 1)[0]} pad + concat")
+        peak.at(embed + (x + cat + one.out) * e, one.path)
+        peak.at(embed + (x + one.out + two.out) * e, two.path)
 
 
 def grid(spec: SwinSpec, h: Any, w: Any) -> tuple[Any, Any]:

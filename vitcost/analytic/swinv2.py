@@ -32,6 +32,7 @@ from typing import Any
 
 from vitcost.analytic.ints import ceil_div, floor_div
 from vitcost.analytic.peaks import Block, PeakSteps, kept_scores_attention, mlp, norm_stats
+from vitcost.analytic.swin import downsample_memory as downsample_memory  # patch merging, as Swin's
 from vitcost.analytic.swin import shifted_window_pass, window_and_shift
 from vitcost.analytic.trace import Trace
 from vitcost.analytic.transformer import padded
@@ -54,6 +55,7 @@ def cosine_window_attention(t: Trace, p: str, windows: Any, rows: Any, dim: int,
     n, table = wh * ww, cpb_table(wh, ww)
     d = dim // heads
     t.linear(f"{p}.qkv", rows, dim, 3 * dim, role="proj", bias=False)
+    qkv = t.key()
     t.param(f"{p}.q_bias", dim)
     t.param(f"{p}.v_bias", dim)
     t.eltwise(p, rows * 3 * dim, kind="bias", role="proj")  # + cat(q_bias, 0, v_bias)
@@ -62,12 +64,15 @@ def cosine_window_attention(t: Trace, p: str, windows: Any, rows: Any, dim: int,
     t.eltwise(p, NORMALIZE_STEPS * qk, kind="normalize", role="scores", inp=qk, out=qk)
     # continuous position bias: [T, 2] -> [T, hidden] -> [T, heads], then gathered to [h, N, N]
     t.linear(f"{p}.cpb_mlp.0", table, 2, cpb_hidden, role="other")
+    t.note("reads_constant")  # the fixed table of log-spaced relative coordinates
     t.eltwise(f"{p}.cpb_mlp.1", table * cpb_hidden, kind="relu", inp=table * cpb_hidden)
     t.linear(f"{p}.cpb_mlp.2", table, cpb_hidden, heads, role="other", bias=False)
     gathered = heads * n * n
     t.eltwise(p, (1 + BIAS_SCALE_STEPS) * gathered, kind="bias_gather", inp=table * heads, out=gathered)
     # the attention's scale step is the logit scale applied to normalize(q); terms: bias (+ shift mask)
     t.attention(p, windows, heads, n, n, d, terms=2 if masked else 1)
+    # the bias comes out of the (autocast 16-bit) CPB MLP; the shift mask is a float32 buffer
+    t.note("cosine", *(("f32_terms",) if masked else ()), src=(f"qkv={qkv}",))
     t.linear(f"{p}.proj", rows, dim, dim, role="proj")
 
 
@@ -103,8 +108,9 @@ def swinv2_trace(spec: SwinV2Spec, h: Any, w: Any, b: Any) -> Trace:
             t.norm(f"layers.{s}.downsample.norm", b * gh * gw, c, role="pool")
         (wh, sh), (ww, sw) = window_and_shift(gh, spec.window), window_and_shift(gw, spec.window)
         for i in range(depth):
-            swinv2_block(t, f"layers.{s}.blocks.{i}", b, gh, gw, c, heads, int(c * spec.mlp_ratio), wh, ww,
-                         spec.cpb_hidden, masked=i % 2 == 1 and bool(sh or sw))
+            with t.block(f"layers.{s}.blocks.{i}", f"layers.{s}", b * gh * gw * c):
+                swinv2_block(t, f"layers.{s}.blocks.{i}", b, gh, gw, c, heads, int(c * spec.mlp_ratio), wh, ww,
+                             spec.cpb_hidden, masked=i % 2 == 1 and bool(sh or sw))
     t.norm("norm", b * gh * gw, c)
     t.eltwise("head", b * c, kind="pool", inp=b * gh * gw * c)  # global average pool
     t.linear("head.fc", b, c, spec.num_classes, role="head")

@@ -3,28 +3,64 @@ and works on ints (exact counts) or sympy symbols (the symbolic expression).
 
 A `Trace` collects the ops of one forward pass. `rows` is the number of token rows a layer sees,
 batch included. Which tensors are alive together is the memory model's business
-(`vitcost.analytic.memory`), not the trace's.
+(`vitcost.analytic.memory`), not the trace's; but the walker states what it knows about the reference
+module and the memory model needs: the block each op runs in (`Trace.block`), where an op's input comes
+from when it is not the previous op's output, and facts such as "this pool is a max pool" (`Trace.note`,
+`cost.TAGS`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, NamedTuple
 
-from vitcost.analytic.cost import AttnCall, Cost, LinearAttnCall, Op
+from vitcost.analytic.cost import TAGS, AttnCall, BlockMark, Cost, LinearAttnCall, Op
 from vitcost.analytic.ints import conv_out
+from vitcost.errors import VitcostError
 
 _new = tuple.__new__
+_NO_TAGS: frozenset[str] = frozenset()
 
 
 class Trace:
     def __init__(self, batch: Any) -> None:
         self.batch = batch
         self.ops: list[Op] = []
+        self.mark: BlockMark | None = None  # the block the next ops run in
+
+    @contextmanager
+    def block(self, prefix: str, stage: str = "", inp: Any = 0) -> Iterator[None]:
+        """The ops recorded inside run in the block `prefix` of stage `stage`, on an input of `inp` elements
+        (see `cost.BlockMark`)."""
+        outer, self.mark = self.mark, BlockMark(prefix, stage, inp)
+        try:
+            yield
+        finally:
+            self.mark = outer
+
+    def note(self, *tags: str, src: tuple[str, ...] = ()) -> None:
+        """Add facts to the last op recorded: `tags` (keys of `cost.TAGS`) and, when its input is not the
+        previous op's output, its producers (`key` of each, or "copy")."""
+        unknown = set(tags) - set(TAGS)
+        if unknown:
+            raise VitcostError(f"unknown op tags {sorted(unknown)}; see cost.TAGS.")
+        op = self.ops[-1]
+        self.ops[-1] = op._replace(tags=op.tags | frozenset(tags), src=src or op.src)
+
+    def key(self, back: int = 1) -> str:
+        """The key ("path#kind") of the `back`-th last op that is not a parameter table."""
+        for op in reversed(self.ops):
+            if op.kind != "param":
+                back -= 1
+                if not back:
+                    return op_key(op)
+        raise VitcostError("the trace has no such op.")
 
     def _add(self, path: str, kind: str, role: str, cost: Cost, out: Any, inp: Any, call: AttnCall | None = None
              ) -> None:
         # tuple.__new__ directly: a walk records thousands of ops, and Op's generated __new__ only re-packs
-        self.ops.append(_new(Op, (path, kind, role, cost, out, inp, call)))
+        self.ops.append(_new(Op, (path, kind, role, cost, out, inp, call, self.mark, (), _NO_TAGS)))
 
     def linear(self, path: str, rows: Any, fin: int, fout: int, *, role: str, bias: bool = True) -> Any:
         """y = x W^T + b. x: [rows, fin] @ W^T: [fin, fout] -> [rows, fout]: rows*fin*fout MACs."""
@@ -32,7 +68,7 @@ class Trace:
         # Cost(macs=rows*fin*fout, eltwise=out if bias else 0, params=fin*fout + (fout if bias else 0)),
         # positionally: the walkers' most frequent op
         cost = _new(Cost, (rows * fin * fout, 0, 0, 0, out if bias else 0, fin * fout + (fout if bias else 0), 0, 0))
-        self.ops.append(_new(Op, (path, "linear", role, cost, out, rows * fin, None)))
+        self.ops.append(_new(Op, (path, "linear", role, cost, out, rows * fin, None, self.mark, (), _NO_TAGS)))
         return out
 
     def conv(self, path: str, n: Any, cin: int, cout: int, h: Any, w: Any, *, kernel: int, stride: int,
@@ -50,7 +86,7 @@ class Trace:
         """Affine LayerNorm over the last dim: rows*dim elements, 2*dim params."""
         elems = rows * dim  # Cost(norm=elems, params=2 * dim), positionally
         self.ops.append(_new(Op, (path, "layer_norm", role, _new(Cost, (0, elems, 0, 0, 0, 2 * dim, 0, 0)), elems,
-                                  elems, None)))
+                                  elems, None, self.mark, (), _NO_TAGS)))
 
     def batch_norm(self, path: str, elems: Any, channels: int, *, role: str = "norm") -> None:
         """Eval-mode affine BatchNorm of `elems` elements over `channels` channels: the running statistics
@@ -66,7 +102,7 @@ class Trace:
         count one each); `out` defaults to `elems` output elements and `inp` to 2 operands of that size."""
         out = elems if out is None else out  # Cost(eltwise=elems), positionally
         self.ops.append(_new(Op, (path, kind, role, _new(Cost, (0, 0, 0, 0, elems, 0, 0, 0)), out,
-                                  2 * out if inp is None else inp, None)))
+                                  2 * out if inp is None else inp, None, self.mark, (), _NO_TAGS)))
 
     def param(self, path: str, n: Any, *, role: str = "other") -> None:
         """A parameter tensor used without arithmetic of its own (a table, a token)."""
@@ -95,6 +131,11 @@ class Trace:
         cost = Cost(macs=q * (2 * head_dim + 1), eltwise=6 * q + call.rows)
         self._add(path, "linear_attention", "scores", cost, q, 3 * q, call)
         return q
+
+
+def op_key(op: Op) -> str:
+    """"path#kind": names one op of a trace (a module may run several ops of different kinds)."""
+    return f"{op.path}#{op.kind}"
 
 
 class Step(NamedTuple):

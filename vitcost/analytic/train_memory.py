@@ -88,17 +88,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from vitcost.analytic.cost import AttnCall, Cost, LinearAttnCall, Op
-from vitcost.analytic.peaks import split_blocks
-from vitcost.analytic.training import reads_constant, runs_fused
+from vitcost.analytic.kernels import COMPOSITE, FUSED, MATH, attention_path
+from vitcost.analytic.trace import op_key
+from vitcost.analytic.training import reads_constant
 from vitcost.errors import VitcostError
-from vitcost.vocab import Dtype, Kernel, parse_kernel
+from vitcost.vocab import BOOL, F32, INT64, Dtype, Kernel, parse_kernel
 
 if TYPE_CHECKING:
     from vitcost.analytic.estimate import Estimate
 
-F32 = 4  # weights, gradients, optimizer state, statistics and the loss are float32
-MASK_BYTES = 1  # dropout masks are bool
-INDEX_BYTES = 8  # max-pool indices are int64
 STATE_COPIES: dict[str, int] = {"none": 0, "sgd": 1, "adamw": 2}  # float32 copies of the weights
 DEVICES = ("cpu", "cuda")
 COPY = -1  # a producer that is a copy made on the way (`_producer`)
@@ -158,49 +156,33 @@ class StepOp(NamedTuple):
 class _Ctx:
     """What the saved-tensor rules share: the ops, element sizes and options."""
 
-    def __init__(self, ops: Sequence[Op], family: str, amp: bool, lo: int, kernel: Kernel, device: str,
+    def __init__(self, ops: Sequence[Op], amp: bool, lo: int, kernel: Kernel, device: str,
                  dropout: bool, half: bool = False) -> None:
         self.ops = ops
-        self.family = family
         self.amp = amp  # autocast: 16-bit matmuls on float32 weights, casts on the way
         self.half = half  # the model itself in 16 bits: every activation 16-bit, no casts
         self.lo = lo  # bytes of a 16-bit element (4 in float32 training)
         self.kernel = kernel
         self.device = device
         self.dropout = dropout
-        self.sam = False  # ViT in timm's SAM layout: heads folded into the batch (`nets.vit`)
         self.dt: list[int] = [0] * len(ops)  # bytes per element of each op's output
-        self.index = {op.path + "#" + op.kind: i for i, op in enumerate(ops)}
+        self.index = {op_key(op): i for i, op in enumerate(ops)}
 
-    def find(self, path: str, kind: str) -> int | None:
-        return self.index.get(path + "#" + kind)
-
-
-def _block_of(ops: Sequence[Op]) -> list[str]:
-    _, blocks, _ = split_blocks(ops)
-    where: dict[int, str] = {}
-    for blk in blocks:
-        for op in blk.ops:
-            where[id(op)] = blk.p
-    return [where.get(id(op), "") for op in ops]
+    def source(self, i: int, name: str) -> int | None:
+        """The op producing operand `name` (qkv | q | k | v) of attention op i, as its walker names it."""
+        prefix = name + "="
+        return next((self.index[s[len(prefix):]] for s in self.ops[i].src if s.startswith(prefix)), None)
 
 
-def _producer(ctx: _Ctx, i: int, blocks: list[str]) -> int | None:
+def _producer(ctx: _Ctx, i: int) -> int | None:
     """The op whose output op i reads: the previous op in the data path (parameter tables are not in
-    it; a head skips the heads before it, DeiT's two heads read one norm), or where the reference net
-    says otherwise (ResNet's projection shortcut reads the block input, MViTv2's qkv norm1's output)."""
+    it; a head skips the heads before it, DeiT's two heads read one norm), or the one its walker names
+    (`Op.src`: ResNet's projection shortcut reads the block input, MViTv2's qkv norm1's output), or a
+    copy made on the way (`COPY`)."""
     ops = ctx.ops
     op = ops[i]
-    p = blocks[i]
-    if ctx.family == "resnet" and op.path.endswith(".downsample.0"):
-        j = ctx.find(f"{p}.conv1", "conv")
-        return None if j is None else _producer(ctx, j, blocks)
-    if ctx.family == "mvit" and op.path.endswith(".attn.qkv"):
-        return ctx.find(f"{p}.norm1", "layer_norm")
-    if ctx.family == "mvit" and op.path.endswith((".attn.pool_q", ".attn.pool_k", ".attn.pool_v")):
-        return ctx.find(f"{p}.attn.qkv", "linear")  # a contiguous copy of the head-split q, k or v
-    if ctx.family == "mvit" and op.path.endswith(".shortcut_pool_attn"):
-        return COPY  # the shortcut transposed to [B, D, h, w]: a contiguous copy
+    if op.src and op.call is None:
+        return COPY if op.src[0] == "copy" else ctx.index[op.src[0]]
     j = i - 1
     while j >= 0 and (ops[j].kind == "param" or (op.role == "head" and op.kind == "linear"
                                                    and ops[j].role == "head" and ops[j].kind == "linear")):
@@ -240,17 +222,6 @@ def _matmul_input(ctx: _Ctx, i: int, key: tuple, elems: int, e: int) -> Saved:
     return Saved(key, elems * e)
 
 
-def _qkv_source(ctx: _Ctx, i: int, blk: str) -> int | None:
-    """The qkv projection feeding the attention op i."""
-    for j in range(i - 1, -1, -1):
-        op = ctx.ops[j]
-        if op.kind == "linear" and op.path.endswith("qkv"):
-            return j
-        if not op.path.startswith(blk):
-            break
-    return None
-
-
 def _attention(ctx: _Ctx, i: int, blk: str) -> tuple[list[Saved], int, int]:
     """Saved tensors, backward scratch and forward scratch of a softmax attention op (see the module
     docstring). q, k and v are views of qkv's output, or the outputs of MViTv2's pooling norms, or NAT's
@@ -260,11 +231,11 @@ def _attention(ctx: _Ctx, i: int, blk: str) -> tuple[list[Saved], int, int]:
     e = ctx.lo
     q, kv, s, rows = a.q * e, a.kv * e, a.scores * e, a.rows
     split = a.batch > 1 and a.heads > 1
-    src = _qkv_source(ctx, i, blk)
+    src = ctx.source(i, "qkv")
     qkv = Saved(("out", src), ctx.ops[src].out * ctx.dt[src]) if src is not None else None
-    pooled = {w: ctx.find(f"{blk}.attn.norm_{w}", "layer_norm") for w in "qkv"}
-    gathered = ctx.family == "nat"
-    if ctx.sam and qkv is not None:  # q, k, v: views of qkv reshaped to [3, B'*h, N, d], a copy when B', h > 1
+    pooled = {w: ctx.source(i, w) for w in "qkv"}
+    gathered = "gathered_kv" in op.tags
+    if "folded_heads" in op.tags and qkv is not None:  # views of qkv as [3, B'*h, N, d]: a copy when B', h > 1
         qkv = Saved(("fold", i), q + 2 * kv) if split else qkv
         split = False
     saved: list[Saved] = []
@@ -281,8 +252,9 @@ def _attention(ctx: _Ctx, i: int, blk: str) -> tuple[list[Saved], int, int]:
 
     # CUDA autocast runs softmax in float32; on the CPU an additive float32 table (Swin's bias, NAT's, a
     # shift mask) promotes the 16-bit scores to float32; either way scores @ v reads a 16-bit copy
-    score_e = F32 if ctx.amp and (ctx.device == "cuda" or (not ctx.kernel.fused and _float32_terms(ctx, a))) else e
-    if runs_fused(a, ctx.kernel):
+    score_e = _score_elem_bytes(ctx, op)
+    path = attention_path(a, ctx.kernel, training=True)
+    if path == FUSED:
         saved += [operand("q", q, False), operand("k", kv, False), operand("v", kv, False),
                   Saved(("out", i), q), Saved(("lse", i), rows * F32)]
         if a.terms or a.rel:  # the memory-efficient kernel keeps its additive mask
@@ -290,7 +262,7 @@ def _attention(ctx: _Ctx, i: int, blk: str) -> tuple[list[Saved], int, int]:
         # dO; dq, dk, dv and the kernel's row sums; then the gradient of their source
         back = (q + q + 2 * kv + rows * F32 + _source_grad(a, e, pooled, gathered),)
         return saved, back, rows * F32
-    if ctx.kernel.fused:
+    if path == COMPOSITE:
         return _composite(ctx, i, a, e, split, operand, pooled, gathered, qkv)
     saved.append(Saved(("q", i), q))  # q * scale
     saved.append(operand("k", kv, split))
@@ -298,7 +270,7 @@ def _attention(ctx: _Ctx, i: int, blk: str) -> tuple[list[Saved], int, int]:
     if score_e != e:  # the float32 softmax output cast back to 16 bits for scores @ v
         saved.append(Saved(("probs", i), s))
     if ctx.dropout:
-        saved += [Saved(("mask", i), a.scores * MASK_BYTES), Saved(("dropped", i), s)]
+        saved += [Saved(("mask", i), a.scores * BOOL), Saved(("dropped", i), s)]
     saved.append(operand("v", kv, split))
     if a.rel:
         saved += _rel_pos(ctx, i, a, e, _q_storage(ctx, pooled, qkv))
@@ -323,13 +295,15 @@ def _composite(ctx: _Ctx, i: int, a: AttnCall, e: int, split: bool, operand: Any
     return saved, _math_backward(a, ce, s, pooled, gathered), s + (q + kv if split or ce != e else 0)
 
 
-def _float32_terms(ctx: _Ctx, a: AttnCall) -> bool:
-    """Whether an additive term of the scores is a float32 tensor under autocast: a bias gathered from a
-    float32 table (Swin, NAT) or a shift mask buffer (SwinV2's bias comes out of its 16-bit CPB MLP);
+def _score_elem_bytes(ctx: _Ctx, op: Op) -> int:
+    """Bytes per score element of a math attention: 16 bits under autocast, except that CUDA's autocast runs
+    softmax in float32, and that on the CPU a float32 additive term (a bias gathered from a float32 table,
+    a shift mask buffer: the walker tags such an attention "f32_terms") promotes the scores to float32;
     decomposed relative positions are matmul outputs, 16-bit."""
-    if ctx.family in ("swin", "nat"):
-        return a.terms > 0
-    return ctx.family == "swinv2" and a.terms > 1
+    if ctx.amp and (ctx.device == "cuda" or (attention_path(op.call, ctx.kernel, training=True) == MATH
+                                             and "f32_terms" in op.tags)):
+        return F32
+    return ctx.lo
 
 
 def _source_grad(a: AttnCall, e: int, pooled: dict, gathered: bool) -> int:
@@ -380,7 +354,7 @@ def _linear_attention(ctx: _Ctx, i: int, blk: str) -> tuple[list[Saved], int, in
     e = ctx.lo
     q, st, ks, rows = a.q * e, a.state * e, a.k_sum * e, a.rows * e
     split = a.batch > 1 and a.heads > 1
-    src = _qkv_source(ctx, i, blk)
+    src = ctx.source(i, "qkv")
     qkv = Saved(("out", src), ctx.ops[src].out * ctx.dt[src]) if src is not None else Saved(("qkv", i), 3 * q)
     saved = [qkv, Saved(("phi_k", i), q), Saved(("state", i), st), Saved(("k_sum", i), ks), Saved(("num", i), q),
              Saved(("den", i), rows), Saved(("phi_q", i), q)]
@@ -399,19 +373,20 @@ def _cosine_attention(ctx: _Ctx, i: int, blk: str) -> tuple[list[Saved], int, in
     e = ctx.lo
     q, kv = a.q * e, a.kv * e
     split = a.batch > 1 and a.heads > 1
-    src = _qkv_source(ctx, i, blk)
+    src = ctx.source(i, "qkv")
     qkv = Saved(("out", src), ctx.ops[src].out * ctx.dt[src]) if src is not None else Saved(("qkv", i), 3 * q)
     rows = a.batch * a.heads * (a.nq + a.nkv) * e
-    score_e = F32 if ctx.amp and (ctx.device == "cuda" or (not ctx.kernel.fused and _float32_terms(ctx, a))) else e
+    score_e = _score_elem_bytes(ctx, op)
     s = a.scores * score_e
     # normalize: q and k (qkv), their norms and clamped denominators; exp(logit scale); normalize(q);
     # the bias: 16 * sigmoid of the gathered [N, N, h] table keeps its sigmoid output
     common = [qkv, Saved(("norms", i), 2 * rows), Saved(("logit_scale", i), a.heads * F32),
               Saved(("q_normed", i), q), Saved(("sigmoid", i), a.nq * a.nkv * a.heads * e)]
-    if runs_fused(a, ctx.kernel):
+    path = attention_path(a, ctx.kernel, training=True)
+    if path == FUSED:
         return common + [Saved(("q", i), q), Saved(("k", i), kv), Saved(("out", i), q),
                          Saved(("lse", i), a.rows * F32)], (2 * q + 2 * kv + a.rows * F32 + 3 * q,), a.rows * F32
-    if ctx.kernel.fused and ctx.amp and ctx.device == "cpu":  # the math composite in float32 (`_composite`)
+    if path == COMPOSITE and ctx.amp and ctx.device == "cpu":  # the math composite in float32 (`_composite`)
         s4 = a.scores * F32
         return common + [Saved(("q", i), a.q * F32), Saved(("k", i), a.kv * F32), Saved(("scores", i), s4),
                          Saved(("v", i), a.kv * F32)], _math_backward(a, F32, s4, {}, False), s4
@@ -448,21 +423,17 @@ def step_ops(est: Estimate, kernel: Any = Kernel.math, device: str = "cpu", drop
              half: bool = False) -> list[StepOp]:
     """Every op of the forward with what it saves for the backward, and the loss (see the module
     docstring); `half`: the model itself in the estimate's 16-bit type, not autocast."""
-    from vitcost.analytic.registry import family_of
-
     ops = est.ops
     low = est.dtype is not Dtype.fp32
-    ctx = _Ctx(ops, family_of(est.spec).name, low and not half, est.dtype.bytes if low else F32,
-               parse_kernel(kernel), device, dropout, half and low)
-    spec = est.spec
-    ctx.sam = ctx.family == "vit" and bool(spec.window or spec.rel_pos or spec.neck)
-    blocks = _block_of(ops)
+    ctx = _Ctx(ops, low and not half, est.dtype.bytes if low else F32, parse_kernel(kernel), device, dropout,
+               half and low)
+    blocks = [op.block.prefix if op.block else "" for op in ops]
     out: list[StepOp] = []
     stream = F32
     current = ""
     for i, op in enumerate(ops):
         blk = blocks[i]
-        src = _producer(ctx, i, blocks)
+        src = _producer(ctx, i)
         key, elems, e = _input(ctx, i, src)
         if blk != current:
             current, stream = blk, e
@@ -488,16 +459,16 @@ def step_ops(est: Estimate, kernel: Any = Kernel.math, device: str = "cpu", drop
             saved.append(Saved(("out", i), op.out * ctx.dt[i]))
         elif kind == "scale":
             saved.append(Saved(key, elems * e))
-        elif kind == "pool" and _max_pool(ctx, op):
-            saved += [Saved(key, elems * e), Saved(("index", i), op.out * INDEX_BYTES)]
+        elif kind == "pool" and "max_pool" in op.tags:
+            saved += [Saved(key, elems * e), Saved(("index", i), op.out * INT64)]
         elif kind == "attention":
-            saved_a, back, fwd = (_cosine_attention if ctx.family == "swinv2" else _attention)(ctx, i, blk)
+            saved_a, back, fwd = (_cosine_attention if "cosine" in op.tags else _attention)(ctx, i, blk)
             saved += saved_a
         elif kind == "linear_attention":
             saved_a, back, fwd = _linear_attention(ctx, i, blk)
             saved += saved_a
         if ctx.dropout and blk and kind == "add" and op.path == blk:  # dropout on the branch before the add
-            saved.append(Saved(("drop_mask", i), (ops[i - 1].out if i else op.out) * MASK_BYTES))
+            saved.append(Saved(("drop_mask", i), (ops[i - 1].out if i else op.out) * BOOL))
         out_bytes = op.out * ctx.dt[i]
         in_bytes = elems * e if key != ("image",) else 0
         if kind not in ("attention", "linear_attention"):
@@ -507,7 +478,7 @@ def step_ops(est: Estimate, kernel: Any = Kernel.math, device: str = "cpu", drop
         if kind in ("linear", "conv"):
             back = _product_backward(ctx, op, out_bytes, in_bytes, e, key)
         if blk and kind == "add" and op.path == blk and out and ctx.dt[i - 1] == ctx.dt[i] \
-                and _feeds_add(est, ctx, out[-1]):
+                and _feeds_add(op, out[-1]):
             # the branch's gradient is the residual add's (one tensor handed to both operands)
             last = out[-1]
             out[-1] = last._replace(back_live=(last.back_live[0] - last.out_bytes, *last.back_live[1:]))
@@ -524,7 +495,6 @@ def _weight_elems(op: Op) -> int:
         return op.cost.params
     # the bias has one element per output channel; with r = out / inp = fout / fin (the rows cancel) the
     # parameters fin * fout + fout = fout^2 / r + fout give fout = r * (sqrt(1 + 4 * params / r) - 1) / 2
-    import math
 
     if not op.inp:
         return op.cost.params
@@ -545,25 +515,12 @@ def _product_backward(ctx: _Ctx, op: Op, out_bytes: int, in_bytes: int, e: int, 
     return out_bytes + lo_in + op.cost.params * ctx.lo, back_cast + op.cost.params * F32
 
 
-def _feeds_add(est: Estimate, ctx: _Ctx, last: StepOp) -> bool:
-    """Whether `last`, the op before a residual add, hands its output to the add as it is (or through a
-    view), so that the gradient arriving at it is the residual stream's own: not after a windowed
-    attention (window reverse, crop and roll copy it) nor in ResNet (the add is in place on bn3's output,
-    and the projection shortcut runs between)."""
-    if ctx.family == "resnet" or last.op.kind not in ("linear", "layer_norm", "scale"):
-        return False
-    if last.op.path.endswith("attn.proj"):
-        if ctx.family == "swin":
-            return False
-        window = getattr(est.spec, "block_window", None)
-        if window is not None and window(int(last.block.rsplit(".", 1)[1])):
-            return False
-    return True
-
-
-def _max_pool(ctx: _Ctx, op: Op) -> bool:
-    """Max pools (ResNet's stem pool, MViTv2's shortcut pool) save their input and indices; mean pools nothing."""
-    return op.path.endswith("maxpool") or op.path.endswith("shortcut_pool_attn")
+def _feeds_add(add: Op, last: StepOp) -> bool:
+    """Whether `last`, the op before the residual `add`, hands its output to the add as it is (or through a
+    view), so that the gradient arriving at it is the residual stream's own: a linear, norm or scale, unless
+    the walker says the branch reaches the add through a copy or the add runs in place ("branch_copied":
+    a windowed attention's window reverse, crop and roll; ResNet's add on bn3's output)."""
+    return "branch_copied" not in add.tags and last.op.kind in ("linear", "layer_norm", "scale")
 
 
 def _loss_step(est: Estimate, index: int, e: int, half: bool = False) -> StepOp:
@@ -586,8 +543,6 @@ def checkpoint_runs(steps: list[StepOp], every: int) -> list[tuple[int, int]]:
     """(first, last) op indices of each checkpointed run of `every` consecutive blocks of a stage."""
     if every < 1:
         return []
-    from vitcost.analytic.peaks import Block
-
     runs: list[tuple[int, int]] = []
     order: list[str] = []
     span: dict[str, list[int]] = {}
@@ -597,7 +552,7 @@ def checkpoint_runs(steps: list[StepOp], every: int) -> list[tuple[int, int]]:
                 order.append(s.block)
                 span[s.block] = [s.index, s.index]
             span[s.block][1] = s.index
-    stage_of = {p: Block(p, []).stage for p in order}
+    stage_of = {s.block: s.op.block.stage for s in steps if s.block}
     count = 0
     for p in order:
         first, last = span[p]
@@ -776,11 +731,10 @@ def _run_forward(est: Estimate, kernel: Kernel) -> dict[str, dict[str, int]]:
     training materialises its scores: those blocks are read off the math model."""
     from vitcost.analytic.memory import activation_steps
 
-    composite = kernel is Kernel.sdpa and any(op.call is not None and not isinstance(op.call, LinearAttnCall)
-                                              and (op.call.terms or op.call.rel) for op in est.ops)
+    composite = any(op.call is not None and attention_path(op.call, kernel, training=True) == COMPOSITE
+                    for op in est.ops)
     steps = activation_steps(est, Kernel.math if composite else kernel).steps
-    _, blocks, _ = split_blocks(est.ops)
-    prefixes = sorted((b.p for b in blocks), key=len, reverse=True)
+    prefixes = sorted({op.block.prefix for op in est.ops if op.block}, key=len, reverse=True)
     out: dict[str, dict[str, int]] = {}
     for name, nbytes in steps.items():
         head = name.split(" ", 1)[0]
@@ -883,9 +837,9 @@ def _labels(est: Estimate) -> int:
     """The int64 labels: one per image, or one per logit row (the pixel model predicts every pixel)."""
     last = est.ops[-1] if est.ops else None
     vocab = getattr(est.spec, "vocab", 0)
-    if est.family == "pixel" and last is not None and vocab:
-        return last.out // vocab * INDEX_BYTES
-    return est.batch * INDEX_BYTES
+    if last is not None and vocab:
+        return last.out // vocab * INT64
+    return est.batch * INT64
 
 
 def _param_tensors(ops: Sequence[Op]) -> int:
@@ -927,10 +881,6 @@ class TrainWall:
     root: float  # the real solution of the limiting step's polynomial = budget
 
 
-WALL_SAMPLES = 7  # as `memory_wall`: a degree-4 polynomial through 5 lattice points, checked at 2 more
-WALL_DEGREE = 4
-
-
 def _step_candidates(est: Estimate, opts: dict[str, Any]) -> dict[str, int]:
     """Every candidate for the step peak (resident bytes + a phase candidate), by name."""
     m = train_memory(est, **opts)
@@ -966,7 +916,7 @@ def train_memory_wall(model: Any, budget_bytes: int, *, solve: str = "res", res:
     third point); the smallest root over the steps is where the step stops fitting, confirmed (and moved
     by the step) against the exact model."""
     from vitcost.analytic.estimate import estimate
-    from vitcost.analytic.memory_wall import _eval, _largest_root, _monomial, _newton
+    from vitcost.analytic.memory_wall import WALL_DEGREE, WALL_SAMPLES, solve_wall
     from vitcost.analytic.registry import family_of
     from vitcost.design import parse_design
 
@@ -978,51 +928,26 @@ def train_memory_wall(model: Any, budget_bytes: int, *, solve: str = "res", res:
     train_opts = {k: v for k, v in opts.items() if v is not None}
     train_opts["attn"] = attn
 
+    def at(v: int) -> Estimate:
+        return estimate(design, v, batch, dtype, attn) if solve == "res" else \
+            estimate(design, design.res if res is None else res, v, dtype, attn)
+
     def exact(v: int) -> int | None:
         try:
-            e = estimate(design, v, batch, dtype, attn) if solve == "res" else \
-                estimate(design, design.res if res is None else res, v, dtype, attn)
-            return train_memory(e, **train_opts).step_peak
+            return train_memory(at(v), **train_opts).step_peak
         except VitcostError:
             return None
 
     if solve == "res":
         lattice, step = family_of(design.spec).lattice(design.spec)
-        xs = [lattice * k for k in range(2, 2 + WALL_SAMPLES)]
-        fit = WALL_DEGREE + 1
-        samples = [_step_candidates(estimate(design, x, batch, dtype, attn), train_opts) for x in xs]
+        xs, fit = [lattice * k for k in range(2, 2 + WALL_SAMPLES)], WALL_DEGREE + 1
     else:
         step, fit = 1, 2
         xs = [2, 3, 4]  # from 2 on: head-split operands are copied (B' > 1) at every sample
-        size = design.res if res is None else res
-        samples = [_step_candidates(estimate(design, size, x, dtype, attn), train_opts) for x in xs]
-    names = set(samples[0]).intersection(*samples[1:])
-    best, limited_by = math.inf, ""
-    for name in sorted(names):
-        ys = [smp[name] for smp in samples]
-        newton = _newton(xs[:fit], ys[:fit])
-        if any(_eval(xs[:fit], newton, x) != y for x, y in zip(xs[fit:], ys[fit:])):
-            raise VitcostError(f"training memory of {design.name} at step {name!r} is not a polynomial in the "
-                               f"{'resolution' if solve == 'res' else 'batch'}; cannot solve the memory wall.")
-        poly = _monomial(xs[:fit], newton)
-        poly[-1] -= budget_bytes
-        root = _largest_root(poly)
-        if root < best:
-            best, limited_by = root, name
-    if not math.isfinite(best):
-        best = 0.0
-    v = max(int(best // step) * step, step)
-    total = exact(v)
-    while v > step and (total is None or total > budget_bytes):
-        v -= step
-        total = exact(v)
-    if total is None or total > budget_bytes:
-        return TrainWall(design.name, budget_bytes, solve, None, 0, v, total or 0, limited_by, step, best)
-    while True:
-        up = exact(v + step)
-        if up is None or up > budget_bytes:
-            return TrainWall(design.name, budget_bytes, solve, v, total, v + step, up or 0, limited_by, step, best)
-        v, total = v + step, up
+    sol = solve_wall(f"training memory of {design.name} in the {'resolution' if solve == 'res' else 'batch'}", xs,
+                     fit, step, budget_bytes, lambda v: _step_candidates(at(v), train_opts), exact)
+    return TrainWall(design.name, budget_bytes, solve, sol.value, sol.total, sol.next_value, sol.next_total,
+                     sol.limited_by, step, sol.root)
 
 
 __all__ = ["TrainMemory", "TrainWall", "train_memory", "train_memory_wall", "step_ops", "checkpoint_runs",

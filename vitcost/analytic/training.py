@@ -9,8 +9,8 @@ gives every parameter its gradient (the optimizer's update is not included). Per
                  included (its weight gradient meets each output channel with its C_in/groups input
                  channels only). The bias gradient sums dY over the rows: one op per output element.
                  No dX where X needs no gradient: the image (the first op of every trace reads it), and
-                 SwinV2's continuous-position-bias MLP, whose input is a fixed table of log-spaced
-                 relative coordinates (`CONSTANT_INPUT_LAYERS`).
+                 a layer whose input is a fixed buffer (the walker tags it "reads_constant": SwinV2's
+                 continuous-position-bias MLP reads a table of log-spaced relative coordinates).
   attention      math path (Vaswani et al. 2017), from `trace.attention_steps`, every product of two
                  activations giving both operands a gradient:
                    dV = P^T dO      [B'h, Nkv, Nq] @ [B'h, Nq, d]  -> [B'h, Nkv, d]   s*d MACs
@@ -66,12 +66,12 @@ from vitcost.analytic.cost import (
     GELU_BACKWARD_FLOPS,
     NORM_BACKWARD_FLOPS,
     SOFTMAX_BACKWARD_FLOPS,
-    AttnCall,
     Cost,
     LinearAttnCall,
     Op,
     project,
 )
+from vitcost.analytic.kernels import FUSED, attention_path
 from vitcost.analytic.trace import Step, call_steps
 from vitcost.errors import VitcostError
 from vitcost.vocab import Kernel, parse_kernel, res_label
@@ -85,10 +85,6 @@ TRAIN_CONVENTIONS: dict[str, str] = {
              "gradients, nothing else",
 }
 PHASES: tuple[str, ...] = ("step", "forward", "backward")
-
-# Layers (the last two parts of the path) whose input is a fixed buffer, not an activation: no input
-# gradient. SwinV2's continuous position bias MLP reads its table of log-spaced relative coordinates.
-CONSTANT_INPUT_LAYERS: tuple[str, ...] = ("cpb_mlp.0",)
 
 _PRODUCT_OPERANDS = 2  # a product of two activations (or an activation and a table): both get a gradient
 
@@ -167,22 +163,12 @@ def step_backward(step: Step) -> Cost:
     return Cost(macs=_PRODUCT_OPERANDS * c.macs, softmax=c.softmax, eltwise=c.eltwise)
 
 
-def runs_fused(call: AttnCall, kernel: Kernel) -> bool:
-    """Whether `kernel` runs this call's backward in a fused kernel (see the module docstring: "sdpa"
-    on the CPU falls back to the math composite when an additive term needs a gradient)."""
-    if not kernel.fused:
-        return False
-    if kernel is Kernel.sdpa:
-        return not (call.terms or call.rel)
-    return True
-
-
 def attention_backward(op: Op, kernel: Kernel) -> tuple[Cost, Cost, str]:
     """Softmax attention: the backward of each of `attention_steps`; a fused kernel recomputes
     S = Q K^T (s*d MACs) and P = exp(S - lse) (2 per score) on top."""
     a = op.call
     back = Cost.sum(step_backward(st) for st in call_steps(a))
-    if runs_fused(a, kernel):
+    if attention_path(a, kernel, training=True) == FUSED:
         back = back + Cost(macs=a.scores * a.head_dim, eltwise=2 * a.scores)
         return op.cost, back, "fused: 5 score-sized products (QK^T recomputed)"
     return op.cost, back, "math: 4 score-sized products"
@@ -214,8 +200,8 @@ def op_backward(op: Op, kernel: Kernel, grad_input: bool = True) -> tuple[Cost, 
 
 def reads_constant(op: Op, first: bool) -> bool:
     """Whether a linear/conv op's input needs no gradient: the image (`first`: the trace's first
-    linear/conv, the patch embedding or stem) or a buffer (`CONSTANT_INPUT_LAYERS`)."""
-    return first or ".".join(op.path.split(".")[-2:]) in CONSTANT_INPUT_LAYERS
+    linear/conv, the patch embedding or stem) or a buffer (tagged "reads_constant" by its walker)."""
+    return first or "reads_constant" in op.tags
 
 
 def train_ops(ops: tuple[Op, ...] | list[Op], kernel: Any = Kernel.math) -> tuple[TrainOp, ...]:
@@ -311,5 +297,5 @@ def train_cost(est: Any, attn: Any = None) -> TrainCost:
     return TrainCost(est, kernel, train_ops(est.ops, kernel))
 
 
-__all__ = ["TRAIN_CONVENTIONS", "CONSTANT_INPUT_LAYERS", "TrainOp", "TrainCost", "train_cost", "train_ops",
+__all__ = ["TRAIN_CONVENTIONS", "TrainOp", "TrainCost", "train_cost", "train_ops",
            "op_backward", "project_backward"]

@@ -49,17 +49,20 @@ def rel_pos_tables(t: Trace, p: str, head_dim: int, gh: Any, gw: Any) -> tuple:
 
 
 def transformer_block(t: Trace, p: str, b: Any, n: Any, dim: int, heads: int, hidden: int, *,
-                      rel_grid: tuple = (), linear: bool = False) -> None:
+                      rel_grid: tuple = (), linear: bool = False, tags: tuple[str, ...] = ()) -> None:
     """One pre-norm global-attention block over n tokens of width dim, path prefix `p`; with `rel_grid`
-    (gh, gw) the n = gh*gw tokens get decomposed relative positions; `linear`: linear attention."""
+    (gh, gw) the n = gh*gw tokens get decomposed relative positions; `linear`: linear attention; `tags`:
+    facts about its attention (`cost.TAGS`)."""
     rows, x = b * n, b * n * dim
     t.norm(f"{p}.norm1", rows, dim)
     t.linear(f"{p}.attn.qkv", rows, dim, 3 * dim, role="proj")
+    qkv = t.key()
     rel = rel_pos_tables(t, f"{p}.attn", dim // heads, *rel_grid) if rel_grid else ()
     if linear:
         t.linear_attention(f"{p}.attn", b, heads, n, dim // heads)
     else:
         t.attention(f"{p}.attn", b, heads, n, n, dim // heads, rel=rel)
+    t.note(*tags, src=(f"qkv={qkv}",))
     t.linear(f"{p}.attn.proj", rows, dim, dim, role="proj")
     t.eltwise(p, x)  # residual
     channel_mlp(t, p, rows, dim, hidden)
@@ -80,23 +83,27 @@ def padded(size: Any, window: int) -> Any:
 
 
 def windowed_block(t: Trace, p: str, b: Any, gh: Any, gw: Any, dim: int, heads: int, hidden: int,
-                   wh: int, ww: int, *, terms: int = 0, rel_pos: bool = False, linear: bool = False) -> None:
+                   wh: int, ww: int, *, terms: int = 0, rel_pos: bool = False, linear: bool = False,
+                   tags: tuple[str, ...] = ()) -> None:
     """One pre-norm block attending inside wh x ww windows of a gh x gw grid zero-padded to multiples
     of the window (ViTDet; Swin without its shift): qkv, scores and proj on the padded grid, `terms`
     additive terms on the scores (Swin's bias and shift mask), decomposed relative positions within
     each window with `rel_pos` (SAM), linear attention within each window with `linear`, MLP on the
-    unpadded grid."""
+    unpadded grid; `tags` are facts about its attention (`cost.TAGS`)."""
     hp, wp = padded(gh, wh), padded(gw, ww)
     windows = b * (hp // wh if isinstance(hp, int) else hp / wh) * (wp // ww if isinstance(wp, int) else wp / ww)
     t.norm(f"{p}.norm1", b * gh * gw, dim)
     t.linear(f"{p}.attn.qkv", b * hp * wp, dim, 3 * dim, role="proj")
+    qkv = t.key()
     rel = rel_pos_tables(t, f"{p}.attn", dim // heads, wh, ww) if rel_pos else ()
     if linear:
         t.linear_attention(f"{p}.attn", windows, heads, wh * ww, dim // heads)
     else:
         t.attention(f"{p}.attn", windows, heads, wh * ww, wh * ww, dim // heads, terms=terms, rel=rel)
+    t.note(*tags, src=(f"qkv={qkv}",))
     t.linear(f"{p}.attn.proj", b * hp * wp, dim, dim, role="proj")
     t.eltwise(p, b * gh * gw * dim)  # residual
+    t.note("branch_copied")  # the attention's output reaches it through the window reverse (and crop)
     channel_mlp(t, p, b * gh * gw, dim, hidden)
 
 
@@ -113,14 +120,18 @@ def vit_trace(spec: ViTSpec | PixelSpec, h: Any, w: Any, b: Any) -> Trace:
         t.param("cls_token", spec.class_tokens * d)
     t.param("pos_embed", n * d)
     t.eltwise("", b * n * d)  # + pos_embed, in the model's own forward
+    # timm's SAM blocks fold the heads into the batch: q, k, v are views of qkv as [3, B'*h, N, d]
+    sam = ("folded_heads",) if spec.window or spec.rel_pos or spec.neck else ()
     for i in range(spec.depth):
         win = spec.block_window(i)
-        if win:
-            windowed_block(t, f"blocks.{i}", b, gh, gw, d, spec.heads, spec.mlp_hidden, win, win,
-                           rel_pos=spec.rel_pos, linear=spec.attention == "linear")
-        else:
-            transformer_block(t, f"blocks.{i}", b, n, d, spec.heads, spec.mlp_hidden,
-                              rel_grid=(gh, gw) if spec.rel_pos else (), linear=spec.attention == "linear")
+        with t.block(f"blocks.{i}", "", b * n * d):
+            if win:
+                windowed_block(t, f"blocks.{i}", b, gh, gw, d, spec.heads, spec.mlp_hidden, win, win,
+                               rel_pos=spec.rel_pos, linear=spec.attention == "linear", tags=sam)
+            else:
+                transformer_block(t, f"blocks.{i}", b, n, d, spec.heads, spec.mlp_hidden,
+                                  rel_grid=(gh, gw) if spec.rel_pos else (), linear=spec.attention == "linear",
+                                  tags=sam)
     if isinstance(spec, PixelSpec):
         t.norm("norm", b * n, d)
         t.linear("head", b * n, d, spec.vocab, role="head")  # a palette logit per pixel

@@ -68,7 +68,9 @@ def compare(
 
     Defaults: the five attention archetypes (igpt_l, vit_b16, swin_t, mvitv2_t, mixer_b16) at 224, 512 and
     1024 px. Columns: spatial tokens of the first stage; params; cost in the chosen convention; attention
-    scores of all layers and of the largest layer, in bytes of --dtype; the forward's activation peak
+    scores of all layers and of the largest layer, in bytes of --dtype, as if materialised (the same for
+    every --attn: a fused kernel keeps them on chip, which the activation peak reflects); the forward's
+    activation peak
     (on top of weights and input, for --attn); growth against the smallest resolution; the asymptotic
     class. Each row is labelled by the design it came from (preset, spec file, overrides); JSON rows
     carry the full effective spec.

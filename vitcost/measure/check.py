@@ -235,20 +235,15 @@ def check_model(model: Any, res: Any = 224, batch: int = 1, attn: str = "math", 
                        layers=join_layers(analytic, fv, tc), counts=counts)
 
 
-def analytic_kernel(attn: str, method: str) -> str:
-    """The attention kernel a counted training step runs, as the analytic model names it: "math" on the
-    math path; on the sdpa path "sdpa" (torch's CPU dispatcher), except on the meta device, where torch
-    has no fused kernel and F.scaled_dot_product_attention runs its math composite."""
-    return "sdpa" if attn == "sdpa" and method == "real" else "math"
-
-
 def _check_train(est: Any, batch: int, attn: str, convention: str, tol: float, method: str) -> CheckResult:
     from vitcost.measure.counting import count
     from vitcost.nets import build
 
     net = build(est.design, est.res, attn=attn, device="meta" if method == "meta" else None).train()
     counts = count(net, (batch, est.spec.in_chans, *est.res), method=method, backends=("torch",), mode="train")
-    kernel = analytic_kernel(attn, counts.method)
+    from vitcost.analytic.kernels import counted_kernel
+
+    kernel = counted_kernel(attn, counts.method)
     step = est.train_cost(kernel)
     af, ab = step.by_layer(convention, "forward"), step.by_layer(convention, "backward")
     analytic = {p: (af.get(p, 0), ab.get(p, 0)) for p in dict.fromkeys([*af, *ab])}

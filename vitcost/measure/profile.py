@@ -245,7 +245,7 @@ def prediction_row(p: Design, est: Estimate, pred: MemoryPrediction, roof: Roofl
         "predicted_alloc_bytes": pred.allocator_peak_bytes, "predicted_alloc_peak_at": pred.allocator_peak_at,
         "weights_bytes": pred.weights_bytes, "input_bytes": pred.input_bytes,
         "predicted_total_bytes": pred.total_bytes,
-        "predicted_attn_bytes": pred.score_bytes, "predicted_attn_peak_bytes": pred.score_peak_bytes,
+        "predicted_attn_bytes": pred.stored_score_bytes, "predicted_attn_peak_bytes": pred.stored_score_peak_bytes,
         "peak_tflops": roof.peak_flops / TB, "bandwidth_tbps": roof.bandwidth / TB, "device_memory_bytes": budget,
         "memory_wall_res": wall, "spec": spec_dict(p.spec),
     })

@@ -62,7 +62,8 @@ def render_compare(rows: list[dict[str, Any]], convention: str, batch: int, dtyp
 
     header, cells = compare_cells(rows, convention)
     sections = [i for i in range(1, len(rows)) if rows[i]["model"] != rows[i - 1]["model"]]
-    caption = ("attn mem: attention scores of all layers; peak/layer: the largest layer's; act peak: the forward's "
+    caption = ("attn mem: attention scores of all layers as if materialised (whatever --attn); peak/layer: the "
+               "largest layer's; act peak: the forward's "
                "activation peak on top of weights and input; growth: cost vs the smallest resolution; ~R^k: the "
                "local exponent of cost in the input side R since the row above (2 = linear in tokens, 4 = quadratic)")
     for note in (params_note(rows), hybrid_note(rows), linear_note(rows)):
