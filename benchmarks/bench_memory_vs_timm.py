@@ -22,9 +22,11 @@ timm installed, e.g.
 `reports/memory_vs_timm.txt` is this script's output with `--threads 1 2`, then its second section the
 output with `--train`.
 
-With `--train` the script compares one training step instead (`train_sweep`): ViT-S/16, Swin-T, ConvNeXt-T,
-ResNet-50 and MViTv2-T at 224 px, batch 2, AdamW, in fp32 and under bf16 autocast, each without and with
-timm's own activation checkpointing (`model.set_grad_checkpointing(True)`). timm's step is measured by
+With `--train` the script compares one training step instead (`train_sweep`): one model of every family
+timm has (ViT-S/16, DeiT-S distilled, SAM-B at 256 px, Swin-T, SwinV2-T at 256 px, Mixer-S/16, ConvNeXt-T,
+ResNet-50, MViTv2-T; 224 px unless said), batch 2, in fp32 and under bf16 and fp16 autocast, each without
+and with timm's own activation checkpointing (`model.set_grad_checkpointing(True)`), with no optimizer step,
+SGD with momentum and AdamW. timm's step is measured by
 `vitcost.measure.train_memory.measure_train_step` (the second step, so AdamW's state is resident; live
 tensors per phase with the LiveTensorTracker, the allocator's step peak from torch.profiler's records
 beside it) and vitcost predicts it with `train_memory(..., checkpoint="block")` for timm's checkpointing.
@@ -170,8 +172,8 @@ def sweep(args: Any, threads: int, worst: dict[str, list[float]]) -> None:
                     worst.setdefault(family, [1.0, 1.0])
                     worst[family][0] = max(worst[family][0], live, key=lambda r: abs(r - 1))
                     worst[family][1] = max(worst[family][1], alloc, key=lambda r: abs(r - 1))
-                    scores = "equal" if pred.score_bytes == measured.score_bytes else (
-                        f"{pred.score_bytes} vs {measured.score_bytes}")
+                    scores = "equal" if pred.stored_score_bytes == measured.score_bytes else (
+                        f"{pred.stored_score_bytes} vs {measured.score_bytes}")
                     print(f"{family:15s} {name:33s} {res:4d} {batch:2d} {threads:3d} {measured.backend:11s} "
                           f"{_mib(pred.activation_peak_bytes):>11s} {_mib(measured.tensor_peak_bytes):>11s} "
                           f"{live:6.4f} {_mib(pred.allocator_peak_bytes):>11s} "
@@ -179,16 +181,22 @@ def sweep(args: Any, threads: int, worst: dict[str, list[float]]) -> None:
                     del model
 
 
-# family -> (vitcost preset, timm model, kernel timm runs with fused_attn off). One resolution, batch 2.
-TRAIN_CASES: dict[str, tuple[str, str]] = {
-    "vit": ("vit_s16", "vit_small_patch16_224"),
-    "swin": ("swin_t", "swin_tiny_patch4_window7_224"),
-    "convnext": ("convnext_tiny", "convnext_tiny"),
-    "resnet": ("resnet50", "resnet50"),
-    "mvit": ("mvitv2_t", "mvitv2_tiny"),
+# family -> (vitcost preset, timm model, resolution): every family timm has, batch 2.
+TRAIN_CASES: dict[str, tuple[str, str, int]] = {
+    "vit": ("vit_s16", "vit_small_patch16_224", 224),
+    "deit": ("deit_s16_distilled", "deit_small_distilled_patch16_224", 224),
+    "sam": ("sam_vit_b", "samvit_base_patch16", 256),
+    "swin": ("swin_t", "swin_tiny_patch4_window7_224", 224),
+    "swinv2": ("swinv2_t", "swinv2_tiny_window8_256", 256),
+    "mixer": ("mixer_s16", "mixer_s16_224", 224),
+    "convnext": ("convnext_tiny", "convnext_tiny", 224),
+    "resnet": ("resnet50", "resnet50", 224),
+    "mvit": ("mvitv2_t", "mvitv2_tiny", 224),
 }
-TRAIN_RES, TRAIN_BATCH = 224, 2
-TRAIN_TARGET = {"fp32": 0.10, "bf16": 0.15}  # checkpointing in fp32: 0.10 too
+TRAIN_BATCH = 2
+TRAIN_DTYPES = ("fp32", "bf16", "fp16")  # fp32, or autocast to the 16-bit type over fp32 weights
+TRAIN_OPTIMIZERS = ("none", "sgd", "adamw")
+TRAIN_TARGET = 0.10  # of the live-tensor step peak, every row
 
 # What timm's set_grad_checkpointing(True) wraps, read from timm's forward code, against vitcost's
 # checkpoint="block" (one non-reentrant torch.utils.checkpoint run per block of a stage, the blocks the
@@ -196,7 +204,11 @@ TRAIN_TARGET = {"fp32": 0.10, "bf16": 0.15}  # checkpointing in fp32: 0.10 too
 # unset), as vitcost's model assumes.
 TIMM_CHECKPOINTING = {
     "vit": "checkpoint_seq(blocks): each of the 12 blocks (patch embed, norm and head outside) -- same",
+    "deit": "as vit (DeiT distilled is timm's VisionTransformer with a second token and head) -- same",
+    "sam": "checkpoint_seq(blocks): each of the 12 blocks (patch embed and neck outside) -- same",
     "swin": "per stage checkpoint_seq(stage.blocks): each block; the patch merging outside -- same",
+    "swinv2": "per stage checkpoint(blk, x) for each block; the patch merging outside -- same",
+    "mixer": "checkpoint_seq(blocks): each of the 8 blocks (stem, norm and head outside) -- same",
     "convnext": "per stage checkpoint_seq(stage.blocks): each block; the stage's downsample outside -- same",
     "resnet": "checkpoint_seq(layer1..layer4, flatten=True): each bottleneck; the stem outside -- same",
     "mvit": "per stage checkpoint(blk, x, feat_size): each block -- same",
@@ -204,7 +216,7 @@ TIMM_CHECKPOINTING = {
 
 
 def train_sweep(threads: int) -> int:
-    """timm's training step against `train_memory`, one row per family x dtype x checkpointing."""
+    """timm's training step against `train_memory`: every family x dtype x checkpointing x optimizer."""
     import timm
     import torch
 
@@ -215,48 +227,50 @@ def train_sweep(threads: int) -> int:
 
     torch.set_num_threads(threads)
     print(f"vitcost predicted / timm measured training step: timm {timm.__version__}, torch {torch.__version__}, "
-          f"CPU, {threads} thread(s), {TRAIN_RES} px, batch {TRAIN_BATCH}, AdamW (torch's single-tensor CPU "
-          "default), cross-entropy on 1000 classes, timm's math attention (fused_attn off); the second step is "
-          "measured (AdamW's state resident). step = resident (weights, AdamW state, batch) + the largest phase "
-          "peak of tracked live tensors (LiveTensorTracker per phase); saved = the activations the forward leaves "
-          "for the backward; alloc = torch.profiler's allocation records over the step plus the resident bytes "
-          "(shown, not predicted: it adds oneDNN's scratch)")
-    header = (f"{'family':9s} {'timm model':29s} {'dtype':5s} {'ckpt':5s} {'step pred':>11s} {'step meas':>11s} "
-              f"{'ratio':>6s} {'saved pred':>11s} {'saved meas':>11s} {'ratio':>6s} {'alloc meas':>11s}  "
+          f"CPU, {threads} thread(s), batch {TRAIN_BATCH}, optimizer none / SGD with momentum / AdamW (torch's "
+          "single-tensor CPU defaults), cross-entropy on 1000 classes, timm's math attention (fused_attn off), "
+          "fp32 or autocast (bf16, fp16) over fp32 weights, with and without timm's set_grad_checkpointing; the "
+          "second step is measured (the optimizer's state resident). step = resident (weights, optimizer state, "
+          "batch) + the largest phase peak of tracked live tensors (LiveTensorTracker per phase); saved = the "
+          "activations the forward leaves for the backward")
+    header = (f"{'family':9s} {'timm model':33s} {'res':>4s} {'dtype':5s} {'ckpt':5s} {'opt':5s} {'step pred':>11s} "
+              f"{'step meas':>11s} {'ratio':>6s} {'saved pred':>11s} {'saved meas':>11s} {'ratio':>6s}  "
               "peak at (predicted)")
     print(header)
     print("-" * len(header))
-    worst: dict[tuple[str, str], float] = {}
+    worst: dict[tuple[str, str, str], float] = {}
     start = time.perf_counter()
-    for family, (preset_name, name) in TRAIN_CASES.items():
+    for family, (preset_name, name, res) in TRAIN_CASES.items():
         timm_name(get_preset(preset_name), name)
-        for dtype in ("fp32", "bf16"):
+        for dtype in TRAIN_DTYPES:
             for ckpt in (False, True):
-                torch.manual_seed(0)
-                model, _ = build_timm(name, TRAIN_RES, False, fused=False)
-                if ckpt:
-                    model.set_grad_checkpointing(True)
-                x = torch.randn(TRAIN_BATCH, 3, TRAIN_RES, TRAIN_RES)
-                m = measure_train_step(model, x, optimizer="adamw", amp=None if dtype == "fp32" else torch.bfloat16,
-                                       allocator=True)
-                est = estimate(preset_name, TRAIN_RES, TRAIN_BATCH, dtype, "math")
-                p = train_memory(est, "adamw", "block" if ckpt else None, "math", "cpu")
-                step = p.step_peak / m.step_peak_bytes
-                saved = p.activations_saved / m.activations_saved_bytes
-                key = (family, "bf16" if dtype == "bf16" else ("fp32 ckpt" if ckpt else "fp32"))
-                worst[key] = max(worst.get(key, 1.0), step, key=lambda r: abs(r - 1))
-                print(f"{family:9s} {name:29s} {dtype:5s} {'block' if ckpt else 'none':5s} "
-                      f"{_mib(p.step_peak):>11s} {_mib(m.step_peak_bytes):>11s} {step:6.4f} "
-                      f"{_mib(p.activations_saved):>11s} {_mib(m.activations_saved_bytes):>11s} {saved:6.4f} "
-                      f"{_mib(m.allocator_step_peak_bytes):>11s}  {p.peak_at}", flush=True)
-                del model, m
+                for opt in TRAIN_OPTIMIZERS:
+                    torch.manual_seed(0)
+                    model, _ = build_timm(name, res, family not in ("convnext", "resnet"), fused=False)
+                    if ckpt:
+                        model.set_grad_checkpointing(True)
+                    x = torch.randn(TRAIN_BATCH, 3, res, res)
+                    amp = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
+                    m = measure_train_step(model, x, optimizer=opt, amp=amp)
+                    est = estimate(preset_name, res, TRAIN_BATCH, dtype, "math")
+                    p = train_memory(est, opt, "block" if ckpt else None, "math", "cpu")
+                    step = p.step_peak / m.step_peak_bytes
+                    saved = p.activations_saved / m.activations_saved_bytes
+                    key = (family, dtype, "block" if ckpt else "none")
+                    worst[key] = max(worst.get(key, 1.0), step, key=lambda r: abs(r - 1))
+                    print(f"{family:9s} {name:33s} {res:4d} {dtype:5s} {'block' if ckpt else 'none':5s} {opt:5s} "
+                          f"{_mib(p.step_peak):>11s} {_mib(m.step_peak_bytes):>11s} {step:6.4f} "
+                          f"{_mib(p.activations_saved):>11s} {_mib(m.activations_saved_bytes):>11s} {saved:6.4f}  "
+                          f"{p.peak_at}", flush=True)
+                    del model, m
     print()
-    print("worst step-peak ratio per family (target: within 10% in fp32 with and without checkpointing, 15% bf16)")
+    print(f"worst step-peak ratio per family, dtype and checkpointing over the optimizers (target: within "
+          f"{TRAIN_TARGET:.0%})")
     ok = True
-    for (family, what), r in worst.items():
-        inside = abs(r - 1) <= TRAIN_TARGET["bf16" if what == "bf16" else "fp32"]
+    for (family, dtype, ckpt), r in worst.items():
+        inside = abs(r - 1) <= TRAIN_TARGET
         ok &= inside
-        print(f"{family:9s} {what:10s} {r:7.4f}  {'yes' if inside else 'NO'}")
+        print(f"{family:9s} {dtype:5s} {ckpt:5s} {r:7.4f}  {'yes' if inside else 'NO'}")
     print()
     print("timm's set_grad_checkpointing(True) against vitcost's checkpoint=\"block\":")
     for family, text in TIMM_CHECKPOINTING.items():

@@ -30,8 +30,9 @@ class Family(NamedTuple):
     stage's token grid), and optionally `downsample_memory` (layers between stages outside the blocks).
     Facts about single ops (which block an op runs in, where its input comes from, "a max pool", "a
     float32 bias") the walker states on the ops themselves (`Trace.block`, `Trace.note`, `cost.TAGS`);
-    how the net's containers call the blocks is the record's `containers`. The module is imported when the family is first used, so `vitcost compare`
-    loads only the families it shows. (A NamedTuple: cheap to create at import.)"""
+    how the net's containers call the blocks is the record's `containers`. The module is imported when
+    the family is first used, so `vitcost compare` loads only the families it shows. (A NamedTuple:
+    cheap to create at import.)"""
 
     name: str  # the `family` of its spec class and of every output row
     title: str  # one line for help texts and reports
