@@ -1,0 +1,373 @@
+"""Time of a forward, per op and per device: each op of the analytic trace becomes the kernels the
+reference runtime launches for it (eager torch), and each kernel's time comes from its class, its work
+and the bytes it moves, on a device described by a few per-class parameters.
+
+Kernels (device-independent; `kernels(est, amp)`), with the dtypes that flow under autocast:
+* gemm       a linear, or a product of math-path attention (q k^T, scores @ v, MViTv2's q R^T):
+             FLOPs = 2 MACs, bytes = input + weight + output.
+* conv       a dense convolution (reduction depth (Cin/groups) k^2 >= DEPTHWISE_MAX_DEPTH).
+* depthwise  a convolution with a shallower reduction (ConvNeXt's 7x7 depthwise, MViTv2's pooling, a
+             3-channel 4x4 patch stem): memory-bound.
+* flash      a fused attention call without an additive term: q, k, v in, the output out.
+* efficient  a fused attention call with an additive term (relative-position bias or mask passed to
+             SDPA as `attn_mask`): the memory-efficient kernel, which also reads the materialised bias.
+* memory     everything else: norms, softmax, GELU/ReLU, adds, scales, pools, BatchNorm, and the
+             copies eager torch makes (autocast's casts, window partition/reverse, cyclic rolls, the
+             head-merge and operand copies of the math path).
+
+Autocast (`amp=True`: 16-bit autocast over fp32 weights, as timm's `--amp`): matmuls and convs write
+16 bits and read a 32-bit input only after a cast kernel (read 4, write 2 bytes per element); each
+weight is cast once per forward (read 4, write 2 bytes per parameter); LayerNorm, softmax and
+F.normalize write fp32 (a 16-bit input is cast up first); GELU, ReLU, BatchNorm, pools and copies keep
+their input's width; an add or scale writes the wider of its operands, and a parameter operand (a
+position embedding, a layer-scale gamma, a bias) is fp32. A residual add at module path P adds the
+branch's output onto the tensor that entered P (or onto the output of the previous add at P). An
+additive score term (relative-position bias, shift mask) is fp32, so a math-path score plus a term
+is fp32, and scores @ v casts the fp32 probabilities back to 16 bits. Without autocast every tensor
+has the estimate's dtype and there are no casts.
+
+Math-path attention (`attention_steps`) runs each step as its own kernel; the two products need their
+k and v operands laid out contiguously (a copy each: q, k, v come from one permuted qkv tensor) and the
+output is merged back to [tokens, heads * d] (a copy). A fused call reads the strided q, k, v directly
+and writes the merged layout. Window attention (a call whose batch is a multiple of the image batch)
+partitions its input into windows and reverses its output (a copy each, of the call's q elements);
+a window call with more than one additive term carries a shift mask, which exists only for a cyclic
+shift: the map is rolled before and after (a copy each).
+
+Time of one kernel on a device (`TimeDevice`):
+    matmul classes   max((FLOPs + half_work) / (peak(dtype) * fraction), bytes / (bandwidth * memory.fraction))
+    memory classes   max((bytes + half_work) / (bandwidth * fraction), other FLOPs / vector peak)
+and never less than `launch_s`, the device's per-kernel floor (eager torch enqueues one kernel at a
+time: a kernel shorter than the host's dispatch time costs the dispatch time). `fraction` is the share
+of the class's roof that a large launch reaches and `half_work` the work (FLOPs or bytes) per launch
+at which it reaches half of that: the rate `fraction * w / (w + half_work)` saturates in the work per
+launch. These are the parameters a device profile carries, one `[efficiency.<class>]` table each
+(`efficiency_from_table`, `efficiency_table`). The forward's time is the sum of its kernels' times.
+
+This module does not import torch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from vitcost.analytic.cost import FLOPS_PER_MAC, AttnCall, Op, project
+from vitcost.analytic.trace import call_steps
+from vitcost.errors import VitcostError
+
+# A convolution whose reduction per output element, (Cin/groups) * k^2, is below this is a depthwise-like
+# pass bound by memory traffic (a 7x7 depthwise conv has 49; the shallowest dense conv here, a 1x1 over
+# 64 channels, has 64; a 3-channel 7x7 stem has 147).
+DEPTHWISE_MAX_DEPTH = 64
+
+# The largest efficiency fraction a profile may carry: a GeForce card's boost clock can run ~20% above the
+# clock its vendor peak is quoted at; a figure further above the roof is a wrong peak, not an efficiency.
+MAX_FRACTION = 1.5
+
+MATH_SCORES = ("autocast", "fp16", "fp32")
+MATMUL_CLASSES = ("gemm", "conv", "flash", "efficient")
+MEMORY_CLASSES = ("depthwise", "memory")
+CLASSES = MATMUL_CLASSES + MEMORY_CLASSES
+
+_HALF, _FULL = 2, 4  # bytes of a 16-bit and a 32-bit element
+_FP32_OUT = frozenset({"layer_norm", "normalize"})  # autocast's fp32-output ops among the trace's kinds
+_PARAM_OPERAND = frozenset({"add", "scale", "bias"})  # eltwise kinds that take a parameter right after `param`
+
+
+class Kernel(NamedTuple):
+    """One kernel launch: the op it belongs to, its class (see CLASSES), its matmul FLOPs, its other
+    (vector) FLOPs and the bytes it reads and writes."""
+
+    path: str
+    cls: str
+    flops: float
+    other_flops: float
+    bytes: float
+    dtype: str  # the dtype of its matmul work ("fp16", "bf16", "fp32")
+
+
+class ClassNotFitted(VitcostError):
+    """A device has no efficiency figures for a kernel class the forward needs."""
+
+
+@dataclass(frozen=True)
+class Efficiency:
+    """One `[efficiency.<class>]` table: the share of the roof a large launch reaches (`fraction`,
+    0 < fraction <= MAX_FRACTION; above 1 where a card holds a higher clock than the one its vendor quotes
+    the peak at) and the work per launch at which half of it is reached (`half_work`, FLOPs for
+    matmul classes, bytes for memory classes; 0 = the rate does not depend on size)."""
+
+    fraction: float
+    half_work: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.fraction <= MAX_FRACTION:
+            raise VitcostError(f"efficiency fraction must be in (0, {MAX_FRACTION}], got {self.fraction}.")
+        if not (self.half_work >= 0 and math.isfinite(self.half_work)):
+            raise VitcostError(f"efficiency half_work must be a finite number >= 0, got {self.half_work}.")
+
+
+@dataclass(frozen=True)
+class TimeDevice:
+    """What the time model needs of a device: dense matmul peaks per dtype (FLOP/s), the vector peak
+    (FLOP/s), memory bandwidth (bytes/s), the per-kernel floor (s) and one Efficiency per kernel class;
+    `source` says where the efficiencies came from (fitted on what, measured, or assumed from a card)."""
+
+    name: str
+    matmul_flops: Mapping[str, float]
+    vector_flops: float
+    bandwidth: float
+    launch_s: float
+    efficiency: Mapping[str, Efficiency] = field(default_factory=dict)
+    source: str = ""
+
+    def peak(self, dtype: str) -> float:
+        try:
+            return self.matmul_flops[dtype]
+        except KeyError:
+            raise VitcostError(f"no matmul peak for dtype {dtype!r} on {self.name}.") from None
+
+    def eff(self, cls: str) -> Efficiency:
+        try:
+            return self.efficiency[cls]
+        except KeyError:
+            raise ClassNotFitted(f"{self.name} has no [efficiency.{cls}] figures.") from None
+
+
+def efficiency_from_table(table: Mapping[str, Any]) -> dict[str, Efficiency]:
+    """The `[efficiency]` table of a device profile ({class: {fraction, half_work}}) as Efficiency records;
+    an unknown class or field is an error."""
+    out = {}
+    for cls, t in table.items():
+        if cls not in CLASSES:
+            raise VitcostError(f"unknown efficiency class {cls!r}; choose from {', '.join(CLASSES)}.")
+        if not isinstance(t, Mapping) or set(t) - {"fraction", "half_work"} or "fraction" not in t:
+            raise VitcostError(f"[efficiency.{cls}] takes `fraction` and optionally `half_work`, got {dict(t)!r}.")
+        out[cls] = Efficiency(float(t["fraction"]), float(t.get("half_work", 0.0)))
+    return out
+
+
+def efficiency_table(device: TimeDevice) -> dict[str, dict[str, float]]:
+    """The inverse of `efficiency_from_table`: {class: {"fraction": f, "half_work": w}}."""
+    return {cls: {"fraction": e.fraction, "half_work": e.half_work} for cls, e in device.efficiency.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# Kernels of a forward
+
+
+class _Widths:
+    """Element widths under the run's precision: `amp` = 16-bit autocast over fp32 weights."""
+
+    def __init__(self, amp: bool, dtype: Any) -> None:
+        self.amp = amp
+        self.elem = _HALF if amp else dtype.bytes
+        self.param = _FULL if amp else dtype.bytes
+        self.fp32 = _FULL if amp else dtype.bytes
+        self.matmul_dtype = ("bf16" if dtype.value == "bf16" else "fp16") if amp else dtype.value
+
+
+def _conv_dims(op: Op) -> tuple[Any, Any]:
+    """(reduction depth K = (Cin/groups) k^2, output channels) of a conv record: MACs = out * K and
+    params = cout * K (+ cout with a bias)."""
+    depth = op.cost.macs // op.out
+    cout = op.cost.params // depth
+    return depth, cout
+
+
+def kernels(est: Any, amp: bool = True, *, math_scores: str = "autocast") -> list[Kernel]:
+    """The kernels eager torch launches for the forward `est` (see the module docstring), in order.
+    `math_scores`: how a math-path attention call runs (see `_math`): "autocast" (explicit ops, the
+    reference nets and timm's Swin/MViTv2), "fp16" or "fp32" (SDPA's math composite)."""
+    if math_scores not in MATH_SCORES:
+        raise VitcostError(f"math_scores must be one of {', '.join(MATH_SCORES)}, got {math_scores!r}.")
+    wd = _Widths(amp, est.dtype)
+    fused = est.attn.fused
+    out: list[Kernel] = []
+    cur = _FULL if amp else wd.elem  # the width of the tensor the next op reads: the fp32 image first
+    entered: dict[str, int] = {}  # module path -> width of the tensor that entered it
+    last_add: dict[str, int] = {}  # module path -> width of its previous residual add's output
+    param_pending = False
+
+    def emit(path: str, cls: str, nbytes: Any, flops: Any = 0, other: Any = 0, dtype: str = wd.matmul_dtype) -> None:
+        out.append(Kernel(path, cls, float(flops), float(other), float(nbytes), dtype))
+
+    def cast_in(path: str, elems: Any) -> None:
+        """Autocast's cast of a 32-bit input to 16 bits before a matmul (read 4, write 2 per element)."""
+        if amp and cur == _FULL:
+            emit(path, "memory", elems * (_FULL + _HALF))
+
+    for op in est.ops:
+        parts = op.path.split(".") if op.path else []
+        for i in range(1, len(parts) + 1):
+            entered.setdefault(".".join(parts[:i]), cur)
+        kind = op.kind
+        if kind == "param":
+            param_pending = True
+            continue
+        with_param, param_pending = param_pending and kind in _PARAM_OPERAND, False
+        other = project(op.cost, "flops") - FLOPS_PER_MAC * op.cost.macs
+        if kind in ("linear", "conv"):
+            weights = op.cost.params
+            if amp:  # the weight's cast, once per forward
+                emit(op.path, "memory", weights * (_FULL + _HALF))
+            cast_in(op.path, op.inp)
+            nbytes = (op.inp + op.out) * wd.elem + weights * wd.elem
+            cls = "gemm"
+            if kind == "conv":
+                depth, _ = _conv_dims(op)
+                cls = "conv" if depth >= DEPTHWISE_MAX_DEPTH else "depthwise"
+            emit(op.path, cls, nbytes, FLOPS_PER_MAC * op.cost.macs, other)
+            cur = wd.elem
+        elif kind in ("attention", "linear_attention"):
+            cast_in(op.path, op.inp)
+            _attention_kernels(op, est.batch, fused, wd, emit, math_scores)
+            cur = wd.elem
+        elif kind == "add" and not with_param:
+            residual = last_add.get(op.path, entered.get(op.path, cur)) if op.path else cur
+            width = max(cur, residual)
+            emit(op.path, "memory", op.out * (cur + residual + width), other=other)
+            cur = last_add[op.path] = width
+        elif kind in _PARAM_OPERAND and with_param:
+            width = max(cur, wd.param)
+            emit(op.path, "memory", op.out * (cur + width), other=other)
+            cur = width
+        elif kind in _FP32_OUT:
+            if amp and cur == _HALF:  # autocast casts the input up first
+                emit(op.path, "memory", op.inp * (_HALF + _FULL))
+            emit(op.path, "memory", (op.inp + op.out) * wd.fp32 + op.cost.params * wd.param, other=other)
+            cur = wd.fp32
+        else:  # gelu, relu, batch_norm, pool, an add of two fresh tensors, a gather: keeps its input's width
+            emit(op.path, "memory", (op.inp + op.out) * cur + op.cost.params * wd.param, other=other)
+    return out
+
+
+def _attention_kernels(op: Op, image_batch: Any, fused: bool, wd: _Widths, emit: Any, math_scores: str) -> None:
+    """The kernels of one attention record: layout copies, then the fused call or the math path's steps."""
+    a = op.call
+    e = wd.elem
+    windows = isinstance(a, AttnCall) and a.batch != image_batch
+    shifted = windows and a.terms > 1
+    layout = ["partition"] + (["roll"] if shifted else []) if windows else []
+    for _ in layout:  # the block's input (the norm's output) laid out into windows
+        emit(op.path, "memory", a.q * 2 * wd.fp32)
+    if isinstance(a, AttnCall) and fused:
+        _fused(op, a, wd, emit)
+    else:
+        _math(op, a, wd, emit, math_scores)
+    for _ in layout:  # window reverse (and the roll back) of the block's output
+        emit(op.path, "memory", a.q * 2 * e)
+
+
+def _fused(op: Op, a: AttnCall, wd: _Widths, emit: Any) -> None:
+    """A fused SDPA call: flash without an additive term; with one, the memory-efficient kernel reading
+    a materialised score-sized bias. Decomposed relative positions build that bias outside the kernel
+    (two small products, then the broadcast sum written once)."""
+    e = wd.elem
+    bias = 0
+    if a.rel:
+        for st in call_steps(a):
+            if st.name in ("rel_h", "rel_w"):
+                emit(op.path, "gemm", (st.inp + st.out) * e, FLOPS_PER_MAC * st.cost.macs)
+        qh, qw, kh, kw = a.rel
+        rows = a.batch * a.heads
+        emit(op.path, "memory", rows * qh * qw * (kh + kw) * e + a.scores * e)  # rel_h + rel_w -> [.., Nq, Nkv]
+        bias = a.scores * e
+    elif a.terms:
+        bias = a.scores * wd.fp32  # the fp32 bias (+ mask) tensor, read per batch
+    core = [st for st in call_steps(a) if st.name not in ("rel_h", "rel_w", "residual")]
+    macs = sum(st.cost.macs for st in core)
+    vec = sum(project(st.cost, "flops") for st in core) - FLOPS_PER_MAC * macs
+    nbytes = (a.q + 2 * a.kv + a.q) * e + bias
+    emit(op.path, "efficient" if (a.terms or a.rel) else "flash", nbytes, FLOPS_PER_MAC * macs, vec)
+    if a.residual:
+        emit(op.path, "memory", 3 * a.q * e)
+
+
+def _math(op: Op, a: Any, wd: _Widths, emit: Any, math_scores: str) -> None:
+    """Each step of the math path as its own kernel. `math_scores` = "autocast": explicit ops under autocast
+    (products in 16 bits, softmax out in fp32, an additive term fp32); "fp16" / "fp32": SDPA's math
+    composite, whose steps all run at one width (autocast casts SDPA's inputs to 16 bits; torch >= 2.5
+    upcasts them to fp32 there by default, running the products on the fp32 pipes). Decomposed relative
+    positions are built outside SDPA (in 16 bits) and added inside it."""
+    e, f = wd.elem, wd.fp32
+    composite = math_scores != "autocast"
+    w = _FULL if math_scores == "fp32" and wd.amp else e  # the width inside the composite
+    mm_dtype = "fp32" if w != e else wd.matmul_dtype
+    is_call = isinstance(a, AttnCall)
+    if is_call:
+        emit(op.path, "memory", 2 * a.kv * 2 * e)  # k and v laid out for the two products
+        if w != e:  # q, k, v upcast
+            emit(op.path, "memory", (a.q + 2 * a.kv) * (e + w))
+    score = e  # width of the current score tensor
+    for st in call_steps(a):
+        flops = FLOPS_PER_MAC * st.cost.macs
+        other = project(st.cost, "flops") - flops
+        if composite and is_call and st.name not in _BUILT_OUTSIDE:
+            if st.cost.macs:
+                emit(op.path, "gemm", (st.inp + st.out) * w, flops, other, mm_dtype)
+            elif st.name in ("term", "rel_add"):
+                source = e if st.name == "rel_add" else f  # the 16-bit rel-pos bias, or an fp32 bias/mask
+                if source != w:
+                    emit(op.path, "memory", st.out * (source + w))
+                emit(op.path, "memory", st.out * 3 * w, other=other)
+            else:
+                emit(op.path, "memory", (st.inp + st.out) * w, other=other)
+        elif st.cost.macs:
+            if st.name == "av" and score != e:  # fp32 probabilities cast back to 16 bits for the product
+                emit(op.path, "memory", a.scores * (score + e))
+            emit(op.path, "gemm", (st.inp + st.out) * e, flops, other)
+            score = e
+        elif st.name == "softmax":
+            if wd.amp and score == e:
+                emit(op.path, "memory", st.inp * (e + f))
+            emit(op.path, "memory", (st.inp + st.out) * f, other=other)
+            score = f
+        elif st.name in ("term", "rel_add"):
+            width = f if st.name == "term" else max(score, e)
+            emit(op.path, "memory", st.out * (score + width + width), other=other)
+            score = width
+        else:
+            emit(op.path, "memory", (st.inp + st.out) * e, other=other)
+    if is_call:
+        if w != e:  # the output cast back
+            emit(op.path, "memory", a.q * (w + e))
+        emit(op.path, "memory", a.q * 2 * e)  # heads merged back to [tokens, heads * d]
+
+
+# Steps of decomposed relative positions computed before SDPA is called (the bias it is handed)
+_BUILT_OUTSIDE = frozenset({"rel_h", "rel_w", "rel_sum"})
+
+
+# ---------------------------------------------------------------------------------------------
+# Time on a device
+
+
+def kernel_time(k: Kernel, device: TimeDevice) -> float:
+    """Seconds of one kernel on `device` (see the module docstring)."""
+    eff = device.eff(k.cls)
+    if k.cls in MATMUL_CLASSES:
+        compute = (k.flops + eff.half_work) / (device.peak(k.dtype) * eff.fraction)
+        memory = k.bytes / (device.bandwidth * device.eff("memory").fraction)
+    else:
+        memory = (k.bytes + eff.half_work) / (device.bandwidth * eff.fraction)
+        compute = k.other_flops / device.vector_flops
+    return max(compute, memory, device.launch_s)
+
+
+def op_times(est: Any, device: TimeDevice, amp: bool = True, **runtime: Any) -> list[tuple[str, str, float]]:
+    """(path, class, seconds) of every kernel of the forward `est` on `device` (`runtime`: the keywords of
+    `kernels`)."""
+    return [(k.path, k.cls, kernel_time(k, device)) for k in kernels(est, amp, **runtime)]
+
+
+def forward_time(est: Any, device: TimeDevice, amp: bool = True, **runtime: Any) -> float:
+    """Seconds of the forward `est` on `device`: the sum of its kernels' times."""
+    return sum(kernel_time(k, device) for k in kernels(est, amp, **runtime))
+
+
+__all__ = ["CLASSES", "DEPTHWISE_MAX_DEPTH", "Efficiency", "Kernel", "TimeDevice", "efficiency_from_table",
+           "efficiency_table", "forward_time", "kernel_time", "kernels", "op_times"]
