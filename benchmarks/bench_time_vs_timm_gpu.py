@@ -109,6 +109,15 @@ class RowKernels:
 
     def time(self, dev: TimeDevice) -> float:
         """The same sum as `time_model.forward_time`, vectorised."""
+        return float(self.times(dev).sum())
+
+    def by_class(self, dev: TimeDevice) -> dict[str, float]:
+        """Share of the predicted time per kernel class."""
+        t = self.times(dev)
+        return {c: float(t[self.cls == i].sum() / t.sum()) for i, c in enumerate(CLASSES) if (self.cls == i).any()}
+
+    def times(self, dev: TimeDevice) -> np.ndarray:
+        """Each kernel's time, as `time_model.kernel_time`."""
         frac = np.array([dev.eff(c).fraction if c in dev.efficiency else 1.0 for c in CLASSES])[self.cls]
         half = np.array([dev.eff(c).half_work if c in dev.efficiency else 0.0 for c in CLASSES])[self.cls]
         peak = dev.peak("fp16")
@@ -116,7 +125,7 @@ class RowKernels:
         compute = np.where(self.matmul, (self.flops + half) / (peak * frac), self.other / dev.vector_flops)
         memory = np.where(self.matmul, self.bytes / (dev.bandwidth * mem_frac),
                           (self.bytes + half) / (dev.bandwidth * frac))
-        return float(np.maximum(np.maximum(compute, memory), dev.launch_s).sum())
+        return np.maximum(np.maximum(compute, memory), dev.launch_s)
 
 
 def device_from(gpu: str, x: list[float]) -> TimeDevice:
@@ -214,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         half, fp32, bw = VENDOR[gpu]
         hw = Hardware(gpu, {"fp16": half * TB, "bf16": half * TB, "fp32": fp32 * TB}, fp32 * TB, bw * GB, 0)
         for r, est, rk, m in mine:
-            results.append((gpu, r, m, rk.time(dev), roofline(est, hw).time_s))
+            results.append((gpu, r, m, rk.time(dev), roofline(est, hw).time_s, rk))
 
     print("vitcost time model vs timm's published GPU inference benchmarks (eager, fp16 autocast, NCHW)")
     print(f"data: {DATA.relative_to(Path(__file__).parent.parent)} ({len(rows)} rows)\n")
@@ -227,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.rows:
         print(f"\n{'gpu':18s} {'timm model':36s} {'design':58s} {'size':>4s} {'batch':>5s} {'measured':>9s} "
               f"{'predicted':>9s} {'ratio':>6s} {'roofline':>8s} set")
-        for gpu, r, m, p, rf in results:
+        for gpu, r, m, p, rf, _ in results:
             print(f"{gpu:18s} {r['timm_model']:36s} {r['design']:58s} {r['img_size']:>4s} {r['batch']:>5s} "
                   f"{m * 1e3:9.1f} {p * 1e3:9.1f} {p / m:6.2f} {rf / m:8.2f} {r['fit']}")
     print("\nSummary (ratio = predicted / measured time per batch):")
@@ -235,8 +244,8 @@ def main(argv: list[str] | None = None) -> int:
         sel = [x for x in results if gpu in ("all", x[0])]
         for part in ("fit", "test"):
             s = [x for x in sel if x[1]["fit"] == part]
-            print(f"  {gpu:18s} {part:4s}  time model: {summary([p / m for _, _, m, p, _ in s])}")
-            print(f"  {'':18s} {'':4s}  roofline:   {summary([rf / m for _, _, m, _, rf in s])}")
+            print(f"  {gpu:18s} {part:4s}  time model: {summary([x[3] / x[2] for x in s])}")
+            print(f"  {'':18s} {'':4s}  roofline:   {summary([x[4] / x[2] for x in s])}")
     print("\nEfficiency tables for the device profiles (fraction of the vendor roof, half_work per launch):")
     for name, gpu in [*((g, g) for g in VENDOR), *ASSUMED_FROM.items()]:
         dev = devices[gpu]
@@ -246,11 +255,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {cls} = {{ fraction = {t['fraction']:.3g}, half_work = {t['half_work']:.3g} }}")
     print("\nTest rows by family (all GPUs), time model:")
     fam: dict[str, list[float]] = defaultdict(list)
-    for _, r, m, p, _ in results:
+    for _, r, m, p, _, _ in results:
         if r["fit"] == "test":
             fam[r["family"] if not r["design"].startswith("sam") else "sam"].append(p / m)
     for f, rs in sorted(fam.items()):
         print(f"  {f:10s} {summary(rs)}")
+    print("\nLargest misses per set, with the predicted time's share per kernel class:")
+    for part in ("fit", "test"):
+        worst = sorted((x for x in results if x[1]["fit"] == part), key=lambda x: -abs(math.log(x[3] / x[2])))[:8]
+        for gpu, r, m, p, _, rk in worst:
+            by_class = sorted(rk.by_class(devices[gpu]).items(), key=lambda kv: -kv[1])
+            shares = "  ".join(f"{c} {v:.0%}" for c, v in by_class)
+            print(f"  {part:4s} {gpu:18s} {r['timm_model']:36s} {r['img_size']:>4s} {p / m:5.2f}  {shares}")
     return 0
 
 
