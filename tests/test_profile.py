@@ -100,8 +100,11 @@ def test_device_names_pick_presets():
 
 
 def test_hardware_overrides_and_errors():
-    hw = get_hardware("h100-sxm").override(peak_tflops=500, bandwidth=2e12)
-    assert hw.peak("bf16") == hw.peak("fp32") == 500e12 and hw.bandwidth == 2e12
+    # --peak-tflops sets the run's dtype's peak; the H100's other figures scale with it (989 : 67 datasheet ratio)
+    hw = get_hardware("h100-sxm").override(peak_tflops=500, bandwidth=2e12, dtype="bf16")
+    assert hw.peak("bf16") == hw.peak("fp16") == pytest.approx(500e12, rel=1e-15) and hw.bandwidth == 2e12
+    assert hw.peak("fp32") == hw.vector_flops == pytest.approx(67e12 * 500 / 989, rel=1e-12)
+    assert hw.label == "H100 SXM (bf16 peak 500 TFLOP/s, bandwidth 2 TB/s, overridden)"
     cpu = cpu_preset(4)
     assert cpu.indicative and cpu.peak("fp32") == 4 * 50e9
     with pytest.raises(VitcostError):

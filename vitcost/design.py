@@ -178,13 +178,14 @@ def load_spec_file(path: str | Path) -> Design:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise VitcostError(f"{p} is not a text file (it is not UTF-8).") from None
-    data = _parse_toml(text, p) if p.suffix.lower() == ".toml" else _parse_json(text, p)
+    data = parse_toml(text, p) if p.suffix.lower() == ".toml" else _parse_json(text, p)
     if not isinstance(data, dict):
         raise VitcostError(f"{p}: a spec file holds a table of fields, not {type(data).__name__}.")
     return design_from_dict(data, p.name)
 
 
-def _parse_toml(text: str, p: Path) -> Any:
+def parse_toml(text: str, p: Path) -> Any:
+    """The TOML document `text` (read from `p`, which errors name)."""
     try:
         import tomllib
     except ImportError:  # Python 3.10
@@ -242,7 +243,7 @@ def spec_toml(design: Design, note: str = "") -> str:
              ""]
     for key, value in spec_dict(spec).items():
         if key != "family":
-            lines.append(_kv(key, _toml(value), docs.get(key, "")))
+            lines.append(_kv(key, toml_value(value), docs.get(key, "")))
     return "\n".join(lines) + "\n"
 
 
@@ -251,13 +252,14 @@ def _kv(key: str, value: str, comment: str) -> str:
     return f"{left:<28}  # {comment}" if comment else left
 
 
-def _toml(v: Any) -> str:
+def toml_value(v: Any) -> str:
+    """`v` (a string, bool, number or list of them) written as a TOML value."""
     if isinstance(v, str):
         return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, list):
-        return "[" + ", ".join(_toml(x) for x in v) + "]"
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
     if isinstance(v, float):
         return repr(v)
     return str(v)

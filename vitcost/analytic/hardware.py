@@ -1,53 +1,72 @@
-"""Device presets for the roofline and the memory wall (memory sizes are parsed in `vitcost.vocab`).
+"""Device profiles for the roofline and the memory wall: data, not code.
 
-GPU figures are the vendors' dense (no sparsity) peaks, as gathered in shared/reference/published.md:
-| GPU | BF16/FP16 TFLOP/s | TF32 | FP32 | memory | bandwidth |
-| H100 SXM  | 989 | 494.5 | 67   | 80 GB  | 3.35 TB/s |
-| H100 PCIe | 756 | 378   | 51   | 80 GB  | 2.0 TB/s  |
-| H200 SXM  | 989 | 494.5 | 67   | 141 GB | 4.8 TB/s  |
-| A100 SXM  | 312 | 156   | 19.5 | 80 GB  | 2.04 TB/s |
-The marketed "80 GB" of HBM is 80 GiB of memory chips; the figures below keep the marketed number in
-GiB (torch reports a little less as usable: 79.2 GiB on an H100).
+A profile is a TOML file (`vitcost/devices/*.toml` for the built-in ones; a user's own in
+`$XDG_CONFIG_HOME/vitcost/devices/`, else `~/.config/vitcost/devices/`, where a file's stem is its
+name). Each figure is a table of one value in a stated unit and its `source` (a vendor document, a
+derivation from one, "assumed: ..." or a fit on named data):
+
+    name = "H100 SXM"                     # the label captions and rows carry
+    description = "..."                   # optional
+    indicative = false                    # true: the figures are guesses (the `cpu` profile)
+    per_thread = false                    # true: figures are per CPU thread, scaled by the thread count
+    [memory]          gib | gb | bytes    # device memory (marketed "80 GB" of HBM is 80 GiB of chips)
+    [bandwidth]       tb_per_s | gb_per_s (and cap_gb_per_s with per_thread)
+    [vector]          tflops | gflops     # the peak of elementwise work: norms, softmax, GELU, adds
+    [matmul.fp32]     tflops | gflops     # matmul/conv peaks per dtype, dense (no sparsity), with the
+    [matmul.fp16]     ...                 # accumulate torch uses (fp32 for fp16/bf16: GeForce cards run
+    [matmul.bf16]     ...                 # it at half their FP16-accumulate rate)
+    [launch_overhead] us | s              # optional: one kernel launch (the per-op time model's)
+    [efficiency]                          # optional: per-op-class tables, op class -> [[size, fraction]]
 
 fp32 matmuls run on the FP32 pipes unless TF32 is switched on (torch's default for matmul is off), so
-`fp32` maps to the FP32 column. Elementwise work (norms, softmax, GELU) never runs on tensor cores;
-the roofline gives it the FP32 (vector) peak.
-
-The `cpu` preset is indicative only: a CPU's achievable peak depends on its vector units, clock and
-the thread count, none of which torch reports. Its defaults are deliberately conservative (per
-thread: 50 GFLOP/s, the order of one AVX2/AVX-512 core running sgemm; 5 GB/s of memory bandwidth,
-capped at 40 GB/s for the socket); override them with --peak-tflops and --bandwidth.
-
-This module does not import torch.
+`fp32` is the FP32 figure. Elementwise work never runs on tensor cores: the roofline gives it the
+vector peak. `get_hardware(name_or_file)` is the one entry point. This module does not import torch.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+import os
+from dataclasses import dataclass, field, replace
+from functools import cache
+from pathlib import Path
+from typing import Any
 
 from vitcost.errors import VitcostError
 from vitcost.vocab import parse_bytes, parse_size
 
 TB = 10**12
 GIB = 2**30
+DTYPES = ("fp32", "fp16", "bf16")
+BUILTIN_DIR = Path(__file__).resolve().parent.parent / "devices"
 
-CPU_FLOPS_PER_THREAD = 50e9
-CPU_BYTES_PER_THREAD = 5e9
-CPU_BANDWIDTH_CAP = 40e9
+# section -> unit key -> factor to the base unit (FLOP/s, bytes/s, bytes, seconds)
+_UNITS: dict[str, dict[str, float]] = {
+    "flops": {"tflops": 1e12, "gflops": 1e9},
+    "bandwidth": {"tb_per_s": 1e12, "gb_per_s": 1e9},
+    "memory": {"gib": GIB, "gb": 1e9, "bytes": 1},
+    "launch_overhead": {"us": 1e-6, "s": 1},
+}
 
 
 @dataclass(frozen=True)
 class Hardware:
     """Peak arithmetic (FLOP/s) per dtype for matmuls, the vector peak for elementwise work, memory
-    bandwidth (bytes/s) and memory size (bytes). `indicative` marks figures that are guesses."""
+    bandwidth (bytes/s) and memory size (bytes), each with its source. `indicative` marks guesses."""
 
     name: str
     matmul_flops: dict[str, float]  # dtype -> FLOP/s of matmul/conv work
     vector_flops: float  # FLOP/s of elementwise work (norms, softmax, GELU, adds)
     bandwidth: float  # bytes/s
-    memory: int  # bytes
+    memory: int  # bytes (0: unknown, the machine's for a CPU)
     indicative: bool = False
+    key: str = ""  # the profile's name (h100-sxm) or its file
+    description: str = ""
+    launch_overhead: float | None = None  # seconds per kernel launch
+    efficiency: dict[str, Any] = field(default_factory=dict)  # op class -> table
+    sources: dict[str, str] = field(default_factory=dict)  # figure (memory, bandwidth, vector, fp16, ...) -> source
+    overridden: str = ""  # what --peak-tflops / --bandwidth changed
+    per_thread: bool = False  # the figures were per CPU thread, scaled by the thread count
 
     def peak(self, dtype: str) -> float:
         """Matmul peak for `dtype` (fp32 | fp16 | bf16) in FLOP/s."""
@@ -56,69 +75,228 @@ class Hardware:
         except KeyError:
             raise VitcostError(f"no peak figure for dtype {dtype!r} on {self.name}.") from None
 
-    def override(self, peak_tflops: float | None = None, bandwidth: float | None = None) -> Hardware:
-        """The same device with a user-given matmul peak (TFLOP/s, every dtype) and/or bandwidth (bytes/s)."""
-        hw = self
+    @property
+    def label(self) -> str:
+        """The caption's name: the profile, and what the user overrode."""
+        return f"{self.name} ({self.overridden}, overridden)" if self.overridden else self.name
+
+    def override(self, peak_tflops: float | None = None, bandwidth: float | None = None,
+                 dtype: str = "fp32") -> Hardware:
+        """The same device with the matmul peak of `dtype` set to `peak_tflops` (TFLOP/s) — every other
+        dtype's peak and the vector peak scaled by the same factor — and/or the bandwidth (bytes/s)."""
+        hw, said = self, []
         if peak_tflops is not None:
             if not 0 < peak_tflops < math.inf:
                 raise VitcostError(f"--peak-tflops must be a positive finite number, got {peak_tflops}.")
-            flops = peak_tflops * TB
-            hw = replace(hw, matmul_flops={d: flops for d in hw.matmul_flops},
-                         vector_flops=min(hw.vector_flops, flops), name=f"{hw.name} (peak {peak_tflops:g} TFLOP/s)")
+            k = peak_tflops * TB / hw.peak(dtype)
+            hw = replace(hw, matmul_flops={d: f * k for d, f in hw.matmul_flops.items()}, vector_flops=hw.vector_flops
+                         * k)
+            said.append(f"{dtype} peak {peak_tflops:g} TFLOP/s")
         if bandwidth is not None:
             if not 0 < bandwidth < math.inf:
                 raise VitcostError(f"--bandwidth must be a positive finite number, got {bandwidth}.")
-            hw = replace(hw, bandwidth=bandwidth, name=f"{hw.name} (bandwidth {bandwidth / TB:g} TB/s)")
-        return hw
+            hw = replace(hw, bandwidth=bandwidth)
+            said.append(f"bandwidth {bandwidth / TB:g} TB/s")
+        return replace(hw, overridden=", ".join(filter(None, [self.overridden, *said]))) if said else hw
 
 
-def _gpu(name: str, half: float, fp32: float, memory_gib: int, tbps: float) -> Hardware:
-    return Hardware(name, {"bf16": half * TB, "fp16": half * TB, "fp32": fp32 * TB}, fp32 * TB, tbps * TB,
-                    memory_gib * GIB)
+# ---------------------------------------------------------------------------------------------
+# Reading and writing profiles
+
+def _figure(data: dict[str, Any], section: str, units: str, where: str, extra: tuple[str, ...] = ()) -> tuple[float,
+                                                                                                               str]:
+    """(value in base units, source) of one figure table; one-line errors naming the file and field."""
+    table = data.get(section) if "." not in section else data.get("matmul", {}).get(section.split(".")[1])
+    if not isinstance(table, dict):
+        raise VitcostError(f"{where}: missing [{section}] (a value in {' or '.join(_UNITS[units])}, and its source).")
+    given = [k for k in _UNITS[units] if k in table]
+    unknown = [k for k in table if k not in _UNITS[units] and k != "source" and k not in extra]
+    if unknown or len(given) != 1:
+        raise VitcostError(f"{where}: [{section}] takes one of {', '.join(_UNITS[units])} and a source"
+                           + (f", not {unknown[0]!r}." if unknown else "."))
+    value = table[given[0]]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+        raise VitcostError(f"{where}: [{section}] {given[0]} must be a positive finite number, got {value!r}.")
+    source = table.get("source")
+    if not isinstance(source, str) or not source.strip():
+        raise VitcostError(f"{where}: [{section}] needs a source (a vendor document, \"assumed: ...\", a fit).")
+    return value * _UNITS[units][given[0]], source
 
 
-PRESETS: dict[str, Hardware] = {
-    "h100-sxm": _gpu("H100 SXM", 989, 67, 80, 3.35),
-    "h100-pcie": _gpu("H100 PCIe", 756, 51, 80, 2.0),
-    "h200": _gpu("H200 SXM", 989, 67, 141, 4.8),
-    "a100": _gpu("A100 80GB SXM", 312, 19.5, 80, 2.04),
-}
+def profile_from_dict(data: dict[str, Any], key: str, where: str, threads: int = 1,
+                      memory: int | None = None) -> Hardware:
+    """A Hardware from a parsed profile (see the module docstring); `where` names it in errors."""
+    known = {"name", "description", "indicative", "per_thread", "memory", "bandwidth", "vector", "matmul",
+             "launch_overhead", "efficiency"}
+    unknown = [k for k in data if k not in known]
+    if unknown:
+        raise VitcostError(f"{where}: unknown field {unknown[0]!r}; a profile holds {', '.join(sorted(known))}.")
+    name = data.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise VitcostError(f"{where}: missing `name` (the device's label).")
+    per_thread = data.get("per_thread", False)
+    indicative = data.get("indicative", False)
+    if not isinstance(per_thread, bool) or not isinstance(indicative, bool):
+        raise VitcostError(f"{where}: `per_thread` and `indicative` are true or false.")
+    sources: dict[str, str] = {}
+    peaks: dict[str, float] = {}
+    for dt in DTYPES:
+        peaks[dt], sources[dt] = _figure(data, f"matmul.{dt}", "flops", where)
+    extra = [k for k in data.get("matmul", {}) if k not in DTYPES]
+    if extra:
+        raise VitcostError(f"{where}: [matmul] holds {', '.join(DTYPES)}, not {extra[0]!r}.")
+    vector, sources["vector"] = _figure(data, "vector", "flops", where)
+    bandwidth, sources["bandwidth"] = _figure(data, "bandwidth", "bandwidth", where,
+                                              ("cap_gb_per_s",) if per_thread else ())
+    if per_thread:
+        if threads < 1:
+            raise VitcostError(f"thread count must be at least 1, got {threads}.")
+        cap = data["bandwidth"].get("cap_gb_per_s")
+        peaks = {d: f * threads for d, f in peaks.items()}
+        vector *= threads
+        bandwidth *= threads
+        if cap is not None:
+            if isinstance(cap, bool) or not isinstance(cap, (int, float)) or not 0 < cap < math.inf:
+                raise VitcostError(f"{where}: [bandwidth] cap_gb_per_s must be a positive finite number, got {cap!r}.")
+            bandwidth = min(bandwidth, cap * 1e9)
+        name = f"{name} ({threads} thread{'s' if threads != 1 else ''})"
+    if "memory" in data or not per_thread:
+        mem, sources["memory"] = _figure(data, "memory", "memory", where)
+        size = int(mem)
+    else:
+        size = memory or 0
+    launch = None
+    if "launch_overhead" in data:
+        launch, sources["launch_overhead"] = _figure(data, "launch_overhead", "launch_overhead", where)
+    efficiency = data.get("efficiency", {})
+    if not isinstance(efficiency, dict):
+        raise VitcostError(f"{where}: [efficiency] is a table of op class -> [[size, fraction], ...].")
+    return Hardware(name.strip(), peaks, vector, bandwidth, size, indicative, key, str(data.get("description", "")),
+                    launch, dict(efficiency), sources, per_thread=per_thread)
+
+
+def load_profile(path: str | Path, threads: int = 1, memory: int | None = None, key: str | None = None) -> Hardware:
+    """The profile in the TOML file `path`."""
+    from vitcost.design import parse_toml
+
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise VitcostError(f"hardware profile {p} does not exist.") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise VitcostError(f"cannot read hardware profile {p}: {getattr(e, 'strerror', None) or e}.") from None
+    data = parse_toml(text, p)
+    return profile_from_dict(data, key or str(p), str(p), threads, memory)
+
+
+def profile_toml(hw: Hardware) -> str:
+    """`hw` as a profile file (the format of the module docstring), every figure with its source. A
+    per-thread profile is written as the fixed device it is at its thread count."""
+    from vitcost.design import toml_value
+
+    def table(section: str, unit: str, value: float, source: str) -> list[str]:
+        return [f"[{section}]", f"{unit} = {toml_value(value)}", f"source = {toml_value(source)}", ""]
+
+    src = hw.sources
+    lines = [f"# vitcost device profile: {hw.description or hw.name}", "", f"name = {toml_value(hw.name)}"]
+    if hw.description:
+        lines.append(f"description = {toml_value(hw.description)}")
+    lines += [f"indicative = {toml_value(hw.indicative)}", ""]
+    if hw.memory:
+        lines += (table("memory", "gib", hw.memory // GIB, src.get("memory", "")) if hw.memory % GIB == 0 else
+                  table("memory", "bytes", hw.memory, src.get("memory", "")))
+    lines += table("bandwidth", "tb_per_s", hw.bandwidth / TB, src.get("bandwidth", ""))
+    lines += table("vector", "tflops", hw.vector_flops / TB, src.get("vector", ""))
+    for dt in DTYPES:
+        lines += table(f"matmul.{dt}", "tflops", hw.matmul_flops[dt] / TB, src.get(dt, ""))
+    if hw.launch_overhead is not None:
+        lines += table("launch_overhead", "us", hw.launch_overhead * 1e6, src.get("launch_overhead", ""))
+    lines.append("[efficiency]")
+    for op_class, rows in hw.efficiency.items():
+        lines.append(f"{op_class} = {toml_value(rows)}")
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# Names
+
+def user_dir() -> Path:
+    """Where a user's own profiles live: $XDG_CONFIG_HOME/vitcost/devices, else ~/.config/vitcost/devices."""
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "vitcost" / "devices"
+
+
+def known_hardware() -> dict[str, Path]:
+    """Every hardware name -> its file: the built-in profiles, then the user's (which may replace one)."""
+    names = {p.stem: p for p in sorted(BUILTIN_DIR.glob("*.toml"))}
+    udir = user_dir()
+    if udir.is_dir():
+        names.update({p.stem.lower(): p for p in sorted(udir.glob("*.toml"))})
+    return names
+
+
+@cache
+def _builtin(key: str, threads: int, memory: int | None) -> Hardware:
+    return load_profile(BUILTIN_DIR / f"{key}.toml", threads, memory, key)
+
+
+def get_hardware(name: str | Path, threads: int = 1, memory: int | None = None) -> Hardware:
+    """A device by name (a built-in profile such as h100-sxm, l4, rtx4090 or cpu, or a file in the user's
+    profile directory) or by the path of a profile file. `threads` and `memory` apply to per-thread
+    profiles (cpu): its figures scale with the threads, its memory is the machine's."""
+    text = str(name).strip()
+    if isinstance(name, Path) or text.lower().endswith(".toml") or os.sep in text:
+        return load_profile(text, threads, memory)
+    key = text.lower()
+    path = known_hardware().get(key)
+    if path is None:
+        raise VitcostError(f"unknown --hardware {text!r} (a profile's name or a .toml file); known: "
+                           f"{', '.join(known_hardware())}.")
+    if path.parent == BUILTIN_DIR:
+        return _builtin(key, threads, memory)
+    return load_profile(path, threads, memory, key)
 
 
 def cpu_preset(threads: int, memory: int | None = None) -> Hardware:
-    """The indicative CPU preset for `threads` threads (see the module docstring for the figures)."""
-    if threads < 1:
-        raise VitcostError(f"thread count must be at least 1, got {threads}.")
-    flops = CPU_FLOPS_PER_THREAD * threads
-    bw = min(CPU_BYTES_PER_THREAD * threads, CPU_BANDWIDTH_CAP)
-    name = f"CPU ({threads} thread{'s' if threads != 1 else ''})"
-    return Hardware(name, {"fp32": flops, "bf16": flops, "fp16": flops}, flops, bw, memory or 0, indicative=True)
+    """The indicative CPU profile for `threads` threads."""
+    return get_hardware("cpu", threads, memory)
 
 
-HARDWARE_NAMES: tuple[str, ...] = (*PRESETS, "cpu")
-
-
-def get_hardware(name: str, threads: int = 1, memory: int | None = None) -> Hardware:
-    """A preset by name (h100-sxm, h100-pcie, h200, a100, cpu)."""
-    key = name.strip().lower()
-    if key == "cpu":
-        return cpu_preset(threads, memory)
-    if key not in PRESETS:
-        raise VitcostError(f"unknown hardware {name!r}; choose from {', '.join(HARDWARE_NAMES)}.")
-    return PRESETS[key]
+def builtin_names() -> tuple[str, ...]:
+    return tuple(p.stem for p in sorted(BUILTIN_DIR.glob("*.toml")))
 
 
 def preset_for_device_name(device_name: str) -> str | None:
-    """The preset matching a CUDA device name ("NVIDIA H100 80GB HBM3" -> h100-sxm), or None."""
-    n = device_name.upper()
+    """The profile matching a CUDA device name ("NVIDIA H100 80GB HBM3" -> h100-sxm), or None."""
+    n = device_name.upper().replace("GEFORCE ", "")
     if "H200" in n:
         return "h200"
     if "H100" in n:
         return "h100-pcie" if "PCIE" in n else "h100-sxm"
     if "A100" in n:
         return "a100"
+    if "L40S" in n:
+        return "l40s"
+    if "RTX PRO 6000" in n and "MAX-Q" in n:
+        return "rtx-pro-6000-maxq"
+    for card in ("3090", "4090", "5090"):
+        if f"RTX {card}" in n and "TI" not in n.split(card, 1)[1][:4]:
+            return f"rtx{card}"
+    if n.endswith(" L4") or n == "L4":
+        return "l4"
     return None
 
 
-__all__ = ["Hardware", "PRESETS", "HARDWARE_NAMES", "cpu_preset", "get_hardware", "preset_for_device_name",
+def __getattr__(attr: str) -> Any:
+    # PRESETS and HARDWARE_NAMES are read lazily: importing this module parses no profile
+    if attr == "PRESETS":
+        return {k: get_hardware(k) for k in builtin_names() if k != "cpu"}
+    if attr == "HARDWARE_NAMES":
+        return tuple(known_hardware())
+    raise AttributeError(attr)
+
+
+__all__ = ["Hardware", "cpu_preset", "get_hardware", "preset_for_device_name",
+           "load_profile", "profile_from_dict", "profile_toml", "known_hardware", "user_dir", "builtin_names",
            "parse_bytes", "parse_size"]

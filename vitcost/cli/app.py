@@ -47,7 +47,7 @@ def _root(
 # of every registered command on each call, which would tax `vitcost compare` with all the others'.
 COMMANDS: dict[str, str] = {"compare": "compare", "models": "compare", "formula": "compare", "spec": "compare",
                             "check": "check", "profile": "profile", "report": "report",
-                            "savings": "savings"}
+                            "savings": "savings", "hardware": "hardware"}
 
 
 def load_commands(modules: list[str] | None = None) -> None:

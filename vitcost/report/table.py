@@ -153,3 +153,23 @@ def train_wall_cells(walls: list[dict[str, Any]]) -> tuple[list[str], list[list[
               ", ".join(f"{b if b is not None else 0} at {r}" for r, b in w["largest_batch"].items())]
              for w in walls]
     return header, cells
+
+
+def _bytes_or_dash(n: float | None) -> str:
+    return "—" if n is None else binary_bytes(n)
+
+
+def hardware_cells(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]], list[str]]:
+    """The device profiles: peaks, bandwidth and memory per profile, and one note per distinct source."""
+    header = ["hardware", "name", "fp32", "fp16", "bf16", "vector", "TB/s", "memory"]
+    cells = [[r["hardware"], r["name"] + (" (indicative)" if r["indicative"] else ""),
+              *(f"{r[k]:g}" for k in ("fp32_tflops", "fp16_tflops", "bf16_tflops", "vector_tflops",
+                                       "bandwidth_tbps")),
+              _bytes_or_dash(r["memory_bytes"])] for r in rows]
+    notes = []
+    for r in rows:
+        by_source: dict[str, list[str]] = {}
+        for figure, source in r["sources"].items():
+            by_source.setdefault(source, []).append(figure)
+        notes += [f"  {r['hardware']} {', '.join(figures)}: {source}" for source, figures in by_source.items()]
+    return header, cells, notes
