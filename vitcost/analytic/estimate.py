@@ -34,11 +34,13 @@ class Estimate:
     dtype: Dtype
     attn: Kernel
     ops: tuple[Op, ...]
+    amp: bool = False  # autocast at `dtype` over fp32 weights (timm's --amp), not pure 16-bit
 
     def __repr__(self) -> str:
         return (f"Estimate({self.model!r}, res={res_label(self.res)!r}, batch={self.batch}, "
-                f"dtype={self.dtype.value!r}, attn={self.attn.value!r}, params={self.params:,}, macs={self.macs:,}, "
-                f"activation_peak_bytes={self.activation_peak_bytes:,})")
+                f"dtype={self.dtype.value!r}, attn={self.attn.value!r}{', amp=True' if self.amp else ''}, "
+                f"params={self.params:,}, macs={self.macs:,}"
+                + ("" if self.amp else f", activation_peak_bytes={self.activation_peak_bytes:,}") + ")")
 
     @property
     def model(self) -> str:
@@ -83,6 +85,21 @@ class Estimate:
         return self.dtype.bytes
 
     @property
+    def weight_bytes_per_elem(self) -> int:
+        """Bytes of one weight element: fp32 under autocast (`amp`), else the dtype's."""
+        return 4 if self.amp else self.dtype.bytes
+
+    def require_single_width(self) -> None:
+        """Activation memory needs one byte width per tensor: under autocast (`amp`) tensors have several
+        (16-bit matmul outputs, fp32 norms, softmax and residual stream), which the memory model does not
+        carry; it gives no figure rather than a wrong one."""
+        if self.amp:
+            from vitcost.errors import VitcostError
+
+            raise VitcostError("activation memory under autocast (--amp) is not modelled: tensors there have "
+                               "several widths (16-bit matmul outputs, fp32 norms, softmax and residual stream).")
+
+    @property
     def attn_matrix_elems(self) -> int:
         """Attention-score elements over all layers (every layer's B*heads*Nq*Nkv, summed)."""
         return self.total.attn
@@ -90,11 +107,13 @@ class Estimate:
     @property
     def attn_matrix_bytes(self) -> int:
         """Bytes of the attention scores of all layers, as the math path materialises them."""
+        self.require_single_width()
         return self.total.attn * self.bytes_per_elem
 
     @property
     def attn_matrix_peak_bytes(self) -> int:
         """The largest single layer's score matrices: what one materialised forward holds at once."""
+        self.require_single_width()
         return max((op.cost.attn for op in self.ops), default=0) * self.bytes_per_elem
 
     @cached_property
@@ -102,12 +121,14 @@ class Estimate:
         """The memory prediction for this estimate's kernel (`vitcost.analytic.memory`)."""
         from vitcost.analytic.memory import predict_memory
 
+        self.require_single_width()
         return predict_memory(self)
 
     @cached_property
     def activation_peak_bytes(self) -> int:
         """Peak activation bytes of the forward on top of weights and input (the one memory model,
         `memory.activation_peak`; `memory` gives the whole prediction)."""
+        self.require_single_width()
         if "memory" in self.__dict__:
             return self.memory.activation_peak_bytes
         from vitcost.analytic.memory import activation_peak
@@ -162,30 +183,44 @@ class Estimate:
 
         return train_cost(self, attn)
 
-    def row(self) -> dict[str, Any]:
-        """The machine-readable summary (JSON/CSV row); `spec` is the full effective spec."""
+    def row(self, hardware: Any = None) -> dict[str, Any]:
+        """The machine-readable summary (JSON/CSV row); `spec` is the full effective spec. Under autocast
+        (`amp`) the activation-memory figures are None (see `require_single_width`). With `hardware` (a
+        `Hardware` or a profile name or file): `time_s`, the forward's time per batch on it
+        (`roofline.forward_time`), and `images_per_s` = batch / time_s."""
         h, w = self.res
-        return {
+        mem = (None, None, None) if self.amp else (self.attn_matrix_bytes, self.attn_matrix_peak_bytes,
+                                                   self.activation_peak_bytes)
+        row = {
             "model": self.model, "family": self.family, "res": res_label(self.res), "height": h, "width": w,
-            "batch": self.batch, "dtype": self.dtype.value, "attn": self.attn.value, "tokens": self.tokens,
+            "batch": self.batch, "dtype": self.dtype.value, "amp": self.amp, "attn": self.attn.value,
+            "tokens": self.tokens,
             "params": self.params, "macs": self.macs, "flops": self.flops, "fvcore": self.count("fvcore"),
             "torch": self.count("torch"), "attn_matrix_elems": self.attn_matrix_elems,
-            "attn_matrix_bytes": self.attn_matrix_bytes, "attn_matrix_peak_bytes": self.attn_matrix_peak_bytes,
-            "activation_peak_bytes": self.activation_peak_bytes, "global_attn_share": self.global_attn_share,
-            "complexity": self.complexity,
-            "spec": spec_dict(self.spec),
+            "attn_matrix_bytes": mem[0], "attn_matrix_peak_bytes": mem[1], "activation_peak_bytes": mem[2],
+            "global_attn_share": self.global_attn_share, "complexity": self.complexity,
         }
+        if hardware is not None:
+            from vitcost.analytic.roofline import forward_time
+
+            row.update(forward_time(self, hardware))
+        row["spec"] = spec_dict(self.spec)
+        return row
 
 
-def estimate(model: Any, res: Any = 224, batch: Any = 1, dtype: Any = "fp32", attn: Any = "math") -> Estimate:
+def estimate(model: Any, res: Any = 224, batch: Any = 1, dtype: Any = "fp32", attn: Any = "math",
+             amp: bool = False) -> Estimate:
     """Analytic cost of `model` on a [batch, C, H, W] input: a preset name, a spec file, either with
-    `:field=value` overrides, a spec object or a Design (see `vitcost.design`).
+    `:field=value` overrides, a spec object or a Design (see `vitcost.design`). `amp`: autocast at
+    `dtype` (fp16 | bf16) over fp32 weights and an fp32 input, as timm's `benchmark.py --amp` runs it.
 
     >>> e = estimate("vit_b16", res=224)
     >>> e.count("fvcore"), e.params, e.activation_peak_bytes
     """
     b = whole(batch, "batch")
     dt, kernel = parse_dtype(dtype), parse_kernel(attn)
+    if amp and dt is Dtype.fp32:
+        raise SpecError("--amp is autocast to 16 bits: give --dtype fp16 or bf16 with it, not fp32.")
     design = parse_design(model)
     h, w = parse_res(res)
-    return Estimate(design, (h, w), b, dt, kernel, tuple(walk(design.spec, h, w, b)))
+    return Estimate(design, (h, w), b, dt, kernel, tuple(walk(design.spec, h, w, b)), bool(amp))

@@ -212,6 +212,7 @@ def predict_memory(est: Estimate, attn: Any = None, device: str = "cpu", threads
     kernel = parse_kernel(est.attn if attn is None else attn)
     if device not in ("cpu", "cuda"):
         raise VitcostError(f"unknown device {device!r} for the memory prediction; choose cpu or cuda.")
+    est.require_single_width()
     e = est.bytes_per_elem
     h, w = est.res
     weights = est.params * e

@@ -13,6 +13,9 @@ the additive term when it is a full score-sized tensor, as MViTv2's relative pos
 the scores never leave the chip. The math path moves every score tensor through memory several times,
 which is what makes it memory-bound at long sequences.
 
+Under autocast (`Estimate.amp`, timm's --amp: fp32 weights and input, `dtype` the 16-bit type) the
+bytes follow `AutocastBytes`'s rule, the one place that says which width each op reads and writes.
+
 The result is a lower bound on time at the declared peaks; the achieved throughput of a measured run
 is 2 * MACs / time, and its fraction of the matmul peak says how far from the roof it ran.
 This module does not import torch.
@@ -25,10 +28,10 @@ from typing import Any
 
 from vitcost.analytic.cost import FLOPS_PER_MAC, Cost, project
 from vitcost.analytic.estimate import Estimate
-from vitcost.analytic.hardware import TB, Hardware
+from vitcost.analytic.hardware import TB, Hardware, get_hardware
 from vitcost.analytic.kernels import FUSED, OUTSIDE_FUSED, attention_path
-from vitcost.analytic.trace import call_steps
-from vitcost.vocab import parse_kernel
+from vitcost.analytic.trace import Step, call_steps
+from vitcost.vocab import BYTES, F32, parse_kernel
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,7 @@ def roofline(est: Estimate, hw: Hardware, attn: Any = None) -> Roofline:
     efficient, the last three fusing each layer's attention; default: the estimate's own kernel)."""
     kernel = parse_kernel(est.attn if attn is None else attn)
     e = est.bytes_per_elem
+    amp = AutocastBytes(est, kernel, "cpu" if hw.indicative else "cuda") if est.amp else None
     peak = hw.peak(est.dtype)
     ops: list[OpTime] = []
 
@@ -109,10 +113,11 @@ def roofline(est: Estimate, hw: Hardware, attn: Any = None) -> Roofline:
         mm = FLOPS_PER_MAC * cost.macs
         ops.append(_op_time(path, kind, mm, project(cost, "flops") - mm, nbytes, hw, peak))
 
-    for op in est.ops:
+    for i, op in enumerate(est.ops):
         if op.call is None:
             if op.kind != "param":
-                add(op.path, op.kind, op.cost, (op.inp + op.out + op.cost.params) * e)
+                add(op.path, op.kind, op.cost, (op.inp + op.out + op.cost.params) * e if amp is None else
+                    amp.op(i, op))
             continue
         a = op.call
         core = []
@@ -121,12 +126,92 @@ def roofline(est: Estimate, hw: Hardware, attn: Any = None) -> Roofline:
             if fused and st.name not in OUTSIDE_FUSED:
                 core.append(st)
             else:
-                add(op.path, st.name, st.cost, (st.inp + st.out) * e)
+                add(op.path, st.name, st.cost, (st.inp + st.out) * e if amp is None else amp.step(st))
         if core:  # q, k, v in, the output out (and a score-sized relative-position term when there is one)
             mask = a.scores if a.rel else 0
-            add(op.path, "attention (fused)", Cost.sum(st.cost for st in core), (2 * a.q + 2 * a.kv + mask) * e)
+            add(op.path, "attention (fused)", Cost.sum(st.cost for st in core),
+                (2 * a.q + 2 * a.kv + mask) * e if amp is None else amp.fused(2 * a.q + 2 * a.kv, mask))
+        if amp is not None:
+            amp.call_done(i)
     return Roofline(hw.name, est.dtype, "fused" if kernel.fused else "math", tuple(ops), peak, hw.bandwidth,
                     hw.indicative)
 
 
-__all__ = ["OpTime", "Roofline", "roofline"]
+HALF, FULL = BYTES["bf16"], F32  # bytes of a 16-bit and an fp32 element
+MATMUL_KINDS = frozenset({"linear", "conv"})
+MATMUL_STEPS = frozenset({"qk", "av", "rel_h", "rel_w", "kv", "num", "den"})
+
+
+class AutocastBytes:
+    """The bytes each op moves under autocast (torch.autocast at fp16/bf16 over fp32 weights and an fp32
+    input: timm's `benchmark.py --amp`). Which width each op's output has is the training model's rule
+    (`train_memory.step_ops`, stated in its module docstring: matmuls, convs and attention write 16 bits;
+    on CUDA LayerNorm and softmax write fp32; an add of an fp32 parameter, the position embedding or a
+    layer scale, promotes the residual stream to fp32; every other op keeps its input's width). On top:
+
+    - an op reads its input at the width the op before it wrote (the image: fp32); a residual add reads
+      both operands at the wider of that and its output's (the stream operand's);
+    - a linear or conv reads its fp32 weights through autocast's cast: 4 bytes read, 2 written, 2 read
+      again by the matmul; other parameters are read at fp32;
+    - inside an attention call run apart, the products read and write 16 bits; an additive term (a bias
+      table or a mask, fp32 buffers) writes fp32 scores; softmax writes fp32 on CUDA, and its input's
+      width on the CPU; a fused kernel reads q, k, v and writes its output at 16 bits (a score-sized
+      relative-position term at fp32)."""
+
+    def __init__(self, est: Estimate, kernel: Any, device: str) -> None:
+        from vitcost.analytic.train_memory import step_ops
+
+        self.device = device
+        steps = step_ops(est, kernel, device)[:len(est.ops)]
+        self.out = [st.out_bytes // st.op.out if st.op.out else 0 for st in steps]
+        self.prev = FULL  # the width of the last output: the fp32 input image first
+        self.scores = HALF
+
+    def op(self, i: int, op: Any) -> int:
+        """Bytes of op i, a plain op (not an attention call)."""
+        w_out = self.out[i] or self.prev
+        w_in = max(self.prev, w_out) if op.kind == "add" else self.prev
+        params = op.cost.params * (FULL + 2 * HALF if op.kind in MATMUL_KINDS else FULL)
+        nbytes = op.inp * w_in + op.out * w_out + params
+        self.prev = w_out
+        return nbytes
+
+    def step(self, st: Step) -> int:
+        """Bytes of one step of an attention call run apart (the math path, or outside a fused kernel)."""
+        if st.name == "qk":
+            self.scores = HALF
+        if st.name == "term":  # the scores + an fp32 table or mask, written in fp32
+            w_in, self.scores = self.scores, FULL
+            return st.out * w_in + (st.inp - st.out) * FULL + st.out * FULL
+        if st.name == "rel_add":  # the scores + the 16-bit decomposed relative-position term
+            return (st.inp - st.out) * HALF + 2 * st.out * self.scores
+        if st.name == "softmax":
+            w_in = self.scores
+            if self.device == "cuda":
+                self.scores = FULL
+            return st.inp * w_in + st.out * self.scores
+        return (st.inp + st.out) * HALF
+
+    def fused(self, qkv_out: int, mask: int) -> int:
+        """Bytes of a fused attention kernel."""
+        return qkv_out * HALF + mask * FULL
+
+    def call_done(self, i: int) -> None:
+        self.prev = self.out[i] or HALF
+
+
+def forward_time(est: Estimate, hardware: Any) -> dict[str, Any]:
+    """The time fields of a row: `hardware` (the device's label), `time_s` (one forward of the batch on
+    it, the roofline: `roofline`) and `images_per_s` (batch / time_s)."""
+    hw = get_hardware(hardware) if not isinstance(hardware, Hardware) else hardware
+    t = roofline(est, hw).time_s
+    return {"hardware": hw.label, "time_s": t, "images_per_s": est.batch / t if t else None}
+
+
+# Steps a fused kernel does not absorb: decomposed relative positions are built outside it, and the
+# residual pooling add follows it. Linear attention has no fused kernel: all of its steps run apart.
+_OUTSIDE_FUSED = frozenset({"rel_h", "rel_w", "rel_sum", "rel_add", "residual",
+                            "phi_k", "kv", "k_sum", "phi_q", "num", "den", "eps", "normalise"})
+
+
+__all__ = ["AutocastBytes", "OpTime", "Roofline", "forward_time", "roofline"]
