@@ -32,16 +32,19 @@ from vitcost.version import __version__ as __version__
 
 
 def compare(models: Any = None, res: Any = 224, batch: int = 1, dtype: str = "fp32", attn: str = "math",
-            convention: str = "macs") -> pandas.DataFrame:
+            convention: str = "macs", hardware: Any = None, amp: bool = False) -> pandas.DataFrame:
     """One row per design x resolution (see `Estimate.row`), plus `cost` in `convention` and `growth`
     against the smallest resolution. `models`: one design or a list of them, each a preset or family
     name, a spec file, a name with `:field=value` overrides, a spec object or a Design (default: one
-    preset per family); `res`: one resolution or a list."""
+    preset per family); `res`: one resolution or a list. `hardware` (a device profile's name or file, or
+    a `Hardware`): adds `hardware`, `time_s` (one forward of the batch, a roofline) and `images_per_s`;
+    `amp`: autocast at `dtype` over fp32 weights, as timm's --amp runs it."""
     import pandas
 
     from vitcost.report.rows import compare_rows
 
-    return pandas.DataFrame(compare_rows(models, res, batch=batch, dtype=dtype, attn=attn, convention=convention))
+    return pandas.DataFrame(compare_rows(models, res, batch=batch, dtype=dtype, attn=attn, convention=convention,
+                                         hardware=hardware, amp=amp))
 
 
 def formula(kind: str) -> sympy.Expr:

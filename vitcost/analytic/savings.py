@@ -8,7 +8,7 @@ and 1.5-2x speed; gradient checkpointing ~75% memory at 0.8x speed; linear atten
             saved activations, the backward's peak), AdamW by default
     FLOPs   the step's forward + backward (`training.train_cost`, `flops` convention) plus the forward
             that checkpointing runs again (`TrainMemory.recompute`)
-    time    a roofline of the step on a hardware preset (`train_roofline`)
+    time    a roofline of the step on a device profile (`train_roofline`)
 
 Rows: the baseline as given; mixed precision (bf16 autocast, from fp32); activation checkpointing per
 block and every 2 blocks; a fused attention kernel (flash) instead of the math path; linear attention
@@ -94,7 +94,8 @@ def train_roofline(est: Estimate, hw: Hardware, recompute: Cost | None = None) -
 def savings(model: Any, res: Any = 224, batch: Any = 1, dtype: Any = "fp32", attn: Any = "math",
             optimizer: Any = "adamw", hardware: Hardware | str = "h100-sxm") -> tuple[list[Saving], list[str]]:
     """The optimisation table for `model` at `res` and `batch` (see the module docstring): the rows,
-    baseline first, and the techniques left out with why."""
+    baseline first, and the techniques left out with why. `hardware`: a Hardware, or a profile's name
+    or file (`hardware.get_hardware`)."""
     from dataclasses import replace
 
     from vitcost.analytic.train_memory import train_memory

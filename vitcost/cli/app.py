@@ -102,9 +102,33 @@ ConventionOpt = Annotated[Convention, typer.Option(
     "--convention", "-c", help="Counting convention: macs (papers' 'FLOPs'), flops (2 per MAC + "
     "non-matmul ops), fvcore (fvcore's handles, fused attention counted), torch (FlopCounterMode).")]
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
+HardwareOpt = Annotated[str | None, typer.Option(
+    "--hardware", help="Device profile for the time figures: a name (`vitcost hardware` lists the built-in ones and "
+    "those in the user profile directory) or a .toml profile file.")]
+PeakOpt = Annotated[float | None, typer.Option(
+    "--peak-tflops", help="Override the --hardware profile's matmul peak for --dtype, TFLOP/s; the other dtypes' "
+    "peaks and the vector peak scale with it.")]
+BandwidthOpt = Annotated[float | None, typer.Option(
+    "--bandwidth", help="Override the --hardware profile's memory bandwidth, TB/s.")]
+AmpOpt = Annotated[bool | None, typer.Option(
+    "--amp/--no-amp", help="--amp: autocast at --dtype fp16/bf16 over fp32 weights and input, as timm's "
+    "benchmark.py --amp runs it (no activation-memory figure then: its tensors have several widths). Default: "
+    "pure 16-bit inference. With --mode train autocast is the default (--amp changes nothing) and --no-amp "
+    "trains the model itself in 16 bits.")]
 OutputOpt = Annotated[str | None, typer.Option(
     "--output", "-o", help="Write the output to this file instead of stdout (- for stdout). A file is replaced "
     "atomically, a symlink written through, a read-only file refused.")]
+
+
+def hardware_option(name: str | None, peak_tflops: float | None, bandwidth: float | None, dtype: str):
+    """The --hardware profile with --peak-tflops / --bandwidth (TB/s) applied; None without --hardware."""
+    if name is None:
+        if peak_tflops is not None or bandwidth is not None:
+            raise VitcostError("--peak-tflops and --bandwidth override a --hardware profile: give --hardware too.")
+        return None
+    from vitcost.analytic.hardware import TB, get_hardware
+
+    return get_hardware(name).override(peak_tflops, bandwidth * TB if bandwidth is not None else None, str(dtype))
 
 
 def emit(text: str, output: str | None) -> None:
@@ -125,8 +149,13 @@ def _looks_like_flag(token: str) -> bool:
         return True
 
 
+# Options that take several values on one command only (elsewhere they take one).
+MULTI_VALUE_OF = {"report": {"--hardware"}}
+
+
 def _spread_multi(argv: list[str]) -> list[str]:
     """`--res 224 512` -> `--res 224 --res 512`, so several values may follow one flag."""
+    multi = MULTI_VALUE | MULTI_VALUE_OF.get(_command_module(argv) or "", set())
     out: list[str] = []
     i = 0
     while i < len(argv):
@@ -136,7 +165,7 @@ def _spread_multi(argv: list[str]) -> list[str]:
         if tok == "--":
             out.extend(argv[i:])
             break
-        if tok in MULTI_VALUE:
+        if tok in multi:
             first = True
             while i < len(argv) and not _looks_like_flag(argv[i]):
                 if not first:

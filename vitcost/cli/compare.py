@@ -4,12 +4,14 @@ on the compare path)."""
 from __future__ import annotations
 
 import enum
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from vitcost.cli.app import (
+    AmpOpt,
     AttnOpt,
+    BandwidthOpt,
     BatchOpt,
     Convention,
     ConventionOpt,
@@ -17,12 +19,15 @@ from vitcost.cli.app import (
     DtypeOpt,
     Format,
     FormatOpt,
+    HardwareOpt,
     ModelsOpt,
     OutputOpt,
+    PeakOpt,
     ResOpt,
     SetOpt,
     app,
     emit,
+    hardware_option,
 )
 from vitcost.vocab import Kernel, Optimizer
 
@@ -63,6 +68,10 @@ def compare(
         "--device-memory", help="--mode train: also solve the training memory wall for a device of this size "
         "(e.g. 80GB, 141GiB): the largest square input at --batch, and the largest batch at each --res, whose "
         "step fits.")] = None,
+    hardware: HardwareOpt = None,
+    peak_tflops: PeakOpt = None,
+    bandwidth: BandwidthOpt = None,
+    amp: AmpOpt = None,
 ) -> None:
     """Compare designs across resolutions: tokens, params, cost, attention and activation memory, growth.
 
@@ -77,39 +86,51 @@ def compare(
 
     With --mode train each row is one training step: its cost (forward + backward, and the forward that
     checkpointing runs again) and its memory part by part (weights, gradients, optimizer state, saved
-    activations, the step's peak); --dtype bf16/fp16 means mixed precision under autocast.
+    activations, the step's peak); --dtype bf16/fp16 means mixed precision under autocast (--no-amp: the
+    model itself in 16 bits).
+
+    With --hardware each row also has the time of one forward (--mode train: one step) of the batch on that
+    device, a roofline, and the images per second; --amp makes inference autocast over fp32 weights, as
+    timm's benchmark.py --amp runs it.
 
     Examples: [bold]vitcost compare --res 224 512 1024[/bold];
+    [bold]vitcost compare -m vit_b16 swin_t -r 224 --batch 256 --dtype bf16 --amp --hardware rtx4090[/bold];
     [bold]vitcost compare -m vit_b16 swin -r 224 384x640 --format json[/bold];
     [bold]vitcost compare -m my_swin.toml vit_l16 --set vit_l16:patch=14 -r 1024[/bold].
     """
     from vitcost.cli.output import check_output
+    from vitcost.errors import VitcostError
     from vitcost.report.rows import compare_rows
 
     output = check_output(output)
     set_items = list(set_items or []) + [f"{k}={v}" for k, v in (("patch", patch), ("window", window))
                                          if v is not None]
+    if amp and dtype is Dtype.fp32:
+        raise VitcostError("--amp is autocast to 16 bits: give --dtype fp16 or bf16 with it, not fp32.")
+    hw = hardware_option(hardware, peak_tflops, bandwidth, dtype)
     if mode is Mode.train:
         _compare_train(models, res or DEFAULT_RES, batch, dtype, attn, convention, fmt, set_items, output,
-                       (optimizer or Optimizer.adamw).value, checkpoint or "none", device_memory)
+                       (optimizer or Optimizer.adamw).value, checkpoint or "none", device_memory, hw,
+                       "half" if amp is False and dtype is not Dtype.fp32 else "autocast")
         return
     if optimizer is not None or checkpoint is not None or device_memory is not None:
-        from vitcost.errors import VitcostError
-
         raise VitcostError("--optimizer, --checkpoint and --device-memory describe a training step: add --mode train.")
     rows = compare_rows(models, res or DEFAULT_RES, batch=batch, dtype=dtype, convention=convention.value,
-                        attn=attn, set_items=set_items)
+                        attn=attn, set_items=set_items, hardware=hw, amp=bool(amp))
     if fmt is Format.table and output is None:
         from vitcost.report.table import render_compare
 
         emit(render_compare(rows, convention.value, batch, dtype.value, attn.value), None)
         return
-    emit(_format(rows, fmt, convention.value, f"batch {batch}, {dtype.value}, {attn.value} attention"), output)
+    precision = f"{dtype.value} autocast" if amp else dtype.value
+    timing = f", time on {hw.label}" if hw is not None else ""
+    emit(_format(rows, fmt, convention.value, f"batch {batch}, {precision}, {attn.value} attention{timing}"), output)
 
 
 def _compare_train(models: list[str] | None, res: list[str], batch: int, dtype: Dtype, attn: Kernel,
                    convention: Convention, fmt: Format, set_items: list[str], output: str | None, optimizer: str,
-                   checkpoint: str, device_memory: str | None = None) -> None:
+                   checkpoint: str, device_memory: str | None = None, hardware: Any = None,
+                   precision: str = "autocast") -> None:
     from vitcost.report import formats
     from vitcost.report.rows import train_rows, train_walls
     from vitcost.report.table import render_train_compare, train_cells, train_wall_cells
@@ -117,8 +138,9 @@ def _compare_train(models: list[str] | None, res: list[str], batch: int, dtype: 
 
     budget = parse_size(device_memory) if device_memory is not None else None
     rows = train_rows(models, res, batch=batch, dtype=dtype, convention=convention.value, attn=attn,
-                      set_items=set_items, optimizer=optimizer, checkpoint=checkpoint)
-    walls = train_walls(rows, budget[0], dtype, attn, optimizer, checkpoint) if budget else []
+                      set_items=set_items, optimizer=optimizer, checkpoint=checkpoint, hardware=hardware,
+                      precision=precision)
+    walls = train_walls(rows, budget[0], dtype, attn, optimizer, checkpoint, precision) if budget else []
     if walls and fmt is Format.json:
         for row in rows:  # each row says the walls of its design
             row["train_memory_wall"] = next(w for w in walls if w["model"] == row["model"])
@@ -135,8 +157,10 @@ def _compare_train(models: list[str] | None, res: list[str], batch: int, dtype: 
     elif fmt is Format.csv:
         emit(formats.to_csv(rows), output)
     else:
-        emit(f"**vitcost compare --mode train** — batch {batch}, {dtype.value}, {attn.value} attention, {optimizer}, "
-             f"checkpoint {checkpoint}, {convention.value} convention\n\n"
+        timing = f", time on {hardware.label}" if hardware is not None else ""
+        mode = " (the model in 16 bits)" if precision == "half" else ""
+        emit(f"**vitcost compare --mode train** — batch {batch}, {dtype.value}{mode}, {attn.value} attention, "
+             f"{optimizer}, checkpoint {checkpoint}, {convention.value} convention{timing}\n\n"
              + formats.to_markdown(*train_cells(rows, convention.value)), output)
 
 

@@ -7,7 +7,22 @@ from typing import Annotated, Any
 
 import typer
 
-from vitcost.cli.app import BatchOpt, Dtype, Format, FormatOpt, ModelsOpt, OutputOpt, ResOpt, SetOpt, app, emit
+from vitcost.cli.app import (
+    AmpOpt,
+    BandwidthOpt,
+    BatchOpt,
+    Dtype,
+    Format,
+    FormatOpt,
+    HardwareOpt,
+    ModelsOpt,
+    OutputOpt,
+    PeakOpt,
+    ResOpt,
+    SetOpt,
+    app,
+    emit,
+)
 from vitcost.errors import VitcostError
 from vitcost.vocab import Kernel, Optimizer
 
@@ -21,14 +36,6 @@ class Device(str, enum.Enum):
 class Mode(str, enum.Enum):
     inference = "inference"
     train = "train"
-
-
-class HardwareName(str, enum.Enum):
-    h100_sxm = "h100-sxm"
-    h100_pcie = "h100-pcie"
-    h200 = "h200"
-    a100 = "a100"
-    cpu = "cpu"
 
 
 DEFAULT_RES = ["224"]
@@ -55,14 +62,11 @@ def profile(
         help="CPU intra-op threads (torch.set_num_threads); default: torch's current count, recorded.")] = None,
     device_memory: Annotated[list[str] | None, typer.Option(
         "--device-memory", help="Device memory for the memory wall, e.g. 80GB, 141GiB, 512MiB (GB = 10^9 bytes, "
-        "GiB = 2^30; a bare number is GB). Default: the hardware preset's, or the machine's memory for cpu.")] = None,
-    hardware: Annotated[HardwareName | None, typer.Option(
-        help="Roofline device preset. Default: matched from the CUDA device name, cpu on the CPU (indicative).")]
-    = None,
-    peak_tflops: Annotated[float | None, typer.Option(
-        "--peak-tflops", help="Override the preset's matmul peak, TFLOP/s (every dtype).")] = None,
-    bandwidth: Annotated[float | None, typer.Option(
-        help="Override the preset's memory bandwidth, TB/s.")] = None,
+        "GiB = 2^30; a bare number is GB). Default: the hardware profile's, or the machine's memory for cpu.")] = None,
+    hardware: HardwareOpt = None,
+    peak_tflops: PeakOpt = None,
+    bandwidth: BandwidthOpt = None,
+    amp: AmpOpt = None,
     predict_only: Annotated[bool, typer.Option(
         "--predict-only", help="Run nothing: the prediction, the roofline and the memory wall only. Does not import "
         "torch or look for a GPU: give --hardware (and --device-memory) to predict for one.")]
@@ -89,6 +93,9 @@ def profile(
     the free memory is skipped with the figure it needs; an out-of-memory error is marked oom and the
     sweep goes on. Every row records the device, torch version, dtype, batch, attention kernel and
     threads. The memory wall is the largest square input whose forward fits in --device-memory.
+    --hardware picks the roofline's device profile (default: matched from the CUDA device's name, the
+    indicative cpu profile on the CPU); --amp runs the float32 net under autocast at --dtype, as timm's
+    benchmark.py --amp does (no predicted activation memory or memory wall then).
 
     With --mode train each row is one training step: the predicted parts (weights, gradients, optimizer
     state, saved activations, backward and step peaks), the step's FLOPs and roofline time, beside a real
@@ -109,10 +116,10 @@ def profile(
     cfg = ProfileConfig(models=list(models or DEFAULT_MODELS), set_items=set_items, res=list(res or DEFAULT_RES),
                         device=device.value, dtype=dtype, batch=batch, attn=attn, repeats=repeats, warmup=warmup,
                         device_memory=_one_size(device_memory, parse_bytes),
-                        hardware=hardware.value if hardware is not None else None, peak_tflops=peak_tflops,
+                        hardware=hardware, peak_tflops=peak_tflops,
                         bandwidth=bandwidth * TB if bandwidth is not None else None, predict_only=predict_only,
                         threads=threads, max_seconds=max_seconds, mode=mode.value, optimizer=optimizer,
-                        checkpoint=checkpoint)
+                        checkpoint=checkpoint, amp=amp)
     session = ProfileSession(cfg)
     rows = _run_with_progress(session)
     if fmt is Format.table and output is None:

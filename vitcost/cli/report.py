@@ -54,7 +54,8 @@ def _format_for(fmt: ReportFormat | None, output: str | None) -> ReportFormat:
 
 def _command(models: list[str] | None, set_items: list[str] | None, res: list[str], batch: int, dtype: str,
              convention: str, breakdown_res: str | None, devices: list[str], check: Path | None, profile: Path | None,
-             fmt: ReportFormat, output: str, title: str | None, train: bool = True, optimizer: str = "adamw") -> str:
+             fmt: ReportFormat, output: str, title: str | None, train: bool = True, optimizer: str = "adamw",
+             hardware: list[str] | None = None) -> str:
     """The command line that reproduces this report, for its footer."""
     parts = ["vitcost", "report"]
     if models:
@@ -72,6 +73,8 @@ def _command(models: list[str] | None, set_items: list[str] | None, res: list[st
         parts += ["--breakdown-res", breakdown_res]
     if devices:
         parts += ["--device-memory", *devices]
+    if hardware:
+        parts += ["--hardware", *hardware]
     if check is not None:
         parts += ["--check", str(check)]
     if profile is not None:
@@ -88,6 +91,17 @@ def _command(models: list[str] | None, set_items: list[str] | None, res: list[st
     return shlex.join(parts)
 
 
+def profile_memory(name: str) -> str:
+    """A device profile's memory as a --device-memory entry, NAME=SIZE, named by the profile."""
+    from vitcost.analytic.hardware import GIB, get_hardware
+
+    hw = get_hardware(name)
+    if not hw.memory:
+        raise VitcostError(f"the {name} profile has no memory figure to draw.")
+    size = f"{hw.memory // GIB}GiB" if hw.memory % GIB == 0 else f"{hw.memory}B"
+    return f"{hw.name}={size}"
+
+
 @app.command()
 def report(
     models: ModelsOpt = None,
@@ -100,7 +114,10 @@ def report(
         "--breakdown-res", help="Resolution of the per-part breakdown (N or HxW). Default: the largest --res.")] = None,
     device_memory: Annotated[list[str] | None, typer.Option(
         "--device-memory", help="Device memory lines on the memory plot: sizes such as 80GB, 24GiB, or "
-        "NAME=SIZE; several may follow one flag. Default: H100=80GB H200=141GB.")] = None,
+        "NAME=SIZE; several may follow one flag. Default: H100=80GB H200=141GB (none with --hardware).")] = None,
+    hardware: Annotated[list[str] | None, typer.Option(
+        "--hardware", help="Device profiles (names, see `vitcost hardware`, or .toml files) whose memory is drawn "
+        "as a line, one each, beside any --device-memory; several may follow one flag.")] = None,
     check: Annotated[Path | None, typer.Option(
         "--check", help="JSON rows from `vitcost check --format json`: adds analytic vs fvcore vs "
         "FlopCounterMode.")] = None,
@@ -149,14 +166,16 @@ def report(
         Path(output).parent.mkdir(parents=True, exist_ok=True)  # the default folder, reports/
     check_output(output)
     res = list(res or DEFAULT_RES)
-    devices = list(device_memory) if device_memory is not None else list(DEFAULT_DEVICE_MEMORY)
+    devices = list(device_memory) if device_memory is not None else [] if hardware else list(DEFAULT_DEVICE_MEMORY)
+    devices += [profile_memory(name) for name in hardware or []]
     req = ReportRequest(
         models=list(models) if models else None, set_items=list(set_items or []), res=res, batch=batch,
         dtype=dtype.value,
         convention=convention.value, breakdown_res=breakdown_res, device_memory=devices, check=check,
         profile=profile, train=train, optimizer=opt, title=title or DEFAULT_TITLE,
         command=_command(models, set_items, res, batch, dtype.value, convention.value, breakdown_res,
-                         list(device_memory or []), check, profile, kind, output, title, train, opt))
+                         list(device_memory or []), check, profile, kind, output, title, train, opt,
+                         list(hardware or [])))
     if kind is ReportFormat.png:
         from vitcost.report.build import render_png
 

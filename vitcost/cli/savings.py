@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
-import enum
 from typing import Annotated
 
 import typer
 
-from vitcost.cli.app import AttnOpt, BatchOpt, DtypeOpt, Format, FormatOpt, OutputOpt, app, emit
+from vitcost.cli.app import (
+    AttnOpt,
+    BandwidthOpt,
+    BatchOpt,
+    DtypeOpt,
+    Format,
+    FormatOpt,
+    OutputOpt,
+    PeakOpt,
+    app,
+    emit,
+    hardware_option,
+)
 from vitcost.vocab import Dtype, Kernel, Optimizer
-
-
-class Hardware(str, enum.Enum):
-    h100_sxm = "h100-sxm"
-    h100_pcie = "h100-pcie"
-    h200 = "h200"
-    a100 = "a100"
 
 
 @app.command()
@@ -27,7 +31,11 @@ def savings(
     attn: AttnOpt = Kernel.math,
     optimizer: Annotated[Optimizer, typer.Option(help="The step's optimizer: none, sgd (momentum) or adamw.")]
     = Optimizer.adamw,
-    hardware: Annotated[Hardware, typer.Option(help="Roofline device for the time column.")] = Hardware.h100_sxm,
+    hardware: Annotated[str, typer.Option(
+        help="Device profile for the time column: a name (`vitcost hardware` lists them) or a .toml profile file.")]
+    = "h100-sxm",
+    peak_tflops: PeakOpt = None,
+    bandwidth: BandwidthOpt = None,
     fmt: FormatOpt = Format.table,
     output: OutputOpt = None,
 ) -> None:
@@ -49,7 +57,8 @@ def savings(
     from vitcost.report.table import savings_cells
 
     output = check_output(output)
-    rows, skipped = compute(model, res, batch, dtype, attn, optimizer.value, hardware.value)
+    hw = hardware_option(hardware, peak_tflops, bandwidth, dtype)
+    rows, skipped = compute(model, res, batch, dtype, attn, optimizer.value, hw)
     data = [r.row() for r in rows]
     if fmt is Format.json:
         emit(formats.to_json(data), output)
@@ -58,7 +67,7 @@ def savings(
     else:
         base = rows[0].estimate
         title = (f"vitcost savings — {base.model} at {data[0]['res']}, batch {base.batch}, {base.dtype.value}, "
-                 f"{base.attn.value} attention, {optimizer.value}; time: roofline on {hardware.value}")
+                 f"{base.attn.value} attention, {optimizer.value}; time: roofline on {hw.label}")
         header, cells = savings_cells(data)
         notes = [f"left out: {s}" for s in skipped]
         if fmt is Format.markdown or output is not None:

@@ -81,7 +81,7 @@ class ProfileConfig:
     repeats: int = 5
     warmup: int = 2
     device_memory: int | None = None  # bytes; default: the hardware preset's, or the machine's memory
-    hardware: str | None = None  # a preset name; default: from the device
+    hardware: str | None = None  # a profile's name or file; default: from the device
     peak_tflops: float | None = None
     bandwidth: float | None = None  # bytes/s
     predict_only: bool = False
@@ -91,6 +91,7 @@ class ProfileConfig:
     mode: str = "inference"  # inference (one forward) | train (one training step)
     optimizer: Any = None  # train: none | sgd | adamw (default adamw)
     checkpoint: Any = None  # train: none | block | N blocks per checkpointed run (default none)
+    amp: bool | None = None  # inference: autocast over fp32 weights; train: False = the model in 16 bits
     sizes: list[tuple[int, int]] = field(init=False, default_factory=list)
     every: int = field(init=False, default=0)  # train: the checkpoint as blocks per run, 0 = none
 
@@ -105,12 +106,15 @@ class ProfileConfig:
         if self.max_seconds is not None and not self.max_seconds > 0:
             raise VitcostError(f"--max-seconds must be positive, got {self.max_seconds}.")
         self.sizes = parse_resolutions(self.res)
+        if self.amp and self.dtype is Dtype.fp32:
+            raise VitcostError("--amp is autocast to 16 bits: give --dtype fp16 or bf16 with it, not fp32.")
         self.mode = str(getattr(self.mode, "value", self.mode))
         if self.mode not in MODES:
             raise VitcostError(f"unknown mode {self.mode!r}; choose from {', '.join(MODES)}.")
         if self.mode != "train":
             if self.optimizer is not None or self.checkpoint is not None:
                 raise VitcostError("--optimizer and --checkpoint describe a training step: add --mode train.")
+            self.amp = bool(self.amp)
             return
         from vitcost.analytic.train_memory import parse_checkpoint, parse_optimizer
 
@@ -199,8 +203,8 @@ def _cpu_total() -> int | None:
 
 
 def resolve_hardware(cfg: ProfileConfig, env: Environment) -> Hardware:
-    """The roofline device: --hardware, else the preset matching the CUDA device's name, else the CPU
-    preset; then --peak-tflops / --bandwidth overrides."""
+    """The roofline device: --hardware (a profile's name or file), else the profile matching the CUDA
+    device's name, else the CPU profile; then --peak-tflops (for the run's dtype) / --bandwidth overrides."""
     name = cfg.hardware
     if name is None:
         name = preset_for_device_name(env.device_name) if env.device == "cuda" else "cpu"
@@ -210,7 +214,7 @@ def resolve_hardware(cfg: ProfileConfig, env: Environment) -> Hardware:
                                    "--peak-tflops and --bandwidth.")
             name = "h100-sxm"  # replaced by the overrides below
     hw = get_hardware(name, env.threads, _cpu_total())
-    return hw.override(cfg.peak_tflops, cfg.bandwidth)
+    return hw.override(cfg.peak_tflops, cfg.bandwidth, cfg.dtype.value)
 
 
 def device_budget(cfg: ProfileConfig, hw: Hardware, env: Environment) -> int | None:
@@ -232,20 +236,28 @@ def _fmt_gib(n: float) -> str:
     return f"{gib:,.0f} GiB" if gib >= 10 else f"{gib:.3g} GiB"
 
 
-def prediction_row(p: Design, est: Estimate, pred: MemoryPrediction, roof: Roofline, cfg: ProfileConfig,
+def prediction_row(p: Design, est: Estimate, pred: MemoryPrediction | None, roof: Roofline, cfg: ProfileConfig,
                    env: Environment, hw: Hardware, wall: int | None, budget: int | None) -> dict[str, Any]:
+    """The predicted half of a row. Under autocast (`pred` None: no activation-memory figure, see
+    `Estimate.require_single_width`) the weights and the input are fp32 (timm's --amp), the rest None."""
     row: dict[str, Any] = dict.fromkeys(COLUMNS)
-    row.update({
-        "model": p.name, "family": p.family, "res": res_label(est.res), "batch": est.batch,
-        "dtype": est.dtype.value, "attn": cfg.attn.value, "attn_backend": "", **env.row(), "status": "predicted",
-        "note": "",
-        "params": est.params, "macs": est.macs, "flops": est.flops, "hardware": hw.name,
-        "roofline_bound": roof.bound, "predicted_time_s": roof.time_s,
+    h, w = est.res
+    memory = {
+        "weights_bytes": est.params * est.weight_bytes_per_elem,
+        "input_bytes": est.batch * p.spec.in_chans * h * w * (4 if est.amp else est.bytes_per_elem),
+    } if pred is None else {
         "predicted_mem_bytes": pred.activation_peak_bytes, "predicted_peak_at": pred.peak_at,
         "predicted_alloc_bytes": pred.allocator_peak_bytes, "predicted_alloc_peak_at": pred.allocator_peak_at,
         "weights_bytes": pred.weights_bytes, "input_bytes": pred.input_bytes,
         "predicted_total_bytes": pred.total_bytes,
         "predicted_attn_bytes": pred.stored_score_bytes, "predicted_attn_peak_bytes": pred.stored_score_peak_bytes,
+    }
+    row.update({
+        "model": p.name, "family": p.family, "res": res_label(est.res), "batch": est.batch,
+        "dtype": est.dtype.value, "attn": cfg.attn.value, "attn_backend": "", **env.row(), "status": "predicted",
+        "note": "",
+        "params": est.params, "macs": est.macs, "flops": est.flops, "hardware": hw.label,
+        "roofline_bound": roof.bound, "predicted_time_s": roof.time_s, **memory,
         "peak_tflops": roof.peak_flops / TB, "bandwidth_tbps": roof.bandwidth / TB, "device_memory_bytes": budget,
         "memory_wall_res": wall, "spec": spec_dict(p.spec),
     })
@@ -260,6 +272,20 @@ def _sdpa_context(attn: str) -> Any:
 
     backend = SDPBackend.FLASH_ATTENTION if attn == "flash" else SDPBackend.EFFICIENT_ATTENTION
     return lambda: sdpa_kernel([backend])
+
+
+def _with_autocast(context: Any, device: str, dtype: Any) -> Any:
+    """`context` (a zero-argument callable giving a context manager, or None) with torch.autocast around it."""
+    import contextlib
+
+    torch = _torch()
+
+    @contextlib.contextmanager
+    def both() -> Iterator[None]:
+        with torch.autocast(device_type=device, dtype=dtype), (context or contextlib.nullcontext)():
+            yield
+
+    return both
 
 
 def _is_oom(err: BaseException) -> bool:
@@ -291,7 +317,7 @@ def measure_row(row: dict[str, Any], p: Design, est: Estimate, roof: Roofline, c
 
     free = torch.cuda.mem_get_info()[0] if env.device == "cuda" else _cpu_free()
     need = row["predicted_total_bytes"]
-    if free is not None and need > free:
+    if free is not None and need is not None and need > free:
         row.update(status="skipped", note=f"needs {_fmt_gib(need)} > {_fmt_gib(free)} free")
         return row
     if cfg.max_seconds is not None and roof.time_s > cfg.max_seconds:
@@ -300,10 +326,14 @@ def measure_row(row: dict[str, Any], p: Design, est: Estimate, roof: Roofline, c
         return row
     net = x = None
     context = _sdpa_context(cfg.attn)
+    if cfg.amp:  # timm's --amp: the float32 net and input under autocast at the 16-bit dtype
+        context = _with_autocast(context, env.device, torch_dtype(cfg.dtype))
     failure: tuple[str, str] | None = None
     try:
-        net = build(p, est.res, attn=cfg.attn.net_mode, device=env.device, dtype=cfg.dtype).eval()
-        x = torch.randn(est.batch, p.spec.in_chans, *est.res, device=env.device, dtype=torch_dtype(cfg.dtype))
+        net = build(p, est.res, attn=cfg.attn.net_mode, device=env.device,
+                    dtype=Dtype.fp32 if cfg.amp else cfg.dtype).eval()
+        x = torch.randn(est.batch, p.spec.in_chans, *est.res, device=env.device,
+                        dtype=torch_dtype(Dtype.fp32 if cfg.amp else cfg.dtype))
         mem = measure_forward_memory(net, x, context)
         timing = time_forward(net, x, warmup=cfg.warmup, repeats=cfg.repeats, context=context)
     except Exception as err:  # noqa: BLE001  (an OOM or an unavailable kernel ends this row, not the sweep)
@@ -362,7 +392,9 @@ def train_row(p: Design, est: Estimate, cfg: ProfileConfig, env: Environment, hw
     from vitcost.analytic.train_memory import train_memory
     from vitcost.analytic.training import train_cost
 
-    tm = train_memory(est, cfg.optimizer, cfg.every or None, cfg.attn, env.device)
+    half = cfg.amp is False and cfg.dtype is not Dtype.fp32
+    tm = train_memory(est, cfg.optimizer, cfg.every or None, cfg.attn, env.device,
+                      precision="half" if half else "autocast")
     parts = tm.parts()
     recompute = project(tm.recompute, "flops")
     row: dict[str, Any] = dict.fromkeys(TRAIN_COLUMNS)
@@ -370,7 +402,7 @@ def train_row(p: Design, est: Estimate, cfg: ProfileConfig, env: Environment, hw
         "model": p.name, "family": p.family, "res": res_label(est.res), "batch": est.batch, "dtype": est.dtype.value,
         "attn": cfg.attn.value, "mode": "train", "optimizer": cfg.optimizer, "checkpoint": cfg.checkpoint,
         **env.row(), "status": "predicted", "note": "", "params": est.params,
-        "step_flops": train_cost(est).count("flops") + recompute, "recompute_flops": recompute, "hardware": hw.name,
+        "step_flops": train_cost(est).count("flops") + recompute, "recompute_flops": recompute, "hardware": hw.label,
         "predicted_time_s": train_roofline(est, hw, tm.recompute), "predicted_peak_at": tm.peak_at,
         "input_bytes": tm.input, "predicted_weight_casts_bytes": tm.weight_casts, "spec": spec_dict(p.spec),
         **{f"predicted_{k}_bytes": parts[k] for k in TRAIN_PARTS},
@@ -397,15 +429,17 @@ def measure_train_row(row: dict[str, Any], p: Design, est: Estimate, cfg: Profil
         row.update(status="skipped", note=f"predicted {row['predicted_time_s']:.3g} s per step > --max-seconds "
                                           f"{cfg.max_seconds:g}")
         return row
-    amp = None if cfg.dtype is Dtype.fp32 else torch_dtype(cfg.dtype)
+    half = cfg.amp is False and cfg.dtype is not Dtype.fp32  # --no-amp: the model itself in 16 bits
+    amp = None if cfg.dtype is Dtype.fp32 or half else torch_dtype(cfg.dtype)
     blocks = [(b.p, b.stage) for b in split_blocks(est.ops)[1]] if cfg.every else None
     context = _sdpa_context(cfg.attn)
     net = x = None
     failure: tuple[str, str] | None = None
     try:
         with context() if context is not None else _null():
-            net = build(p, est.res, attn=cfg.attn.net_mode, device=env.device)
-            x = torch.randn(est.batch, p.spec.in_chans, *est.res, device=env.device)
+            net = build(p, est.res, attn=cfg.attn.net_mode, device=env.device, dtype=cfg.dtype if half else Dtype.fp32)
+            x = torch.randn(est.batch, p.spec.in_chans, *est.res, device=env.device,
+                            dtype=torch_dtype(cfg.dtype if half else Dtype.fp32))
             mem = measure_train_step(net, x, optimizer=cfg.optimizer, amp=amp, checkpoint=blocks, every=cfg.every or 1,
                                      allocator=env.device == "cpu")
             _release(env.device)
@@ -457,7 +491,8 @@ class ProfileSession:
         self.budget = device_budget(cfg, self.hw, self.env)
         self.plan = plan(cfg)
         # every configuration is estimated up front: a size a design cannot take is an error before any run
-        self._estimates = {(p.name, res): estimate(p, res, cfg.batch, cfg.dtype, cfg.attn) for p, res in self.plan}
+        amp = bool(cfg.amp) and cfg.mode != "train"
+        self._estimates = {(p.name, res): estimate(p, res, cfg.batch, cfg.dtype, cfg.attn, amp) for p, res in self.plan}
         self._walls: dict[str, Any] = {}
 
     def wall(self, p: Design) -> Any:
@@ -470,7 +505,7 @@ class ProfileSession:
     def walls(self) -> list[dict[str, Any]]:
         """One row per model: the largest square resolution whose forward fits in the budget (none in
         train mode: `vitcost compare --mode train --device-memory` solves the training step's wall)."""
-        if self.cfg.mode == "train":
+        if self.cfg.mode == "train" or self.cfg.amp:
             return []
         out = []
         seen: set[str] = set()
@@ -491,8 +526,9 @@ class ProfileSession:
         est = self._estimates[(p.name, res)]
         if cfg.mode == "train":
             return train_row(p, est, cfg, env, self.hw)
-        wall = self.wall(p)
-        pred = predict_memory(est, cfg.attn, env.device, env.threads)  # the allocator level depends on the device
+        wall = self.wall(p) if not est.amp else None
+        # the allocator level depends on the device; under autocast there is no activation-memory figure
+        pred = None if est.amp else predict_memory(est, cfg.attn, env.device, env.threads)
         roof = roofline(est, self.hw, cfg.attn)
         row = prediction_row(p, est, pred, roof, cfg, env, self.hw, wall.res if wall else None, self.budget)
         return row if cfg.predict_only else measure_row(row, p, est, roof, cfg, env)

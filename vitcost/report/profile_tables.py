@@ -77,7 +77,8 @@ def profile_title(session: Any) -> str:
     mode = getattr(cfg, "mode", "inference")
     train = (f"; mode train, optimizer {cfg.optimizer}, checkpoint {cfg.checkpoint}" if mode == "train" else "")
     return (f"vitcost profile — {'predicted for' if cfg.predict_only else 'measured on'} {where}; batch {cfg.batch}, "
-            f"{cfg.dtype}{' autocast' if train and str(cfg.dtype) != 'fp32' else ''}, attention {cfg.attn}{train}")
+            f"{cfg.dtype}{' autocast' if (train or getattr(cfg, 'amp', False)) and str(cfg.dtype) != 'fp32' else ''}, "
+            f"attention {cfg.attn}{train}")
 
 
 def profile_renderables(rows: list[dict[str, Any]], walls: list[dict[str, Any]], session: Any) -> list[Any]:
@@ -92,16 +93,19 @@ def profile_renderables(rows: list[dict[str, Any]], walls: list[dict[str, Any]],
     train_caption = ("step: one training step's peak live tensors, everything resident included (weights, optimizer "
                      "state, batch; measured by a tensor tracker per phase); saved: the activations the forward leaves "
                      "for the backward; alloc meas: the allocator's step peak (CUDA's max_memory_allocated, on the CPU "
-                     f"torch.profiler's memory records). time: the step's roofline on {hw.name}"
+                     f"torch.profiler's memory records). time: the step's roofline on {hw.label}"
                      f"{' (indicative figures)' if hw.indicative else ''}; measured median of whole steps ± half the "
                      "interquartile range. ratio = measured / predicted.")
     caption = train_caption if train else (
                "live: peak live tensors on top of weights and input (measured by a tensor tracker); alloc: the "
                "allocator level, live tensors plus the kernels' scratch buffers (measured by CUDA's "
-               f"max_memory_allocated, on the CPU by torch.profiler's memory records). time: roofline on {hw.name} at "
+               f"max_memory_allocated, on the CPU by torch.profiler's memory records). time: roofline on {hw.label} at "
                f"{hw.peak(cfg.dtype) / 1e12:g} TFLOP/s and {hw.bandwidth / 1e12:g} TB/s"
                f"{' (indicative figures)' if hw.indicative else ''}; measured median ± half the interquartile "
-               "range. ratio = measured / predicted. TFLOP/s = 2 x MACs / measured time.")
+               "range. ratio = measured / predicted. TFLOP/s = 2 x MACs / measured time."
+               + (" Predicted live and alloc: — under autocast (--amp), whose tensors have several widths (16-bit "
+                  "matmul outputs; fp32 norms, softmax and residual stream) that the activation-memory model does "
+                  "not carry." if getattr(cfg, "amp", False) else ""))
     header, cells = train_cells(rows) if train else profile_cells(rows)
     header, cells = header[:-1], [c[:-1] for c in cells]  # notes are listed under the table
     table = Table(title=title, caption=caption, header_style="bold")

@@ -7,16 +7,38 @@ from typing import Any
 from vitcost.report.units import binary_bytes, giga, ratio, seconds
 
 
+def _bytes_or_dash(n: float | None) -> str:
+    return "—" if n is None else binary_bytes(n)
+
+
+def time_cells(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """The time columns of rows that have them (`--hardware`): time per batch and images per second."""
+    if not rows or "time_s" not in rows[0]:
+        return [], [[] for _ in rows]
+    return ["time", "img/s"], [[seconds(r["time_s"]), "—" if r["images_per_s"] is None else
+                                f"{r['images_per_s']:,.0f}" if r["images_per_s"] >= 100 else
+                                f"{r['images_per_s']:.3g}"] for r in rows]
+
+
+def time_caption(rows: list[dict[str, Any]], what: str = "one forward of the batch") -> str:
+    """The caption line of the time columns: the device and what the time is."""
+    if not rows or "time_s" not in rows[0]:
+        return ""
+    return (f"\ntime: {what} on {rows[0]['hardware']}, a roofline (the lower bound at the profile's peaks and "
+            "bandwidth); img/s: batch / time")
+
+
 def compare_cells(rows: list[dict[str, Any]], convention: str) -> tuple[list[str], list[list[str]]]:
     unit = "GMACs" if convention == "macs" else f"GFLOPs ({convention})"
     header = ["model", "res", "tokens", "params", unit, "attn mem", "peak/layer", "act peak", "growth", "~R^k",
               "scaling"]
     cells = [[r["model"], str(r["res"]), f"{r['tokens']:,}", f"{r['params'] / 1e6:,.1f}M",
-              giga(r["cost"]), binary_bytes(r["attn_matrix_bytes"]),
-              binary_bytes(r["attn_matrix_peak_bytes"]), binary_bytes(r["activation_peak_bytes"]),
+              giga(r["cost"]), _bytes_or_dash(r["attn_matrix_bytes"]),
+              _bytes_or_dash(r["attn_matrix_peak_bytes"]), _bytes_or_dash(r["activation_peak_bytes"]),
               ratio(r["growth"]), "—" if r.get("slope") is None else f"{r['slope']:.2f}", r["complexity"]]
              for r in rows]
-    return header, cells
+    extra, more = time_cells(rows)
+    return header[:-1] + extra + header[-1:], [c[:-1] + m + c[-1:] for c, m in zip(cells, more)]
 
 
 def params_note(rows: list[dict[str, Any]]) -> str:
@@ -56,21 +78,28 @@ def hybrid_note(rows: list[dict[str, Any]]) -> str:
                      for m, s in shares.items()) + ("." if shares else "")
 
 
+AMP_NOTE = ("\n—: under autocast (--amp) tensors have several widths (16-bit matmul outputs; fp32 norms, softmax "
+            "and residual stream), which the activation-memory model does not carry: no figure rather than a wrong one")
+
+
 def render_compare(rows: list[dict[str, Any]], convention: str, batch: int, dtype: str, attn: str = "math") -> str:
     """The compare table as text (box-drawn, see boxtable.py), with its caption and notes."""
     from vitcost.report.boxtable import box_table
 
     header, cells = compare_cells(rows, convention)
     sections = [i for i in range(1, len(rows)) if rows[i]["model"] != rows[i - 1]["model"]]
+    amp = bool(rows) and rows[0].get("amp")
     caption = ("attn mem: attention scores of all layers as if materialised (whatever --attn); peak/layer: the "
                "largest layer's; act peak: the forward's "
                "activation peak on top of weights and input; growth: cost vs the smallest resolution; ~R^k: the "
-               "local exponent of cost in the input side R since the row above (2 = linear in tokens, 4 = quadratic)")
+               "local exponent of cost in the input side R since the row above (2 = linear in tokens, 4 = quadratic)"
+               + time_caption(rows) + (AMP_NOTE if amp else ""))
     for note in (params_note(rows), hybrid_note(rows), linear_note(rows)):
         if note:
             caption += f"\nNote: {note}"
     return box_table(header, cells, right=set(range(1, len(header) - 1)), sections=sections, caption=caption,
-                     title=f"vitcost compare — batch {batch}, {dtype}, {attn} attention, {convention} convention")
+                     title=f"vitcost compare — batch {batch}, {dtype}{' autocast (fp32 weights)' if amp else ''}, "
+                           f"{attn} attention, {convention} convention")
 
 
 def wide_console():
@@ -115,7 +144,8 @@ def train_cells(rows: list[dict[str, Any]], convention: str) -> tuple[list[str],
               binary_bytes(r["memory"]["weights"]), binary_bytes(r["memory"]["gradients"]),
               binary_bytes(r["memory"]["optimizer_state"]), binary_bytes(r["memory"]["activations_saved"]),
               binary_bytes(r["train_peak_bytes"]), r["peak_at"]] for r in rows]
-    return header, cells
+    extra, more = time_cells(rows)
+    return header[:-1] + extra + header[-1:], [c[:-1] + m + c[-1:] for c, m in zip(cells, more)]
 
 
 def render_train_compare(rows: list[dict[str, Any]], convention: str, batch: int, dtype: str, attn: str,
@@ -125,11 +155,13 @@ def render_train_compare(rows: list[dict[str, Any]], convention: str, batch: int
 
     header, cells = train_cells(rows, convention)
     sections = [i for i in range(1, len(rows)) if rows[i]["model"] != rows[i - 1]["model"]]
-    precision = "fp32" if dtype == "fp32" else f"{dtype} autocast (fp32 weights)"
+    half = bool(rows) and rows[0].get("precision") == "half"
+    precision = "fp32" if dtype == "fp32" else f"{dtype} (the model in 16 bits)" if half else \
+        f"{dtype} autocast (fp32 weights)"
     caption = ("train cost: forward + backward of one step (+ the forward checkpointing runs again); act saved: what "
                "autograd keeps for the backward; step peak: weights + optimizer state + batch + the largest of the "
                "forward, backward and optimizer phases; peak in: where it is reached (CPU autocast lists, torch's "
-               "CPU optimizer)")
+               "CPU optimizer)" + time_caption(rows, "one training step of the batch"))
     return box_table(header, cells, right=set(range(1, len(header) - 1)), sections=sections, caption=caption,
                      title=f"vitcost compare --mode train — batch {batch}, {precision}, {attn} attention, {optimizer}, "
                            f"checkpoint {checkpoint}, {convention} convention")
@@ -153,10 +185,6 @@ def train_wall_cells(walls: list[dict[str, Any]]) -> tuple[list[str], list[list[
               ", ".join(f"{b if b is not None else 0} at {r}" for r, b in w["largest_batch"].items())]
              for w in walls]
     return header, cells
-
-
-def _bytes_or_dash(n: float | None) -> str:
-    return "—" if n is None else binary_bytes(n)
 
 
 def hardware_cells(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]], list[str]]:
