@@ -139,7 +139,6 @@ def roofline(est: Estimate, hw: Hardware, attn: Any = None) -> Roofline:
 
 HALF, FULL = BYTES["bf16"], F32  # bytes of a 16-bit and an fp32 element
 MATMUL_KINDS = frozenset({"linear", "conv"})
-MATMUL_STEPS = frozenset({"qk", "av", "rel_h", "rel_w", "kv", "num", "den"})
 
 
 class AutocastBytes:
@@ -206,12 +205,6 @@ def forward_time(est: Estimate, hardware: Any) -> dict[str, Any]:
     hw = get_hardware(hardware) if not isinstance(hardware, Hardware) else hardware
     t = roofline(est, hw).time_s
     return {"hardware": hw.label, "time_s": t, "images_per_s": est.batch / t if t else None}
-
-
-# Steps a fused kernel does not absorb: decomposed relative positions are built outside it, and the
-# residual pooling add follows it. Linear attention has no fused kernel: all of its steps run apart.
-_OUTSIDE_FUSED = frozenset({"rel_h", "rel_w", "rel_sum", "rel_add", "residual",
-                            "phi_k", "kv", "k_sum", "phi_q", "num", "den", "eps", "normalise"})
 
 
 __all__ = ["AutocastBytes", "OpTime", "Roofline", "forward_time", "roofline"]
