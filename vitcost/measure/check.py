@@ -170,34 +170,33 @@ def join_train_layers(analytic: dict[str, tuple[int, int]], counted: dict[str, t
     return tuple(rows)
 
 
-def predicted_train_bytes(est: Any) -> int:
-    """What a real `loss.backward()` of the reference model holds at its peak: the training-step model's
-    (`analytic.train_memory`, no optimizer)."""
-    from vitcost.analytic.train_memory import train_memory
-
-    return train_memory(est, optimizer="none").step_peak
-
-
 def predicted_forward_bytes(est: Any) -> int:
     """What a real forward of the reference model holds at its peak, from the analytic estimate:
     the fp32 parameters plus the largest set of activations alive at once (scores included)."""
     return est.params * est.bytes_per_elem + est.activation_peak_bytes
 
 
-def choose_method(method: str, est: Any, budget_bytes: int | None = None, mode: str = "infer") -> str:
-    """"real" or "meta": `auto` is meta when the predicted real forward (training step, in mode "train")
-    exceeds the budget."""
+def choose_method(method: str, meta_net: Any, shape: tuple[int, ...], budget_bytes: int | None = None,
+                  mode: str = "infer") -> str:
+    """"real" or "meta" for counting the reference net (given on the meta device) on `shape`: `auto` is
+    meta when a real count might not fit (`counting_meta.fits`: 1.5x the predicted memory of both
+    counters, or of FlopCounterMode's training step in mode "train", against the least of the memory
+    limits); "real" refuses such a count."""
+    from vitcost.measure import counting_meta as cm
     from vitcost.measure.counting import METHODS
 
     if method not in METHODS:
         raise VitcostError(f"unknown counting method {method!r}; choose from {', '.join(METHODS)}.")
-    if method != "auto":
+    if method == "meta":
         return method
-    from vitcost.measure.counting_meta import memory_budget
-
-    budget = memory_budget() if budget_bytes is None else budget_bytes
-    predicted = predicted_train_bytes(est) if mode == "train" else predicted_forward_bytes(est)
-    return "meta" if predicted > budget else "real"
+    inputs = cm.make_inputs(shape, meta=True, dtype=cm.float_dtype(meta_net))
+    predicted = cm.predict_count_bytes(meta_net, inputs, COUNTERS if mode == "infer" else ("torch",), mode == "train")
+    budget = cm.memory_budget() if budget_bytes is None else budget_bytes
+    if cm.fits(predicted, budget):
+        return "real"
+    if method == "real":
+        raise VitcostError(cm.too_large(predicted, budget_bytes))
+    return "meta"
 
 
 def check_model(model: Any, res: Any = 224, batch: int = 1, attn: str = "math", convention: str = "fvcore",
@@ -222,10 +221,12 @@ def check_model(model: Any, res: Any = 224, batch: int = 1, attn: str = "math", 
     if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol >= 0:
         raise VitcostError(f"tolerance must be a number of at least 0, got {tol!r}.")
     est = estimate(model, res, batch)
-    chosen = choose_method(method, est, budget_bytes, mode)
+    meta_net = build(est.design, est.res, attn=attn, device="meta")
+    meta_net.train(mode == "train")
+    chosen = choose_method(method, meta_net, (batch, est.spec.in_chans, *est.res), budget_bytes, mode)
     if mode == "train":
         return _check_train(est, batch, attn, convention, float(tol), chosen)
-    net = build(est.design, est.res, attn=attn, device="meta" if chosen == "meta" else None).eval()
+    net = meta_net if chosen == "meta" else build(est.design, est.res, attn=attn).eval()
     counts = count(net, (batch, est.spec.in_chans, *est.res), method=chosen)
     analytic = {p: n for p, n in est.by_layer(convention).items() if n}
     fv, tc = counts.self_counts("fvcore", convention), counts.self_counts("torch", convention)

@@ -195,9 +195,10 @@ def _model_failed(shapes: tuple[tuple[int, ...], ...], e: Exception) -> VitcostE
     return VitcostError(f"the model's forward failed on input {shown}: {type(e).__name__}: {first_line(e)}")
 
 
-def _plan(module: Any, given: Any, method: str, budget_bytes: int | None,
-          shapes: tuple[tuple[int, ...], ...], train: bool = False) -> tuple[str, Any, int | None, int | None]:
-    """(method, module to run, predicted bytes, budget): resolve "auto", copy to meta where needed."""
+def _plan(module: Any, given: Any, method: str, budget_bytes: int | None, shapes: tuple[tuple[int, ...], ...],
+          backends: tuple[str, ...], train: bool = False) -> tuple[str, Any, int | None, int | None]:
+    """(method, module to run, predicted bytes, budget): resolve "auto", copy to meta where needed, and
+    refuse a real count that might not fit (`counting_meta.fits`)."""
     import torch
 
     from vitcost.measure import counting_meta as cm
@@ -208,16 +209,18 @@ def _plan(module: Any, given: Any, method: str, budget_bytes: int | None,
         raise VitcostError("a model or input on the meta device can only be counted with method='meta'.")
     if method == "meta" or on_meta:
         return "meta", cm.to_meta(module), None, None
-    if method == "real":
-        return "real", module, None, None
     meta_module = cm.to_meta(module)
     try:
-        predicted = cm.forward_peak_bytes(meta_module, cm.make_inputs(given, meta=True, dtype=cm.float_dtype(module)),
-                                          train=train)
+        predicted = cm.predict_count_bytes(meta_module, cm.make_inputs(given, meta=True, dtype=cm.float_dtype(module)),
+                                           backends, train)
     except Exception as e:
         raise _model_failed(shapes, e) from None
     budget = cm.memory_budget() if budget_bytes is None else budget_bytes
-    return ("meta", meta_module, predicted, budget) if predicted > budget else ("real", module, predicted, budget)
+    if cm.fits(predicted, budget):
+        return "real", module, predicted, budget
+    if method == "real":
+        raise VitcostError(cm.too_large(predicted, budget_bytes))
+    return "meta", meta_module, predicted, budget
 
 
 def count(module: Any, input_shape_or_tensor: Any, *, method: str = "auto",
@@ -232,11 +235,12 @@ def count(module: Any, input_shape_or_tensor: Any, *, method: str = "auto",
     `.grad` are left as they were.
 
     method: "real" runs a real forward; "meta" runs it on the meta device (nothing is allocated; the
-    module is copied to meta, the original is untouched); "auto" picks meta when the predicted memory
-    of the real forward exceeds `budget_bytes` (default: 25% of the available RAM), and always meta for
-    a module or input already on the meta device (in train mode the prediction is of a whole training
-    step). `Counts.method` says which ran. In mode "infer" the module is counted in its current
-    train/eval mode.
+    module is copied to meta, the original is untouched); "auto" picks meta when a real count might not
+    fit: 1.5x its predicted memory (`counting_meta.predict_count_bytes`; in train mode of a whole training
+    step) exceeds `budget_bytes` (default: the least of the available memory, the address-space limit and
+    the cgroup's memory.max), and always meta for a module or input already on the meta device; "real"
+    refuses such a count before allocating anything. `Counts.method` says which ran. In mode "infer" the
+    module is counted in its current train/eval mode.
     """
     import torch
 
@@ -252,7 +256,7 @@ def count(module: Any, input_shape_or_tensor: Any, *, method: str = "auto",
                            "before counting it.")
     try:
         method, run_module, predicted, budget = _plan(module, input_shape_or_tensor, method, budget_bytes, shapes,
-                                                      train)
+                                                      backends, train)
         inputs = cm.make_inputs(input_shape_or_tensor, meta=method == "meta", dtype=cm.float_dtype(module))
     except VitcostError:
         raise
