@@ -133,7 +133,8 @@ def test_ctrl_c_prints_one_line_and_exits_130():
 
 @pytest.mark.parametrize("argv,needle", [
     (["check", "--module", "tests.lazy_factory:build", "--input", "1x3x8x8"], "lazy"),
-    (["check", "-m", "vit_ti16", "-r", "224", "--batch", "1000000", "--method", "real", "--attn", "math"], "failed"),
+    (["check", "-m", "vit_ti16", "-r", "224", "--batch", "1000000", "--method", "real", "--attn", "math"],
+     "meta device"),
     (["check", "-m", "vit_ti16", "-r", "1000000", "--method", "meta", "--attn", "math"], "failed"),
     (["check", "--module", "vitcost.nets.examples:small_cnn", "--input", "1x3x32x32", "-r", "999", "--batch", "7",
       "--by-layer", "--attn", "math", "--tol", "5"], "do not apply"),
@@ -279,3 +280,82 @@ def test_junk_library_calls_raise_only_vitcost_errors(model, res, batch, dtype):
             call()
         except VitcostError as e:
             assert str(e) and "\n" not in str(e)
+
+
+# --- second round: crashes and unclear messages --------------------------------------------------------
+
+def _spec_file(tmp_path, name: str, text: str | bytes) -> str:
+    p = tmp_path / name
+    p.write_bytes(text if isinstance(text, bytes) else text.encode())
+    return str(p)
+
+
+@pytest.mark.parametrize("make,needle", [
+    (lambda t: "vit_b16:mlp_ratio=nan", "finite"),
+    (lambda t: "vit_b16:mlp_ratio=inf", "finite"),
+    (lambda t: _spec_file(t, "a.json", '{"family": "vit", "dim": 64, "depth": 2, "heads": 2, "mlp_ratio": NaN}'),
+     "finite"),
+    (lambda t: _spec_file(t, "a.toml", 'family = "vit"\ndim = 64\ndepth = 2\nheads = 2\nmlp_ratio = inf\n'), "finite"),
+    (lambda t: _spec_file(t, "deep.json", "[" * 5000 + "]" * 5000), "too deeply"),
+    (lambda t: _spec_file(t, "deep.toml", "a = " + "[" * 5000 + "]" * 5000), "too deeply"),
+    (lambda t: _spec_file(t, "bom.toml", b"\xef\xbb\xbffamily = 'vit'\n"), "byte-order mark"),
+    (lambda t: _spec_file(t, "dup.json", '{"family": "vit", "dim": 64, "dim": 128}'), "'dim' twice (64 and 128)"),
+    (lambda t: "swin_t:window=7.0", "whole number"),
+    (lambda t: "vit_b16:patch=8,patch=4", "patch=8 and patch=4"),
+])
+def test_spec_inputs_are_one_line(make, needle, capsys, tmp_path):
+    code, _, err = run(capsys, "compare", "-m", make(tmp_path), "-r", "224")
+    assert one_line_error(code, err) and needle in err, err
+
+
+def test_a_nan_ratio_in_the_library_is_a_spec_error():
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(VitcostError, match="finite"):
+            vitcost.ViTSpec(dim=64, depth=2, heads=2, mlp_ratio=bad)
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["compare", "-m", "vit_b16:patch=8", "--set", "patch=4"], "patch=8 and patch=4"),
+    (["compare", "-m", "vit_b16", "--set", "patch=8", "--set", "patch=4"], "patch=8 and patch=4"),
+    (["compare", "-m", "vit_b16", "--set", "vit_b16:patch=8", "--set", "patch=4"], "patch=8 and patch=4"),
+    (["compare", "-m", "vit_b16", "--set", ""], "empty"),
+    (["spec", "vit"], "vit_b16"),
+    (["savings", "vit"], "is a family"),
+    (["profile", "-m", "vit_ti16", "-r", "32", "--device", "cpu", "--threads", "100000"], "cores"),
+    (["profile", "-m", "vit_ti16", "-r", "32", "--predict-only", "--threads", "100000"], "cores"),
+    (["check", "-m", "vit_ti16", "--tol", "nan"], "finite"),
+    (["check", "--module", "exits:build", "--input", "1x3x8x8"], "sys.exit(0)"),
+    (["check", "--module", "sub/exits.py:build", "--input", "1x3x8x8"], "sub.exits:build"),
+])
+def test_second_round_inputs_are_one_line(argv, needle, capsys, monkeypatch, tmp_path):
+    (tmp_path / "exits.py").write_text("import sys\n\ndef build():\n    sys.exit(0)\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    code, _, err = run(capsys, *argv)
+    assert one_line_error(code, err) and needle in err, err
+    assert "vitcost: counting" not in err  # refused before any work
+
+
+def test_savings_of_a_pixel_preset_leaves_linear_attention_out_and_says_why(capsys):
+    code, out, err = run(capsys, "savings", "igpt_s")
+    assert code == 0, err
+    assert "linear attention: the pixel family has no attention option" in out
+
+
+def test_profile_train_of_a_net_that_cannot_train_at_a_size_is_a_skipped_row(capsys):
+    """ResNet-50 at 32 px ends in a 1x1 map: train-mode BatchNorm needs more than one value per channel."""
+    import json
+
+    code, out, err = run(capsys, "profile", "-m", "resnet50", "-r", "32", "--device", "cpu", "--mode", "train",
+                         "-f", "json")
+    assert code == 0, err
+    row = json.loads(out)[0]
+    assert row["status"] == "skipped" and "cannot train" in row["note"]
+
+
+def test_compare_refuses_no_models_and_presets_are_read_only():
+    for bad in ({}, [], ()):
+        with pytest.raises(VitcostError, match="non-empty"):
+            vitcost.compare(bad)
+    with pytest.raises(TypeError):
+        vitcost.PRESETS["vit_b16"] = None

@@ -43,6 +43,9 @@ def compare(models: Any = None, res: Any = 224, batch: int = 1, dtype: str = "fp
 
     from vitcost.report.rows import compare_rows
 
+    if isinstance(models, dict) or isinstance(models, (list, tuple)) and not models:
+        raise VitcostError(f"models must be a design or a non-empty list of them, not {models!r}.")
+
     return pandas.DataFrame(compare_rows(models, res, batch=batch, dtype=dtype, attn=attn, convention=convention,
                                          hardware=hardware, amp=amp))
 

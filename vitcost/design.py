@@ -14,6 +14,7 @@ type, or it changes nothing.
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -115,20 +116,32 @@ def _split_items(text: str) -> list[str]:
     return [i.strip() for i in items if i.strip()]
 
 
+def _given(text: str, base: str) -> dict[str, str]:
+    """"dim=1024,depth=24" -> {"dim": "1024", "depth": "24"}: each field once, its value as written."""
+    out: dict[str, str] = {}
+    for item in _split_items(text):
+        key, eq, value = item.partition("=")
+        key, value = key.strip(), value.strip()
+        if not eq or not key or not value:
+            raise SpecError(f"override {item!r} for {base} is not field=value.")
+        if key in out:
+            raise SpecError(_twice(base, key, out[key], value))
+        out[key] = value
+    return out
+
+
+def _twice(base: str, key: str, first: str, second: str) -> str:
+    return f"{base}: the field {key!r} is given twice ({key}={first} and {key}={second}); give it once."
+
+
 def parse_overrides(text: str, spec_type: type, base: str) -> dict[str, Any]:
     """"dim=1024,depth=24" -> {"dim": 1024, "depth": 24}, each value parsed for its field's type."""
     types = _field_types(spec_type)
     out: dict[str, Any] = {}
-    for item in _split_items(text):
-        key, eq, value = item.partition("=")
-        key = key.strip()
-        if not eq or not key or not value.strip():
-            raise SpecError(f"override {item!r} for {base} is not field=value.")
+    for key, value in _given(text, base).items():
         if key not in types:
             raise SpecError(f"{base} ({spec_type.family} family) has no field {key!r}; its fields are "
                             f"{', '.join(types)}.")
-        if key in out:
-            raise SpecError(f"override of {key!r} for {base} is given twice.")
         out[key] = _parse_value(value, types[key], f"{spec_type.__name__}.{key}")
     if not out:
         raise SpecError(f"no override given for {base}: write field=value after the colon.")
@@ -139,14 +152,15 @@ def with_fields(design: Design, changes: dict[str, Any]) -> Design:
     """`design` with its spec's fields changed; an unknown field or a change to the same value raises."""
     spec = design.spec
     types = _field_types(type(spec))
-    for key, value in changes.items():
+    for key in changes:
         if key not in types:
             raise SpecError(f"{design.name} ({spec.family} family) has no field {key!r}; its fields are "
                             f"{', '.join(types)}.")
+    new = dataclasses.replace(spec, **changes)  # type-checks each value first: 7.0 is no whole number
+    for key in changes:
         current = getattr(spec, key)
-        if value == current:
+        if getattr(new, key) == current:
             raise SpecError(f"{design.name}: {key}={_show(current)} changes nothing (it is already {_show(current)}).")
-    new = dataclasses.replace(spec, **changes)
     label = ",".join(f"{k}={_show(getattr(new, k))}" for k in changes)
     sep = "," if ":" in design.name else ":"
     return Design(f"{design.name}{sep}{label}", new, design.res, design.preset)
@@ -174,11 +188,17 @@ def load_spec_file(path: str | Path) -> Design:
         raise VitcostError(f"{p} is a folder, not a spec file.") from None
     except OSError as e:
         raise VitcostError(f"cannot read spec file {p}: {e.strerror or e}.") from None
+    if raw.startswith(codecs.BOM_UTF8):
+        raise VitcostError(f"{p} starts with a UTF-8 byte-order mark (BOM); save it as UTF-8 without a BOM.")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise VitcostError(f"{p} is not a text file (it is not UTF-8).") from None
-    data = parse_toml(text, p) if p.suffix.lower() == ".toml" else _parse_json(text, p)
+    try:
+        data = parse_toml(text, p) if p.suffix.lower() == ".toml" else _parse_json(text, p)
+    except RecursionError:
+        raise VitcostError(f"{p} nests its values too deeply to be a spec file (a spec file is one flat table "
+                           "of fields).") from None
     if not isinstance(data, dict):
         raise VitcostError(f"{p}: a spec file holds a table of fields, not {type(data).__name__}.")
     return design_from_dict(data, p.name)
@@ -199,10 +219,25 @@ def parse_toml(text: str, p: Path) -> Any:
 def _parse_json(text: str, p: Path) -> Any:
     import json
 
+    def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in seen:
+                raise VitcostError(f"{p} gives the key {key!r} twice ({_json_show(seen[key])} and "
+                                   f"{_json_show(value)}); give it once.")
+            seen[key] = value
+        return seen
+
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=unique)
     except json.JSONDecodeError as e:
         raise VitcostError(f"{p} is not valid JSON: {e.msg} (at line {e.lineno}, column {e.colno}).") from None
+
+
+def _json_show(value: Any) -> str:
+    import json
+
+    return json.dumps(value)
 
 
 def design_from_dict(data: dict[str, Any], name: str) -> Design:
@@ -284,10 +319,10 @@ def parse_design(model: Any) -> Design:
     text = model.strip()
     if not text:
         raise VitcostError("empty model name; run `vitcost models` to list them.")
-    base, sep, rest = text.rpartition(":")
-    if sep and base and "=" in rest and "=" not in base:
-        design = _base_design(base)
-        return with_fields(design, parse_overrides(rest, type(design.spec), design.name))
+    split = _split_override(text)
+    if split:
+        design = _base_design(split[0])
+        return with_fields(design, parse_overrides(split[1], type(design.spec), design.name))
     return _base_design(text)
 
 
@@ -298,11 +333,19 @@ def _base_design(text: str) -> Design:
     return Design(p.name, p.spec, p.res, p.name)
 
 
+def _split_override(text: str) -> tuple[str, str] | None:
+    """"vit_b16:patch=8,depth=6" -> ("vit_b16", "patch=8,depth=6"); None for a model without overrides."""
+    base, sep, rest = text.strip().rpartition(":")
+    return (base, rest) if sep and base and "=" in rest and "=" not in base else None
+
+
 def parse_set(items: list[str] | None) -> tuple[dict[str, str], str]:
     """--set values -> ({model: "field=value,..."}, "field=value,..." for every model)."""
     targeted: dict[str, str] = {}
     every: list[str] = []
     for item in items or []:
+        if not item.strip():
+            raise SpecError("--set was given an empty value; give field=value or MODEL:field=value.")
         base, sep, rest = item.rpartition(":")
         if sep and base and "=" not in base:
             targeted[base] = f"{targeted[base]},{rest}" if base in targeted else rest
@@ -314,7 +357,8 @@ def parse_set(items: list[str] | None) -> tuple[dict[str, str], str]:
 def resolve_designs(models: list[Any] | tuple[Any, ...], set_items: list[str] | None = None) -> list[Design]:
     """Expand models (names, family names, files, specs) into designs, in order, once each, and apply
     `--set` overrides: `MODEL:field=value,...` changes that model (added when not listed) and
-    `field=value,...` changes every model."""
+    `field=value,...` changes every model. A field given twice for one model, in its `-m` name, in
+    `--set` or across both, is an error naming both values."""
     from vitcost.zoo import FAMILY_NAMES
 
     targeted, every = parse_set(set_items)
@@ -325,16 +369,28 @@ def resolve_designs(models: list[Any] | tuple[Any, ...], set_items: list[str] | 
         else:
             entries.append(m)
     designs = [parse_design(m) for m in entries]
+    given = [_given(split[1], split[0]) if isinstance(m, str) and (split := _split_override(m)) else {}
+             for m in entries]
+
+    def apply(i: int, rest: str) -> None:
+        for key, value in _given(rest, designs[i].name).items():
+            if key in given[i]:
+                raise SpecError(_twice(designs[i].name, key, given[i][key], value))
+            given[i][key] = value
+        designs[i] = with_fields(designs[i], parse_overrides(rest, type(designs[i].spec), designs[i].name))
+
     for key, rest in targeted.items():
         target = _base_design(key).name
         hits = [i for i, d in enumerate(designs) if d.name == target]
         if not hits:
             designs.append(_base_design(key))
+            given.append({})
             hits = [len(designs) - 1]
         for i in hits:
-            designs[i] = with_fields(designs[i], parse_overrides(rest, type(designs[i].spec), designs[i].name))
+            apply(i, rest)
     if every:
-        designs = [with_fields(d, parse_overrides(every, type(d.spec), d.name)) for d in designs]
+        for i in range(len(designs)):
+            apply(i, every)
     out: dict[str, Design] = {}
     for d in designs:
         out.setdefault(d.name, d)

@@ -118,7 +118,8 @@ class SpecBase:
     def __post_init__(self) -> None:
         for name, kind in _kinds(type(self)):
             value = getattr(self, name)
-            if type(value) is not _PLAIN.get(kind):  # exactly the annotated type: nothing to check or convert
+            plain = type(value) is _PLAIN.get(kind)  # exactly the annotated type: nothing to convert
+            if not plain or kind == "float" and not math.isfinite(value):  # a plain float may still be nan or inf
                 object.__setattr__(self, name, _coerce(self, name, kind, value))
         self.validate()
 

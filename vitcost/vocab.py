@@ -103,6 +103,18 @@ def whole(value: Any, what: str, minimum: int = 1) -> int:
     return n
 
 
+def parse_threads(value: Any) -> int:
+    """A CPU thread count: a whole number from 1 to this machine's cores (torch's thread pool crashes
+    the process on absurd counts)."""
+    import os
+
+    n = whole(value, "the thread count")
+    cores = os.cpu_count() or 1
+    if n > cores:
+        raise SpecError(f"the thread count {n} is more than this machine's {cores} cores.")
+    return n
+
+
 # ---------------------------------------------------------------------------------------------
 # Resolutions
 

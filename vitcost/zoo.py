@@ -4,6 +4,8 @@ the source says otherwise (see ../shared/reference/published.md)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import NamedTuple
 
 from vitcost.errors import VitcostError
@@ -68,7 +70,7 @@ _NAT_DEPTHS = (3, 4, 18, 5)
 _CONVNEXT_DIMS = (96, 192, 384, 768)
 _CONVNEXT_DEEP = (3, 3, 27, 3)
 
-PRESETS: dict[str, Preset] = {p.name: p for p in [
+PRESETS: Mapping[str, Preset] = MappingProxyType({p.name: p for p in [  # read-only
     # Image GPT, Chen et al. 2020: paper gives 76M / 455M / 1.4B params at 32x32 with a palette head.
     Preset("igpt_s", PixelSpec(dim=512, depth=24, heads=8), 32, "Image GPT (Chen et al. 2020)", 76.0),
     Preset("igpt_m", PixelSpec(dim=1024, depth=36, heads=8), 32, "Image GPT (Chen et al. 2020)", 455.0),
@@ -177,7 +179,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
     # figure (no such trained model).
     Preset("vit_b16_linear", ViTSpec(dim=768, depth=12, heads=12, attention="linear"), 224,
            "ViT Table 1 + linear attention (Katharopoulos et al. 2020)"),
-]}
+]})
 
 FAMILY_NAMES: tuple[str, ...] = tuple(cls.family for cls in SPEC_TYPES)
 ALIASES: dict[str, str] = {a: p.name for p in PRESETS.values() for a in p.aliases}
@@ -195,6 +197,9 @@ def get_preset(name: str) -> Preset:
         return PRESETS[key]
     import difflib
 
+    if key in FAMILY_NAMES:
+        names = [p.name for p in PRESETS.values() if p.family == key]
+        raise VitcostError(f"{name!r} is a family, not a preset; name one of its presets: {', '.join(names)}.")
     close = difflib.get_close_matches(key, [*PRESETS, *ALIASES, *FAMILY_NAMES], n=3, cutoff=0.5)
     hint = f" Did you mean {', '.join(close)}?" if close else " Run `vitcost models` to list them."
     raise VitcostError(f"unknown model {name!r}.{hint}")

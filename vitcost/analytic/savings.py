@@ -96,7 +96,7 @@ def savings(model: Any, res: Any = 224, batch: Any = 1, dtype: Any = "fp32", att
     """The optimisation table for `model` at `res` and `batch` (see the module docstring): the rows,
     baseline first, and the techniques left out with why. `hardware`: a Hardware, or a profile's name
     or file (`hardware.get_hardware`)."""
-    from dataclasses import replace
+    from dataclasses import fields, replace
 
     from vitcost.analytic.train_memory import train_memory
 
@@ -113,11 +113,12 @@ def savings(model: Any, res: Any = 224, batch: Any = 1, dtype: Any = "fp32", att
         variants.append(("flash attention (fused kernel)", estimate(base.design, res, batch, dtype, "flash"), None))
     elif not base.total.attn:
         skipped.append("flash attention: the design materialises no attention scores")
-    if getattr(base.spec, "attention", None) == "softmax":
+    has_attention = any(f.name == "attention" for f in fields(base.spec))  # not the pixel family's constant
+    if has_attention and base.spec.attention == "softmax":
         design = base.design._replace(name=f"{base.model} (linear attention)",
                                       spec=replace(base.spec, attention="linear", rel_pos=False))
         variants.append(("linear attention", estimate(design, res, batch, dtype, attn), None))
-    elif not hasattr(base.spec, "attention"):
+    elif not has_attention:
         skipped.append(f"linear attention: the {base.family} family has no attention option")
     rows: list[Saving] = []
     ref: tuple[int, int, float] | None = None

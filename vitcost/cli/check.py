@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import enum
 import importlib
+import math
 import os
 import sys
 from typing import Annotated, Any
@@ -62,6 +63,10 @@ def load_factory_module(target: str) -> Any:
     modname, sep, attr = target.partition(":")
     if not sep or not modname or not attr:
         raise VitcostError(f"--module {target!r} must look like package.module:factory.")
+    if modname.endswith(".py") or "/" in modname or os.sep in modname:
+        spelled = modname.removesuffix(".py").strip("./").replace("/", ".").replace(os.sep, ".")
+        raise VitcostError(f"--module takes a module, not a file path: {modname!r} is a path; give "
+                           f"{spelled}:{attr} (importable from the working directory).")
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
@@ -76,6 +81,8 @@ def load_factory_module(target: str) -> Any:
         raise VitcostError(f"{target} is not callable; give a function or class that builds the model.")
     try:
         module = obj()
+    except SystemExit as e:  # the factory ended the process: say so, never exit 0 with no output
+        raise VitcostError(f"{target}() called sys.exit({e.code!r}) instead of returning a model.") from None
     except Exception as e:
         raise VitcostError(f"{target}() raised {type(e).__name__}: {first_line(e)}") from None
     if not isinstance(module, torch.nn.Module):
@@ -198,7 +205,9 @@ def check(
         "--by-layer", help="Show the per-layer join and mark the first layer that disagrees.")] = False,
     method: Annotated[Method, typer.Option(
         "--method", help="real: count a real forward; meta: a forward on the meta device (no memory); auto: "
-        "meta when a real forward would need more than 25% of the available RAM.")] = Method.auto,
+        "meta when a real count might not fit (1.5x its predicted memory exceeds the least of the available "
+        "memory, the address-space limit and the cgroup's memory.max), which real refuses up front.")
+    ] = Method.auto,
     module: Annotated[str | None, typer.Option(
         "--module", help="Count your own model instead: package.module:factory, a function or class that "
         "builds it with no arguments (the working directory is importable).")] = None,
@@ -249,6 +258,8 @@ def check(
                                "or macs.")
         if "convention" not in given:
             convention = CheckConvention.torch
+    if not math.isfinite(tol):
+        raise VitcostError(f"--tol must be a finite number of at least 0, got {tol}.")
     runs = _runs(models, set_items, res or DEFAULT_RES, attn)
     results = _check_models(runs, batch, convention.value, tol, method.value, mode.value)
     _emit_checks(results, fmt, by_layer, output)

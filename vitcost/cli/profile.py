@@ -109,10 +109,12 @@ def profile(
     from vitcost.analytic.hardware import TB
     from vitcost.cli.output import check_output
     from vitcost.measure.profile import ProfileConfig, ProfileSession
-    from vitcost.vocab import parse_bytes
+    from vitcost.vocab import parse_bytes, parse_threads
     from vitcost.zoo import DEFAULT_MODELS
 
     output = check_output(output)  # before the sweep, not after it
+    if threads is not None:
+        threads = parse_threads(threads)
     cfg = ProfileConfig(models=list(models or DEFAULT_MODELS), set_items=set_items, res=list(res or DEFAULT_RES),
                         device=device.value, dtype=dtype, batch=batch, attn=attn, repeats=repeats, warmup=warmup,
                         device_memory=_one_size(device_memory, parse_bytes),

@@ -375,6 +375,8 @@ def _classify(err: Exception, attn: str) -> tuple[str, str] | None:
         return "skipped", f"{attn} kernel not available here: {_one_line(err)}"
     if isinstance(err, VitcostError):
         return "skipped", str(err)
+    if "expected more than 1 value per channel" in str(err).lower():  # train-mode BatchNorm on a 1x1 map
+        return "skipped", f"the net cannot train at this size and batch: {_one_line(err)}"
     return None
 
 

@@ -49,8 +49,9 @@ def spread(times: list[float]) -> float:
 def set_threads(threads: int | None) -> int:
     """Fix torch's intra-op thread count (when given) and return the count in force."""
     if threads is not None:
-        if threads < 1:
-            raise VitcostError(f"thread count must be at least 1, got {threads}.")
+        from vitcost.vocab import parse_threads
+
+        threads = parse_threads(threads)
         torch.set_num_threads(threads)
     return torch.get_num_threads()
 
