@@ -206,10 +206,8 @@ def load_spec_file(path: str | Path) -> Design:
 
 def parse_toml(text: str, p: Path) -> Any:
     """The TOML document `text` (read from `p`, which errors name)."""
-    try:
-        import tomllib
-    except ImportError:  # Python 3.10
-        import tomli as tomllib
+    import tomllib
+
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
