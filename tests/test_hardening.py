@@ -7,6 +7,7 @@ only `VitcostError` (or a subclass).
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import stat
@@ -359,3 +360,36 @@ def test_compare_refuses_no_models_and_presets_are_read_only():
             vitcost.compare(bad)
     with pytest.raises(TypeError):
         vitcost.PRESETS["vit_b16"] = None
+
+
+def test_a_window_larger_than_the_grid_is_said():
+    """A ViT window larger than its token grid pads (as SAM does) and the table says so; 224 px with
+    patch 16 is a 14x14 grid."""
+    out = subprocess.run([*VITCOST, "compare", "-m", "vit_b16:window=300,class_tokens=0", "-r", "224"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0
+    assert "window 300 is larger than its token grid (14x14 at 224)" in " ".join(out.stdout.split())
+
+
+def test_a_checkpoint_interval_longer_than_the_model_names_the_block_count():
+    out = subprocess.run([*VITCOST, "compare", "--mode", "train", "-m", "vit_b16", "-r", "224", "--checkpoint",
+                          "1000"], capture_output=True, text=True)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1
+    assert "vit_b16 has 12 blocks" in out.stderr
+
+
+@pytest.mark.parametrize("option", ["--check", "--profile"])
+def test_a_folder_given_as_evidence_is_named_a_folder(tmp_path, option):
+    out = subprocess.run([*VITCOST, "report", option, str(tmp_path), "-o", str(tmp_path / "r.html")],
+                         capture_output=True, text=True)
+    assert out.returncode == 2 and "is a folder" in out.stderr and not (tmp_path / "r.html").exists()
+
+
+def test_savings_prints_one_table_per_size():
+    out = subprocess.run([*VITCOST, "savings", "vit_ti16", "--res", "224", "448"], capture_output=True, text=True)
+    assert out.returncode == 0
+    assert out.stdout.count("vitcost savings — vit_ti16 at 224,") == 1
+    assert out.stdout.count("vitcost savings — vit_ti16 at 448,") == 1
+    rows = json.loads(subprocess.run([*VITCOST, "savings", "vit_ti16", "-r", "448", "224", "-f", "json"],
+                                     capture_output=True, text=True, check=True).stdout)
+    assert [r["res"] for r in rows if r["technique"] == "baseline"] == [224, 448]

@@ -45,7 +45,7 @@ TIMM = {"swinv2_t": (28.35, 5.96), "swinv2_s": (49.73, 11.58), "swinv2_b": (87.9
 SWIN_REPO_GMACS = {"swinv2_t": 5.9, "swinv2_s": 11.5, "swinv2_b": 20.3, "swinv2_t_w16": 6.6,
                    "swinv2_s_w16": 12.6, "swinv2_b_w16": 21.8, "swinv2_b_384": 54.7}
 SWIN_REPO_PARAMS_M = {"swinv2_t": 28, "swinv2_s": 50, "swinv2_b": 88}
-PUBLISHED_MD = Path(__file__).resolve().parents[2] / "shared" / "reference" / "published.md"  # as conftest reads it
+PUBLISHED_MD = Path(__file__).resolve().parent / "data" / "published.md"  # as conftest reads it
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:

@@ -1,6 +1,6 @@
 """Named presets: one data line each, with the source of the configuration and its published
 parameters and MACs ("FLOPs" in the papers). Published figures are timm's fvcore counts unless
-the source says otherwise (see ../shared/reference/published.md)."""
+the source says otherwise (see tests/data/published.md)."""
 
 from __future__ import annotations
 

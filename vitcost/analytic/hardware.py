@@ -184,6 +184,8 @@ def load_profile(path: str | Path, threads: int = 1, memory: int | None = None, 
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise VitcostError(f"hardware profile {p} does not exist.") from None
+    except IsADirectoryError:
+        raise VitcostError(f"hardware profile {p} is a folder, not a TOML file.") from None
     except (OSError, UnicodeDecodeError) as e:
         raise VitcostError(f"cannot read hardware profile {p}: {getattr(e, 'strerror', None) or e}.") from None
     data = parse_toml(text, p)

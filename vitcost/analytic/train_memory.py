@@ -795,6 +795,10 @@ def train_memory(est: Estimate, optimizer: Any = "adamw", checkpoint: Any = None
     runs = checkpoint_runs(steps, every)
     if every and not runs:
         raise VitcostError(f"{est.model} has no blocks to checkpoint.")
+    blocks = len({s.block for s in steps if s.block})
+    if every > blocks:
+        raise VitcostError(f"checkpoint {every}: {est.model} has {blocks} blocks, so a run of {every} blocks "
+                           f"cannot be formed; use at most {blocks} (or block).")
     stream = _stream_sizes(steps)
     held = steps[-2].out_bytes if len(steps) > 1 else 0  # the logits, referenced by the loop
     run_fwd = _run_forward(est, kernel) if runs else None

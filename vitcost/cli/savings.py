@@ -19,13 +19,15 @@ from vitcost.cli.app import (
     emit,
     hardware_option,
 )
-from vitcost.vocab import Dtype, Kernel, Optimizer
+from vitcost.vocab import Dtype, Kernel, Optimizer, parse_resolutions
 
 
 @app.command()
 def savings(
     model: Annotated[str, typer.Argument(help="A design: a preset, a spec file, either with :field=value overrides.")],
-    res: Annotated[str, typer.Option("--res", "-r", help="Input resolution: N for NxN, or HxW.")] = "224",
+    res: Annotated[list[str] | None, typer.Option(
+        "--res", "-r", help="Input resolutions: N for NxN, or HxW; several may follow one flag (one table each). "
+        "Default: 224.")] = None,
     batch: BatchOpt = 1,
     dtype: DtypeOpt = Dtype.fp32,
     attn: AttnOpt = Kernel.math,
@@ -49,6 +51,8 @@ def savings(
     checkpointing ~75% at 0.8x, linear attention ~60%). Every figure comes from the same memory, FLOP
     and roofline models as `compare --mode train` and `profile`.
 
+    Several --res give one table per size (JSON/CSV: one list of rows, each with its res).
+
     Example: [bold]vitcost savings vit_b16 --res 1024 --batch 32[/bold]
     """
     from vitcost.analytic.savings import savings as compute
@@ -58,24 +62,31 @@ def savings(
 
     output = check_output(output)
     hw = hardware_option(hardware, peak_tflops, bandwidth, dtype)
-    rows, skipped = compute(model, res, batch, dtype, attn, optimizer.value, hw)
-    data = [r.row() for r in rows]
+    sizes = parse_resolutions(res or ["224"])
+    tables = [compute(model, size, batch, dtype, attn, optimizer.value, hw) for size in sizes]
+    data = [r.row() for rows, _ in tables for r in rows]
     if fmt is Format.json:
         emit(formats.to_json(data), output)
-    elif fmt is Format.csv:
+        return
+    if fmt is Format.csv:
         emit(formats.to_csv(data), output)
-    else:
+        return
+    texts = []
+    for rows, skipped in tables:
         base = rows[0].estimate
-        title = (f"vitcost savings — {base.model} at {data[0]['res']}, batch {base.batch}, {base.dtype.value}, "
+        mine = [r.row() for r in rows]
+        title = (f"vitcost savings — {base.model} at {mine[0]['res']}, batch {base.batch}, {base.dtype.value}, "
                  f"{base.attn.value} attention, {optimizer.value}; time: roofline on {hw.label}")
-        header, cells = savings_cells(data)
+        header, cells = savings_cells(mine)
         notes = [f"left out: {s}" for s in skipped]
         if fmt is Format.markdown or output is not None:
-            emit(f"**{title}**\n\n" + formats.to_markdown(header, cells) + "".join(f"\n{n}" for n in notes), output)
+            texts.append(f"**{title}**\n\n" + formats.to_markdown(header, cells) + "".join(f"\n{n}" for n in notes))
         else:
             from vitcost.report.boxtable import box_table
 
             caption = ("memory: the training step's peak (weights, gradients, optimizer state, activations); "
                        "FLOPs: forward + backward (+ recomputed forward); time: per-layer roofline; course: "
                        "the quoted guesses" + "".join(f"\n{n}" for n in notes))
-            emit(box_table(header, cells, right=set(range(1, len(header) - 2)), title=title, caption=caption), None)
+            texts.append(box_table(header, cells, right=set(range(1, len(header) - 2)), title=title,
+                                   caption=caption))
+    emit("\n\n".join(texts), output)

@@ -47,6 +47,9 @@ def _fits(value: Any, kind: str) -> bool:
 
 def _rows(path: Path, option: str) -> list[dict[str, Any]]:
     path = Path(path)
+    if path.is_dir():
+        raise VitcostError(f"{option} {path} is a folder; give the JSON file that `vitcost {option.lstrip('-')} "
+                           "-f json -o FILE` wrote.")
     if not path.is_file():
         raise VitcostError(f"{option} file {path} does not exist.")
     try:

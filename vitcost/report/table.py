@@ -78,6 +78,22 @@ def hybrid_note(rows: list[dict[str, Any]]) -> str:
                      for m, s in shares.items()) + ("." if shares else "")
 
 
+def window_note(rows: list[dict[str, Any]]) -> str:
+    """Designs whose attention window is larger than their token grid: the grid is zero-padded to whole
+    windows (as ViTDet and SAM pad), so the windowed blocks pay for the padded tokens."""
+    padded: dict[tuple[str, int], list[str]] = {}
+    for r in rows:
+        spec = r.get("spec") or {}
+        window, patch = spec.get("window") or 0, spec.get("patch") or 0
+        if window and patch:
+            gh, gw = r["height"] // patch, r["width"] // patch
+            if window > gh or window > gw:
+                padded.setdefault((r["model"], window), []).append(f"{gh}x{gw} at {r['res']}")
+    return "; ".join(f"{m}'s window {w} is larger than its token grid ({', '.join(g)}): the grid is zero-padded "
+                     "to whole windows and the windowed blocks pay for the padding"
+                     for (m, w), g in padded.items()) + ("." if padded else "")
+
+
 AMP_NOTE = ("\n—: under autocast (--amp) tensors have several widths (16-bit matmul outputs; fp32 norms, softmax "
             "and residual stream), which the activation-memory model does not carry: no figure rather than a wrong one")
 
@@ -94,7 +110,7 @@ def render_compare(rows: list[dict[str, Any]], convention: str, batch: int, dtyp
                "activation peak on top of weights and input; growth: cost vs the smallest resolution; ~R^k: the "
                "local exponent of cost in the input side R since the row above (2 = linear in tokens, 4 = quadratic)"
                + time_caption(rows) + (AMP_NOTE if amp else ""))
-    for note in (params_note(rows), hybrid_note(rows), linear_note(rows)):
+    for note in (params_note(rows), hybrid_note(rows), linear_note(rows), window_note(rows)):
         if note:
             caption += f"\nNote: {note}"
     return box_table(header, cells, right=set(range(1, len(header) - 1)), sections=sections, caption=caption,
