@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from vitcost.analytic.estimate import estimate
-from vitcost.analytic.hardware import Hardware
+from vitcost.analytic.hardware import get_hardware
 from vitcost.analytic.roofline import roofline
 from vitcost.analytic.time_model import (
     CLASSES,
@@ -48,26 +48,10 @@ from vitcost.analytic.time_model import (
 )
 
 DATA = Path(__file__).parent / "data" / "timm_gpu_infer.csv"
-TB, GB = 1e12, 1e9
 
-# Vendor figures per card: dense FP16 tensor FLOP/s with FP32 accumulate (what torch's fp16 matmuls use),
-# FP32 (vector) FLOP/s and memory bandwidth.
-#   rtx3090: NVIDIA Ampere GA102 GPU Architecture whitepaper, Table (GeForce RTX 3090): 71 TFLOP/s FP16
-#            tensor with FP32 accumulate (dense), 35.6 TFLOP/s FP32, 936 GB/s.
-#   rtx4090: NVIDIA Ada GPU Architecture whitepaper, Appendix A (RTX 4090): 165.2 TFLOP/s FP16 tensor with
-#            FP32 accumulate (dense), 82.6 TFLOP/s FP32, 1,008 GB/s.
-#   rtx5090: NVIDIA RTX Blackwell GPU Architecture whitepaper, Appendix (RTX 5090): 209.5 TFLOP/s FP16
-#            tensor with FP32 accumulate (dense; 838 TFLOP/s FP16-accumulate with sparsity = 4x), 104.8
-#            TFLOP/s FP32, 1,792 GB/s.
-#   rtx-pro-6000-maxq: NVIDIA RTX PRO 6000 Blackwell Max-Q Workstation Edition datasheet: 3,511 AI TOPS (FP4,
-#            with sparsity) -> 438.9 TFLOP/s FP16 dense (sparsity 2x, FP4 -> FP8 -> FP16 2x each; the RTX PRO
-#            line accumulates FP32 at full rate), 110 TFLOP/s FP32, 1,792 GB/s (derived, not a quoted figure).
-VENDOR = {
-    "rtx3090": (71.0, 35.6, 936.0),
-    "rtx4090": (165.2, 82.6, 1008.0),
-    "rtx5090": (209.5, 104.8, 1792.0),
-    "rtx-pro-6000-maxq": (438.9, 110.0, 1792.0),
-}
+# The GPUs timm publishes eager benchmarks for. Their vendor peaks and bandwidth are the device profiles'
+# (`vitcost/devices/<gpu>.toml`, each figure with its source): one copy of every figure.
+VENDOR = {gpu: get_hardware(gpu) for gpu in ("rtx3090", "rtx4090", "rtx5090", "rtx-pro-6000-maxq")}
 # Cards timm has no file for carry the fitted figures of a card of the same architecture (none of timm's
 # cards is a Hopper: H100/H200 take the Ada card's, the nearest generation) until they are measured.
 ASSUMED_FROM = {"a100": "rtx3090", "l4": "rtx4090", "l40s": "rtx4090", "h100-sxm": "rtx4090",
@@ -130,7 +114,7 @@ class RowKernels:
 
 def device_from(gpu: str, x: list[float]) -> TimeDevice:
     """A TimeDevice for `gpu` with the FITTED parameters `x`; the efficient kernel carries flash's figures."""
-    half, fp32, bw = VENDOR[gpu]
+    hw = VENDOR[gpu]
     vals: dict[str, dict[str, float]] = defaultdict(dict)
     launch = 0.0
     for (cls, fld, _), v in zip(FITTED, x):
@@ -140,8 +124,8 @@ def device_from(gpu: str, x: list[float]) -> TimeDevice:
             vals[cls][fld] = v
     eff = {c: Efficiency(v["fraction"], v.get("half_work", 0.0)) for c, v in vals.items()}
     eff["efficient"] = eff["flash"]
-    return TimeDevice(gpu, {"fp16": half * TB, "bf16": half * TB, "fp32": fp32 * TB}, fp32 * TB, bw * GB, launch,
-                      eff, f"fitted on timm's 224-px eager rows ({gpu}); efficient = flash (no row reaches it)")
+    return TimeDevice(gpu, hw.matmul_flops, hw.vector_flops, hw.bandwidth, launch, eff,
+                      f"fitted on timm's 224-px eager rows ({gpu}); efficient = flash (no row reaches it)")
 
 
 def _clip(x: np.ndarray) -> np.ndarray:
@@ -220,8 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     for gpu in VENDOR:
         mine = [p for p in prepared if p[0]["gpu"] == gpu]
         dev = devices[gpu] = fit(gpu, [(rk, m) for r, _, rk, m in mine if r["fit"] == "fit"])
-        half, fp32, bw = VENDOR[gpu]
-        hw = Hardware(gpu, {"fp16": half * TB, "bf16": half * TB, "fp32": fp32 * TB}, fp32 * TB, bw * GB, 0)
+        hw = VENDOR[gpu]
         for r, est, rk, m in mine:
             results.append((gpu, r, m, rk.time(dev), roofline(est, hw).time_s, rk))
 

@@ -89,7 +89,7 @@ def test_profile_matches_its_vendor_figures(key):
     for figure, number in (("fp32", fp32), ("fp16", half), ("bf16", half), ("vector", fp32)):
         assert f"{number:g}" in hw.sources[figure], (figure, hw.sources[figure])
     assert f"{gb} GB" in hw.sources["memory"]
-    assert all(s.startswith(("vendor:", "derived:", "assumed:")) for s in hw.sources.values())
+    assert all(s.startswith(("vendor:", "derived:", "assumed:", "fitted:")) for s in hw.sources.values())
 
 
 def test_geforce_profiles_take_the_fp32_accumulate_rate():

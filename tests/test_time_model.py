@@ -135,7 +135,9 @@ def test_efficiency_tables_round_trip_through_toml():
 
 @pytest.mark.parametrize("table", [{"tensor": {"fraction": 0.5}}, {"gemm": {"fraction": 0.5, "speed": 1}},
                                    {"gemm": {"half_work": 1e9}}, {"gemm": {"fraction": 0.0}},
-                                   {"gemm": {"fraction": 0.5, "half_work": -1}}])
+                                   {"gemm": {"fraction": 0.5, "half_work": -1}}, {"gemm": {"fraction": float("nan")}},
+                                   {"gemm": {"fraction": "fast"}}, {"gemm": {"fraction": True}}, {"gemm": 0.5},
+                                   {"gemm": {"fraction": 0.5, "half_work": float("inf")}}, {"gemm": {"fraction": 9.0}}])
 def test_bad_efficiency_tables(table):
     with pytest.raises(VitcostError):
         efficiency_from_table(table)
@@ -149,3 +151,69 @@ def test_bad_runtime_and_missing_class():
                       {"memory": Efficiency(0.8)})
     with pytest.raises(VitcostError, match=r"bare has no \[efficiency\.conv\]"):
         forward_time(e, bare)
+
+
+def _profile(tmp_path, efficiency: str) -> str:
+    path = tmp_path / "card.toml"
+    path.write_text(f"""name = "Card"
+[memory]
+gib = 24
+source = "made up for the test"
+[bandwidth]
+tb_per_s = 1.0
+source = "made up"
+[vector]
+tflops = 50
+source = "made up"
+[matmul.fp32]
+tflops = 50
+source = "made up"
+[matmul.fp16]
+tflops = 100
+source = "made up"
+[matmul.bf16]
+tflops = 100
+source = "made up"
+[launch_overhead]
+us = 2
+source = "made up"
+{efficiency}
+""")
+    return str(path)
+
+
+def test_a_profile_carries_the_time_models_figures(tmp_path):
+    """A profile's [efficiency] tables are the time model's device: its peaks, bandwidth and launch
+    overhead, and each class's fraction and half_work as written."""
+    from vitcost.analytic.hardware import get_hardware, profile_toml
+    from vitcost.analytic.time_model import time_device
+
+    hw = get_hardware(_profile(tmp_path, """[efficiency]
+source = "fitted on nothing: a test"
+gemm = { fraction = 0.9, half_work = 1e9 }
+memory = { fraction = 0.8 }"""))
+    dev = time_device(hw)
+    assert dev.efficiency == {"gemm": Efficiency(0.9, 1e9), "memory": Efficiency(0.8, 0.0)}
+    assert dev.launch_s == pytest.approx(2e-6) and dev.peak("fp16") == 100e12 and dev.bandwidth == 1e12
+    assert dev.source == "fitted on nothing: a test"
+    assert "gemm = { fraction = 0.9, half_work = 1e+09 }" in profile_toml(hw)  # written back as read
+
+
+@pytest.mark.parametrize("efficiency,message", [
+    ("[efficiency]\ngemm = { fraction = 0.9 }", "needs a `source`"),
+    ("[efficiency]\nsource = \"x\"\ngemm = { fraction = nan }", "finite number"),
+    ("[efficiency]\nsource = \"x\"\nwarp = { fraction = 0.5 }", "unknown efficiency class"),
+])
+def test_bad_efficiency_in_a_profile(tmp_path, efficiency, message):
+    from vitcost.analytic.hardware import get_hardware
+
+    with pytest.raises(VitcostError, match=message):
+        get_hardware(_profile(tmp_path, efficiency))
+
+
+def test_a_profile_without_figures_says_how_to_get_them():
+    from vitcost.analytic.hardware import get_hardware
+    from vitcost.analytic.time_model import time_device
+
+    with pytest.raises(VitcostError, match="no \\[efficiency\\] figures"):
+        time_device(get_hardware("cpu"))

@@ -59,6 +59,32 @@ class Kernel(str, enum.Enum):
         return self.value
 
 
+class RunMode(str, enum.Enum):
+    """What one row runs: one forward (inference) or one training step (forward, loss, backward, update)."""
+
+    inference = "inference"
+    train = "train"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+RUN_MODE_ALIASES = {"infer": RunMode.inference}
+
+
+class Convention(str, enum.Enum):
+    """A counting convention: a projection of the cost vector (`analytic.cost.CONVENTIONS` says what each
+    counts)."""
+
+    macs = "macs"
+    flops = "flops"
+    fvcore = "fvcore"
+    torch = "torch"
+
+    def __str__(self) -> str:
+        return self.value
+
+
 class Optimizer(str, enum.Enum):
     """The optimizer a training step runs: its state is part of the step's memory."""
 
@@ -88,6 +114,17 @@ def parse_dtype(value: Any) -> Dtype:
 
 def parse_kernel(value: Any) -> Kernel:
     return _choice(Kernel, value, "attention kernel")
+
+
+def parse_run_mode(value: Any) -> RunMode:
+    """inference (or its alias infer) | train."""
+    if isinstance(value, str) and value.strip().lower() in RUN_MODE_ALIASES:
+        return RUN_MODE_ALIASES[value.strip().lower()]
+    return _choice(RunMode, value, "mode")
+
+
+def parse_optimizer(value: Any) -> Optimizer:
+    return _choice(Optimizer, value, "optimizer")
 
 
 def whole(value: Any, what: str, minimum: int = 1) -> int:
@@ -191,5 +228,6 @@ def parse_bytes(text: str) -> int:
     return parse_size(text)[0]
 
 
-__all__ = ["BYTES", "F32", "INT64", "BOOL", "Dtype", "Kernel", "parse_dtype", "parse_kernel", "whole", "parse_res",
+__all__ = ["BYTES", "F32", "INT64", "BOOL", "Dtype", "Kernel", "RunMode", "Convention", "Optimizer", "parse_dtype",
+           "parse_kernel", "parse_run_mode", "parse_optimizer", "whole", "parse_res",
            "parse_resolutions", "res_label", "parse_size", "parse_bytes"]

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
+from vitcost.vocab import Convention
+
 # Per-element costs of the non-matmul ops in the `flops` convention. They are conventions, stated
 # once here, not measurements: LayerNorm = mean, variance, normalise, scale, shift (fvcore's own
 # figure for an affine norm); softmax = max, subtract, exp, sum, divide; GELU (tanh form) = cube,
@@ -70,13 +72,13 @@ class Cost(NamedTuple):
     __rmul__ = __mul__
 
 
-CONVENTIONS: dict[str, str] = {
-    "macs": "multiply-accumulates of linear/matmul/conv (what papers call FLOPs)",
-    "flops": f"{FLOPS_PER_MAC} per MAC + {NORM_FLOPS}/norm, {SOFTMAX_FLOPS}/softmax, "
+CONVENTIONS: dict[str, str] = {  # what each `vocab.Convention` counts, in its order
+    Convention.macs.value: "multiply-accumulates of linear/matmul/conv (what papers call FLOPs)",
+    Convention.flops.value: f"{FLOPS_PER_MAC} per MAC + {NORM_FLOPS}/norm, {SOFTMAX_FLOPS}/softmax, "
              f"{GELU_FLOPS}/GELU, {ELTWISE_FLOPS}/elementwise, {BN_FLOPS}/BatchNorm element",
-    "fvcore": f"fvcore's default handles: 1 per MAC + {FVCORE_NORM_FLOPS} per LayerNorm element + "
+    Convention.fvcore.value: f"fvcore's default handles: 1 per MAC + {FVCORE_NORM_FLOPS} per LayerNorm element + "
               f"{FVCORE_BN_FLOPS} per eval-mode BatchNorm element, softmax/GELU/adds ignored, fused attention counted",
-    "torch": f"torch FlopCounterMode: {FLOPS_PER_MAC} per MAC of mm/bmm/conv/SDPA, nothing else",
+    Convention.torch.value: f"torch FlopCounterMode: {FLOPS_PER_MAC} per MAC of mm/bmm/conv/SDPA, nothing else",
 }
 
 

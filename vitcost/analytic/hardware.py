@@ -16,7 +16,10 @@ derivation from one, "assumed: ..." or a fit on named data):
     [matmul.fp16]     ...                 # accumulate torch uses (fp32 for fp16/bf16: GeForce cards run
     [matmul.bf16]     ...                 # it at half their FP16-accumulate rate)
     [launch_overhead] us | s              # optional: one kernel launch (the per-op time model's)
-    [efficiency]                          # optional: per-op-class tables, op class -> [[size, fraction]]
+    [efficiency]                          # optional: the per-op time model's figures (`time_model`), with a
+                                          # `source`, and one table per kernel class:
+    [efficiency.gemm] fraction, half_work # the share of the class's roof a large launch reaches, and the
+                                          # work per launch at which it reaches half of that
 
 fp32 matmuls run on the FP32 pipes unless TF32 is switched on (torch's default for matmul is off), so
 `fp32` is the FP32 figure. Elementwise work never runs on tensor cores: the roofline gives it the
@@ -63,7 +66,7 @@ class Hardware:
     key: str = ""  # the profile's name (h100-sxm) or its file
     description: str = ""
     launch_overhead: float | None = None  # seconds per kernel launch
-    efficiency: dict[str, Any] = field(default_factory=dict)  # op class -> table
+    efficiency: dict[str, Any] = field(default_factory=dict)  # kernel class -> time_model.Efficiency
     sources: dict[str, str] = field(default_factory=dict)  # figure (memory, bandwidth, vector, fp16, ...) -> source
     overridden: str = ""  # what --peak-tflops / --bandwidth changed
     per_thread: bool = False  # the figures were per CPU thread, scaled by the thread count
@@ -168,9 +171,21 @@ def profile_from_dict(data: dict[str, Any], key: str, where: str, threads: int =
     launch = None
     if "launch_overhead" in data:
         launch, sources["launch_overhead"] = _figure(data, "launch_overhead", "launch_overhead", where)
-    efficiency = data.get("efficiency", {})
-    if not isinstance(efficiency, dict):
-        raise VitcostError(f"{where}: [efficiency] is a table of op class -> [[size, fraction], ...].")
+    efficiency = dict(data.get("efficiency", {})) if isinstance(data.get("efficiency", {}), dict) else None
+    if efficiency is None:
+        raise VitcostError(f"{where}: [efficiency] is a table of kernel class -> {{fraction, half_work}}.")
+    source = efficiency.pop("source", "")
+    if efficiency:
+        from vitcost.analytic.time_model import efficiency_from_table
+
+        if not isinstance(source, str) or not source.strip():
+            raise VitcostError(f"{where}: [efficiency] needs a `source` (fitted on what, measured, or assumed "
+                               "from which card).")
+        try:
+            efficiency = efficiency_from_table(efficiency)
+        except VitcostError as e:
+            raise VitcostError(f"{where}: {e}") from None
+        sources["efficiency"] = source
     return Hardware(name.strip(), peaks, vector, bandwidth, size, indicative, key, str(data.get("description", "")),
                     launch, dict(efficiency), sources, per_thread=per_thread)
 
@@ -198,6 +213,8 @@ def profile_toml(hw: Hardware) -> str:
     from vitcost.design import toml_value
 
     def table(section: str, unit: str, value: float, source: str) -> list[str]:
+        # 12 significant digits: a unit conversion's float noise (1.03e-06 s -> 1.0299999999999998 us) goes
+        value = float(f"{value:.12g}") if isinstance(value, float) else value
         return [f"[{section}]", f"{unit} = {toml_value(value)}", f"source = {toml_value(source)}", ""]
 
     src = hw.sources
@@ -215,8 +232,10 @@ def profile_toml(hw: Hardware) -> str:
     if hw.launch_overhead is not None:
         lines += table("launch_overhead", "us", hw.launch_overhead * 1e6, src.get("launch_overhead", ""))
     lines.append("[efficiency]")
-    for op_class, rows in hw.efficiency.items():
-        lines.append(f"{op_class} = {toml_value(rows)}")
+    if hw.efficiency:
+        lines.append(f"source = {toml_value(src.get('efficiency', ''))}")
+    for op_class, e in hw.efficiency.items():
+        lines.append(f"{op_class} = {{ fraction = {e.fraction:.4g}, half_work = {e.half_work:.4g} }}")
     return "\n".join(lines) + "\n"
 
 

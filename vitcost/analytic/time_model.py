@@ -145,9 +145,26 @@ def efficiency_from_table(table: Mapping[str, Any]) -> dict[str, Efficiency]:
         if cls not in CLASSES:
             raise VitcostError(f"unknown efficiency class {cls!r}; choose from {', '.join(CLASSES)}.")
         if not isinstance(t, Mapping) or set(t) - {"fraction", "half_work"} or "fraction" not in t:
-            raise VitcostError(f"[efficiency.{cls}] takes `fraction` and optionally `half_work`, got {dict(t)!r}.")
-        out[cls] = Efficiency(float(t["fraction"]), float(t.get("half_work", 0.0)))
+            raise VitcostError(f"[efficiency.{cls}] takes `fraction` and optionally `half_work`, got {t!r}.")
+        fraction, half_work = t["fraction"], t.get("half_work", 0.0)
+        for what, v, lo in (("fraction", fraction, 0.0), ("half_work", half_work, -1.0)):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= lo:
+                raise VitcostError(f"[efficiency.{cls}] {what} must be a finite number "
+                                   f"{'above 0' if what == 'fraction' else 'of at least 0'}, got {v!r}.")
+        if fraction > MAX_FRACTION:
+            raise VitcostError(f"[efficiency.{cls}] fraction {fraction} is above {MAX_FRACTION} of the vendor peak.")
+        out[cls] = Efficiency(float(fraction), float(half_work))
     return out
+
+
+def time_device(hw: Any) -> TimeDevice:
+    """The time model's view of a device profile (`hardware.Hardware`): its peaks, bandwidth, launch
+    overhead and `[efficiency]` tables; a profile without them is an error naming how to get them."""
+    if not hw.efficiency:
+        raise VitcostError(f"{hw.name} has no [efficiency] figures for the per-op time model (fitted on measured "
+                           "runs: see benchmarks/bench_time_vs_timm_gpu.py).")
+    return TimeDevice(hw.name, hw.matmul_flops, hw.vector_flops, hw.bandwidth, hw.launch_overhead or 0.0,
+                      dict(hw.efficiency), hw.sources.get("efficiency", ""))
 
 
 def efficiency_table(device: TimeDevice) -> dict[str, dict[str, float]]:

@@ -92,22 +92,22 @@ from vitcost.analytic.kernels import COMPOSITE, FUSED, MATH, attention_path
 from vitcost.analytic.trace import op_key
 from vitcost.analytic.training import reads_constant
 from vitcost.errors import VitcostError
-from vitcost.vocab import BOOL, F32, INT64, Dtype, Kernel, parse_kernel
+from vitcost.vocab import BOOL, F32, INT64, Dtype, Kernel, Optimizer, parse_kernel
+from vitcost.vocab import parse_optimizer as vocab_optimizer
 
 if TYPE_CHECKING:
     from vitcost.analytic.estimate import Estimate
 
-STATE_COPIES: dict[str, int] = {"none": 0, "sgd": 1, "adamw": 2}  # float32 copies of the weights
+# float32 copies of the weights each optimizer keeps
+STATE_COPIES: dict[str, int] = {Optimizer.none.value: 0, Optimizer.sgd.value: 1, Optimizer.adamw.value: 2}
 DEVICES = ("cpu", "cuda")
 COPY = -1  # a producer that is a copy made on the way (`_producer`)
 PRECISIONS = ("autocast", "half")
 
 
 def parse_optimizer(value: Any) -> str:
-    name = str(value).strip().lower()
-    if name not in STATE_COPIES:
-        raise VitcostError(f"unknown optimizer {value!r}; choose from {', '.join(STATE_COPIES)}.")
-    return name
+    """none | sgd | adamw (`vocab.Optimizer`), as its name."""
+    return vocab_optimizer(value).value
 
 
 def parse_checkpoint(value: Any) -> int:

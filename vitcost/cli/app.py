@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from vitcost.errors import VitcostError
-from vitcost.vocab import Dtype, Kernel
+from vitcost.vocab import Convention, Dtype, Kernel
 
 app = typer.Typer(
     name="vitcost",
@@ -63,13 +63,6 @@ def _command_module(args: list[str]) -> str | None:
     return COMMANDS.get(first) if first else None
 
 
-class Convention(str, enum.Enum):
-    macs = "macs"
-    flops = "flops"
-    fvcore = "fvcore"
-    torch = "torch"
-
-
 class Format(str, enum.Enum):
     table = "table"
     json = "json"
@@ -101,6 +94,9 @@ DtypeOpt = Annotated[Dtype, typer.Option("--dtype", help="Element type for memor
 ConventionOpt = Annotated[Convention, typer.Option(
     "--convention", "-c", help="Counting convention: macs (papers' 'FLOPs'), flops (2 per MAC + "
     "non-matmul ops), fvcore (fvcore's handles, fused attention counted), torch (FlopCounterMode).")]
+ModeOpt = Annotated[str, typer.Option(
+    "--mode", help="inference (or infer): one forward; train: one training step (forward, loss, backward, "
+    "optimizer step).")]
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
 HardwareOpt = Annotated[str | None, typer.Option(
     "--hardware", help="Device profile for the time figures: a name (`vitcost hardware` lists the built-in ones and "

@@ -15,7 +15,7 @@ import typer
 from vitcost.cli.app import BatchOpt, Format, FormatOpt, ModelsOpt, OutputOpt, ResOpt, SetOpt, app, emit
 from vitcost.errors import VitcostError
 from vitcost.measure.counting_meta import first_line
-from vitcost.vocab import res_label
+from vitcost.vocab import RunMode, parse_run_mode, res_label
 
 DEFAULT_RES = ["224"]
 
@@ -30,11 +30,6 @@ class AttnPath(str, enum.Enum):
     math = "math"
     sdpa = "sdpa"
     both = "both"
-
-
-class CheckMode(str, enum.Enum):
-    infer = "infer"
-    train = "train"
 
 
 class Method(str, enum.Enum):
@@ -114,7 +109,7 @@ def _progress() -> Any:
 
 
 def _check_models(runs: list[tuple[Any, tuple[int, int], str]], batch: int, convention: str, tol: float,
-                  method: str, mode: str = "infer") -> list[Any]:
+                  method: str, mode: str = "inference") -> list[Any]:
     import torch  # noqa: F401  (a missing torch is one line before any progress line)
 
     from vitcost.analytic.estimate import estimate
@@ -196,9 +191,10 @@ def check(
         "--convention", "-c", help="Convention all three columns are shown in: fvcore (1 per MAC + 5 per "
         "LayerNorm element), torch (2 per MAC) or macs. Default: fvcore; torch with --mode train.")
     ] = CheckConvention.fvcore,
-    mode: Annotated[CheckMode, typer.Option(
-        "--mode", help="infer: one forward; train: one training step (forward + loss.backward()), against "
-        "FlopCounterMode alone (fvcore counts no backward), in the torch or macs convention.")] = CheckMode.infer,
+    mode: Annotated[str, typer.Option(
+        "--mode", help="inference (or infer): one forward; train: one training step (forward + loss.backward()), "
+        "against FlopCounterMode alone (fvcore counts no backward), in the torch or macs convention.")]
+    = "inference",
     tol: Annotated[float, typer.Option(
         "--tol", min=0.0, help="Relative tolerance per layer and in total; 0 demands exact agreement.")] = 0.0,
     by_layer: Annotated[bool, typer.Option(
@@ -252,7 +248,8 @@ def check(
         return
     if input_shape is not None or "top" in given:
         raise VitcostError(f"{'--input' if input_shape is not None else '--top'} applies only with --module.")
-    if mode is CheckMode.train:
+    mode = parse_run_mode(mode)
+    if mode is RunMode.train:
         if "convention" in given and convention is CheckConvention.fvcore:
             raise VitcostError("--mode train cannot use --convention fvcore: fvcore counts no backward; use torch "
                                "or macs.")

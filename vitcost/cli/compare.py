@@ -21,6 +21,7 @@ from vitcost.cli.app import (
     FormatOpt,
     HardwareOpt,
     ModelsOpt,
+    ModeOpt,
     OutputOpt,
     PeakOpt,
     ResOpt,
@@ -29,7 +30,7 @@ from vitcost.cli.app import (
     emit,
     hardware_option,
 )
-from vitcost.vocab import Kernel, Optimizer
+from vitcost.vocab import Kernel, Optimizer, RunMode, parse_run_mode
 
 DEFAULT_RES = ["224", "512", "1024"]
 
@@ -37,11 +38,6 @@ DEFAULT_RES = ["224", "512", "1024"]
 class SpecFormat(str, enum.Enum):
     toml = "toml"
     json = "json"
-
-
-class Mode(str, enum.Enum):
-    inference = "inference"
-    train = "train"
 
 
 @app.command()
@@ -57,8 +53,7 @@ def compare(
     patch: Annotated[int | None, typer.Option(help="Shorthand for --set patch=N (every model).")] = None,
     window: Annotated[int | None, typer.Option(help="Shorthand for --set window=N (every model).")] = None,
     output: OutputOpt = None,
-    mode: Annotated[Mode, typer.Option(help="inference (one forward) or train (one training step: forward, loss, "
-                                            "backward, optimizer step).")] = Mode.inference,
+    mode: ModeOpt = "inference",
     optimizer: Annotated[Optimizer | None, typer.Option(
         help="--mode train: none, sgd (with momentum) or adamw (the default).")] = None,
     checkpoint: Annotated[str | None, typer.Option(
@@ -108,7 +103,7 @@ def compare(
     if amp and dtype is Dtype.fp32:
         raise VitcostError("--amp is autocast to 16 bits: give --dtype fp16 or bf16 with it, not fp32.")
     hw = hardware_option(hardware, peak_tflops, bandwidth, dtype)
-    if mode is Mode.train:
+    if parse_run_mode(mode) is RunMode.train:
         _compare_train(models, res or DEFAULT_RES, batch, dtype, attn, convention, fmt, set_items, output,
                        (optimizer or Optimizer.adamw).value, checkpoint or "none", device_memory, hw,
                        "half" if amp is False and dtype is not Dtype.fp32 else "autocast")

@@ -16,6 +16,7 @@ from vitcost.cli.app import (
     FormatOpt,
     HardwareOpt,
     ModelsOpt,
+    ModeOpt,
     OutputOpt,
     PeakOpt,
     ResOpt,
@@ -24,18 +25,13 @@ from vitcost.cli.app import (
     emit,
 )
 from vitcost.errors import VitcostError
-from vitcost.vocab import Kernel, Optimizer
+from vitcost.vocab import Kernel, Optimizer, parse_run_mode
 
 
 class Device(str, enum.Enum):
     auto = "auto"
     cpu = "cpu"
     cuda = "cuda"
-
-
-class Mode(str, enum.Enum):
-    inference = "inference"
-    train = "train"
 
 
 DEFAULT_RES = ["224"]
@@ -73,9 +69,7 @@ def profile(
     = False,
     max_seconds: Annotated[float | None, typer.Option(
         "--max-seconds", help="Skip configurations whose roofline time per forward exceeds this.")] = None,
-    mode: Annotated[Mode, typer.Option(
-        help="inference (one forward) or train (one training step: forward, loss, backward, optimizer step; "
-             "bf16/fp16 mean autocast over float32 weights).")] = Mode.inference,
+    mode: ModeOpt = "inference",
     optimizer: Annotated[Optimizer | None, typer.Option(
         help="--mode train: none, sgd (with momentum) or adamw (the default).")] = None,
     checkpoint: Annotated[str | None, typer.Option(
@@ -120,7 +114,7 @@ def profile(
                         device_memory=_one_size(device_memory, parse_bytes),
                         hardware=hardware, peak_tflops=peak_tflops,
                         bandwidth=bandwidth * TB if bandwidth is not None else None, predict_only=predict_only,
-                        threads=threads, max_seconds=max_seconds, mode=mode.value, optimizer=optimizer,
+                        threads=threads, max_seconds=max_seconds, mode=parse_run_mode(mode).value, optimizer=optimizer,
                         checkpoint=checkpoint, amp=amp)
     session = ProfileSession(cfg)
     rows = _run_with_progress(session)

@@ -26,7 +26,7 @@ from typing import Any
 
 from vitcost.errors import VitcostError
 from vitcost.measure.counting import COUNTED_CONVENTIONS, Counts
-from vitcost.vocab import Kernel, res_label
+from vitcost.vocab import Kernel, parse_run_mode, res_label
 
 ATTN_PATHS: tuple[str, ...] = tuple(dict.fromkeys(k.net_mode for k in Kernel))  # the nets' paths: math, sdpa
 COUNTERS: tuple[str, ...] = ("fvcore", "torch")
@@ -88,7 +88,7 @@ class CheckResult:
     torch: int
     layers: tuple[LayerCheck, ...]
     counts: Counts
-    mode: str = "infer"  # "infer": one forward; "train": one training step
+    mode: str = "inference"  # one forward; "train": one training step
     kernel: str = ""  # train: the analytic attention kernel checked (see the module docstring)
     forward: tuple[int, int] | None = None  # train: (analytic, torch) totals of the forward
     backward: tuple[int, int] | None = None  # train: (analytic, torch) totals of the backward
@@ -177,7 +177,7 @@ def predicted_forward_bytes(est: Any) -> int:
 
 
 def choose_method(method: str, meta_net: Any, shape: tuple[int, ...], budget_bytes: int | None = None,
-                  mode: str = "infer") -> str:
+                  mode: str = "inference") -> str:
     """"real" or "meta" for counting the reference net (given on the meta device) on `shape`: `auto` is
     meta when a real count might not fit (`counting_meta.fits`: 1.5x the predicted memory of both
     counters, or of FlopCounterMode's training step in mode "train", against the least of the memory
@@ -190,7 +190,8 @@ def choose_method(method: str, meta_net: Any, shape: tuple[int, ...], budget_byt
     if method == "meta":
         return method
     inputs = cm.make_inputs(shape, meta=True, dtype=cm.float_dtype(meta_net))
-    predicted = cm.predict_count_bytes(meta_net, inputs, COUNTERS if mode == "infer" else ("torch",), mode == "train")
+    train = parse_run_mode(mode).value == "train"
+    predicted = cm.predict_count_bytes(meta_net, inputs, ("torch",) if train else COUNTERS, train)
     budget = cm.memory_budget() if budget_bytes is None else budget_bytes
     if cm.fits(predicted, budget):
         return "real"
@@ -200,17 +201,16 @@ def choose_method(method: str, meta_net: Any, shape: tuple[int, ...], budget_byt
 
 
 def check_model(model: Any, res: Any = 224, batch: int = 1, attn: str = "math", convention: str = "fvcore",
-                tol: float = 0.0, method: str = "auto", budget_bytes: int | None = None, mode: str = "infer"
+                tol: float = 0.0, method: str = "auto", budget_bytes: int | None = None, mode: str = "inference"
                 ) -> CheckResult:
     """Count the reference model of `model` (a design: preset, spec file, overrides or spec) on
     [batch, C, H, W] with the `attn` attention path, and join the counts with the analytic estimate in `convention`.
     `mode="train"`: one training step, against FlopCounterMode alone (torch or macs convention)."""
     from vitcost.analytic.estimate import estimate
-    from vitcost.measure.counting import MODES, count
+    from vitcost.measure.counting import count
     from vitcost.nets import build
 
-    if mode not in MODES:
-        raise VitcostError(f"unknown check mode {mode!r}; choose from {', '.join(MODES)}.")
+    mode = parse_run_mode(mode).value
     if mode == "train" and convention not in TRAIN_CHECK_CONVENTIONS:
         raise VitcostError(f"fvcore counts no backward: check a training step in the "
                            f"{' or '.join(TRAIN_CHECK_CONVENTIONS)} convention, not {convention!r}.")

@@ -32,10 +32,11 @@ from typing import Any
 from vitcost.analytic.cost import FLOPS_PER_MAC
 from vitcost.errors import VitcostError
 from vitcost.measure.counting_formulas import FVCORE_MAC_OPS
+from vitcost.vocab import RunMode, parse_run_mode
 
 BACKENDS: tuple[str, ...] = ("fvcore", "torch")
 METHODS: tuple[str, ...] = ("auto", "real", "meta")
-MODES: tuple[str, ...] = ("infer", "train")  # one forward; one training step (forward + backward)
+MODES: tuple[str, ...] = tuple(m.value for m in RunMode)  # one forward; one training step (forward + backward)
 PHASES: tuple[str, ...] = ("forward", "backward")
 # The conventions a counter can give: `flops` also counts softmax, GELU and adds, which neither sees.
 COUNTED_CONVENTIONS: tuple[str, ...] = ("macs", "fvcore", "torch")
@@ -59,7 +60,7 @@ class Counts:
     fvcore_via: str | None = None  # "jit": fvcore's FlopCountAnalysis; "dispatch": its rules on the torch pass
     predicted_bytes: int | None = None  # predicted memory of a real forward, when method was "auto"
     budget_bytes: int | None = None  # the memory budget the prediction was held against
-    mode: str = "infer"  # "infer": one forward; "train": forward + backward (torch backend only)
+    mode: str = "inference"  # one forward; "train": forward + backward (torch backend only)
     backward: dict[str, dict[str, int]] | None = None  # train: the torch table's backward share, by path and op
     defects: dict[str, dict[str, int]] | None = None  # train: {path: {op: flops counted beyond the hand figure}}
 
@@ -170,13 +171,12 @@ def _torch_scale(convention: str) -> int:
     return 1 if convention == "torch" else FLOPS_PER_MAC
 
 
-def _check_options(method: str, backends: Any, mode: str = "infer") -> tuple[str, ...]:
+def _check_options(method: str, backends: Any, mode: str = "inference") -> tuple[str, ...]:
     if method not in METHODS:
         raise VitcostError(f"unknown counting method {method!r}; choose from {', '.join(METHODS)}.")
-    if mode not in MODES:
-        raise VitcostError(f"unknown counting mode {mode!r}; choose from {', '.join(MODES)}.")
+    mode = parse_run_mode(mode).value
     if backends is None:
-        backends = BACKENDS if mode == "infer" else ("torch",)
+        backends = BACKENDS if mode == "inference" else ("torch",)
     if mode == "train" and "fvcore" in ((backends,) if isinstance(backends, str) else tuple(backends)):
         raise VitcostError("fvcore counts no backward: a training step is counted by FlopCounterMode alone "
                            "(backends='torch').")
@@ -225,7 +225,7 @@ def _plan(module: Any, given: Any, method: str, budget_bytes: int | None, shapes
 
 def count(module: Any, input_shape_or_tensor: Any, *, method: str = "auto",
           backends: tuple[str, ...] | list[str] | str | None = None, budget_bytes: int | None = None,
-          mode: str = "infer") -> Counts:
+          mode: str = "inference") -> Counts:
     """Count one forward of `module` on an input of the given shape (a random tensor) or on the given
     tensor(s), with fvcore and/or FlopCounterMode (default: both), per dotted module path.
 
@@ -239,7 +239,7 @@ def count(module: Any, input_shape_or_tensor: Any, *, method: str = "auto",
     fit: 1.5x its predicted memory (`counting_meta.predict_count_bytes`; in train mode of a whole training
     step) exceeds `budget_bytes` (default: the least of the available memory, the address-space limit and
     the cgroup's memory.max), and always meta for a module or input already on the meta device; "real"
-    refuses such a count before allocating anything. `Counts.method` says which ran. In mode "infer" the
+    refuses such a count before allocating anything. `Counts.method` says which ran. In mode "inference" the
     module is counted in its current train/eval mode.
     """
     import torch
@@ -330,5 +330,5 @@ def _run_backends(module: Any, inputs: tuple[Any, ...], shapes: tuple[tuple[int,
     return Counts(method=method, input_shapes=shapes, backends=tuple(b for b in BACKENDS if b in backends),
                   tables=tables, observed=run.observed if run else {}, unsupported_by_backend=unsupported,
                   paths=paths, fvcore_via=fvcore_via, predicted_bytes=predicted, budget_bytes=budget,
-                  mode="train" if train else "infer", backward=run.backward if run else None,
+                  mode="train" if train else "inference", backward=run.backward if run else None,
                   defects=run.defects if run else None)

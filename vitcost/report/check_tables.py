@@ -44,7 +44,7 @@ def method_cell(counts: Counts) -> str:
 
 
 def is_train(results: list[CheckResult]) -> bool:
-    return bool(results) and getattr(results[0], "mode", "infer") == "train"
+    return bool(results) and getattr(results[0], "mode", "inference") == "train"
 
 
 def train_summary_cells(results: list[CheckResult]) -> list[list[str]]:
@@ -79,7 +79,7 @@ def summary_cells(results: list[CheckResult]) -> list[list[str]]:
 
 
 def layer_cells(result: CheckResult) -> list[list[str]]:
-    if getattr(result, "mode", "infer") == "train":
+    if getattr(result, "mode", "inference") == "train":
         return train_layer_cells(result)
     first = result.first_mismatch
     cells = []
