@@ -199,12 +199,24 @@ class AutocastBytes:
         self.prev = self.out[i] or HALF
 
 
+TIME_MODELS = {"per-op": "the per-op time model fitted on measured runs (`time_model`)",
+               "roofline": "the roofline (the lower bound at the profile's peaks and bandwidth)"}
+
+
 def forward_time(est: Estimate, hardware: Any) -> dict[str, Any]:
-    """The time fields of a row: `hardware` (the device's label), `time_s` (one forward of the batch on
-    it, the roofline: `roofline`) and `images_per_s` (batch / time_s)."""
+    """The time fields of a row, the one forward-time figure every command shows: `hardware` (the device's
+    label), `time_s` (one forward of the batch), `images_per_s` (batch / time_s) and `time_model`, which
+    model gave it: the per-op time model (`time_model.forward_time`) where the profile carries its fitted
+    figures and the run is the regime they were fitted in (autocast over fp32 weights, timm's --amp);
+    else the roofline, a lower bound."""
     hw = get_hardware(hardware) if not isinstance(hardware, Hardware) else hardware
-    t = roofline(est, hw).time_s
-    return {"hardware": hw.label, "time_s": t, "images_per_s": est.batch / t if t else None}
+    if est.amp and hw.efficiency:
+        from vitcost.analytic import time_model
+
+        t, how = time_model.forward_time(est, time_model.time_device(hw), amp=True), "per-op"
+    else:
+        t, how = roofline(est, hw).time_s, "roofline"
+    return {"hardware": hw.label, "time_s": t, "images_per_s": est.batch / t if t else None, "time_model": how}
 
 
-__all__ = ["AutocastBytes", "OpTime", "Roofline", "forward_time", "roofline"]
+__all__ = ["AutocastBytes", "OpTime", "Roofline", "TIME_MODELS", "forward_time", "roofline"]

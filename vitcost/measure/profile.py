@@ -37,7 +37,7 @@ from vitcost.analytic.estimate import Estimate, estimate
 from vitcost.analytic.hardware import TB, Hardware, get_hardware, preset_for_device_name
 from vitcost.analytic.memory import MemoryPrediction, predict_memory
 from vitcost.analytic.memory_wall import memory_wall
-from vitcost.analytic.roofline import Roofline, roofline
+from vitcost.analytic.roofline import Roofline, forward_time, roofline
 from vitcost.design import Design, resolve_designs, spec_dict
 from vitcost.errors import VitcostError
 from vitcost.vocab import Dtype, Kernel, parse_dtype, parse_kernel, parse_resolutions, res_label, whole
@@ -48,7 +48,7 @@ MODES = ("inference", "train")
 # Columns every row has, in order (the HTML report reads these names).
 COLUMNS = ("model", "family", "res", "batch", "dtype", "attn", "attn_backend", "device", "device_name",
            "torch_version", "threads", "status", "note", "params", "macs", "flops", "hardware", "roofline_bound",
-           "predicted_time_s", "measured_time_s", "time_spread_s", "time_ratio", "predicted_mem_bytes",
+           "predicted_time_s", "time_model", "measured_time_s", "time_spread_s", "time_ratio", "predicted_mem_bytes",
            "measured_mem_bytes", "mem_ratio", "measured_tensor_peak_bytes", "mem_method", "predicted_peak_at",
            "predicted_alloc_bytes", "measured_alloc_bytes", "alloc_ratio", "alloc_method", "predicted_alloc_peak_at",
            "weights_bytes", "input_bytes",
@@ -241,6 +241,7 @@ def prediction_row(p: Design, est: Estimate, pred: MemoryPrediction | None, roof
     """The predicted half of a row. Under autocast (`pred` None: no activation-memory figure, see
     `Estimate.require_single_width`) the weights and the input are fp32 (timm's --amp), the rest None."""
     row: dict[str, Any] = dict.fromkeys(COLUMNS)
+    ft = forward_time(est, hw)  # the one forward-time figure (compare shows the same)
     h, w = est.res
     memory = {
         "weights_bytes": est.params * est.weight_bytes_per_elem,
@@ -257,7 +258,7 @@ def prediction_row(p: Design, est: Estimate, pred: MemoryPrediction | None, roof
         "dtype": est.dtype.value, "attn": cfg.attn.value, "attn_backend": "", **env.row(), "status": "predicted",
         "note": "",
         "params": est.params, "macs": est.macs, "flops": est.flops, "hardware": hw.label,
-        "roofline_bound": roof.bound, "predicted_time_s": roof.time_s, **memory,
+        "roofline_bound": roof.bound, "predicted_time_s": ft["time_s"], "time_model": ft["time_model"], **memory,
         "peak_tflops": roof.peak_flops / TB, "bandwidth_tbps": roof.bandwidth / TB, "device_memory_bytes": budget,
         "memory_wall_res": wall, "spec": spec_dict(p.spec),
     })
@@ -320,8 +321,8 @@ def measure_row(row: dict[str, Any], p: Design, est: Estimate, roof: Roofline, c
     if free is not None and need is not None and need > free:
         row.update(status="skipped", note=f"needs {_fmt_gib(need)} > {_fmt_gib(free)} free")
         return row
-    if cfg.max_seconds is not None and roof.time_s > cfg.max_seconds:
-        row.update(status="skipped", note=f"predicted {roof.time_s:.3g} s per forward > --max-seconds "
+    if cfg.max_seconds is not None and row["predicted_time_s"] > cfg.max_seconds:
+        row.update(status="skipped", note=f"predicted {row['predicted_time_s']:.3g} s per forward > --max-seconds "
                                           f"{cfg.max_seconds:g}")
         return row
     net = x = None
@@ -350,7 +351,7 @@ def measure_row(row: dict[str, Any], p: Design, est: Estimate, roof: Roofline, c
     row.update({
         "status": "ok", "attn_backend": mem.backend, "threads": timing.threads,
         "measured_time_s": timing.median_s, "time_spread_s": timing.spread_s,
-        "time_ratio": timing.median_s / roof.time_s if roof.time_s else None,
+        "time_ratio": timing.median_s / row["predicted_time_s"] if row["predicted_time_s"] else None,
         "measured_mem_bytes": mem.peak_bytes, "measured_tensor_peak_bytes": mem.tensor_peak_bytes,
         "mem_method": mem.method,
         "mem_ratio": mem.peak_bytes / row["predicted_mem_bytes"] if row["predicted_mem_bytes"] else None,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from vitcost.analytic.roofline import TIME_MODELS
 from vitcost.report.units import seconds
 
 PROFILE_HEADER = ["model", "res", "status", "kernel", "live pred", "live meas", "ratio", "alloc pred", "alloc meas",
@@ -99,9 +100,10 @@ def profile_renderables(rows: list[dict[str, Any]], walls: list[dict[str, Any]],
     caption = train_caption if train else (
                "live: peak live tensors on top of weights and input (measured by a tensor tracker); alloc: the "
                "allocator level, live tensors plus the kernels' scratch buffers (measured by CUDA's "
-               f"max_memory_allocated, on the CPU by torch.profiler's memory records). time: roofline on {hw.label} at "
-               f"{hw.peak(cfg.dtype) / 1e12:g} TFLOP/s and {hw.bandwidth / 1e12:g} TB/s"
-               f"{' (indicative figures)' if hw.indicative else ''}; measured median ± half the interquartile "
+               "max_memory_allocated, on the CPU by torch.profiler's memory records). time: "
+               + (f"{TIME_MODELS['per-op']} on {hw.label}" if cfg.amp and hw.efficiency else
+                  f"roofline on {hw.label} at {hw.peak(cfg.dtype) / 1e12:g} TFLOP/s and {hw.bandwidth / 1e12:g} TB/s")
+               + f"{' (indicative figures)' if hw.indicative else ''}; measured median ± half the interquartile "
                "range. ratio = measured / predicted. TFLOP/s = 2 x MACs / measured time."
                + (" Predicted live and alloc: — under autocast (--amp), whose tensors have several widths (16-bit "
                   "matmul outputs; fp32 norms, softmax and residual stream) that the activation-memory model does "

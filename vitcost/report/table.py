@@ -24,8 +24,10 @@ def time_caption(rows: list[dict[str, Any]], what: str = "one forward of the bat
     """The caption line of the time columns: the device and what the time is."""
     if not rows or "time_s" not in rows[0]:
         return ""
-    return (f"\ntime: {what} on {rows[0]['hardware']}, a roofline (the lower bound at the profile's peaks and "
-            "bandwidth); img/s: batch / time")
+    from vitcost.analytic.roofline import TIME_MODELS
+
+    models = "; ".join(TIME_MODELS[m] for m in dict.fromkeys(r.get("time_model", "roofline") for r in rows))
+    return f"\ntime: {what} on {rows[0]['hardware']}, {models}; img/s: batch / time"
 
 
 def compare_cells(rows: list[dict[str, Any]], convention: str) -> tuple[list[str], list[list[str]]]:
