@@ -94,9 +94,10 @@ def main() -> int:
                         help="CPU thread counts, each a sweep of its own (default 1)")
     parser.add_argument("--quick", action="store_true", help="the first resolution and batch 1 only")
     parser.add_argument("--train", action="store_true", help="one training step instead of a forward")
+    parser.add_argument("--families", nargs="+", help="with --train: only these families (default: all)")
     args = parser.parse_args()
     if args.train:
-        return train_sweep(args.threads[0])
+        return train_sweep(args.threads[0], args.families)
 
     import torch
 
@@ -215,7 +216,7 @@ TIMM_CHECKPOINTING = {
 }
 
 
-def train_sweep(threads: int) -> int:
+def train_sweep(threads: int, families: list[str] | None = None) -> int:
     """timm's training step against `train_memory`: every family x dtype x checkpointing x optimizer."""
     import timm
     import torch
@@ -240,7 +241,12 @@ def train_sweep(threads: int) -> int:
     print("-" * len(header))
     worst: dict[tuple[str, str, str], float] = {}
     start = time.perf_counter()
+    unknown = set(families or ()) - set(TRAIN_CASES)
+    if unknown:
+        raise SystemExit(f"unknown families {sorted(unknown)}; choose from {', '.join(TRAIN_CASES)}")
     for family, (preset_name, name, res) in TRAIN_CASES.items():
+        if families and family not in families:
+            continue
         timm_name(get_preset(preset_name), name)
         for dtype in TRAIN_DTYPES:
             for ckpt in (False, True):

@@ -20,7 +20,7 @@ def test_run_mode_has_one_spelling(text, mode):
 
 
 def test_an_unknown_run_mode_lists_the_choices():
-    with pytest.raises(VitcostError, match="choose from inference, train"):
+    with pytest.raises(VitcostError, match="unknown --mode .eval.; choose from inference, train"):
         parse_run_mode("eval")
 
 

@@ -120,7 +120,7 @@ def parse_run_mode(value: Any) -> RunMode:
     """inference (or its alias infer) | train."""
     if isinstance(value, str) and value.strip().lower() in RUN_MODE_ALIASES:
         return RUN_MODE_ALIASES[value.strip().lower()]
-    return _choice(RunMode, value, "mode")
+    return _choice(RunMode, value, "--mode")
 
 
 def parse_optimizer(value: Any) -> Optimizer:
