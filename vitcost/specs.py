@@ -149,7 +149,11 @@ def _doubling_stages(spec: Any) -> None:
 
 
 def _hidden(spec: object, dim: int, ratio: float, name: str = "mlp_ratio") -> int:
-    hidden = int(dim * ratio)
+    width = dim * ratio
+    if not math.isfinite(width):  # a finite ratio may still overflow a float: 768 * 1e308
+        raise SpecError(f"{type(spec).__name__}.{name}={ratio!r} gives an MLP wider than any number; "
+                        "give a ratio that gives a whole number of channels.")
+    hidden = int(width)
     if hidden < 1:
         raise SpecError(f"{type(spec).__name__}.{name}={ratio!r} gives an MLP of width {hidden}; "
                         "it must give at least 1.")
