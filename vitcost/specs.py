@@ -133,6 +133,16 @@ def _positive(spec: object, **values: int | float) -> None:
             raise SpecError(f"{type(spec).__name__}.{name} must be positive, got {value!r}.")
 
 
+# The walkers visit every block: a design beyond this is a typo (the deepest published nets have a few
+# hundred blocks), and walking it would take minutes and gigabytes (some 60 us and 6 KB a block).
+MAX_BLOCKS = 10_000
+
+
+def _walkable(spec: object, blocks: int) -> None:
+    if blocks > MAX_BLOCKS:
+        raise SpecError(f"{type(spec).__name__} has {blocks:,} blocks; vitcost walks at most {MAX_BLOCKS:,}.")
+
+
 def _divides(spec: object, dim_name: str, dim: int, heads: int) -> None:
     if dim % heads:
         raise SpecError(f"{type(spec).__name__}: {dim_name}={dim} is not divisible by heads={heads}.")
@@ -146,6 +156,7 @@ def _doubling_stages(spec: Any) -> None:
     for i, (d, h) in enumerate(zip(spec.depths, spec.heads)):
         _positive(spec, depth=d, heads=h)
         _divides(spec, f"stage {i} dim", spec.stage_dim(i), h)
+    _walkable(spec, sum(spec.depths))
 
 
 def _hidden(spec: object, dim: int, ratio: float, name: str = "mlp_ratio") -> int:
@@ -214,6 +225,7 @@ class ViTSpec(SpecBase):
     def validate(self) -> None:
         _positive(self, dim=self.dim, depth=self.depth, heads=self.heads, patch=self.patch,
                   mlp_ratio=self.mlp_ratio, in_chans=self.in_chans)
+        _walkable(self, self.depth)
         if self.class_tokens < 0 or self.window < 0 or self.neck < 0 or self.num_classes < 0:
             raise SpecError("ViTSpec.class_tokens, window, neck and num_classes must be 0 or more.")
         _divides(self, "dim", self.dim, self.heads)
@@ -278,6 +290,7 @@ class PixelSpec(SpecBase):
     def validate(self) -> None:
         _positive(self, dim=self.dim, depth=self.depth, heads=self.heads, mlp_ratio=self.mlp_ratio,
                   vocab=self.vocab, in_chans=self.in_chans)
+        _walkable(self, self.depth)
         _divides(self, "dim", self.dim, self.heads)
         _hidden(self, self.dim, self.mlp_ratio)
 
@@ -352,6 +365,7 @@ class MViTSpec(SpecBase):
         for d, n, h in zip(self.dims, self.depths, self.heads):
             _positive(self, dim=d, depth=n, heads=h)
             _divides(self, "dim", d, h)
+        _walkable(self, sum(self.depths))
         _hidden(self, min(self.dims), self.mlp_ratio)
         # The max-pooled shortcut (kernel s+1, stride s) and the conv-pooled queries (kernel k, stride s)
         # give the same grid only for an odd kernel and a stride of 1 or an even stride.
@@ -391,6 +405,7 @@ class MixerSpec(SpecBase):
         _positive(self, dim=self.dim, depth=self.depth, tokens_hidden=self.tokens_hidden,
                   channels_hidden=self.channels_hidden, patch=self.patch,
                   num_classes=self.num_classes, in_chans=self.in_chans)
+        _walkable(self, self.depth)
 
 
 @spec_class
@@ -485,6 +500,7 @@ class ConvNeXtSpec(SpecBase):
             raise SpecError("ConvNeXtSpec: dims and depths must be non-empty and of equal length.")
         for d, n in zip(self.dims, self.depths):
             _positive(self, dim=d, depth=n)
+        _walkable(self, sum(self.depths))
         if self.kernel % 2 == 0:
             raise SpecError(f"ConvNeXtSpec.kernel must be odd (the depthwise conv keeps the grid), got {self.kernel}.")
         _hidden(self, min(self.dims), self.mlp_ratio)
@@ -515,6 +531,7 @@ class ResNetSpec(SpecBase):
             raise SpecError("ResNetSpec.depths must list at least one stage.")
         for n in self.depths:
             _positive(self, depth=n)
+        _walkable(self, sum(self.depths))
 
 
 @spec_class
