@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from vitcost.report.units import binary_bytes, giga, ratio, seconds
+from vitcost.report.units import binary_bytes, fixed, giga, ratio, seconds
 
 
 def _bytes_or_dash(n: float | None) -> str:
@@ -34,7 +34,7 @@ def compare_cells(rows: list[dict[str, Any]], convention: str) -> tuple[list[str
     unit = "GMACs" if convention == "macs" else f"GFLOPs ({convention})"
     header = ["model", "res", "tokens", "params", unit, "attn mem", "peak/layer", "act peak", "growth", "~R^k",
               "scaling"]
-    cells = [[r["model"], str(r["res"]), f"{r['tokens']:,}", f"{r['params'] / 1e6:,.1f}M",
+    cells = [[r["model"], str(r["res"]), f"{r['tokens']:,}", f"{fixed(r['params'], 10**6, 1)}M",
               giga(r["cost"]), _bytes_or_dash(r["attn_matrix_bytes"]),
               _bytes_or_dash(r["attn_matrix_peak_bytes"]), _bytes_or_dash(r["activation_peak_bytes"]),
               ratio(r["growth"]), "—" if r.get("slope") is None else f"{r['slope']:.2f}", r["complexity"]]
@@ -158,7 +158,7 @@ def train_cells(rows: list[dict[str, Any]], convention: str) -> tuple[list[str],
     unit = "train GMACs" if convention == "macs" else f"train GFLOPs ({convention})"
     header = ["model", "res", "tokens", "params", unit, "weights", "grads", "opt state", "act saved", "step peak",
               "peak in"]
-    cells = [[r["model"], str(r["res"]), f"{r['tokens']:,}", f"{r['params'] / 1e6:,.1f}M", giga(r["train_cost"]),
+    cells = [[r["model"], str(r["res"]), f"{r['tokens']:,}", f"{fixed(r['params'], 10**6, 1)}M", giga(r["train_cost"]),
               binary_bytes(r["memory"]["weights"]), binary_bytes(r["memory"]["gradients"]),
               binary_bytes(r["memory"]["optimizer_state"]), binary_bytes(r["memory"]["activations_saved"]),
               binary_bytes(r["train_peak_bytes"]), r["peak_at"]] for r in rows]

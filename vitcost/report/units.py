@@ -27,16 +27,30 @@ def binary_bytes(n: float, digits: int = 3) -> str:
 
 
 def ratio(x: float) -> str:
+    if x >= 1e15:  # past a float's 15-16 significant digits: show the digits it has, not its binary tail
+        return f"{x:.3g}x"
     if x >= 1e4:
         return f"{x:,.0f}x"
     return f"{x:.3g}x"
+
+
+def fixed(n: float, unit: int, decimals: int) -> str:
+    """n / unit with `decimals` decimals and thousands commas: 86_567_656, 10**6, 1 -> '86.6'. An int is
+    divided and rounded (half away from zero) in integers, so a count past 2**53 prints every digit it has, not a
+    float's approximation of them."""
+    if not isinstance(n, int):
+        return f"{n / unit:,.{decimals}f}"
+    q, r = divmod(abs(n) * 10**decimals, unit)
+    q += 2 * r >= unit
+    whole, frac = divmod(q, 10**decimals)
+    return ("-" if n < 0 and q else "") + f"{whole:,}" + (f".{frac:0{decimals}d}" if decimals else "")
 
 
 def giga(n: float) -> str:
     """A count in units of 1e9, with the digits that matter: '17.6', '4.49', '16,360'."""
     v = n / 1e9
     if v >= 1000:
-        return f"{v:,.0f}"
+        return fixed(n, 10**9, 0)
     if v >= 10:
         return f"{v:.1f}"
     return f"{v:.3g}"
