@@ -235,6 +235,9 @@ REFUSED_BY_ALL = {"nan", "NaN", "inf", "-inf", "infinity", "-1", "abc", "", " ",
 @example(case=([*COMPARE, "--hardware", "cpu", "--peak-tflops"], ""), value="nan", to_file=True)
 @example(case=([*CHECK, "--tol"], ""), value="inf", to_file=True)
 @example(case=([*PROFILE, "--threads"], ""), value=str(2**63), to_file=True)
+# 10^30 GB: the training memory wall's root lost its integer precision and the solver stepped one batch at a time
+@example(case=(["compare", "-m", "vit_ti16", "-r", "64", "--mode", "train", "--device-memory"], ""),
+         value="1" + "0" * 30, to_file=False)
 def test_numeric_options_give_a_result_or_one_line(case, value, to_file, capsys, tmp_path_factory, monkeypatch):
     argv, prefix = case
     tmp_path = tmp_path_factory.mktemp("option")  # one per example: a success before must not hide a failure

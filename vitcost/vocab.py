@@ -207,6 +207,9 @@ _UNITS: dict[str, tuple[int, str]] = {
 _SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([A-Za-z]*)\s*$")
 
 
+MAX_MEMORY_BYTES = 2**70  # 1 ZiB: past it the memory walls' roots lose their integer precision
+
+
 def parse_size(text: str) -> tuple[int, str]:
     """'80GB' -> (80*10**9, '80 GB'); '141GiB' -> (141*2**30, '141 GiB'); '80' -> 80 GB.
 
@@ -220,6 +223,8 @@ def parse_size(text: str) -> tuple[int, str]:
     value = float(m.group(1)) * scale
     if value < 1:
         raise VitcostError(f"memory size {text!r} must be at least one byte.")
+    if value > MAX_MEMORY_BYTES:
+        raise VitcostError(f"memory size {text!r} is larger than any device (the most accepted is 1 ZiB).")
     return int(round(value)), f"{m.group(1)} {spelling}"
 
 
