@@ -135,6 +135,16 @@ def emit(text: str, output: str | None) -> None:
     write_output(output, (text if text.endswith("\n") else text + "\n").encode())
 
 
+def emit_rows(rows: list[dict], fmt: Format, output: str | None) -> bool:
+    """Emit `rows` when `fmt` is a machine-readable format (JSON, CSV) and say so; False for the human ones."""
+    if fmt not in (Format.json, Format.csv):
+        return False
+    from vitcost.report import formats
+
+    emit(formats.to_json(rows) if fmt is Format.json else formats.to_csv(rows), output)
+    return True
+
+
 def _looks_like_flag(token: str) -> bool:
     if not token.startswith("-") or token == "-":
         return False

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from vitcost.cli.app import Format, FormatOpt, OutputOpt, app, emit
+from vitcost.cli.app import Format, FormatOpt, OutputOpt, app, emit, emit_rows
 
 
 @app.command()
@@ -45,11 +45,7 @@ def hardware(
                      **{f"{d}_tflops": hw.matmul_flops[d] / 1e12 for d in ("fp32", "fp16", "bf16")},
                      "vector_tflops": hw.vector_flops / 1e12, "bandwidth_tbps": hw.bandwidth / 1e12,
                      "memory_bytes": hw.memory or None, "file": str(path), "sources": dict(hw.sources)})
-    if fmt is Format.json:
-        emit(formats.to_json(rows), output)
-        return
-    if fmt is Format.csv:
-        emit(formats.to_csv(rows), output)
+    if emit_rows(rows, fmt, output):
         return
     from vitcost.report.table import hardware_cells
 

@@ -17,6 +17,7 @@ from vitcost.cli.app import (
     PeakOpt,
     app,
     emit,
+    emit_rows,
     hardware_option,
 )
 from vitcost.vocab import Dtype, Kernel, Optimizer, parse_resolutions
@@ -65,11 +66,7 @@ def savings(
     sizes = parse_resolutions(res or ["224"])
     tables = [compute(model, size, batch, dtype, attn, optimizer.value, hw) for size in sizes]
     data = [r.row() for rows, _ in tables for r in rows]
-    if fmt is Format.json:
-        emit(formats.to_json(data), output)
-        return
-    if fmt is Format.csv:
-        emit(formats.to_csv(data), output)
+    if emit_rows(data, fmt, output):
         return
     texts = []
     for rows, skipped in tables:
