@@ -32,7 +32,7 @@ def _peak_rss() -> int:
 def child(method: str, res: int) -> dict:
     """One measurement, in this process: the count, seconds of the counting call, peak RSS."""
     if method == "analytic":
-        from vitcost.analytic.estimate import estimate
+        from vitcost import estimate
 
         start = time.perf_counter()
         total = estimate(MODEL, res).count("fvcore")
@@ -72,7 +72,7 @@ def measure(method: str, res: int) -> dict:
 
 
 def real_forward_fits(res: int) -> tuple[bool, int, int]:
-    from vitcost.analytic.estimate import estimate
+    from vitcost import estimate
     from vitcost.measure.check import predicted_forward_bytes
     from vitcost.measure.counting_meta import memory_budget
 

@@ -144,9 +144,10 @@ def sweep(args: Any, threads: int, worst: dict[str, list[float]]) -> None:
     """One row per family x resolution x batch x kernel timm ran, on `threads` CPU threads."""
     import torch
 
-    from vitcost.analytic.estimate import estimate
+    from vitcost import estimate
     from vitcost.analytic.memory import predict_memory
     from vitcost.measure.memory import measure_forward_memory
+    from vitcost.vocab import Kernel
     from vitcost.zoo import get_preset
 
     for family, (preset_name, model_name, sizes, takes_img_size) in CASES.items():
@@ -167,7 +168,7 @@ def sweep(args: Any, threads: int, worst: dict[str, list[float]]) -> None:
                     if measured.backend in seen:
                         continue
                     seen.add(measured.backend)
-                    pred = predict_memory(estimate(preset_name, res, batch), kernel or "math", "cpu", threads)
+                    pred = predict_memory(estimate(preset_name, res, batch), Kernel(kernel or "math"), "cpu", threads)
                     live = pred.activation_peak_bytes / measured.tensor_peak_bytes
                     alloc = pred.allocator_peak_bytes / measured.allocator_peak_bytes
                     worst.setdefault(family, [1.0, 1.0])
@@ -221,9 +222,10 @@ def train_sweep(threads: int, families: list[str] | None = None) -> int:
     import timm
     import torch
 
-    from vitcost.analytic.estimate import estimate
+    from vitcost import estimate
     from vitcost.analytic.train_memory import train_memory
     from vitcost.measure.train_memory import measure_train_step
+    from vitcost.vocab import Kernel, Optimizer
     from vitcost.zoo import get_preset
 
     torch.set_num_threads(threads)
@@ -259,7 +261,7 @@ def train_sweep(threads: int, families: list[str] | None = None) -> int:
                     amp = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
                     m = measure_train_step(model, x, optimizer=opt, amp=amp)
                     est = estimate(preset_name, res, TRAIN_BATCH, dtype, "math")
-                    p = train_memory(est, opt, "block" if ckpt else None, "math", "cpu")
+                    p = train_memory(est, Optimizer(opt), 1 if ckpt else 0, Kernel.math, "cpu")
                     step = p.step_peak / m.step_peak_bytes
                     saved = p.activations_saved / m.activations_saved_bytes
                     key = (family, dtype, "block" if ckpt else "none")

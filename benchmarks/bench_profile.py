@@ -52,9 +52,12 @@ def main() -> int:
     verdict = "met" if worst <= MEM_TARGET else "NOT met"
     print(f"worst memory deviation: {worst:.1%} (target <= {MEM_TARGET:.0%}: {verdict})")
     print("\nmemory wall (80 GiB, bf16, batch 1, math), solved:")
+    from vitcost.design import parse_design
+    from vitcost.vocab import Dtype, Kernel
+
     for model in ("igpt_l", "vit_b16", "swin_t", "mvitv2_t", "mixer_b16"):
         t0 = time.perf_counter()
-        w = memory_wall(model, 80 * 2**30, 1, "bf16", "math")
+        w = memory_wall(parse_design(model), 80 * 2**30, 1, Dtype.bf16, Kernel.math)
         ms = (time.perf_counter() - t0) * 1e3
         print(f"  {model:10s} largest input {w.res:>6} px  (limited by {w.limited_by}; solved in {ms:.0f} ms)")
     return 0

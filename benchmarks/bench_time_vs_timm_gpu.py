@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vitcost.analytic.estimate import estimate
+from vitcost import estimate
 from vitcost.analytic.hardware import get_hardware
 from vitcost.analytic.roofline import roofline
 from vitcost.analytic.time_model import (

@@ -16,11 +16,12 @@ import pytest
 import sympy
 
 import vitcost
-from vitcost.analytic.estimate import estimate
+from vitcost import estimate
 from vitcost.analytic.memory import predict_memory
 from vitcost.analytic.registry import family_named, resolution_exponent
 from vitcost.errors import SpecError
 from vitcost.specs import ConvNeXtSpec, ResNetSpec
+from vitcost.vocab import Kernel
 from vitcost.zoo import get_preset
 
 torch = pytest.importorskip("torch")
@@ -229,7 +230,7 @@ def _one_thread():
 def test_predicted_vs_measured_forward_memory(spec, res: int, attn: str) -> None:
     net = build(spec, res, attn=attn).eval()
     measured = measure_forward_memory(net, torch.randn(2, 3, res, res))
-    pred = predict_memory(estimate(spec, res, 2), attn)
+    pred = predict_memory(estimate(spec, res, 2), Kernel(attn))
     assert measured.score_bytes == pred.stored_score_bytes == 0  # no attention
     assert measured.score_peak_bytes == pred.stored_score_peak_bytes == 0
     assert measured.peak_bytes == pytest.approx(pred.activation_peak_bytes, rel=0.10), pred.peak_at

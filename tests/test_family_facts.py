@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from vitcost.analytic.estimate import estimate
+from vitcost import estimate
 from vitcost.analytic.registry import FAMILIES
 from vitcost.zoo import PRESETS
 

@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from vitcost.analytic.estimate import estimate
+from vitcost import estimate
 from vitcost.analytic.hardware import (
     GIB,
     builtin_names,
@@ -22,7 +22,7 @@ from vitcost.analytic.hardware import (
 from vitcost.analytic.roofline import roofline
 from vitcost.analytic.savings import train_roofline
 from vitcost.errors import VitcostError
-from vitcost.report.rows import compare_rows, train_rows
+from vitcost.report.rows import compare_rows, estimate_row, train_rows
 
 try:
     import tomllib
@@ -235,7 +235,7 @@ def test_library_rows_carry_the_time_fields():
     df = vitcost.compare("vit_s16", [224, 384], batch=4, hardware="h200")
     assert list(df["hardware"]) == ["H200 SXM"] * 2
     assert (df["images_per_s"] * df["time_s"]).tolist() == pytest.approx([4, 4])
-    row = estimate("vit_s16", 224, 4).row(hardware=get_hardware("a100"))
+    row = estimate_row(estimate("vit_s16", 224, 4), hardware=get_hardware("a100"))
     assert row["time_s"] == roofline(estimate("vit_s16", 224, 4), get_hardware("a100")).time_s
 
 
@@ -357,13 +357,13 @@ def test_train_no_amp_is_pure_16_bit_training(capsys):
     assert rows["--no-amp"]["precision"] == "half"
     params = rows[None]["params"]
     assert rows["--no-amp"]["memory"]["weights"] == 2 * params and rows[None]["memory"]["weights"] == 4 * params
-    half = train_rows("vit_ti16", 224, dtype="bf16", precision="half")[0]
+    half = train_rows([estimate("vit_ti16", 224, 1, "bf16")], precision="half")[0]
     assert half["memory"] == rows["--no-amp"]["memory"]
 
 
 def test_compare_rows_amp_time_is_finite():
-    rows = compare_rows(["swin_t", "resnet50", "convnext_t", "mixer_s16"], 224, batch=4, dtype="fp16", amp=True,
-                        hardware="rtx3090")
+    ests = [estimate(m, 224, 4, "fp16", amp=True) for m in ("swin_t", "resnet50", "convnext_t", "mixer_s16")]
+    rows = compare_rows(ests, hardware=get_hardware("rtx3090"))
     assert all(math.isfinite(r["time_s"]) and r["images_per_s"] > 0 for r in rows)
 
 

@@ -9,10 +9,12 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from vitcost.analytic.estimate import estimate
+from vitcost import estimate
 from vitcost.analytic.memory import predict_memory
 from vitcost.analytic.memory_wall import memory_wall
+from vitcost.design import parse_design
 from vitcost.specs import MixerSpec, MViTSpec, SwinSpec, ViTSpec
+from vitcost.vocab import Dtype, Kernel
 from vitcost.zoo import get_preset
 
 torch = pytest.importorskip("torch")
@@ -131,7 +133,7 @@ def _measure_and_predict(spec, res, batch, attn, dtype="fp32"):
     net = build(spec, res, attn=attn, dtype=dtype).eval()
     x = torch.randn(batch, 3, res, res, dtype=next(net.parameters()).dtype)
     measured = measure_forward_memory(net, x)
-    return measured, predict_memory(estimate(spec, res, batch, dtype), attn)
+    return measured, predict_memory(estimate(spec, res, batch, dtype), Kernel(attn))
 
 
 @pytest.mark.parametrize("name,attn", CASES)
@@ -245,7 +247,8 @@ def test_activation_peak_by_hand_pixel_scores():
 def test_fused_attention_never_predicts_more_than_math():
     for spec, res in TINY.values():
         est = estimate(spec, res, 2)
-        assert predict_memory(est, "flash").activation_peak_bytes <= predict_memory(est, "math").activation_peak_bytes
+        fused, math = (predict_memory(est, k).activation_peak_bytes for k in (Kernel.flash, Kernel.math))
+        assert fused <= math
 
 
 def test_weights_and_input_bytes():
@@ -272,7 +275,7 @@ def _scan(spec, budget, step, start, stop, attn="math"):
     """Largest R in range whose predicted total fits: a plain scan, independent of the wall's solver."""
     best = None
     for r in range(start, stop, step):
-        if predict_memory(estimate(spec, r, 1), attn).total_bytes <= budget:
+        if predict_memory(estimate(spec, r, 1), Kernel(attn)).total_bytes <= budget:
             best = r
     return best
 
@@ -282,7 +285,7 @@ def _scan(spec, budget, step, start, stop, attn="math"):
 def test_memory_wall_matches_a_scan(name, attn):
     spec, _ = TINY[name]
     budget = 64 * 2**20
-    wall = memory_wall(spec, budget, 1, "fp32", attn)
+    wall = memory_wall(parse_design(spec), budget, 1, Dtype.fp32, Kernel(attn))
     assert wall.res is not None
     assert wall.total_bytes <= budget < wall.next_total_bytes
     step = wall.step
@@ -292,7 +295,7 @@ def test_memory_wall_matches_a_scan(name, attn):
 def test_memory_wall_swin_brackets_the_budget():
     spec, _ = TINY["swin"]
     budget = 256 * 2**20
-    wall = memory_wall(spec, budget)
+    wall = memory_wall(parse_design(spec), budget)
     assert wall.total_bytes <= budget < wall.next_total_bytes
     assert predict_memory(estimate(spec, wall.res, 1)).total_bytes == wall.total_bytes
 
@@ -301,7 +304,7 @@ def test_memory_wall_pixel_by_hand():
     """iGPT-S at batch 1, fp32, math: the wall is where two [8, R^2, R^2] float32 score tensors plus
     the O(R^2) terms stop fitting. The scores alone bound it: 2 * 8 * R^4 * 4 <= budget."""
     budget = 80 * 10**9
-    wall = memory_wall("igpt_s", budget, 1, "fp32", "math")
+    wall = memory_wall(parse_design("igpt_s"), budget, 1, Dtype.fp32, Kernel.math)
     bound = int((budget / (2 * 8 * 4)) ** 0.25)  # the scores alone
     assert wall.res <= bound
     assert wall.res >= bound - 2  # the rest is small next to the scores at this size
@@ -309,12 +312,12 @@ def test_memory_wall_pixel_by_hand():
 
 
 def test_memory_wall_grows_with_the_budget_and_shrinks_with_the_batch():
-    small = memory_wall("vit_b16", 16 * 2**30).res
-    big = memory_wall("vit_b16", 80 * 2**30).res
-    batched = memory_wall("vit_b16", 80 * 2**30, batch=8).res
+    small = memory_wall(parse_design("vit_b16"), 16 * 2**30).res
+    big = memory_wall(parse_design("vit_b16"), 80 * 2**30).res
+    batched = memory_wall(parse_design("vit_b16"), 80 * 2**30, batch=8).res
     assert small < big and batched < big
 
 
 def test_memory_wall_none_fits():
-    wall = memory_wall("vit_b16", 1000)  # 1 kB: not even the weights
+    wall = memory_wall(parse_design("vit_b16"), 1000)  # 1 kB: not even the weights
     assert wall.res is None

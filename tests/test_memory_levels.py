@@ -10,12 +10,13 @@ from dataclasses import replace
 
 import pytest
 
+from vitcost import estimate
 from vitcost.analytic.cost import AttnCall
-from vitcost.analytic.estimate import estimate
 from vitcost.analytic.memory import predict_memory
 from vitcost.analytic.peaks import PeakSteps, conv_scratch, flash_scratch
 from vitcost.errors import VitcostError
 from vitcost.specs import ConvNeXtSpec, MViTSpec, NATSpec, ResNetSpec, SwinSpec, SwinV2Spec
+from vitcost.vocab import Kernel
 from vitcost.zoo import get_preset
 
 torch = pytest.importorskip("torch")
@@ -147,7 +148,7 @@ SCRATCH_BOUND = {"vit", "sam", "mixer", "convnext", "resnet"}
 def _both(spec, res, attn, batch=2):
     net = build(spec, res, attn=attn).eval()
     measured = measure_forward_memory(net, torch.randn(batch, 3, res, res))
-    return measured, predict_memory(estimate(spec, res, batch), attn, "cpu", torch.get_num_threads())
+    return measured, predict_memory(estimate(spec, res, batch), Kernel(attn), "cpu", torch.get_num_threads())
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))

@@ -20,6 +20,7 @@ from vitcost.analytic.registry import family_named
 from vitcost.cli import main
 from vitcost.errors import SpecError
 from vitcost.specs import NATSpec
+from vitcost.vocab import Kernel
 from vitcost.zoo import PRESETS, get_preset
 
 torch = pytest.importorskip("torch")
@@ -337,7 +338,7 @@ def test_predicted_vs_measured_forward_memory(spec, res, attn):
     h, w = (res, res) if isinstance(res, int) else res
     net = build(spec, (h, w), attn=attn).eval()
     measured = measure_forward_memory(net, torch.randn(2, 3, h, w))
-    pred = predict_memory(vitcost.estimate(spec, (h, w), 2), attn)
+    pred = predict_memory(vitcost.estimate(spec, (h, w), 2), Kernel(attn))
     assert measured.score_bytes == pred.stored_score_bytes
     assert measured.score_peak_bytes == pred.stored_score_peak_bytes
     assert measured.peak_bytes == pytest.approx(pred.activation_peak_bytes, rel=0.10), pred.peak_at
@@ -354,7 +355,7 @@ def test_score_bytes_by_hand():
     pred = predict_memory(vitcost.estimate(DINAT_TINY, (36, 44), 2))
     assert measured.score_bytes == pred.stored_score_bytes == sum(expected)
     assert measured.score_peak_bytes == pred.stored_score_peak_bytes == max(expected)
-    assert predict_memory(vitcost.estimate(DINAT_TINY, (36, 44), 2), "sdpa").stored_score_bytes == 0
+    assert predict_memory(vitcost.estimate(DINAT_TINY, (36, 44), 2), Kernel.sdpa).stored_score_bytes == 0
 
 
 # ---------------------------------------------------------------------------------------------

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from vitcost import Estimate, estimate
 from vitcost.analytic.cost import Cost, Op
-from vitcost.analytic.estimate import Estimate, estimate
 from vitcost.analytic.hardware import GIB, PRESETS, cpu_preset, get_hardware, parse_bytes, preset_for_device_name
 from vitcost.analytic.roofline import roofline
 from vitcost.cli import main
@@ -146,7 +146,7 @@ def test_roofline_achieved_throughput():
 def test_fused_attention_moves_fewer_bytes():
     est = estimate("vit_b16", 1024, 1, "bf16")
     hw = get_hardware("h100-sxm")
-    math_, fused = roofline(est, hw, "math"), roofline(est, hw, "flash")
+    math_, fused = roofline(est, hw, Kernel.math), roofline(est, hw, Kernel.flash)
     assert fused.matmul_flops == math_.matmul_flops
     # the scores of one layer: 12 heads x 4097^2 elements x 2 bytes, written by q@k^T, read and written by
     # softmax, read by @v: the math path moves at least 4x that per layer more than the fused one

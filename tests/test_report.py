@@ -14,6 +14,7 @@ import pytest
 
 from vitcost.analytic.scaling import attention_overtakes, fit_slope, overtake_closed_form, parse_memory, score_wall
 from vitcost.cli import main
+from vitcost.design import parse_design
 from vitcost.errors import VitcostError
 from vitcost.report import evidence
 from vitcost.zoo import get_preset
@@ -74,38 +75,38 @@ def test_vit_b16_attention_overtakes_at_6d_tokens() -> None:
     # N = g^2 + 1 (class token), g = floor(R / 16): g = 67 gives 4490 < 4608, g = 68 gives 4625, so the
     # first resolution is R = 68 * 16 = 1088 px; the closed form is 16 * sqrt(4607).
     assert overtake_closed_form(get_preset("vit_b16").spec) == pytest.approx(16 * math.sqrt(4607))
-    c = attention_overtakes("vit_b16")
+    c = attention_overtakes(parse_design("vit_b16"))
     assert (c.res, c.where) == (1088, "at")
 
 
 def test_pixel_attention_overtakes_at_96_px() -> None:
     # iGPT-L: d = 1536, no class token, N = R^2: 6d = 9216 = 96^2 exactly.
     assert overtake_closed_form(get_preset("igpt_l").spec) == pytest.approx(96.0)
-    assert attention_overtakes("igpt_l").res == 96
+    assert attention_overtakes(parse_design("igpt_l")).res == 96
 
 
 def test_window_attention_never_overtakes_and_mixer_has_none() -> None:
     # Swin: 2*M^2*hw*C scores vs 12*hw*C^2 linear per block: M^2/6C = 49/576 at stage 1, whatever R.
-    assert attention_overtakes("swin_t").where == "beyond"
-    assert attention_overtakes("mixer_b16") is None
+    assert attention_overtakes(parse_design("swin_t")).where == "beyond"
+    assert attention_overtakes(parse_design("mixer_b16")) is None
     assert overtake_closed_form(get_preset("swin_t").spec) is None
 
 
 def test_score_wall_of_pixel_attention_by_hand() -> None:
     # iGPT-L, fp32: 48 layers x 16 heads x (R^2)^2 scores x 4 B = 3072 R^4 bytes. The published
     # figure: R = 128 -> 768 GiB exactly, so 768 GiB is first reached at 128 px.
-    assert score_wall("igpt_l", 768 * GIB).res == 128
+    assert score_wall(parse_design("igpt_l"), 768 * GIB).res == 128
     # 80 GB: R^4 >= 80e9 / 3072 = 26,041,666.7 -> 71^4 = 25,411,681 is short, 72^4 = 26,873,856 is not.
-    assert score_wall("igpt_l", 80 * 10**9).res == 72
+    assert score_wall(parse_design("igpt_l"), 80 * 10**9).res == 72
     # Largest single layer: 16 x R^4 x 4 B = 64 R^4 >= 80e9 -> R^4 >= 1.25e9 -> 188^4 < 1.25e9 <= 189^4.
-    assert score_wall("igpt_l", 80 * 10**9, "layer").res == 189
+    assert score_wall(parse_design("igpt_l"), 80 * 10**9, "layer").res == 189
 
 
 def test_score_wall_of_vit_by_hand() -> None:
     # ViT-B/16, fp32: 12 layers x 12 heads x N^2 x 4 B >= 80e9 -> N >= 11,785.1; N = g^2 + 1 -> g = 109
     # (108^2 + 1 = 11,665 is short) -> R = 109 * 16 = 1744 px.
-    assert score_wall("vit_b16", 80 * 10**9).res == 1744
-    assert score_wall("mixer_b16", 80 * 10**9) is None
+    assert score_wall(parse_design("vit_b16"), 80 * 10**9).res == 1744
+    assert score_wall(parse_design("mixer_b16"), 80 * 10**9) is None
 
 
 def test_parse_memory() -> None:
@@ -227,10 +228,11 @@ def test_report_module_stays_off_the_light_import_path() -> None:
 
 # --- the training step ---------------------------------------------------------------------------
 
-def training_panel(**request: object) -> object:
-    from vitcost.report.build import ReportRequest, build_panels
+def training_panel(models: list[str], res: list[str], **options: object) -> object:
+    from vitcost.cli.report import report_request
+    from vitcost.report.build import build_panels
 
-    panels, _ = build_panels(ReportRequest(**request))
+    panels, _ = build_panels(report_request(models, [], res, **options))
     return next(p for p in panels if p.key == "training")
 
 
@@ -240,7 +242,7 @@ def table_rows(table: object) -> dict[tuple[str, str, str], dict[str, str]]:
 
 
 def test_training_table_is_the_train_memory_model() -> None:
-    from vitcost.analytic.estimate import estimate
+    from vitcost import estimate
     from vitcost.analytic.train_memory import train_memory
 
     panel = training_panel(models=["vit_b16"], res=["224", "384"], batch=2, dtype="bf16")
@@ -252,7 +254,7 @@ def test_training_table_is_the_train_memory_model() -> None:
              "step_peak": "step peak"}
     for r in (224, 384):
         e = estimate("vit_b16", r, 2, "bf16")  # autocast: 16-bit activations and weight copies, fp32 weights
-        for label, checkpoint in (("none", None), ("block", "block")):
+        for label, checkpoint in (("none", 0), ("block", 1)):
             m = train_memory(e, "adamw", checkpoint, device="cuda")  # GPU rules: the figure is set against GPUs
             row = parts[("vit_b16", str(r), label)]
             assert {k: int(row[col].replace(",", "")) for k, col in names.items()} == m.parts()

@@ -7,12 +7,15 @@ import json
 
 import pytest
 
+from vitcost import estimate
 from vitcost.analytic.cost import project
-from vitcost.analytic.estimate import estimate
+from vitcost.analytic.hardware import get_hardware
 from vitcost.analytic.savings import savings
 from vitcost.analytic.train_memory import train_memory
 from vitcost.analytic.training import train_cost
 from vitcost.cli import main
+from vitcost.design import parse_design
+from vitcost.vocab import Dtype, Kernel, Optimizer
 
 
 def run(capsys, *argv):
@@ -25,28 +28,34 @@ def run(capsys, *argv):
     return code, out, err
 
 
+
+def table(model: str, res: int, batch: int) -> tuple[list, list[str]]:
+    """The savings table of a preset at res x res on the default H100 SXM profile, fp32, math, AdamW."""
+    return savings(parse_design(model), (res, res), batch, Dtype.fp32, Kernel.math, Optimizer.adamw,
+                   get_hardware("h100-sxm"))
+
 def test_rows_are_the_training_models_for_each_variant():
-    rows, skipped = savings("vit_ti16", 224, 4)
+    rows, skipped = table("vit_ti16", 224, 4)
     assert [r.technique for r in rows] == ["baseline", "mixed precision (bf16 autocast)", "checkpointing, every block",
                                            "checkpointing, every 2 blocks", "flash attention (fused kernel)",
                                            "linear attention"] and skipped == []
-    variants = {"baseline": (estimate("vit_ti16", 224, 4), None),
-                "mixed precision (bf16 autocast)": (estimate("vit_ti16", 224, 4, "bf16"), None),
-                "checkpointing, every block": (estimate("vit_ti16", 224, 4), "block"),
+    variants = {"baseline": (estimate("vit_ti16", 224, 4), 0),
+                "mixed precision (bf16 autocast)": (estimate("vit_ti16", 224, 4, "bf16"), 0),
+                "checkpointing, every block": (estimate("vit_ti16", 224, 4), 1),
                 "checkpointing, every 2 blocks": (estimate("vit_ti16", 224, 4), 2),
-                "flash attention (fused kernel)": (estimate("vit_ti16", 224, 4, attn="flash"), None),
-                "linear attention": (estimate("vit_ti16:attention=linear", 224, 4), None)}
-    base = train_memory(variants["baseline"][0], "adamw", None).step_peak
+                "flash attention (fused kernel)": (estimate("vit_ti16", 224, 4, attn="flash"), 0),
+                "linear attention": (estimate("vit_ti16:attention=linear", 224, 4), 0)}
+    base = train_memory(variants["baseline"][0], Optimizer.adamw, 0).step_peak
     for r in rows:
         est, ck = variants[r.technique]
-        m = train_memory(est, "adamw", ck)
+        m = train_memory(est, Optimizer.adamw, ck)
         assert r.memory_bytes == m.step_peak, r.technique
         assert r.flops == train_cost(est).count("flops") + project(m.recompute, "flops"), r.technique
         assert r.memory_saved == pytest.approx(1 - m.step_peak / base)
 
 
 def test_checkpointing_trades_memory_for_a_recomputed_forward():
-    rows = {r.technique: r for r in savings("vit_s16", 448, 8)[0]}
+    rows = {r.technique: r for r in table("vit_s16", 448, 8)[0]}
     base, ck = rows["baseline"], rows["checkpointing, every block"]
     assert ck.memory_bytes < base.memory_bytes and ck.speedup < 1
     # the recomputed forward is (nearly) one more forward: step = forward + backward ~ 3 forwards
@@ -91,7 +100,7 @@ def test_training_memory_wall_in_compare_fits_and_the_next_size_does_not(capsys)
         wall["largest_batch"][224]
 
     def peak(res, batch):
-        return train_memory(estimate("vit_ti16", res, batch), "adamw", None).step_peak
+        return train_memory(estimate("vit_ti16", res, batch), Optimizer.adamw, 0).step_peak
 
     assert peak(r, 4) <= budget < peak(r + 16, 4)  # patch 16: the next size the model takes
     assert peak(224, b) <= budget < peak(224, b + 1)

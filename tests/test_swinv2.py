@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 import vitcost
 from vitcost.cli import main
 from vitcost.specs import SwinV2Spec
+from vitcost.vocab import Kernel
 from vitcost.zoo import PRESETS, get_preset
 
 torch = pytest.importorskip("torch")
@@ -291,7 +292,7 @@ def one_thread():
 def _measure_and_predict(spec: SwinV2Spec, res: int, batch: int, attn: str, dtype: str = "fp32"):
     net = build(spec, res, attn=attn, dtype=dtype).eval()
     x = torch.randn(batch, 3, res, res, dtype=next(net.parameters()).dtype)
-    return measure_forward_memory(net, x), predict_memory(vitcost.estimate(spec, res, batch, dtype), attn)
+    return measure_forward_memory(net, x), predict_memory(vitcost.estimate(spec, res, batch, dtype), Kernel(attn))
 
 
 @pytest.mark.parametrize("attn", ["math", "sdpa"])

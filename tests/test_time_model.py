@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from vitcost.analytic.estimate import Estimate, estimate
+from vitcost import Estimate, estimate
 from vitcost.analytic.time_model import (
     Efficiency,
     Kernel,

@@ -10,7 +10,7 @@ import json
 import pytest
 
 import vitcost
-from vitcost.analytic.estimate import estimate
+from vitcost import estimate
 from vitcost.analytic.hardware import get_hardware
 from vitcost.analytic.roofline import roofline
 from vitcost.analytic.time_model import forward_time as per_op
@@ -27,15 +27,15 @@ def run_json(capsys, *argv: str) -> list[dict]:
 
 
 def test_compare_profile_and_library_show_one_time(capsys):
-    args = ["-m", "swin_t", "-r", "224", "--batch", "64", "--dtype", "fp16", "--hardware", "rtx4090"]
-    est = estimate("swin_t", 224, 64, "fp16", "math", amp=True)
+    args = ["-m", "swin_t", "-r", "224", "--batch", "256", "--dtype", "fp16", "--hardware", "rtx4090"]
+    est = estimate("swin_t", 224, 256, "fp16", "math", amp=True)
     expected = per_op(est, time_device(get_hardware("rtx4090")), amp=True)
     row = run_json(capsys, "compare", *args, "--amp", "-f", "json")[0]
     assert row["time_model"] == "per-op" and row["time_s"] == expected
-    assert row["images_per_s"] == 64 / expected
+    assert row["images_per_s"] == 256 / expected
     prof = run_json(capsys, "profile", *args, "--amp", "--predict-only", "-f", "json")[0]
     assert prof["predicted_time_s"] == expected and prof["time_model"] == "per-op"
-    lib = vitcost.compare("swin_t", res=224, batch=64, dtype="fp16", hardware="rtx4090", amp=True)
+    lib = vitcost.compare("swin_t", res=224, batch=256, dtype="fp16", hardware="rtx4090", amp=True)
     assert lib["time_s"].iloc[0] == expected
 
 
@@ -48,6 +48,22 @@ def test_outside_the_fitted_regime_the_roofline(capsys):
     cpu = run_json(capsys, "compare", "-m", "swin_t", "-r", "224", "--dtype", "bf16", "--amp", "--hardware", "cpu",
                    "-f", "json")[0]
     assert cpu["time_model"] == "roofline"
+
+
+def test_below_the_measured_launches_the_roofline(capsys):
+    """A forward whose median matmul launch is smaller than any measured row's (2e10 FLOPs) takes the
+    roofline: ViT-B/16 at batch 1 (its largest GEMM, an MLP layer: 197 x 768 x 3072 x 2 = 9.3e8 FLOPs)."""
+    from vitcost.analytic.time_model import MEASURED_MIN_MATMUL_FLOPS, in_measured_regime
+
+    assert 197 * 768 * 3072 * 2 < MEASURED_MIN_MATMUL_FLOPS
+    small = estimate("vit_b16", 224, 1, "fp16", "sdpa", amp=True)
+    assert not in_measured_regime(small)
+    row = run_json(capsys, "compare", "-m", "vit_b16", "-r", "224", "--dtype", "fp16", "--amp", "--attn", "sdpa",
+                   "--hardware", "rtx3090", "-f", "json")[0]
+    assert row["time_model"] == "roofline"
+    assert row["time_s"] == roofline(small, get_hardware("rtx3090")).time_s
+    # at timm's batch (1024) the same design is in the measured regime
+    assert in_measured_regime(estimate("vit_b16", 224, 1024, "fp16", "sdpa", amp=True))
 
 
 # timm's published RTX 4090 eager fp16-autocast throughputs (benchmarks/data/timm_gpu_infer.csv, from

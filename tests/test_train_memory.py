@@ -7,15 +7,15 @@ from __future__ import annotations
 
 import pytest
 
-from vitcost.analytic.estimate import estimate
+from vitcost import estimate
 from vitcost.analytic.train_memory import (
     STATE_COPIES,
     checkpoint_runs,
-    parse_checkpoint,
     step_ops,
     train_memory,
     train_memory_wall,
 )
+from vitcost.design import parse_design
 from vitcost.errors import VitcostError
 from vitcost.specs import (
     ConvNeXtSpec,
@@ -28,6 +28,7 @@ from vitcost.specs import (
     SwinV2Spec,
     ViTSpec,
 )
+from vitcost.vocab import Dtype, Kernel, parse_checkpoint, parse_optimizer
 
 F32, HALF = 4, 2
 
@@ -83,7 +84,7 @@ def test_korthikanti_per_layer_activation_memory():
     s = (res // patch) ** 2 + 1  # tokens, class token included
     est = estimate(ViTSpec(dim=h, depth=2, heads=a, patch=patch, num_classes=10), res, b, "fp16", "math")
     layer: dict[tuple, int] = {}
-    for op in step_ops(est, "math", dropout=True, half=True):
+    for op in step_ops(est, Kernel.math, dropout=True, half=True):
         if op.block == "blocks.1":
             layer.update({sv.key: sv.nbytes for sv in op.saved})
     stats = sum(nb for key, nb in layer.items() if key[0] == "stats")
@@ -129,7 +130,7 @@ def test_checkpointing_keeps_block_inputs_and_recomputes_their_forward():
     recomputed MACs are every block's MACs (the skipped residual adds have none)."""
     spec, res = TINY["vit"]
     est = estimate(spec, res, 2)
-    full, ck = train_memory(est), train_memory(est, checkpoint="block")
+    full, ck = train_memory(est), train_memory(est, checkpoint=1)
     n = (res // spec.patch) ** 2 + 1
     outside = sum(nb for path, nb in full.saved_by_layer.items() if not path.startswith("blocks."))
     assert ck.activations_saved == outside + spec.depth * 2 * n * spec.dim * F32
@@ -150,7 +151,7 @@ def test_checkpoint_runs_stay_inside_stages():
 def test_bad_options():
     est = estimate(*TINY["vit"])
     with pytest.raises(VitcostError, match="unknown optimizer"):
-        train_memory(est, "lion")
+        parse_optimizer("lion")
     for bad in ("0", "two", -1, 1.5):
         with pytest.raises(VitcostError, match="checkpoint"):
             parse_checkpoint(bad)
@@ -165,11 +166,12 @@ def test_training_memory_wall_against_a_scan(solve):
     the exact model at every size (the step fits there and not one step up)."""
     budget = 64 * 2**20
     spec, res = TINY["vit"]
-    w = train_memory_wall(spec, budget, solve=solve, res=res, batch=2, dtype="bf16", checkpoint="block")
+    w = train_memory_wall(parse_design(spec), budget, solve=solve, res=(res, res), batch=2, dtype=Dtype.bf16,
+                          checkpoint=1)
 
     def peak(v: int) -> int:
         est = estimate(spec, v, 2, "bf16") if solve == "res" else estimate(spec, res, v, "bf16")
-        return train_memory(est, checkpoint="block").step_peak
+        return train_memory(est, checkpoint=1).step_peak
 
     sizes = range(spec.patch, 1024, spec.patch) if solve == "res" else range(1, 4096)
     fitting = [v for v in sizes if peak(v) <= budget] if solve == "res" else None
@@ -263,7 +265,7 @@ def _run(name: str, *, dtype: str = "fp32", attn: str = "math", checkpoint=None,
     measured = measure_train_step(build(spec, res, attn=attn), torch.randn(2, 3, res, res), optimizer=optimizer,
                                   amp=None if dtype == "fp32" else torch.bfloat16, checkpoint=blocks,
                                   every=parse_checkpoint(checkpoint) or 1)
-    return measured, train_memory(est, optimizer, checkpoint)
+    return measured, train_memory(est, optimizer, parse_checkpoint(checkpoint))
 
 
 def _assert_step(measured, pred, tol: float) -> None:

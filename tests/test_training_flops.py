@@ -15,8 +15,8 @@ import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
+from vitcost import estimate  # noqa: E402
 from vitcost.analytic.cost import project  # noqa: E402
-from vitcost.analytic.estimate import estimate  # noqa: E402
 from vitcost.analytic.trace import Trace  # noqa: E402
 from vitcost.analytic.training import project_backward, train_ops  # noqa: E402
 from vitcost.cli import main  # noqa: E402
@@ -34,6 +34,7 @@ from vitcost.specs import (  # noqa: E402
     SwinV2Spec,
     ViTSpec,
 )
+from vitcost.vocab import Kernel  # noqa: E402
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -53,7 +54,7 @@ def stock_step(module: nn.Module, x: torch.Tensor) -> int:
 
 
 def backward_macs(t: Trace, kernel: str = "math") -> dict[str, int]:
-    return {op.path: op.backward.macs for op in train_ops(t.ops, kernel)}
+    return {op.path: op.backward.macs for op in train_ops(t.ops, Kernel(kernel))}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -299,15 +300,16 @@ def test_convnext_defect_is_shown_layer_by_layer_by_hand() -> None:
 
 def test_a_changed_layer_fails_even_beside_a_known_defect(monkeypatch) -> None:
     """The defect explains exactly its own excess: an analytic layer off by one MAC fails, named."""
-    from vitcost.analytic import training
+    from vitcost.analytic import ops
+    from vitcost.analytic.cost import Cost
 
-    real = training.product_backward
+    real = ops.OPS["conv"]
 
-    def off_by_one(op, grad_input):
-        fwd, back, rule = real(op, grad_input)
-        return fwd, (back + training.Cost(macs=1) if op.path.endswith("conv_dw") else back), rule
+    def off_by_one(op, kernel, grad_input):
+        fwd, back, rule = real.backward(op, kernel, grad_input)
+        return fwd, (back + Cost(macs=1) if op.path.endswith("conv_dw") else back), rule
 
-    monkeypatch.setattr(training, "product_backward", off_by_one)
+    monkeypatch.setitem(ops.OPS, "conv", real._replace(backward=off_by_one))
     spec, _ = FAMILIES["convnext"]
     r = check_model(spec, 32, batch=1, convention="macs", method="real", mode="train")
     assert r.status == "FAIL" and r.first_mismatch == "stages.0.blocks.0.conv_dw"
@@ -335,7 +337,7 @@ def test_vit_b16_training_step_by_hand() -> None:
     assert step.count("macs", "forward") == forward
     assert step.count("macs", "backward") == 2 * forward - embed
     assert step.count("torch") == 2 * (3 * forward - embed)
-    fused = estimate("vit_b16", 224).train_cost("flash")
+    fused = estimate("vit_b16", 224).train_cost(Kernel.flash)
     assert fused.count("macs", "backward") - step.count("macs", "backward") == 12 * 12 * n * n * 64
 
 

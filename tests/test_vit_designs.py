@@ -11,12 +11,13 @@ from dataclasses import replace
 
 import pytest
 
-from vitcost.analytic.estimate import estimate
+from vitcost import estimate
 from vitcost.analytic.memory import predict_memory
 from vitcost.analytic.registry import resolution_exponent
 from vitcost.cli import main
 from vitcost.errors import SpecError
 from vitcost.specs import ViTSpec
+from vitcost.vocab import Kernel
 from vitcost.zoo import get_preset
 
 F32 = 4
@@ -94,10 +95,10 @@ def test_sam_b_scores_padding_and_cost_against_the_hand_derivation(batch: int) -
     assert e.attn_matrix_elems == sam_b_scores(batch)
     assert e.attn_matrix_bytes == F32 * sam_b_scores(batch)
     assert e.attn_matrix_peak_bytes == F32 * batch * HEADS * N * N
-    mem = predict_memory(e, "math")
+    mem = predict_memory(e, Kernel.math)
     assert mem.stored_score_bytes == F32 * sam_b_scores(batch)
     assert mem.stored_score_peak_bytes == F32 * batch * HEADS * N * N
-    assert predict_memory(e, "sdpa").stored_score_bytes == 0
+    assert predict_memory(e, Kernel.sdpa).stored_score_bytes == 0
     layers = e.by_layer("macs")
     # a window block's qkv runs on the 70 x 70 padded grid, a global block's on the 64 x 64 one
     assert layers["blocks.0.attn.qkv"] == batch * GP * GP * D * 3 * D
@@ -242,7 +243,7 @@ def test_tiny_sam_memory(res: int, attn: str) -> None:
         measured = measure_forward_memory(net, torch.randn(2, 3, res, res))
     finally:
         torch.set_num_threads(before)
-    pred = predict_memory(estimate(TINY_SAM, res, 2), attn)
+    pred = predict_memory(estimate(TINY_SAM, res, 2), Kernel(attn))
     g = res // 8
     # scores: the global block's 2 x 2 heads x g^2 x g^2, and 2 window blocks of 2 x (padded/3)^2 windows x 2 heads
     windows = ((g + 2) // 3) ** 2  # the grid rounded up to a multiple of 3, in 3 x 3 windows
@@ -374,7 +375,7 @@ def test_tiny_deit_distilled_memory(attn: str) -> None:
         measured = measure_forward_memory(build(spec, res, attn=attn).eval(), torch.randn(batch, 3, res, res))
     finally:
         torch.set_num_threads(before)
-    pred = predict_memory(estimate(spec, res, batch), attn)
+    pred = predict_memory(estimate(spec, res, batch), Kernel(attn))
     n = 6 * 6 + 2  # tokens
     assert pred.stored_score_bytes == (F32 * 2 * batch * 2 * n * n if attn == "math" else 0)  # 2 blocks, 2 heads
     assert measured.score_bytes == pred.stored_score_bytes
@@ -484,7 +485,7 @@ def test_linear_attention_memory(windowed: bool, attn: str) -> None:
         measured = measure_forward_memory(build(spec, res, attn=attn).eval(), torch.randn(2, 3, res, res))
     finally:
         torch.set_num_threads(before)
-    pred = predict_memory(estimate(spec, res, 2), attn)
+    pred = predict_memory(estimate(spec, res, 2), Kernel(attn))
     assert measured.score_bytes == pred.stored_score_bytes == 0  # no softmax anywhere
     assert measured.peak_bytes == pytest.approx(pred.activation_peak_bytes, rel=0.10), pred.peak_at
 
@@ -502,7 +503,7 @@ def test_vit_b16_linear_at_1024_has_no_scores_and_a_smaller_peak() -> None:
     softmax_peak = F32 * (7 * n * d + 2 * h * n * n)
     linear_peak = F32 * 12 * n * d
     lin, soft = estimate("vit_b16_linear", 1024), estimate("vit_b16", 1024)
-    assert lin.attn_matrix_bytes == 0 and predict_memory(lin, "math").stored_score_bytes == 0
+    assert lin.attn_matrix_bytes == 0 and predict_memory(lin, Kernel.math).stored_score_bytes == 0
     assert soft.attn_matrix_bytes == F32 * 12 * h * n * n
     assert soft.activation_peak_bytes == softmax_peak
     assert lin.activation_peak_bytes == linear_peak
@@ -559,7 +560,7 @@ def test_linear_attention_roofline_has_no_fused_kernel() -> None:
 
     e = estimate("vit_b16_linear", 512)
     hw = get_hardware("h100-sxm")
-    math, flash = roofline(e, hw, "math"), roofline(e, hw, "flash")
+    math, flash = roofline(e, hw, Kernel.math), roofline(e, hw, Kernel.flash)
     assert math.time_s == flash.time_s  # the same steps on either kernel
     kinds = {op.kind for op in flash.ops if op.path == "blocks.0.attn"}
     assert kinds == {"phi_k", "kv", "k_sum", "phi_q", "num", "den", "eps", "normalise"}
@@ -587,9 +588,9 @@ def test_linear_attention_saving_is_computed_from_the_softmax_twin():
     from vitcost.report.rows import compare_rows
 
     for res in (224, 1024):
-        (row,) = compare_rows(["vit_b16_linear"], [res])
+        (row,) = compare_rows([estimate("vit_b16_linear", res)])
         softmax = estimate("vit_b16", res).activation_peak_bytes
         linear = estimate("vit_b16_linear", res).activation_peak_bytes
         assert row["linear_attn_saving"] == pytest.approx(1 - linear / softmax, rel=1e-12)
-    (row,) = compare_rows(["vit_b16"], [224])
+    (row,) = compare_rows([estimate("vit_b16", 224)])
     assert row["linear_attn_saving"] is None

@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 
 from vitcost.analytic.cost import CONVENTIONS
-from vitcost.analytic.train_memory import STATE_COPIES, parse_optimizer
+from vitcost.analytic.train_memory import STATE_COPIES
 from vitcost.cli.app import ConventionOpt
 from vitcost.errors import VitcostError
 from vitcost.measure.counting import MODES
-from vitcost.vocab import Convention, Optimizer, RunMode, parse_run_mode
+from vitcost.vocab import Convention, Optimizer, RunMode, parse_optimizer, parse_run_mode
 
 
 @pytest.mark.parametrize("text,mode", [("inference", RunMode.inference), ("infer", RunMode.inference),

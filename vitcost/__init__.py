@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from vitcost.analytic.estimate import Estimate, estimate
-from vitcost.design import Design, load_spec_file, parse_design
+from vitcost.analytic.estimate import Estimate, evaluate
+from vitcost.design import Design, load_spec_file, parse_design, parse_formula, parse_models
 from vitcost.errors import SpecError, VitcostError
 from vitcost.specs import (
     ConvNeXtSpec,
@@ -22,6 +22,7 @@ from vitcost.specs import (
     SwinV2Spec,
     ViTSpec,
 )
+from vitcost.vocab import parse_convention, parse_dtype, parse_kernel, parse_res, parse_resolutions, whole
 from vitcost.zoo import PRESETS
 
 if TYPE_CHECKING:
@@ -31,23 +32,42 @@ if TYPE_CHECKING:
 from vitcost.version import __version__ as __version__
 
 
+def estimate(model: Any, res: Any = 224, batch: Any = 1, dtype: Any = "fp32", attn: Any = "math",
+             amp: bool = False) -> Estimate:
+    """Analytic cost of `model` on a [batch, C, H, W] input: a preset name, a spec file, either with
+    `:field=value` overrides, a spec object or a Design (see `vitcost.design`); `res` 224, "512x384" or
+    (H, W); `dtype` fp32 | fp16 | bf16; `attn` math | sdpa | flash | efficient. `amp`: autocast at `dtype`
+    (fp16 | bf16) over fp32 weights and an fp32 input, as timm's `benchmark.py --amp` runs it. The input is
+    parsed here, once (`vitcost.analytic.estimate.evaluate` takes the typed values).
+
+    >>> e = estimate("vit_b16", res=224)
+    >>> e.count("fvcore"), e.params, e.activation_peak_bytes
+    """
+    b = whole(batch, "batch")
+    dt, kernel = parse_dtype(dtype), parse_kernel(attn)
+    return evaluate(parse_design(model), parse_res(res), b, dt, kernel, amp)
+
+
 def compare(models: Any = None, res: Any = 224, batch: int = 1, dtype: str = "fp32", attn: str = "math",
             convention: str = "macs", hardware: Any = None, amp: bool = False) -> pandas.DataFrame:
-    """One row per design x resolution (see `Estimate.row`), plus `cost` in `convention` and `growth`
-    against the smallest resolution. `models`: one design or a list of them, each a preset or family
-    name, a spec file, a name with `:field=value` overrides, a spec object or a Design (default: one
-    preset per family); `res`: one resolution or a list. `hardware` (a device profile's name or file, or
-    a `Hardware`): adds `hardware`, `time_s` (one forward of the batch, a roofline) and `images_per_s`;
-    `amp`: autocast at `dtype` over fp32 weights, as timm's --amp runs it."""
+    """One row per design x resolution (see `report.rows.estimate_row`), plus `cost` in `convention` and
+    `growth` against the smallest resolution. `models`: one design or a list of them, each a preset or
+    family name, a spec file, a name with `:field=value` overrides, a spec object or a Design (default:
+    one preset per family); `res`: one resolution or a list. `hardware` (a device profile's name or file,
+    or a `Hardware`): adds `hardware`, `time_s` (one forward of the batch) and `images_per_s`; `amp`:
+    autocast at `dtype` over fp32 weights, as timm's --amp runs it."""
     import pandas
 
-    from vitcost.report.rows import compare_rows
+    from vitcost.analytic.hardware import Hardware, get_hardware
+    from vitcost.report.rows import compare_estimates, compare_rows
 
     if isinstance(models, dict) or isinstance(models, (list, tuple)) and not models:
         raise VitcostError(f"models must be a design or a non-empty list of them, not {models!r}.")
-
-    return pandas.DataFrame(compare_rows(models, res, batch=batch, dtype=dtype, attn=attn, convention=convention,
-                                         hardware=hardware, amp=amp))
+    designs, sizes = parse_models(models), parse_resolutions(res)
+    b = whole(batch, "batch")
+    dt, kernel, conv = parse_dtype(dtype), parse_kernel(attn), parse_convention(convention).value
+    hw = hardware if hardware is None or isinstance(hardware, Hardware) else get_hardware(hardware)
+    return pandas.DataFrame(compare_rows(compare_estimates(designs, sizes, b, dt, kernel, amp), conv, hw))
 
 
 def formula(kind: str) -> sympy.Expr:
@@ -55,7 +75,7 @@ def formula(kind: str) -> sympy.Expr:
     `local_attention` (NAT Table 1, H, W, D, K), `conv` (H, W, Cin, Cout, K), or a design (symbols H, W)."""
     from vitcost.analytic.symbolic import formula as _formula
 
-    return _formula(kind)
+    return _formula(parse_formula(kind))
 
 
 def count(module: Any, input_shape: Any, **kwargs: Any) -> Any:

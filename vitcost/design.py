@@ -352,6 +352,35 @@ def parse_set(items: list[str] | None) -> tuple[dict[str, str], str]:
     return targeted, ",".join(every)
 
 
+def parse_formula(kind: Any) -> str | Design:
+    """What `formula` is asked for, parsed: one of `vocab.FORMULA_KINDS`, else a design (a preset, a spec
+    file, either with overrides); anything else is a one-line error."""
+    from vitcost.vocab import FORMULA_KINDS
+
+    if isinstance(kind, str) and kind in FORMULA_KINDS:
+        return kind
+    if not isinstance(kind, str):
+        raise VitcostError(f"a formula is named by a string, not {type(kind).__name__}.")
+    try:
+        return parse_design(kind)
+    except VitcostError as e:
+        raise VitcostError(f"unknown formula {kind!r}: use one of {', '.join(FORMULA_KINDS)} or a model ({e})"
+                           ) from None
+
+
+def parse_models(models: Any, set_items: list[str] | None = None) -> list[Design]:
+    """The designs a user named, parsed once: None -> the default presets (`zoo.DEFAULT_MODELS`); one
+    model (a name, a path, a spec, a Design) or a list of them, with `--set` overrides
+    (`resolve_designs`)."""
+    from vitcost.zoo import DEFAULT_MODELS
+
+    if models is None:
+        models = list(DEFAULT_MODELS)
+    elif isinstance(models, (str, bytes)) or not hasattr(models, "__iter__"):
+        models = [models]
+    return resolve_designs(list(models), set_items)
+
+
 def resolve_designs(models: list[Any] | tuple[Any, ...], set_items: list[str] | None = None) -> list[Design]:
     """Expand models (names, family names, files, specs) into designs, in order, once each, and apply
     `--set` overrides: `MODEL:field=value,...` changes that model (added when not listed) and
@@ -395,5 +424,6 @@ def resolve_designs(models: list[Any] | tuple[Any, ...], set_items: list[str] | 
     return list(out.values())
 
 
-__all__ = ["Design", "parse_design", "resolve_designs", "load_spec_file", "spec_toml", "spec_dict", "spec_label",
+__all__ = ["Design", "parse_design", "resolve_designs", "parse_models", "parse_formula", "load_spec_file", "spec_toml",
+           "spec_dict", "spec_label",
            "with_fields", "parse_overrides", "design_from_dict"]

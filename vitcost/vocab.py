@@ -123,8 +123,46 @@ def parse_run_mode(value: Any) -> RunMode:
     return _choice(RunMode, value, "--mode")
 
 
+def parse_convention(value: Any) -> Convention:
+    return _choice(Convention, value, "convention")
+
+
 def parse_optimizer(value: Any) -> Optimizer:
     return _choice(Optimizer, value, "optimizer")
+
+
+# `vitcost formula KIND`: the named formulas, each with what it gives (a design's total MACs besides)
+FORMULA_KINDS: dict[str, str] = {
+    "global_attention": "Omega(MSA) = 4hwC^2 + 2(hw)^2 C (Swin Eq. 1)",
+    "window_attention": "Omega(W-MSA) = 4hwC^2 + 2M^2 hwC (Swin Eq. 2), h and w multiples of M",
+    "conv": "Omega(conv) = HW Cin Cout K^2: one K x K convolution, stride 1, padding (K-1)/2",
+    "local_attention": "Omega(NA) = 3HWD^2 + 2HWDK^2 (NAT Table 1): qkv + attention over K x K neighbours, H, W >= K",
+}
+
+
+PRECISIONS = ("autocast", "half")  # a 16-bit training step: autocast over fp32 weights, or the model in 16 bits
+
+
+def parse_checkpoint(value: Any) -> int:
+    """None/"none" -> 0 (no checkpointing); "block" -> 1; k (or "k") -> k blocks per checkpointed run."""
+    if value is None or value is False or (isinstance(value, str) and value.strip().lower() in ("none", "")):
+        return 0
+    if isinstance(value, str) and value.strip().lower() == "block":
+        return 1
+    try:
+        k = int(value)
+    except (TypeError, ValueError):
+        raise VitcostError(f"checkpoint {value!r} is not none, block or a number of blocks.") from None
+    if isinstance(value, bool) or k < 1 or str(value).strip() != str(k):
+        raise VitcostError(f"checkpoint {value!r} is not none, block or a number of blocks (at least 1).")
+    return k
+
+
+def parse_precision(value: Any) -> str:
+    name = str(value).strip().lower()
+    if name not in PRECISIONS:
+        raise VitcostError(f"unknown precision {value!r}; choose from {', '.join(PRECISIONS)}.")
+    return name
 
 
 def whole(value: Any, what: str, minimum: int = 1) -> int:

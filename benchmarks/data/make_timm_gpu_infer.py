@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("git_dir", type=Path)
     ap.add_argument("-o", "--out", type=Path, default=Path(__file__).with_name("timm_gpu_infer.csv"))
     args = ap.parse_args(argv)
-    from vitcost.analytic.estimate import estimate
+    from vitcost import estimate
 
     rows, left_out, checked = [], [], {}
     for gpu, (torch_v, cuda_v, path) in FILES.items():
@@ -147,16 +147,21 @@ def main(argv: list[str] | None = None) -> int:
               "# time model's per-GPU parameters are fitted on (224 px ViT/DeiT/ResNet/ConvNeXt/Swin/Mixer).\n"
               f"# Written by benchmarks/data/make_timm_gpu_infer.py; {len(left_out)} mapped rows left out "
               "(params or GMACs differ, or timm runs another graph).\n")
+    write_rows(out, COLUMNS, rows, args.out, left_out)
+    return 0
+
+
+def write_rows(out: io.StringIO, columns: tuple[str, ...], rows: list[tuple], path: Path, left_out: list[str]) -> None:
+    """The header comment in `out`, then the CSV rows, written to `path` at once; what was left out to stderr."""
     w = csv.writer(out, lineterminator="\n")
-    w.writerow(COLUMNS)
+    w.writerow(columns)
     w.writerows(rows)
-    tmp = args.out.with_suffix(".tmp")
+    tmp = path.with_suffix(".tmp")
     tmp.write_text(out.getvalue())
-    tmp.replace(args.out)
-    print(f"{len(rows)} rows -> {args.out}; {len(left_out)} left out:", file=sys.stderr)
+    tmp.replace(path)
+    print(f"{len(rows)} rows -> {path}; {len(left_out)} left out:", file=sys.stderr)
     for line in left_out:
         print("  " + line, file=sys.stderr)
-    return 0
 
 
 if __name__ == "__main__":

@@ -65,12 +65,13 @@ def _train_mem(m: Any) -> list[Any]:
 
 def record(name: str, res: int, batch: int) -> dict[str, Any]:
     """Every figure of one preset at one size and batch, keyed by what produced it."""
-    from vitcost.analytic.estimate import estimate
+    from vitcost import estimate
     from vitcost.analytic.hardware import get_hardware
     from vitcost.analytic.memory import predict_memory
     from vitcost.analytic.roofline import roofline
     from vitcost.analytic.train_memory import train_memory
     from vitcost.analytic.training import train_cost
+    from vitcost.vocab import Kernel, Optimizer, parse_checkpoint
 
     out: dict[str, Any] = {}
     base = estimate(name, res, batch)
@@ -88,7 +89,7 @@ def record(name: str, res: int, batch: int) -> dict[str, Any]:
                 for hw in HARDWARE:
                     out[f"roofline {dtype} {kernel} {hw}"] = repr(roofline(e, get_hardware(hw)).time_s)
     for kernel in KERNELS:
-        tc = train_cost(base, kernel)
+        tc = train_cost(base, Kernel(kernel))
         out[f"train_cost {kernel}"] = [tc.count(c, p) for c in CONVENTIONS if c != "fvcore" for p in PHASES]
     for dtype in DTYPES:
         for kernel in KERNELS:
@@ -97,31 +98,37 @@ def record(name: str, res: int, batch: int) -> dict[str, Any]:
                 if kernel in ("math", "flash") else [("adamw", None, d) for d in DEVICES]
             for opt, ckpt, device in grid:
                 key = f"train {dtype} {kernel} {opt} {ckpt} {device}"
-                out[key] = _guard(lambda: _train_mem(train_memory(e, opt, ckpt, None, device)))  # noqa: B023
+                out[key] = _guard(lambda: _train_mem(  # noqa: B023
+                    train_memory(e, Optimizer(opt), parse_checkpoint(ckpt), None, device)))  # noqa: B023
             if dtype != "fp32":
                 for device in DEVICES:
                     out[f"train {dtype} {kernel} adamw None {device} half"] = _guard(
-                        lambda: _train_mem(train_memory(e, "adamw", None, None, device, precision="half")))  # noqa: B023
+                        lambda: _train_mem(train_memory(e, Optimizer.adamw, 0, None, device, precision="half")))  # noqa: B023
     return out
 
 
 def walls(name: str) -> dict[str, Any]:
+    from vitcost.analytic.hardware import get_hardware
     from vitcost.analytic.memory_wall import memory_wall
     from vitcost.analytic.savings import savings
     from vitcost.analytic.train_memory import train_memory_wall
+    from vitcost.design import parse_design
+    from vitcost.vocab import Dtype, Kernel, Optimizer
     from vitcost.zoo import PRESETS
 
     out: dict[str, Any] = {}
-    for dtype, kernel in (("fp32", "math"), ("bf16", "flash")):
-        w = _guard(lambda: memory_wall(name, WALL_BUDGET, 1, dtype, kernel))  # noqa: B023
-        out[f"wall {dtype} {kernel}"] = w if isinstance(w, str) else [w.res, w.total_bytes, w.next_res,
+    design = parse_design(name)
+    for dtype, kernel in ((Dtype.fp32, Kernel.math), (Dtype.bf16, Kernel.flash)):
+        w = _guard(lambda: memory_wall(design, WALL_BUDGET, 1, dtype, kernel))  # noqa: B023
+        out[f"wall {dtype.value} {kernel.value}"] = w if isinstance(w, str) else [w.res, w.total_bytes, w.next_res,
                                                                         w.next_total_bytes, w.limited_by]
-        t = _guard(lambda: train_memory_wall(name, WALL_BUDGET, dtype=dtype, attn=kernel, optimizer="adamw",  # noqa: B023
-                                             checkpoint="block"))
-        out[f"train_wall {dtype} {kernel}"] = t if isinstance(t, str) else [t.value, t.step_peak, t.next_value,
-                                                                              t.next_step_peak, t.limited_by]
+        t = _guard(lambda: train_memory_wall(design, WALL_BUDGET, dtype=dtype, attn=kernel,  # noqa: B023
+                                             optimizer=Optimizer.adamw, checkpoint=1))
+        out[f"train_wall {dtype.value} {kernel.value}"] = t if isinstance(t, str) else [
+            t.value, t.step_peak, t.next_value, t.next_step_peak, t.limited_by]
     try:
-        rows, skipped = savings(name, PRESETS[name].res, 1)
+        r = PRESETS[name].res
+        rows, skipped = savings(design, (r, r), 1, Dtype.fp32, Kernel.math, Optimizer.adamw, get_hardware("h100-sxm"))
         out["savings"] = [[r.technique, r.memory_bytes, r.flops, repr(r.time_s)] for r in rows] + skipped
     except Exception as err:  # a known defect is recorded as such, so that its fix shows as a change
         out["savings"] = f"crash: {type(err).__name__}"

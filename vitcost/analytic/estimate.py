@@ -9,10 +9,10 @@ from typing import Any
 
 from vitcost.analytic.cost import Cost, Op, project
 from vitcost.analytic.registry import family_of
-from vitcost.design import Design, parse_design, spec_dict
+from vitcost.design import Design
 from vitcost.errors import SpecError
 from vitcost.specs import Spec
-from vitcost.vocab import Dtype, Kernel, parse_dtype, parse_kernel, parse_res, res_label, whole
+from vitcost.vocab import Dtype, Kernel, res_label
 
 
 def walk(spec: Spec, h: Any, w: Any, batch: Any = 1) -> list[Op]:
@@ -176,51 +176,25 @@ class Estimate:
             out[op.path] = out.get(op.path, Cost()) + op.cost
         return out
 
-    def train_cost(self, attn: Any = None) -> Any:
+    def train_cost(self, attn: Kernel | None = None) -> Any:
         """The cost of one training step, forward + backward per layer (`vitcost.analytic.training`), with
         attention kernel `attn` (default: the estimate's own)."""
         from vitcost.analytic.training import train_cost
 
         return train_cost(self, attn)
 
-    def row(self, hardware: Any = None) -> dict[str, Any]:
-        """The machine-readable summary (JSON/CSV row); `spec` is the full effective spec. Under autocast
-        (`amp`) the activation-memory figures are None (see `require_single_width`). With `hardware` (a
-        `Hardware` or a profile name or file): `time_s`, the forward's time per batch on it
-        (`roofline.forward_time`), and `images_per_s` = batch / time_s."""
-        h, w = self.res
-        mem = (None, None, None) if self.amp else (self.attn_matrix_bytes, self.attn_matrix_peak_bytes,
-                                                   self.activation_peak_bytes)
-        row = {
-            "model": self.model, "family": self.family, "res": res_label(self.res), "height": h, "width": w,
-            "batch": self.batch, "dtype": self.dtype.value, "amp": self.amp, "attn": self.attn.value,
-            "tokens": self.tokens,
-            "params": self.params, "macs": self.macs, "flops": self.flops, "fvcore": self.count("fvcore"),
-            "torch": self.count("torch"), "attn_matrix_elems": self.attn_matrix_elems,
-            "attn_matrix_bytes": mem[0], "attn_matrix_peak_bytes": mem[1], "activation_peak_bytes": mem[2],
-            "global_attn_share": self.global_attn_share, "complexity": self.complexity,
-        }
-        if hardware is not None:
-            from vitcost.analytic.roofline import forward_time
 
-            row.update(forward_time(self, hardware))
-        row["spec"] = spec_dict(self.spec)
-        return row
+def evaluate(design: Design, res: tuple[int, int], batch: int = 1, dtype: Dtype = Dtype.fp32,
+             attn: Kernel = Kernel.math, amp: bool = False) -> Estimate:
+    """The analytic cost of a parsed design on a [batch, C, H, W] input, `res` = (H, W). Everything here
+    is typed: user input (preset names, spec files, "fp16", "512x384") is parsed once, by the CLI and the
+    library facade (`vitcost.estimate`). `amp`: autocast at `dtype` (fp16 | bf16) over fp32 weights and
+    an fp32 input, as timm's `benchmark.py --amp` runs it.
 
-
-def estimate(model: Any, res: Any = 224, batch: Any = 1, dtype: Any = "fp32", attn: Any = "math",
-             amp: bool = False) -> Estimate:
-    """Analytic cost of `model` on a [batch, C, H, W] input: a preset name, a spec file, either with
-    `:field=value` overrides, a spec object or a Design (see `vitcost.design`). `amp`: autocast at
-    `dtype` (fp16 | bf16) over fp32 weights and an fp32 input, as timm's `benchmark.py --amp` runs it.
-
-    >>> e = estimate("vit_b16", res=224)
+    >>> e = evaluate(parse_design("vit_b16"), (224, 224))
     >>> e.count("fvcore"), e.params, e.activation_peak_bytes
     """
-    b = whole(batch, "batch")
-    dt, kernel = parse_dtype(dtype), parse_kernel(attn)
-    if amp and dt is Dtype.fp32:
+    if amp and dtype is Dtype.fp32:
         raise SpecError("--amp is autocast to 16 bits: give --dtype fp16 or bf16 with it, not fp32.")
-    design = parse_design(model)
-    h, w = parse_res(res)
-    return Estimate(design, (h, w), b, dt, kernel, tuple(walk(design.spec, h, w, b)), bool(amp))
+    h, w = res
+    return Estimate(design, (h, w), batch, dtype, attn, tuple(walk(design.spec, h, w, batch)), bool(amp))

@@ -126,6 +126,28 @@ def _figure(data: dict[str, Any], section: str, units: str, where: str, extra: t
     return value * _UNITS[units][given[0]], source
 
 
+def _efficiency(data: dict[str, Any], where: str, sources: dict[str, str]) -> dict[str, Any]:
+    """A profile's [efficiency] table read by the time model (`time_model.efficiency_from_table`), its
+    source recorded in `sources`; empty until the time model is fitted for the device."""
+    efficiency = dict(data.get("efficiency", {})) if isinstance(data.get("efficiency", {}), dict) else None
+    if efficiency is None:
+        raise VitcostError(f"{where}: [efficiency] is a table of kernel class -> {{fraction, half_work}}.")
+    source = efficiency.pop("source", "")
+    if not efficiency:
+        return efficiency
+    from vitcost.analytic.time_model import efficiency_from_table
+
+    if not isinstance(source, str) or not source.strip():
+        raise VitcostError(f"{where}: [efficiency] needs a `source` (fitted on what, measured, or assumed "
+                           "from which card).")
+    try:
+        efficiency = efficiency_from_table(efficiency)
+    except VitcostError as e:
+        raise VitcostError(f"{where}: {e}") from None
+    sources["efficiency"] = source
+    return efficiency
+
+
 def profile_from_dict(data: dict[str, Any], key: str, where: str, threads: int = 1,
                       memory: int | None = None) -> Hardware:
     """A Hardware from a parsed profile (see the module docstring); `where` names it in errors."""
@@ -171,21 +193,7 @@ def profile_from_dict(data: dict[str, Any], key: str, where: str, threads: int =
     launch = None
     if "launch_overhead" in data:
         launch, sources["launch_overhead"] = _figure(data, "launch_overhead", "launch_overhead", where)
-    efficiency = dict(data.get("efficiency", {})) if isinstance(data.get("efficiency", {}), dict) else None
-    if efficiency is None:
-        raise VitcostError(f"{where}: [efficiency] is a table of kernel class -> {{fraction, half_work}}.")
-    source = efficiency.pop("source", "")
-    if efficiency:
-        from vitcost.analytic.time_model import efficiency_from_table
-
-        if not isinstance(source, str) or not source.strip():
-            raise VitcostError(f"{where}: [efficiency] needs a `source` (fitted on what, measured, or assumed "
-                               "from which card).")
-        try:
-            efficiency = efficiency_from_table(efficiency)
-        except VitcostError as e:
-            raise VitcostError(f"{where}: {e}") from None
-        sources["efficiency"] = source
+    efficiency = _efficiency(data, where, sources)
     return Hardware(name.strip(), peaks, vector, bandwidth, size, indicative, key, str(data.get("description", "")),
                     launch, dict(efficiency), sources, per_thread=per_thread)
 

@@ -38,11 +38,11 @@ def attention_path(call: AttnCall | LinearAttnCall, kernel: Kernel, *, training:
     return FUSED
 
 
-def counted_kernel(kernel: str, method: str) -> str:
+def counted_kernel(kernel: str, method: str) -> Kernel:
     """The kernel a counted forward or training step ran, as the analytic model names it: "math" on the
     math path; on the sdpa path "sdpa" (torch's dispatcher), except on the meta device ("meta" counting),
     where F.scaled_dot_product_attention runs its math composite."""
-    return "sdpa" if kernel == "sdpa" and method == "real" else "math"
+    return Kernel.sdpa if kernel == "sdpa" and method == "real" else Kernel.math
 
 
 __all__ = ["MATH", "FUSED", "COMPOSITE", "OUTSIDE_FUSED", "attention_path", "counted_kernel"]

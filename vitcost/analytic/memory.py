@@ -58,13 +58,13 @@ No torch here: this module is part of the analytic layer.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from vitcost.analytic.cost import Op
 from vitcost.analytic.peaks import Block, PeakSteps, conv_scratch, conv_weight, norm_stats, split_blocks
 from vitcost.analytic.registry import family_of
 from vitcost.errors import VitcostError
-from vitcost.vocab import Kernel, parse_kernel
+from vitcost.vocab import Kernel
 
 if TYPE_CHECKING:
     from vitcost.analytic.estimate import Estimate
@@ -163,7 +163,7 @@ def _downsampling_stages(blocks: list[Block]) -> set[str]:
             and any(op.path.startswith(blk.stage + ".") for op in blk.before)}
 
 
-def activation_steps(est: Estimate, attn: Any = Kernel.math, device: str = "cpu", threads: int = 1,
+def activation_steps(est: Estimate, attn: Kernel = Kernel.math, device: str = "cpu", threads: int = 1,
                      repeats: bool = True) -> PeakSteps:
     """Live activation bytes at every step of the forward that can hold the peak, and the allocator level
     with the scratch buffers of `device`'s kernels (`threads`: the CPU kernels' thread count).
@@ -171,7 +171,7 @@ def activation_steps(est: Estimate, attn: Any = Kernel.math, device: str = "cpu"
     `repeats=False` skips a block whose ops (kinds and sizes) and held bytes equal an earlier block's: its
     steps would repeat that block's bytes, so the peaks and where they are reached do not change, only
     the per-step record (which the memory wall needs in full) is shorter. ViT-L's 24 blocks are one."""
-    fused = parse_kernel(attn).fused
+    fused = attn.fused
     e = est.bytes_per_elem
     family = family_of(est.spec)
     pre, blocks, post = split_blocks(est.ops)
@@ -194,7 +194,7 @@ def activation_steps(est: Estimate, attn: Any = Kernel.math, device: str = "cpu"
     return peak
 
 
-def activation_peak(est: Estimate, attn: Any = Kernel.math) -> tuple[int, str]:
+def activation_peak(est: Estimate, attn: Kernel = Kernel.math) -> tuple[int, str]:
     """Peak activation bytes of the forward and the step where it is reached (see the module docstring)."""
     peak = activation_steps(est, attn, repeats=False)
     return peak.bytes, peak.where
@@ -204,12 +204,13 @@ def activation_peak(est: Estimate, attn: Any = Kernel.math) -> tuple[int, str]:
 # The prediction
 
 
-def predict_memory(est: Estimate, attn: Any = None, device: str = "cpu", threads: int = 1) -> MemoryPrediction:
+def predict_memory(est: Estimate, attn: Kernel | None = None, device: str = "cpu",
+                   threads: int = 1) -> MemoryPrediction:
     """Predicted memory of the forward described by `est` with attention kernel `attn` (math | sdpa |
     flash | efficient: the last three are fused kernels; default: the estimate's own kernel), at both
     levels; the allocator level counts the scratch buffers of `device`'s kernels (cpu | cuda) run with
     `threads` CPU threads."""
-    kernel = parse_kernel(est.attn if attn is None else attn)
+    kernel = est.attn if attn is None else attn
     if device not in ("cpu", "cuda"):
         raise VitcostError(f"unknown device {device!r} for the memory prediction; choose cpu or cuda.")
     est.require_single_width()

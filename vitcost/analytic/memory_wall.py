@@ -7,13 +7,14 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-from vitcost.analytic.estimate import estimate
+from vitcost.analytic.estimate import evaluate
 from vitcost.analytic.memory import activation_steps
 from vitcost.analytic.registry import family_of
-from vitcost.design import parse_design
+from vitcost.design import Design
 from vitcost.errors import VitcostError
+from vitcost.vocab import Dtype, Kernel
 
 WALL_SAMPLES = 7  # lattice points fitted: a degree-4 polynomial through 5, checked at the other 2
 WALL_DEGREE = 4  # scores grow with tokens^2 = R^4; nothing in these models grows faster
@@ -124,26 +125,25 @@ def solve_wall(what: str, xs: list[int], fit: int, step: int, budget: int,
         v, total = v + step, up
 
 
-def memory_wall(model: Any, budget_bytes: int, batch: int = 1, dtype: Any = "fp32",
-                attn: Any = "math") -> MemoryWall:
+def memory_wall(design: Design, budget_bytes: int, batch: int = 1, dtype: Dtype = Dtype.fp32,
+                attn: Kernel = Kernel.math) -> MemoryWall:
     """The largest square resolution whose forward (weights + input + activation peak) fits in
     `budget_bytes`, solved from the model (`solve_wall`): on the lattice R = L*k where every floor of the
     walker is exact (the family's `lattice`), each step's memory (`activation_steps`, plus weights and
     input) is a polynomial of degree <= 4 in R, recovered from 5 lattice points and checked at 2 more."""
-    design = parse_design(model)
     if not budget_bytes > 0:
         raise VitcostError(f"device memory must be positive, got {budget_bytes}.")
     lattice, step = family_of(design.spec).lattice(design.spec)
 
     def candidates(r: int) -> dict[str, int]:
-        est = estimate(design, r, batch, dtype, attn)
+        est = evaluate(design, (r, r), batch, dtype, attn)
         pred = est.memory
         fixed = pred.weights_bytes + pred.input_bytes
         return {w: b + fixed for w, b in activation_steps(est, est.attn).steps.items()}
 
     def exact(r: int) -> int | None:
         try:
-            return estimate(design, r, batch, dtype, attn).memory.total_bytes
+            return evaluate(design, (r, r), batch, dtype, attn).memory.total_bytes
         except VitcostError:
             return None
 

@@ -28,10 +28,11 @@ from typing import Any
 
 from vitcost.analytic.cost import FLOPS_PER_MAC, Cost, project
 from vitcost.analytic.estimate import Estimate
-from vitcost.analytic.hardware import TB, Hardware, get_hardware
+from vitcost.analytic.hardware import TB, Hardware
 from vitcost.analytic.kernels import FUSED, OUTSIDE_FUSED, attention_path
+from vitcost.analytic.ops import kind_of
 from vitcost.analytic.trace import Step, call_steps
-from vitcost.vocab import BYTES, F32, parse_kernel
+from vitcost.vocab import BYTES, F32, Kernel
 
 
 @dataclass(frozen=True)
@@ -100,10 +101,10 @@ def _op_time(path: str, kind: str, mm: int, other: int, nbytes: int, hw: Hardwar
     return OpTime(path, kind, mm, other, nbytes, mm / peak + other / hw.vector_flops, nbytes / hw.bandwidth)
 
 
-def roofline(est: Estimate, hw: Hardware, attn: Any = None) -> Roofline:
+def roofline(est: Estimate, hw: Hardware, attn: Kernel | None = None) -> Roofline:
     """The roofline of the forward `est` on `hw` with attention kernel `attn` (math | sdpa | flash |
     efficient, the last three fusing each layer's attention; default: the estimate's own kernel)."""
-    kernel = parse_kernel(est.attn if attn is None else attn)
+    kernel = est.attn if attn is None else attn
     e = est.bytes_per_elem
     amp = AutocastBytes(est, kernel, "cpu" if hw.indicative else "cuda") if est.amp else None
     peak = hw.peak(est.dtype)
@@ -138,7 +139,6 @@ def roofline(est: Estimate, hw: Hardware, attn: Any = None) -> Roofline:
 
 
 HALF, FULL = BYTES["bf16"], F32  # bytes of a 16-bit and an fp32 element
-MATMUL_KINDS = frozenset({"linear", "conv"})
 
 
 class AutocastBytes:
@@ -169,8 +169,8 @@ class AutocastBytes:
     def op(self, i: int, op: Any) -> int:
         """Bytes of op i, a plain op (not an attention call)."""
         w_out = self.out[i] or self.prev
-        w_in = max(self.prev, w_out) if op.kind == "add" else self.prev
-        params = op.cost.params * (FULL + 2 * HALF if op.kind in MATMUL_KINDS else FULL)
+        w_in = max(self.prev, w_out) if kind_of(op).width == "stream" else self.prev
+        params = op.cost.params * (FULL + 2 * HALF if kind_of(op).product else FULL)
         nbytes = op.inp * w_in + op.out * w_out + params
         self.prev = w_out
         return nbytes
@@ -203,16 +203,16 @@ TIME_MODELS = {"per-op": "the per-op time model fitted on measured runs (`time_m
                "roofline": "the roofline (the lower bound at the profile's peaks and bandwidth)"}
 
 
-def forward_time(est: Estimate, hardware: Any) -> dict[str, Any]:
+def forward_time(est: Estimate, hw: Hardware) -> dict[str, Any]:
     """The time fields of a row, the one forward-time figure every command shows: `hardware` (the device's
     label), `time_s` (one forward of the batch), `images_per_s` (batch / time_s) and `time_model`, which
     model gave it: the per-op time model (`time_model.forward_time`) where the profile carries its fitted
-    figures and the run is the regime they were fitted in (autocast over fp32 weights, timm's --amp);
-    else the roofline, a lower bound."""
-    hw = get_hardware(hardware) if not isinstance(hardware, Hardware) else hardware
-    if est.amp and hw.efficiency:
-        from vitcost.analytic import time_model
+    figures and the run is the regime they were fitted and tested in (autocast over fp32 weights, timm's
+    --amp; matmul launches as large as the measured rows', `time_model.in_measured_regime`); else the
+    roofline, a lower bound."""
+    from vitcost.analytic import time_model
 
+    if est.amp and hw.efficiency and time_model.in_measured_regime(est):
         t, how = time_model.forward_time(est, time_model.time_device(hw), amp=True), "per-op"
     else:
         t, how = roofline(est, hw).time_s, "roofline"

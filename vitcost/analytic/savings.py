@@ -8,7 +8,9 @@ and 1.5-2x speed; gradient checkpointing ~75% memory at 0.8x speed; linear atten
             saved activations, the backward's peak), AdamW by default
     FLOPs   the step's forward + backward (`training.train_cost`, `flops` convention) plus the forward
             that checkpointing runs again (`TrainMemory.recompute`)
-    time    a roofline of the step on a device profile (`train_roofline`)
+    time    the step's time on a device profile (`train_time.step_time`): the per-op model where the
+            profile carries fitted efficiencies, for every row (an fp32 row takes the fp32 peaks at the
+            efficiencies fitted on 16-bit runs), else a roofline (`train_roofline`)
 
 Rows: the baseline as given; mixed precision (bf16 autocast, from fp32); activation checkpointing per
 block and every 2 blocks; a fused attention kernel (flash) instead of the math path; linear attention
@@ -22,10 +24,12 @@ from collections import defaultdict
 from typing import Any, NamedTuple
 
 from vitcost.analytic.cost import FLOPS_PER_MAC, Cost, project
-from vitcost.analytic.estimate import Estimate, estimate
-from vitcost.analytic.hardware import Hardware, get_hardware
+from vitcost.analytic.estimate import Estimate, evaluate
+from vitcost.analytic.hardware import Hardware
 from vitcost.analytic.training import project_backward, train_cost
+from vitcost.design import Design
 from vitcost.errors import VitcostError
+from vitcost.vocab import Dtype, Kernel, Optimizer
 
 # The course's guesses, quoted beside the computed rows: technique -> (memory saved, speed-up).
 COURSE: dict[str, tuple[str, str]] = {
@@ -44,7 +48,7 @@ class Saving(NamedTuple):
     technique: str
     memory_bytes: int  # the step's peak
     flops: int  # the step's FLOPs (forward + backward + recomputed forward)
-    time_s: float  # roofline time of the step
+    time_s: float  # the step's time on the device (`train_time.step_time`)
     memory_saved: float  # 1 - memory / baseline memory
     speedup: float  # baseline time / time
     flops_ratio: float  # flops / baseline flops
@@ -52,15 +56,7 @@ class Saving(NamedTuple):
     course_speed: str
     estimate: Any  # the variant's Estimate
     checkpoint: int
-
-    def row(self) -> dict[str, Any]:
-        e = self.estimate
-        return {"technique": self.technique, "model": e.model, "res": e.res[0] if e.res[0] == e.res[1] else
-                f"{e.res[0]}x{e.res[1]}", "batch": e.batch, "dtype": e.dtype.value, "attn": e.attn.value,
-                "checkpoint": self.checkpoint or None, "step_peak_bytes": self.memory_bytes,
-                "memory_saved": self.memory_saved, "flops": self.flops, "flops_ratio": self.flops_ratio,
-                "time_s": self.time_s, "speedup": self.speedup, "course_memory_saved": self.course_memory,
-                "course_speedup": self.course_speed}
+    time_model: str = "roofline"  # which model gave time_s: per-op | roofline
 
 
 def train_roofline(est: Estimate, hw: Hardware, recompute: Cost | None = None) -> float:
@@ -91,33 +87,32 @@ def train_roofline(est: Estimate, hw: Hardware, recompute: Cost | None = None) -
                                                             * recompute.macs) / hw.vector_flops
 
 
-def savings(model: Any, res: Any = 224, batch: Any = 1, dtype: Any = "fp32", attn: Any = "math",
-            optimizer: Any = "adamw", hardware: Hardware | str = "h100-sxm") -> tuple[list[Saving], list[str]]:
-    """The optimisation table for `model` at `res` and `batch` (see the module docstring): the rows,
-    baseline first, and the techniques left out with why. `hardware`: a Hardware, or a profile's name
-    or file (`hardware.get_hardware`)."""
+def savings(design: Design, res: tuple[int, int], batch: int, dtype: Dtype, attn: Kernel, optimizer: Optimizer,
+            hw: Hardware) -> tuple[list[Saving], list[str]]:
+    """The optimisation table for `design` at `res` and `batch` (see the module docstring): the rows,
+    baseline first, and the techniques left out with why; times on `hw`."""
     from dataclasses import fields, replace
 
     from vitcost.analytic.train_memory import train_memory
+    from vitcost.analytic.train_time import step_time
 
-    hw = get_hardware(hardware) if isinstance(hardware, str) else hardware
-    base = estimate(model, res, batch, dtype, attn)
-    variants: list[tuple[str, Estimate, Any]] = [("baseline", base, None)]
+    base = evaluate(design, res, batch, dtype, attn)
+    variants: list[tuple[str, Estimate, int]] = [("baseline", base, 0)]
     skipped: list[str] = []
     if base.dtype.value == "fp32":
-        variants.append(("mixed precision (bf16 autocast)", estimate(base.design, res, batch, "bf16", attn), None))
+        variants.append(("mixed precision (bf16 autocast)", evaluate(design, res, batch, Dtype.bf16, attn), 0))
     else:
         skipped.append(f"mixed precision: the baseline already runs in {base.dtype.value}")
-    variants += [("checkpointing, every block", base, "block"), ("checkpointing, every 2 blocks", base, 2)]
+    variants += [("checkpointing, every block", base, 1), ("checkpointing, every 2 blocks", base, 2)]
     if base.total.attn and not base.attn.fused:
-        variants.append(("flash attention (fused kernel)", estimate(base.design, res, batch, dtype, "flash"), None))
+        variants.append(("flash attention (fused kernel)", evaluate(design, res, batch, dtype, Kernel.flash), 0))
     elif not base.total.attn:
         skipped.append("flash attention: the design materialises no attention scores")
     has_attention = any(f.name == "attention" for f in fields(base.spec))  # not the pixel family's constant
     if has_attention and base.spec.attention == "softmax":
-        design = base.design._replace(name=f"{base.model} (linear attention)",
-                                      spec=replace(base.spec, attention="linear", rel_pos=False))
-        variants.append(("linear attention", estimate(design, res, batch, dtype, attn), None))
+        linear = design._replace(name=f"{base.model} (linear attention)",
+                                 spec=replace(base.spec, attention="linear", rel_pos=False))
+        variants.append(("linear attention", evaluate(linear, res, batch, dtype, attn), 0))
     elif not has_attention:
         skipped.append(f"linear attention: the {base.family} family has no attention option")
     rows: list[Saving] = []
@@ -129,13 +124,13 @@ def savings(model: Any, res: Any = 224, batch: Any = 1, dtype: Any = "fp32", att
             skipped.append(f"{technique}: {err}")
             continue
         flops = train_cost(est).count("flops") + project(m.recompute, "flops")
-        time_s = train_roofline(est, hw, m.recompute)
+        time_s, how = step_time(est, hw, m.recompute, optimizer, fp32_per_op=True)
         if ref is None:
             ref = (m.step_peak, flops, time_s)
         memory0, flops0, time0 = ref
         course_memory, course_speed = COURSE.get(technique, ("", ""))
         rows.append(Saving(technique, m.step_peak, flops, time_s, 1 - m.step_peak / memory0, time0 / time_s,
-                           flops / flops0, course_memory, course_speed, est, m.checkpoint))
+                           flops / flops0, course_memory, course_speed, est, m.checkpoint, how))
     return rows, skipped
 
 

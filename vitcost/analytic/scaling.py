@@ -11,12 +11,12 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
 
-from vitcost.analytic.estimate import Estimate, estimate
+from vitcost.analytic.estimate import Estimate, evaluate
+from vitcost.design import Design
 from vitcost.errors import SpecError, VitcostError
 from vitcost.specs import PixelSpec, Spec, ViTSpec
-from vitcost.vocab import parse_size
+from vitcost.vocab import Dtype, parse_size
 
 # Where the crossing searches look, in pixels: below 32 some presets no longer fit (a Swin stage
 # would have an empty grid); 65,536 px is far beyond any input these models are run on.
@@ -59,12 +59,12 @@ class Crossing:
 
 
 @lru_cache(maxsize=512)
-def cached_estimate(model: Any, r: int, batch: int, dtype: str) -> Estimate:
-    """`estimate` at an R x R input, memoised: the crossing searches revisit the same sizes."""
-    return estimate(model, r, batch, dtype)
+def cached_estimate(design: Design, r: int, batch: int, dtype: Dtype) -> Estimate:
+    """The estimate at an R x R input, memoised: the crossing searches revisit the same sizes."""
+    return evaluate(design, (r, r), batch, dtype)
 
 
-def _lowest_valid(model: Any, batch: int, dtype: str) -> int:
+def _lowest_valid(model: Design, batch: int, dtype: Dtype) -> int:
     r = SEARCH_MIN
     while r < SEARCH_MAX:
         try:
@@ -72,10 +72,11 @@ def _lowest_valid(model: Any, batch: int, dtype: str) -> int:
             return r
         except SpecError:
             r *= 2
-    raise VitcostError(f"{model} does not fit any input up to {SEARCH_MAX} px.")
+    raise VitcostError(f"{model.name} does not fit any input up to {SEARCH_MAX} px.")
 
 
-def first_crossing(model: Any, holds: Callable[[Estimate], bool], batch: int = 1, dtype: str = "fp32") -> Crossing:
+def first_crossing(model: Design, holds: Callable[[Estimate], bool], batch: int = 1,
+                   dtype: Dtype = Dtype.fp32) -> Crossing:
     """Bisect for the smallest integer R where `holds(estimate(model, R))` becomes true.
 
     The conditions used here (a cost or memory passing a fixed level, a ratio passing 1) grow with
@@ -101,7 +102,8 @@ def scores_share(e: Estimate, convention: str) -> tuple[int, int]:
     return b.get("scores", 0), b.get("proj", 0) + b.get("mlp", 0)
 
 
-def attention_overtakes(model: Any, convention: str = "macs", batch: int = 1, dtype: str = "fp32") -> Crossing | None:
+def attention_overtakes(model: Design, convention: str = "macs", batch: int = 1,
+                        dtype: Dtype = Dtype.fp32) -> Crossing | None:
     """The smallest R where the attention scores (QK^T, AV and what acts on the score matrix) cost
     at least as much as all token-wise linear layers (Q/K/V/output projections and the MLP),
     from the model's own per-role breakdown. None for a model without attention (MLP-Mixer)."""
@@ -132,8 +134,8 @@ def overtake_closed_form(spec: Spec) -> float | None:
     return spec.patch * math.sqrt(tokens)
 
 
-def score_wall(model: Any, limit_bytes: int, metric: str = "total", batch: int = 1,
-               dtype: str = "fp32") -> Crossing | None:
+def score_wall(model: Design, limit_bytes: int, metric: str = "total", batch: int = 1,
+               dtype: Dtype = Dtype.fp32) -> Crossing | None:
     """The smallest R where the attention matrices alone reach `limit_bytes`. metric "total": every
     layer's score matrices (what training keeps for the backward pass); "layer": the largest single
     layer's (what one inference forward holds at once). None for a model without attention."""

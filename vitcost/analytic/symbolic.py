@@ -11,14 +11,11 @@ from __future__ import annotations
 import sympy
 
 from vitcost.analytic.trace import Trace
+from vitcost.design import Design
 from vitcost.errors import VitcostError
+from vitcost.vocab import FORMULA_KINDS
 
-KINDS: dict[str, str] = {
-    "global_attention": "Omega(MSA) = 4hwC^2 + 2(hw)^2 C (Swin Eq. 1)",
-    "window_attention": "Omega(W-MSA) = 4hwC^2 + 2M^2 hwC (Swin Eq. 2), h and w multiples of M",
-    "conv": "Omega(conv) = HW Cin Cout K^2: one K x K convolution, stride 1, padding (K-1)/2",
-    "local_attention": "Omega(NA) = 3HWD^2 + 2HWDK^2 (NAT Table 1): qkv + attention over K x K neighbours, H, W >= K",
-}
+KINDS = FORMULA_KINDS  # the named formulas and what each gives (`vocab.FORMULA_KINDS`)
 
 
 def _attention_layer(h: sympy.Expr, w: sympy.Expr, c: sympy.Symbol, window: sympy.Expr | None) -> sympy.Expr:
@@ -55,7 +52,7 @@ def _conv_layer() -> sympy.Expr:
     return sympy.expand(sum(op.cost.macs for op in t.ops))
 
 
-def formula(kind: str) -> sympy.Expr:
+def formula(kind: str | Design) -> sympy.Expr:
     h, w, c, m = sympy.symbols("h w C M", positive=True, integer=True)
     if kind == "global_attention":
         return _attention_layer(h, w, c, None)
@@ -66,16 +63,12 @@ def formula(kind: str) -> sympy.Expr:
     if kind == "local_attention":
         return _local_attention_layer()
     from vitcost.analytic.estimate import walk
-    from vitcost.design import parse_design
 
-    if not isinstance(kind, str):
-        raise VitcostError(f"a formula is named by a string, not {type(kind).__name__}.")
-    try:
-        spec = parse_design(kind).spec
-    except VitcostError as e:
-        raise VitcostError(f"unknown formula {kind!r}: use one of {', '.join(KINDS)} or a model ({e})") from None
+    if not isinstance(kind, Design):
+        raise VitcostError(f"unknown formula {kind!r}: use one of {', '.join(KINDS)} or a design.")
     hh, ww = sympy.symbols("H W", positive=True, integer=True)
-    return sympy.expand(sum(op.cost.macs for op in walk(spec, hh, ww, 1)))
+    return sympy.expand(sum(op.cost.macs for op in walk(kind.spec, hh, ww, 1)))
+
 
 
 def leading(expr: sympy.Expr) -> sympy.Expr:

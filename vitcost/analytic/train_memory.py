@@ -89,40 +89,20 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from vitcost.analytic.cost import AttnCall, Cost, LinearAttnCall, Op
 from vitcost.analytic.kernels import COMPOSITE, FUSED, MATH, attention_path
+from vitcost.analytic.ops import OPS, autocast_width, kind_of, saves
 from vitcost.analytic.trace import op_key
 from vitcost.analytic.training import reads_constant
 from vitcost.errors import VitcostError
-from vitcost.vocab import BOOL, F32, INT64, Dtype, Kernel, Optimizer, parse_kernel
-from vitcost.vocab import parse_optimizer as vocab_optimizer
+from vitcost.vocab import BOOL, F32, INT64, PRECISIONS, Dtype, Kernel, Optimizer
 
 if TYPE_CHECKING:
     from vitcost.analytic.estimate import Estimate
+    from vitcost.design import Design
 
 # float32 copies of the weights each optimizer keeps
 STATE_COPIES: dict[str, int] = {Optimizer.none.value: 0, Optimizer.sgd.value: 1, Optimizer.adamw.value: 2}
 DEVICES = ("cpu", "cuda")
 COPY = -1  # a producer that is a copy made on the way (`_producer`)
-PRECISIONS = ("autocast", "half")
-
-
-def parse_optimizer(value: Any) -> str:
-    """none | sgd | adamw (`vocab.Optimizer`), as its name."""
-    return vocab_optimizer(value).value
-
-
-def parse_checkpoint(value: Any) -> int:
-    """None/"none" -> 0 (no checkpointing); "block" -> 1; k (or "k") -> k blocks per checkpointed run."""
-    if value is None or value is False or (isinstance(value, str) and value.strip().lower() in ("none", "")):
-        return 0
-    if isinstance(value, str) and value.strip().lower() == "block":
-        return 1
-    try:
-        k = int(value)
-    except (TypeError, ValueError):
-        raise VitcostError(f"checkpoint {value!r} is not none, block or a number of blocks.") from None
-    if isinstance(value, bool) or k < 1 or str(value).strip() != str(k):
-        raise VitcostError(f"checkpoint {value!r} is not none, block or a number of blocks (at least 1).")
-    return k
 
 
 # ---------------------------------------------------------------------------------------------
@@ -399,33 +379,46 @@ def _cosine_attention(ctx: _Ctx, i: int, blk: str) -> tuple[list[Saved], int, in
 
 
 def _dtype(ctx: _Ctx, i: int, src: int | None, stream: int) -> int:
-    """Bytes per element of op i's output under the options (see the module docstring)."""
-    op = ctx.ops[i]
+    """Bytes per element of op i's output under the options: the op table's autocast rule
+    (`ops.autocast_width`), or the one width of a run without autocast."""
     if not ctx.amp:
         return ctx.lo
     din = ctx.dt[src] if src is not None else F32
-    if op.kind in ("linear", "conv", "attention", "linear_attention"):
-        return ctx.lo
-    if op.kind == "layer_norm" and ctx.device == "cuda":
-        return F32
-    if op.kind in ("layer_norm", "batch_norm", "gelu"):
-        return din
-    if op.kind == "param":
-        return F32
-    if i and ctx.ops[i - 1].kind == "param" and op.kind in ("add", "scale"):
-        return F32  # + a float32 table (position embedding) or * a float32 layer scale
-    if op.kind == "add":
-        return max(din, stream)
-    return din
+    after_param = bool(i) and ctx.ops[i - 1].kind == "param"
+    return autocast_width(kind_of(ctx.ops[i]), din, stream, ctx.lo, ctx.device, after_param)
 
 
-def step_ops(est: Estimate, kernel: Any = Kernel.math, device: str = "cpu", dropout: bool = False,
+def _saved(ctx: _Ctx, i: int, key: tuple, elems: int, e: int) -> list[Saved]:
+    """What op i saves for its backward, by its kind's tokens in the op table (`ops.saves`); the attention
+    calls' are their own functions'."""
+    op = ctx.ops[i]
+    out: list[Saved] = []
+    stat = ctx.lo if ctx.half else F32
+    for token in saves(op):
+        if token == "matmul_input":
+            out.append(_matmul_input(ctx, i, key, elems, e))
+            if ctx.amp:  # autocast's 16-bit copy of the weight (the bias is not needed by the backward)
+                out.append(Saved(("weight_cast", i), _weight_elems(op) * ctx.lo))
+        elif token == "input":
+            out.append(Saved(key, 0 if key == ("image",) else elems * e))  # the batch is resident
+        elif token == "output":  # in place (ReLU): the storage the next op reads
+            out.append(Saved(("out", i), op.out * ctx.dt[i]))
+        elif token == "row_stats":
+            out.append(Saved(("stats", i), 2 * _norm_rows(op) * stat))
+        elif token == "channel_stats":
+            out.append(Saved(("stats", i), op.cost.params * stat))
+        elif token == "index":
+            out.append(Saved(("index", i), op.out * INT64))
+    return out
+
+
+def step_ops(est: Estimate, kernel: Kernel = Kernel.math, device: str = "cpu", dropout: bool = False,
              half: bool = False) -> list[StepOp]:
     """Every op of the forward with what it saves for the backward, and the loss (see the module
     docstring); `half`: the model itself in the estimate's 16-bit type, not autocast."""
     ops = est.ops
     low = est.dtype is not Dtype.fp32
-    ctx = _Ctx(ops, low and not half, est.dtype.bytes if low else F32, parse_kernel(kernel), device, dropout,
+    ctx = _Ctx(ops, low and not half, est.dtype.bytes if low else F32, kernel, device, dropout,
                half and low)
     blocks = [op.block.prefix if op.block else "" for op in ops]
     out: list[StepOp] = []
@@ -440,43 +433,26 @@ def step_ops(est: Estimate, kernel: Any = Kernel.math, device: str = "cpu", drop
         ctx.dt[i] = _dtype(ctx, i, src, stream)
         if blk and op.kind == "add" and op.path == blk:
             stream = ctx.dt[i]
-        saved: list[Saved] = []
+        kind = op.kind
+        entry = kind_of(op)
+        saved = _saved(ctx, i, key, elems, e)
         back: tuple[int, ...] = ()
         fwd = 0
-        kind = op.kind
-        if kind in ("linear", "conv"):
-            saved.append(_matmul_input(ctx, i, key, elems, e))
-            if ctx.amp:  # autocast's 16-bit copy of the weight (the bias is not needed by the backward)
-                saved.append(Saved(("weight_cast", i), _weight_elems(op) * ctx.lo))
-        elif kind == "layer_norm":
-            saved += [Saved(key, elems * e) if key != ("image",) else Saved(key, 0),
-                      Saved(("stats", i), 2 * _norm_rows(op) * (ctx.lo if ctx.half else F32))]
-        elif kind == "batch_norm":
-            saved += [Saved(key, elems * e), Saved(("stats", i), op.cost.params * (ctx.lo if ctx.half else F32))]
-        elif kind == "gelu":
-            saved.append(Saved(key, elems * e))
-        elif kind == "relu":  # its output: in place, the storage the next op reads
-            saved.append(Saved(("out", i), op.out * ctx.dt[i]))
-        elif kind == "scale":
-            saved.append(Saved(key, elems * e))
-        elif kind == "pool" and "max_pool" in op.tags:
-            saved += [Saved(key, elems * e), Saved(("index", i), op.out * INT64)]
-        elif kind == "attention":
-            saved_a, back, fwd = (_cosine_attention if "cosine" in op.tags else _attention)(ctx, i, blk)
-            saved += saved_a
-        elif kind == "linear_attention":
-            saved_a, back, fwd = _linear_attention(ctx, i, blk)
+        if entry.time == "attention":
+            attend = _linear_attention if kind == "linear_attention" else \
+                _cosine_attention if "cosine" in op.tags else _attention
+            saved_a, back, fwd = attend(ctx, i, blk)
             saved += saved_a
         if ctx.dropout and blk and kind == "add" and op.path == blk:  # dropout on the branch before the add
             saved.append(Saved(("drop_mask", i), (ops[i - 1].out if i else op.out) * BOOL))
         out_bytes = op.out * ctx.dt[i]
         in_bytes = elems * e if key != ("image",) else 0
-        if kind not in ("attention", "linear_attention"):
+        if entry.product:
+            back = _product_backward(ctx, op, out_bytes, in_bytes, e, key)
+        elif entry.time != "attention":
             # the gradient arriving at its output and the one it gives its input; an add hands its
             # gradient on as it is, a parameter's arrives through the op that reads it
-            back = (0,) if kind in ("add", "param", "bias", "mask") else (out_bytes + in_bytes,)
-        if kind in ("linear", "conv"):
-            back = _product_backward(ctx, op, out_bytes, in_bytes, e, key)
+            back = (0,) if entry.grad == "through" else (out_bytes + in_bytes,)
         if blk and kind == "add" and op.path == blk and out and ctx.dt[i - 1] == ctx.dt[i] \
                 and _feeds_add(op, out[-1]):
             # the branch's gradient is the residual add's (one tensor handed to both operands)
@@ -628,29 +604,41 @@ class Walk(NamedTuple):
         return best, where
 
 
+class _Live:
+    """The storages alive during a walk, and every candidate for a phase's peak recorded on the way."""
+
+    def __init__(self) -> None:
+        self.alive: dict[tuple, int] = {}
+        self.total = 0
+        self.record: dict[str, int] = {}
+        self.owner: dict[str, int] = {}
+
+    def keep(self, key: tuple, nbytes: int) -> None:
+        if key not in self.alive:
+            self.alive[key] = nbytes
+            self.total += nbytes
+
+    def free(self, key: tuple) -> None:
+        if key in self.alive:
+            self.total -= self.alive.pop(key)
+
+    def at(self, name: str, nbytes: int, index: int = -1) -> None:
+        """Record a candidate; a second op of the same path (a block's two residual adds) gets its own name."""
+        first = self.owner.setdefault(name, index)
+        if first != index:
+            name = f"{name} ({sum(1 for j in self.owner.values() if j == index) and index})"
+            self.owner.setdefault(name, index)
+        if nbytes > self.record.get(name, -1):
+            self.record[name] = nbytes
+
+
 def _simulate(steps: list[StepOp], runs: list[tuple[int, int]], held: int, stream: dict[str, int],
               run_forward: dict[str, dict[str, int]] | None = None) -> Walk:
     """Walk the forward and then the backward, op by op, recording the live bytes at every step that can
     hold a phase's peak. `held`: bytes the loop keeps referenced from the forward's end through the
     backward (the logits); `run_forward`: per block, the live bytes at each step of its forward when
     nothing is saved (the inference model's, block input included)."""
-    run_forward = run_forward or {}
-    record: dict[str, int] = {}
-    owner: dict[str, int] = {}
-
-    def at(name: str, nbytes: int, index: int = -1) -> None:
-        """Record a candidate; a second op of the same path (a block's two residual adds) gets its own name."""
-        first = owner.setdefault(name, index)
-        if first != index:
-            name = f"{name} ({sum(1 for j in owner.values() if j == index) and index})"
-            owner.setdefault(name, index)
-        if nbytes > record.get(name, -1):
-            record[name] = nbytes
-
-    in_run: dict[int, int] = {}
-    for r, (first, last) in enumerate(runs):
-        for j in range(first, last + 1):
-            in_run[j] = r
+    in_run = {j: r for r, (first, last) in enumerate(runs) for j in range(first, last + 1)}
     size: dict[tuple, int] = {}
     release: dict[tuple, int] = {}  # a storage is freed after the backward of the first op saving it
     for s in steps:
@@ -659,17 +647,18 @@ def _simulate(steps: list[StepOp], runs: list[tuple[int, int]], held: int, strea
             size[sv.key] = max(size.get(sv.key, 0), sv.nbytes)
     run_input = {r: (("run_input", r), stream.get(steps[first].block, steps[first].in_bytes))
                  for r, (first, _) in enumerate(runs)}
-    alive: dict[tuple, int] = {}
-    total = 0
+    live = _Live()
+    _forward(live, steps, in_run, run_input, size, run_forward or {}, held)
+    after_forward, storages = live.total, dict(live.alive)
+    recompute = _backward(live, steps, runs, in_run, run_input, size, release, held, stream)
+    return Walk(after_forward, storages, live.record, Cost.sum(recompute))
 
-    def keep(key: tuple, nbytes: int) -> None:
-        nonlocal total
-        if key not in alive:
-            alive[key] = nbytes
-            total += nbytes
 
-    # forward: a checkpointed run keeps its input only; autocast caches every weight it casts until the
-    # forward ends (`cache`: the casts no op saves, those inside runs)
+def _forward(live: _Live, steps: list[StepOp], in_run: dict[int, int], run_input: dict[int, tuple[tuple, int]],
+             size: dict[tuple, int], run_forward: dict[str, dict[str, int]], held: int) -> None:
+    """The forward: every op keeps what it saves; a checkpointed run keeps its input only and runs as in
+    inference; autocast caches every weight it casts until the forward ends (`cache`: the casts no op
+    saves, those inside runs)."""
     cache = 0
     for s in steps:
         r = in_run.get(s.index)
@@ -677,17 +666,23 @@ def _simulate(steps: list[StepOp], runs: list[tuple[int, int]], held: int, strea
         if r is not None:  # a run's forward saves nothing: the block runs as in inference
             cache += next((sv.nbytes for sv in s.saved if sv.key[0] == "weight_cast"), 0)
             key, nbytes = run_input[r]
-            keep(key, nbytes)
+            live.keep(key, nbytes)
             inside = run_forward.get(s.block) or {name: s.in_bytes + s.out_bytes + s.fwd_scratch}
             for step, nb in inside.items():
-                at(f"forward {step}", total + cache - nbytes + nb)
+                live.at(f"forward {step}", live.total + cache - nbytes + nb)
             continue
         for sv in s.saved:
-            keep(sv.key, size[sv.key])
-        at(f"forward {name}", total + cache + s.out_bytes + s.fwd_scratch + (held if s is steps[-1] else 0), s.index)
-    after_forward = total
-    storages = dict(alive)
-    # backward: a run is recomputed when the backward reaches it, up to its last saving op
+            live.keep(sv.key, size[sv.key])
+        live.at(f"forward {name}", live.total + cache + s.out_bytes + s.fwd_scratch
+                + (held if s is steps[-1] else 0), s.index)
+
+
+def _backward(live: _Live, steps: list[StepOp], runs: list[tuple[int, int]], in_run: dict[int, int],
+              run_input: dict[int, tuple[tuple, int]], size: dict[tuple, int], release: dict[tuple, int],
+              held: int, stream: dict[str, int]) -> list[Cost]:
+    """The backward, last op first: a run is recomputed when the backward reaches it, up to its last
+    saving op; a storage is freed once the first op saving it has run its backward. Returns the costs
+    of the recomputed ops."""
     grads = 0
     recompute: list[Cost] = []
     freed: dict[int, list[tuple]] = {}
@@ -704,24 +699,23 @@ def _simulate(steps: list[StepOp], runs: list[tuple[int, int]], held: int, strea
                 t = steps[j]
                 recompute.append(t.op.cost)
                 for sv in t.saved:
-                    keep(sv.key, size[sv.key])
-                at(f"recompute {t.op.path}", total + held + grads + stream.get(t.block, 0) + t.out_bytes
-                   + t.fwd_scratch, t.index)
+                    live.keep(sv.key, size[sv.key])
+                live.at(f"recompute {t.op.path}", live.total + held + grads + stream.get(t.block, 0) + t.out_bytes
+                        + t.fwd_scratch, t.index)
         residual_add = s.op.kind == "add" and s.op.path == s.block
         pending = stream.get(s.block, 0) if s.block and not residual_add else 0
-        own = 0 if s.op.kind in ("linear", "conv") else s.grad_bytes  # a product's dW is in its back_live
+        product = s.op.kind in OPS and OPS[s.op.kind].product
+        own = 0 if product else s.grad_bytes  # a product's dW is in its back_live
         name = s.op.path or s.op.kind
-        for k, live in enumerate(s.back_live):
-            at(f"backward {name}" + (f" #{k}" if k else ""), total + held + grads + own + pending + live, s.index)
+        for k, bytes_live in enumerate(s.back_live):
+            live.at(f"backward {name}" + (f" #{k}" if k else ""),
+                    live.total + held + grads + own + pending + bytes_live, s.index)
         grads += s.grad_bytes
         for key in freed.get(s.index, ()):
-            if key in alive:
-                total -= alive.pop(key)
+            live.free(key)
         if r is not None and s.index == runs[r][0]:
-            key = run_input[r][0]
-            if key in alive:
-                total -= alive.pop(key)
-    return Walk(after_forward, storages, record, Cost.sum(recompute))
+            live.free(run_input[r][0])
+    return recompute
 
 
 def _run_forward(est: Estimate, kernel: Kernel) -> dict[str, dict[str, int]]:
@@ -764,17 +758,20 @@ def _stream_sizes(steps: list[StepOp]) -> dict[str, int]:
     return out
 
 
-def parse_precision(value: Any) -> str:
-    name = str(value).strip().lower()
-    if name not in PRECISIONS:
-        raise VitcostError(f"unknown precision {value!r}; choose from {', '.join(PRECISIONS)}.")
-    return name
+def _check_choices(device: str, precision: str) -> None:
+    """The two plain-string options, checked (not parsed: the edge has parsed them)."""
+    if device not in DEVICES:
+        raise VitcostError(f"unknown device {device!r}; choose from {', '.join(DEVICES)}.")
+    if precision not in PRECISIONS:
+        raise VitcostError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}.")
 
 
-def train_memory(est: Estimate, optimizer: Any = "adamw", checkpoint: Any = None, attn: Any = None,
-                 device: str = "cpu", dropout: bool = False, precision: str = "autocast") -> TrainMemory:
+def train_memory(est: Estimate, optimizer: Optimizer = Optimizer.adamw, checkpoint: int = 0,
+                 attn: Kernel | None = None, device: str = "cpu", dropout: bool = False,
+                 precision: str = "autocast") -> TrainMemory:
     """Predicted memory of one training step of `est` (its design, resolution and batch) with `optimizer`
-    (none | sgd | adamw), activation `checkpoint` (None | "block" | k blocks per run) and attention kernel
+    (`vocab.Optimizer`), activation `checkpoint` (0: none; k: k blocks per checkpointed run, 1 = "block",
+    `parse_checkpoint`) and attention kernel
     `attn` (default: the estimate's), for `device`'s autocast lists and optimizer implementation (cpu |
     cuda). The estimate's dtype: fp32, or bf16/fp16 meaning, with `precision` "autocast" (the default),
     mixed precision under torch.autocast with float32 weights, gradients and optimizer state; with
@@ -782,15 +779,13 @@ def train_memory(est: Estimate, optimizer: Any = "adamw", checkpoint: Any = None
     optimizer state in 16 bits). `dropout`: dropout layers after the attention probabilities and on both
     residual branches, saving their masks (Korthikanti et al. 2022's configuration).
 
-    >>> m = train_memory(estimate("vit_b16", 224, batch=32, dtype="bf16"), "adamw", checkpoint="block")
+    >>> m = train_memory(vitcost.estimate("vit_b16", 224, batch=32, dtype="bf16"), Optimizer.adamw, checkpoint=1)
     >>> m.step_peak, m.activations_saved, m.parts()
     """
-    opt = parse_optimizer(optimizer)
-    every = parse_checkpoint(checkpoint)
-    kernel = parse_kernel(est.attn if attn is None else attn)
-    half = parse_precision(precision) == "half" and est.dtype is not Dtype.fp32
-    if device not in DEVICES:
-        raise VitcostError(f"unknown device {device!r}; choose from {', '.join(DEVICES)}.")
+    _check_choices(device, precision)
+    opt, every = Optimizer(optimizer).value, checkpoint
+    kernel = est.attn if attn is None else attn
+    half = precision == "half" and est.dtype is not Dtype.fp32
     steps = step_ops(est, kernel, device, dropout, half)
     runs = checkpoint_runs(steps, every)
     if every and not runs:
@@ -808,7 +803,7 @@ def train_memory(est: Estimate, optimizer: Any = "adamw", checkpoint: Any = None
     storages, after = walk.storages, walk.after_forward
     wbytes = est.dtype.bytes if half else F32
     weights = est.params * wbytes
-    state = STATE_COPIES[opt] * weights + (_param_tensors(est.ops) * F32 if opt == "adamw" else 0)
+    state = STATE_COPIES[opt] * weights + (param_tensors(est.ops) * F32 if opt == "adamw" else 0)
     casts = sum(nb for key, nb in storages.items() if key[0] == "weight_cast")
     grads = weights
     # the update's temporaries: single-tensor AdamW (CPU) two copies of one tensor, multi-tensor (CUDA)
@@ -820,13 +815,6 @@ def train_memory(est: Estimate, optimizer: Any = "adamw", checkpoint: Any = None
     inp = est.batch * est.spec.in_chans * h * w * (wbytes if half else F32) + _labels(est)
     phases = {"forward": fwd_peak, "backward": bwd_peak, "optimizer": opt_peak}
     phase = max(phases, key=phases.__getitem__)
-    by_layer: dict[str, int] = {}
-    seen: set[tuple] = set()
-    for s in steps:
-        for sv in s.saved:
-            if sv.key in storages and sv.key not in seen and sv.key[0] != "weight_cast":
-                seen.add(sv.key)
-                by_layer[s.op.path] = by_layer.get(s.op.path, 0) + sv.nbytes
     return TrainMemory(
         model=est.model, res=est.res, batch=est.batch, dtype=est.dtype.value, attn=kernel.value, optimizer=opt,
         checkpoint=every, device=device, weights=weights, gradients=grads, optimizer_state=state, input=inp,
@@ -834,7 +822,19 @@ def train_memory(est: Estimate, optimizer: Any = "adamw", checkpoint: Any = None
         optimizer_peak=opt_peak, step_peak=weights + state + inp + phases[phase],
         peak_at=where if phase == "backward" else phase, recompute_macs=walk.recompute.macs, recompute=walk.recompute,
         precision="half" if half else ("autocast" if est.dtype is not Dtype.fp32 else "fp32"),
-        saved_by_layer=by_layer)
+        saved_by_layer=_saved_by_layer(steps, storages))
+
+
+def _saved_by_layer(steps: list[StepOp], storages: dict[tuple, int]) -> dict[str, int]:
+    """The saved activations per layer path, each storage at the first op that saves it (weight casts apart)."""
+    by_layer: dict[str, int] = {}
+    seen: set[tuple] = set()
+    for s in steps:
+        for sv in s.saved:
+            if sv.key in storages and sv.key not in seen and sv.key[0] != "weight_cast":
+                seen.add(sv.key)
+                by_layer[s.op.path] = by_layer.get(s.op.path, 0) + sv.nbytes
+    return by_layer
 
 
 def _labels(est: Estimate) -> int:
@@ -846,7 +846,7 @@ def _labels(est: Estimate) -> int:
     return est.batch * INT64
 
 
-def _param_tensors(ops: Sequence[Op]) -> int:
+def param_tensors(ops: Sequence[Op]) -> int:
     """Parameter tensors (AdamW keeps a step counter for each): weight and bias of linear/conv layers with
     a bias, the weight of those without, a norm's scale and shift, one per table or token."""
     n = 0
@@ -902,16 +902,17 @@ def _step_candidates(est: Estimate, opts: dict[str, Any]) -> dict[str, int]:
 
 
 def _walk(est: Estimate, opts: dict[str, Any]) -> Walk:
-    kernel = parse_kernel(est.attn if opts.get("attn") is None else opts["attn"])
-    half = parse_precision(opts.get("precision", "autocast")) == "half" and est.dtype is not Dtype.fp32
+    kernel = est.attn if opts.get("attn") is None else opts["attn"]
+    half = opts.get("precision", "autocast") == "half" and est.dtype is not Dtype.fp32
     steps = step_ops(est, kernel, opts.get("device", "cpu"), opts.get("dropout", False), half)
-    runs = checkpoint_runs(steps, parse_checkpoint(opts.get("checkpoint")))
+    runs = checkpoint_runs(steps, opts.get("checkpoint", 0))
     held = steps[-2].out_bytes if len(steps) > 1 else 0
     return _simulate(steps, runs, held, _stream_sizes(steps), _run_forward(est, kernel) if runs else None)
 
 
-def train_memory_wall(model: Any, budget_bytes: int, *, solve: str = "res", res: Any = None, batch: int = 1,
-                      dtype: Any = "fp32", attn: Any = "math", **opts: Any) -> TrainWall:
+def train_memory_wall(design: Design, budget_bytes: int, *, solve: str = "res", res: tuple[int, int] | None = None,
+                      batch: int = 1, dtype: Dtype = Dtype.fp32, attn: Kernel = Kernel.math,
+                      **opts: Any) -> TrainWall:
     """The largest square resolution (solve="res", at `batch`) or batch (solve="batch", at `res`, default the
     design's) whose training step (`train_memory(...).step_peak`, with `opts`: optimizer, checkpoint,
     device, precision, dropout) fits in `budget_bytes`, solved from the model: every candidate step of the
@@ -919,12 +920,10 @@ def train_memory_wall(model: Any, budget_bytes: int, *, solve: str = "res", res:
     checked at 2 more; `memory_wall` does the same for inference) and affine in the batch (checked at a
     third point); the smallest root over the steps is where the step stops fitting, confirmed (and moved
     by the step) against the exact model."""
-    from vitcost.analytic.estimate import estimate
+    from vitcost.analytic.estimate import evaluate
     from vitcost.analytic.memory_wall import WALL_DEGREE, WALL_SAMPLES, solve_wall
     from vitcost.analytic.registry import family_of
-    from vitcost.design import parse_design
 
-    design = parse_design(model)
     if not budget_bytes > 0:
         raise VitcostError(f"device memory must be positive, got {budget_bytes}.")
     if solve not in ("res", "batch"):
@@ -933,8 +932,8 @@ def train_memory_wall(model: Any, budget_bytes: int, *, solve: str = "res", res:
     train_opts["attn"] = attn
 
     def at(v: int) -> Estimate:
-        return estimate(design, v, batch, dtype, attn) if solve == "res" else \
-            estimate(design, design.res if res is None else res, v, dtype, attn)
+        return evaluate(design, (v, v), batch, dtype, attn) if solve == "res" else \
+            evaluate(design, (design.res, design.res) if res is None else res, v, dtype, attn)
 
     def exact(v: int) -> int | None:
         try:
@@ -955,4 +954,4 @@ def train_memory_wall(model: Any, budget_bytes: int, *, solve: str = "res", res:
 
 
 __all__ = ["TrainMemory", "TrainWall", "train_memory", "train_memory_wall", "step_ops", "checkpoint_runs",
-           "parse_optimizer", "parse_checkpoint", "parse_precision", "STATE_COPIES", "PRECISIONS", "StepOp", "Saved"]
+           "STATE_COPIES", "StepOp", "Saved"]

@@ -67,14 +67,12 @@ from vitcost.analytic.cost import (
     NORM_BACKWARD_FLOPS,
     SOFTMAX_BACKWARD_FLOPS,
     Cost,
-    LinearAttnCall,
     Op,
     project,
 )
-from vitcost.analytic.kernels import FUSED, attention_path
-from vitcost.analytic.trace import Step, call_steps
+from vitcost.analytic.ops import kind_of
 from vitcost.errors import VitcostError
-from vitcost.vocab import Kernel, parse_kernel, res_label
+from vitcost.vocab import Kernel
 
 TRAIN_CONVENTIONS: dict[str, str] = {
     "macs": "multiply-accumulates of the forward and of its gradient products",
@@ -85,9 +83,6 @@ TRAIN_CONVENTIONS: dict[str, str] = {
              "gradients, nothing else",
 }
 PHASES: tuple[str, ...] = ("step", "forward", "backward")
-
-_PRODUCT_OPERANDS = 2  # a product of two activations (or an activation and a table): both get a gradient
-
 
 class TrainOp(NamedTuple):
     """One forward op with its backward: both cost vectors by kind. `backward`'s element counts are
@@ -122,80 +117,10 @@ def _no_convention(convention: str) -> VitcostError:
                         f"{', '.join(TRAIN_CONVENTIONS)}.")
 
 
-# ---------------------------------------------------------------------------------------------
-# One rule per op kind: (forward in train mode, backward, rule)
-
-
-def product_backward(op: Op, grad_input: bool) -> tuple[Cost, Cost, str]:
-    """linear / conv: Y = X W (+ b). dW = X^T dY: the forward's MACs; dX = dY W^T (a transposed conv):
-    the forward's MACs again when X needs a gradient; db = sum of dY over the rows: the forward's bias
-    elements (its `eltwise`, one per output element with a bias)."""
-    macs = op.cost.macs * (2 if grad_input else 1)
-    back = Cost(macs=macs, eltwise=op.cost.eltwise)
-    return op.cost, back, ("dX + dW" if grad_input else "dW only (input needs no gradient)") + (
-        " + db" if op.cost.eltwise else "")
-
-
-def norm_backward(op: Op) -> tuple[Cost, Cost, str]:
-    """LayerNorm: the gradients of x, scale and shift, per element (NORM_BACKWARD_FLOPS)."""
-    return op.cost, Cost(norm=op.cost.norm), "norm backward per element"
-
-
-def batch_norm_backward(op: Op) -> tuple[Cost, Cost, str]:
-    """Train-mode BatchNorm: batch statistics forward (a norm's cost, not eval mode's folded scale and
-    shift) and a norm's backward, per element."""
-    elems = op.cost.bn
-    return Cost(norm=elems, params=op.cost.params), Cost(norm=elems), "train-mode batch norm, per element"
-
-
-def gelu_backward(op: Op) -> tuple[Cost, Cost, str]:
-    return op.cost, Cost(act=op.cost.act), "GELU derivative per element"
-
-
-def eltwise_backward(op: Op) -> tuple[Cost, Cost, str]:
-    return op.cost, Cost(eltwise=op.cost.eltwise), "one op per element"
-
-
-def step_backward(step: Step) -> Cost:
-    """The backward of one attention step: a product gives both operands a gradient (2x its MACs);
-    softmax and elementwise steps their per-element backward."""
-    c = step.cost
-    return Cost(macs=_PRODUCT_OPERANDS * c.macs, softmax=c.softmax, eltwise=c.eltwise)
-
-
-def attention_backward(op: Op, kernel: Kernel) -> tuple[Cost, Cost, str]:
-    """Softmax attention: the backward of each of `attention_steps`; a fused kernel recomputes
-    S = Q K^T (s*d MACs) and P = exp(S - lse) (2 per score) on top."""
-    a = op.call
-    back = Cost.sum(step_backward(st) for st in call_steps(a))
-    if attention_path(a, kernel, training=True) == FUSED:
-        back = back + Cost(macs=a.scores * a.head_dim, eltwise=2 * a.scores)
-        return op.cost, back, "fused: 5 score-sized products (QK^T recomputed)"
-    return op.cost, back, "math: 4 score-sized products"
-
-
-def linear_attention_backward(op: Op) -> tuple[Cost, Cost, str]:
-    back = Cost.sum(step_backward(st) for st in call_steps(op.call))
-    return op.cost, back, "3 products x 2 operands"
-
-
 def op_backward(op: Op, kernel: Kernel, grad_input: bool = True) -> tuple[Cost, Cost, str]:
-    """(forward in train mode, backward, rule) of one forward op."""
-    if op.kind in ("linear", "conv"):
-        return product_backward(op, grad_input)
-    if op.kind == "attention":
-        return attention_backward(op, kernel)
-    if op.kind == "linear_attention" or isinstance(op.call, LinearAttnCall):
-        return linear_attention_backward(op)
-    if op.kind == "layer_norm":
-        return norm_backward(op)
-    if op.kind == "batch_norm":
-        return batch_norm_backward(op)
-    if op.kind == "gelu":
-        return gelu_backward(op)
-    if op.kind == "param":
-        return op.cost, Cost(), "gradient through the op that reads it"
-    return eltwise_backward(op)
+    """(forward in train mode, backward, rule) of one forward op: its kind's rule in the op table
+    (`ops.OPS`)."""
+    return kind_of(op).backward(op, kernel, grad_input)
 
 
 def reads_constant(op: Op, first: bool) -> bool:
@@ -204,13 +129,12 @@ def reads_constant(op: Op, first: bool) -> bool:
     return first or "reads_constant" in op.tags
 
 
-def train_ops(ops: tuple[Op, ...] | list[Op], kernel: Any = Kernel.math) -> tuple[TrainOp, ...]:
+def train_ops(ops: tuple[Op, ...] | list[Op], kernel: Kernel = Kernel.math) -> tuple[TrainOp, ...]:
     """Every op of a forward with its backward, in forward order."""
-    k = parse_kernel(kernel)
     image = next((i for i, op in enumerate(ops) if op.kind in ("linear", "conv")), None)
     out = []
     for i, op in enumerate(ops):
-        fwd, back, rule = op_backward(op, k, grad_input=not reads_constant(op, i == image))
+        fwd, back, rule = op_backward(op, kernel, grad_input=not reads_constant(op, i == image))
         out.append(TrainOp(op.path, op.kind, op.role, fwd, back, rule))
     return tuple(out)
 
@@ -269,16 +193,6 @@ class TrainCost:
             out[getattr(op, key)] += _phase_count(op.forward, op.backward, convention, phase)
         return dict(out)
 
-    def row(self) -> dict[str, Any]:
-        """The machine-readable summary: the step, forward and backward in each convention."""
-        e = self.estimate
-        row: dict[str, Any] = {"model": e.model, "family": e.family, "res": res_label(e.res), "batch": e.batch,
-                               "attn": self.attn.value, "params": e.params}
-        for convention in TRAIN_CONVENTIONS:
-            for phase in PHASES:
-                row[convention if phase == "step" else f"{convention}_{phase}"] = self.count(convention, phase)
-        return row
-
 
 def _phase_count(forward: Cost, backward: Cost, convention: str, phase: str) -> int:
     if convention not in TRAIN_CONVENTIONS:
@@ -290,10 +204,10 @@ def _phase_count(forward: Cost, backward: Cost, convention: str, phase: str) -> 
     return f + b
 
 
-def train_cost(est: Any, attn: Any = None) -> TrainCost:
+def train_cost(est: Any, attn: Kernel | None = None) -> TrainCost:
     """The training step of `est` (an `Estimate`) with attention kernel `attn` (math | sdpa | flash |
     efficient; default: the estimate's own)."""
-    kernel = parse_kernel(est.attn if attn is None else attn)
+    kernel = est.attn if attn is None else attn
     return TrainCost(est, kernel, train_ops(est.ops, kernel))
 
 

@@ -88,7 +88,14 @@ AttnOpt = Annotated[Kernel, typer.Option(
     "efficient are fused (scores stay on chip).")]
 ResOpt = Annotated[list[str] | None, typer.Option(
     "--res", "-r", help="Input resolutions: N for NxN or HxW; several may follow one flag.")]
-BatchOpt = Annotated[int, typer.Option("--batch", "-b", help="Batch size.")]
+def _batch(value: int) -> int:
+    """--batch, checked where it is parsed: a whole number of at least 1."""
+    from vitcost.vocab import whole
+
+    return whole(value, "batch")
+
+
+BatchOpt = Annotated[int, typer.Option("--batch", "-b", help="Batch size.", callback=_batch)]
 DtypeOpt = Annotated[Dtype, typer.Option("--dtype", help="Element type for memory figures (compare --mode train: "
                                                           "bf16/fp16 = mixed precision under autocast).")]
 ConventionOpt = Annotated[Convention, typer.Option(

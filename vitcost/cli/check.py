@@ -112,11 +112,11 @@ def _check_models(runs: list[tuple[Any, tuple[int, int], str]], batch: int, conv
                   method: str, mode: str = "inference") -> list[Any]:
     import torch  # noqa: F401  (a missing torch is one line before any progress line)
 
-    from vitcost.analytic.estimate import estimate
+    from vitcost.analytic.estimate import evaluate
     from vitcost.measure.check import check_model
 
     for design, hw, _ in runs:  # a size a design cannot take is an error before anything is counted
-        estimate(design, hw, batch)
+        evaluate(design, hw, batch)
 
     results = []
     with _progress() as progress:

@@ -94,8 +94,10 @@ def compare(
     [bold]vitcost compare -m my_swin.toml vit_l16 --set vit_l16:patch=14 -r 1024[/bold].
     """
     from vitcost.cli.output import check_output
+    from vitcost.design import parse_models
     from vitcost.errors import VitcostError
-    from vitcost.report.rows import compare_rows
+    from vitcost.report.rows import compare_estimates, compare_rows
+    from vitcost.vocab import parse_checkpoint, parse_resolutions
 
     output = check_output(output)
     set_items = list(set_items or []) + [f"{k}={v}" for k, v in (("patch", patch), ("window", window))
@@ -103,15 +105,17 @@ def compare(
     if amp and dtype is Dtype.fp32:
         raise VitcostError("--amp is autocast to 16 bits: give --dtype fp16 or bf16 with it, not fp32.")
     hw = hardware_option(hardware, peak_tflops, bandwidth, dtype)
-    if parse_run_mode(mode) is RunMode.train:
-        _compare_train(models, res or DEFAULT_RES, batch, dtype, attn, convention, fmt, set_items, output,
-                       (optimizer or Optimizer.adamw).value, checkpoint or "none", device_memory, hw,
-                       "half" if amp is False and dtype is not Dtype.fp32 else "autocast")
-        return
-    if optimizer is not None or checkpoint is not None or device_memory is not None:
+    train = parse_run_mode(mode) is RunMode.train
+    if not train and (optimizer is not None or checkpoint is not None or device_memory is not None):
         raise VitcostError("--optimizer, --checkpoint and --device-memory describe a training step: add --mode train.")
-    rows = compare_rows(models, res or DEFAULT_RES, batch=batch, dtype=dtype, convention=convention.value,
-                        attn=attn, set_items=set_items, hardware=hw, amp=bool(amp))
+    every = parse_checkpoint(checkpoint)
+    designs, sizes = parse_models(models, set_items), parse_resolutions(res or DEFAULT_RES)
+    if train:
+        precision = "half" if amp is False and dtype is not Dtype.fp32 else "autocast"
+        _compare_train(compare_estimates(designs, sizes, batch, dtype, attn), convention, fmt, output,
+                       optimizer or Optimizer.adamw, every, device_memory, hw, precision)
+        return
+    rows = compare_rows(compare_estimates(designs, sizes, batch, dtype, attn, bool(amp)), convention.value, hw)
     if fmt is Format.table and output is None:
         from vitcost.report.table import render_compare
 
@@ -122,9 +126,8 @@ def compare(
     emit(_format(rows, fmt, convention.value, f"batch {batch}, {precision}, {attn.value} attention{timing}"), output)
 
 
-def _compare_train(models: list[str] | None, res: list[str], batch: int, dtype: Dtype, attn: Kernel,
-                   convention: Convention, fmt: Format, set_items: list[str], output: str | None, optimizer: str,
-                   checkpoint: str, device_memory: str | None = None, hardware: Any = None,
+def _compare_train(ests: list[Any], convention: Convention, fmt: Format, output: str | None, optimizer: Optimizer,
+                   checkpoint: int, device_memory: str | None = None, hardware: Any = None,
                    precision: str = "autocast") -> None:
     from vitcost.report import formats
     from vitcost.report.rows import train_rows, train_walls
@@ -132,15 +135,15 @@ def _compare_train(models: list[str] | None, res: list[str], batch: int, dtype: 
     from vitcost.vocab import parse_size
 
     budget = parse_size(device_memory) if device_memory is not None else None
-    rows = train_rows(models, res, batch=batch, dtype=dtype, convention=convention.value, attn=attn,
-                      set_items=set_items, optimizer=optimizer, checkpoint=checkpoint, hardware=hardware,
-                      precision=precision)
-    walls = train_walls(rows, budget[0], dtype, attn, optimizer, checkpoint, precision) if budget else []
+    rows = train_rows(ests, convention.value, optimizer, checkpoint, hardware, precision)
+    walls = train_walls(ests, budget[0], optimizer, checkpoint, precision) if budget else []
+    first = ests[0]
+    batch, dtype, attn, ckpt = first.batch, first.dtype, first.attn, {0: "none", 1: "block"}.get(checkpoint, checkpoint)
     if walls and fmt is Format.json:
         for row in rows:  # each row says the walls of its design
             row["train_memory_wall"] = next(w for w in walls if w["model"] == row["model"])
     if fmt is Format.table and output is None:
-        emit(render_train_compare(rows, convention.value, batch, dtype.value, attn.value, optimizer, checkpoint), None)
+        emit(render_train_compare(rows, convention.value, batch, dtype.value, attn.value, optimizer.value, ckpt), None)
         if walls:
             from vitcost.report.boxtable import box_table
 
@@ -155,7 +158,7 @@ def _compare_train(models: list[str] | None, res: list[str], batch: int, dtype: 
         timing = f", time on {hardware.label}" if hardware is not None else ""
         mode = " (the model in 16 bits)" if precision == "half" else ""
         emit(f"**vitcost compare --mode train** — batch {batch}, {dtype.value}{mode}, {attn.value} attention, "
-             f"{optimizer}, checkpoint {checkpoint}, {convention.value} convention{timing}\n\n"
+             f"{optimizer.value}, checkpoint {ckpt}, {convention.value} convention{timing}\n\n"
              + formats.to_markdown(*train_cells(rows, convention.value)), output)
 
 
@@ -179,8 +182,9 @@ def models(fmt: FormatOpt = Format.table, output: OutputOpt = None) -> None:
     vitcost's figures are at the preset's resolution in the fvcore convention, which is how timm's
     published figures were counted; `scaling` is the family's complexity class.
     """
-    from vitcost.analytic.estimate import estimate
+    from vitcost.analytic.estimate import evaluate
     from vitcost.cli.output import check_output
+    from vitcost.design import parse_design
     from vitcost.report import formats
     from vitcost.report.table import models_cells
     from vitcost.zoo import PRESETS
@@ -188,7 +192,7 @@ def models(fmt: FormatOpt = Format.table, output: OutputOpt = None) -> None:
     output = check_output(output)
     rows = []
     for p in PRESETS.values():
-        e = estimate(p.name, p.res)
+        e = evaluate(parse_design(p.name), (p.res, p.res))
         rows.append({"model": p.name, "family": p.family, "res": p.res, "source": p.source,
                      "aliases": " ".join(p.aliases), "published_params_m": p.params_m,
                      "published_gmacs": p.gmacs, "params": e.params, "fvcore": e.count("fvcore"),
@@ -221,8 +225,9 @@ def formula(
 
     from vitcost.analytic.symbolic import KINDS, leading
     from vitcost.analytic.symbolic import formula as build
+    from vitcost.design import parse_formula
 
-    expr = build(kind)
+    expr = build(parse_formula(kind))
     if latex:
         typer.echo(sympy.latex(expr))
         return

@@ -6,7 +6,7 @@ from __future__ import annotations
 import enum
 import shlex
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -102,6 +102,32 @@ def profile_memory(name: str) -> str:
     return f"{hw.name}={size}"
 
 
+def report_request(models: list[str] | None, set_items: list[str] | None, res: list[str], batch: int = 1,
+                   dtype: Dtype = Dtype.fp32, convention: Convention = Convention.macs,
+                   breakdown_res: str | None = None, device_memory: list[str] | None = None, check: Path | None = None,
+                   profile: Path | None = None, train: bool = True, optimizer: str = "adamw",
+                   title: str = "vitcost scaling report", command: str = "vitcost report",
+                   hardware: list[str] | None = None) -> Any:
+    """The report's options parsed once into a `ReportRequest`: designs, sizes, devices, optimizer and
+    the device profiles of the latency panel."""
+    from vitcost.analytic.hardware import get_hardware
+    from vitcost.design import parse_models
+    from vitcost.report.build import DEFAULT_DEVICE_MEMORY, ReportRequest, parse_devices
+    from vitcost.vocab import parse_convention, parse_dtype, parse_optimizer, parse_res, parse_resolutions
+
+    conv = parse_convention(convention).value
+    devices = parse_devices(list(DEFAULT_DEVICE_MEMORY) if device_memory is None else device_memory)
+    opt = parse_optimizer(optimizer)
+    if not res:
+        raise VitcostError("--res needs at least one resolution.")
+    return ReportRequest(
+        designs=parse_models(list(models) if models else None, list(set_items or [])),
+        sizes=parse_resolutions(res), devices=devices, batch=batch, dtype=parse_dtype(dtype), convention=conv,
+        breakdown_res=parse_res(breakdown_res) if breakdown_res is not None else None, check=check,
+        profile=profile, train=train, optimizer=opt, title=title, command=command,
+        hardware=tuple(get_hardware(name) for name in hardware or ()))
+
+
 @app.command()
 def report(
     models: ModelsOpt = None,
@@ -116,8 +142,9 @@ def report(
         "--device-memory", help="Device memory lines on the memory plot: sizes such as 80GB, 24GiB, or "
         "NAME=SIZE; several may follow one flag. Default: H100=80GB H200=141GB (none with --hardware).")] = None,
     hardware: Annotated[list[str] | None, typer.Option(
-        "--hardware", help="Device profiles (names, see `vitcost hardware`, or .toml files) whose memory is drawn "
-        "as a line, one each, beside any --device-memory; several may follow one flag.")] = None,
+        "--hardware", help="Device profiles (names, see `vitcost hardware`, or .toml files): each one's memory is "
+        "drawn as a line beside any --device-memory, and a latency figure times every design and --res on each "
+        "(a 16-bit --dtype as autocast over fp32 weights); several may follow one flag.")] = None,
     check: Annotated[Path | None, typer.Option(
         "--check", help="JSON rows from `vitcost check --format json`: adds analytic vs fvcore vs "
         "FlopCounterMode.")] = None,
@@ -149,13 +176,14 @@ def report(
     • the cost split by part (scores, projections, MLP, pooling, other) at --breakdown-res
     • where attention overtakes projections + MLP (ViT: N = 6d tokens)
     • the memory of one training step by part, with and without checkpointing per block (--no-train: left out)
+    • with --hardware: time per forward vs resolution on each device, and FLOPs against time
     • with --check / --profile: analytic vs counted vs measured, around y = x
     Hover shows exact values; the tables behind every figure, the conventions, versions and date are in the page.
 
     Example: [bold]vitcost report --res 224 384 512 768 1024 -o reports/scaling.html[/bold]
     """
     from vitcost.cli.output import check_output, write_output
-    from vitcost.report.build import DEFAULT_DEVICE_MEMORY, DEFAULT_RES, DEFAULT_TITLE, ReportRequest
+    from vitcost.report.build import DEFAULT_DEVICE_MEMORY, DEFAULT_RES, DEFAULT_TITLE
 
     kind = _format_for(fmt, output)
     if optimizer is not None and not train:
@@ -168,14 +196,11 @@ def report(
     res = list(res or DEFAULT_RES)
     devices = list(device_memory) if device_memory is not None else [] if hardware else list(DEFAULT_DEVICE_MEMORY)
     devices += [profile_memory(name) for name in hardware or []]
-    req = ReportRequest(
-        models=list(models) if models else None, set_items=list(set_items or []), res=res, batch=batch,
-        dtype=dtype.value,
-        convention=convention.value, breakdown_res=breakdown_res, device_memory=devices, check=check,
-        profile=profile, train=train, optimizer=opt, title=title or DEFAULT_TITLE,
-        command=_command(models, set_items, res, batch, dtype.value, convention.value, breakdown_res,
-                         list(device_memory or []), check, profile, kind, output, title, train, opt,
-                         list(hardware or [])))
+    req = report_request(
+        models, set_items, res, batch, dtype, convention, breakdown_res, devices, check, profile, train, opt,
+        title or DEFAULT_TITLE, _command(models, set_items, res, batch, dtype.value, convention.value, breakdown_res,
+                                         list(device_memory or []), check, profile, kind, output, title, train, opt,
+                                         list(hardware or [])), list(hardware or []))
     if kind is ReportFormat.png:
         from vitcost.report.build import render_png
 

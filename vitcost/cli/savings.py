@@ -47,33 +47,38 @@ def savings(
     For one training step (forward, backward, optimizer): the baseline as given, then mixed precision
     (bf16 autocast), activation checkpointing every block and every 2 blocks, a fused (flash) attention
     kernel, and linear attention (for ViT-style designs). Each row: the step's peak memory and how much
-    it saves, the step's FLOPs (checkpointing's recomputed forward included) and a roofline time on
-    --hardware with its speed-up — beside the course's guesses (mixed precision ~50% memory and 1.5-2x,
-    checkpointing ~75% at 0.8x, linear attention ~60%). Every figure comes from the same memory, FLOP
-    and roofline models as `compare --mode train` and `profile`.
+    it saves, the step's FLOPs (checkpointing's recomputed forward included) and its time on --hardware
+    with the speed-up — beside the course's guesses (mixed precision ~50% memory and 1.5-2x,
+    checkpointing ~75% at 0.8x, linear attention ~60%). The time is the per-op model (the forward's
+    kernels fitted on measured runs, their backward kernels, the update) on a profile that carries
+    fitted efficiencies, for every row (an fp32 row at the fp32 peaks), else a roofline. Every figure
+    comes from the same memory, FLOP and time models as `compare --mode train` and `profile`.
 
     Several --res give one table per size (JSON/CSV: one list of rows, each with its res).
 
     Example: [bold]vitcost savings vit_b16 --res 1024 --batch 32[/bold]
     """
     from vitcost.analytic.savings import savings as compute
+    from vitcost.analytic.train_time import TRAIN_TIME_MODELS
     from vitcost.cli.output import check_output
+    from vitcost.design import parse_design
     from vitcost.report import formats
+    from vitcost.report.rows import saving_row
     from vitcost.report.table import savings_cells
 
     output = check_output(output)
     hw = hardware_option(hardware, peak_tflops, bandwidth, dtype)
-    sizes = parse_resolutions(res or ["224"])
-    tables = [compute(model, size, batch, dtype, attn, optimizer.value, hw) for size in sizes]
-    data = [r.row() for rows, _ in tables for r in rows]
+    design, sizes = parse_design(model), parse_resolutions(res or ["224"])
+    tables = [compute(design, size, batch, dtype, attn, optimizer, hw) for size in sizes]
+    data = [saving_row(r) for rows, _ in tables for r in rows]
     if emit_rows(data, fmt, output):
         return
     texts = []
     for rows, skipped in tables:
         base = rows[0].estimate
-        mine = [r.row() for r in rows]
+        mine = [saving_row(r) for r in rows]
         title = (f"vitcost savings — {base.model} at {mine[0]['res']}, batch {base.batch}, {base.dtype.value}, "
-                 f"{base.attn.value} attention, {optimizer.value}; time: roofline on {hw.label}")
+                 f"{base.attn.value} attention, {optimizer.value}; time: {mine[0]['time_model']} on {hw.label}")
         header, cells = savings_cells(mine)
         notes = [f"left out: {s}" for s in skipped]
         if fmt is Format.markdown or output is not None:
@@ -82,8 +87,9 @@ def savings(
             from vitcost.report.boxtable import box_table
 
             caption = ("memory: the training step's peak (weights, gradients, optimizer state, activations); "
-                       "FLOPs: forward + backward (+ recomputed forward); time: per-layer roofline; course: "
-                       "the quoted guesses" + "".join(f"\n{n}" for n in notes))
+                       "FLOPs: forward + backward (+ recomputed forward); time: "
+                       + TRAIN_TIME_MODELS[mine[0]["time_model"]] + "; course: the quoted guesses"
+                       + "".join(f"\n{n}" for n in notes))
             texts.append(box_table(header, cells, right=set(range(1, len(header) - 2)), title=title,
                                    caption=caption))
     emit("\n\n".join(texts), output)

@@ -190,7 +190,7 @@ def choose_method(method: str, meta_net: Any, shape: tuple[int, ...], budget_byt
     if method == "meta":
         return method
     inputs = cm.make_inputs(shape, meta=True, dtype=cm.float_dtype(meta_net))
-    train = parse_run_mode(mode).value == "train"
+    train = mode == "train"
     predicted = cm.predict_count_bytes(meta_net, inputs, ("torch",) if train else COUNTERS, train)
     budget = cm.memory_budget() if budget_bytes is None else budget_bytes
     if cm.fits(predicted, budget):
@@ -206,9 +206,11 @@ def check_model(model: Any, res: Any = 224, batch: int = 1, attn: str = "math", 
     """Count the reference model of `model` (a design: preset, spec file, overrides or spec) on
     [batch, C, H, W] with the `attn` attention path, and join the counts with the analytic estimate in `convention`.
     `mode="train"`: one training step, against FlopCounterMode alone (torch or macs convention)."""
-    from vitcost.analytic.estimate import estimate
+    from vitcost.analytic.estimate import evaluate
+    from vitcost.design import parse_design
     from vitcost.measure.counting import count
     from vitcost.nets import build
+    from vitcost.vocab import parse_res, whole
 
     mode = parse_run_mode(mode).value
     if mode == "train" and convention not in TRAIN_CHECK_CONVENTIONS:
@@ -220,7 +222,7 @@ def check_model(model: Any, res: Any = 224, batch: int = 1, attn: str = "math", 
         raise VitcostError(f"unknown attention path {attn!r}; choose from {', '.join(ATTN_PATHS)}.")
     if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol >= 0:
         raise VitcostError(f"tolerance must be a number of at least 0, got {tol!r}.")
-    est = estimate(model, res, batch)
+    est = evaluate(parse_design(model), parse_res(res), whole(batch, "batch"))
     meta_net = build(est.design, est.res, attn=attn, device="meta")
     meta_net.train(mode == "train")
     chosen = choose_method(method, meta_net, (batch, est.spec.in_chans, *est.res), budget_bytes, mode)

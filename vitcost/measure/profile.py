@@ -15,7 +15,7 @@ so a sweep always runs to its end.
 With mode "train" a row is one training step instead (forward, cross-entropy loss, backward, optimizer
 step; `TRAIN_COLUMNS`): the predicted parts (`vitcost.analytic.train_memory.train_memory`: weights,
 gradients, optimizer state, saved activations, backward and step peaks), the step's FLOPs with the forward
-checkpointing runs again, and a roofline time (`vitcost.analytic.savings.train_roofline`); measured, the
+checkpointing runs again, and the step's time (`vitcost.analytic.train_time.step_time`); measured, the
 same parts on the reference net (`vitcost.measure.train_memory.measure_train_step`, live tensors, the
 float32 net under autocast for bf16/fp16, checkpointing per run of blocks), the allocator's step peak
 (CUDA: max_memory_allocated over one timed step; CPU: torch.profiler's records) and the median time of
@@ -33,14 +33,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from vitcost.analytic.estimate import Estimate, estimate
+from vitcost.analytic.estimate import Estimate, evaluate
 from vitcost.analytic.hardware import TB, Hardware, get_hardware, preset_for_device_name
 from vitcost.analytic.memory import MemoryPrediction, predict_memory
 from vitcost.analytic.memory_wall import memory_wall
 from vitcost.analytic.roofline import Roofline, forward_time, roofline
 from vitcost.design import Design, resolve_designs, spec_dict
 from vitcost.errors import VitcostError
-from vitcost.vocab import Dtype, Kernel, parse_dtype, parse_kernel, parse_resolutions, res_label, whole
+from vitcost.vocab import Dtype, Kernel, Optimizer, parse_dtype, parse_kernel, parse_resolutions, res_label, whole
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 MODES = ("inference", "train")
@@ -93,6 +93,7 @@ class ProfileConfig:
     checkpoint: Any = None  # train: none | block | N blocks per checkpointed run (default none)
     amp: bool | None = None  # inference: autocast over fp32 weights; train: False = the model in 16 bits
     sizes: list[tuple[int, int]] = field(init=False, default_factory=list)
+    designs: list[Design] = field(init=False, default_factory=list)
     every: int = field(init=False, default=0)  # train: the checkpoint as blocks per run, 0 = none
 
     def __post_init__(self) -> None:
@@ -106,6 +107,7 @@ class ProfileConfig:
         if self.max_seconds is not None and not self.max_seconds > 0:
             raise VitcostError(f"--max-seconds must be positive, got {self.max_seconds}.")
         self.sizes = parse_resolutions(self.res)
+        self.designs = resolve_designs(self.models, self.set_items)
         if self.amp and self.dtype is Dtype.fp32:
             raise VitcostError("--amp is autocast to 16 bits: give --dtype fp16 or bf16 with it, not fp32.")
         self.mode = str(getattr(self.mode, "value", self.mode))
@@ -116,9 +118,9 @@ class ProfileConfig:
                 raise VitcostError("--optimizer and --checkpoint describe a training step: add --mode train.")
             self.amp = bool(self.amp)
             return
-        from vitcost.analytic.train_memory import parse_checkpoint, parse_optimizer
+        from vitcost.vocab import parse_checkpoint, parse_optimizer
 
-        self.optimizer = parse_optimizer(getattr(self.optimizer, "value", self.optimizer) or "adamw")
+        self.optimizer = parse_optimizer(self.optimizer or "adamw").value
         self.every = parse_checkpoint(self.checkpoint)
         self.checkpoint = {0: "none", 1: "block"}.get(self.every, str(self.every))
 
@@ -228,7 +230,7 @@ def device_budget(cfg: ProfileConfig, hw: Hardware, env: Environment) -> int | N
 
 def plan(cfg: ProfileConfig) -> list[tuple[Design, tuple[int, int]]]:
     """Every design x resolution to profile, in order."""
-    return [(d, hw) for d in resolve_designs(cfg.models, cfg.set_items) for hw in cfg.sizes]
+    return [(d, hw) for d in cfg.designs for hw in cfg.sizes]
 
 
 def _fmt_gib(n: float) -> str:
@@ -388,15 +390,15 @@ def _one_line(err: BaseException) -> str:
 
 def train_row(p: Design, est: Estimate, cfg: ProfileConfig, env: Environment, hw: Hardware) -> dict[str, Any]:
     """The --mode train row of one design at one resolution: the predicted step (`train_memory`'s parts,
-    the step's FLOPs with the recomputed forward, `train_roofline`'s time), and unless predict_only the
+    the step's FLOPs with the recomputed forward, `train_time.step_time`'s time), and unless predict_only the
     measured one (`measure_train_step`'s parts, the median step time)."""
     from vitcost.analytic.cost import project
-    from vitcost.analytic.savings import train_roofline
     from vitcost.analytic.train_memory import train_memory
+    from vitcost.analytic.train_time import step_time
     from vitcost.analytic.training import train_cost
 
     half = cfg.amp is False and cfg.dtype is not Dtype.fp32
-    tm = train_memory(est, cfg.optimizer, cfg.every or None, cfg.attn, env.device,
+    tm = train_memory(est, Optimizer(cfg.optimizer), cfg.every, cfg.attn, env.device,
                       precision="half" if half else "autocast")
     parts = tm.parts()
     recompute = project(tm.recompute, "flops")
@@ -406,7 +408,8 @@ def train_row(p: Design, est: Estimate, cfg: ProfileConfig, env: Environment, hw
         "attn": cfg.attn.value, "mode": "train", "optimizer": cfg.optimizer, "checkpoint": cfg.checkpoint,
         **env.row(), "status": "predicted", "note": "", "params": est.params,
         "step_flops": train_cost(est).count("flops") + recompute, "recompute_flops": recompute, "hardware": hw.label,
-        "predicted_time_s": train_roofline(est, hw, tm.recompute), "predicted_peak_at": tm.peak_at,
+        "predicted_time_s": step_time(est, hw, tm.recompute, Optimizer(cfg.optimizer), amp=not half)[0],
+        "predicted_peak_at": tm.peak_at,
         "input_bytes": tm.input, "predicted_weight_casts_bytes": tm.weight_casts, "spec": spec_dict(p.spec),
         **{f"predicted_{k}_bytes": parts[k] for k in TRAIN_PARTS},
     })
@@ -495,7 +498,8 @@ class ProfileSession:
         self.plan = plan(cfg)
         # every configuration is estimated up front: a size a design cannot take is an error before any run
         amp = bool(cfg.amp) and cfg.mode != "train"
-        self._estimates = {(p.name, res): estimate(p, res, cfg.batch, cfg.dtype, cfg.attn, amp) for p, res in self.plan}
+        self._estimates = {(p.name, res): evaluate(p, res, cfg.batch, cfg.dtype, cfg.attn, amp)
+                           for p, res in self.plan}
         self._walls: dict[str, Any] = {}
 
     def wall(self, p: Design) -> Any:

@@ -49,9 +49,6 @@ def spread(times: list[float]) -> float:
 def set_threads(threads: int | None) -> int:
     """Fix torch's intra-op thread count (when given) and return the count in force."""
     if threads is not None:
-        from vitcost.vocab import parse_threads
-
-        threads = parse_threads(threads)
         torch.set_num_threads(threads)
     return torch.get_num_threads()
 

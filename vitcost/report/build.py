@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import os
 import platform
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from vitcost.analytic.cost import CONVENTIONS
-from vitcost.analytic.estimate import Estimate, estimate
+from vitcost.analytic.estimate import Estimate, evaluate
 from vitcost.analytic.scaling import DeviceMemory, parse_memory
+from vitcost.design import Design
 from vitcost.errors import VitcostError
-from vitcost.vocab import parse_res, res_label
+from vitcost.vocab import Dtype, Optimizer, res_label
 
 DEFAULT_RES = ("224", "384", "512", "768", "1024")
 DEFAULT_DEVICE_MEMORY = ("H100=80GB", "H200=141GB")  # vendor figures, 10^9 bytes
@@ -22,20 +23,20 @@ DEFAULT_TITLE = "vitcost scaling report"
 
 @dataclass
 class ReportRequest:
-    """Everything a report is made from; the CLI fills it in."""
+    """Everything a report is made from, parsed: the CLI fills it in (`cli.report.report_request`)."""
 
-    models: list[str] | None = None
-    set_items: list[str] = field(default_factory=list)  # --set overrides
-    res: list[str] = field(default_factory=lambda: list(DEFAULT_RES))
+    designs: list[Design]
+    sizes: list[tuple[int, int]]  # smallest area first
+    devices: list[DeviceMemory]  # ascending sizes
     batch: int = 1
-    dtype: str = "fp32"
+    dtype: Dtype = Dtype.fp32
     convention: str = "macs"
-    breakdown_res: str | None = None  # default: the largest of `res`
-    device_memory: list[str] = field(default_factory=lambda: list(DEFAULT_DEVICE_MEMORY))
+    breakdown_res: tuple[int, int] | None = None  # default: the largest of `sizes`
     check: Path | None = None
     profile: Path | None = None
     train: bool = True  # the training-step panel
-    optimizer: str = "adamw"  # its optimizer: none | sgd | adamw
+    optimizer: Optimizer = Optimizer.adamw  # its optimizer
+    hardware: tuple[Any, ...] = ()  # device profiles (`Hardware`) timed in the latency panel
     title: str = DEFAULT_TITLE
     command: str = "vitcost report"
 
@@ -54,7 +55,8 @@ def _group(ests: list[Estimate]) -> dict[str, list[Estimate]]:
     return groups
 
 
-def _devices(texts: list[str]) -> list[DeviceMemory]:
+def parse_devices(texts: list[str]) -> list[DeviceMemory]:
+    """--device-memory entries (sizes, NAME=SIZE), each device once, ascending."""
     if not texts:
         raise VitcostError("--device-memory needs at least one size, such as 80GB.")
     devices = [parse_memory(t) for t in texts]
@@ -78,19 +80,11 @@ def build_panels(req: ReportRequest) -> tuple[list[Any], dict[str, Any]]:
 
     check_rows = evidence.read_check(req.check) if req.check is not None else None
     profile_rows = evidence.read_profile(req.profile) if req.profile is not None else None
-    if req.convention not in CONVENTIONS:
-        raise VitcostError(f"unknown convention {req.convention!r}; choose from {', '.join(CONVENTIONS)}.")
-    devices = _devices(req.device_memory)
-    if req.train:
-        from vitcost.analytic.train_memory import parse_optimizer
-
-        parse_optimizer(req.optimizer)
-    if not req.res:
-        raise VitcostError("--res needs at least one resolution.")
-    groups = _group(compare_estimates(req.models, req.res, req.batch, req.dtype, set_items=req.set_items))
-    sizes = sorted({e.res for ests in groups.values() for e in ests}, key=lambda hw: hw[0] * hw[1])
-    bres = parse_res(req.breakdown_res) if req.breakdown_res is not None else sizes[-1]
-    at_bres = [estimate(ests[0].design, bres, req.batch, req.dtype) for ests in groups.values()]
+    devices = req.devices
+    groups = _group(compare_estimates(req.designs, req.sizes, req.batch, req.dtype))
+    sizes = req.sizes
+    bres = req.breakdown_res or sizes[-1]
+    at_bres = [evaluate(ests[0].design, bres, req.batch, req.dtype) for ests in groups.values()]
     scaling = scaling_facts(groups, devices, req.convention, req.batch, req.dtype)  # the searches run here
 
     panels = [
@@ -105,6 +99,11 @@ def build_panels(req: ReportRequest) -> tuple[list[Any], dict[str, Any]]:
 
         panels.append(training_panel(training_facts(groups, devices, req.optimizer, req.convention, req.batch,
                                                     req.dtype)))
+    if req.hardware:
+        from vitcost.report.facts import latency_facts
+        from vitcost.report.fig_latency import latency_panel
+
+        panels.append(latency_panel(latency_facts(groups, list(req.hardware))))
     facts: dict[str, Any] = {"models": list(groups), "sizes": sizes, "notes": []}
     if check_rows is not None:
         from vitcost.report.fig_agreement import counts_panel
@@ -130,7 +129,7 @@ def render_report(req: ReportRequest, *, static: bool = False) -> str:
 
     panels, facts = build_panels(req)
     res_text = ", ".join(str(res_label(hw)) for hw in facts["sizes"])
-    subtitle = (f"{', '.join(facts['models'])} at {res_text} px · batch {req.batch} · {req.dtype} · "
+    subtitle = (f"{', '.join(facts['models'])} at {res_text} px · batch {req.batch} · {req.dtype.value} · "
                 f"{req.convention} convention")
     footer = Footer(conventions=dict(CONVENTIONS), convention=req.convention,
                     versions={"vitcost": __version__, "plotly": plotly.__version__,

@@ -27,6 +27,8 @@ from vitcost.analytic.scaling import (
     scores_share,
     side,
 )
+from vitcost.design import Design
+from vitcost.vocab import Dtype, Kernel, Optimizer
 
 if TYPE_CHECKING:
     from vitcost.analytic.train_memory import TrainMemory
@@ -107,14 +109,14 @@ def _point(e: Estimate, x: float, convention: str) -> Point:
     return Point(x, e, *scores_share(e, convention))
 
 
-def _found(c: Crossing, design: Any, convention: str, batch: int, dtype: str) -> Found:
+def _found(c: Crossing, design: Design, convention: str, batch: int, dtype: Dtype) -> Found:
     if c.where != "at":
         return Found(c.describe(), None, None)
     return Found(c.describe(), c.res, _point(cached_estimate(design, c.res, batch, dtype), float(c.res), convention))
 
 
 def design_facts(ests: list[Estimate], devices: list[DeviceMemory], convention: str, batch: int,
-                 dtype: str) -> DesignFacts:
+                 dtype: Dtype) -> DesignFacts:
     """The facts of one design from its estimates at the chosen resolutions, ascending. The searches
     re-estimate the design itself (`ests[0].design`), not its label."""
     first = ests[0]
@@ -136,10 +138,10 @@ def design_facts(ests: list[Estimate], devices: list[DeviceMemory], convention: 
 
 
 def scaling_facts(groups: dict[str, list[Estimate]], devices: list[DeviceMemory], convention: str, batch: int,
-                  dtype: str) -> ScalingFacts:
+                  dtype: Dtype) -> ScalingFacts:
     """`groups`: model -> its estimates at the chosen resolutions, ascending; `devices`: ascending sizes."""
     return ScalingFacts(tuple(design_facts(ests, devices, convention, batch, dtype) for ests in groups.values()),
-                        tuple(devices), convention, batch, dtype)
+                        tuple(devices), convention, batch, dtype.value)
 
 
 # --- the training step ----------------------------------------------------------------------------
@@ -150,7 +152,7 @@ def scaling_facts(groups: dict[str, list[Estimate]], devices: list[DeviceMemory]
 # multi-tensor optimizer), since the figure sets the step against GPU memory.
 
 TRAIN_DEVICE = "cuda"
-TRAIN_CHECKPOINTS: dict[str, str | None] = {"none": None, "block": "block"}  # label -> train_memory's argument
+TRAIN_CHECKPOINTS: dict[str, int] = {"none": 0, "block": 1}  # label -> train_memory's blocks per checkpointed run
 
 # The bar of one step, bottom to top: the resident parts, then the peak phase's own bytes. Keys -> labels.
 SEGMENTS: dict[str, str] = {
@@ -249,13 +251,13 @@ def train_convention(convention: str) -> str:
     return convention if convention in TRAIN_CONVENTIONS else "macs"
 
 
-def _train_wall(design: Any, d: DeviceMemory, batch: int, dtype: str, optimizer: str,
-                checkpoint: str | None) -> TrainWallFound:
+def _train_wall(design: Design, d: DeviceMemory, batch: int, dtype: Dtype, optimizer: Optimizer,
+                checkpoint: int) -> TrainWallFound:
     from vitcost.analytic.train_memory import train_memory_wall
     from vitcost.errors import VitcostError
 
     try:
-        w = train_memory_wall(design, d.bytes, solve="res", batch=batch, dtype=dtype, attn="math",
+        w = train_memory_wall(design, d.bytes, solve="res", batch=batch, dtype=dtype, attn=Kernel.math,
                               optimizer=optimizer, checkpoint=checkpoint, device=TRAIN_DEVICE)
     except VitcostError as err:
         return TrainWallFound(f"not solved: {err}", None, None)
@@ -264,7 +266,7 @@ def _train_wall(design: Any, d: DeviceMemory, batch: int, dtype: str, optimizer:
     return TrainWallFound(f"{w.value:,} px", w.value, w.step_peak)
 
 
-def design_training(ests: list[Estimate], devices: list[DeviceMemory], optimizer: str,
+def design_training(ests: list[Estimate], devices: list[DeviceMemory], optimizer: Optimizer,
                     convention: str) -> DesignTraining:
     """The training steps of one design at its estimates' sizes (ascending), plain and checkpointed per
     block, and the largest square input each trains at on each device."""
@@ -284,24 +286,68 @@ def design_training(ests: list[Estimate], devices: list[DeviceMemory], optimizer
             try:
                 m = train_memory(e, optimizer, checkpoint, device=TRAIN_DEVICE)
             except VitcostError as err:
-                if checkpoint is None:
+                if not checkpoint:
                     raise
                 skipped.add(label)
                 note = f"{first.model}: no checkpointing per block ({err})"
                 continue
             recompute = project(m.recompute, convention)
             points.append(TrainPoint(e, label, m, step_segments(m), step + recompute, recompute))
-    walls = {(d.label, label): _train_wall(first.design, d, first.batch, first.dtype.value, optimizer, checkpoint)
+    walls = {(d.label, label): _train_wall(first.design, d, first.batch, first.dtype, optimizer, checkpoint)
              for d in devices for label, checkpoint in TRAIN_CHECKPOINTS.items() if label not in skipped}
     return DesignTraining(first.model, tuple(points), walls, note)
 
 
-def training_facts(groups: dict[str, list[Estimate]], devices: list[DeviceMemory], optimizer: str, convention: str,
-                   batch: int, dtype: str) -> TrainingFacts:
+def training_facts(groups: dict[str, list[Estimate]], devices: list[DeviceMemory], optimizer: Optimizer,
+                   convention: str, batch: int, dtype: Dtype) -> TrainingFacts:
     """`groups`: model -> its estimates at the chosen resolutions, ascending; `devices`: ascending sizes."""
-    from vitcost.analytic.train_memory import parse_optimizer
-
-    opt = parse_optimizer(optimizer)
     conv = train_convention(convention)
-    return TrainingFacts(tuple(design_training(ests, devices, opt, conv) for ests in groups.values()),
-                         tuple(devices), opt, batch, dtype, conv)
+    return TrainingFacts(tuple(design_training(ests, devices, optimizer, conv) for ests in groups.values()),
+                         tuple(devices), optimizer.value, batch, dtype.value, conv)
+
+
+# --- time per forward ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LatencyPoint:
+    """One forward of the batch on one device: its FLOPs (`flops` convention), the forward-time figure
+    `compare --hardware` shows (`roofline.forward_time`) and the model that gave it."""
+
+    model: str
+    device: str
+    res: str
+    x: float  # sqrt(H * W)
+    flops: int
+    time_s: float
+    images_per_s: float
+    time_model: str
+
+
+@dataclass(frozen=True)
+class LatencyFacts:
+    devices: tuple[str, ...]
+    points: tuple[LatencyPoint, ...]
+    batch: int
+    precision: str
+
+
+def latency_facts(groups: dict[str, list[Estimate]], hardware: list[Any]) -> LatencyFacts:
+    """The forward's time of every estimate on every device profile: a 16-bit report is timed as autocast
+    over fp32 weights (timm's --amp, the regime the per-op model is fitted in), an fp32 one as it is."""
+    from vitcost.analytic.estimate import evaluate
+    from vitcost.analytic.roofline import forward_time
+    from vitcost.vocab import res_label
+
+    points = []
+    first = next(iter(groups.values()))[0]
+    amp = first.dtype is not Dtype.fp32
+    for hw in hardware:
+        for ests in groups.values():
+            for e in ests:
+                timed = evaluate(e.design, e.res, e.batch, e.dtype, e.attn, amp) if amp else e
+                t = forward_time(timed, hw)
+                points.append(LatencyPoint(e.model, t["hardware"], str(res_label(e.res)), side(e.res), e.flops,
+                                           t["time_s"], t["images_per_s"], t["time_model"]))
+    precision = f"{first.dtype.value} autocast over fp32 weights" if amp else "fp32"
+    return LatencyFacts(tuple(dict.fromkeys(p.device for p in points)), tuple(points), first.batch, precision)

@@ -1,57 +1,63 @@
-"""Rows for `compare`: one per design x resolution, as plain dicts (no pandas on the CLI path)."""
+"""Rows for `compare`: one per design x resolution, as plain dicts (no pandas on the CLI path), built
+from typed results (`Estimate`, `TrainMemory`): the analytic core computes, this layer names the fields.
+compare's JSON field names and `memory.*` sub-keys are what scripts read; they change here or nowhere."""
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
-from vitcost.analytic.estimate import Estimate, estimate
-from vitcost.design import resolve_designs
-from vitcost.vocab import parse_resolutions
-from vitcost.zoo import DEFAULT_MODELS
+from vitcost.analytic.estimate import Estimate, evaluate
+from vitcost.design import Design, spec_dict
+from vitcost.vocab import Dtype, Kernel, Optimizer, res_label
 
-
-def as_model_list(models: Any) -> list[Any]:
-    """None -> the defaults; one model (a name, a path, a spec) -> a list of it; a list as is."""
-    if models is None:
-        return list(DEFAULT_MODELS)
-    if isinstance(models, (str, bytes)) or not hasattr(models, "__iter__"):
-        return [models]
-    return list(models)
+if TYPE_CHECKING:
+    from vitcost.analytic.savings import Saving
 
 
-def compare_estimates(models: Any, res: Any, batch: Any = 1, dtype: Any = "fp32", attn: Any = "math",
-                      set_items: list[str] | None = None, amp: bool = False) -> list[Estimate]:
-    """Estimates for every design x resolution, designs in the order given, resolutions ascending."""
-    designs = resolve_designs(as_model_list(models), set_items)
-    sizes = parse_resolutions(res)
-    return [estimate(d, hw, batch, dtype, attn, amp) for d in designs for hw in sizes]
+def compare_estimates(designs: list[Design], sizes: list[tuple[int, int]], batch: int = 1,
+                      dtype: Dtype = Dtype.fp32, attn: Kernel = Kernel.math, amp: bool = False) -> list[Estimate]:
+    """Estimates for every design x resolution, designs in the order given, resolutions as given."""
+    return [evaluate(d, hw, batch, dtype, attn, amp) for d in designs for hw in sizes]
 
 
-def compare_rows(models: Any, res: Any, batch: Any = 1, dtype: Any = "fp32", convention: str = "macs",
-                 attn: Any = "math", set_items: list[str] | None = None, hardware: Any = None,
-                 amp: bool = False) -> list[dict]:
-    """`Estimate.row(hardware)` for each design x resolution, with `growth`: cost in `convention` over the
-    same design's cost at the smallest resolution, and `slope`: the local exponent k of cost ~ R^k
-    from the design's previous resolution (log cost ratio over log side ratio; None for the first).
-    With `hardware` (a `Hardware`, a profile name or file) each row has `hardware`, `time_s` (one forward of
-    the batch) and `images_per_s`; `amp`: autocast at `dtype` over fp32 weights (see `estimate`)."""
-    import math
+def estimate_row(e: Estimate, hardware: Any = None) -> dict[str, Any]:
+    """The machine-readable summary of one estimate (compare's JSON/CSV row); `spec` is the full
+    effective spec. `attn_matrix_bytes` / `attn_matrix_peak_bytes` are the scores as if materialised,
+    whatever the kernel (a fused kernel's stored scores are `memory.stored_score_bytes`). Under autocast
+    (`amp`) the activation-memory figures are None (see `Estimate.require_single_width`). With `hardware`
+    (a `Hardware`): `time_s`, the forward's time per batch on it (`roofline.forward_time`), and
+    `images_per_s` = batch / time_s."""
+    h, w = e.res
+    mem = (None, None, None) if e.amp else (e.attn_matrix_bytes, e.attn_matrix_peak_bytes, e.activation_peak_bytes)
+    row = {
+        "model": e.model, "family": e.family, "res": res_label(e.res), "height": h, "width": w,
+        "batch": e.batch, "dtype": e.dtype.value, "amp": e.amp, "attn": e.attn.value, "tokens": e.tokens,
+        "params": e.params, "macs": e.macs, "flops": e.flops, "fvcore": e.count("fvcore"),
+        "torch": e.count("torch"), "attn_matrix_elems": e.attn_matrix_elems,
+        "attn_matrix_bytes": mem[0], "attn_matrix_peak_bytes": mem[1], "activation_peak_bytes": mem[2],
+        "global_attn_share": e.global_attn_share, "complexity": e.complexity,
+    }
+    if hardware is not None:
+        from vitcost.analytic.roofline import forward_time
 
-    from vitcost.analytic.cost import CONVENTIONS
+        row.update(forward_time(e, hardware))
+    row["spec"] = spec_dict(e.spec)
+    return row
 
-    if convention not in CONVENTIONS:
-        from vitcost.errors import VitcostError
 
-        raise VitcostError(f"unknown convention {convention!r}; choose from {', '.join(CONVENTIONS)}.")
-    if isinstance(hardware, str):
-        from vitcost.analytic.hardware import get_hardware
-
-        hardware = get_hardware(hardware)
+def compare_rows(estimates: list[Estimate], convention: str = "macs", hardware: Any = None) -> list[dict]:
+    """`estimate_row(e, hardware)` for each estimate, with `growth`: cost in `convention` over the same
+    design's cost at its first (smallest) resolution, and `slope`: the local exponent k of cost ~ R^k from
+    the design's previous resolution (log cost ratio over log side ratio; None for the first). With
+    `hardware` (a `Hardware`) each row has `hardware`, `time_s` (one forward of the batch) and
+    `images_per_s`."""
     rows: list[dict] = []
     base: dict[str, int] = {}
     prev: dict[str, tuple[float, int]] = {}
-    for e in compare_estimates(models, res, batch, dtype, attn, set_items, amp):
-        row = e.row(hardware)
+    for e in estimates:
+        row = estimate_row(e, hardware)
         cost = e.count(convention)
         side = math.sqrt(e.res[0] * e.res[1])
         base.setdefault(e.model, cost)
@@ -73,45 +79,38 @@ def linear_attention_saving(e: Estimate) -> float | None:
     course's "~60%", computed for this model and size. None for any other design."""
     if getattr(e.spec, "attention", "softmax") != "linear" or e.amp:
         return None
-    from dataclasses import replace
-
-    twin = estimate(e.design._replace(spec=replace(e.spec, attention="softmax")), e.res, e.batch, e.dtype, e.attn)
+    twin = evaluate(e.design._replace(spec=replace(e.spec, attention="softmax")), e.res, e.batch, e.dtype, e.attn)
     return 1 - e.activation_peak_bytes / twin.activation_peak_bytes
 
 
-def train_rows(models: Any, res: Any, batch: Any = 1, dtype: Any = "fp32", convention: str = "macs",
-               attn: Any = "math", set_items: list[str] | None = None, optimizer: str = "adamw",
-               checkpoint: Any = None, hardware: Any = None, precision: str = "autocast") -> list[dict]:
-    """One row per design x resolution for a training step: its cost in `convention` (macs | flops |
-    torch: the forward, the backward of `analytic.training` and the forward that checkpointing runs again)
-    and its memory part by part (`analytic.train_memory`: dtype bf16/fp16 = mixed precision under
-    autocast, float32 weights; `precision` "half": the model itself in 16 bits). With `hardware`: the
-    step's time on it (`savings.train_roofline`) as `time_s`, and `images_per_s` = batch / time_s."""
+def train_rows(estimates: list[Estimate], convention: str = "macs", optimizer: Optimizer = Optimizer.adamw,
+               checkpoint: int = 0, hardware: Any = None, precision: str = "autocast") -> list[dict]:
+    """One row per estimate for a training step: its cost in `convention` (macs | flops | torch: the
+    forward, the backward of `analytic.training` and the forward that checkpointing runs again) and its
+    memory part by part (`analytic.train_memory`: dtype bf16/fp16 = mixed precision under autocast,
+    float32 weights; `precision` "half": the model itself in 16 bits). With `hardware`: the step's time
+    on it (`train_time.step_time`: the per-op model for a 16-bit step on a fitted profile, else a
+    roofline) as `time_s`, `images_per_s` = batch / time_s, and `time_model`."""
     from vitcost.analytic.cost import project
     from vitcost.analytic.train_memory import train_memory
     from vitcost.analytic.training import TRAIN_CONVENTIONS, train_cost
-    from vitcost.design import spec_dict
     from vitcost.errors import VitcostError
-    from vitcost.vocab import res_label
 
     if convention not in TRAIN_CONVENTIONS:
         raise VitcostError(f"the {convention} convention has no backward; a training step is counted in "
                            f"{', '.join(TRAIN_CONVENTIONS)}.")
-    if isinstance(hardware, str):
-        from vitcost.analytic.hardware import get_hardware
-
-        hardware = get_hardware(hardware)
     rows: list[dict] = []
-    for e in compare_estimates(models, res, batch, dtype, attn, set_items):
+    for e in estimates:
         m = train_memory(e, optimizer, checkpoint, precision=precision)
         step = train_cost(e).count(convention)
         recompute = project(m.recompute, convention)
         timing: dict[str, Any] = {}
         if hardware is not None:
-            from vitcost.analytic.savings import train_roofline
+            from vitcost.analytic.train_time import step_time
 
-            t = train_roofline(e, hardware, m.recompute)
-            timing = {"hardware": hardware.label, "time_s": t, "images_per_s": e.batch / t if t else None}
+            t, how = step_time(e, hardware, m.recompute, optimizer, amp=precision != "half")
+            timing = {"hardware": hardware.label, "time_s": t, "images_per_s": e.batch / t if t else None,
+                      "time_model": how}
         rows.append({
             "model": e.model, "family": e.family, "res": res_label(e.res), "batch": e.batch, "dtype": e.dtype.value,
             "precision": m.precision, "attn": e.attn.value, "optimizer": m.optimizer,
@@ -123,24 +122,33 @@ def train_rows(models: Any, res: Any, batch: Any = 1, dtype: Any = "fp32", conve
     return rows
 
 
-def train_walls(rows: list[dict], budget: int, dtype: Any, attn: Any, optimizer: str, checkpoint: Any,
+def train_walls(estimates: list[Estimate], budget: int, optimizer: str, checkpoint: int,
                 precision: str = "autocast") -> list[dict]:
-    """For each design of `rows`: the largest square input whose training step fits `budget` at the rows'
-    batch, and the largest batch at each resolution shown (`analytic.train_memory.train_memory_wall`,
-    solved from the model)."""
+    """For each design of `estimates` (their batch, dtype and kernel): the largest square input whose
+    training step fits `budget`, and the largest batch at each resolution shown
+    (`analytic.train_memory.train_memory_wall`, solved from the model)."""
     from vitcost.analytic.train_memory import train_memory_wall
-    from vitcost.design import design_from_dict
 
     out: list[dict] = []
-    for model in dict.fromkeys(r["model"] for r in rows):
-        mine = [r for r in rows if r["model"] == model]
-        design = design_from_dict(mine[0]["spec"], model)
-        opts = {"optimizer": optimizer, "checkpoint": None if checkpoint in (None, "none") else checkpoint,
-                "precision": precision}
-        side = train_memory_wall(design, budget, solve="res", batch=mine[0]["batch"], dtype=dtype, attn=attn, **opts)
-        batches = {r["res"]: train_memory_wall(design, budget, solve="batch", res=r["res"], dtype=dtype, attn=attn,
-                                               **opts).value for r in mine}
-        out.append({"model": model, "device_memory_bytes": budget, "batch": mine[0]["batch"],
+    for model in dict.fromkeys(e.model for e in estimates):
+        mine = [e for e in estimates if e.model == model]
+        first = mine[0]
+        opts = {"optimizer": optimizer, "checkpoint": checkpoint, "precision": precision}
+        side = train_memory_wall(first.design, budget, solve="res", batch=first.batch, dtype=first.dtype,
+                                 attn=first.attn, **opts)
+        batches = {res_label(e.res): train_memory_wall(e.design, budget, solve="batch", res=e.res, dtype=e.dtype,
+                                                       attn=e.attn, **opts).value for e in mine}
+        out.append({"model": model, "device_memory_bytes": budget, "batch": first.batch,
                     "largest_res": side.value, "res_step_peak_bytes": side.step_peak, "limited_by": side.limited_by,
                     "largest_batch": batches})
     return out
+
+
+def saving_row(s: Saving) -> dict[str, Any]:
+    """One row of `savings`: the technique's training step against the baseline."""
+    e = s.estimate
+    return {"technique": s.technique, "model": e.model, "res": res_label(e.res), "batch": e.batch,
+            "dtype": e.dtype.value, "attn": e.attn.value, "checkpoint": s.checkpoint or None,
+            "step_peak_bytes": s.memory_bytes, "memory_saved": s.memory_saved, "flops": s.flops,
+            "flops_ratio": s.flops_ratio, "time_s": s.time_s, "speedup": s.speedup,
+            "time_model": s.time_model, "course_memory_saved": s.course_memory, "course_speedup": s.course_speed}
