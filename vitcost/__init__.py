@@ -70,6 +70,32 @@ def compare(models: Any = None, res: Any = 224, batch: int = 1, dtype: str = "fp
     return pandas.DataFrame(compare_rows(compare_estimates(designs, sizes, b, dt, kernel, amp), conv, hw))
 
 
+def sweep(base: Any, vary: Any = None, res: Any = 224, limits: Any = None, pareto: Any = None, *, batch: Any = 1,
+          dtype: Any = "fp32", hardware: Any = None, attn: str = "math", amp: bool | None = None,
+          mode: str = "inference", optimizer: str | None = None, checkpoint: str | None = None,
+          convention: str = "macs", sample: int | None = None, seed: int = 0, jobs: int = 1,
+          max_designs: int = 1_000_000) -> pandas.DataFrame:
+    """Search a design space: one row per surviving design, each `compare`'s row for its `label` (the
+    base with the fields that differ from it), plus `pareto` (on the front of `pareto`'s objectives).
+
+    `base`: a design (preset, spec file, overrides, spec object); `vary`: {field: values}, the values a
+    list, a `range`, or text as `--vary` takes it ("6..24:6", "8,12,16"); `res`, `batch`, `dtype` and
+    `hardware` may each be a list, crossed with the grid; `limits`: ["train_peak<=80GiB", "time<=250ms"];
+    `pareto`: ["macs", "max:img/s"] or "macs,max:img/s". `df.attrs` holds `dropped` (designs dropped, by
+    reason) and `evaluated`. With `jobs` > 1 the designs are costed in spawned processes: call it under
+    `if __name__ == "__main__":` in a script."""
+    import pandas
+
+    from vitcost.report.sweep import sweep_rows
+
+    result = sweep_rows(base, vary, res=res, batch=batch, dtype=dtype, hardware=hardware, attn=attn, amp=amp,
+                        mode=mode, optimizer=optimizer, checkpoint=checkpoint, convention=convention, limits=limits,
+                        pareto=pareto, sample=sample, seed=seed, max_designs=max_designs, jobs=jobs)
+    df = pandas.DataFrame(result.rows)
+    df.attrs.update(dropped=result.dropped, evaluated=result.evaluated)
+    return df
+
+
 def formula(kind: str) -> sympy.Expr:
     """Symbolic MACs: `global_attention` / `window_attention` (Swin Eq. 1-2, symbols h, w, C, M),
     `local_attention` (NAT Table 1, H, W, D, K), `conv` (H, W, Cin, Cout, K), or a design (symbols H, W)."""
@@ -90,7 +116,7 @@ def count(module: Any, input_shape: Any, **kwargs: Any) -> Any:
         raise VitcostError(f"counting needs {e.name}, which is not installed: pip install 'vitcost[torch]'.") from None
 
 
-__all__ = ["Estimate", "estimate", "compare", "formula", "count", "SpecError", "VitcostError", "PRESETS",
+__all__ = ["Estimate", "estimate", "compare", "sweep", "formula", "count", "SpecError", "VitcostError", "PRESETS",
            "Design", "parse_design", "load_spec_file",
            "ViTSpec", "PixelSpec", "SwinSpec", "SwinV2Spec", "MViTSpec", "MixerSpec", "NATSpec", "ConvNeXtSpec",
            "ResNetSpec"]

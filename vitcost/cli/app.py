@@ -47,7 +47,7 @@ def _root(
 # of every registered command on each call, which would tax `vitcost compare` with all the others'.
 COMMANDS: dict[str, str] = {"compare": "compare", "models": "compare", "formula": "compare", "spec": "compare",
                             "check": "check", "profile": "profile", "report": "report",
-                            "savings": "savings", "hardware": "hardware"}
+                            "savings": "savings", "hardware": "hardware", "sweep": "sweep"}
 
 
 def load_commands(modules: list[str] | None = None) -> None:
@@ -163,7 +163,7 @@ def _looks_like_flag(token: str) -> bool:
 
 
 # Options that take several values on one command only (elsewhere they take one).
-MULTI_VALUE_OF = {"report": {"--hardware"}}
+MULTI_VALUE_OF = {"report": {"--hardware"}, "sweep": {"--hardware", "--batch", "-b", "--dtype"}}
 
 
 def _spread_multi(argv: list[str]) -> list[str]:

@@ -1,0 +1,664 @@
+"""The design-space sweep: every design of a grid (or a sample of it) costed with compare's own row
+builder, filtered by limits, and reduced to its Pareto front.
+
+A sweep starts from one base design (a preset, a spec file, either with overrides, a spec object) and
+varies its fields: `depth=6..24:6` (an inclusive range), `heads=8,12,16` (a list). Several fields make
+a grid, crossed with the resolutions, batches, dtypes and devices asked for. Each point of that space
+is one row, exactly the row `vitcost compare` prints for the point's label (the base with only the
+fields that differ from it) at that resolution, batch, dtype and device: `compare_rows` /
+`train_rows` make it, nothing here re-derives a figure. This module sits in report/ because those row
+builders do.
+
+Everything the user wrote is parsed and checked by `plan` before the first design is costed: an
+unknown field, an empty or non-numeric range, a limit on an unknown column or with a bad unit, an
+objective that is not a column, or a grid larger than `max_designs` is one `VitcostError`.
+
+Dropped designs are counted by reason: `invalid: <the spec's complaint, numbers as N>` for a design that
+cannot run (heads that do not divide the width), and the limit as written for the first limit a design
+breaks (so the counts add up to the designs dropped). `evaluated` = surviving rows + all dropped.
+
+The front: a design is dominated when another is no worse in every objective and better in one; the
+non-dominated designs are the front (designs equal in every objective all stay). Found by sorting the
+objective vectors lexicographically (every dominator of a point sorts before it) and testing each point
+against the front found so far (a dominated point's dominators include a point of the front).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from vitcost.design import (
+    Design,
+    _base_design,
+    _field_types,
+    _parse_value,
+    _split_override,
+    parse_design,
+    parse_overrides,
+    with_fields,
+)
+from vitcost.errors import SpecError, VitcostError
+from vitcost.specs import _coerce
+from vitcost.vocab import (
+    Dtype,
+    Kernel,
+    RunMode,
+    parse_bytes,
+    parse_dtype,
+    parse_kernel,
+    parse_resolutions,
+    parse_run_mode,
+    whole,
+)
+
+MAX_DESIGNS = 1_000_000
+CHUNK = 64  # points per task handed to a worker process
+
+
+# ---------------------------------------------------------------------------------------------
+# Columns: compare's JSON keys, with the short names a limit or objective may use
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str  # compare's JSON key
+    unit: str  # count | bytes | time | rate: how a limit's value is read
+    modes: tuple[str, ...]  # the run modes whose rows have it
+    needs_hardware: bool = False
+    memory: bool = False  # an activation-memory figure, which autocast inference does not give
+
+
+_BOTH = ("inference", "train")
+COLUMNS: dict[str, Column] = {c.key: c for c in (
+    Column("params", "count", _BOTH),
+    Column("tokens", "count", _BOTH),
+    Column("macs", "count", ("inference",)),
+    Column("flops", "count", ("inference",)),
+    Column("fvcore", "count", ("inference",)),
+    Column("torch", "count", ("inference",)),
+    Column("attn_matrix_bytes", "bytes", ("inference",), memory=True),
+    Column("attn_matrix_peak_bytes", "bytes", ("inference",), memory=True),
+    Column("activation_peak_bytes", "bytes", ("inference",), memory=True),
+    Column("train_cost", "count", ("train",)),
+    Column("forward_cost", "count", ("train",)),
+    Column("train_peak_bytes", "bytes", ("train",)),
+    Column("time_s", "time", _BOTH, needs_hardware=True),
+    Column("images_per_s", "rate", _BOTH, needs_hardware=True),
+)}
+ALIASES = {"activation_peak": "activation_peak_bytes", "attn_matrix_peak": "attn_matrix_peak_bytes",
+           "attn_matrix": "attn_matrix_bytes", "train_peak": "train_peak_bytes", "time": "time_s",
+           "img/s": "images_per_s"}
+
+
+def column(name: str, mode: RunMode, hardware: bool, amp: bool, what: str) -> Column:
+    """The column `name` (a JSON key or an alias), checked against what the sweep's rows will have."""
+    key = ALIASES.get(name.strip().lower(), name.strip().lower())
+    col = COLUMNS.get(key)
+    if col is None:
+        names = ", ".join([*COLUMNS, *ALIASES])
+        raise VitcostError(f"{what}: unknown column {name.strip()!r}; the columns are {names}.")
+    if mode.value not in col.modes:
+        hint = ("add --mode train" if mode is RunMode.inference
+                else "a training step's rows have params, tokens, train_cost, forward_cost, train_peak_bytes, "
+                     "time_s and images_per_s")
+        raise VitcostError(f"{what}: {col.key} is not a column of {mode.value} rows ({hint}).")
+    if col.needs_hardware and not hardware:
+        raise VitcostError(f"{what}: {col.key} is a time on a device: give --hardware.")
+    if col.memory and amp and mode is RunMode.inference:
+        raise VitcostError(f"{what}: {col.key} is not modelled under autocast (--amp): its tensors have several "
+                           "widths.")
+    return col
+
+
+_NUMBER = r"([0-9]+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?|\.[0-9]+(?:[eE][+-]?[0-9]+)?)"
+_COUNT = re.compile(rf"^\s*{_NUMBER}\s*([KMGTP]?)\s*$", re.IGNORECASE)
+_TIME = re.compile(rf"^\s*{_NUMBER}\s*(s|ms|us|µs|ns|min)?\s*$")
+_COUNT_SCALE = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15}
+_TIME_SCALE = {None: 1.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9, "min": 60.0}
+
+
+def parse_amount(text: str, unit: str, what: str) -> float | int:
+    """A limit's value in the column's unit: bytes as every memory size (80GB, 80GiB; a bare number is GB),
+    times as 250ms, 1.5s (a bare number is seconds), counts and rates as 300M, 2G, 1.5e9."""
+    if unit == "bytes":
+        try:
+            return parse_bytes(text)
+        except VitcostError as e:
+            raise VitcostError(f"{what}: {e}") from None
+    if unit == "time":
+        m = _TIME.match(text)
+        if m is None:
+            raise VitcostError(f"{what}: {text.strip()!r} is not a time such as 250ms, 1.5s or 300us.")
+        return float(m.group(1)) * _TIME_SCALE[m.group(2)]
+    m = _COUNT.match(text)
+    if m is None:
+        raise VitcostError(f"{what}: {text.strip()!r} is not a number such as 300M, 2G or 1500 "
+                           "(K, M, G, T, P are powers of 1000).")
+    value = float(m.group(1)) * _COUNT_SCALE[m.group(2).upper()]
+    return int(value) if value.is_integer() and abs(value) < 2**63 else value
+
+
+_OPS: dict[str, Callable[[Any, Any], bool]] = {"<=": lambda a, b: a <= b, ">=": lambda a, b: a >= b,
+                                                "<": lambda a, b: a < b, ">": lambda a, b: a > b}
+_LIMIT = re.compile(r"^\s*([A-Za-z_/]+)\s*(<=|>=|<|>)\s*(.*?)\s*$")
+
+
+@dataclass(frozen=True)
+class Limit:
+    text: str  # as written, without spaces: the reason its drops are counted under
+    key: str
+    op: str
+    value: float | int
+
+    def holds(self, row: dict[str, Any]) -> bool:
+        v = row.get(self.key)
+        return v is not None and _OPS[self.op](v, self.value)
+
+
+def parse_limit(text: str, mode: RunMode, hardware: bool, amp: bool) -> Limit:
+    """"train_peak<=80GiB" -> Limit("train_peak<=80GiB", "train_peak_bytes", "<=", 80 * 2**30)."""
+    m = _LIMIT.match(str(text))
+    if m is None or not m.group(3):
+        raise VitcostError(f"--limit {text!r} is not COLUMN<=VALUE (or <, >=, >), e.g. train_peak<=80GiB.")
+    col = column(m.group(1), mode, hardware, amp, f"--limit {text!r}")
+    value = parse_amount(m.group(3), col.unit, f"--limit {text!r}")
+    return Limit(re.sub(r"\s+", "", str(text)), col.key, m.group(2), value)
+
+
+@dataclass(frozen=True)
+class Objective:
+    key: str
+    maximise: bool = False
+
+    @property
+    def text(self) -> str:
+        return f"max:{self.key}" if self.maximise else self.key
+
+
+def parse_objectives(items: Any, mode: RunMode, hardware: bool, amp: bool) -> list[Objective]:
+    """"macs,activation_peak,max:img/s" (or a list of such names) -> objectives; each once."""
+    texts = [items] if isinstance(items, str) else list(items or [])
+    out: list[Objective] = []
+    for part in (p.strip() for t in texts for p in str(t).split(",")):
+        if not part:
+            raise VitcostError(f"--pareto {','.join(map(str, texts))!r} has an empty objective; write "
+                               "COLUMN,COLUMN,... with max: before a column to maximise.")
+        sense, _, name = part.rpartition(":")
+        if sense.lower() not in ("", "min", "max"):
+            raise VitcostError(f"--pareto: {part!r}: the prefix is max: (maximise) or min:, not {sense}:.")
+        col = column(name, mode, hardware, amp, f"--pareto {part!r}")
+        if any(o.key == col.key for o in out):
+            raise VitcostError(f"--pareto names {col.key} twice.")
+        out.append(Objective(col.key, sense.lower() == "max"))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The design space
+
+
+class FloatRange(Sequence):
+    """lo, lo + step, ... (n values), each rounded to 12 digits so 0.1 steps print as written."""
+
+    def __init__(self, lo: float, step: float, n: int) -> None:
+        self.lo, self.step, self.n = lo, step, n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(self.n))]
+        if not -self.n <= i < self.n:
+            raise IndexError(i)
+        return round(self.lo + (i % self.n) * self.step, 12)
+
+
+@dataclass(frozen=True)
+class Axis:
+    field: str
+    values: Sequence[Any]  # a list, a range or a FloatRange: never materialised when large
+
+
+_RANGE = re.compile(r"^\s*(-?[0-9.eE+-]+?)\s*\.\.\s*(-?[0-9.eE+-]+?)\s*(?::\s*(\S+))?\s*$")
+
+
+def _field_kind(name: str, design: Design, where: str) -> str:
+    types = _field_types(type(design.spec))
+    if name not in types:
+        raise VitcostError(f"{where}: {design.name} ({design.spec.family} family) has no field {name!r}; its "
+                           f"fields are {', '.join(types)}.")
+    return types[name]
+
+
+def parse_vary(text: str, design: Design) -> Axis:
+    """"depth=6..24:6" -> depth 6, 12, 18, 24; "heads=8,12,16" -> a list; values of the field's type."""
+    name, eq, rest = str(text).partition("=")
+    name, rest = name.strip(), rest.strip()
+    if not eq or not name or not rest:
+        raise VitcostError(f"--vary {text!r} is not FIELD=V1,V2,... or FIELD=LO..HI[:STEP].")
+    where = f"--vary {text!r}"
+    kind = _field_kind(name, design, where)
+    if ".." in rest and not rest.startswith("["):
+        return Axis(name, _range(rest, kind, where))
+    from vitcost.design import _split_items
+
+    items = _split_items(rest)
+    try:
+        parsed = [_parse_value(i, kind, f"{type(design.spec).__name__}.{name}") for i in items]
+    except SpecError as e:
+        raise VitcostError(f"{where}: {e}") from None
+    return _axis(name, kind, parsed, design, where)
+
+
+def axis_of(name: str, values: Any, design: Design) -> Axis:
+    """An axis from Python values: a list of the field's values, or a `range` for a whole-number field."""
+    where = f"vary[{name!r}]"
+    kind = _field_kind(name, design, where)
+    if isinstance(values, range):
+        if kind != "int":
+            raise VitcostError(f"{where}: a range needs a whole-number field; this one is {kind}.")
+        if not len(values):
+            raise VitcostError(f"{where}: the range {values} is empty.")
+        return Axis(name, values)
+    if kind == "tuple[int, ...]" and isinstance(values, tuple):
+        values = [values]
+    return _axis(name, kind, _listed(values), design, where)
+
+
+def _axis(name: str, kind: str, values: list[Any], design: Design, where: str) -> Axis:
+    out: list[Any] = []
+    for v in values:
+        try:
+            c = _coerce(design.spec, name, kind, v)
+        except SpecError as e:
+            raise VitcostError(f"{where}: {e}") from None
+        if c not in out:
+            out.append(c)
+    if not out:
+        raise VitcostError(f"{where} gives no value.")
+    return Axis(name, out)
+
+
+def _range(text: str, kind: str, where: str) -> Sequence[Any]:
+    m = _RANGE.match(text)
+    if kind not in ("int", "float"):
+        raise VitcostError(f"{where}: a range LO..HI needs a number field; this one is {kind}: list its values.")
+    if m is None:
+        raise VitcostError(f"{where}: {text!r} is not a range LO..HI or LO..HI:STEP of numbers.")
+    try:
+        lo, hi = (float(g) for g in m.group(1, 2))
+        step = float(m.group(3)) if m.group(3) is not None else None
+    except ValueError:
+        raise VitcostError(f"{where}: {text!r} is not a range LO..HI or LO..HI:STEP of numbers.") from None
+    if not all(math.isfinite(x) for x in (lo, hi, step if step is not None else 1.0)):
+        raise VitcostError(f"{where}: the range's bounds and step must be finite numbers.")
+    if step is not None and step <= 0:
+        raise VitcostError(f"{where}: the step must be positive, got {m.group(3)}.")
+    if hi < lo:
+        raise VitcostError(f"{where}: the range is empty ({m.group(2)} is below {m.group(1)}).")
+    if kind == "int":
+        if not (lo.is_integer() and hi.is_integer() and (step is None or step.is_integer())):
+            raise VitcostError(f"{where}: the field takes whole numbers; so must the range's bounds and step.")
+        return range(int(lo), int(hi) + 1, int(step or 1))
+    if step is None:
+        raise VitcostError(f"{where}: a range of a decimal field needs a step, LO..HI:STEP.")
+    n = math.floor((hi - lo) / step + 1e-9) + 1
+    return FloatRange(lo, step, n)
+
+
+@dataclass
+class Plan:
+    """A checked sweep: the base, its axes and settings, the limits and objectives."""
+
+    base: str  # the base design's label
+    root: Design  # the base without its overrides
+    base_overrides: dict[str, Any]  # the base's own overrides, parsed
+    axes: list[Axis]
+    sizes: list[tuple[int, int]]
+    batches: list[int]
+    dtypes: list[Dtype]
+    hardware: list[Any]  # Hardware objects, or [None]
+    attn: Kernel
+    mode: RunMode
+    amp: bool | None  # True: autocast inference; False: --mode train in pure 16 bits; None: the defaults
+    convention: str
+    optimizer: str
+    checkpoint: str
+    limits: list[Limit]
+    objectives: list[Objective]
+    sample: int | None = None
+    seed: int = 0
+    max_designs: int = MAX_DESIGNS
+    _designs: dict[tuple, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def settings(self) -> list[Sequence[Any]]:
+        return [a.values for a in self.axes] + [self.sizes, self.batches, self.dtypes, self.hardware]
+
+    @property
+    def total(self) -> int:
+        return math.prod(len(s) for s in self.settings)
+
+    def point(self, index: int) -> tuple[Any, ...]:
+        """The index-th point of the grid: one value per axis, then size, batch, dtype, device (the last
+        varying fastest)."""
+        out = []
+        for values in reversed(self.settings):
+            index, i = divmod(index, len(values))
+            out.append(values[i])
+        return tuple(reversed(out))
+
+    def design(self, values: tuple[Any, ...]) -> Design:
+        """The design with these axis values: the root with the fields that differ from it (the label
+        `compare` reads back). A design that cannot exist raises its SpecError."""
+        got = self._designs.get(values)
+        if got is None:
+            if len(self._designs) > 4096:
+                self._designs.clear()
+            try:
+                changes = {**self.base_overrides, **{a.field: v for a, v in zip(self.axes, values)}}
+                changes = {k: v for k, v in changes.items() if v != getattr(self.root.spec, k)}
+                got = with_fields(self.root, changes) if changes else self.root
+            except SpecError as e:
+                got = e
+            self._designs[values] = got
+        if isinstance(got, SpecError):
+            raise got
+        return got
+
+
+def plan(base: Any, vary: Any = None, res: Any = 224, batch: Any = 1, dtype: Any = "fp32", hardware: Any = None,
+         attn: Any = "math", amp: bool = False, mode: Any = "inference", optimizer: str | None = None,
+         checkpoint: str | None = None, convention: str = "macs", limits: Any = None, pareto: Any = None,
+         sample: int | None = None, seed: int = 0, max_designs: int = MAX_DESIGNS) -> Plan:
+    """Parse and check a sweep; no design is costed here (see the module's docstring for what fails)."""
+    from vitcost.analytic.cost import CONVENTIONS
+    from vitcost.analytic.hardware import get_hardware
+
+    base_name = parse_design(base).name  # the base itself must be a design compare accepts
+    root, base_overrides = _base(base)
+    if isinstance(vary, dict):
+        axes = [parse_vary(f"{k}={v}", root) if isinstance(v, str) else axis_of(str(k), v, root)
+                for k, v in vary.items()]
+    else:
+        axes = [parse_vary(_vary_text(v), root) for v in _listed(vary)]
+    seen = [a.field for a in axes]
+    twice = next((f for f in seen if seen.count(f) > 1), None)
+    if twice:
+        raise VitcostError(f"--vary names the field {twice!r} twice; give its values once.")
+    run_mode = parse_run_mode(mode)
+    dtypes = list(dict.fromkeys(parse_dtype(d) for d in _listed(dtype)))
+    batches = list(dict.fromkeys(whole(b, "batch") for b in _listed(batch)))
+    devices = [get_hardware(h) if isinstance(h, str) else h for h in _listed(hardware)] or [None]
+    if amp and Dtype.fp32 in dtypes:
+        raise VitcostError("--amp is autocast to 16 bits: give --dtype fp16 or bf16 with it, not fp32.")
+    if run_mode is RunMode.inference and (optimizer is not None or checkpoint is not None):
+        raise VitcostError("--optimizer and --checkpoint describe a training step: add --mode train.")
+    if convention not in CONVENTIONS:
+        raise VitcostError(f"unknown convention {convention!r}; choose from {', '.join(CONVENTIONS)}.")
+    if run_mode is RunMode.train:
+        from vitcost.analytic.training import TRAIN_CONVENTIONS
+
+        if convention not in TRAIN_CONVENTIONS:
+            raise VitcostError(f"the {convention} convention has no backward; a training step is counted in "
+                               f"{', '.join(TRAIN_CONVENTIONS)}.")
+    has_hw = devices != [None]
+    p = Plan(base_name, root, base_overrides, axes, parse_resolutions(res), batches, dtypes, devices,
+             parse_kernel(attn),
+             run_mode, amp, convention, (optimizer or "adamw"), checkpoint or "none",
+             [parse_limit(t, run_mode, has_hw, bool(amp)) for t in _listed(limits)],
+             parse_objectives(pareto, run_mode, has_hw, bool(amp)),
+             None if sample is None else whole(sample, "--sample"), _seed(seed), whole(max_designs, "--max-designs"))
+    if run_mode is RunMode.train:
+        from vitcost.vocab import parse_optimizer
+
+        parse_optimizer(p.optimizer)
+        if p.checkpoint not in ("none", "block") and not p.checkpoint.isdigit():
+            raise VitcostError(f"--checkpoint is none, block or a number of blocks, not {p.checkpoint!r}.")
+    if p.sample is None and p.total > p.max_designs:
+        raise VitcostError(f"the sweep has {p.total:,} designs, more than --max-designs {p.max_designs:,}: narrow "
+                           "it, raise --max-designs, or draw some with --sample N.")
+    if p.sample is not None and p.sample > p.max_designs:
+        raise VitcostError(f"--sample {p.sample:,} is more than --max-designs {p.max_designs:,}.")
+    return p
+
+
+def _seed(seed: Any) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise VitcostError(f"--seed must be a whole number, got {seed!r}.")
+    return seed
+
+
+def _listed(values: Any) -> list[Any]:
+    if values is None:
+        return []
+    if isinstance(values, (str, bytes, int, float)) or not hasattr(values, "__iter__"):
+        return [values]
+    return list(values)
+
+
+def _vary_text(item: Any) -> str:
+    if not isinstance(item, str):
+        raise VitcostError(f"--vary takes FIELD=VALUES text, not {item!r}.")
+    return item
+
+
+def _base(base: Any) -> tuple[Design, dict[str, Any]]:
+    """The base's root design (a preset or file, or the design object itself) and its own overrides."""
+    if isinstance(base, str):
+        split = _split_override(base.strip())
+        if split:
+            root = _base_design(split[0])
+            return root, parse_overrides(split[1], type(root.spec), root.name)
+    return parse_design(base), {}
+
+
+# ---------------------------------------------------------------------------------------------
+# Costing
+
+
+def row_of(p: Plan, index: int) -> dict[str, Any]:
+    """The compare row of the index-th point, with `label` first. Raises the SpecError of a design
+    that cannot run."""
+    *values, size, batch, dt, hw = p.point(index)
+    design = p.design(tuple(values))
+    from vitcost.report.rows import compare_rows, train_rows
+
+    if p.mode is RunMode.train:
+        rows = train_rows([design], [size], batch=batch, dtype=dt, convention=p.convention, attn=p.attn,
+                          optimizer=p.optimizer, checkpoint=p.checkpoint, hardware=hw,
+                          precision="half" if p.amp is False and dt is not Dtype.fp32 else "autocast")
+    else:
+        rows = compare_rows([design], [size], batch=batch, dtype=dt, convention=p.convention, attn=p.attn,
+                            hardware=hw, amp=bool(p.amp))
+    return {"label": design.name, **rows[0]}
+
+
+_NUMBERS = re.compile(r"\d[\d,]*(?:\.\d+)?(?:[eE][+-]?\d+)?")
+
+
+def invalid_reason(error: Exception) -> str:
+    """The reason a design that cannot run is counted under: the complaint with its numbers as N, so
+    that heads=7 and heads=9 not dividing the width are one reason."""
+    return "invalid: " + _NUMBERS.sub("N", str(error))
+
+
+def objective_vector(p: Plan, row: dict[str, Any]) -> tuple[float, ...]:
+    """The row's objectives, each negated when maximised, so that smaller is better throughout (a missing
+    value, an img/s of a zero time, is the worst)."""
+    out = []
+    for o in p.objectives:
+        v = row.get(o.key)
+        out.append(math.inf if v is None else -v if o.maximise else v)
+    return tuple(out)
+
+
+def evaluate(p: Plan, index: int, keep_row: bool) -> tuple[int, str | None, Any]:
+    """(index, None, the row or its objective vector) for a surviving point; (index, reason, None) for a
+    dropped one."""
+    try:
+        row = row_of(p, index)
+    except VitcostError as e:
+        return index, invalid_reason(e), None
+    for limit in p.limits:
+        if not limit.holds(row):
+            return index, limit.text, None
+    return index, None, row if keep_row else objective_vector(p, row)
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(p: Plan) -> None:
+    _WORKER["plan"] = p
+
+
+def _work(task: tuple[list[int], bool]) -> list[tuple[int, str | None, Any]]:
+    indices, keep_row = task
+    return [evaluate(_WORKER["plan"], i, keep_row) for i in indices]
+
+
+def _chunks(indices: Sequence[int], size: int) -> Iterator[list[int]]:
+    for start in range(0, len(indices), size):
+        yield list(indices[start:start + size])
+
+
+class _Evaluator:
+    """Costs batches of points in this process (jobs=1) or over `jobs` spawned processes, in order."""
+
+    def __init__(self, p: Plan, jobs: int, keep_row: bool) -> None:
+        self.p, self.keep_row, self.pool = p, keep_row, None
+        if jobs > 1:
+            import multiprocessing
+
+            self.pool = multiprocessing.get_context("spawn").Pool(jobs, initializer=_init_worker, initargs=(p,))
+
+    def __call__(self, indices: Sequence[int]) -> Iterator[tuple[int, str | None, Any]]:
+        if self.pool is None:
+            for i in indices:
+                yield evaluate(self.p, i, self.keep_row)
+            return
+        for part in self.pool.imap(_work, ((c, self.keep_row) for c in _chunks(indices, CHUNK))):
+            yield from part
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.terminate()
+            self.pool.join()
+
+
+def _draws(total: int, seed: int) -> Iterator[int]:
+    """Distinct indices below `total` in a random order fixed by `seed`: random picks while fewer than half
+    are taken, then the rest shuffled (so a small space is drawn to its end without slowing down)."""
+    import random
+
+    rng = random.Random(seed)
+    seen: set[int] = set()
+    while len(seen) < total // 2:
+        i = rng.randrange(total)
+        if i not in seen:
+            seen.add(i)
+            yield i
+    rest = [i for i in range(total) if i not in seen]
+    rng.shuffle(rest)
+    yield from rest
+
+
+@dataclass
+class Result:
+    rows: list[dict[str, Any]]  # the surviving rows shown (all, or the front), each with `pareto`
+    dropped: dict[str, int]
+    evaluated: int
+    survivors: int
+    front: int  # designs on the front
+
+
+def run(p: Plan, all_rows: bool = True, jobs: int = 1, progress: Callable[[int, int], None] | None = None) -> Result:
+    """Cost the plan's points (all, or `p.sample` valid ones drawn at random), drop those that are invalid or
+    break a limit, and mark the front. `all_rows`: return every surviving row, else only the front's (then
+    only the survivors' objective vectors are held while sweeping, and the front's rows are costed again).
+    `progress(done, planned)` is called as points are costed."""
+    jobs = whole(jobs, "--jobs")
+    keep_row = all_rows or not p.objectives
+    evaluator = _Evaluator(p, jobs, keep_row)
+    kept: list[tuple[int, Any]] = []
+    dropped: dict[str, int] = {}
+    evaluated = 0
+    planned = p.total if p.sample is None else min(p.sample, p.total)
+
+    def consume(results: Iterator[tuple[int, str | None, Any]]) -> int:
+        nonlocal evaluated
+        valid = 0
+        for index, reason, payload in results:
+            evaluated += 1
+            if reason is None:
+                kept.append((index, payload))
+            else:
+                dropped[reason] = dropped.get(reason, 0) + 1
+            valid += reason is None or not reason.startswith("invalid: ")
+            if progress is not None and evaluated % 256 == 0:
+                progress(min(evaluated, planned), planned)
+        return valid
+
+    try:
+        if p.sample is None:
+            consume(evaluator(range(p.total)))
+        else:
+            draws, found, budget = _draws(p.total, p.seed), 0, min(p.total, p.max_designs)
+            while found < p.sample and evaluated < budget:
+                batch = list(itertools.islice(draws, min(p.sample - found, budget - evaluated)))
+                if not batch:
+                    break
+                found += consume(evaluator(batch))
+    finally:
+        evaluator.close()
+    if progress is not None:
+        progress(planned, planned)
+    return _finish(p, kept, dropped, evaluated, keep_row, all_rows)
+
+
+def _finish(p: Plan, kept: list[tuple[int, Any]], dropped: dict[str, int], evaluated: int, keep_row: bool,
+            all_rows: bool) -> Result:
+    vectors = [objective_vector(p, payload) if keep_row else payload for _, payload in kept]
+    mask = pareto_mask(vectors) if p.objectives else [True] * len(kept)
+    chosen = [k for k in range(len(kept)) if all_rows or mask[k]]
+    if p.objectives:
+        chosen.sort(key=lambda k: (vectors[k], kept[k][0]))
+    rows = []
+    for k in chosen:
+        index, payload = kept[k]
+        row = payload if keep_row else row_of(p, index)
+        rows.append({**row, "pareto": mask[k]})
+    return Result(rows, dropped, evaluated, len(kept), sum(mask))
+
+
+def dominates(a: Sequence[float], b: Sequence[float]) -> bool:
+    """Whether `a` is no worse than `b` in every objective and better in one (smaller is better)."""
+    return all(x <= y for x, y in zip(a, b)) and any(x < y for x, y in zip(a, b))
+
+
+def pareto_mask(vectors: Sequence[Sequence[float]]) -> list[bool]:
+    """Which vectors no other dominates (smaller is better in each coordinate; equal vectors all stay)."""
+    mask = [False] * len(vectors)
+    front: list[Sequence[float]] = []
+    for i in sorted(range(len(vectors)), key=vectors.__getitem__):
+        v = vectors[i]
+        if not any(dominates(f, v) for f in front):
+            mask[i] = True
+            front.append(v)
+    return mask
+
+
+def sweep_rows(base: Any, vary: Any = None, *, jobs: int = 1, all_rows: bool = True, **options: Any) -> Result:
+    """Plan and run a sweep (see `plan` for the options)."""
+    return run(plan(base, vary, **options), all_rows=all_rows, jobs=jobs)
+
+
+__all__ = ["COLUMNS", "ALIASES", "Plan", "Result", "plan", "run", "sweep_rows", "pareto_mask", "dominates",
+           "parse_limit", "parse_objectives", "parse_vary", "parse_amount", "row_of"]
