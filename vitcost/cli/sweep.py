@@ -118,7 +118,7 @@ def _progress(planned: int):
 
 def _emit(p, result, fmt: Format, output: str | None, html: bool, show_all: bool) -> None:
     from vitcost.report import formats
-    from vitcost.report.sweep_view import summary, sweep_cells
+    from vitcost.report.sweep_view import summary, sweep_caption, sweep_cells
 
     train = p.mode.value == "train"
     rows = result.rows if show_all else [r for r in result.rows if r["pareto"]]
@@ -141,11 +141,14 @@ def _emit(p, result, fmt: Format, output: str | None, html: bool, show_all: bool
         emit(formats.to_csv(rows), output)
         sys.stderr.write(line + "\n")
     elif fmt is Format.markdown or output is not None:
-        emit(f"**{title}**\n\n" + formats.to_markdown(header, cells) + f"\n{line}\n", output)
+        caption = sweep_caption(rows, train)
+        emit(f"**{title}**\n\n" + formats.to_markdown(header, cells) + (f"\n{caption}\n" if caption else "")
+             + f"\n{line}\n", output)
     else:
         from vitcost.report.boxtable import box_table
 
-        emit(box_table(header, cells, right=set(range(1, len(header))), title=title), None)
+        emit(box_table(header, cells, right=set(range(1, len(header))), title=title,
+                       caption=sweep_caption(rows, train)), None)
         sys.stderr.write(line + "\n")
 
 

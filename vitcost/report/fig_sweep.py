@@ -9,7 +9,7 @@ from vitcost.report.fig_common import hover
 from vitcost.report.sweep_view import HEADINGS, cell
 
 GREY = "#c7ccd4"
-MAX_GREY = 20_000  # dominated designs drawn; past this many, an even spread of them (the caption says so)
+MAX_GREY = 5_000  # dominated designs drawn (SVG, no WebGL needed); past this many, an even spread of them
 
 
 def _title(key: str, maximise: bool) -> str:
@@ -46,7 +46,7 @@ def front_figure(rows: list[dict[str, Any]], objectives: list[tuple[str, bool]])
         rest = rest[:: -(-len(rest) // MAX_GREY)]
     fig = go.Figure()
     if rest:
-        fig.add_trace(go.Scattergl(mode="markers", name="dominated", marker={"color": GREY, "size": 6},
+        fig.add_trace(go.Scatter(mode="markers", name="dominated", marker={"color": GREY, "size": 6},
                                    hovertemplate=template, **data(rest)))
     marker: dict[str, Any] = {"size": 10, "line": {"width": 1, "color": "#1d2530"}}
     if colour is not None:

@@ -374,7 +374,7 @@ class Plan:
 
 
 def plan(base: Any, vary: Any = None, res: Any = 224, batch: Any = 1, dtype: Any = "fp32", hardware: Any = None,
-         attn: Any = "math", amp: bool = False, mode: Any = "inference", optimizer: str | None = None,
+         attn: Any = "math", amp: bool | None = None, mode: Any = "inference", optimizer: str | None = None,
          checkpoint: str | None = None, convention: str = "macs", limits: Any = None, pareto: Any = None,
          sample: int | None = None, seed: int = 0, max_designs: int = MAX_DESIGNS) -> Plan:
     """Parse and check a sweep; no design is costed here (see the module's docstring for what fails)."""
@@ -410,17 +410,15 @@ def plan(base: Any, vary: Any = None, res: Any = 224, batch: Any = 1, dtype: Any
                                f"{', '.join(TRAIN_CONVENTIONS)}.")
     has_hw = devices != [None]
     p = Plan(base_name, root, base_overrides, axes, parse_resolutions(res), batches, dtypes, devices,
-             parse_kernel(attn),
-             run_mode, amp, convention, (optimizer or "adamw"), checkpoint or "none",
+             parse_kernel(attn), run_mode, amp, convention, (optimizer or "adamw"), checkpoint or "none",
              [parse_limit(t, run_mode, has_hw, bool(amp)) for t in _listed(limits)],
              parse_objectives(pareto, run_mode, has_hw, bool(amp)),
              None if sample is None else whole(sample, "--sample"), _seed(seed), whole(max_designs, "--max-designs"))
-    if run_mode is RunMode.train:
-        from vitcost.vocab import parse_optimizer
+    if run_mode is RunMode.train:  # what train_memory reads, checked before the first design
+        from vitcost.analytic.train_memory import parse_checkpoint, parse_optimizer
 
         parse_optimizer(p.optimizer)
-        if p.checkpoint not in ("none", "block") and not p.checkpoint.isdigit():
-            raise VitcostError(f"--checkpoint is none, block or a number of blocks, not {p.checkpoint!r}.")
+        parse_checkpoint(p.checkpoint)
     if p.sample is None and p.total > p.max_designs:
         raise VitcostError(f"the sweep has {p.total:,} designs, more than --max-designs {p.max_designs:,}: narrow "
                            "it, raise --max-designs, or draw some with --sample N.")
@@ -572,7 +570,7 @@ def _draws(total: int, seed: int) -> Iterator[int]:
 
 @dataclass
 class Result:
-    rows: list[dict[str, Any]]  # the surviving rows shown (all, or the front), each with `pareto`
+    rows: list[dict[str, Any]]  # the surviving rows shown (all, or the front), each with `pareto` (None: no objectives)
     dropped: dict[str, int]
     evaluated: int
     survivors: int
@@ -634,7 +632,7 @@ def _finish(p: Plan, kept: list[tuple[int, Any]], dropped: dict[str, int], evalu
     for k in chosen:
         index, payload = kept[k]
         row = payload if keep_row else row_of(p, index)
-        rows.append({**row, "pareto": mask[k]})
+        rows.append({**row, "pareto": mask[k] if p.objectives else None})
     return Result(rows, dropped, evaluated, len(kept), sum(mask))
 
 

@@ -56,6 +56,19 @@ def sweep_cells(rows: list[dict[str, Any]], columns: list[str], convention: str,
     return header, cells
 
 
+def sweep_caption(rows: list[dict[str, Any]], train: bool) -> str:
+    """What the time column is (the device, the time model), as compare's tables say it."""
+    if not rows or "time_s" not in rows[0]:
+        return ""
+    from vitcost.report.table import time_caption
+
+    what = "one training step of the batch" if train else "one forward of the batch"
+    text = time_caption(rows, what).lstrip("\n")
+    if len({r["hardware"] for r in rows}) > 1:
+        text = text.replace(f" on {rows[0]['hardware']}", " on the row's device")
+    return text
+
+
 def summary(evaluated: int, survivors: int, front: int | None, dropped: dict[str, int]) -> str:
     """"120 designs evaluated, 84 within the limits, 3 on the front; dropped: 32 invalid: ..., 4 params<=300M"."""
     text = f"{evaluated:,} designs evaluated, {survivors:,} kept"
