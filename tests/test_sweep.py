@@ -178,6 +178,16 @@ def test_sample_is_reproducible_distinct_and_valid(capsys):
 def test_sample_of_a_small_space_stops_at_its_end(capsys):
     data = sweep_json(capsys, "vit_b16", "--vary", "heads=5,6,7,8", "--sample", "10", "--all")
     assert data["evaluated"] == 4 and len(data["rows"]) == 2  # 768 = 2^8 * 3: 6 and 8 divide it, 5 and 7 do not
+    code, _, err = run(capsys, "sweep", "vit_b16", "--vary", "heads=5,6,7,8", "--sample", "10")
+    assert code == 0 and err.startswith("--sample 10: only 2 valid designs in the 4 drawn")
+
+
+def test_invalid_designs_group_by_their_complaint_whatever_the_numbers():
+    assert engine.invalid_reason(VitcostError("ViTSpec.depth must be positive, got -5.")) == \
+        engine.invalid_reason(VitcostError("ViTSpec.depth must be positive, got 0.")) == \
+        "invalid: ViTSpec.depth must be positive, got N."
+    assert engine.invalid_reason(VitcostError("window 14 is larger than the 7x7 grid of 2-2-6-2")) == \
+        "invalid: window N is larger than the NxN grid of N-N-N-N"
 
 
 def test_jobs_give_the_same_rows(capsys):

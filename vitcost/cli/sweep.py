@@ -122,7 +122,8 @@ def _emit(p, result, fmt: Format, output: str | None, html: bool, show_all: bool
 
     train = p.mode.value == "train"
     rows = result.rows if show_all else [r for r in result.rows if r["pareto"]]
-    line = summary(result.evaluated, result.survivors, result.front if p.objectives else None, result.dropped)
+    line = summary(result.evaluated, result.survivors, result.front if p.objectives else None, result.dropped,
+                   None if result.short is None else (result.short, p.sample))
     columns = [lim.key for lim in p.limits] + [o.key for o in p.objectives]
     header, cells = sweep_cells(rows, columns, p.convention, train, pareto=show_all and bool(p.objectives))
     title = _title(p)

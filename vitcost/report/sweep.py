@@ -478,7 +478,7 @@ def row_of(p: Plan, index: int) -> dict[str, Any]:
     return {"label": design.name, **rows[0]}
 
 
-_NUMBERS = re.compile(r"\d[\d,]*(?:\.\d+)?(?:[eE][+-]?\d+)?")
+_NUMBERS = re.compile(r"(?<!\w)-?\d[\d,]*(?:\.\d+)?(?:[eE][+-]?\d+)?|\d[\d,]*(?:\.\d+)?")
 
 
 def invalid_reason(error: Exception) -> str:
@@ -575,6 +575,7 @@ class Result:
     evaluated: int
     survivors: int
     front: int  # designs on the front
+    short: int | None = None  # --sample: the valid designs found when fewer than asked (the draws ran out)
 
 
 def run(p: Plan, all_rows: bool = True, jobs: int = 1, progress: Callable[[int, int], None] | None = None) -> Result:
@@ -604,6 +605,7 @@ def run(p: Plan, all_rows: bool = True, jobs: int = 1, progress: Callable[[int, 
                 progress(min(evaluated, planned), planned)
         return valid
 
+    found = None
     try:
         if p.sample is None:
             consume(evaluator(range(p.total)))
@@ -618,7 +620,10 @@ def run(p: Plan, all_rows: bool = True, jobs: int = 1, progress: Callable[[int, 
         evaluator.close()
     if progress is not None:
         progress(planned, planned)
-    return _finish(p, kept, dropped, evaluated, keep_row, all_rows)
+    result = _finish(p, kept, dropped, evaluated, keep_row, all_rows)
+    if found is not None and found < p.sample:
+        result.short = found
+    return result
 
 
 def _finish(p: Plan, kept: list[tuple[int, Any]], dropped: dict[str, int], evaluated: int, keep_row: bool,

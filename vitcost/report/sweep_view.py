@@ -69,9 +69,14 @@ def sweep_caption(rows: list[dict[str, Any]], train: bool) -> str:
     return text
 
 
-def summary(evaluated: int, survivors: int, front: int | None, dropped: dict[str, int]) -> str:
-    """"120 designs evaluated, 84 within the limits, 3 on the front; dropped: 32 invalid: ..., 4 params<=300M"."""
-    text = f"{evaluated:,} designs evaluated, {survivors:,} kept"
+def summary(evaluated: int, survivors: int, front: int | None, dropped: dict[str, int],
+            short: tuple[int, int] | None = None) -> str:
+    """"120 designs evaluated, 84 kept, 3 on the front; dropped: 32 invalid: ..., 4 params<=300M"; `short`:
+    (valid designs found, asked for) when a --sample ran out of draws."""
+    text = f"{evaluated:,} design{'s' if evaluated != 1 else ''} evaluated, {survivors:,} kept"
+    if short is not None:
+        text = (f"--sample {short[1]:,}: only {short[0]:,} valid design{'s' if short[0] != 1 else ''} in the "
+                f"{evaluated:,} drawn (the grid, or --max-designs draws, ran out); " + text)
     if front is not None:
         text += f", {front:,} on the front"
     if dropped:
