@@ -80,6 +80,19 @@ def test_labels_are_the_base_with_only_the_fields_that_differ(capsys):
         "vit_b16:mlp_ratio=3", "vit_b16:mlp_ratio=3.5", "vit_b16"]
 
 
+def test_a_spec_file_base_gives_labels_compare_reads_back(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = run(capsys, "spec", "swin_t")
+    assert code == 0
+    (tmp_path / "mine.toml").write_text(out.replace("window = 7 ", "window = 8 "), encoding="utf-8")
+    data = sweep_json(capsys, "mine.toml", "--vary", "window=7,8", "--vary", "depths=2-2-6-2,2-2-18-2", "-r", "256")
+    rows = data["rows"]
+    assert [r["label"] for r in rows] == ["mine.toml:window=7", "mine.toml:window=7,depths=2-2-18-2", "mine.toml",
+                                          "mine.toml:depths=2-2-18-2"]  # the first --vary varies slowest
+    for row in rows:
+        assert {k: v for k, v in row.items() if k not in ("label", "pareto")} == compare_row(capsys, row)
+
+
 def test_ranges_are_inclusive():
     design = vitcost.parse_design("vit_b16")
     assert list(engine.parse_vary("depth=6..24:6", design).values) == [6, 12, 18, 24]
