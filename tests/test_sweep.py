@@ -71,6 +71,17 @@ def test_training_rows_are_compares_training_rows(capsys):
         assert mine == compare_row(capsys, row, train=True, hardware="h100-sxm", optimizer="sgd", checkpoint="block")
 
 
+@pytest.mark.parametrize("opts", [["--dtype", "bf16", "--amp", "--attn", "flash"],
+                                  ["--dtype", "fp16", "--no-amp", "--mode", "train", "--optimizer", "none"]])
+def test_autocast_kernels_and_pure_16_bit_training_rows_are_compares(capsys, opts):
+    data = sweep_json(capsys, "swin_t", "--vary", "window=7,14", "-r", "448", *opts, "--all")
+    assert len(data["rows"]) == 2
+    for row in data["rows"]:
+        code, out, err = run(capsys, "compare", "-m", row["label"], "-r", "448", *opts, "-f", "json")
+        assert code == 0, err
+        assert {k: v for k, v in row.items() if k not in ("label", "pareto")} == json.loads(out)[0]
+
+
 def test_labels_are_the_base_with_only_the_fields_that_differ(capsys):
     """vit_b16 has depth 12: varying depth over 6 and 12 from vit_b16:depth=6 gives vit_b16:depth=6 and plain
     vit_b16; a float range lists its steps as written; every label is accepted by compare."""
