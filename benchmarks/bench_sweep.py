@@ -4,9 +4,9 @@ sweep of about 100,000 designs on this machine (wall time and peak memory of the
 1. Per design, in one run: --sample N designs of the grid below, costed by the sweep (`run` of a plan,
    rows, limits and front included), then the same designs (their labels, sizes, batches, dtypes) through
    the library: `vitcost.estimate(...)` alone (the walk; its memory figures are computed when read), and
-   `estimate(...).row(hardware)` (every figure an inference row has: params, counts, attention and
+   `estimate_row(estimate(...), hardware)` (every figure an inference row has: params, counts, attention and
    activation memory, roofline time). Target: the sweep within 2x of the estimate that gives the same
-   figures, `estimate(...).row(hardware)`; the ratio to the bare walk is printed beside it. Inference and
+   figures, `estimate_row(estimate(...), hardware)`; the ratio to the bare walk is printed beside it. Inference and
    --mode train, each with --hardware; a training row also models the step (backward, optimizer, memory
    over the step), which no `estimate` does, so its ratio says what that costs.
 2. The whole grid, 99,000 ViT designs (depth x width x heads x patch x MLP ratio x resolution x batch)
@@ -37,14 +37,15 @@ PER_DESIGN_TARGET = 2.0
 def per_design(sample: int, train: bool) -> None:
     import vitcost
     from vitcost.analytic.hardware import get_hardware
-    from vitcost.report.sweep import plan, run
+    from vitcost.report.rows import estimate_row
+    from vitcost.report.sweep import parse_plan, run
 
     hw = get_hardware("h100-sxm")
     opts = {"res": RES, "batch": BATCH, "dtype": "bf16", "hardware": hw, "sample": sample, "seed": 1}
     if train:
         opts.update(mode="train", res=[224, 384], batch=[8])
-    p = plan("vit_b16", VARY, **opts)
-    run(plan("vit_b16", VARY, **{**opts, "sample": 20}))  # warm the imports
+    p = parse_plan("vit_b16", VARY, **opts)
+    run(parse_plan("vit_b16", VARY, **{**opts, "sample": 20}))  # warm the imports
     sweep, est, est_row = [], [], []
     for _ in range(3):  # interleaved rounds, the least of each: a shared machine's noise hits all three alike
         t0 = time.perf_counter()
@@ -57,19 +58,19 @@ def per_design(sample: int, train: bool) -> None:
         est.append((time.perf_counter() - t0) / len(rows))
         t0 = time.perf_counter()
         for r in rows:
-            vitcost.estimate(r["label"], r["res"], r["batch"], r["dtype"]).row(hw)
+            estimate_row(vitcost.estimate(r["label"], r["res"], r["batch"], r["dtype"]), hw)
         est_row.append((time.perf_counter() - t0) / len(rows))
     sweep_s = min(sweep)
     e, er = min(est), min(est_row)
     what = "train step" if train else "inference"
     print(f"{what:10s}: {result.evaluated} designs ({len(rows)} valid); per design: sweep {sweep_s * 1e3:.2f} ms, "
-          f"estimate() {e * 1e3:.2f} ms, estimate().row(hw) {er * 1e3:.2f} ms")
+          f"estimate() {e * 1e3:.2f} ms, estimate_row(hw) {er * 1e3:.2f} ms")
     ratio = sweep_s / er
     if train:  # the step model (backward, optimizer, memory over the step) is what a training row adds
-        print(f"{'':10s}  sweep / estimate().row(hw) = {ratio:.2f}x (a training row also models the step, which "
+        print(f"{'':10s}  sweep / estimate_row(hw) = {ratio:.2f}x (a training row also models the step, which "
               f"no estimate does); 100,000 such designs: {sweep_s * 1e5:.0f} s on one process")
         return
-    print(f"{'':10s}  sweep / estimate().row(hw) = {ratio:.2f}x (the same figures; target <= {PER_DESIGN_TARGET}x: "
+    print(f"{'':10s}  sweep / estimate_row(hw) = {ratio:.2f}x (the same figures; target <= {PER_DESIGN_TARGET}x: "
           f"{'met' if ratio <= PER_DESIGN_TARGET else 'NOT met'}); sweep / estimate() = {sweep_s / e:.2f}x; "
           f"100,000 such designs: {sweep_s * 1e5:.0f} s on one process")
 

@@ -79,14 +79,14 @@ def sweep(
     """
     from vitcost.cli.output import check_output
     from vitcost.errors import VitcostError
-    from vitcost.report.sweep import plan, run
+    from vitcost.report.sweep import parse_plan, run
 
     output = check_output(output)
     html = output is not None and output.lower().endswith((".html", ".htm"))
-    p = plan(base, vary, res=res or ["224"], batch=batch or [1], dtype=dtype or [Dtype.fp32], hardware=hardware,
-             attn=attn, amp=amp, mode=mode, optimizer=optimizer.value if optimizer else None, checkpoint=checkpoint,
-             convention=convention.value, limits=limit, pareto=pareto, sample=sample, seed=seed,
-             max_designs=max_designs)
+    p = parse_plan(base, vary, res=res or ["224"], batch=batch or [1], dtype=dtype or [Dtype.fp32],
+                   hardware=hardware, attn=attn, amp=amp, mode=mode, optimizer=optimizer.value if optimizer else None,
+                   checkpoint=checkpoint, convention=convention.value, limits=limit, pareto=pareto, sample=sample,
+                   seed=seed, max_designs=max_designs)
     if jobs < 1:
         raise VitcostError(f"--jobs must be at least 1, got {jobs}.")
     if html and len(p.objectives) < 2:
@@ -155,7 +155,8 @@ def _emit(p, result, fmt: Format, output: str | None, html: bool, show_all: bool
 
 def _title(p) -> str:
     what = "one training step" if p.mode.value == "train" else "one forward"
-    opts = f", {p.optimizer}, checkpoint {p.checkpoint}" if p.mode.value == "train" else ""
+    ckpt = {0: "none", 1: "block"}.get(p.checkpoint, p.checkpoint)
+    opts = f", {p.optimizer.value}, checkpoint {ckpt}" if p.mode.value == "train" else ""
     amp = " autocast" if p.amp and p.mode.value == "inference" else ""
     front = f", front of {', '.join(o.text for o in p.objectives)}" if p.objectives else ""
     return (f"vitcost sweep {p.base} — {what}{amp}, {p.attn.value} "

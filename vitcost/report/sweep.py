@@ -57,9 +57,12 @@ from vitcost.report.sweep_parse import (
 from vitcost.vocab import (
     Dtype,
     Kernel,
+    Optimizer,
     RunMode,
+    parse_checkpoint,
     parse_dtype,
     parse_kernel,
+    parse_optimizer,
     parse_resolutions,
     parse_run_mode,
     whole,
@@ -85,8 +88,8 @@ class Plan:
     mode: RunMode
     amp: bool | None  # True: autocast inference; False: --mode train in pure 16 bits; None: the defaults
     convention: str
-    optimizer: str
-    checkpoint: str
+    optimizer: Optimizer
+    checkpoint: int  # blocks per checkpointed run, 0 = none
     limits: list[Limit]
     objectives: list[Objective]
     sample: int | None = None
@@ -130,7 +133,7 @@ class Plan:
         return got
 
 
-def plan(base: Any, vary: Any = None, res: Any = 224, batch: Any = 1, dtype: Any = "fp32", hardware: Any = None,
+def parse_plan(base: Any, vary: Any = None, res: Any = 224, batch: Any = 1, dtype: Any = "fp32", hardware: Any = None,
          attn: Any = "math", amp: bool | None = None, mode: Any = "inference", optimizer: str | None = None,
          checkpoint: str | None = None, convention: str = "macs", limits: Any = None, pareto: Any = None,
          sample: int | None = None, seed: int = 0, max_designs: int = MAX_DESIGNS) -> Plan:
@@ -139,7 +142,7 @@ def plan(base: Any, vary: Any = None, res: Any = 224, batch: Any = 1, dtype: Any
     from vitcost.analytic.hardware import get_hardware
 
     base_name = parse_design(base).name  # the base itself must be a design compare accepts
-    root, base_overrides = _base(base)
+    root, base_overrides = parse_base(base)
     if isinstance(vary, dict):
         axes = [parse_vary(f"{k}={v}", root) if isinstance(v, str) else axis_of(str(k), v, root)
                 for k, v in vary.items()]
@@ -167,15 +170,11 @@ def plan(base: Any, vary: Any = None, res: Any = 224, batch: Any = 1, dtype: Any
                                f"{', '.join(TRAIN_CONVENTIONS)}.")
     has_hw = devices != [None]
     p = Plan(base_name, root, base_overrides, axes, parse_resolutions(res), batches, dtypes, devices,
-             parse_kernel(attn), run_mode, amp, convention, (optimizer or "adamw"), checkpoint or "none",
+             parse_kernel(attn), run_mode, amp, convention, parse_optimizer(optimizer or "adamw"),
+             parse_checkpoint(checkpoint),
              [parse_limit(t, run_mode, has_hw, bool(amp)) for t in _listed(limits)],
              parse_objectives(pareto, run_mode, has_hw, bool(amp)),
              None if sample is None else whole(sample, "--sample"), _seed(seed), whole(max_designs, "--max-designs"))
-    if run_mode is RunMode.train:  # what train_memory reads, checked before the first design
-        from vitcost.analytic.train_memory import parse_checkpoint, parse_optimizer
-
-        parse_optimizer(p.optimizer)
-        parse_checkpoint(p.checkpoint)
     if p.sample is None and p.total > p.max_designs:
         raise VitcostError(f"the sweep has {p.total:,} designs, more than --max-designs {p.max_designs:,}: narrow "
                            "it, raise --max-designs, or draw some with --sample N.")
@@ -196,7 +195,7 @@ def _vary_text(item: Any) -> str:
     return item
 
 
-def _base(base: Any) -> tuple[Design, dict[str, Any]]:
+def parse_base(base: Any) -> tuple[Design, dict[str, Any]]:
     """The base's root design (a preset or file, or the design object itself) and its own overrides."""
     if isinstance(base, str):
         split = _split_override(base.strip())
@@ -215,15 +214,14 @@ def row_of(p: Plan, index: int) -> dict[str, Any]:
     that cannot run."""
     *values, size, batch, dt, hw = p.point(index)
     design = p.design(tuple(values))
+    from vitcost.analytic.estimate import evaluate
     from vitcost.report.rows import compare_rows, train_rows
 
     if p.mode is RunMode.train:
-        rows = train_rows([design], [size], batch=batch, dtype=dt, convention=p.convention, attn=p.attn,
-                          optimizer=p.optimizer, checkpoint=p.checkpoint, hardware=hw,
-                          precision="half" if p.amp is False and dt is not Dtype.fp32 else "autocast")
+        rows = train_rows([evaluate(design, size, batch, dt, p.attn)], p.convention, p.optimizer, p.checkpoint, hw,
+                          "half" if p.amp is False and dt is not Dtype.fp32 else "autocast")
     else:
-        rows = compare_rows([design], [size], batch=batch, dtype=dt, convention=p.convention, attn=p.attn,
-                            hardware=hw, amp=bool(p.amp))
+        rows = compare_rows([evaluate(design, size, batch, dt, p.attn, bool(p.amp))], p.convention, hw)
     return {"label": design.name, **rows[0]}
 
 
@@ -409,8 +407,8 @@ def pareto_mask(vectors: Sequence[Sequence[float]]) -> list[bool]:
 
 def sweep_rows(base: Any, vary: Any = None, *, jobs: int = 1, all_rows: bool = True, **options: Any) -> Result:
     """Plan and run a sweep (see `plan` for the options)."""
-    return run(plan(base, vary, **options), all_rows=all_rows, jobs=jobs)
+    return run(parse_plan(base, vary, **options), all_rows=all_rows, jobs=jobs)
 
 
-__all__ = ["COLUMNS", "ALIASES", "Plan", "Result", "plan", "run", "sweep_rows", "pareto_mask", "dominates",
+__all__ = ["COLUMNS", "ALIASES", "Plan", "Result", "parse_plan", "run", "sweep_rows", "pareto_mask", "dominates",
            "parse_limit", "parse_objectives", "parse_vary", "parse_amount", "row_of"]
