@@ -239,3 +239,14 @@ def test_result_row_diffs_are_absolute() -> None:
     row = r.row()
     assert row["res"] == "8x16" and row["fvcore_diff"] == 10 and row["torch_diff"] == 10
     assert row["status"] == "FAIL" and row["first_mismatch"] == "(total)"
+
+
+def test_a_size_torch_cannot_index_is_one_line_before_counting(capsys):
+    """At 10^30 px ViT-Ti's tokens number 3.9e57: no torch tensor holds them (torch indexes with int64), so
+    check refuses in one line before it counts anything, rather than a traceback from torch."""
+    from vitcost.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["check", "-m", "vit_ti16", "--method", "meta", "-r", str(10**30)])
+    _, err = capsys.readouterr()
+    assert exc.value.code == 2 and err.count("\n") == 1 and "2^63" in err and "counting" not in err

@@ -113,10 +113,10 @@ def _check_models(runs: list[tuple[Any, tuple[int, int], str]], batch: int, conv
     import torch  # noqa: F401  (a missing torch is one line before any progress line)
 
     from vitcost.analytic.estimate import evaluate
-    from vitcost.measure.check import check_model
+    from vitcost.measure.check import check_countable, check_model
 
     for design, hw, _ in runs:  # a size a design cannot take is an error before anything is counted
-        evaluate(design, hw, batch)
+        check_countable(evaluate(design, hw, batch))
 
     results = []
     with _progress() as progress:

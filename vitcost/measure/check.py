@@ -200,6 +200,17 @@ def choose_method(method: str, meta_net: Any, shape: tuple[int, ...], budget_byt
     return "meta"
 
 
+TORCH_MAX_ELEMENTS = 2**63  # torch indexes a tensor's elements with a signed 64-bit integer
+
+
+def check_countable(est: Any) -> None:
+    """A one-line error when a tensor of the design's forward is too large for torch to build at all."""
+    largest = max((max(op.out, op.inp, op.cost.params) for op in est.ops), default=0)
+    if largest >= TORCH_MAX_ELEMENTS:
+        raise VitcostError(f"{est.model} at {res_label(est.res)} has a tensor of {largest:.3g} elements, more than "
+                           "torch can index (2^63): it cannot be built to count; its analytic figures are compare's.")
+
+
 def check_model(model: Any, res: Any = 224, batch: int = 1, attn: str = "math", convention: str = "fvcore",
                 tol: float = 0.0, method: str = "auto", budget_bytes: int | None = None, mode: str = "inference"
                 ) -> CheckResult:
@@ -223,6 +234,7 @@ def check_model(model: Any, res: Any = 224, batch: int = 1, attn: str = "math", 
     if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol >= 0:
         raise VitcostError(f"tolerance must be a number of at least 0, got {tol!r}.")
     est = evaluate(parse_design(model), parse_res(res), whole(batch, "batch"))
+    check_countable(est)
     meta_net = build(est.design, est.res, attn=attn, device="meta")
     meta_net.train(mode == "train")
     chosen = choose_method(method, meta_net, (batch, est.spec.in_chans, *est.res), budget_bytes, mode)
