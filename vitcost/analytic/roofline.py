@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from vitcost.analytic.cost import FLOPS_PER_MAC, Cost, project
+from vitcost.analytic.cost import FLOPS_PER_MAC, Cost, Op, project
 from vitcost.analytic.estimate import Estimate
 from vitcost.analytic.hardware import TB, Hardware
 from vitcost.analytic.kernels import FUSED, OUTSIDE_FUSED, attention_path
@@ -105,37 +105,60 @@ def roofline(est: Estimate, hw: Hardware, attn: Kernel | None = None) -> Rooflin
     """The roofline of the forward `est` on `hw` with attention kernel `attn` (math | sdpa | flash |
     efficient, the last three fusing each layer's attention; default: the estimate's own kernel)."""
     kernel = est.attn if attn is None else attn
-    e = est.bytes_per_elem
     amp = AutocastBytes(est, kernel, "cpu" if hw.indicative else "cuda") if est.amp else None
     peak = hw.peak(est.dtype)
-    ops: list[OpTime] = []
-
-    def add(path: str, kind: str, cost: Cost, nbytes: int) -> None:
-        mm = FLOPS_PER_MAC * cost.macs
-        ops.append(_op_time(path, kind, mm, project(cost, "flops") - mm, nbytes, hw, peak))
-
-    for i, op in enumerate(est.ops):
-        if op.call is None:
-            if op.kind != "param":
-                add(op.path, op.kind, op.cost, (op.inp + op.out + op.cost.params) * e if amp is None else
-                    amp.op(i, op))
-            continue
-        a = op.call
-        core = []
-        fused = attention_path(a, kernel) == FUSED
-        for st in call_steps(a):
-            if fused and st.name not in OUTSIDE_FUSED:
-                core.append(st)
-            else:
-                add(op.path, st.name, st.cost, (st.inp + st.out) * e if amp is None else amp.step(st))
-        if core:  # q, k, v in, the output out (and a score-sized relative-position term when there is one)
-            mask = a.scores if a.rel else 0
-            add(op.path, "attention (fused)", Cost.sum(st.cost for st in core),
-                (2 * a.q + 2 * a.kv + mask) * e if amp is None else amp.fused(2 * a.q + 2 * a.kv, mask))
-        if amp is not None:
-            amp.call_done(i)
+    ops = [t for i, op in enumerate(est.ops) for t in _op_times(i, op, kernel, est.bytes_per_elem, hw, peak, amp)]
     return Roofline(hw.name, est.dtype, "fused" if kernel.fused else "math", tuple(ops), peak, hw.bandwidth,
                     hw.indicative)
+
+
+def roofline_time(est: Estimate, hw: Hardware) -> float:
+    """`roofline(est, hw).time_s`, summed in the same order, without the per-op records: the ops of
+    repeated blocks (equal kind, cost, sizes and call) are timed once. Under autocast an op's bytes
+    depend on what came before it, so there every op is timed."""
+    if est.amp:
+        return roofline(est, hw).time_s
+    peak, e = hw.peak(est.dtype), est.bytes_per_elem
+    seen: dict[tuple, tuple[float, ...]] = {}
+    total = 0.0
+    for i, op in enumerate(est.ops):
+        key = (op.kind, op.cost, op.inp, op.out, op.call)
+        times = seen.get(key)
+        if times is None:
+            times = seen[key] = tuple(t.time_s for t in _op_times(i, op, est.attn, e, hw, peak, None))
+        for t in times:
+            total += t
+    return total
+
+
+def _op_times(i: int, op: Op, kernel: Kernel, e: int, hw: Hardware, peak: float,
+              amp: AutocastBytes | None) -> list[OpTime]:
+    """The roofline records of op i: one for a plain op (none for a parameter table), one per step of an
+    attention call run apart and one for its fused kernel (q, k, v in, the output out, and a score-sized
+    relative-position term when there is one)."""
+    def timed(kind: str, cost: Cost, nbytes: int) -> OpTime:
+        mm = FLOPS_PER_MAC * cost.macs
+        return _op_time(op.path, kind, mm, project(cost, "flops") - mm, nbytes, hw, peak)
+
+    if op.call is None:
+        if op.kind == "param":
+            return []
+        return [timed(op.kind, op.cost, (op.inp + op.out + op.cost.params) * e if amp is None else amp.op(i, op))]
+    a = op.call
+    out, core = [], []
+    fused = attention_path(a, kernel) == FUSED
+    for st in call_steps(a):
+        if fused and st.name not in OUTSIDE_FUSED:
+            core.append(st)
+        else:
+            out.append(timed(st.name, st.cost, (st.inp + st.out) * e if amp is None else amp.step(st)))
+    if core:
+        mask = a.scores if a.rel else 0
+        out.append(timed("attention (fused)", Cost.sum(st.cost for st in core),
+                         (2 * a.q + 2 * a.kv + mask) * e if amp is None else amp.fused(2 * a.q + 2 * a.kv, mask)))
+    if amp is not None:
+        amp.call_done(i)
+    return out
 
 
 HALF, FULL = BYTES["bf16"], F32  # bytes of a 16-bit and an fp32 element
@@ -210,13 +233,15 @@ def forward_time(est: Estimate, hw: Hardware) -> dict[str, Any]:
     figures and the run is the regime they were fitted and tested in (autocast over fp32 weights, timm's
     --amp; matmul launches as large as the measured rows', `time_model.in_measured_regime`); else the
     roofline, a lower bound."""
-    from vitcost.analytic import time_model
+    t, how = None, "roofline"
+    if est.amp and hw.efficiency:  # the time model is imported only for the runs it can time
+        from vitcost.analytic import time_model
 
-    if est.amp and hw.efficiency and time_model.in_measured_regime(est):
-        t, how = time_model.forward_time(est, time_model.time_device(hw), amp=True), "per-op"
-    else:
-        t, how = roofline(est, hw).time_s, "roofline"
+        if time_model.in_measured_regime(est):
+            t, how = time_model.forward_time(est, time_model.time_device(hw), amp=True), "per-op"
+    if t is None:
+        t = roofline_time(est, hw)
     return {"hardware": hw.label, "time_s": t, "images_per_s": est.batch / t if t else None, "time_model": how}
 
 
-__all__ = ["AutocastBytes", "OpTime", "Roofline", "TIME_MODELS", "forward_time", "roofline"]
+__all__ = ["AutocastBytes", "OpTime", "Roofline", "TIME_MODELS", "forward_time", "roofline", "roofline_time"]
