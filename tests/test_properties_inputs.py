@@ -260,6 +260,7 @@ FIGURES = {"bandwidth": "tb_per_s", "vector": "tflops", "matmul.fp32": "tflops",
 @SETTINGS
 @given(section=st.sampled_from(sorted(FIGURES)), value=NUMBERS, command=st.sampled_from(["compare", "profile",
                                                                                           "savings"]))
+@example(section="memory", value=1.7976931348623157e308, command="profile")  # finite GiB, infinite bytes
 def test_hardware_files_with_bad_figures(section, value, command, capsys, tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("hardware")
     text = (Path(vitcost.__file__).parent / "devices" / "h200.toml").read_text()

@@ -73,16 +73,16 @@ def _show(v: Any) -> str:
 # Overrides
 
 
-def _field_types(spec_type: type) -> dict[str, str]:
+def field_types(spec_type: type) -> dict[str, str]:
     return {f.name: str(f.type) for f in dataclasses.fields(spec_type)}
 
 
-def _parse_value(text: str, kind: str, where: str) -> Any:
+def parse_value(text: str, kind: str, where: str) -> Any:
     t = text.strip()
     if kind == "tuple[int, ...]":
         inner = t[1:-1] if t.startswith("[") and t.endswith("]") else t
         parts = [p for p in inner.replace(",", "-").replace(" ", "").split("-")] if inner.strip() else []
-        return tuple(_parse_value(p, "int", where) for p in parts)
+        return tuple(parse_value(p, "int", where) for p in parts)
     if kind == "str":
         return t
     if kind == "bool":
@@ -101,7 +101,7 @@ def _parse_value(text: str, kind: str, where: str) -> Any:
         raise SpecError(f"{where} must be a number, got {text!r}.") from None
 
 
-def _split_items(text: str) -> list[str]:
+def split_items(text: str) -> list[str]:
     """"a=1,b=[2,3],c=4" -> ["a=1", "b=[2,3]", "c=4"] (commas inside brackets stay)."""
     items, depth, cur = [], 0, ""
     for ch in text:
@@ -119,7 +119,7 @@ def _split_items(text: str) -> list[str]:
 def _given(text: str, base: str) -> dict[str, str]:
     """"dim=1024,depth=24" -> {"dim": "1024", "depth": "24"}: each field once, its value as written."""
     out: dict[str, str] = {}
-    for item in _split_items(text):
+    for item in split_items(text):
         key, eq, value = item.partition("=")
         key, value = key.strip(), value.strip()
         if not eq or not key or not value:
@@ -136,13 +136,13 @@ def _twice(base: str, key: str, first: str, second: str) -> str:
 
 def parse_overrides(text: str, spec_type: type, base: str) -> dict[str, Any]:
     """"dim=1024,depth=24" -> {"dim": 1024, "depth": 24}, each value parsed for its field's type."""
-    types = _field_types(spec_type)
+    types = field_types(spec_type)
     out: dict[str, Any] = {}
     for key, value in _given(text, base).items():
         if key not in types:
             raise SpecError(f"{base} ({spec_type.family} family) has no field {key!r}; its fields are "
                             f"{', '.join(types)}.")
-        out[key] = _parse_value(value, types[key], f"{spec_type.__name__}.{key}")
+        out[key] = parse_value(value, types[key], f"{spec_type.__name__}.{key}")
     if not out:
         raise SpecError(f"no override given for {base}: write field=value after the colon.")
     return out
@@ -151,7 +151,7 @@ def parse_overrides(text: str, spec_type: type, base: str) -> dict[str, Any]:
 def with_fields(design: Design, changes: dict[str, Any]) -> Design:
     """`design` with its spec's fields changed; an unknown field or a change to the same value raises."""
     spec = design.spec
-    types = _field_types(type(spec))
+    types = field_types(type(spec))
     for key in changes:
         if key not in types:
             raise SpecError(f"{design.name} ({spec.family} family) has no field {key!r}; its fields are "
@@ -248,7 +248,7 @@ def design_from_dict(data: dict[str, Any], name: str) -> Design:
     if isinstance(res, bool) or not isinstance(res, int) or res < 1:
         raise SpecError(f"{name}: `res` must be a positive whole number, got {res!r}.")
     cls = SPEC_BY_FAMILY[family]
-    types = _field_types(cls)
+    types = field_types(cls)
     unknown = [k for k in data if k not in types]
     if unknown:
         raise SpecError(f"{name}: the {family} family has no field {unknown[0]!r}; its fields are "
@@ -317,21 +317,21 @@ def parse_design(model: Any) -> Design:
     text = model.strip()
     if not text:
         raise VitcostError("empty model name; run `vitcost models` to list them.")
-    split = _split_override(text)
+    split = split_override(text)
     if split:
-        design = _base_design(split[0])
+        design = base_design(split[0])
         return with_fields(design, parse_overrides(split[1], type(design.spec), design.name))
-    return _base_design(text)
+    return base_design(text)
 
 
-def _base_design(text: str) -> Design:
+def base_design(text: str) -> Design:
     if is_spec_path(text):
         return load_spec_file(text)
     p = get_preset(text)
     return Design(p.name, p.spec, p.res, p.name)
 
 
-def _split_override(text: str) -> tuple[str, str] | None:
+def split_override(text: str) -> tuple[str, str] | None:
     """"vit_b16:patch=8,depth=6" -> ("vit_b16", "patch=8,depth=6"); None for a model without overrides."""
     base, sep, rest = text.strip().rpartition(":")
     return (base, rest) if sep and base and "=" in rest and "=" not in base else None
@@ -396,7 +396,7 @@ def resolve_designs(models: list[Any] | tuple[Any, ...], set_items: list[str] | 
         else:
             entries.append(m)
     designs = [parse_design(m) for m in entries]
-    given = [_given(split[1], split[0]) if isinstance(m, str) and (split := _split_override(m)) else {}
+    given = [_given(split[1], split[0]) if isinstance(m, str) and (split := split_override(m)) else {}
              for m in entries]
 
     def apply(i: int, rest: str) -> None:
@@ -407,10 +407,10 @@ def resolve_designs(models: list[Any] | tuple[Any, ...], set_items: list[str] | 
         designs[i] = with_fields(designs[i], parse_overrides(rest, type(designs[i].spec), designs[i].name))
 
     for key, rest in targeted.items():
-        target = _base_design(key).name
+        target = base_design(key).name
         hits = [i for i, d in enumerate(designs) if d.name == target]
         if not hits:
-            designs.append(_base_design(key))
+            designs.append(base_design(key))
             given.append({})
             hits = [len(designs) - 1]
         for i in hits:

@@ -28,7 +28,7 @@ def doc(default: Any = MISSING, text: str = "") -> Any:
     return field(default=default, metadata={"doc": text})
 
 
-def _coerce(spec: object, name: str, kind: str, value: Any) -> Any:
+def coerce(spec: object, name: str, kind: str, value: Any) -> Any:
     """`value` checked against the annotated type `kind`; numpy ints and lists are normalised."""
     where = f"{type(spec).__name__}.{name}"
     if kind == "bool":
@@ -55,7 +55,7 @@ def _coerce(spec: object, name: str, kind: str, value: Any) -> Any:
     if kind == "tuple[int, ...]":
         if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
             raise SpecError(f"{where} must be a list of whole numbers, got {value!r}.")
-        return tuple(_coerce(spec, f"{name}[{i}]", "int", v) for i, v in enumerate(value))
+        return tuple(coerce(spec, f"{name}[{i}]", "int", v) for i, v in enumerate(value))
     if kind == "str":
         if not isinstance(value, str):
             raise SpecError(f"{where} must be a word, got {value!r}.")
@@ -120,7 +120,7 @@ class SpecBase:
             value = getattr(self, name)
             plain = type(value) is _PLAIN.get(kind)  # exactly the annotated type: nothing to convert
             if not plain or kind == "float" and not math.isfinite(value):  # a plain float may still be nan or inf
-                object.__setattr__(self, name, _coerce(self, name, kind, value))
+                object.__setattr__(self, name, coerce(self, name, kind, value))
         self.validate()
 
     def validate(self) -> None:  # pragma: no cover - every family overrides it

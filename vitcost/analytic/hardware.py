@@ -123,7 +123,10 @@ def _figure(data: dict[str, Any], section: str, units: str, where: str, extra: t
     source = table.get("source")
     if not isinstance(source, str) or not source.strip():
         raise VitcostError(f"{where}: [{section}] needs a source (a vendor document, \"assumed: ...\", a fit).")
-    return value * _UNITS[units][given[0]], source
+    scaled = value * _UNITS[units][given[0]]
+    if not scaled < math.inf:  # 1.8e308 GB is finite, but not in bytes
+        raise VitcostError(f"{where}: [{section}] {given[0]} = {value!r} is too large for a device.")
+    return scaled, source
 
 
 def _efficiency(data: dict[str, Any], where: str, sources: dict[str, str]) -> dict[str, Any]:

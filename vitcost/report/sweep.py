@@ -34,10 +34,10 @@ from typing import Any
 
 from vitcost.design import (
     Design,
-    _base_design,
-    _split_override,
+    base_design,
     parse_design,
     parse_overrides,
+    split_override,
     with_fields,
 )
 from vitcost.errors import SpecError, VitcostError
@@ -198,9 +198,9 @@ def _vary_text(item: Any) -> str:
 def parse_base(base: Any) -> tuple[Design, dict[str, Any]]:
     """The base's root design (a preset or file, or the design object itself) and its own overrides."""
     if isinstance(base, str):
-        split = _split_override(base.strip())
+        split = split_override(base.strip())
         if split:
-            root = _base_design(split[0])
+            root = base_design(split[0])
             return root, parse_overrides(split[1], type(root.spec), root.name)
     return parse_design(base), {}
 

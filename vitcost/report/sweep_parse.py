@@ -10,9 +10,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from vitcost.design import Design, _field_types, _parse_value, _split_items
+from vitcost.design import Design, field_types, parse_value, split_items
 from vitcost.errors import SpecError, VitcostError
-from vitcost.specs import _coerce
+from vitcost.specs import coerce
 from vitcost.vocab import RunMode, parse_bytes
 
 # ---------------------------------------------------------------------------------------------
@@ -184,7 +184,7 @@ _RANGE = re.compile(r"^\s*(-?[0-9.eE+-]+?)\s*\.\.\s*(-?[0-9.eE+-]+?)\s*(?::\s*(\
 
 
 def _field_kind(name: str, design: Design, where: str) -> str:
-    types = _field_types(type(design.spec))
+    types = field_types(type(design.spec))
     if name not in types:
         raise VitcostError(f"{where}: {design.name} ({design.spec.family} family) has no field {name!r}; its "
                            f"fields are {', '.join(types)}.")
@@ -201,9 +201,9 @@ def parse_vary(text: str, design: Design) -> Axis:
     kind = _field_kind(name, design, where)
     if ".." in rest and not rest.startswith("["):
         return Axis(name, _range(rest, kind, where))
-    items = _split_items(rest)
+    items = split_items(rest)
     try:
-        parsed = [_parse_value(i, kind, f"{type(design.spec).__name__}.{name}") for i in items]
+        parsed = [parse_value(i, kind, f"{type(design.spec).__name__}.{name}") for i in items]
     except SpecError as e:
         raise VitcostError(f"{where}: {e}") from None
     return _axis(name, kind, parsed, design, where)
@@ -228,7 +228,7 @@ def _axis(name: str, kind: str, values: list[Any], design: Design, where: str) -
     out: list[Any] = []
     for v in values:
         try:
-            c = _coerce(design.spec, name, kind, v)
+            c = coerce(design.spec, name, kind, v)
         except SpecError as e:
             raise VitcostError(f"{where}: {e}") from None
         if c not in out:
