@@ -172,6 +172,8 @@ def _hidden(spec: object, dim: int, ratio: float, name: str = "mlp_ratio") -> in
 
 
 ATTENTIONS: tuple[str, ...] = ("softmax", "linear")  # ViTSpec.attention: the token mixers of a ViT block
+POOLS: tuple[str, ...] = ("", "token", "avg")  # ViTSpec.global_pool
+MLPS: tuple[str, ...] = ("gelu", "swiglu")  # ViTSpec.mlp
 
 
 @spec_class
@@ -204,7 +206,21 @@ class ViTSpec(SpecBase):
 
     `attention = "linear"` replaces softmax attention by linear attention (Katharopoulos et al. 2020) in
     every block, global or windowed: phi(q) (phi(K)^T V) / (phi(q) . sum_n phi(K_n)) with phi = elu + 1,
-    N*d^2 multiply-accumulates per head for each of the two products and no N x N matrix."""
+    N*d^2 multiply-accumulates per head for each of the two products and no N x N matrix.
+
+    The variants timm ships (module names as timm's `vision_transformer.py` and `eva.py`): `pos_embed =
+    False` drops the absolute position embedding (samvit_base_patch16_224); `reg_tokens` prepends register
+    tokens (Darcet et al. 2024) after the class tokens, and then, as timm's `no_embed_class`, the position
+    embedding covers the patch tokens only; `global_pool = avg` classifies the mean of the patch tokens
+    (prefix tokens left out) even with a class token (EVA02); `fc_norm` moves the final norm onto the
+    pooled token, which is then the output even without a head (timm's forward_head); `layer_scale`
+    multiplies each branch by a learned per-channel vector (D parameters each, ls1 and ls2); `mlp =
+    swiglu` runs fc2(SiLU(x W_g) * (x W_x)) with fc1 = [W_g | W_x] of 2 x hidden outputs (2*D*hidden +
+    hidden*D MACs per token, EVA02 with mlp_ratio 8/3), `mlp_norm` a LayerNorm on its hidden units
+    (EVA02-B/L); `k_bias = False` leaves the key projection without bias (EVA: q and v biases only);
+    `rope` rotates q and k of the patch tokens by EVA02's 2-D rotary embedding, x * cos + rot(x) * sin
+    with fixed tables of the token grid (elementwise only: no multiply-accumulate), which splits each
+    head into halves for the two axes, each into sine and cosine halves: head width a multiple of 4."""
 
     family: ClassVar[str] = "vit"
     dim: int = doc(text="token width D")
@@ -221,13 +237,23 @@ class ViTSpec(SpecBase):
     attention: str = doc("softmax", "token mixer of every block: softmax | linear (phi = elu + 1, no N x N scores)")
     num_classes: int = doc(1000, "classes of the linear head; 0 = no head")
     in_chans: int = doc(3, "input image channels")
+    pos_embed: bool = doc(True, "learned absolute position embedding (false: none, as samvit_base_patch16_224)")
+    reg_tokens: int = doc(0, "register tokens after the class tokens; with them no prefix token gets a position row")
+    global_pool: str = doc("", "token: class token 0 | avg: mean of the patch tokens | '' = token with class tokens")
+    fc_norm: bool = doc(False, "final norm on the pooled token instead of on every token (also without a head)")
+    layer_scale: bool = doc(False, "a learned per-channel scale on each residual branch (ls1, ls2)")
+    mlp: str = doc("gelu", "channel MLP: gelu | swiglu (fc1 to 2 x hidden, SiLU(gate) * x, fc2)")
+    mlp_norm: bool = doc(False, "LayerNorm on the MLP's hidden units before fc2 (EVA02's scale_mlp)")
+    k_bias: bool = doc(True, "a bias on the key projection (false: q and v biases only, as EVA)")
+    rope: bool = doc(False, "2-D rotary position embedding on q and k of the patch tokens (EVA02)")
 
     def validate(self) -> None:
         _positive(self, dim=self.dim, depth=self.depth, heads=self.heads, patch=self.patch,
                   mlp_ratio=self.mlp_ratio, in_chans=self.in_chans)
         _walkable(self, self.depth)
-        if self.class_tokens < 0 or self.window < 0 or self.neck < 0 or self.num_classes < 0:
-            raise SpecError("ViTSpec.class_tokens, window, neck and num_classes must be 0 or more.")
+        if self.class_tokens < 0 or self.window < 0 or self.neck < 0 or self.num_classes < 0 or self.reg_tokens < 0:
+            raise SpecError("ViTSpec.class_tokens, reg_tokens, window, neck and num_classes must be 0 or more.")
+        self._validate_modern()
         _divides(self, "dim", self.dim, self.heads)
         _hidden(self, self.dim, self.mlp_ratio)
         if self.global_blocks and not self.window:
@@ -251,9 +277,40 @@ class ViTSpec(SpecBase):
             raise SpecError("ViTSpec.rel_pos adds to the scores, which linear attention never forms: use "
                             "attention = softmax.")
 
+    def _validate_modern(self) -> None:
+        """The fields of the modern variants (register tokens, pooling, layer scale, SwiGLU, RoPE)."""
+        if self.global_pool not in POOLS:
+            raise SpecError(f"ViTSpec.global_pool must be one of token, avg or '', got {self.global_pool!r}.")
+        if self.global_pool == "token" and not self.class_tokens:
+            raise SpecError("ViTSpec.global_pool = token classifies class token 0: set class_tokens > 0.")
+        if self.mlp not in MLPS:
+            raise SpecError(f"ViTSpec.mlp must be one of {', '.join(MLPS)}, got {self.mlp!r}.")
+        if self.reg_tokens and (self.window or self.rel_pos or self.neck or self.distilled):
+            raise SpecError("ViTSpec.reg_tokens need a plain token sequence: no window, rel_pos, neck or distilled.")
+        if (self.fc_norm or self.global_pool) and (self.neck or self.distilled):
+            raise SpecError("ViTSpec.fc_norm and global_pool apply to a plain head: not with neck or distilled.")
+        if self.rope:
+            d = self.dim // self.heads
+            if d % 4:
+                raise SpecError(f"ViTSpec.rope splits each head of width {d} into equal sine and cosine halves for "
+                                "the two grid axes: the head width (dim / heads) must be a multiple of 4.")
+            if self.window or self.rel_pos or self.attention != "softmax":
+                raise SpecError("ViTSpec.rope rotates q and k of global softmax attention: not with window, "
+                                "rel_pos or linear attention.")
+
     @property
     def mlp_hidden(self) -> int:
         return int(self.dim * self.mlp_ratio)
+
+    @property
+    def prefix_tokens(self) -> int:
+        """Class and register tokens before the patch tokens."""
+        return self.class_tokens + self.reg_tokens
+
+    @property
+    def pool(self) -> str:
+        """How the head reads the tokens: token (class token 0) or avg (mean of the patch tokens)."""
+        return self.global_pool or ("token" if self.class_tokens else "avg")
 
     def block_window(self, i: int) -> int:
         """The window side of block i, 0 for global attention."""
@@ -286,6 +343,15 @@ class PixelSpec(SpecBase):
     neck: ClassVar[int] = 0
     distilled: ClassVar[bool] = False
     attention: ClassVar[str] = "softmax"
+    pos_embed: ClassVar[bool] = True
+    reg_tokens: ClassVar[int] = 0
+    prefix_tokens: ClassVar[int] = 0
+    fc_norm: ClassVar[bool] = False
+    layer_scale: ClassVar[bool] = False
+    mlp: ClassVar[str] = "gelu"
+    mlp_norm: ClassVar[bool] = False
+    k_bias: ClassVar[bool] = True
+    rope: ClassVar[bool] = False
 
     def validate(self) -> None:
         _positive(self, dim=self.dim, depth=self.depth, heads=self.heads, mlp_ratio=self.mlp_ratio,

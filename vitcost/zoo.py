@@ -67,6 +67,12 @@ def _alternating(depths: tuple[int, ...], dilations: tuple[int, ...]) -> tuple[i
 
 _NAT_DEPTHS = (3, 4, 18, 5)
 
+
+def _eva02(dim: int, depth: int, heads: int, mlp_norm: bool = True) -> ViTSpec:
+    """EVA02 as timm's eva.py builds eva02_*_patch14_224 (num_classes 0, global_pool avg)."""
+    return ViTSpec(dim=dim, depth=depth, heads=heads, patch=14, mlp_ratio=4 * 2 / 3, mlp="swiglu", mlp_norm=mlp_norm,
+                   k_bias=False, rope=True, global_pool="avg", fc_norm=True, num_classes=0)
+
 _CONVNEXT_DIMS = (96, 192, 384, 768)
 _CONVNEXT_DEEP = (3, 3, 27, 3)
 
@@ -148,6 +154,30 @@ PRESETS: Mapping[str, Preset] = MappingProxyType({p.name: p for p in [  # read-o
            "DeiT paper", 22.0, 4.6, ("deit_small_distilled_patch16_224",)),
     Preset("deit_b16_distilled", ViTSpec(dim=768, depth=12, heads=12, class_tokens=2, distilled=True), 224,
            "DeiT paper", 87.0, 17.6, ("deit_base_distilled_patch16_224",)),
+    # The modern variants as timm 1.0.31 builds them by default (vision_transformer.py, vision_transformer_sam.py,
+    # eva.py); params and fvcore GMACs measured from timm's own modules by benchmarks/measure_timm_designs.py
+    # (tests/data/timm_designs.json). samvit_base_patch16_224: SAM-B's blocks at 224 without the absolute
+    # position embedding or the neck, a LayerNorm2d, average pool and head (fvcore counts timm's pool and
+    # rounds its rel-pos einsums: 17.54 there, 17.54 here to two decimals).
+    Preset("samvit_b16_224", ViTSpec(dim=768, depth=12, heads=12, class_tokens=0, window=14,
+                                     global_blocks=(2, 5, 8, 11), rel_pos=True, pos_embed=False), 224,
+           "timm samvit_base_patch16_224", 86.46, 17.54, ("samvit_base_patch16_224",)),
+    Preset("vit_b16_gap", ViTSpec(dim=768, depth=12, heads=16, class_tokens=0), 224,
+           "timm vit_base_patch16_gap_224", 86.57, 17.49, ("vit_base_patch16_gap_224",)),
+    # Registers (Darcet et al. 2024): 4 register tokens, no class token, average pool, fc_norm.
+    Preset("vit_b16_reg4_gap", ViTSpec(dim=768, depth=12, heads=12, class_tokens=0, reg_tokens=4, fc_norm=True), 256,
+           "timm vit_base_patch16_reg4_gap_256", 86.62, 23.50, ("vit_base_patch16_reg4_gap_256",)),
+    Preset("vit_m16_reg4_gap", ViTSpec(dim=512, depth=12, heads=8, class_tokens=0, reg_tokens=4, fc_norm=True,
+                                       layer_scale=True), 256,
+           "timm vit_medium_patch16_reg4_gap_256", 38.88, 10.76, ("vit_medium_patch16_reg4_gap_256",)),
+    # EVA02 (Fang et al. 2024), timm's default build (no head): patch 14, SwiGLU MLP of ratio 8/3 (with a
+    # LayerNorm inside for B and L), RoPE on q and k, no key bias, mean of the patch tokens and fc_norm.
+    Preset("eva02_s14", _eva02(384, 12, 6, mlp_norm=False), 224, "timm eva02_small_patch14_224", 21.62, 6.14,
+           ("eva02_small_patch14_224",)),
+    Preset("eva02_b14", _eva02(768, 12, 12), 224, "timm eva02_base_patch14_224", 85.76, 23.22,
+           ("eva02_base_patch14_224",)),
+    Preset("eva02_l14", _eva02(1024, 24, 16), 224, "timm eva02_large_patch14_224", 303.27, 81.15,
+           ("eva02_large_patch14_224",)),
     # ConvNeXt (Liu et al. 2022) Table 1 / timm convnext.py; params and GMACs from timm's results CSV
     # (the paper rounds them: 28M / 4.5G, 50M / 8.7G, 89M / 15.4G).
     Preset("convnext_tiny", ConvNeXtSpec(dims=_CONVNEXT_DIMS, depths=(3, 3, 9, 3)), 224, "ConvNeXt Table 1; timm",

@@ -116,7 +116,7 @@ def savings(model: Any, res: Any = 224, batch: Any = 1, dtype: Any = "fp32", att
     has_attention = any(f.name == "attention" for f in fields(base.spec))  # not the pixel family's constant
     if has_attention and base.spec.attention == "softmax":
         design = base.design._replace(name=f"{base.model} (linear attention)",
-                                      spec=replace(base.spec, attention="linear", rel_pos=False))
+                                      spec=replace(base.spec, attention="linear", rel_pos=False, rope=False))
         variants.append(("linear attention", estimate(design, res, batch, dtype, attn), None))
     elif not has_attention:
         skipped.append(f"linear attention: the {base.family} family has no attention option")

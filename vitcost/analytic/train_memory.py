@@ -459,6 +459,8 @@ def step_ops(est: Estimate, kernel: Any = Kernel.math, device: str = "cpu", drop
             saved.append(Saved(("out", i), op.out * ctx.dt[i]))
         elif kind == "scale":
             saved.append(Saved(key, elems * e))
+        elif kind == "glu":  # SiLU saves its input (the gate, a view of fc1's output), the product SiLU's output
+            saved += [Saved(key, elems * e), Saved(("silu", i), op.out * ctx.dt[i])]
         elif kind == "pool" and "max_pool" in op.tags:
             saved += [Saved(key, elems * e), Saved(("index", i), op.out * INT64)]
         elif kind == "attention":
@@ -477,6 +479,8 @@ def step_ops(est: Estimate, kernel: Any = Kernel.math, device: str = "cpu", drop
             back = (0,) if kind in ("add", "param", "bias", "mask") else (out_bytes + in_bytes,)
         if kind in ("linear", "conv"):
             back = _product_backward(ctx, op, out_bytes, in_bytes, e, key)
+        elif kind == "glu":  # dY; d(SiLU out) and dx (the product's two); then SiLU's own backward and d(gate)
+            back = (3 * out_bytes, 3 * out_bytes + in_bytes)
         if blk and kind == "add" and op.path == blk and out and ctx.dt[i - 1] == ctx.dt[i] \
                 and _feeds_add(op, out[-1]):
             # the branch's gradient is the residual add's (one tensor handed to both operands)

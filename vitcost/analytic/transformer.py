@@ -21,7 +21,7 @@ phi(Q) (phi(K)^T V) normalised by phi(Q) . sum_n phi(K_n), phi = elu + 1: per he
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from vitcost.analytic.cost import LinearAttnCall
 from vitcost.analytic.ints import ceil_div, floor_div
@@ -48,32 +48,78 @@ def rel_pos_tables(t: Trace, p: str, head_dim: int, gh: Any, gw: Any) -> tuple:
     return (gh, gw, gh, gw)
 
 
+class Modern(NamedTuple):
+    """A plain ViT block's modern options (ViTSpec's fields of the same names; `rope` is the number of
+    patch tokens q and k rotate, 0 for none)."""
+
+    layer_scale: bool = False
+    swiglu: bool = False
+    mlp_norm: bool = False
+    k_bias: bool = True
+    rope: Any = 0
+
+    @classmethod
+    def of(cls, spec: ViTSpec | PixelSpec, patches: Any) -> Modern:
+        return cls(spec.layer_scale, spec.mlp == "swiglu", spec.mlp_norm, spec.k_bias, patches if spec.rope else 0)
+
+
+PLAIN = Modern()
+ROPE_FLOPS_PER_ELEMENT = (3, 2)  # x * cos + rot(x) * sin: two products and a sum, and rot negates half of x
+GLU_FLOPS = 3  # SiLU(g) * x per hidden unit: the sigmoid, the product with g, the product with x
+
+
 def transformer_block(t: Trace, p: str, b: Any, n: Any, dim: int, heads: int, hidden: int, *,
-                      rel_grid: tuple = (), linear: bool = False, tags: tuple[str, ...] = ()) -> None:
+                      rel_grid: tuple = (), linear: bool = False, tags: tuple[str, ...] = (),
+                      modern: Modern = PLAIN) -> None:
     """One pre-norm global-attention block over n tokens of width dim, path prefix `p`; with `rel_grid`
     (gh, gw) the n = gh*gw tokens get decomposed relative positions; `linear`: linear attention; `tags`:
-    facts about its attention (`cost.TAGS`)."""
+    facts about its attention (`cost.TAGS`); `modern`: layer scale, SwiGLU, no key bias, RoPE."""
     rows, x = b * n, b * n * dim
     t.norm(f"{p}.norm1", rows, dim)
     t.linear(f"{p}.attn.qkv", rows, dim, 3 * dim, role="proj")
+    if not modern.k_bias:  # the key's bias is a zero buffer added with the others (EVA), not a parameter
+        op = t.ops[-1]
+        t.ops[-1] = op._replace(cost=op.cost._replace(params=op.cost.params - dim))
     qkv = t.key()
     rel = rel_pos_tables(t, f"{p}.attn", dim // heads, *rel_grid) if rel_grid else ()
+    if modern.rope:  # q and k of the patch tokens: [B, h, patches, d] each
+        per, half = ROPE_FLOPS_PER_ELEMENT
+        rotated = 2 * b * modern.rope * dim
+        t.eltwise(f"{p}.attn", per * rotated + rotated // half, kind="rope", inp=rotated, out=rotated)
     if linear:
         t.linear_attention(f"{p}.attn", b, heads, n, dim // heads)
     else:
         t.attention(f"{p}.attn", b, heads, n, n, dim // heads, rel=rel)
     t.note(*tags, src=(f"qkv={qkv}",))
     t.linear(f"{p}.attn.proj", rows, dim, dim, role="proj")
+    if modern.layer_scale:
+        layer_scale(t, f"{p}.ls1", x, dim)
     t.eltwise(p, x)  # residual
-    channel_mlp(t, p, rows, dim, hidden)
+    channel_mlp(t, p, rows, dim, hidden, modern)
 
 
-def channel_mlp(t: Trace, p: str, rows: Any, dim: int, hidden: int) -> None:
-    """x + fc2(GELU(fc1(norm2(x)))) over `rows` tokens."""
+def layer_scale(t: Trace, p: str, x: Any, dim: int) -> None:
+    """x * gamma, gamma a learned per-channel vector (timm's LayerScale)."""
+    t.param(f"{p}.gamma", dim, role="mlp")
+    t.eltwise(p, x, kind="scale", inp=x)
+
+
+def channel_mlp(t: Trace, p: str, rows: Any, dim: int, hidden: int, modern: Modern = PLAIN) -> None:
+    """x + fc2(GELU(fc1(norm2(x)))) over `rows` tokens; SwiGLU: x + fc2(SiLU(g) * h), [g | h] = fc1(norm2(x))
+    of 2 x hidden outputs; `mlp_norm`: a LayerNorm on the hidden units before fc2; layer scale before the add."""
     t.norm(f"{p}.norm2", rows, dim)
-    t.linear(f"{p}.mlp.fc1", rows, dim, hidden, role="mlp")
-    t.gelu(f"{p}.mlp.act", rows * hidden)
+    if modern.swiglu:
+        t.linear(f"{p}.mlp.fc1", rows, dim, 2 * hidden, role="mlp")
+        t.eltwise(f"{p}.mlp.act", GLU_FLOPS * rows * hidden, kind="glu", role="mlp", inp=2 * rows * hidden,
+                  out=rows * hidden)
+    else:
+        t.linear(f"{p}.mlp.fc1", rows, dim, hidden, role="mlp")
+        t.gelu(f"{p}.mlp.act", rows * hidden)
+    if modern.mlp_norm:
+        t.norm(f"{p}.mlp.norm", rows, hidden)
     t.linear(f"{p}.mlp.fc2", rows, hidden, dim, role="mlp")
+    if modern.layer_scale:
+        layer_scale(t, f"{p}.ls2", rows * dim, dim)
     t.eltwise(p, rows * dim)  # residual
 
 
@@ -112,16 +158,22 @@ def vit_trace(spec: ViTSpec | PixelSpec, h: Any, w: Any, b: Any) -> Trace:
     d = spec.dim
     gh, gw = t.conv("patch_embed.proj", b, spec.in_chans, d, h, w, kernel=spec.patch, stride=spec.patch,
                     pad=0, role="embed")
-    n = gh * gw + spec.class_tokens
+    patches = gh * gw
+    n = patches + spec.prefix_tokens
     if spec.distilled:  # DeiT: a class token and a distillation token
         t.param("cls_token", d)
         t.param("dist_token", d)
     elif spec.class_tokens:
         t.param("cls_token", spec.class_tokens * d)
-    t.param("pos_embed", n * d)
-    t.eltwise("", b * n * d)  # + pos_embed, in the model's own forward
+    if spec.reg_tokens:
+        t.param("reg_token", spec.reg_tokens * d)
+    if spec.pos_embed:
+        rows = patches if spec.reg_tokens else n  # with register tokens only the patches get a row (timm)
+        t.param("pos_embed", rows * d)
+        t.eltwise("", b * rows * d)  # + pos_embed, in the model's own forward
     # timm's SAM blocks fold the heads into the batch: q, k, v are views of qkv as [3, B'*h, N, d]
     sam = ("folded_heads",) if spec.window or spec.rel_pos or spec.neck else ()
+    modern = Modern.of(spec, patches)
     for i in range(spec.depth):
         win = spec.block_window(i)
         with t.block(f"blocks.{i}", "", b * n * d):
@@ -131,23 +183,35 @@ def vit_trace(spec: ViTSpec | PixelSpec, h: Any, w: Any, b: Any) -> Trace:
             else:
                 transformer_block(t, f"blocks.{i}", b, n, d, spec.heads, spec.mlp_hidden,
                                   rel_grid=(gh, gw) if spec.rel_pos else (), linear=spec.attention == "linear",
-                                  tags=sam)
+                                  tags=sam, modern=modern)
     if isinstance(spec, PixelSpec):
         t.norm("norm", b * n, d)
         t.linear("head", b * n, d, spec.vocab, role="head")  # a palette logit per pixel
+        return t
+    if spec.fc_norm:  # pool, then the norm on the pooled token (timm's fc_norm), which runs without a head too
+        pool(t, spec, b, patches)
+        t.norm("fc_norm", b, d)
+        if spec.num_classes:
+            t.linear("head", b, d, spec.num_classes, role="head")
         return t
     if spec.neck:
         d, n = neck(t, b, d, spec.neck, gh, gw), gh * gw
     else:
         t.norm("norm", b * n, d)
     if spec.num_classes:
-        if not spec.class_tokens:
-            t.eltwise("", b * d, kind="pool", inp=b * n * d)  # mean over tokens (or over the neck's grid)
+        pool(t, spec, b, patches)
         t.linear("head", b, d, spec.num_classes, role="head")  # on the class token or the mean
         if spec.distilled:  # DeiT: head_dist on the distillation token, (head + head_dist) / 2
             t.linear("head_dist", b, d, spec.num_classes, role="head")
             t.eltwise("", 2 * b * spec.num_classes)
     return t
+
+
+def pool(t: Trace, spec: ViTSpec, b: Any, patches: Any) -> None:
+    """The head's input: class token 0 (nothing to compute), or the mean of the patch tokens (or of the
+    neck's grid, one per patch), the prefix tokens left out."""
+    if spec.pool == "avg":
+        t.eltwise("", b * spec.dim, kind="pool", inp=b * patches * spec.dim)
 
 
 def neck(t: Trace, b: Any, dim: int, channels: int, gh: Any, gw: Any) -> int:
@@ -190,18 +254,21 @@ def block_memory(peak: PeakSteps, blk: Block, spec: ViTSpec | PixelSpec, b: int,
                  outer: int) -> None:
     """nets.vit.Block, as timm's: x = x + attn(norm1(x)); x = x + mlp(norm2(x)). `outer`: the embedded
     tokens, which the nn.Sequential of blocks keeps referenced while blocks 1.. run. A plain ViT's
-    attention (`peaks.kept_scores_attention`) keeps qkv, the scaled q and the softmax output to its end;
-    a model with windows, relative positions or a neck runs timm's SAM block (`sam_block_memory`); linear
+    attention (`peaks.kept_scores_attention`) keeps qkv, the scaled q and the softmax output to its end
+    (with RoPE also the rotated k, and the rotated q on the fused path); a model with windows, relative
+    positions or a neck runs timm's SAM block (`sam_block_memory`); linear
     attention replaces the core (`linear_attention_memory`). Block 0 also holds the embedding: the patch
-    tokens (a view of the conv output, kept by the caller while the class tokens are concatenated) and
-    the concat when there are class tokens, then + pos_embed; the last block of a model with a neck also
-    holds the neck's steps (`neck_memory`)."""
+    tokens (a view of the conv output, kept by the caller while the prefix tokens are concatenated) and
+    the concat when there are prefix tokens, and + pos_embed (before the concat with registers); the last
+    block of a model with a neck also holds the neck's steps (`neck_memory`)."""
     x = blk.out("norm1")
     a = blk.attention()
     proj = blk.out("attn.proj")
-    if blk.index == 0 and spec.class_tokens:
-        patches = x - b * spec.class_tokens * spec.dim  # the patch tokens, before the concat
-        peak.at((patches + 2 * x) * e, "pos_embed")
+    if blk.index == 0 and spec.prefix_tokens:
+        patches = x - b * spec.prefix_tokens * spec.dim  # the patch tokens, before the concat
+        # concat then + pos_embed; with registers + pos_embed on the patches, then the concat
+        added = (patches if spec.reg_tokens else x) if spec.pos_embed else 0
+        peak.at((patches + x + added) * e, "pos_embed")
     if spec.window or spec.rel_pos or spec.neck:
         sam_block_memory(peak, blk, spec, b, e, fused, outer)
         if spec.neck and blk.index == spec.depth - 1:
@@ -214,7 +281,10 @@ def block_memory(peak: PeakSteps, blk: Block, spec: ViTSpec | PixelSpec, b: int,
         peak.at(base + o + merge, f"{blk.p} attn merge heads")
         peak.at(base + (merge or o) + proj * e, f"{blk.p} attn.proj")
     else:
-        kept_scores_attention(peak, f"{blk.p}.attn", base, a, e, fused=fused, proj=proj)
+        # RoPE's rotated k stays referenced through the attention (the rotated q too, on the fused path;
+        # the math path's scaled q replaces it)
+        rotated = (2 if fused else 1) * a.q * e if spec.rope else 0
+        kept_scores_attention(peak, f"{blk.p}.attn", base + rotated, a, e, fused=fused, proj=proj)
     peak.at(outer + (2 * x + proj) * e, f"{blk.p} residual")  # block input, the attention output, the sum
     mlp(peak, blk.p, outer + 2 * x * e, x, blk.out("mlp.fc1"), blk.out("mlp.fc2"), e)  # input, x + attn
 

@@ -1,0 +1,182 @@
+"""The modern ViT variants timm ships: no absolute position embedding, register tokens, average pooling
+with fc_norm, layer scale, SwiGLU (with a norm inside), no key bias, rotary position embedding.
+
+Expected figures: timm 1.0.31's own modules, measured by `benchmarks/measure_timm_designs.py` into
+tests/data/timm_designs.json (params, the fvcore count, the FlopCounterMode count, at timm's default
+resolution and a second one), and fvcore / FlopCounterMode on vitcost's reference nets through
+`check_model`; none is copied from vitcost's own output."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from vitcost.analytic.estimate import estimate
+from vitcost.analytic.memory import predict_memory
+from vitcost.cli import main
+from vitcost.errors import SpecError
+from vitcost.specs import ViTSpec
+from vitcost.zoo import get_preset
+
+TIMM = json.loads((Path(__file__).parent / "data" / "timm_designs.json").read_text())
+VIT_DESIGNS = [name for name in TIMM["designs"] if not name.startswith("mvitv2")]
+F32 = 4
+
+
+@pytest.fixture
+def one_thread():
+    """Memory measurements on one thread (the allocator's peak does not depend on the thread pool then)."""
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield torch
+    torch.set_num_threads(before)
+
+
+def fvcore_einsum(macs: int) -> int:
+    """fvcore's einsum handle for an equation it has no closed form for: numpy's einsum_path prints the
+    optimised flop count (2 per MAC here) to four significant digits, and fvcore halves what it parses."""
+    return math.floor(float(f"{2 * macs:.3e}") / 2)
+
+
+def samvit_fvcore_quirks(res: int) -> int:
+    """What fvcore counts on timm's samvit_base_patch16_224 beyond the exact MACs and norms: each of the
+    two rel-pos einsums per block rounded by `fvcore_einsum`, and the head's adaptive_avg_pool2d, one per
+    input element. Blocks 2, 5, 8, 11 attend over the g x g grid, the others inside 14 x 14 windows of
+    the grid padded to a multiple of 14; 12 heads of width 64; einsum bhwc,hkc->bhwk: b*h*w*k*c MACs."""
+    g, heads, d, m = res // 16, 12, 64, 14
+    windows = math.ceil(g / m) ** 2
+    extra = 0
+    for block in range(12):
+        batch, side = (heads, g) if block in (2, 5, 8, 11) else (heads * windows, m)
+        macs = batch * side * side * side * d  # rel_h (and rel_w, the same on a square grid)
+        extra += 2 * (fvcore_einsum(macs) - macs)
+    return extra + g * g * 768
+
+
+@pytest.mark.parametrize("name", VIT_DESIGNS)
+def test_timm_designs_at_two_sizes(name: str) -> None:
+    """Params, FlopCounterMode and fvcore equal timm's own modules at both sizes."""
+    for m in TIMM["designs"][name]:
+        e = estimate(name, m["res"])
+        assert e.params == m["params"], m["res"]
+        assert e.count("torch") == m["torch"], m["res"]
+        quirks = samvit_fvcore_quirks(m["res"]) if name.startswith("samvit") else 0
+        assert e.count("fvcore") + quirks == m["fvcore"], m["res"]
+        assert (e.spec.num_classes == 0) == (m["num_classes"] == 0)  # EVA02 builds without a head
+
+
+def test_every_timm_name_is_a_preset_at_its_default_size() -> None:
+    for name in VIT_DESIGNS:
+        p = get_preset(name)
+        assert p.res == TIMM["designs"][name][0]["res"]
+        assert p.params_m == round(TIMM["designs"][name][0]["params"] / 1e6, 2)
+
+
+def test_eva02_mlp_width_and_parameters_by_hand() -> None:
+    """EVA02-S: hidden int(384 * 8/3) = 1024; per block norm1, qkv (3D^2 + q and v biases), proj, norm2,
+    fc1 (D -> 2H), fc2; no MLP norm; embedding conv 14 x 14, class token, 257 position rows, fc_norm."""
+    d, h, g = 384, 1024, 16
+    block = 2 * d + (3 * d * d + 2 * d) + (d * d + d) + 2 * d + (d * 2 * h + 2 * h) + (h * d + d)
+    embed = 3 * 14 * 14 * d + d + d + (g * g + 1) * d
+    assert estimate("eva02_s14", 224).params == embed + 12 * block + 2 * d
+    # EVA02-B adds a LayerNorm over the 2048 hidden units in every MLP
+    assert get_preset("eva02_b14").spec.mlp_hidden == 2048
+
+
+TINY = {
+    "registers, fc_norm, layer scale": ViTSpec(dim=32, depth=2, heads=2, patch=8, class_tokens=0, reg_tokens=4,
+                                                fc_norm=True, layer_scale=True, num_classes=5),
+    "class token, registers, avg pool": ViTSpec(dim=32, depth=2, heads=2, patch=8, reg_tokens=2, global_pool="avg",
+                                                num_classes=5),
+    "EVA02-B-like": ViTSpec(dim=32, depth=2, heads=2, patch=8, mlp_ratio=8 / 3, mlp="swiglu", mlp_norm=True,
+                            k_bias=False, rope=True, global_pool="avg", fc_norm=True, num_classes=0),
+    "EVA02-S-like with a head": ViTSpec(dim=32, depth=2, heads=2, patch=8, mlp_ratio=8 / 3, mlp="swiglu",
+                                        k_bias=False, rope=True, global_pool="avg", fc_norm=True, num_classes=5),
+    "SAM without position embedding": ViTSpec(dim=32, depth=2, heads=2, patch=8, class_tokens=0, window=3,
+                                              global_blocks=(1,), rel_pos=True, pos_embed=False),
+}
+
+
+@pytest.mark.parametrize("name", list(TINY))
+@pytest.mark.parametrize(("res", "batch", "attn"), [(48, 1, "math"), (64, 2, "sdpa")])
+def test_tiny_reference_nets_check_exactly(name: str, res: int, batch: int, attn: str) -> None:
+    pytest.importorskip("torch")
+    pytest.importorskip("fvcore")
+    from vitcost.measure.check import check_model
+
+    for convention in ("fvcore", "torch"):
+        r = check_model(TINY[name], res, batch=batch, attn=attn, convention=convention, method="real")
+        assert r.status == "PASS", r.first_mismatch
+        assert r.analytic == r.fvcore == r.torch > 0
+
+
+@pytest.mark.parametrize("name", list(TINY))
+@pytest.mark.parametrize("attn", ["math", "sdpa"])
+def test_tiny_reference_nets_memory(name: str, attn: str, one_thread) -> None:
+    torch = one_thread
+    from vitcost.measure.memory import measure_forward_memory
+    from vitcost.nets import build
+
+    spec, res, batch = TINY[name], 48, 2
+    measured = measure_forward_memory(build(spec, res, attn=attn).eval(), torch.randn(batch, 3, res, res))
+    pred = predict_memory(estimate(spec, res, batch), attn)
+    assert measured.score_bytes == pred.stored_score_bytes
+    assert measured.peak_bytes == pytest.approx(pred.activation_peak_bytes, rel=0.10), pred.peak_at
+
+
+def test_rope_scores_and_memory_at_eva02_base_width() -> None:
+    """Two EVA02-B blocks at 224 (a 16 x 16 grid and a class token: 257 tokens, 12 heads): the math path
+    stores 2 * 12 * 257^2 fp32 scores; the peak within 10% of the measured forward."""
+    torch = pytest.importorskip("torch")
+    from vitcost.measure.memory import measure_forward_memory
+    from vitcost.nets import build
+
+    spec = ViTSpec(dim=768, depth=2, heads=12, patch=14, mlp_ratio=8 / 3, mlp="swiglu", mlp_norm=True, k_bias=False,
+                   rope=True, global_pool="avg", fc_norm=True, num_classes=0)
+    with torch.no_grad():
+        measured = measure_forward_memory(build(spec, 224, attn="math").eval(), torch.randn(1, 3, 224, 224))
+    pred = predict_memory(estimate(spec, 224, 1), "math")
+    assert pred.stored_score_bytes == measured.score_bytes == F32 * 2 * 12 * 257 * 257
+    assert measured.peak_bytes == pytest.approx(pred.activation_peak_bytes, rel=0.10), pred.peak_at
+
+
+@pytest.mark.parametrize(("fields", "match"), [
+    ({"heads": 256, "rope": True}, "multiple of 4"),  # head width 3
+    ({"heads": 12, "patch": 16, "rope": True, "class_tokens": 0, "window": 7}, "rope rotates"),
+    ({"class_tokens": 0, "global_pool": "token"}, "class token 0"),
+    ({"global_pool": "max"}, "global_pool must be"),
+    ({"mlp": "geglu"}, "mlp must be"),
+    ({"class_tokens": 0, "reg_tokens": 4, "window": 7}, "plain token sequence"),
+    ({"reg_tokens": -1}, "0 or more"),
+])
+def test_bad_modern_fields_are_spec_errors(fields: dict, match: str) -> None:
+    with pytest.raises(SpecError, match=match):
+        ViTSpec(**{"dim": 768, "depth": 2, "heads": 12, **fields})
+
+
+def test_rope_on_a_bad_head_width_is_one_line_exit_2(capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["compare", "-m", "vit_b16:heads=256,rope=true"])
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and "multiple of 4" in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("name", list(TINY))
+def test_tiny_reference_nets_training_step_memory(name: str, one_thread) -> None:
+    """One AdamW step on the CPU: what autograd saves within 0.1% (SwiGLU saves the gate's storage, fc1's
+    whole output, and SiLU's output), the step's peak within 10%."""
+    torch = one_thread
+    from vitcost.analytic.train_memory import train_memory
+    from vitcost.measure.train_memory import measure_train_step
+    from vitcost.nets import build
+
+    spec, res = TINY[name], 48
+    measured = measure_train_step(build(spec, res, attn="math"), torch.randn(2, 3, res, res), optimizer="adamw")
+    pred = train_memory(estimate(spec, res, 2, "fp32", "math"), "adamw", None)
+    assert pred.weights == measured.weights_bytes
+    assert pred.activations_saved == pytest.approx(measured.activations_saved_bytes, rel=0.001)
+    assert pred.step_peak == pytest.approx(measured.step_peak_bytes, rel=0.10), pred.peak_at
