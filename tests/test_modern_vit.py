@@ -18,7 +18,7 @@ from vitcost.analytic.estimate import estimate
 from vitcost.analytic.memory import predict_memory
 from vitcost.cli import main
 from vitcost.errors import SpecError
-from vitcost.specs import ViTSpec
+from vitcost.specs import MViTSpec, ViTSpec
 from vitcost.zoo import get_preset
 
 TIMM = json.loads((Path(__file__).parent / "data" / "timm_designs.json").read_text())
@@ -98,6 +98,8 @@ TINY = {
                                         k_bias=False, rope=True, global_pool="avg", fc_norm=True, num_classes=5),
     "SAM without position embedding": ViTSpec(dim=32, depth=2, heads=2, patch=8, class_tokens=0, window=3,
                                               global_blocks=(1,), rel_pos=True, pos_embed=False),
+    "MViTv2 widening in the MLP": MViTSpec(dims=(16, 32, 64), depths=(2, 2, 1), heads=(1, 2, 4), num_classes=10,
+                                           expand_attn=False),
 }
 
 
@@ -180,3 +182,53 @@ def test_tiny_reference_nets_training_step_memory(name: str, one_thread) -> None
     assert pred.weights == measured.weights_bytes
     assert pred.activations_saved == pytest.approx(measured.activations_saved_bytes, rel=0.001)
     assert pred.step_peak == pytest.approx(measured.step_peak_bytes, rel=0.10), pred.peak_at
+
+
+# ---------------------------------------------------------------------------------------------
+# MViTv2-L (timm's mvitv2_large): channels widen in the MLP of each stage's last block (expand_attn off)
+
+
+def mvitv2_large_fvcore_quirks(res: int) -> int:
+    """fvcore's rounding of timm's two rel-pos einsums per block (`fvcore_einsum`): byhwc,hkc->byhwk, B*n*
+    qh*qw*kh*d MACs (and the w one alike). Stem stride 4; stages of 2, 6, 36, 4 blocks with 2, 4, 8, 16
+    heads of width 72 (every block attends at its stage's input width: 144 * 2^s over 2 * 2^s heads);
+    the first block of stages 1.. pools q by 2; k and v pooled by the stride 4, 2, 1, 1 (kernel 3,
+    padding 1: ceil(side / stride))."""
+    g, kv, extra = res // 4, 4, 0
+    for s, depth in enumerate((2, 6, 36, 4)):
+        for i in range(depth):
+            side_in = g
+            if s and i == 0:
+                kv, g = max(kv // 2, 1), g // 2
+            macs = 2 ** (s + 1) * g * g * math.ceil(side_in / kv) * 72
+            extra += 2 * (fvcore_einsum(macs) - macs)
+    return extra
+
+
+def test_mvitv2_large_against_timm_at_two_sizes() -> None:
+    """MViTv2 Table 1 gives 218M / 42.1G; timm's module has 217.99M and fvcore counts 43.87 G."""
+    for m in TIMM["designs"]["mvitv2_large"]:
+        e = estimate("mvitv2_large", m["res"])
+        assert e.params == m["params"] and e.count("torch") == m["torch"], m["res"]
+        assert e.count("fvcore") + mvitv2_large_fvcore_quirks(m["res"]) == m["fvcore"], m["res"]
+    p = get_preset("mvitv2_large")
+    assert (p.params_m, p.gmacs) == (round(TIMM["designs"]["mvitv2_large"][0]["params"] / 1e6, 2), 43.87)
+
+
+def test_expand_attn_off_moves_the_widening_into_the_mlp_by_hand() -> None:
+    """Two stages of one block, 16 -> 32 channels, on a 16 x 16 stem grid: with expand_attn the second
+    block's qkv maps 16 -> 96 and a shortcut_proj_attn 16 -> 32 runs; without, the first block's fc2
+    writes 32 channels and a shortcut_proj_mlp 16 -> 32 reads norm2's output."""
+    on = MViTSpec(dims=(16, 32), depths=(1, 1), heads=(1, 2), num_classes=10)
+    off = MViTSpec(dims=(16, 32), depths=(1, 1), heads=(1, 2), num_classes=10, expand_attn=False)
+    rows = {name: {op.path: op for op in estimate(s, 64).ops if op.kind == "linear"} for name, s in
+            (("on", on), ("off", off))}
+    assert "stages.0.blocks.0.shortcut_proj_mlp" in rows["off"] and "stages.1.blocks.0.shortcut_proj_attn" in rows["on"]
+    assert "stages.0.blocks.0.shortcut_proj_mlp" not in rows["on"]
+    assert "stages.1.blocks.0.shortcut_proj_attn" not in rows["off"]
+    assert rows["off"]["stages.0.blocks.0.shortcut_proj_mlp"].cost.params == 16 * 32 + 32
+    assert rows["off"]["stages.0.blocks.0.mlp.fc2"].cost.params == 64 * 32 + 32  # hidden 4 x 16
+    assert rows["off"]["stages.1.blocks.0.attn.qkv"].cost.params == 32 * 96 + 96
+    assert rows["on"]["stages.1.blocks.0.attn.qkv"].cost.params == 16 * 96 + 96
+
+

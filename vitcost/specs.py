@@ -404,7 +404,12 @@ class MViTSpec(SpecBase):
     Q stride at each stage start (4, 2, 1, 1). Attention adds decomposed relative positions and the
     pooled Q back to its output (residual pooling). Channels change in the first block of a stage
     through the attention's projections ("expand_attn"), the residual is projected by a linear layer
-    and max-pooled. A final norm, mean pool over tokens and a linear head close the model."""
+    and max-pooled. A final norm, mean pool over tokens and a linear head close the model.
+
+    `expand_attn = False` (timm's mvitv2_large) widens instead in the MLP of each stage's last block:
+    its attention, norm2 and MLP hidden run at the stage's channels, fc2 writes the next stage's, and the
+    residual takes a linear projection of norm2's output (`shortcut_proj_mlp`); every block of a stage
+    then attends at that stage's channels, the first block of the next stage at the widened ones."""
 
     family: ClassVar[str] = "mvit"
     dims: tuple[int, ...] = doc(text="channels per stage")
@@ -420,6 +425,7 @@ class MViTSpec(SpecBase):
     in_chans: int = doc(3, "input image channels")
     residual_pooling: bool = doc(True, "add the pooled queries back to the attention output")
     rel_pos: bool = doc(True, "decomposed relative positions on the scores")
+    expand_attn: bool = doc(True, "widen in the first block's attention (false: in the MLP of the stage's last block)")
 
     def validate(self) -> None:
         _positive(self, pool_kernel=self.pool_kernel, kv_stride=self.kv_stride,
@@ -442,6 +448,13 @@ class MViTSpec(SpecBase):
 
     def q_stride(self, stage: int) -> int:
         return 1 if stage == 0 else self.stage_q_stride
+
+    def block_dims(self, stage: int, i: int, dim_in: int) -> tuple[int, int]:
+        """(attention channels, output channels) of block i of `stage`, whose input has dim_in channels."""
+        if self.expand_attn:
+            return self.dims[stage], self.dims[stage]
+        last = i == self.depths[stage] - 1 and stage + 1 < len(self.dims)
+        return dim_in, self.dims[stage + 1] if last else dim_in
 
     def kv_stride_at(self, stage: int) -> int:
         """Adaptive K/V stride: divided by the Q stride at each stage start, never below 1."""

@@ -114,6 +114,12 @@ PRESETS: Mapping[str, Preset] = MappingProxyType({p.name: p for p in [  # read-o
            "MViTv2 Table 1; timm", 34.87, 7.00, ("mvitv2_small",)),
     Preset("mvitv2_b", MViTSpec(dims=_MVIT_DIMS, depths=(2, 3, 16, 3), heads=_MVIT_HEADS), 224,
            "MViTv2 Table 1; timm", 51.47, 10.16, ("mvitv2_base",)),
+    # MViTv2-L as timm 1.0.31 builds mvitv2_large: channels 144 doubling, heads 2 doubling, widening in the MLP
+    # of each stage's last block (expand_attn off); params and fvcore GMACs measured from timm's module by
+    # benchmarks/measure_timm_designs.py (MViTv2 Table 1 gives 218M / 42.1G).
+    Preset("mvitv2_l", MViTSpec(dims=(144, 288, 576, 1152), depths=(2, 6, 36, 4), heads=(2, 4, 8, 16),
+                                expand_attn=False), 224, "MViTv2 Table 1; timm mvitv2_large", 217.99, 43.87,
+           ("mvitv2_large",)),
     # MLP-Mixer paper Table 1; figures from timm's results CSV.
     Preset("mixer_s16", MixerSpec(dim=512, depth=8, tokens_hidden=256, channels_hidden=2048), 224,
            "Mixer Table 1", None, None, ("mixer_s16_224",)),
