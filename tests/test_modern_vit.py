@@ -232,3 +232,118 @@ def test_expand_attn_off_moves_the_widening_into_the_mlp_by_hand() -> None:
     assert rows["on"]["stages.1.blocks.0.attn.qkv"].cost.params == 16 * 96 + 96
 
 
+
+
+# ---------------------------------------------------------------------------------------------
+# EViT (Liang et al. 2022): token pruning and fusion after the attention of given blocks
+
+
+def deit_s_evit_by_hand(keep: float, blocks: tuple[int, ...], res: int = 224) -> tuple[int, int]:
+    """(MACs, LayerNorm elements) of DeiT-S (D 384, 6 heads of 64, MLP 1536, 12 blocks) with EViT: a pruning
+    block attends over its n tokens, keeps ceil(keep * (n - 1)) patch tokens plus the class token and one
+    fused token, ranks by the class token's scores computed apart (h * n * d MACs), and runs its MLP on
+    what is left. Every block: qkv 3nD^2, scores 2n^2 D, proj nD^2, MLP 2 * 4 nD^2."""
+    d, heads, n = 384, 6, (res // 16) ** 2 + 1
+    macs, norms = (n - 1) * 3 * 256 * d, 0  # the patch embedding
+    for i in range(1, 13):
+        macs += 4 * n * d * d + 2 * n * n * d
+        norms += n * d
+        if i in blocks:
+            macs += heads * n * (d // heads)  # q_cls @ K^T
+            left = 1 + math.ceil(keep * (n - 1)) + 1
+            n = left
+        macs += 8 * n * d * d
+        norms += n * d
+    return macs + 1000 * d, norms + n * d  # head on the class token; the final norm
+
+
+def test_evit_reproduces_the_papers_gflops() -> None:
+    """EViT Table 1: DeiT-S 4.6 GFLOPs, EViT-DeiT-S at keep rate 0.7 (blocks 4, 7, 10) 3.0 GFLOPs; the
+    tokens after the three pruning blocks: 197 -> 140 -> 100 -> 72."""
+    macs, norms = deit_s_evit_by_hand(0.7, (4, 7, 10))
+    e = estimate("deit_s16_evit", 224)
+    assert e.macs == macs and e.count("fvcore") == macs + 5 * norms
+    assert round(e.count("fvcore") / 1e9, 1) == 3.0 and round(estimate("vit_s16", 224).count("fvcore") / 1e9, 1) == 4.6
+    spec = get_preset("deit_s16_evit").spec
+    n = 197
+    seen = []
+    for i in range(12):
+        n = spec.tokens_after(i, n)
+        seen.append(n)
+    assert seen[3] == 140 and seen[6] == 100 and seen[9] == 72 and seen[-1] == 72
+
+
+def test_evit_tokens_at_keep_rate_one_are_untouched() -> None:
+    same = ViTSpec(dim=384, depth=12, heads=6, prune_blocks=(4, 7, 10), keep_rate=1.0)
+    assert estimate(same, 224).macs == estimate("vit_s16", 224).macs
+
+
+TINY_EVIT = ViTSpec(dim=32, depth=4, heads=2, patch=8, prune_blocks=(2, 3), keep_rate=0.7, num_classes=5)
+
+
+@pytest.mark.parametrize(("res", "batch", "attn"), [(48, 1, "math"), (64, 2, "sdpa")])
+def test_tiny_evit_checks_exactly(res: int, batch: int, attn: str) -> None:
+    """The class-token scores (a matmul) land on blocks.1.attn and blocks.2.attn for both counters."""
+    pytest.importorskip("torch")
+    pytest.importorskip("fvcore")
+    from vitcost.measure.check import check_model
+
+    for convention in ("fvcore", "torch"):
+        r = check_model(TINY_EVIT, res, batch=batch, attn=attn, convention=convention, method="real")
+        assert r.status == "PASS", r.first_mismatch
+        assert r.analytic == r.fvcore == r.torch > 0
+
+
+@pytest.mark.parametrize("attn", ["math", "sdpa"])
+def test_tiny_evit_memory(attn: str, one_thread) -> None:
+    """Stored scores: every block's [B, h, n, n] on the math path, and on both paths each pruning block's
+    class-token scores [B, h, 1, n] (64 patches + 1 -> 1 + 45 + 1 = 47 -> 1 + 33 + 1 = 35 tokens)."""
+    torch = one_thread
+    from vitcost.measure.memory import measure_forward_memory
+    from vitcost.nets import build
+
+    batch, heads = 2, 2
+    measured = measure_forward_memory(build(TINY_EVIT, 64, attn=attn).eval(), torch.randn(batch, 3, 64, 64))
+    pred = predict_memory(estimate(TINY_EVIT, 64, batch), attn)
+    cls = batch * heads * (65 + 47)
+    full = batch * heads * (65 * 65 + 65 * 65 + 47 * 47 + 35 * 35) if attn == "math" else 0
+    assert measured.score_bytes == pred.stored_score_bytes == F32 * (cls + full)
+    assert measured.peak_bytes == pytest.approx(pred.activation_peak_bytes, rel=0.10), pred.peak_at
+
+
+def test_tiny_evit_training_step_memory(one_thread) -> None:
+    """torch's gather saves its source (the block's residual sum), the product its operands, matmul a copy of
+    the strided K^T: what autograd saves within 0.1%, the step's peak within 10%."""
+    torch = one_thread
+    from vitcost.analytic.train_memory import train_memory
+    from vitcost.measure.train_memory import measure_train_step
+    from vitcost.nets import build
+
+    measured = measure_train_step(build(TINY_EVIT, 64, attn="math"), torch.randn(2, 3, 64, 64), optimizer="adamw")
+    pred = train_memory(estimate(TINY_EVIT, 64, 2, "fp32", "math"), "adamw", None)
+    assert pred.activations_saved == pytest.approx(measured.activations_saved_bytes, rel=0.001)
+    assert pred.step_peak == pytest.approx(measured.step_peak_bytes, rel=0.10), pred.peak_at
+
+
+@pytest.mark.parametrize(("fields", "match"), [
+    ({"prune_blocks": (4,), "keep_rate": 0.0}, r"in \(0, 1\]"),
+    ({"prune_blocks": (4,), "keep_rate": 1.5}, r"in \(0, 1\]"),
+    ({"prune_blocks": (13,), "keep_rate": 0.7}, "1-based block numbers in 1..12"),
+    ({"prune_blocks": (0,), "keep_rate": 0.7}, "1-based block numbers in 1..12"),
+    ({"prune_blocks": (4,), "keep_rate": 0.7, "class_tokens": 0}, "needs one class token"),
+])
+def test_bad_evit_fields_are_spec_errors(fields: dict, match: str) -> None:
+    with pytest.raises(SpecError, match=match):
+        ViTSpec(**{"dim": 384, "depth": 12, "heads": 6, **fields})
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("deit_s16_evit:keep_rate=1.5", "in (0, 1]"),
+    ("deit_s16_evit:prune_blocks=4-7-13", "1..12"),
+    ("deit_s16_evit:class_tokens=0", "needs one class token"),
+])
+def test_bad_evit_designs_are_one_line_exit_2(capsys, override: str, message: str) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["compare", "-m", override])
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and message in err and len(err.splitlines()) == 1

@@ -184,6 +184,11 @@ PRESETS: Mapping[str, Preset] = MappingProxyType({p.name: p for p in [  # read-o
            ("eva02_base_patch14_224",)),
     Preset("eva02_l14", _eva02(1024, 24, 16), 224, "timm eva02_large_patch14_224", 303.27, 81.15,
            ("eva02_large_patch14_224",)),
+    # EViT (Liang et al. 2022, "Not All Patches are What You Need", Table 1): DeiT-S keeping 70% of the patch
+    # tokens at the 4th, 7th and 10th block, the inattentive ones fused into one; the paper gives 22.1M / 3.0G
+    # (DeiT-S 4.6G).
+    Preset("deit_s16_evit", ViTSpec(dim=384, depth=12, heads=6, prune_blocks=(4, 7, 10), keep_rate=0.7), 224,
+           "EViT Table 1", 22.1, 3.0, ("evit_deit_small_0.7",)),
     # ConvNeXt (Liu et al. 2022) Table 1 / timm convnext.py; params and GMACs from timm's results CSV
     # (the paper rounds them: 28M / 4.5G, 50M / 8.7G, 89M / 15.4G).
     Preset("convnext_tiny", ConvNeXtSpec(dims=_CONVNEXT_DIMS, depths=(3, 3, 9, 3)), 224, "ConvNeXt Table 1; timm",

@@ -227,7 +227,7 @@ def kernels(est: Any, amp: bool = True, *, math_scores: str = "autocast") -> lis
             continue
         with_param, param_pending = param_pending and kind in _PARAM_OPERAND, False
         other = project(op.cost, "flops") - FLOPS_PER_MAC * op.cost.macs
-        if kind in ("linear", "conv"):
+        if kind in ("linear", "conv", "matmul"):  # a matmul of two activations has no weights
             weights = op.cost.params
             if amp:  # the weight's cast, once per forward
                 emit(op.path, "memory", weights * (_FULL + _HALF))

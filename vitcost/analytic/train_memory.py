@@ -459,6 +459,14 @@ def step_ops(est: Estimate, kernel: Any = Kernel.math, device: str = "cpu", drop
             saved.append(Saved(("out", i), op.out * ctx.dt[i]))
         elif kind == "scale":
             saved.append(Saved(key, elems * e))
+        elif kind == "softmax":  # its output (EViT's class-token scores)
+            saved.append(Saved(("out", i), op.out * ctx.dt[i]))
+        elif kind == "matmul":  # both operands (EViT's q_cls @ K^T: matmul copies the strided K^T to fold the batch)
+            saved.append(Saved(("matmul", i), op.inp * e))
+        elif kind == "topk":  # EViT's int64 order of the patch tokens, which the gathers save
+            saved.append(Saved(("order", i), op.out * INT64))
+        elif kind in ("gather", "fuse"):  # EViT: gather saves its sources (the block's sum, the ranking); the
+            saved.append(Saved((kind, i), op.inp * e))  # fusion's product its two operands
         elif kind == "glu":  # SiLU saves its input (the gate, a view of fc1's output), the product SiLU's output
             saved += [Saved(key, elems * e), Saved(("silu", i), op.out * ctx.dt[i])]
         elif kind == "pool" and "max_pool" in op.tags:

@@ -70,10 +70,11 @@ GLU_FLOPS = 3  # SiLU(g) * x per hidden unit: the sigmoid, the product with g, t
 
 def transformer_block(t: Trace, p: str, b: Any, n: Any, dim: int, heads: int, hidden: int, *,
                       rel_grid: tuple = (), linear: bool = False, tags: tuple[str, ...] = (),
-                      modern: Modern = PLAIN) -> None:
+                      modern: Modern = PLAIN, pruned: Any = None) -> None:
     """One pre-norm global-attention block over n tokens of width dim, path prefix `p`; with `rel_grid`
     (gh, gw) the n = gh*gw tokens get decomposed relative positions; `linear`: linear attention; `tags`:
-    facts about its attention (`cost.TAGS`); `modern`: layer scale, SwiGLU, no key bias, RoPE."""
+    facts about its attention (`cost.TAGS`); `modern`: layer scale, SwiGLU, no key bias, RoPE; `pruned`:
+    the tokens EViT leaves for the MLP (`evit_fuse`), None for no pruning."""
     rows, x = b * n, b * n * dim
     t.norm(f"{p}.norm1", rows, dim)
     t.linear(f"{p}.attn.qkv", rows, dim, 3 * dim, role="proj")
@@ -95,7 +96,31 @@ def transformer_block(t: Trace, p: str, b: Any, n: Any, dim: int, heads: int, hi
     if modern.layer_scale:
         layer_scale(t, f"{p}.ls1", x, dim)
     t.eltwise(p, x)  # residual
+    if pruned is not None and pruned != n:
+        evit_fuse(t, p, b, n, pruned, dim, heads)
+        rows = b * pruned
     channel_mlp(t, p, rows, dim, hidden, modern)
+
+
+def evit_fuse(t: Trace, p: str, b: Any, n: Any, left: Any, dim: int, heads: int) -> None:
+    """EViT (Liang et al. 2022) between a block's attention and its MLP, n tokens in, `left` out (the class
+    token, the k = left - 2 most attended patch tokens, their complement fused into one): the class
+    token's scores, computed apart (a fused kernel never forms them), q_cls * scale and q_cls @ K^T (b*h*n*d
+    MACs), softmax over the n keys, the mean over heads of the n - 1 patch columns; the ranking of the
+    n - 1 patch tokens (one comparison each); gathers of the k kept tokens, of the r = n - 1 - k others and
+    of their r scores; the fusion sum_j a_j x_j (a product and a sum per element); the concat of the left."""
+    d = dim // heads
+    k = left - 2
+    r = n - 1 - k
+    t.eltwise(f"{p}.attn", b * heads * d, kind="mul", inp=b * heads * d)  # q_cls * scale
+    t.matmul(f"{p}.attn", b * heads, 1, d, n)
+    t.softmax(f"{p}.attn", b * heads * n)
+    t.eltwise(f"{p}.attn", b * heads * (n - 1), kind="rank", out=b * (n - 1))  # the mean over heads
+    t.eltwise(p, b * (n - 1), kind="topk", inp=b * (n - 1))
+    t.eltwise(p, b * (n - 1) * dim + b * r, kind="gather", inp=b * n * dim + b * (n - 1),
+              out=b * (n - 1) * dim + b * r)
+    t.eltwise(p, 2 * b * r * dim, kind="fuse", inp=b * r * (dim + 1), out=b * dim)
+    t.eltwise(p, b * left * dim, kind="concat", inp=b * left * dim)
 
 
 def layer_scale(t: Trace, p: str, x: Any, dim: int) -> None:
@@ -181,9 +206,12 @@ def vit_trace(spec: ViTSpec | PixelSpec, h: Any, w: Any, b: Any) -> Trace:
                 windowed_block(t, f"blocks.{i}", b, gh, gw, d, spec.heads, spec.mlp_hidden, win, win,
                                rel_pos=spec.rel_pos, linear=spec.attention == "linear", tags=sam)
             else:
+                left = spec.tokens_after(i, n) if spec.prune_blocks else None
                 transformer_block(t, f"blocks.{i}", b, n, d, spec.heads, spec.mlp_hidden,
                                   rel_grid=(gh, gw) if spec.rel_pos else (), linear=spec.attention == "linear",
-                                  tags=sam, modern=modern)
+                                  tags=sam, modern=modern, pruned=left)
+                if left is not None:
+                    n = left
     if isinstance(spec, PixelSpec):
         t.norm("norm", b * n, d)
         t.linear("head", b * n, d, spec.vocab, role="head")  # a palette logit per pixel
@@ -260,7 +288,8 @@ def block_memory(peak: PeakSteps, blk: Block, spec: ViTSpec | PixelSpec, b: int,
     attention replaces the core (`linear_attention_memory`). Block 0 also holds the embedding: the patch
     tokens (a view of the conv output, kept by the caller while the prefix tokens are concatenated) and
     the concat when there are prefix tokens, and + pos_embed (before the concat with registers); the last
-    block of a model with a neck also holds the neck's steps (`neck_memory`)."""
+    block of a model with a neck also holds the neck's steps (`neck_memory`); an EViT block's MLP runs on
+    the tokens its fusion leaves."""
     x = blk.out("norm1")
     a = blk.attention()
     proj = blk.out("attn.proj")
@@ -286,6 +315,13 @@ def block_memory(peak: PeakSteps, blk: Block, spec: ViTSpec | PixelSpec, b: int,
         rotated = (2 if fused else 1) * a.q * e if spec.rope else 0
         kept_scores_attention(peak, f"{blk.p}.attn", base + rotated, a, e, fused=fused, proj=proj)
     peak.at(outer + (2 * x + proj) * e, f"{blk.p} residual")  # block input, the attention output, the sum
+    left = blk.out("", "concat")
+    if left:  # EViT (nets.vit.evit_fuse): the gathers, the weighted others, then the concat; they die on return
+        gathered, others = blk.out("", "gather"), blk.find("", "fuse").inp
+        peak.at(outer + (2 * x + gathered + others) * e, f"{blk.p} evit fuse")
+        peak.at(outer + (2 * x + gathered + left) * e, f"{blk.p} evit concat")
+        mlp(peak, blk.p, outer + (x + left) * e, left, blk.out("mlp.fc1"), blk.out("mlp.fc2"), e)
+        return
     mlp(peak, blk.p, outer + 2 * x * e, x, blk.out("mlp.fc1"), blk.out("mlp.fc2"), e)  # input, x + attn
 
 

@@ -131,7 +131,9 @@ class Attention(AttentionCore):
             self.register_buffer("rel_pos_index_h", rel_pos_index(gh, gh), persistent=False)
             self.register_buffer("rel_pos_index_w", rel_pos_index(gw, gw), persistent=False)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, rank: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+        """The attention's output; with `rank`, also EViT's ranking of the patch tokens: the class token's
+        attention to each of them, [B, N - 1], averaged over the heads (computed apart from the attention)."""
         b, n, dim = x.shape
         qkv = self.qkv(x).reshape(b, n, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
         if self.fold_heads:
@@ -142,6 +144,7 @@ class Attention(AttentionCore):
             npt = self.rope_prefix
             q = torch.cat([q[:, :, :npt], apply_rope(q[:, :, npt:], self.rope_sin, self.rope_cos)], dim=2)
             k = torch.cat([k[:, :, :npt], apply_rope(k[:, :, npt:], self.rope_sin, self.rope_cos)], dim=2)
+        ranking = class_attention(q, k, self.scale) if rank else None
         if self.linear:
             x = linear_attend(q, k, v)
         else:
@@ -163,7 +166,30 @@ class Attention(AttentionCore):
                 attn = attn.softmax(dim=-1)
                 x = attn @ v
         x = x.view(b, self.heads, n, -1).transpose(1, 2).reshape(b, n, dim)
-        return self.proj(x)
+        return (self.proj(x), ranking) if rank else self.proj(x)
+
+
+def class_attention(q: Tensor, k: Tensor, scale: float) -> Tensor:
+    """EViT's ranking: softmax((q_cls * scale) @ K^T) over the N keys, [B, h, 1, N] (B*h*N*d MACs), its
+    patch columns averaged over the heads: [B, N - 1]."""
+    scores = ((q[:, :, :1] * scale) @ k.transpose(-2, -1)).softmax(dim=-1)
+    return scores[:, :, 0, 1:].mean(dim=1)
+
+
+def evit_fuse(x: Tensor, ranking: Tensor, left: int) -> Tensor:
+    """EViT (Liang et al. 2022, fused variant) on [B, N, D]: the class token, the left - 2 patch tokens the
+    class token attends to most, and the others fused into one token weighted by those attentions:
+    [B, left, D]. The temporaries die on return."""
+    b, n, d = x.shape
+    keep = left - 2
+    order = ranking.argsort(dim=1, descending=True)  # [B, N - 1]
+    kept, others = order[:, :keep], order[:, keep:]
+    patches = x[:, 1:]
+    x_kept = torch.gather(patches, 1, kept.unsqueeze(-1).expand(-1, -1, d))
+    x_others = torch.gather(patches, 1, others.unsqueeze(-1).expand(-1, -1, d))
+    weights = torch.gather(ranking, 1, others)
+    fused = torch.sum(x_others * weights.unsqueeze(-1), dim=1, keepdim=True)
+    return torch.cat([x[:, :1], x_kept, fused], dim=1)
 
 
 class QVBiasLinear(nn.Module):
@@ -237,8 +263,9 @@ class Block(nn.Module):
 
     def __init__(self, dim: int, heads: int, hidden: int, attn_mode: str, window: int = 0,
                  grid: tuple[int, int] = (0, 0), rel_pos: bool = False, linear: bool = False,
-                 sam: bool = False, spec: ViTSpec | PixelSpec | None = None) -> None:
+                 sam: bool = False, spec: ViTSpec | PixelSpec | None = None, prune_to: int = 0) -> None:
         super().__init__()
+        self.prune_to = prune_to  # EViT: the tokens left after the attention; 0 = no pruning
         modern = spec is not None  # layer scale, SwiGLU, key bias and RoPE as the spec says
         self.norm1 = nn.LayerNorm(dim, eps=LN_EPS)
         rope = (spec.prefix_tokens, grid) if modern and spec.rope else None
@@ -257,6 +284,11 @@ class Block(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if self.sam:
             return self._sam(x)
+        if self.prune_to:
+            a, ranking = self.attn(self.norm1(x), rank=True)
+            x = evit_fuse(x + (a if self.ls1 is None else self.ls1(a)), ranking, self.prune_to)
+            m = self.mlp(self.norm2(x))
+            return x + (m if self.ls2 is None else self.ls2(m))
         if self.ls1 is not None:
             x = x + self.ls1(self.attn(self.norm1(x)))
             return x + self.ls2(self.mlp(self.norm2(x)))
@@ -319,9 +351,13 @@ class VisionTransformer(nn.Module):
         self.pos_embed = trunc_normal(1, rows, d) if spec.pos_embed else None
         self.grid = grid = (res[0] // p, res[1] // p)
         self.sam = bool(spec.window or spec.rel_pos or spec.neck)  # timm's windowed ViT is the SAM encoder
-        self.blocks = nn.Sequential(*(Block(d, spec.heads, spec.mlp_hidden, attn_mode, spec.block_window(i), grid,
-                                            spec.rel_pos, spec.attention == "linear", self.sam, spec)
-                                      for i in range(spec.depth)))
+        blocks, n = [], patches + spec.prefix_tokens
+        for i in range(spec.depth):
+            left = spec.tokens_after(i, n) if spec.prune_blocks else n
+            blocks.append(Block(d, spec.heads, spec.mlp_hidden, attn_mode, spec.block_window(i), grid, spec.rel_pos,
+                                spec.attention == "linear", self.sam, spec, prune_to=left if left != n else 0))
+            n = left
+        self.blocks = nn.Sequential(*blocks)
         self.per_token_head = isinstance(spec, PixelSpec)
         self.fc_norm = nn.LayerNorm(d, eps=LN_EPS) if spec.fc_norm else None
         self.norm = None if spec.neck or self.fc_norm is not None else nn.LayerNorm(d, eps=LN_EPS)
