@@ -87,7 +87,13 @@ def test_eva02_mlp_width_and_parameters_by_hand() -> None:
     assert get_preset("eva02_b14").spec.mlp_hidden == 2048
 
 
+# EViT after blocks 2 and 3 (the class-token scores, a matmul, land on blocks.1.attn and blocks.2.attn);
+# top-k: 9 keys per query
+TINY_EVIT = ViTSpec(dim=32, depth=4, heads=2, patch=8, prune_blocks=(2, 3), keep_rate=0.7, num_classes=5)
+TINY_TOPK = ViTSpec(dim=32, depth=2, heads=2, patch=8, topk=9, num_classes=5)
 TINY = {
+    "EViT": TINY_EVIT,
+    "top-k": TINY_TOPK,
     "registers, fc_norm, layer scale": ViTSpec(dim=32, depth=2, heads=2, patch=8, class_tokens=0, reg_tokens=4,
                                                 fc_norm=True, layer_scale=True, num_classes=5),
     "class token, registers, avg pool": ViTSpec(dim=32, depth=2, heads=2, patch=8, reg_tokens=2, global_pool="avg",
@@ -170,7 +176,9 @@ def test_rope_on_a_bad_head_width_is_one_line_exit_2(capsys) -> None:
 @pytest.mark.parametrize("name", list(TINY))
 def test_tiny_reference_nets_training_step_memory(name: str, one_thread) -> None:
     """One AdamW step on the CPU: what autograd saves within 0.1% (SwiGLU saves the gate's storage, fc1's
-    whole output, and SiLU's output), the step's peak within 10%."""
+    whole output, and SiLU's output; EViT's gather its source, the block's residual sum; top-k's matmul a
+    copy of the strided K^T), the step's peak within 10% (top-k's: the gather's backward zero-fills the
+    gradient of v broadcast over the queries, [B, h, N, N, d], and scatter-adds into it)."""
     torch = one_thread
     from vitcost.analytic.train_memory import train_memory
     from vitcost.measure.train_memory import measure_train_step
@@ -278,22 +286,6 @@ def test_evit_tokens_at_keep_rate_one_are_untouched() -> None:
     assert estimate(same, 224).macs == estimate("vit_s16", 224).macs
 
 
-TINY_EVIT = ViTSpec(dim=32, depth=4, heads=2, patch=8, prune_blocks=(2, 3), keep_rate=0.7, num_classes=5)
-
-
-@pytest.mark.parametrize(("res", "batch", "attn"), [(48, 1, "math"), (64, 2, "sdpa")])
-def test_tiny_evit_checks_exactly(res: int, batch: int, attn: str) -> None:
-    """The class-token scores (a matmul) land on blocks.1.attn and blocks.2.attn for both counters."""
-    pytest.importorskip("torch")
-    pytest.importorskip("fvcore")
-    from vitcost.measure.check import check_model
-
-    for convention in ("fvcore", "torch"):
-        r = check_model(TINY_EVIT, res, batch=batch, attn=attn, convention=convention, method="real")
-        assert r.status == "PASS", r.first_mismatch
-        assert r.analytic == r.fvcore == r.torch > 0
-
-
 @pytest.mark.parametrize("attn", ["math", "sdpa"])
 def test_tiny_evit_memory(attn: str, one_thread) -> None:
     """Stored scores: every block's [B, h, n, n] on the math path, and on both paths each pruning block's
@@ -309,20 +301,6 @@ def test_tiny_evit_memory(attn: str, one_thread) -> None:
     full = batch * heads * (65 * 65 + 65 * 65 + 47 * 47 + 35 * 35) if attn == "math" else 0
     assert measured.score_bytes == pred.stored_score_bytes == F32 * (cls + full)
     assert measured.peak_bytes == pytest.approx(pred.activation_peak_bytes, rel=0.10), pred.peak_at
-
-
-def test_tiny_evit_training_step_memory(one_thread) -> None:
-    """torch's gather saves its source (the block's residual sum), the product its operands, matmul a copy of
-    the strided K^T: what autograd saves within 0.1%, the step's peak within 10%."""
-    torch = one_thread
-    from vitcost.analytic.train_memory import train_memory
-    from vitcost.measure.train_memory import measure_train_step
-    from vitcost.nets import build
-
-    measured = measure_train_step(build(TINY_EVIT, 64, attn="math"), torch.randn(2, 3, 64, 64), optimizer="adamw")
-    pred = train_memory(estimate(TINY_EVIT, 64, 2, "fp32", "math"), "adamw", None)
-    assert pred.activations_saved == pytest.approx(measured.activations_saved_bytes, rel=0.001)
-    assert pred.step_peak == pytest.approx(measured.step_peak_bytes, rel=0.10), pred.peak_at
 
 
 @pytest.mark.parametrize(("fields", "match"), [
@@ -347,3 +325,72 @@ def test_bad_evit_designs_are_one_line_exit_2(capsys, override: str, message: st
         main(["compare", "-m", override])
     err = capsys.readouterr().err.strip()
     assert exc.value.code == 2 and message in err and len(err.splitlines()) == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Top-k sparse attention: each query keeps the k keys of its highest scores
+
+
+def test_topk_vit_b16_by_hand() -> None:
+    """ViT-B/16 at 224 with k = 49 of the 197 keys: the scores stay N^2 d per head, the weighted sum of the
+    gathered values costs N k d instead of N^2 d; plus the class-free overheads, none a MAC."""
+    e, dense = estimate("vit_b16_topk", 224), estimate("vit_b16", 224)
+    assert dense.macs - e.macs == 12 * 12 * 197 * (197 - 49) * 64
+    assert e.params == dense.params
+    # the stored scores: the softmax over the k selected (the raw N x N scores are not a softmax output)
+    assert e.attn_matrix_elems == 12 * 12 * 197 * 49
+
+
+@pytest.mark.parametrize(("res", "batch", "attn"), [(64, 2, "math"), (64, 1, "sdpa"), (224, 1, "math")])
+def test_topk_memory(res: int, batch: int, attn: str, one_thread) -> None:
+    """Both paths run the same code: stored scores B * h * N * k per block (the softmax over the k)."""
+    torch = one_thread
+    from vitcost.measure.memory import measure_forward_memory
+    from vitcost.nets import build
+
+    spec = TINY_TOPK if res == 64 else ViTSpec(dim=768, depth=2, heads=12, topk=49)
+    with torch.no_grad():
+        measured = measure_forward_memory(build(spec, res, attn=attn).eval(), torch.randn(batch, 3, res, res))
+    pred = predict_memory(estimate(spec, res, batch), attn)
+    n = (res // spec.patch) ** 2 + 1
+    assert measured.score_bytes == pred.stored_score_bytes == F32 * spec.depth * batch * spec.heads * n * spec.topk
+    assert measured.peak_bytes == pytest.approx(pred.activation_peak_bytes, rel=0.10), pred.peak_at
+
+
+def test_topk_bad_values() -> None:
+    with pytest.raises(SpecError, match="0 \\(all keys\\) or more"):
+        ViTSpec(dim=64, depth=2, heads=2, topk=-1)
+    with pytest.raises(SpecError, match="global softmax attention"):
+        ViTSpec(dim=64, depth=2, heads=2, class_tokens=0, window=7, topk=8)
+
+
+def test_topk_larger_than_the_keys_is_one_line_exit_2(capsys) -> None:
+    """At 96 px ViT-B/16 has 36 + 1 keys, fewer than the preset's 49."""
+    with pytest.raises(SystemExit) as exc:
+        main(["compare", "-m", "vit_b16_topk", "-r", "96"])
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and "more than the 37 keys" in err and len(err.splitlines()) == 1
+
+
+def test_savings_sparsity_rows(capsys) -> None:
+    """The course's attention-sparsity row, computed: EViT on DeiT-S saves the MLP and attention of the
+    pruned tokens; top-k only the weighted sum's MACs, while its gathers cost memory."""
+    with pytest.raises(SystemExit) as exc:
+        main(["savings", "vit_s16", "-r", "224", "-b", "2", "-f", "json"])
+    rows = {r["technique"]: r for r in json.loads(capsys.readouterr().out)}
+    assert exc.value.code == 0
+    evit, topk = rows["token pruning (EViT)"], rows["top-k sparse attention"]
+    assert (evit["course_memory_saved"], evit["course_speedup"]) == ("10-30%", "1.2-1.5x")
+    assert (topk["course_memory_saved"], topk["course_speedup"]) == ("10-30%", "1.2-1.5x")
+    from vitcost.analytic.training import train_cost
+
+    assert evit["flops"] == train_cost(estimate("deit_s16_evit", 224, 2)).count("flops")
+    assert evit["flops_ratio"] < 0.7 and topk["flops_ratio"] < 1
+
+
+def test_savings_sparsity_rows_left_out_with_why(capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["savings", "vit_b16_gap", "-r", "224"])
+    out = capsys.readouterr().out
+    assert exc.value.code == 0
+    assert "left out: token pruning (EViT): ViTSpec.prune_blocks needs one class token" in out

@@ -238,7 +238,13 @@ class ViTSpec(SpecBase):
     run on what is left. The class token's scores are computed apart from the attention (q_cls @ K^T,
     h*n*d MACs per image, and their softmax), as a fused kernel never forms them; the ranking, the gathers,
     the fusion and the concat are elementwise. DeiT-S at keep rate 0.7 in blocks 4, 7, 10 (197 -> 140 ->
-    100 -> 72 tokens): 3.04 G in the fvcore convention, the paper's 3.0 (DeiT-S: 4.6)."""
+    100 -> 72 tokens): 3.04 G in the fvcore convention, the paper's 3.0 (DeiT-S: 4.6).
+
+    Top-k attention (`topk` = k > 0; instance-dependent keys per query, as Sparsifiner, Wei et al. 2023,
+    and KVT's k-NN attention): the full scores q K^T (N^2 d MACs per head), the top k of each query's
+    row, a softmax over those k, the k value rows gathered for each query and summed with those weights
+    (N k d MACs per head instead of N^2 d). No fused kernel runs it: both attention paths run the same
+    code, which stores the N x N scores, the k selected and their indices, and the gathered values."""
 
     family: ClassVar[str] = "vit"
     dim: int = doc(text="token width D")
@@ -267,6 +273,7 @@ class ViTSpec(SpecBase):
     prune_blocks: tuple[int, ...] = doc((), "EViT: 1-based numbers of the blocks that keep their most attended "
                                             "patch tokens and fuse the rest into one")
     keep_rate: float = doc(1.0, "EViT: each pruning block keeps ceil(keep_rate * patch tokens), 0 < keep_rate <= 1")
+    topk: int = doc(0, "keys each query attends to: its top-k scores (0 = all keys)")
 
     def validate(self) -> None:
         _positive(self, dim=self.dim, depth=self.depth, heads=self.heads, patch=self.patch,
@@ -329,6 +336,11 @@ class ViTSpec(SpecBase):
         if bad or len(set(self.prune_blocks)) != len(self.prune_blocks):
             raise SpecError(f"ViTSpec.prune_blocks are distinct 1-based block numbers in 1..{self.depth} (the depth), "
                             f"got {list(self.prune_blocks)}.")
+        if self.topk < 0:
+            raise SpecError(f"ViTSpec.topk must be 0 (all keys) or more, got {self.topk}.")
+        if self.topk and (self.window or self.rel_pos or self.neck or self.attention != "softmax"):
+            raise SpecError("ViTSpec.topk selects among the scores of global softmax attention: not with window, "
+                            "rel_pos, neck or linear attention.")
         if not self.prune_blocks:
             return
         if self.class_tokens != 1 or self.reg_tokens or self.distilled:
@@ -401,6 +413,7 @@ class PixelSpec(SpecBase):
     k_bias: ClassVar[bool] = True
     rope: ClassVar[bool] = False
     prune_blocks: ClassVar[tuple[int, ...]] = ()
+    topk: ClassVar[int] = 0
 
     def validate(self) -> None:
         _positive(self, dim=self.dim, depth=self.depth, heads=self.heads, mlp_ratio=self.mlp_ratio,

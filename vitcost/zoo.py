@@ -189,6 +189,11 @@ PRESETS: Mapping[str, Preset] = MappingProxyType({p.name: p for p in [  # read-o
     # (DeiT-S 4.6G).
     Preset("deit_s16_evit", ViTSpec(dim=384, depth=12, heads=6, prune_blocks=(4, 7, 10), keep_rate=0.7), 224,
            "EViT Table 1", 22.1, 3.0, ("evit_deit_small_0.7",)),
+    Preset("vit_b16_evit", ViTSpec(dim=768, depth=12, heads=12, prune_blocks=(4, 7, 10), keep_rate=0.7), 224,
+           "ViT-B/16 with EViT's DeiT-S setting"),
+    # ViT-B/16 with top-k sparse attention: each query keeps its 49 best keys of the 197 at 224 (a quarter),
+    # instance-dependent as in Sparsifiner (Wei et al. 2023) and KVT (Wang et al. 2022); no published figure.
+    Preset("vit_b16_topk", ViTSpec(dim=768, depth=12, heads=12, topk=49), 224, "ViT-B/16; top-k keys per query"),
     # ConvNeXt (Liu et al. 2022) Table 1 / timm convnext.py; params and GMACs from timm's results CSV
     # (the paper rounds them: 28M / 4.5G, 50M / 8.7G, 89M / 15.4G).
     Preset("convnext_tiny", ConvNeXtSpec(dims=_CONVNEXT_DIMS, depths=(3, 3, 9, 3)), 224, "ConvNeXt Table 1; timm",

@@ -12,8 +12,9 @@ and 1.5-2x speed; gradient checkpointing ~75% memory at 0.8x speed; linear atten
 
 Rows: the baseline as given; mixed precision (bf16 autocast, from fp32); activation checkpointing per
 block and every 2 blocks; a fused attention kernel (flash) instead of the math path; linear attention
-instead of softmax (for designs with an `attention` field). A row that does not apply to the design is
-left out, with the reason in `skipped`.
+instead of softmax (for designs with an `attention` field); the course's attention-sparsity row ("10-30%,
+1.2-1.5x") as token pruning (EViT) and top-k sparse attention for ViT designs (`sparsity_variants`). A
+row that does not apply to the design is left out, with the reason in `skipped`.
 """
 
 from __future__ import annotations
@@ -34,7 +35,12 @@ COURSE: dict[str, tuple[str, str]] = {
     "checkpointing, every 2 blocks": ("~75%", "0.8x"),
     "flash attention (fused kernel)": ("", ""),
     "linear attention": ("~60%", "2-3x"),
+    "token pruning (EViT)": ("10-30%", "1.2-1.5x"),  # the course's attention-sparsity row
+    "top-k sparse attention": ("10-30%", "1.2-1.5x"),
 }
+EVIT_KEEP = 0.7  # EViT's DeiT-S setting: keep rate 0.7 at blocks 4, 7 and 10 of 12
+EVIT_BLOCKS = (4, 7, 10)
+TOPK_FRACTION = 4  # top-k sparse attention keeps a quarter of the keys of the block with the fewest tokens
 BACKWARD_BYTES = 2  # the backward moves about twice the forward's bytes (see train_roofline)
 
 
@@ -116,10 +122,17 @@ def savings(model: Any, res: Any = 224, batch: Any = 1, dtype: Any = "fp32", att
     has_attention = any(f.name == "attention" for f in fields(base.spec))  # not the pixel family's constant
     if has_attention and base.spec.attention == "softmax":
         design = base.design._replace(name=f"{base.model} (linear attention)",
-                                      spec=replace(base.spec, attention="linear", rel_pos=False, rope=False))
+                                      spec=replace(base.spec, attention="linear", rel_pos=False, rope=False,
+                                                   topk=0, prune_blocks=()))
         variants.append(("linear attention", estimate(design, res, batch, dtype, attn), None))
     elif not has_attention:
         skipped.append(f"linear attention: the {base.family} family has no attention option")
+    for technique, change in sparsity_variants(base):
+        if isinstance(change, str):
+            skipped.append(f"{technique}: {change}")
+        else:
+            design = base.design._replace(name=f"{base.model} ({technique})", spec=change)
+            variants.append((technique, estimate(design, res, batch, dtype, attn), None))
     rows: list[Saving] = []
     ref: tuple[int, int, float] | None = None
     for technique, est, checkpoint in variants:
@@ -139,4 +152,37 @@ def savings(model: Any, res: Any = 224, batch: Any = 1, dtype: Any = "fp32", att
     return rows, skipped
 
 
-__all__ = ["COURSE", "Saving", "savings", "train_roofline"]
+def sparsity_variants(base: Estimate) -> list[tuple[str, Any]]:
+    """The course's attention-sparsity row as two designs derived from `base`'s ViT spec, each with the
+    reason instead where it does not apply: EViT's token pruning (keep rate 0.7 at the blocks at 4/12,
+    7/12 and 10/12 of the depth, 1-based: DeiT-S's 4, 7, 10) and top-k sparse attention (each query keeps
+    a quarter of the keys of the block with the fewest tokens)."""
+    from dataclasses import replace
+
+    from vitcost.errors import SpecError
+
+    spec = base.spec
+    if base.family != "vit":
+        reason = f"the {base.family} family has no token pruning or top-k option"
+        return [("token pruning (EViT)", reason), ("top-k sparse attention", reason)]
+    out: list[tuple[str, Any]] = []
+    blocks = tuple(sorted({max(1, round(spec.depth * b / 12)) for b in EVIT_BLOCKS}))
+    try:
+        out.append(("token pruning (EViT)", "the design already prunes tokens" if spec.prune_blocks else
+                    replace(spec, prune_blocks=blocks, keep_rate=EVIT_KEEP)))
+    except SpecError as err:
+        out.append(("token pruning (EViT)", str(err)))
+    n = base.tokens + spec.prefix_tokens
+    fewest = n
+    for i in range(spec.depth):
+        n = spec.tokens_after(i, n)
+        fewest = min(fewest, n)
+    try:
+        out.append(("top-k sparse attention", "the design already keeps the top-k keys" if spec.topk else
+                    replace(spec, topk=max(1, -(-fewest // TOPK_FRACTION)))))
+    except SpecError as err:
+        out.append(("top-k sparse attention", str(err)))
+    return out
+
+
+__all__ = ["COURSE", "Saving", "savings", "sparsity_variants", "train_roofline"]

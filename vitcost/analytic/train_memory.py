@@ -461,12 +461,12 @@ def step_ops(est: Estimate, kernel: Any = Kernel.math, device: str = "cpu", drop
             saved.append(Saved(key, elems * e))
         elif kind == "softmax":  # its output (EViT's class-token scores)
             saved.append(Saved(("out", i), op.out * ctx.dt[i]))
-        elif kind == "matmul":  # both operands (EViT's q_cls @ K^T: matmul copies the strided K^T to fold the batch)
-            saved.append(Saved(("matmul", i), op.inp * e))
+        elif kind == "matmul":
+            saved += _matmul_saves(ctx, i, e)
         elif kind == "topk":  # EViT's int64 order of the patch tokens, which the gathers save
             saved.append(Saved(("order", i), op.out * INT64))
-        elif kind in ("gather", "fuse"):  # EViT: gather saves its sources (the block's sum, the ranking); the
-            saved.append(Saved((kind, i), op.inp * e))  # fusion's product its two operands
+        elif kind in ("gather", "fuse") and ops[i - 1].kind != "softmax":  # EViT: gather saves its sources (the
+            saved.append(Saved((kind, i), op.inp * e))  # block's sum, the ranking), the fusion its two operands
         elif kind == "glu":  # SiLU saves its input (the gate, a view of fc1's output), the product SiLU's output
             saved += [Saved(key, elems * e), Saved(("silu", i), op.out * ctx.dt[i])]
         elif kind == "pool" and "max_pool" in op.tags:
@@ -487,6 +487,9 @@ def step_ops(est: Estimate, kernel: Any = Kernel.math, device: str = "cpu", drop
             back = (0,) if kind in ("add", "param", "bias", "mask") else (out_bytes + in_bytes,)
         if kind in ("linear", "conv"):
             back = _product_backward(ctx, op, out_bytes, in_bytes, e, key)
+        elif kind == "gather" and ops[i - 1].kind == "softmax":  # top-k: the gradient of v broadcast over the
+            # queries, [B', h, N, N, d]: zero-filled, then the scatter-add's result, before summing it to v's
+            back = (out_bytes + 2 * ops[i - 3].out * (op.out // ops[i - 1].out) * e,)
         elif kind == "glu":  # dY; d(SiLU out) and dx (the product's two); then SiLU's own backward and d(gate)
             back = (3 * out_bytes, 3 * out_bytes + in_bytes)
         if blk and kind == "add" and op.path == blk and out and ctx.dt[i - 1] == ctx.dt[i] \
@@ -498,6 +501,23 @@ def step_ops(est: Estimate, kernel: Any = Kernel.math, device: str = "cpu", drop
                           op.cost.params * (ctx.lo if ctx.half else F32), back, fwd))
     out.append(_loss_step(est, len(ops), ctx.dt[-1] if ops else F32, ctx.half))
     return out
+
+
+def _matmul_saves(ctx: _Ctx, i: int, e: int) -> list[Saved]:
+    """What a product of two activations saves. Top-k attention's scores (their walker names qkv in
+    `Op.src`): the scaled q and K, a view of qkv (its storage), copied when tagged split_heads; its weighted
+    sum of the gathered value rows: the softmax output and the rows; EViT's class-token product: both
+    operands (matmul copies the strided K^T to fold the batch)."""
+    ops = ctx.ops
+    op = ops[i]
+    if op.src:
+        j = ctx.index[op.src[0]]
+        q = ops[i - 1].out
+        out = [Saved(("out", i - 1), q * e), Saved(("out", j), ops[j].out * ctx.dt[j])]
+        return out + [Saved(("copy", i), q * e)] if "split_heads" in op.tags else out
+    if i >= 2 and ops[i - 1].kind == "gather" and ops[i - 2].kind == "softmax":
+        return [Saved(("out", i - 2), ops[i - 2].out * ctx.dt[i - 2]), Saved(("out", i - 1), ops[i - 1].out * e)]
+    return [Saved(("matmul", i), op.inp * e)]
 
 
 def _weight_elems(op: Op) -> int:

@@ -37,7 +37,9 @@ from vitcost.analytic.peaks import (
     norm_stats,
 )
 from vitcost.analytic.trace import Trace
+from vitcost.errors import SpecError
 from vitcost.specs import PixelSpec, ViTSpec
+from vitcost.vocab import INT64
 
 
 def rel_pos_tables(t: Trace, p: str, head_dim: int, gh: Any, gw: Any) -> tuple:
@@ -57,10 +59,12 @@ class Modern(NamedTuple):
     mlp_norm: bool = False
     k_bias: bool = True
     rope: Any = 0
+    topk: int = 0
 
     @classmethod
     def of(cls, spec: ViTSpec | PixelSpec, patches: Any) -> Modern:
-        return cls(spec.layer_scale, spec.mlp == "swiglu", spec.mlp_norm, spec.k_bias, patches if spec.rope else 0)
+        return cls(spec.layer_scale, spec.mlp == "swiglu", spec.mlp_norm, spec.k_bias, patches if spec.rope else 0,
+                   spec.topk)
 
 
 PLAIN = Modern()
@@ -89,9 +93,12 @@ def transformer_block(t: Trace, p: str, b: Any, n: Any, dim: int, heads: int, hi
         t.eltwise(f"{p}.attn", per * rotated + rotated // half, kind="rope", inp=rotated, out=rotated)
     if linear:
         t.linear_attention(f"{p}.attn", b, heads, n, dim // heads)
+    elif modern.topk:
+        topk_attention(t, f"{p}.attn", b, heads, n, dim // heads, modern.topk, qkv)
     else:
         t.attention(f"{p}.attn", b, heads, n, n, dim // heads, rel=rel)
-    t.note(*tags, src=(f"qkv={qkv}",))
+    if not modern.topk:
+        t.note(*tags, src=(f"qkv={qkv}",))
     t.linear(f"{p}.attn.proj", rows, dim, dim, role="proj")
     if modern.layer_scale:
         layer_scale(t, f"{p}.ls1", x, dim)
@@ -121,6 +128,24 @@ def evit_fuse(t: Trace, p: str, b: Any, n: Any, left: Any, dim: int, heads: int)
               out=b * (n - 1) * dim + b * r)
     t.eltwise(p, 2 * b * r * dim, kind="fuse", inp=b * r * (dim + 1), out=b * dim)
     t.eltwise(p, b * left * dim, kind="concat", inp=b * left * dim)
+
+
+def topk_attention(t: Trace, p: str, b: Any, heads: int, n: Any, d: int, k: int, qkv: str) -> None:
+    """Top-k attention (nets.vit.topk_attend) over n tokens, each query keeping its k best keys: q * scale,
+    the full scores q K^T (n^2 d MACs per head; K a view of the op `qkv`'s output), the selection of k in
+    each row (one comparison per score), softmax over the k, the gather of the k value rows of each query
+    (n k d elements), their weighted sum (n k d MACs per head)."""
+    if isinstance(n, int) and k > n:
+        raise SpecError(f"ViTSpec.topk = {k} is more than the {n} keys its attention has here.")
+    bh = b * heads
+    t.eltwise(p, bh * n * d, kind="mul", inp=bh * n * d)  # q * scale
+    t.matmul(p, bh, n, d, n)
+    split = ("split_heads",) if not isinstance(b, int) or b > 1 and heads > 1 else ()
+    t.note(*split, src=(qkv,))  # K^T: a view of qkv
+    t.eltwise(p, bh * n * n, kind="topk", inp=bh * n * n, out=bh * n * k)
+    t.softmax(p, bh * n * k)
+    t.eltwise(p, bh * n * k * d, kind="gather", inp=bh * n * k * d)
+    t.matmul(p, bh * n, 1, k, d)
 
 
 def layer_scale(t: Trace, p: str, x: Any, dim: int) -> None:
@@ -304,7 +329,9 @@ def block_memory(peak: PeakSteps, blk: Block, spec: ViTSpec | PixelSpec, b: int,
             neck_memory(peak, x, spec, b, e)
         return
     base = outer + (2 * x + blk.out("attn.qkv")) * e  # block input, norm1 output, qkv
-    if isinstance(a, LinearAttnCall):
+    if a is None:  # top-k attention
+        topk_attention_memory(peak, blk, base, b, spec.heads, e, proj)
+    elif isinstance(a, LinearAttnCall):
         o = linear_attention_memory(peak, f"{blk.p}.attn", base, a, e, split=a.batch > 1 and a.heads > 1)
         merge = o if a.heads > 1 else 0  # the [B', h, N, d] output merged back to [B', N, D]
         peak.at(base + o + merge, f"{blk.p} attn merge heads")
@@ -323,6 +350,26 @@ def block_memory(peak: PeakSteps, blk: Block, spec: ViTSpec | PixelSpec, b: int,
         mlp(peak, blk.p, outer + (x + left) * e, left, blk.out("mlp.fc1"), blk.out("mlp.fc2"), e)
         return
     mlp(peak, blk.p, outer + 2 * x * e, x, blk.out("mlp.fc1"), blk.out("mlp.fc2"), e)  # input, x + attn
+
+
+def topk_attention_memory(peak: PeakSteps, blk: Block, base: int, b: int, heads: int, e: int, proj: int) -> None:
+    """nets.vit.topk_attend inside nets.vit.Attention, `base` bytes alive (qkv included): q * scale (and,
+    when B > 1 and h > 1, the contiguous copies matmul makes of the head-split q and k), the scores; the
+    top k of each row with their int64 indices; their softmax; the gathered value rows; the weighted sum.
+    Its temporaries die on return; merging the heads copies the output, then proj."""
+    where = f"{blk.p}.attn"
+    q = blk.out("attn", "mul")
+    s, sel, rows = blk.out("attn", "matmul"), blk.out("attn", "topk"), blk.out("attn", "gather")
+    split = q if b > 1 and heads > 1 else 0
+    peak.at(base + (2 * q + split) * e, f"{where} q * scale")
+    peak.at(base + (q + 2 * split + s) * e, f"{where} q @ k^T")
+    peak.at(base + (s + 2 * sel) * e + sel * INT64, f"{where} topk")
+    peak.at(base + (s + 2 * sel) * e + sel * INT64, f"{where} softmax")
+    peak.at(base + (s + 2 * sel + rows) * e + sel * INT64, f"{where} gather")
+    peak.at(base + (s + 2 * sel + rows + q) * e + sel * INT64, f"{where} weights @ rows")
+    merge = q if heads > 1 else 0
+    peak.at(base + (q + merge) * e, f"{where} merge heads")
+    peak.at(base + ((merge or q) + proj) * e, f"{where}.proj")
 
 
 def sam_block_memory(peak: PeakSteps, blk: Block, spec: ViTSpec | PixelSpec, b: int, e: int, fused: bool,

@@ -46,11 +46,14 @@ def savings(
 
     For one training step (forward, backward, optimizer): the baseline as given, then mixed precision
     (bf16 autocast), activation checkpointing every block and every 2 blocks, a fused (flash) attention
-    kernel, and linear attention (for ViT-style designs). Each row: the step's peak memory and how much
-    it saves, the step's FLOPs (checkpointing's recomputed forward included) and a roofline time on
-    --hardware with its speed-up — beside the course's guesses (mixed precision ~50% memory and 1.5-2x,
-    checkpointing ~75% at 0.8x, linear attention ~60%). Every figure comes from the same memory, FLOP
-    and roofline models as `compare --mode train` and `profile`.
+    kernel, linear attention (for ViT-style designs), and the course's attention-sparsity row as token
+    pruning (EViT: keep rate 0.7 at blocks 4, 7, 10 of 12, scaled to the depth; ViT designs with a class
+    token) and top-k sparse attention (each query keeps a quarter of the keys). Each row: the step's peak
+    memory and how much it saves, the step's FLOPs (checkpointing's recomputed forward included) and a
+    roofline time on --hardware with its speed-up — beside the course's guesses (mixed precision ~50%
+    memory and 1.5-2x, checkpointing ~75% at 0.8x, linear attention ~60%, sparsity 10-30% and 1.2-1.5x).
+    Every figure comes from the same memory, FLOP and roofline models as `compare --mode train` and
+    `profile`.
 
     Several --res give one table per size (JSON/CSV: one list of rows, each with its res).
 

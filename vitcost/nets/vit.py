@@ -110,9 +110,9 @@ class Attention(AttentionCore):
 
     def __init__(self, dim: int, heads: int, attn_mode: str, rel_grid: tuple[int, int] | None = None,
                  linear: bool = False, fold_heads: bool = False, k_bias: bool = True,
-                 rope: tuple[int, tuple[int, int]] | None = None) -> None:
+                 rope: tuple[int, tuple[int, int]] | None = None, topk: int = 0) -> None:
         super().__init__(attn_mode)
-        self.heads, self.linear, self.fold_heads = heads, linear, fold_heads
+        self.heads, self.linear, self.fold_heads, self.topk = heads, linear, fold_heads, topk
         self.scale = (dim // heads) ** -0.5
         self.qkv = nn.Linear(dim, 3 * dim) if k_bias else QVBiasLinear(dim)
         self.rope_prefix = rope[0] if rope else 0
@@ -147,6 +147,8 @@ class Attention(AttentionCore):
         ranking = class_attention(q, k, self.scale) if rank else None
         if self.linear:
             x = linear_attend(q, k, v)
+        elif self.topk:
+            x = topk_attend(q, k, v, self.topk, self.scale)
         else:
             bias = None
             if self.rel_grid:
@@ -167,6 +169,20 @@ class Attention(AttentionCore):
                 x = attn @ v
         x = x.view(b, self.heads, n, -1).transpose(1, 2).reshape(b, n, dim)
         return (self.proj(x), ranking) if rank else self.proj(x)
+
+
+def topk_attend(q: Tensor, k: Tensor, v: Tensor, top: int, scale: float) -> Tensor:
+    """Top-k attention on [B, h, N, d]: each query attends to the `top` keys of its highest scores.
+    scores = (q * scale) @ k^T (N^2 d MACs per head); the top of each row and their int64 indices; softmax
+    over them; the selected value rows gathered per query, [B, h, N, top, d]; their weighted sum as a
+    batched product [.., 1, top] @ [.., top, d] (N top d MACs per head). The same code on both attention
+    paths: no fused kernel selects keys."""
+    b, h, n, d = v.shape
+    scores = (q * scale) @ k.transpose(-2, -1)
+    best, index = scores.topk(top, dim=-1)
+    weights = best.softmax(dim=-1)
+    rows = torch.gather(v.unsqueeze(2).expand(b, h, n, n, d), 3, index.unsqueeze(-1).expand(b, h, n, top, d))
+    return (weights.unsqueeze(-2) @ rows).squeeze(-2)
 
 
 def class_attention(q: Tensor, k: Tensor, scale: float) -> Tensor:
@@ -270,7 +286,8 @@ class Block(nn.Module):
         self.norm1 = nn.LayerNorm(dim, eps=LN_EPS)
         rope = (spec.prefix_tokens, grid) if modern and spec.rope else None
         self.attn = Attention(dim, heads, attn_mode, ((window, window) if window else grid) if rel_pos else None,
-                              linear, fold_heads=sam, k_bias=not modern or spec.k_bias, rope=rope)
+                              linear, fold_heads=sam, k_bias=not modern or spec.k_bias, rope=rope,
+                              topk=spec.topk if modern else 0)
         self.ls1 = LayerScale(dim) if modern and spec.layer_scale else None
         self.norm2 = nn.LayerNorm(dim, eps=LN_EPS)
         if modern and spec.mlp == "swiglu":
