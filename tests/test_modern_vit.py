@@ -394,3 +394,15 @@ def test_savings_sparsity_rows_left_out_with_why(capsys) -> None:
     out = capsys.readouterr().out
     assert exc.value.code == 0
     assert "left out: token pruning (EViT): ViTSpec.prune_blocks needs one class token" in out
+
+
+def test_savings_for_inference(capsys) -> None:
+    """--mode inference: one forward's memory (weights, input, activation peak), FLOPs and time; no
+    checkpointing rows. EViT's forward FLOPs are those of deit_s16_evit."""
+    with pytest.raises(SystemExit) as exc:
+        main(["savings", "vit_s16", "-r", "224", "-b", "2", "--mode", "inference", "-f", "json"])
+    rows = {r["technique"]: r for r in json.loads(capsys.readouterr().out)}
+    assert exc.value.code == 0 and all(r["mode"] == "inference" for r in rows.values())
+    assert not any(t.startswith("checkpointing") for t in rows)
+    assert rows["token pruning (EViT)"]["flops"] == estimate("deit_s16_evit", 224, 2).count("flops")
+    assert rows["baseline"]["step_peak_bytes"] == predict_memory(estimate("vit_s16", 224, 2)).total_bytes

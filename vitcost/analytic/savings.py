@@ -10,6 +10,9 @@ and 1.5-2x speed; gradient checkpointing ~75% memory at 0.8x speed; linear atten
             that checkpointing runs again (`TrainMemory.recompute`)
     time    a roofline of the step on a device profile (`train_roofline`)
 
+or, with mode "inference", the same for one forward: the memory `memory.predict_memory` gives (weights,
+input, activation peak), the forward's FLOPs and its roofline time.
+
 Rows: the baseline as given; mixed precision (bf16 autocast, from fp32); activation checkpointing per
 block and every 2 blocks; a fused attention kernel (flash) instead of the math path; linear attention
 instead of softmax (for designs with an `attention` field); the course's attention-sparsity row ("10-30%,
@@ -45,12 +48,12 @@ BACKWARD_BYTES = 2  # the backward moves about twice the forward's bytes (see tr
 
 
 class Saving(NamedTuple):
-    """One row: a technique's step, and its change against the baseline."""
+    """One row: a technique's step (or forward), and its change against the baseline."""
 
     technique: str
-    memory_bytes: int  # the step's peak
-    flops: int  # the step's FLOPs (forward + backward + recomputed forward)
-    time_s: float  # roofline time of the step
+    memory_bytes: int  # the step's peak (inference: the forward's weights, input and activation peak)
+    flops: int  # the step's FLOPs (forward + backward + recomputed forward; inference: the forward's)
+    time_s: float  # roofline time of the step (or the forward)
     memory_saved: float  # 1 - memory / baseline memory
     speedup: float  # baseline time / time
     flops_ratio: float  # flops / baseline flops
@@ -58,12 +61,13 @@ class Saving(NamedTuple):
     course_speed: str
     estimate: Any  # the variant's Estimate
     checkpoint: int
+    mode: str = "train"  # train: one training step; inference: one forward
 
     def row(self) -> dict[str, Any]:
         e = self.estimate
         return {"technique": self.technique, "model": e.model, "res": e.res[0] if e.res[0] == e.res[1] else
                 f"{e.res[0]}x{e.res[1]}", "batch": e.batch, "dtype": e.dtype.value, "attn": e.attn.value,
-                "checkpoint": self.checkpoint or None, "step_peak_bytes": self.memory_bytes,
+                "mode": self.mode, "checkpoint": self.checkpoint or None, "step_peak_bytes": self.memory_bytes,
                 "memory_saved": self.memory_saved, "flops": self.flops, "flops_ratio": self.flops_ratio,
                 "time_s": self.time_s, "speedup": self.speedup, "course_memory_saved": self.course_memory,
                 "course_speedup": self.course_speed}
@@ -98,14 +102,19 @@ def train_roofline(est: Estimate, hw: Hardware, recompute: Cost | None = None) -
 
 
 def savings(model: Any, res: Any = 224, batch: Any = 1, dtype: Any = "fp32", attn: Any = "math",
-            optimizer: Any = "adamw", hardware: Hardware | str = "h100-sxm") -> tuple[list[Saving], list[str]]:
+            optimizer: Any = "adamw", hardware: Hardware | str = "h100-sxm", mode: Any = "train"
+            ) -> tuple[list[Saving], list[str]]:
     """The optimisation table for `model` at `res` and `batch` (see the module docstring): the rows,
     baseline first, and the techniques left out with why. `hardware`: a Hardware, or a profile's name
-    or file (`hardware.get_hardware`)."""
+    or file (`hardware.get_hardware`). `mode` "inference": one forward instead of a training step (its
+    memory `memory.predict_memory`'s weights + input + activation peak, its FLOPs the forward's, its time
+    the forward's roofline); checkpointing, which saves only a training step's memory, is left out."""
     from dataclasses import fields, replace
 
     from vitcost.analytic.train_memory import train_memory
+    from vitcost.vocab import RunMode, parse_run_mode
 
+    inference = parse_run_mode(mode) is RunMode.inference
     hw = get_hardware(hardware) if isinstance(hardware, str) else hardware
     base = estimate(model, res, batch, dtype, attn)
     variants: list[tuple[str, Estimate, Any]] = [("baseline", base, None)]
@@ -114,7 +123,10 @@ def savings(model: Any, res: Any = 224, batch: Any = 1, dtype: Any = "fp32", att
         variants.append(("mixed precision (bf16 autocast)", estimate(base.design, res, batch, "bf16", attn), None))
     else:
         skipped.append(f"mixed precision: the baseline already runs in {base.dtype.value}")
-    variants += [("checkpointing, every block", base, "block"), ("checkpointing, every 2 blocks", base, 2)]
+    if inference:
+        skipped.append("checkpointing: it saves only a training step's memory")
+    else:
+        variants += [("checkpointing, every block", base, "block"), ("checkpointing, every 2 blocks", base, 2)]
     if base.total.attn and not base.attn.fused:
         variants.append(("flash attention (fused kernel)", estimate(base.design, res, batch, dtype, "flash"), None))
     elif not base.total.attn:
@@ -137,19 +149,35 @@ def savings(model: Any, res: Any = 224, batch: Any = 1, dtype: Any = "fp32", att
     ref: tuple[int, int, float] | None = None
     for technique, est, checkpoint in variants:
         try:
-            m = train_memory(est, optimizer, checkpoint)
+            peak, flops, time_s, checkpointed = (_forward(est, hw) if inference else
+                                                 _step(est, hw, optimizer, checkpoint, train_memory))
         except VitcostError as err:
             skipped.append(f"{technique}: {err}")
             continue
-        flops = train_cost(est).count("flops") + project(m.recompute, "flops")
-        time_s = train_roofline(est, hw, m.recompute)
         if ref is None:
-            ref = (m.step_peak, flops, time_s)
+            ref = (peak, flops, time_s)
         memory0, flops0, time0 = ref
         course_memory, course_speed = COURSE.get(technique, ("", ""))
-        rows.append(Saving(technique, m.step_peak, flops, time_s, 1 - m.step_peak / memory0, time0 / time_s,
-                           flops / flops0, course_memory, course_speed, est, m.checkpoint))
+        rows.append(Saving(technique, peak, flops, time_s, 1 - peak / memory0, time0 / time_s,
+                           flops / flops0, course_memory, course_speed, est, checkpointed,
+                           "inference" if inference else "train"))
     return rows, skipped
+
+
+def _step(est: Estimate, hw: Hardware, optimizer: Any, checkpoint: Any, train_memory: Any
+          ) -> tuple[int, int, float, int]:
+    """A training step's peak, FLOPs (the recomputed forward included), roofline time and checkpointing."""
+    m = train_memory(est, optimizer, checkpoint)
+    return (m.step_peak, train_cost(est).count("flops") + project(m.recompute, "flops"),
+            train_roofline(est, hw, m.recompute), m.checkpoint)
+
+
+def _forward(est: Estimate, hw: Hardware) -> tuple[int, int, float, int]:
+    """One forward's memory (weights, input, activation peak), FLOPs and roofline time."""
+    from vitcost.analytic.memory import predict_memory
+    from vitcost.analytic.roofline import roofline
+
+    return predict_memory(est).total_bytes, est.count("flops"), roofline(est, hw).time_s, 0
 
 
 def sparsity_variants(base: Estimate) -> list[tuple[str, Any]]:

@@ -13,6 +13,7 @@ from vitcost.cli.app import (
     DtypeOpt,
     Format,
     FormatOpt,
+    ModeOpt,
     OutputOpt,
     PeakOpt,
     app,
@@ -20,7 +21,7 @@ from vitcost.cli.app import (
     emit_rows,
     hardware_option,
 )
-from vitcost.vocab import Dtype, Kernel, Optimizer, parse_resolutions
+from vitcost.vocab import Dtype, Kernel, Optimizer, RunMode, parse_resolutions, parse_run_mode
 
 
 @app.command()
@@ -37,6 +38,7 @@ def savings(
     hardware: Annotated[str, typer.Option(
         help="Device profile for the time column: a name (`vitcost hardware` lists them) or a .toml profile file.")]
     = "h100-sxm",
+    mode: ModeOpt = "train",
     peak_tflops: PeakOpt = None,
     bandwidth: BandwidthOpt = None,
     fmt: FormatOpt = Format.table,
@@ -55,6 +57,9 @@ def savings(
     Every figure comes from the same memory, FLOP and roofline models as `compare --mode train` and
     `profile`.
 
+    --mode inference gives the same table for one forward (its memory: weights, input and the activation
+    peak; its FLOPs and roofline time), without the checkpointing rows.
+
     Several --res give one table per size (JSON/CSV: one list of rows, each with its res).
 
     Example: [bold]vitcost savings vit_b16 --res 1024 --batch 32[/bold]
@@ -67,7 +72,8 @@ def savings(
     output = check_output(output)
     hw = hardware_option(hardware, peak_tflops, bandwidth, dtype)
     sizes = parse_resolutions(res or ["224"])
-    tables = [compute(model, size, batch, dtype, attn, optimizer.value, hw) for size in sizes]
+    inference = parse_run_mode(mode) is RunMode.inference
+    tables = [compute(model, size, batch, dtype, attn, optimizer.value, hw, mode) for size in sizes]
     data = [r.row() for rows, _ in tables for r in rows]
     if emit_rows(data, fmt, output):
         return
@@ -76,17 +82,19 @@ def savings(
         base = rows[0].estimate
         mine = [r.row() for r in rows]
         title = (f"vitcost savings — {base.model} at {mine[0]['res']}, batch {base.batch}, {base.dtype.value}, "
-                 f"{base.attn.value} attention, {optimizer.value}; time: roofline on {hw.label}")
-        header, cells = savings_cells(mine)
+                 f"{base.attn.value} attention, " + ("inference" if inference else optimizer.value)
+                 + f"; time: roofline on {hw.label}")
+        header, cells = savings_cells(mine, "forward memory" if inference else "step memory")
         notes = [f"left out: {s}" for s in skipped]
         if fmt is Format.markdown or output is not None:
             texts.append(f"**{title}**\n\n" + formats.to_markdown(header, cells) + "".join(f"\n{n}" for n in notes))
         else:
             from vitcost.report.boxtable import box_table
 
-            caption = ("memory: the training step's peak (weights, gradients, optimizer state, activations); "
-                       "FLOPs: forward + backward (+ recomputed forward); time: per-layer roofline; course: "
-                       "the quoted guesses" + "".join(f"\n{n}" for n in notes))
+            what = ("memory: the forward's peak (weights, input, activations); FLOPs: the forward's" if inference
+                    else "memory: the training step's peak (weights, gradients, optimizer state, activations); "
+                    "FLOPs: forward + backward (+ recomputed forward)")
+            caption = what + "; time: per-layer roofline; course: the quoted guesses" + "".join(f"\n{n}" for n in notes)
             texts.append(box_table(header, cells, right=set(range(1, len(header) - 2)), title=title,
                                    caption=caption))
     emit("\n\n".join(texts), output)
