@@ -406,3 +406,16 @@ def test_savings_for_inference(capsys) -> None:
     assert not any(t.startswith("checkpointing") for t in rows)
     assert rows["token pruning (EViT)"]["flops"] == estimate("deit_s16_evit", 224, 2).count("flops")
     assert rows["baseline"]["step_peak_bytes"] == predict_memory(estimate("vit_s16", 224, 2)).total_bytes
+
+
+def test_attention_overtakes_swiglu_and_topk_designs() -> None:
+    """EVA02-B: d = 768, h = 2048, SwiGLU's three products per hidden unit: scores 2 N^2 d against
+    4 N d^2 + 3 N d h, equal at N = 2d + 3h/2 = 4608, less the class token: R = 14 sqrt(4607) = 950.2,
+    first reached on the 14-px lattice at 952. Top-k ViT-B/16 (k = 49): N^2 d + N k d against 12 N d^2 at
+    N = 4d + 2h - k = 9167: R = 16 sqrt(9166) = 1531.8, reached at 1536."""
+    from vitcost.analytic.scaling import attention_overtakes, overtake_closed_form
+
+    assert overtake_closed_form(get_preset("eva02_b14").spec) == pytest.approx(14 * math.sqrt(4607))
+    assert overtake_closed_form(get_preset("vit_b16_topk").spec) == pytest.approx(16 * math.sqrt(9166))
+    assert attention_overtakes("eva02_b14").res == 952 and attention_overtakes("vit_b16_topk").res == 1536
+    assert overtake_closed_form(get_preset("deit_s16_evit").spec) is None  # blocks see different N
