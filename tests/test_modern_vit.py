@@ -419,3 +419,17 @@ def test_attention_overtakes_swiglu_and_topk_designs() -> None:
     assert overtake_closed_form(get_preset("vit_b16_topk").spec) == pytest.approx(16 * math.sqrt(9166))
     assert attention_overtakes("eva02_b14").res == 952 and attention_overtakes("vit_b16_topk").res == 1536
     assert overtake_closed_form(get_preset("deit_s16_evit").spec) is None  # blocks see different N
+
+
+@pytest.mark.parametrize(("model", "res"), [("eva02_s14", 224), ("vit_m16_reg4_gap", 256), ("samvit_b16_224", 224),
+                                            ("deit_s16_evit", 224), ("vit_b16_topk", 224), ("mvitv2_large", 224)])
+def test_full_size_reference_nets_check_exactly_on_meta(model: str, res: int) -> None:
+    """The presets' own reference nets, batch 2, counted on the meta device (fvcore's rules on the
+    dispatch pass and FlopCounterMode), layer by layer."""
+    pytest.importorskip("torch")
+    pytest.importorskip("fvcore")
+    from vitcost.measure.check import check_model
+
+    r = check_model(model, res, batch=2, attn="sdpa", convention="fvcore", method="meta")
+    assert r.status == "PASS", r.first_mismatch
+    assert r.analytic == r.fvcore == r.torch > 0
