@@ -433,3 +433,18 @@ def test_full_size_reference_nets_check_exactly_on_meta(model: str, res: int) ->
     r = check_model(model, res, batch=2, attn="sdpa", convention="fvcore", method="meta")
     assert r.status == "PASS", r.first_mismatch
     assert r.analytic == r.fvcore == r.torch > 0
+
+
+def test_memory_wall_of_a_pruned_design_is_searched() -> None:
+    """EViT rounds the tokens it keeps (ceil), so the peak is no single polynomial of R: the wall is found
+    by search, and the size it reports fits while the next one up does not (by the exact prediction)."""
+    from vitcost.analytic.memory_wall import memory_wall
+    from vitcost.analytic.train_memory import train_memory, train_memory_wall
+
+    budget = 16 * 2**30
+    w = memory_wall("deit_s16_evit", budget)
+    assert estimate("deit_s16_evit", w.res).memory.total_bytes <= budget
+    assert estimate("deit_s16_evit", w.next_res).memory.total_bytes > budget and w.next_res == w.res + 16
+    t = train_memory_wall("deit_s16_evit", budget, solve="res")
+    assert train_memory(estimate("deit_s16_evit", t.value), "adamw").step_peak <= budget
+    assert train_memory(estimate("deit_s16_evit", t.next_value), "adamw").step_peak > budget
