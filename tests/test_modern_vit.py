@@ -448,3 +448,14 @@ def test_memory_wall_of_a_pruned_design_is_searched() -> None:
     t = train_memory_wall("deit_s16_evit", budget, solve="res")
     assert train_memory(estimate("deit_s16_evit", t.value), "adamw").step_peak <= budget
     assert train_memory(estimate("deit_s16_evit", t.next_value), "adamw").step_peak > budget
+
+
+def test_memory_wall_of_a_topk_design_samples_where_it_runs() -> None:
+    """Top-k with k = 49 cannot run below 49 keys (112 px: 7 x 7 + 1 = 50): the wall's samples start on the
+    first lattice size it runs at, and the size it reports fits while the next one up does not."""
+    from vitcost.analytic.memory_wall import memory_wall
+
+    budget = 80 * 10**9
+    w = memory_wall("vit_b16_topk", budget)
+    assert estimate("vit_b16_topk", w.res).memory.total_bytes <= budget
+    assert estimate("vit_b16_topk", w.next_res).memory.total_bytes > budget and w.next_res == w.res + 16

@@ -158,6 +158,22 @@ def solve_wall(what: str, xs: list[int], fit: int, step: int, budget: int,
         v, total = v + step, up
 
 
+FIRST_SAMPLE = 2  # the lattice multiple the samples start from
+MAX_FIRST_SAMPLE = 64
+
+
+def first_lattice_point(lattice: int, walk: Callable[[int], Any]) -> int:
+    """The first lattice multiple k >= FIRST_SAMPLE at which the design runs (`walk(lattice * k)` does not
+    refuse): top-k attention needs at least k keys."""
+    for k in range(FIRST_SAMPLE, MAX_FIRST_SAMPLE):
+        try:
+            walk(lattice * k)
+        except VitcostError:
+            continue
+        return k
+    return FIRST_SAMPLE  # the sampling then names why the design cannot run
+
+
 def memory_wall(model: Any, budget_bytes: int, batch: int = 1, dtype: Any = "fp32",
                 attn: Any = "math") -> MemoryWall:
     """The largest square resolution whose forward (weights + input + activation peak) fits in
@@ -181,11 +197,13 @@ def memory_wall(model: Any, budget_bytes: int, batch: int = 1, dtype: Any = "fp3
         except VitcostError:
             return None
 
-    xs = [lattice * k for k in range(2, 2 + WALL_SAMPLES)]
+    first = first_lattice_point(lattice, lambda r: estimate(design, r, batch, dtype, attn))
+    xs = [lattice * k for k in range(first, first + WALL_SAMPLES)]
     sol = solve_wall(f"memory of {design.name}", xs, WALL_DEGREE + 1, step, budget_bytes, candidates, exact,
                      rounded=bool(getattr(design.spec, "prune_blocks", ())))
     return MemoryWall(design.name, budget_bytes, sol.value, sol.total, sol.next_value, sol.next_total,
                       sol.limited_by, step, sol.root)
 
 
-__all__ = ["MemoryWall", "memory_wall", "solve_wall", "Solution", "WALL_SAMPLES", "WALL_DEGREE"]
+__all__ = ["MemoryWall", "memory_wall", "solve_wall", "first_lattice_point", "Solution", "WALL_SAMPLES",
+           "WALL_DEGREE"]

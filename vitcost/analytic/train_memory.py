@@ -952,7 +952,7 @@ def train_memory_wall(model: Any, budget_bytes: int, *, solve: str = "res", res:
     third point); the smallest root over the steps is where the step stops fitting, confirmed (and moved
     by the step) against the exact model."""
     from vitcost.analytic.estimate import estimate
-    from vitcost.analytic.memory_wall import WALL_DEGREE, WALL_SAMPLES, solve_wall
+    from vitcost.analytic.memory_wall import WALL_DEGREE, WALL_SAMPLES, first_lattice_point, solve_wall
     from vitcost.analytic.registry import family_of
     from vitcost.design import parse_design
 
@@ -976,7 +976,8 @@ def train_memory_wall(model: Any, budget_bytes: int, *, solve: str = "res", res:
 
     if solve == "res":
         lattice, step = family_of(design.spec).lattice(design.spec)
-        xs, fit = [lattice * k for k in range(2, 2 + WALL_SAMPLES)], WALL_DEGREE + 1
+        first = first_lattice_point(lattice, at)
+        xs, fit = [lattice * k for k in range(first, first + WALL_SAMPLES)], WALL_DEGREE + 1
     else:
         step, fit = 1, 2
         xs = [2, 3, 4]  # from 2 on: head-split operands are copied (B' > 1) at every sample
