@@ -185,12 +185,12 @@ def sparsity_variants(base: Estimate) -> list[tuple[str, Any]]:
     reason instead where it does not apply: EViT's token pruning (keep rate 0.7 at the blocks at 4/12,
     7/12 and 10/12 of the depth, 1-based: DeiT-S's 4, 7, 10) and top-k sparse attention (each query keeps
     a quarter of the keys of the block with the fewest tokens)."""
-    from dataclasses import replace
+    from dataclasses import fields, replace
 
     from vitcost.errors import SpecError
 
     spec = base.spec
-    if base.family != "vit":
+    if not any(f.name == "prune_blocks" for f in fields(spec)):  # not the pixel family's constant
         reason = f"the {base.family} family has no token pruning or top-k option"
         return [("token pruning (EViT)", reason), ("top-k sparse attention", reason)]
     out: list[tuple[str, Any]] = []
