@@ -459,3 +459,15 @@ def test_memory_wall_of_a_topk_design_samples_where_it_runs() -> None:
     w = memory_wall("vit_b16_topk", budget)
     assert estimate("vit_b16_topk", w.res).memory.total_bytes <= budget
     assert estimate("vit_b16_topk", w.next_res).memory.total_bytes > budget and w.next_res == w.res + 16
+
+
+@pytest.mark.parametrize("name", list(TINY))
+def test_tiny_reference_nets_training_step_flops(name: str) -> None:
+    """One training step against FlopCounterMode over forward and backward, layer by layer: EViT's and
+    top-k's products of two activations give both operands a gradient (2x their MACs backward)."""
+    pytest.importorskip("torch")
+    from vitcost.measure.check import check_model
+
+    r = check_model(TINY[name], 48, batch=2, attn="math", convention="torch", method="real", mode="train")
+    assert r.status == "PASS", r.first_mismatch
+    assert r.analytic == r.torch - r.known > 0  # known: FlopCounterMode's depthwise-conv defect (MViTv2's pools)

@@ -195,6 +195,10 @@ def op_backward(op: Op, kernel: Kernel, grad_input: bool = True) -> tuple[Cost, 
         return gelu_backward(op)
     if op.kind == "param":
         return op.cost, Cost(), "gradient through the op that reads it"
+    if op.kind == "matmul":  # two activations (EViT's class-token scores, top-k's products): both get one
+        return op.cost, Cost(macs=2 * op.cost.macs), "dA = dY B^T and dB = A^T dY"
+    if op.kind == "softmax":
+        return op.cost, Cost(softmax=op.cost.softmax), "softmax derivative per element"
     return eltwise_backward(op)
 
 
