@@ -29,7 +29,7 @@ and with timm's own activation checkpointing (`model.set_grad_checkpointing(True
 SGD with momentum and AdamW. timm's step is measured by
 `vitcost.measure.train_memory.measure_train_step` (the second step, so AdamW's state is resident; live
 tensors per phase with the LiveTensorTracker, the allocator's step peak from torch.profiler's records
-beside it) and vitcost predicts it with `train_memory(..., checkpoint="block")` for timm's checkpointing.
+beside it) and vitcost predicts it with `train_memory(..., checkpoint=1)` (a block per run) for timm's checkpointing.
 """
 
 from __future__ import annotations
@@ -53,6 +53,9 @@ CASES: dict[str, tuple[str, str, tuple[int, ...], bool]] = {
     "mvit": ("mvitv2_t", "mvitv2_tiny", (224, 160), True),
     "mixer": ("mixer_b16", "mixer_b16_224", (224, 160), True),
     "sam": ("sam_vit_b", "samvit_base_patch16", (256, 224), True),  # 256: a 16x16 grid padded to 28
+    "sam no pos": ("samvit_b16_224", "samvit_base_patch16_224", (224, 288), True),
+    "vit registers": ("vit_m16_reg4_gap", "vit_medium_patch16_reg4_gap_256", (256, 192), True),
+    "eva02": ("eva02_s14", "eva02_small_patch14_224", (224, 168), True),
     "convnext": ("convnext_tiny", "convnext_tiny", (224, 97), False),  # 97: 24, 12, 6, 3 after each stride
     "resnet": ("resnet50", "resnet50", (224, 97), False),
 }
@@ -137,7 +140,10 @@ indices at run time (a few kB of int64, alive with the scores), where the refere
 resident buffers; Swin V2 keeps its concatenated q/k/v bias (3C floats) and its [T, h] position-bias table
 referenced through the attention (about a kB at these sizes); and at the allocator level oneDNN's own
 scratchpad of a dense conv on a channels-last input (about 8 kB a call, more on more threads) is not
-modelled (ConvNeXt's downsampling convs)."""
+modelled (ConvNeXt's downsampling convs). Over it (the ratio above 1): timm's Eva (EVA02) runs its blocks in a
+Python loop that passes them the rotary tables, so the embedded tokens die after block 0, where vitcost's
+reference net keeps them referenced as timm's VisionTransformer's nn.Sequential does (one [B, N, D] tensor:
+1.066 for eva02_small_patch14_224 at 224 on the math path, 1.000 on the fused one)."""
 
 
 def sweep(args: Any, threads: int, worst: dict[str, list[float]]) -> None:

@@ -238,6 +238,8 @@ REFUSED_BY_ALL = {"nan", "NaN", "inf", "-inf", "infinity", "-1", "abc", "", " ",
 # 10^30 GB: the training memory wall's root lost its integer precision and the solver stepped one batch at a time
 @example(case=(["compare", "-m", "vit_ti16", "-r", "64", "--mode", "train", "--device-memory"], ""),
          value="1" + "0" * 30, to_file=False)
+# 10^30 px: the reference net's position embedding had more rows than torch.empty takes (a traceback)
+@example(case=(["check", "-m", "vit_ti16", "--method", "meta", "-r"], ""), value="1" + "0" * 30, to_file=False)
 def test_numeric_options_give_a_result_or_one_line(case, value, to_file, capsys, tmp_path_factory, monkeypatch):
     argv, prefix = case
     tmp_path = tmp_path_factory.mktemp("option")  # one per example: a success before must not hide a failure

@@ -38,14 +38,18 @@ def test_rows_are_the_training_models_for_each_variant():
     rows, skipped = table("vit_ti16", 224, 4)
     assert [r.technique for r in rows] == ["baseline", "mixed precision (bf16 autocast)", "checkpointing, every block",
                                            "checkpointing, every 2 blocks", "flash attention (fused kernel)",
-                                           "linear attention"] and skipped == []
+                                           "linear attention", "token pruning (EViT)",
+                                           "top-k sparse attention"] and skipped == []
     variants = {"baseline": (estimate("vit_ti16", 224, 4), 0),
                 "mixed precision (bf16 autocast)": (estimate("vit_ti16", 224, 4, "bf16"), 0),
                 "checkpointing, every block": (estimate("vit_ti16", 224, 4), 1),
                 "checkpointing, every 2 blocks": (estimate("vit_ti16", 224, 4), 2),
                 "flash attention (fused kernel)": (estimate("vit_ti16", 224, 4, attn="flash"), 0),
-                "linear attention": (estimate("vit_ti16:attention=linear", 224, 4), 0)}
-    base = train_memory(variants["baseline"][0], Optimizer.adamw, 0).step_peak
+                "linear attention": (estimate("vit_ti16:attention=linear", 224, 4), 0),
+                # EViT's DeiT-S setting on ViT-Ti's 12 blocks; top-k: a quarter of the 197 keys, rounded up
+                "token pruning (EViT)": (estimate("vit_ti16:prune_blocks=4-7-10,keep_rate=0.7", 224, 4), 0),
+                "top-k sparse attention": (estimate("vit_ti16:topk=50", 224, 4), 0)}
+    base = train_memory(variants["baseline"][0], "adamw", 0).step_peak
     for r in rows:
         est, ck = variants[r.technique]
         m = train_memory(est, Optimizer.adamw, ck)

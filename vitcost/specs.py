@@ -127,6 +127,15 @@ class SpecBase:
         pass
 
 
+def _ceil(x: Any) -> Any:
+    """math.ceil for numbers (EViT's own rounding: math.ceil of the float product), sympy's for symbols."""
+    if isinstance(x, (int, float)):
+        return math.ceil(x)
+    import sympy
+
+    return sympy.ceiling(x)
+
+
 def _positive(spec: object, **values: int | float) -> None:
     for name, value in values.items():
         if value <= 0:
@@ -172,6 +181,8 @@ def _hidden(spec: object, dim: int, ratio: float, name: str = "mlp_ratio") -> in
 
 
 ATTENTIONS: tuple[str, ...] = ("softmax", "linear")  # ViTSpec.attention: the token mixers of a ViT block
+POOLS: tuple[str, ...] = ("", "token", "avg")  # ViTSpec.global_pool
+MLPS: tuple[str, ...] = ("gelu", "swiglu")  # ViTSpec.mlp
 
 
 @spec_class
@@ -204,7 +215,36 @@ class ViTSpec(SpecBase):
 
     `attention = "linear"` replaces softmax attention by linear attention (Katharopoulos et al. 2020) in
     every block, global or windowed: phi(q) (phi(K)^T V) / (phi(q) . sum_n phi(K_n)) with phi = elu + 1,
-    N*d^2 multiply-accumulates per head for each of the two products and no N x N matrix."""
+    N*d^2 multiply-accumulates per head for each of the two products and no N x N matrix.
+
+    The variants timm ships (module names as timm's `vision_transformer.py` and `eva.py`): `pos_embed =
+    False` drops the absolute position embedding (samvit_base_patch16_224); `reg_tokens` prepends register
+    tokens (Darcet et al. 2024) after the class tokens, and then, as timm's `no_embed_class`, the position
+    embedding covers the patch tokens only; `global_pool = avg` classifies the mean of the patch tokens
+    (prefix tokens left out) even with a class token (EVA02); `fc_norm` moves the final norm onto the
+    pooled token, which is then the output even without a head (timm's forward_head); `layer_scale`
+    multiplies each branch by a learned per-channel vector (D parameters each, ls1 and ls2); `mlp =
+    swiglu` runs fc2(SiLU(x W_g) * (x W_x)) with fc1 = [W_g | W_x] of 2 x hidden outputs (2*D*hidden +
+    hidden*D MACs per token, EVA02 with mlp_ratio 8/3), `mlp_norm` a LayerNorm on its hidden units
+    (EVA02-B/L); `k_bias = False` leaves the key projection without bias (EVA: q and v biases only);
+    `rope` rotates q and k of the patch tokens by EVA02's 2-D rotary embedding, x * cos + rot(x) * sin
+    with fixed tables of the token grid (elementwise only: no multiply-accumulate), which splits each
+    head into halves for the two axes, each into sine and cosine halves: head width a multiple of 4.
+
+    Token pruning (EViT, Liang et al. 2022, "Not All Patches are What You Need"): after the attention of
+    each block numbered in `prune_blocks` (1-based, as the paper counts), the n tokens become the class
+    token, the ceil(keep_rate * (n - 1)) patch tokens the class token attends to most (its scores averaged
+    over the heads) and one token fusing the others weighted by those scores; the MLP and every later block
+    run on what is left. The class token's scores are computed apart from the attention (q_cls @ K^T,
+    h*n*d MACs per image, and their softmax), as a fused kernel never forms them; the ranking, the gathers,
+    the fusion and the concat are elementwise. DeiT-S at keep rate 0.7 in blocks 4, 7, 10 (197 -> 140 ->
+    100 -> 72 tokens): 3.04 G in the fvcore convention, the paper's 3.0 (DeiT-S: 4.6).
+
+    Top-k attention (`topk` = k > 0; instance-dependent keys per query, as Sparsifiner, Wei et al. 2023,
+    and KVT's k-NN attention): the full scores q K^T (N^2 d MACs per head), the top k of each query's
+    row, a softmax over those k, the k value rows gathered for each query and summed with those weights
+    (N k d MACs per head instead of N^2 d). No fused kernel runs it: both attention paths run the same
+    code, which stores the N x N scores, the k selected and their indices, and the gathered values."""
 
     family: ClassVar[str] = "vit"
     dim: int = doc(text="token width D")
@@ -221,13 +261,27 @@ class ViTSpec(SpecBase):
     attention: str = doc("softmax", "token mixer of every block: softmax | linear (phi = elu + 1, no N x N scores)")
     num_classes: int = doc(1000, "classes of the linear head; 0 = no head")
     in_chans: int = doc(3, "input image channels")
+    pos_embed: bool = doc(True, "learned absolute position embedding (false: none, as samvit_base_patch16_224)")
+    reg_tokens: int = doc(0, "register tokens after the class tokens; with them no prefix token gets a position row")
+    global_pool: str = doc("", "token: class token 0 | avg: mean of the patch tokens | '' = token with class tokens")
+    fc_norm: bool = doc(False, "final norm on the pooled token instead of on every token (also without a head)")
+    layer_scale: bool = doc(False, "a learned per-channel scale on each residual branch (ls1, ls2)")
+    mlp: str = doc("gelu", "channel MLP: gelu | swiglu (fc1 to 2 x hidden, SiLU(gate) * x, fc2)")
+    mlp_norm: bool = doc(False, "LayerNorm on the MLP's hidden units before fc2 (EVA02's scale_mlp)")
+    k_bias: bool = doc(True, "a bias on the key projection (false: q and v biases only, as EVA)")
+    rope: bool = doc(False, "2-D rotary position embedding on q and k of the patch tokens (EVA02)")
+    prune_blocks: tuple[int, ...] = doc((), "EViT: 1-based numbers of the blocks that keep their most attended "
+                                            "patch tokens and fuse the rest into one")
+    keep_rate: float = doc(1.0, "EViT: each pruning block keeps ceil(keep_rate * patch tokens), 0 < keep_rate <= 1")
+    topk: int = doc(0, "keys each query attends to: its top-k scores (0 = all keys)")
 
     def validate(self) -> None:
         _positive(self, dim=self.dim, depth=self.depth, heads=self.heads, patch=self.patch,
                   mlp_ratio=self.mlp_ratio, in_chans=self.in_chans)
         _walkable(self, self.depth)
-        if self.class_tokens < 0 or self.window < 0 or self.neck < 0 or self.num_classes < 0:
-            raise SpecError("ViTSpec.class_tokens, window, neck and num_classes must be 0 or more.")
+        if self.class_tokens < 0 or self.window < 0 or self.neck < 0 or self.num_classes < 0 or self.reg_tokens < 0:
+            raise SpecError("ViTSpec.class_tokens, reg_tokens, window, neck and num_classes must be 0 or more.")
+        self._validate_modern()
         _divides(self, "dim", self.dim, self.heads)
         _hidden(self, self.dim, self.mlp_ratio)
         if self.global_blocks and not self.window:
@@ -251,9 +305,72 @@ class ViTSpec(SpecBase):
             raise SpecError("ViTSpec.rel_pos adds to the scores, which linear attention never forms: use "
                             "attention = softmax.")
 
+    def _validate_modern(self) -> None:
+        """The fields of the modern variants (register tokens, pooling, layer scale, SwiGLU, RoPE)."""
+        if self.global_pool not in POOLS:
+            raise SpecError(f"ViTSpec.global_pool must be one of token, avg or '', got {self.global_pool!r}.")
+        if self.global_pool == "token" and not self.class_tokens:
+            raise SpecError("ViTSpec.global_pool = token classifies class token 0: set class_tokens > 0.")
+        if self.mlp not in MLPS:
+            raise SpecError(f"ViTSpec.mlp must be one of {', '.join(MLPS)}, got {self.mlp!r}.")
+        if self.reg_tokens and (self.window or self.rel_pos or self.neck or self.distilled):
+            raise SpecError("ViTSpec.reg_tokens need a plain token sequence: no window, rel_pos, neck or distilled.")
+        if (self.fc_norm or self.global_pool) and (self.neck or self.distilled):
+            raise SpecError("ViTSpec.fc_norm and global_pool apply to a plain head: not with neck or distilled.")
+        self._validate_pruning()
+        if self.rope:
+            d = self.dim // self.heads
+            if d % 4:
+                raise SpecError(f"ViTSpec.rope splits each head of width {d} into equal sine and cosine halves for "
+                                "the two grid axes: the head width (dim / heads) must be a multiple of 4.")
+            if self.window or self.rel_pos or self.attention != "softmax":
+                raise SpecError("ViTSpec.rope rotates q and k of global softmax attention: not with window, "
+                                "rel_pos or linear attention.")
+
+    def _validate_pruning(self) -> None:
+        """EViT's token pruning (Liang et al. 2022)."""
+        if not 0 < self.keep_rate <= 1:
+            raise SpecError(f"ViTSpec.keep_rate is the fraction of patch tokens a pruning block keeps: it must be "
+                            f"in (0, 1], got {self.keep_rate!r}.")
+        bad = [i for i in self.prune_blocks if not 1 <= i <= self.depth]
+        if bad or len(set(self.prune_blocks)) != len(self.prune_blocks):
+            raise SpecError(f"ViTSpec.prune_blocks are distinct 1-based block numbers in 1..{self.depth} (the depth), "
+                            f"got {list(self.prune_blocks)}.")
+        if self.topk < 0:
+            raise SpecError(f"ViTSpec.topk must be 0 (all keys) or more, got {self.topk}.")
+        if self.topk and (self.window or self.rel_pos or self.neck or self.attention != "softmax"):
+            raise SpecError("ViTSpec.topk selects among the scores of global softmax attention: not with window, "
+                            "rel_pos, neck or linear attention.")
+        if not self.prune_blocks:
+            return
+        if self.class_tokens != 1 or self.reg_tokens or self.distilled:
+            raise SpecError("ViTSpec.prune_blocks needs one class token: EViT ranks the patch tokens by the class "
+                            f"token's attention (class_tokens = 1, no registers; got {self.class_tokens}).")
+        if self.window or self.rel_pos or self.neck or self.rope or self.attention != "softmax":
+            raise SpecError("ViTSpec.prune_blocks prunes a plain token sequence: not with window, rel_pos, neck, "
+                            "rope or linear attention.")
+
+    def tokens_after(self, block: int, n: Any) -> Any:
+        """The tokens leaving block `block` (0-based) that n tokens enter: a pruning block keeps the class
+        token, ceil(keep_rate * (n - 1)) patch tokens and, when it dropped any, their fusion."""
+        if block + 1 not in self.prune_blocks:
+            return n
+        kept = _ceil(self.keep_rate * (n - 1))
+        return n if kept == n - 1 else 1 + kept + 1
+
     @property
     def mlp_hidden(self) -> int:
         return int(self.dim * self.mlp_ratio)
+
+    @property
+    def prefix_tokens(self) -> int:
+        """Class and register tokens before the patch tokens."""
+        return self.class_tokens + self.reg_tokens
+
+    @property
+    def pool(self) -> str:
+        """How the head reads the tokens: token (class token 0) or avg (mean of the patch tokens)."""
+        return self.global_pool or ("token" if self.class_tokens else "avg")
 
     def block_window(self, i: int) -> int:
         """The window side of block i, 0 for global attention."""
@@ -286,6 +403,17 @@ class PixelSpec(SpecBase):
     neck: ClassVar[int] = 0
     distilled: ClassVar[bool] = False
     attention: ClassVar[str] = "softmax"
+    pos_embed: ClassVar[bool] = True
+    reg_tokens: ClassVar[int] = 0
+    prefix_tokens: ClassVar[int] = 0
+    fc_norm: ClassVar[bool] = False
+    layer_scale: ClassVar[bool] = False
+    mlp: ClassVar[str] = "gelu"
+    mlp_norm: ClassVar[bool] = False
+    k_bias: ClassVar[bool] = True
+    rope: ClassVar[bool] = False
+    prune_blocks: ClassVar[tuple[int, ...]] = ()
+    topk: ClassVar[int] = 0
 
     def validate(self) -> None:
         _positive(self, dim=self.dim, depth=self.depth, heads=self.heads, mlp_ratio=self.mlp_ratio,
@@ -338,7 +466,12 @@ class MViTSpec(SpecBase):
     Q stride at each stage start (4, 2, 1, 1). Attention adds decomposed relative positions and the
     pooled Q back to its output (residual pooling). Channels change in the first block of a stage
     through the attention's projections ("expand_attn"), the residual is projected by a linear layer
-    and max-pooled. A final norm, mean pool over tokens and a linear head close the model."""
+    and max-pooled. A final norm, mean pool over tokens and a linear head close the model.
+
+    `expand_attn = False` (timm's mvitv2_large) widens instead in the MLP of each stage's last block:
+    its attention, norm2 and MLP hidden run at the stage's channels, fc2 writes the next stage's, and the
+    residual takes a linear projection of norm2's output (`shortcut_proj_mlp`); every block of a stage
+    then attends at that stage's channels, the first block of the next stage at the widened ones."""
 
     family: ClassVar[str] = "mvit"
     dims: tuple[int, ...] = doc(text="channels per stage")
@@ -354,6 +487,7 @@ class MViTSpec(SpecBase):
     in_chans: int = doc(3, "input image channels")
     residual_pooling: bool = doc(True, "add the pooled queries back to the attention output")
     rel_pos: bool = doc(True, "decomposed relative positions on the scores")
+    expand_attn: bool = doc(True, "widen in the first block's attention (false: in the MLP of the stage's last block)")
 
     def validate(self) -> None:
         _positive(self, pool_kernel=self.pool_kernel, kv_stride=self.kv_stride,
@@ -376,6 +510,13 @@ class MViTSpec(SpecBase):
 
     def q_stride(self, stage: int) -> int:
         return 1 if stage == 0 else self.stage_q_stride
+
+    def block_dims(self, stage: int, i: int, dim_in: int) -> tuple[int, int]:
+        """(attention channels, output channels) of block i of `stage`, whose input has dim_in channels."""
+        if self.expand_attn:
+            return self.dims[stage], self.dims[stage]
+        last = i == self.depths[stage] - 1 and stage + 1 < len(self.dims)
+        return dim_in, self.dims[stage + 1] if last else dim_in
 
     def kv_stride_at(self, stage: int) -> int:
         """Adaptive K/V stride: divided by the Q stride at each stage start, never below 1."""

@@ -67,6 +67,12 @@ def _alternating(depths: tuple[int, ...], dilations: tuple[int, ...]) -> tuple[i
 
 _NAT_DEPTHS = (3, 4, 18, 5)
 
+
+def _eva02(dim: int, depth: int, heads: int, mlp_norm: bool = True) -> ViTSpec:
+    """EVA02 as timm's eva.py builds eva02_*_patch14_224 (num_classes 0, global_pool avg)."""
+    return ViTSpec(dim=dim, depth=depth, heads=heads, patch=14, mlp_ratio=4 * 2 / 3, mlp="swiglu", mlp_norm=mlp_norm,
+                   k_bias=False, rope=True, global_pool="avg", fc_norm=True, num_classes=0)
+
 _CONVNEXT_DIMS = (96, 192, 384, 768)
 _CONVNEXT_DEEP = (3, 3, 27, 3)
 
@@ -108,6 +114,12 @@ PRESETS: Mapping[str, Preset] = MappingProxyType({p.name: p for p in [  # read-o
            "MViTv2 Table 1; timm", 34.87, 7.00, ("mvitv2_small",)),
     Preset("mvitv2_b", MViTSpec(dims=_MVIT_DIMS, depths=(2, 3, 16, 3), heads=_MVIT_HEADS), 224,
            "MViTv2 Table 1; timm", 51.47, 10.16, ("mvitv2_base",)),
+    # MViTv2-L as timm 1.0.31 builds mvitv2_large: channels 144 doubling, heads 2 doubling, widening in the MLP
+    # of each stage's last block (expand_attn off); params and fvcore GMACs measured from timm's module by
+    # benchmarks/measure_timm_designs.py (MViTv2 Table 1 gives 218M / 42.1G).
+    Preset("mvitv2_l", MViTSpec(dims=(144, 288, 576, 1152), depths=(2, 6, 36, 4), heads=(2, 4, 8, 16),
+                                expand_attn=False), 224, "MViTv2 Table 1; timm mvitv2_large", 217.99, 43.87,
+           ("mvitv2_large",)),
     # MLP-Mixer paper Table 1; figures from timm's results CSV.
     Preset("mixer_s16", MixerSpec(dim=512, depth=8, tokens_hidden=256, channels_hidden=2048), 224,
            "Mixer Table 1", None, None, ("mixer_s16_224",)),
@@ -148,6 +160,40 @@ PRESETS: Mapping[str, Preset] = MappingProxyType({p.name: p for p in [  # read-o
            "DeiT paper", 22.0, 4.6, ("deit_small_distilled_patch16_224",)),
     Preset("deit_b16_distilled", ViTSpec(dim=768, depth=12, heads=12, class_tokens=2, distilled=True), 224,
            "DeiT paper", 87.0, 17.6, ("deit_base_distilled_patch16_224",)),
+    # The modern variants as timm 1.0.31 builds them by default (vision_transformer.py, vision_transformer_sam.py,
+    # eva.py); params and fvcore GMACs measured from timm's own modules by benchmarks/measure_timm_designs.py
+    # (tests/data/timm_designs.json). samvit_base_patch16_224: SAM-B's blocks at 224 without the absolute
+    # position embedding or the neck, a LayerNorm2d, average pool and head (fvcore counts timm's pool and
+    # rounds its rel-pos einsums: 17.54 there, 17.54 here to two decimals).
+    Preset("samvit_b16_224", ViTSpec(dim=768, depth=12, heads=12, class_tokens=0, window=14,
+                                     global_blocks=(2, 5, 8, 11), rel_pos=True, pos_embed=False), 224,
+           "timm samvit_base_patch16_224", 86.46, 17.54, ("samvit_base_patch16_224",)),
+    Preset("vit_b16_gap", ViTSpec(dim=768, depth=12, heads=16, class_tokens=0), 224,
+           "timm vit_base_patch16_gap_224", 86.57, 17.49, ("vit_base_patch16_gap_224",)),
+    # Registers (Darcet et al. 2024): 4 register tokens, no class token, average pool, fc_norm.
+    Preset("vit_b16_reg4_gap", ViTSpec(dim=768, depth=12, heads=12, class_tokens=0, reg_tokens=4, fc_norm=True), 256,
+           "timm vit_base_patch16_reg4_gap_256", 86.62, 23.50, ("vit_base_patch16_reg4_gap_256",)),
+    Preset("vit_m16_reg4_gap", ViTSpec(dim=512, depth=12, heads=8, class_tokens=0, reg_tokens=4, fc_norm=True,
+                                       layer_scale=True), 256,
+           "timm vit_medium_patch16_reg4_gap_256", 38.88, 10.76, ("vit_medium_patch16_reg4_gap_256",)),
+    # EVA02 (Fang et al. 2024), timm's default build (no head): patch 14, SwiGLU MLP of ratio 8/3 (with a
+    # LayerNorm inside for B and L), RoPE on q and k, no key bias, mean of the patch tokens and fc_norm.
+    Preset("eva02_s14", _eva02(384, 12, 6, mlp_norm=False), 224, "timm eva02_small_patch14_224", 21.62, 6.14,
+           ("eva02_small_patch14_224",)),
+    Preset("eva02_b14", _eva02(768, 12, 12), 224, "timm eva02_base_patch14_224", 85.76, 23.22,
+           ("eva02_base_patch14_224",)),
+    Preset("eva02_l14", _eva02(1024, 24, 16), 224, "timm eva02_large_patch14_224", 303.27, 81.15,
+           ("eva02_large_patch14_224",)),
+    # EViT (Liang et al. 2022, "Not All Patches are What You Need", Table 1): DeiT-S keeping 70% of the patch
+    # tokens at the 4th, 7th and 10th block, the inattentive ones fused into one; the paper gives 22.1M / 3.0G
+    # (DeiT-S 4.6G).
+    Preset("deit_s16_evit", ViTSpec(dim=384, depth=12, heads=6, prune_blocks=(4, 7, 10), keep_rate=0.7), 224,
+           "EViT Table 1", 22.1, 3.0, ("evit_deit_small_0.7",)),
+    Preset("vit_b16_evit", ViTSpec(dim=768, depth=12, heads=12, prune_blocks=(4, 7, 10), keep_rate=0.7), 224,
+           "ViT-B/16 with EViT's DeiT-S setting"),
+    # ViT-B/16 with top-k sparse attention: each query keeps its 49 best keys of the 197 at 224 (a quarter),
+    # instance-dependent as in Sparsifiner (Wei et al. 2023) and KVT (Wang et al. 2022); no published figure.
+    Preset("vit_b16_topk", ViTSpec(dim=768, depth=12, heads=12, topk=49), 224, "ViT-B/16; top-k keys per query"),
     # ConvNeXt (Liu et al. 2022) Table 1 / timm convnext.py; params and GMACs from timm's results CSV
     # (the paper rounds them: 28M / 4.5G, 50M / 8.7G, 89M / 15.4G).
     Preset("convnext_tiny", ConvNeXtSpec(dims=_CONVNEXT_DIMS, depths=(3, 3, 9, 3)), 224, "ConvNeXt Table 1; timm",

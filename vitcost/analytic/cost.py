@@ -202,6 +202,7 @@ TAGS: dict[str, str] = {
     "gathered_kv": "an attention whose keys and values are gathered neighbourhoods (new tensors)",
     "folded_heads": "an attention whose q, k, v are views of qkv reshaped to [3, B'*h, N, d] (timm's SAM layout)",
     "cosine": "scaled cosine attention (Swin V2): normalised q and k times a learned logit scale",
+    "split_heads": "a matmul of head-split views of qkv (B' > 1 and h > 1) that torch.matmul copies to fold the batch",
 }
 
 

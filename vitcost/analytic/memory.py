@@ -219,7 +219,8 @@ def predict_memory(est: Estimate, attn: Kernel | None = None, device: str = "cpu
     weights = est.params * e
     inp = est.batch * est.spec.in_chans * h * w * e
     steps = activation_steps(est, kernel, device, max(1, threads))
-    mat = [op.cost.attn for op in est.ops if op.cost.attn] if not kernel.fused else []
+    # a fused kernel keeps the attention calls' scores on chip; a softmax of its own stores them in any case
+    mat = [op.cost.attn for op in est.ops if op.cost.attn and (not kernel.fused or op.kind == "softmax")]
     return MemoryPrediction("fused" if kernel.fused else "math", weights, inp, steps.bytes, steps.where, sum(mat) * e,
                             max(mat, default=0) * e, steps.alloc_bytes, steps.alloc_where, device)
 

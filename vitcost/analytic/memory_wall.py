@@ -7,7 +7,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from vitcost.analytic.estimate import evaluate
 from vitcost.analytic.memory import activation_steps
@@ -86,8 +86,39 @@ class Solution(NamedTuple):
     root: float
 
 
+def _search(step: int, budget: int, candidates: Callable[[int], dict[str, int]],
+            exact: Callable[[int], int | None]) -> Solution:
+    """The largest multiple of `step` that fits, by doubling then bisection on `exact` (memory that grows
+    with x without being one polynomial: EViT's rounded token counts). `root`: where the fit ends, the
+    largest fitting value (the limiting step: the largest at the next value up)."""
+    def fits(k: int) -> bool:
+        total = exact(k * step)
+        return total is not None and total <= budget
+
+    if not fits(1):
+        up = exact(step)
+        return Solution(None, 0, step, up or 0, _largest(candidates, step), 0.0)
+    lo, hi = 1, 2
+    while fits(hi):
+        lo, hi = hi, 2 * hi
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+    v = lo * step
+    return Solution(v, exact(v) or 0, hi * step, exact(hi * step) or 0, _largest(candidates, hi * step), float(v))
+
+
+def _largest(candidates: Callable[[int], dict[str, int]], x: int) -> str:
+    try:
+        steps = candidates(x)
+    except VitcostError:
+        return ""
+    return max(steps, key=steps.__getitem__) if steps else ""
+
+
 def solve_wall(what: str, xs: list[int], fit: int, step: int, budget: int,
-               candidates: Callable[[int], dict[str, int]], exact: Callable[[int], int | None]) -> Solution:
+               candidates: Callable[[int], dict[str, int]], exact: Callable[[int], int | None],
+               rounded: bool = False) -> Solution:
     """The largest multiple of `step` whose memory fits in `budget` bytes, solved from the model rather than
     found by trying values. `candidates(x)`: the bytes at every step that can hold the peak, at `x`;
     `exact(x)`: the peak at x (None where the design cannot run). Each step's bytes is a polynomial in x on
@@ -95,7 +126,8 @@ def solve_wall(what: str, xs: list[int], fit: int, step: int, budget: int,
     names the step that is not one); each step's polynomial = budget is solved for its largest real root,
     and the smallest root over the steps is where the memory stops fitting. That root, rounded down to
     `step`, is confirmed by `exact` (off the sample lattice a size may pad or pool, so the value may have to
-    step down, or a size above may still fit)."""
+    step down, or a size above may still fit). `rounded`: the design rounds a size inside (EViT's kept
+    tokens), so a step that is not one polynomial is searched for instead (`_search`)."""
     samples = [candidates(x) for x in xs]
     names = set(samples[0]).intersection(*samples[1:])
     best, limited_by = math.inf, ""
@@ -103,6 +135,8 @@ def solve_wall(what: str, xs: list[int], fit: int, step: int, budget: int,
         ys = [smp[name] for smp in samples]
         newton = _newton(xs[:fit], ys[:fit])
         if any(_eval(xs[:fit], newton, x) != y for x, y in zip(xs[fit:], ys[fit:])):
+            if rounded:  # token pruning rounds the tokens each pruning block keeps: search the monotone peak
+                return _search(step, budget, candidates, exact)
             raise VitcostError(f"{what} at step {name!r} is not a polynomial; cannot solve the memory wall.")
         poly = _monomial(xs[:fit], newton)
         poly[-1] -= budget
@@ -123,6 +157,22 @@ def solve_wall(what: str, xs: list[int], fit: int, step: int, budget: int,
         if up is None or up > budget:
             return Solution(v, total, v + step, up or 0, limited_by, best)
         v, total = v + step, up
+
+
+FIRST_SAMPLE = 2  # the lattice multiple the samples start from
+MAX_FIRST_SAMPLE = 64
+
+
+def first_lattice_point(lattice: int, walk: Callable[[int], Any]) -> int:
+    """The first lattice multiple k >= FIRST_SAMPLE at which the design runs (`walk(lattice * k)` does not
+    refuse): top-k attention needs at least k keys."""
+    for k in range(FIRST_SAMPLE, MAX_FIRST_SAMPLE):
+        try:
+            walk(lattice * k)
+        except VitcostError:
+            continue
+        return k
+    return FIRST_SAMPLE  # the sampling then names why the design cannot run
 
 
 def memory_wall(design: Design, budget_bytes: int, batch: int = 1, dtype: Dtype = Dtype.fp32,
@@ -147,10 +197,13 @@ def memory_wall(design: Design, budget_bytes: int, batch: int = 1, dtype: Dtype 
         except VitcostError:
             return None
 
-    xs = [lattice * k for k in range(2, 2 + WALL_SAMPLES)]
-    sol = solve_wall(f"memory of {design.name}", xs, WALL_DEGREE + 1, step, budget_bytes, candidates, exact)
+    first = first_lattice_point(lattice, lambda r: evaluate(design, (r, r), batch, dtype, attn))
+    xs = [lattice * k for k in range(first, first + WALL_SAMPLES)]
+    sol = solve_wall(f"memory of {design.name}", xs, WALL_DEGREE + 1, step, budget_bytes, candidates, exact,
+                     rounded=bool(getattr(design.spec, "prune_blocks", ())))
     return MemoryWall(design.name, budget_bytes, sol.value, sol.total, sol.next_value, sol.next_total,
                       sol.limited_by, step, sol.root)
 
 
-__all__ = ["MemoryWall", "memory_wall", "solve_wall", "Solution", "WALL_SAMPLES", "WALL_DEGREE"]
+__all__ = ["MemoryWall", "memory_wall", "solve_wall", "first_lattice_point", "Solution", "WALL_SAMPLES",
+           "WALL_DEGREE"]

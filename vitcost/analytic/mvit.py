@@ -43,7 +43,10 @@ def _pool(t: Trace, p: str, which: str, b: Any, heads: int, hd: int, h: Any, w: 
 
 
 def mvit_block(t: Trace, p: str, b: Any, h: Any, w: Any, dim_in: int, dim: int, heads: int, q_stride: int,
-               kv_stride: int, spec: MViTSpec) -> tuple[Any, Any]:
+               kv_stride: int, spec: MViTSpec, dim_out: int = 0) -> tuple[Any, Any]:
+    """One block: attention from dim_in to dim channels, MLP from dim to dim_out (default dim); a wider
+    dim_out projects the residual from norm2's output (`shortcut_proj_mlp`)."""
+    dim_out = dim_out or dim
     rows = b * h * w
     hd, k = dim // heads, spec.pool_kernel
     t.norm(f"{p}.norm1", rows, dim_in)
@@ -80,10 +83,15 @@ def mvit_block(t: Trace, p: str, b: Any, h: Any, w: Any, dim_in: int, dim: int, 
     t.eltwise(p, y)  # residual
     hidden = int(dim * spec.mlp_ratio)
     t.norm(f"{p}.norm2", b * nq, dim)
+    if dim_out != dim:
+        norm2 = t.key()
+        t.linear(f"{p}.shortcut_proj_mlp", b * nq, dim, dim_out, role="proj")
     t.linear(f"{p}.mlp.fc1", b * nq, dim, hidden, role="mlp")
+    if dim_out != dim:
+        t.note(src=(norm2,))  # past the shortcut projection
     t.gelu(f"{p}.mlp.act", b * nq * hidden)
-    t.linear(f"{p}.mlp.fc2", b * nq, hidden, dim, role="mlp")
-    t.eltwise(p, y)  # residual
+    t.linear(f"{p}.mlp.fc2", b * nq, hidden, dim_out, role="mlp")
+    t.eltwise(p, b * nq * dim_out)  # residual
     return qh, qw
 
 
@@ -94,12 +102,13 @@ def mvit_trace(spec: MViTSpec, h: Any, w: Any, b: Any) -> Trace:
     gh, gw = t.conv("patch_embed.proj", b, spec.in_chans, spec.dims[0], h, w, kernel=spec.stem_kernel,
                     stride=spec.stem_stride, pad=spec.stem_kernel // 2, role="embed")
     dim_in = spec.dims[0]
-    for s, (dim, depth, heads) in enumerate(zip(spec.dims, spec.depths, spec.heads)):
+    for s, (depth, heads) in enumerate(zip(spec.depths, spec.heads)):
         for i in range(depth):
+            dim, dim_out = spec.block_dims(s, i, dim_in)
             with t.block(f"stages.{s}.blocks.{i}", f"stages.{s}", b * gh * gw * dim_in):
                 gh, gw = mvit_block(t, f"stages.{s}.blocks.{i}", b, gh, gw, dim_in, dim, heads,
-                                    spec.q_stride(s) if i == 0 else 1, spec.kv_stride_at(s), spec)
-            dim_in = dim
+                                    spec.q_stride(s) if i == 0 else 1, spec.kv_stride_at(s), spec, dim_out)
+            dim_in = dim_out
     t.norm("norm", b * gh * gw, dim_in)
     t.eltwise("", b * dim_in, kind="pool", inp=b * gh * gw * dim_in)  # mean over tokens
     t.linear("head", b, dim_in, spec.num_classes, role="head")
@@ -133,7 +142,8 @@ def block_memory(peak: PeakSteps, blk: Block, spec: MViTSpec, b: int, e: int, fu
     """nets.mvit.MultiScaleBlock, as timm's: x_norm = norm1(x); x_shortcut = pool(proj(x_norm) or x);
     x = x_shortcut + attn(x_norm); x_norm = norm2(x); x_shortcut = x; x = x_shortcut + mlp(x_norm).
     norm1's output and the shortcut stay alive until norm2 has run; the block input (the stage loop's)
-    to the end; `outer`: the stage input the model's loop holds."""
+    to the end; `outer`: the stage input the model's loop holds. With expand_attn off, a stage's last block
+    projects norm2's output for the residual (`shortcut_proj_mlp`) while the sum it normed stays referenced."""
     x = blk.out("norm1")
     sp = blk.out("shortcut_proj_attn", "linear")
     pool_op = blk.find("shortcut_pool_attn", "pool")
@@ -149,9 +159,13 @@ def block_memory(peak: PeakSteps, blk: Block, spec: MViTSpec, b: int, e: int, fu
     y = blk.out("attn.proj")
     pooling_attention(peak, blk, base, b, e, fused)
     x1 = blk.out("mlp.fc2")  # the block output's elements
-    peak.at(base + (y + x1) * e, f"{blk.p} residual")
-    peak.at(base + (x1 + blk.out("norm2")) * e, f"{blk.p}.norm2")
-    mlp(peak, blk.p, outer + (x + x1) * e, x1, blk.out("mlp.fc1"), x1, e)
+    n2 = blk.out("norm2")
+    spm = blk.out("shortcut_proj_mlp", "linear")  # the residual projected from norm2's output, or none
+    peak.at(base + 2 * y * e, f"{blk.p} residual")
+    peak.at(base + (y + n2) * e, f"{blk.p}.norm2")
+    if spm:
+        peak.at(outer + (x + y + n2 + spm) * e, f"{blk.p} shortcut_proj_mlp")
+    mlp(peak, blk.p, outer + (x + y + spm) * e, n2, blk.out("mlp.fc1"), x1, e)
 
 
 def pooling_attention(peak: PeakSteps, blk: Block, base: int, b: int, e: int, fused: bool) -> None:

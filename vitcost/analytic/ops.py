@@ -11,6 +11,11 @@ the rest:
                 channel_stats  train-mode BatchNorm's float32 batch mean and invstd per channel
                 index        a max pool's int64 indices (with its input; a mean pool saves nothing)
                 attention    the attention call's operands and scores (`train_memory._attention`)
+                matmul_operands  a product of two activations' operands (`train_memory._matmul_saves`)
+                intermediate a value computed inside the op (SwiGLU's SiLU output)
+                order        the int64 indices a top-k keeps
+                sources      what a gather or fusion reads (not for top-k's gather of the value rows,
+                             whose backward scatters into a zero-filled gradient)
     width     the output's element width under autocast (torch.autocast at 16 bits over fp32 weights):
                 matmul  16 bits (linear, conv, attention: autocast's lower-precision list)
                 norm    fp32 on CUDA (autocast's fp32 list), its input's width on the CPU
@@ -20,7 +25,8 @@ the rest:
               and an op reading a float32 parameter recorded right before it (`param_operand`: ViT's
               + pos_embed, a layer scale) writes fp32
     grad      the gradient bytes its backward holds: "own" (the gradient at its output and the one it
-              gives its input) or "through" (handed on as it is: an add, a parameter read by another op)
+              gives its input), "through" (handed on as it is: an add, a parameter read by another op), or
+              the op's own rule in `train_memory._backward_live` (glu, gather)
     product   reads fp32 weights through autocast's cast (4 bytes read, 2 written, 2 read again)
     time      the time model's class: gemm (a linear; a conv picks conv or depthwise by its depth),
               attention (the call's own kernels), memory (a pass over its bytes), none (no kernel)
@@ -78,6 +84,17 @@ def gelu_backward(op: Op, kernel: Kernel, grad_input: bool) -> tuple[Cost, Cost,
 
 def eltwise_backward(op: Op, kernel: Kernel, grad_input: bool) -> tuple[Cost, Cost, str]:
     return op.cost, Cost(eltwise=op.cost.eltwise), "one op per element"
+
+
+def matmul_backward(op: Op, kernel: Kernel, grad_input: bool) -> tuple[Cost, Cost, str]:
+    """A product of two activations (EViT's class-token scores, top-k's products): both operands get a
+    gradient, dA = dY B^T and dB = A^T dY, twice the forward's MACs."""
+    return op.cost, Cost(macs=_PRODUCT_OPERANDS * op.cost.macs), "dA = dY B^T and dB = A^T dY"
+
+
+def softmax_backward(op: Op, kernel: Kernel, grad_input: bool) -> tuple[Cost, Cost, str]:
+    """A softmax outside an attention call: its derivative per element (SOFTMAX_BACKWARD_FLOPS)."""
+    return op.cost, Cost(softmax=op.cost.softmax), "softmax derivative per element"
 
 
 def param_backward(op: Op, kernel: Kernel, grad_input: bool) -> tuple[Cost, Cost, str]:
@@ -138,6 +155,16 @@ OPS: dict[str, OpKind] = {k.kind: k for k in (
     OpKind("bias", eltwise_backward, grad="through", backward_passes=0.5),  # + cat(q_bias, 0, v_bias) (SwinV2)
     OpKind("bias_gather", eltwise_backward, backward_passes=1.0),  # a relative-position table to [h, N, N]
     OpKind("normalize", eltwise_backward),  # F.normalize of q and k (SwinV2's cosine attention)
+    OpKind("matmul", matmul_backward, ("matmul_operands",), width="matmul", time="gemm"),  # two activations
+    OpKind("softmax", softmax_backward, ("output",)),  # outside an attention call (EViT's class-token scores)
+    OpKind("mul", eltwise_backward),  # q times the softmax scale
+    OpKind("rope", eltwise_backward),  # rotary position embedding of q and k (EVA02): fixed tables
+    OpKind("glu", eltwise_backward, ("input", "intermediate"), grad="glu"),  # SiLU(gate) * x (SwiGLU)
+    OpKind("rank", eltwise_backward),  # EViT: the class token's attention averaged over heads
+    OpKind("topk", eltwise_backward, ("order",)),  # the kept indices (int64)
+    OpKind("gather", eltwise_backward, ("sources",), grad="gather"),  # rows picked by those indices
+    OpKind("fuse", eltwise_backward, ("sources",)),  # EViT: the inattentive tokens fused into one
+    OpKind("concat", eltwise_backward, backward_passes=1.0),  # the kept tokens and the fused one
 )}
 
 

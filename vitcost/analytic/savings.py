@@ -9,13 +9,18 @@ and 1.5-2x speed; gradient checkpointing ~75% memory at 0.8x speed; linear atten
     FLOPs   the step's forward + backward (`training.train_cost`, `flops` convention) plus the forward
             that checkpointing runs again (`TrainMemory.recompute`)
     time    the step's time on a device profile (`train_time.step_time`): the per-op model where the
-            profile carries fitted efficiencies, for every row (an fp32 row takes the fp32 peaks at the
-            efficiencies fitted on 16-bit runs), else a roofline (`train_roofline`)
+            profile carries fitted efficiencies and the launches are as large as the measured rows', for
+            every row (an fp32 row takes the fp32 peaks at the efficiencies fitted on 16-bit runs), else
+            a roofline (`train_roofline`)
+
+or, with mode "inference", the same for one forward: the memory `memory.predict_memory` gives (weights,
+input, activation peak), the forward's FLOPs and its time (`roofline.forward_time`, as compare shows it).
 
 Rows: the baseline as given; mixed precision (bf16 autocast, from fp32); activation checkpointing per
 block and every 2 blocks; a fused attention kernel (flash) instead of the math path; linear attention
-instead of softmax (for designs with an `attention` field). A row that does not apply to the design is
-left out, with the reason in `skipped`.
+instead of softmax (for designs with an `attention` field); the course's attention-sparsity row ("10-30%,
+1.2-1.5x") as token pruning (EViT) and top-k sparse attention for ViT designs (`sparsity_variants`). A
+row that does not apply to the design is left out, with the reason in `skipped`.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from vitcost.analytic.hardware import Hardware
 from vitcost.analytic.training import project_backward, train_cost
 from vitcost.design import Design
 from vitcost.errors import VitcostError
-from vitcost.vocab import Dtype, Kernel, Optimizer
+from vitcost.vocab import Dtype, Kernel, Optimizer, RunMode
 
 # The course's guesses, quoted beside the computed rows: technique -> (memory saved, speed-up).
 COURSE: dict[str, tuple[str, str]] = {
@@ -38,17 +43,22 @@ COURSE: dict[str, tuple[str, str]] = {
     "checkpointing, every 2 blocks": ("~75%", "0.8x"),
     "flash attention (fused kernel)": ("", ""),
     "linear attention": ("~60%", "2-3x"),
+    "token pruning (EViT)": ("10-30%", "1.2-1.5x"),  # the course's attention-sparsity row
+    "top-k sparse attention": ("10-30%", "1.2-1.5x"),
 }
+EVIT_KEEP = 0.7  # EViT's DeiT-S setting: keep rate 0.7 at blocks 4, 7 and 10 of 12
+EVIT_BLOCKS = (4, 7, 10)
+TOPK_FRACTION = 4  # top-k sparse attention keeps a quarter of the keys of the block with the fewest tokens
 BACKWARD_BYTES = 2  # the backward moves about twice the forward's bytes (see train_roofline)
 
 
 class Saving(NamedTuple):
-    """One row: a technique's step, and its change against the baseline."""
+    """One row: a technique's step (or forward), and its change against the baseline."""
 
     technique: str
-    memory_bytes: int  # the step's peak
-    flops: int  # the step's FLOPs (forward + backward + recomputed forward)
-    time_s: float  # the step's time on the device (`train_time.step_time`)
+    memory_bytes: int  # the step's peak (inference: the forward's weights, input and activation peak)
+    flops: int  # the step's FLOPs (forward + backward + recomputed forward; inference: the forward's)
+    time_s: float  # the step's (or the forward's) time on the device
     memory_saved: float  # 1 - memory / baseline memory
     speedup: float  # baseline time / time
     flops_ratio: float  # flops / baseline flops
@@ -56,6 +66,7 @@ class Saving(NamedTuple):
     course_speed: str
     estimate: Any  # the variant's Estimate
     checkpoint: int
+    mode: str = "train"  # train: one training step; inference: one forward
     time_model: str = "roofline"  # which model gave time_s: per-op | roofline
 
 
@@ -88,14 +99,15 @@ def train_roofline(est: Estimate, hw: Hardware, recompute: Cost | None = None) -
 
 
 def savings(design: Design, res: tuple[int, int], batch: int, dtype: Dtype, attn: Kernel, optimizer: Optimizer,
-            hw: Hardware) -> tuple[list[Saving], list[str]]:
+            hw: Hardware, mode: RunMode = RunMode.train) -> tuple[list[Saving], list[str]]:
     """The optimisation table for `design` at `res` and `batch` (see the module docstring): the rows,
-    baseline first, and the techniques left out with why; times on `hw`."""
+    baseline first, and the techniques left out with why; times on `hw`. `mode` inference: one forward
+    instead of a training step (its memory `memory.predict_memory`'s weights + input + activation peak,
+    its FLOPs the forward's, its time the forward's); checkpointing, which saves only a training step's
+    memory, is left out."""
     from dataclasses import fields, replace
 
-    from vitcost.analytic.train_memory import train_memory
-    from vitcost.analytic.train_time import step_time
-
+    inference = mode is RunMode.inference
     base = evaluate(design, res, batch, dtype, attn)
     variants: list[tuple[str, Estimate, int]] = [("baseline", base, 0)]
     skipped: list[str] = []
@@ -103,7 +115,10 @@ def savings(design: Design, res: tuple[int, int], batch: int, dtype: Dtype, attn
         variants.append(("mixed precision (bf16 autocast)", evaluate(design, res, batch, Dtype.bf16, attn), 0))
     else:
         skipped.append(f"mixed precision: the baseline already runs in {base.dtype.value}")
-    variants += [("checkpointing, every block", base, 1), ("checkpointing, every 2 blocks", base, 2)]
+    if inference:
+        skipped.append("checkpointing: it saves only a training step's memory")
+    else:
+        variants += [("checkpointing, every block", base, 1), ("checkpointing, every 2 blocks", base, 2)]
     if base.total.attn and not base.attn.fused:
         variants.append(("flash attention (fused kernel)", evaluate(design, res, batch, dtype, Kernel.flash), 0))
     elif not base.total.attn:
@@ -111,27 +126,88 @@ def savings(design: Design, res: tuple[int, int], batch: int, dtype: Dtype, attn
     has_attention = any(f.name == "attention" for f in fields(base.spec))  # not the pixel family's constant
     if has_attention and base.spec.attention == "softmax":
         linear = design._replace(name=f"{base.model} (linear attention)",
-                                 spec=replace(base.spec, attention="linear", rel_pos=False))
+                                 spec=replace(base.spec, attention="linear", rel_pos=False, rope=False, topk=0,
+                                              prune_blocks=()))
         variants.append(("linear attention", evaluate(linear, res, batch, dtype, attn), 0))
     elif not has_attention:
         skipped.append(f"linear attention: the {base.family} family has no attention option")
+    for technique, change in sparsity_variants(base):
+        if isinstance(change, str):
+            skipped.append(f"{technique}: {change}")
+        else:
+            sparse = design._replace(name=f"{base.model} ({technique})", spec=change)
+            variants.append((technique, evaluate(sparse, res, batch, dtype, attn), 0))
     rows: list[Saving] = []
     ref: tuple[int, int, float] | None = None
     for technique, est, checkpoint in variants:
         try:
-            m = train_memory(est, optimizer, checkpoint)
+            peak, flops, (time_s, how), checkpointed = (_forward(est, hw) if inference else
+                                                        _step(est, hw, optimizer, checkpoint))
         except VitcostError as err:
             skipped.append(f"{technique}: {err}")
             continue
-        flops = train_cost(est).count("flops") + project(m.recompute, "flops")
-        time_s, how = step_time(est, hw, m.recompute, optimizer, fp32_per_op=True)
         if ref is None:
-            ref = (m.step_peak, flops, time_s)
+            ref = (peak, flops, time_s)
         memory0, flops0, time0 = ref
         course_memory, course_speed = COURSE.get(technique, ("", ""))
-        rows.append(Saving(technique, m.step_peak, flops, time_s, 1 - m.step_peak / memory0, time0 / time_s,
-                           flops / flops0, course_memory, course_speed, est, m.checkpoint, how))
+        rows.append(Saving(technique, peak, flops, time_s, 1 - peak / memory0, time0 / time_s,
+                           flops / flops0, course_memory, course_speed, est, checkpointed,
+                           "inference" if inference else "train", how))
     return rows, skipped
 
 
-__all__ = ["COURSE", "Saving", "savings", "train_roofline"]
+def _step(est: Estimate, hw: Hardware, optimizer: Optimizer, checkpoint: int
+          ) -> tuple[int, int, tuple[float, str], int]:
+    """A training step's peak, FLOPs (the recomputed forward included), (time, time model) and checkpointing."""
+    from vitcost.analytic.train_memory import train_memory
+    from vitcost.analytic.train_time import step_time
+
+    m = train_memory(est, optimizer, checkpoint)
+    return (m.step_peak, train_cost(est).count("flops") + project(m.recompute, "flops"),
+            step_time(est, hw, m.recompute, optimizer, fp32_per_op=True), m.checkpoint)
+
+
+def _forward(est: Estimate, hw: Hardware) -> tuple[int, int, tuple[float, str], int]:
+    """One forward's memory (weights, input, activation peak), FLOPs and (time, time model), as compare
+    shows them."""
+    from vitcost.analytic.memory import predict_memory
+    from vitcost.analytic.roofline import forward_time
+
+    t = forward_time(est, hw)
+    return predict_memory(est).total_bytes, est.count("flops"), (t["time_s"], t["time_model"]), 0
+
+
+def sparsity_variants(base: Estimate) -> list[tuple[str, Any]]:
+    """The course's attention-sparsity row as two designs derived from `base`'s ViT spec, each with the
+    reason instead where it does not apply: EViT's token pruning (keep rate 0.7 at the blocks at 4/12,
+    7/12 and 10/12 of the depth, 1-based: DeiT-S's 4, 7, 10) and top-k sparse attention (each query keeps
+    a quarter of the keys of the block with the fewest tokens)."""
+    from dataclasses import fields, replace
+
+    from vitcost.errors import SpecError
+
+    spec = base.spec
+    if not any(f.name == "prune_blocks" for f in fields(spec)):  # not the pixel family's constant
+        reason = f"the {base.family} family has no token pruning or top-k option"
+        return [("token pruning (EViT)", reason), ("top-k sparse attention", reason)]
+    out: list[tuple[str, Any]] = []
+    blocks = tuple(sorted({max(1, round(spec.depth * b / 12)) for b in EVIT_BLOCKS}))
+    try:
+        out.append(("token pruning (EViT)", "the design already prunes tokens" if spec.prune_blocks else
+                    replace(spec, prune_blocks=blocks, keep_rate=EVIT_KEEP)))
+    except SpecError as err:
+        out.append(("token pruning (EViT)", str(err)))
+    n = base.tokens + spec.prefix_tokens
+    fewest = n
+    for i in range(spec.depth):
+        n = spec.tokens_after(i, n)
+        fewest = min(fewest, n)
+    try:
+        out.append(("top-k sparse attention", "the design already keeps the top-k keys" if spec.topk else
+                    replace(spec, topk=max(1, -(-fewest // TOPK_FRACTION)))))
+    except SpecError as err:
+        out.append(("top-k sparse attention", str(err)))
+    return out
+
+
+__all__ = ["COURSE", "Saving", "savings", "sparsity_variants", "train_roofline"]

@@ -126,12 +126,16 @@ def overtake_closed_form(spec: Spec) -> float | None:
         linear: qkv 3 N d^2 + proj N d^2 + MLP 2 r N d^2 = (4 + 2r) N d^2   (12 N d^2 for r = 4)
     equal at N = (2 + r) d, i.e. N = 6d for r = 4 (against the MLP alone, 8 N d^2: N = 4d).
     With N = (R/P)^2 + class tokens: R = P * sqrt((2 + r) d - class tokens).
-    ViT-B/16: d = 768 -> N = 4608 -> R = 16 * sqrt(4607) = 1086 px. None for other families and for
-    linear attention (its N d^2 never overtakes the linear layers)."""
-    if not isinstance(spec, (ViTSpec, PixelSpec)) or spec.window or spec.attention != "softmax":
+    ViT-B/16: d = 768 -> N = 4608 -> R = 16 * sqrt(4607) = 1086 px. With the hidden width h = int(r d)
+    and m = 2 MLP products per hidden unit (3 for SwiGLU: the gate, the value, fc2), equal at
+    N = 2d + m h / 2; top-k attention (AV on k keys: N^2 d + N k d) at N = 4d + m h - k; prefix tokens
+    (class and register) taken off. None for other families, for linear attention (its N d^2 never
+    overtakes the linear layers) and for token pruning (the blocks see different N)."""
+    if not isinstance(spec, (ViTSpec, PixelSpec)) or spec.window or spec.attention != "softmax" or spec.prune_blocks:
         return None
-    tokens = (2 + spec.mlp_ratio) * spec.dim - spec.class_tokens
-    return spec.patch * math.sqrt(tokens)
+    m = 3 if spec.mlp == "swiglu" else 2
+    n = 4 * spec.dim + m * spec.mlp_hidden - spec.topk if spec.topk else 2 * spec.dim + m * spec.mlp_hidden / 2
+    return spec.patch * math.sqrt(n - spec.class_tokens - spec.reg_tokens)
 
 
 def score_wall(model: Design, limit_bytes: int, metric: str = "total", batch: int = 1,

@@ -235,8 +235,8 @@ def kernels(est: Any, amp: bool = True, *, math_scores: str = "autocast") -> lis
             continue
         with_param, param_pending = param_pending and entry.param_operand, False
         other = project(op.cost, "flops") - FLOPS_PER_MAC * op.cost.macs
-        if entry.product:
-            if amp:  # the weight's cast, once per forward
+        if entry.time in ("gemm", "conv"):  # a linear, a conv, or a product of two activations (no weights)
+            if amp and entry.product:  # the weight's cast, once per forward
                 emit(op.path, "memory", op.cost.params * (_FULL + _HALF), kind="weight_cast")
             cast_in(op.path, op.inp)
             emit(op.path, _product_class(op), (op.inp + op.out + op.cost.params) * wd.elem,

@@ -104,6 +104,18 @@ class Trace:
         self.ops.append(_new(Op, (path, kind, role, _new(Cost, (0, 0, 0, 0, elems, 0, 0, 0)), out,
                                   2 * out if inp is None else inp, None, self.mark, (), _NO_TAGS)))
 
+    def matmul(self, path: str, batch: Any, m: Any, k: Any, n: Any, *, role: str = "scores") -> Any:
+        """A batched product of two activations, [batch, m, k] @ [batch, k, n]: batch*m*k*n MACs, no
+        parameters. Returns the output elements batch*m*n."""
+        out = batch * m * n
+        self._add(path, "matmul", role, Cost(macs=batch * m * k * n), out, batch * (m * k + k * n))
+        return out
+
+    def softmax(self, path: str, elems: Any, *, role: str = "scores") -> None:
+        """A softmax over `elems` attention scores outside an attention call (EViT's class-token scores):
+        materialised whatever the attention kernel."""
+        self._add(path, "softmax", role, Cost(softmax=elems, attn=elems), elems, elems)
+
     def param(self, path: str, n: Any, *, role: str = "other") -> None:
         """A parameter tensor used without arithmetic of its own (a table, a token)."""
         self._add(path, "param", role, Cost(params=n), 0, 0)

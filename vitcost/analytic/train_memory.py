@@ -388,6 +388,22 @@ def _dtype(ctx: _Ctx, i: int, src: int | None, stream: int) -> int:
     return autocast_width(kind_of(ctx.ops[i]), din, stream, ctx.lo, ctx.device, after_param)
 
 
+def _backward_live(ctx: _Ctx, i: int, grad: str, out_bytes: int, in_bytes: int, e: int) -> tuple[int, ...]:
+    """The bytes op i's backward holds (`ops.OpKind.grad`): the gradient arriving at its output and the one
+    it gives its input; an add hands its gradient on as it is, a parameter's arrives through the op that
+    reads it; SwiGLU's holds dY, then d(SiLU out) and dx (the product's two), then SiLU's own backward and
+    d(gate); top-k's gather of the value rows scatters into a zero-filled [B', h, N, N, d] gradient (the
+    value rows broadcast over the queries) before summing it to v's."""
+    ops = ctx.ops
+    if grad == "through":
+        return (0,)
+    if grad == "glu":
+        return (3 * out_bytes, 3 * out_bytes + in_bytes)
+    if grad == "gather" and ops[i - 1].kind == "softmax":
+        return (out_bytes + 2 * ops[i - 3].out * (ops[i].out // ops[i - 1].out) * e,)
+    return (out_bytes + in_bytes,)
+
+
 def _saved(ctx: _Ctx, i: int, key: tuple, elems: int, e: int) -> list[Saved]:
     """What op i saves for its backward, by its kind's tokens in the op table (`ops.saves`); the attention
     calls' are their own functions'."""
@@ -409,6 +425,14 @@ def _saved(ctx: _Ctx, i: int, key: tuple, elems: int, e: int) -> list[Saved]:
             out.append(Saved(("stats", i), op.cost.params * stat))
         elif token == "index":
             out.append(Saved(("index", i), op.out * INT64))
+        elif token == "matmul_operands":
+            out += _matmul_saves(ctx, i, e)
+        elif token == "intermediate":  # SwiGLU's SiLU output (its input, the gate, is a view of fc1's output)
+            out.append(Saved(("mid", i), op.out * ctx.dt[i]))
+        elif token == "order":  # EViT's int64 order of the patch tokens, which the gathers save
+            out.append(Saved(("order", i), op.out * INT64))
+        elif token == "sources" and ctx.ops[i - 1].kind != "softmax":  # EViT's gather: its sources (the block's
+            out.append(Saved((op.kind, i), op.inp * e))  # sum, the ranking); the fusion: its two operands
     return out
 
 
@@ -450,9 +474,7 @@ def step_ops(est: Estimate, kernel: Kernel = Kernel.math, device: str = "cpu", d
         if entry.product:
             back = _product_backward(ctx, op, out_bytes, in_bytes, e, key)
         elif entry.time != "attention":
-            # the gradient arriving at its output and the one it gives its input; an add hands its
-            # gradient on as it is, a parameter's arrives through the op that reads it
-            back = (0,) if entry.grad == "through" else (out_bytes + in_bytes,)
+            back = _backward_live(ctx, i, entry.grad, out_bytes, in_bytes, e)
         if blk and kind == "add" and op.path == blk and out and ctx.dt[i - 1] == ctx.dt[i] \
                 and _feeds_add(op, out[-1]):
             # the branch's gradient is the residual add's (one tensor handed to both operands)
@@ -462,6 +484,23 @@ def step_ops(est: Estimate, kernel: Kernel = Kernel.math, device: str = "cpu", d
                           op.cost.params * (ctx.lo if ctx.half else F32), back, fwd))
     out.append(_loss_step(est, len(ops), ctx.dt[-1] if ops else F32, ctx.half))
     return out
+
+
+def _matmul_saves(ctx: _Ctx, i: int, e: int) -> list[Saved]:
+    """What a product of two activations saves. Top-k attention's scores (their walker names qkv in
+    `Op.src`): the scaled q and K, a view of qkv (its storage), copied when tagged split_heads; its weighted
+    sum of the gathered value rows: the softmax output and the rows; EViT's class-token product: both
+    operands (matmul copies the strided K^T to fold the batch)."""
+    ops = ctx.ops
+    op = ops[i]
+    if op.src:
+        j = ctx.index[op.src[0]]
+        q = ops[i - 1].out
+        out = [Saved(("out", i - 1), q * e), Saved(("out", j), ops[j].out * ctx.dt[j])]
+        return out + [Saved(("copy", i), q * e)] if "split_heads" in op.tags else out
+    if i >= 2 and ops[i - 1].kind == "gather" and ops[i - 2].kind == "softmax":
+        return [Saved(("out", i - 2), ops[i - 2].out * ctx.dt[i - 2]), Saved(("out", i - 1), ops[i - 1].out * e)]
+    return [Saved(("matmul", i), op.inp * e)]
 
 
 def _weight_elems(op: Op) -> int:
@@ -921,7 +960,7 @@ def train_memory_wall(design: Design, budget_bytes: int, *, solve: str = "res", 
     third point); the smallest root over the steps is where the step stops fitting, confirmed (and moved
     by the step) against the exact model."""
     from vitcost.analytic.estimate import evaluate
-    from vitcost.analytic.memory_wall import WALL_DEGREE, WALL_SAMPLES, solve_wall
+    from vitcost.analytic.memory_wall import WALL_DEGREE, WALL_SAMPLES, first_lattice_point, solve_wall
     from vitcost.analytic.registry import family_of
 
     if not budget_bytes > 0:
@@ -943,12 +982,14 @@ def train_memory_wall(design: Design, budget_bytes: int, *, solve: str = "res", 
 
     if solve == "res":
         lattice, step = family_of(design.spec).lattice(design.spec)
-        xs, fit = [lattice * k for k in range(2, 2 + WALL_SAMPLES)], WALL_DEGREE + 1
+        first = first_lattice_point(lattice, at)
+        xs, fit = [lattice * k for k in range(first, first + WALL_SAMPLES)], WALL_DEGREE + 1
     else:
         step, fit = 1, 2
         xs = [2, 3, 4]  # from 2 on: head-split operands are copied (B' > 1) at every sample
     sol = solve_wall(f"training memory of {design.name} in the {'resolution' if solve == 'res' else 'batch'}", xs,
-                     fit, step, budget_bytes, lambda v: _step_candidates(at(v), train_opts), exact)
+                     fit, step, budget_bytes, lambda v: _step_candidates(at(v), train_opts), exact,
+                     rounded=solve == "res" and bool(getattr(design.spec, "prune_blocks", ())))
     return TrainWall(design.name, budget_bytes, solve, sol.value, sol.total, sol.next_value, sol.next_total,
                      sol.limited_by, step, sol.root)
 

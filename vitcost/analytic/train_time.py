@@ -60,11 +60,11 @@ def _backward(k: Kernel, grad_input: bool) -> list[Kernel]:
     if k.kind == "fused":
         return [k._replace(flops=k.flops * FUSED_BACKWARD_FLOPS, other_flops=k.other_flops * FUSED_BACKWARD_FLOPS,
                            bytes=k.bytes * FUSED_BACKWARD_BYTES)]
-    if k.kind in ("linear", "conv") or k.kind in PRODUCT_STEPS and k.flops:
+    entry = OPS.get(k.kind)
+    if entry is not None and entry.time in ("gemm", "conv") or k.kind in PRODUCT_STEPS and k.flops:
         return [k] * (2 if grad_input else 1)
     if k.kind == "weight_cast":  # the 16-bit weight gradient cast to the float32 .grad
         return [k]
-    entry = OPS.get(k.kind)
     passes = entry.backward_passes if entry is not None else PARAM_PASSES.get(k.kind, STEP_PASSES.get(k.kind, 1.0))
     return [k._replace(bytes=k.bytes * passes, other_flops=k.other_flops * passes)] if passes else []
 

@@ -21,7 +21,7 @@ phi(Q) (phi(K)^T V) normalised by phi(Q) . sum_n phi(K_n), phi = elu + 1: per he
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from vitcost.analytic.cost import LinearAttnCall
 from vitcost.analytic.ints import ceil_div, floor_div
@@ -37,7 +37,9 @@ from vitcost.analytic.peaks import (
     norm_stats,
 )
 from vitcost.analytic.trace import Trace
+from vitcost.errors import SpecError
 from vitcost.specs import PixelSpec, ViTSpec
+from vitcost.vocab import INT64
 
 
 def rel_pos_tables(t: Trace, p: str, head_dim: int, gh: Any, gw: Any) -> tuple:
@@ -48,32 +50,126 @@ def rel_pos_tables(t: Trace, p: str, head_dim: int, gh: Any, gw: Any) -> tuple:
     return (gh, gw, gh, gw)
 
 
+class Modern(NamedTuple):
+    """A plain ViT block's modern options (ViTSpec's fields of the same names; `rope` is the number of
+    patch tokens q and k rotate, 0 for none)."""
+
+    layer_scale: bool = False
+    swiglu: bool = False
+    mlp_norm: bool = False
+    k_bias: bool = True
+    rope: Any = 0
+    topk: int = 0
+
+    @classmethod
+    def of(cls, spec: ViTSpec | PixelSpec, patches: Any) -> Modern:
+        return cls(spec.layer_scale, spec.mlp == "swiglu", spec.mlp_norm, spec.k_bias, patches if spec.rope else 0,
+                   spec.topk)
+
+
+PLAIN = Modern()
+ROPE_FLOPS_PER_ELEMENT = (3, 2)  # x * cos + rot(x) * sin: two products and a sum, and rot negates half of x
+GLU_FLOPS = 3  # SiLU(g) * x per hidden unit: the sigmoid, the product with g, the product with x
+
+
 def transformer_block(t: Trace, p: str, b: Any, n: Any, dim: int, heads: int, hidden: int, *,
-                      rel_grid: tuple = (), linear: bool = False, tags: tuple[str, ...] = ()) -> None:
+                      rel_grid: tuple = (), linear: bool = False, tags: tuple[str, ...] = (),
+                      modern: Modern = PLAIN, pruned: Any = None) -> None:
     """One pre-norm global-attention block over n tokens of width dim, path prefix `p`; with `rel_grid`
     (gh, gw) the n = gh*gw tokens get decomposed relative positions; `linear`: linear attention; `tags`:
-    facts about its attention (`cost.TAGS`)."""
+    facts about its attention (`cost.TAGS`); `modern`: layer scale, SwiGLU, no key bias, RoPE; `pruned`:
+    the tokens EViT leaves for the MLP (`evit_fuse`), None for no pruning."""
     rows, x = b * n, b * n * dim
     t.norm(f"{p}.norm1", rows, dim)
     t.linear(f"{p}.attn.qkv", rows, dim, 3 * dim, role="proj")
+    if not modern.k_bias:  # the key's bias is a zero buffer added with the others (EVA), not a parameter
+        op = t.ops[-1]
+        t.ops[-1] = op._replace(cost=op.cost._replace(params=op.cost.params - dim))
     qkv = t.key()
     rel = rel_pos_tables(t, f"{p}.attn", dim // heads, *rel_grid) if rel_grid else ()
+    if modern.rope:  # q and k of the patch tokens: [B, h, patches, d] each
+        per, half = ROPE_FLOPS_PER_ELEMENT
+        rotated = 2 * b * modern.rope * dim
+        t.eltwise(f"{p}.attn", per * rotated + rotated // half, kind="rope", inp=rotated, out=rotated)
     if linear:
         t.linear_attention(f"{p}.attn", b, heads, n, dim // heads)
+    elif modern.topk:
+        topk_attention(t, f"{p}.attn", b, heads, n, dim // heads, modern.topk, qkv)
     else:
         t.attention(f"{p}.attn", b, heads, n, n, dim // heads, rel=rel)
-    t.note(*tags, src=(f"qkv={qkv}",))
+    if not modern.topk:
+        t.note(*tags, src=(f"qkv={qkv}",))
     t.linear(f"{p}.attn.proj", rows, dim, dim, role="proj")
+    if modern.layer_scale:
+        layer_scale(t, f"{p}.ls1", x, dim)
     t.eltwise(p, x)  # residual
-    channel_mlp(t, p, rows, dim, hidden)
+    if pruned is not None and pruned != n:
+        evit_fuse(t, p, b, n, pruned, dim, heads)
+        rows = b * pruned
+    channel_mlp(t, p, rows, dim, hidden, modern)
 
 
-def channel_mlp(t: Trace, p: str, rows: Any, dim: int, hidden: int) -> None:
-    """x + fc2(GELU(fc1(norm2(x)))) over `rows` tokens."""
+def evit_fuse(t: Trace, p: str, b: Any, n: Any, left: Any, dim: int, heads: int) -> None:
+    """EViT (Liang et al. 2022) between a block's attention and its MLP, n tokens in, `left` out (the class
+    token, the k = left - 2 most attended patch tokens, their complement fused into one): the class
+    token's scores, computed apart (a fused kernel never forms them), q_cls * scale and q_cls @ K^T (b*h*n*d
+    MACs), softmax over the n keys, the mean over heads of the n - 1 patch columns; the ranking of the
+    n - 1 patch tokens (one comparison each); gathers of the k kept tokens, of the r = n - 1 - k others and
+    of their r scores; the fusion sum_j a_j x_j (a product and a sum per element); the concat of the left."""
+    d = dim // heads
+    k = left - 2
+    r = n - 1 - k
+    t.eltwise(f"{p}.attn", b * heads * d, kind="mul", inp=b * heads * d)  # q_cls * scale
+    t.matmul(f"{p}.attn", b * heads, 1, d, n)
+    t.softmax(f"{p}.attn", b * heads * n)
+    t.eltwise(f"{p}.attn", b * heads * (n - 1), kind="rank", out=b * (n - 1))  # the mean over heads
+    t.eltwise(p, b * (n - 1), kind="topk", inp=b * (n - 1))
+    t.eltwise(p, b * (n - 1) * dim + b * r, kind="gather", inp=b * n * dim + b * (n - 1),
+              out=b * (n - 1) * dim + b * r)
+    t.eltwise(p, 2 * b * r * dim, kind="fuse", inp=b * r * (dim + 1), out=b * dim)
+    t.eltwise(p, b * left * dim, kind="concat", inp=b * left * dim)
+
+
+def topk_attention(t: Trace, p: str, b: Any, heads: int, n: Any, d: int, k: int, qkv: str) -> None:
+    """Top-k attention (nets.vit.topk_attend) over n tokens, each query keeping its k best keys: q * scale,
+    the full scores q K^T (n^2 d MACs per head; K a view of the op `qkv`'s output), the selection of k in
+    each row (one comparison per score), softmax over the k, the gather of the k value rows of each query
+    (n k d elements), their weighted sum (n k d MACs per head)."""
+    if isinstance(n, int) and k > n:
+        raise SpecError(f"ViTSpec.topk = {k} is more than the {n} keys its attention has here.")
+    bh = b * heads
+    t.eltwise(p, bh * n * d, kind="mul", inp=bh * n * d)  # q * scale
+    t.matmul(p, bh, n, d, n)
+    split = ("split_heads",) if not isinstance(b, int) or b > 1 and heads > 1 else ()
+    t.note(*split, src=(qkv,))  # K^T: a view of qkv
+    t.eltwise(p, bh * n * n, kind="topk", inp=bh * n * n, out=bh * n * k)
+    t.softmax(p, bh * n * k)
+    t.eltwise(p, bh * n * k * d, kind="gather", inp=bh * n * k * d)
+    t.matmul(p, bh * n, 1, k, d)
+
+
+def layer_scale(t: Trace, p: str, x: Any, dim: int) -> None:
+    """x * gamma, gamma a learned per-channel vector (timm's LayerScale)."""
+    t.param(f"{p}.gamma", dim, role="mlp")
+    t.eltwise(p, x, kind="scale", inp=x)
+
+
+def channel_mlp(t: Trace, p: str, rows: Any, dim: int, hidden: int, modern: Modern = PLAIN) -> None:
+    """x + fc2(GELU(fc1(norm2(x)))) over `rows` tokens; SwiGLU: x + fc2(SiLU(g) * h), [g | h] = fc1(norm2(x))
+    of 2 x hidden outputs; `mlp_norm`: a LayerNorm on the hidden units before fc2; layer scale before the add."""
     t.norm(f"{p}.norm2", rows, dim)
-    t.linear(f"{p}.mlp.fc1", rows, dim, hidden, role="mlp")
-    t.gelu(f"{p}.mlp.act", rows * hidden)
+    if modern.swiglu:
+        t.linear(f"{p}.mlp.fc1", rows, dim, 2 * hidden, role="mlp")
+        t.eltwise(f"{p}.mlp.act", GLU_FLOPS * rows * hidden, kind="glu", role="mlp", inp=2 * rows * hidden,
+                  out=rows * hidden)
+    else:
+        t.linear(f"{p}.mlp.fc1", rows, dim, hidden, role="mlp")
+        t.gelu(f"{p}.mlp.act", rows * hidden)
+    if modern.mlp_norm:
+        t.norm(f"{p}.mlp.norm", rows, hidden)
     t.linear(f"{p}.mlp.fc2", rows, hidden, dim, role="mlp")
+    if modern.layer_scale:
+        layer_scale(t, f"{p}.ls2", rows * dim, dim)
     t.eltwise(p, rows * dim)  # residual
 
 
@@ -112,16 +208,22 @@ def vit_trace(spec: ViTSpec | PixelSpec, h: Any, w: Any, b: Any) -> Trace:
     d = spec.dim
     gh, gw = t.conv("patch_embed.proj", b, spec.in_chans, d, h, w, kernel=spec.patch, stride=spec.patch,
                     pad=0, role="embed")
-    n = gh * gw + spec.class_tokens
+    patches = gh * gw
+    n = patches + spec.prefix_tokens
     if spec.distilled:  # DeiT: a class token and a distillation token
         t.param("cls_token", d)
         t.param("dist_token", d)
     elif spec.class_tokens:
         t.param("cls_token", spec.class_tokens * d)
-    t.param("pos_embed", n * d)
-    t.eltwise("", b * n * d)  # + pos_embed, in the model's own forward
+    if spec.reg_tokens:
+        t.param("reg_token", spec.reg_tokens * d)
+    if spec.pos_embed:
+        rows = patches if spec.reg_tokens else n  # with register tokens only the patches get a row (timm)
+        t.param("pos_embed", rows * d)
+        t.eltwise("", b * rows * d)  # + pos_embed, in the model's own forward
     # timm's SAM blocks fold the heads into the batch: q, k, v are views of qkv as [3, B'*h, N, d]
     sam = ("folded_heads",) if spec.window or spec.rel_pos or spec.neck else ()
+    modern = Modern.of(spec, patches)
     for i in range(spec.depth):
         win = spec.block_window(i)
         with t.block(f"blocks.{i}", "", b * n * d):
@@ -129,25 +231,40 @@ def vit_trace(spec: ViTSpec | PixelSpec, h: Any, w: Any, b: Any) -> Trace:
                 windowed_block(t, f"blocks.{i}", b, gh, gw, d, spec.heads, spec.mlp_hidden, win, win,
                                rel_pos=spec.rel_pos, linear=spec.attention == "linear", tags=sam)
             else:
+                left = spec.tokens_after(i, n) if spec.prune_blocks else None
                 transformer_block(t, f"blocks.{i}", b, n, d, spec.heads, spec.mlp_hidden,
                                   rel_grid=(gh, gw) if spec.rel_pos else (), linear=spec.attention == "linear",
-                                  tags=sam)
+                                  tags=sam, modern=modern, pruned=left)
+                if left is not None:
+                    n = left
     if isinstance(spec, PixelSpec):
         t.norm("norm", b * n, d)
         t.linear("head", b * n, d, spec.vocab, role="head")  # a palette logit per pixel
+        return t
+    if spec.fc_norm:  # pool, then the norm on the pooled token (timm's fc_norm), which runs without a head too
+        pool(t, spec, b, patches)
+        t.norm("fc_norm", b, d)
+        if spec.num_classes:
+            t.linear("head", b, d, spec.num_classes, role="head")
         return t
     if spec.neck:
         d, n = neck(t, b, d, spec.neck, gh, gw), gh * gw
     else:
         t.norm("norm", b * n, d)
     if spec.num_classes:
-        if not spec.class_tokens:
-            t.eltwise("", b * d, kind="pool", inp=b * n * d)  # mean over tokens (or over the neck's grid)
+        pool(t, spec, b, patches)
         t.linear("head", b, d, spec.num_classes, role="head")  # on the class token or the mean
         if spec.distilled:  # DeiT: head_dist on the distillation token, (head + head_dist) / 2
             t.linear("head_dist", b, d, spec.num_classes, role="head")
             t.eltwise("", 2 * b * spec.num_classes)
     return t
+
+
+def pool(t: Trace, spec: ViTSpec, b: Any, patches: Any) -> None:
+    """The head's input: class token 0 (nothing to compute), or the mean of the patch tokens (or of the
+    neck's grid, one per patch), the prefix tokens left out."""
+    if spec.pool == "avg":
+        t.eltwise("", b * spec.dim, kind="pool", inp=b * patches * spec.dim)
 
 
 def neck(t: Trace, b: Any, dim: int, channels: int, gh: Any, gw: Any) -> int:
@@ -190,33 +307,69 @@ def block_memory(peak: PeakSteps, blk: Block, spec: ViTSpec | PixelSpec, b: int,
                  outer: int) -> None:
     """nets.vit.Block, as timm's: x = x + attn(norm1(x)); x = x + mlp(norm2(x)). `outer`: the embedded
     tokens, which the nn.Sequential of blocks keeps referenced while blocks 1.. run. A plain ViT's
-    attention (`peaks.kept_scores_attention`) keeps qkv, the scaled q and the softmax output to its end;
-    a model with windows, relative positions or a neck runs timm's SAM block (`sam_block_memory`); linear
+    attention (`peaks.kept_scores_attention`) keeps qkv, the scaled q and the softmax output to its end
+    (with RoPE also the rotated k, and the rotated q on the fused path); a model with windows, relative
+    positions or a neck runs timm's SAM block (`sam_block_memory`); linear
     attention replaces the core (`linear_attention_memory`). Block 0 also holds the embedding: the patch
-    tokens (a view of the conv output, kept by the caller while the class tokens are concatenated) and
-    the concat when there are class tokens, then + pos_embed; the last block of a model with a neck also
-    holds the neck's steps (`neck_memory`)."""
+    tokens (a view of the conv output, kept by the caller while the prefix tokens are concatenated) and
+    the concat when there are prefix tokens, and + pos_embed (before the concat with registers); the last
+    block of a model with a neck also holds the neck's steps (`neck_memory`); an EViT block's MLP runs on
+    the tokens its fusion leaves."""
     x = blk.out("norm1")
     a = blk.attention()
     proj = blk.out("attn.proj")
-    if blk.index == 0 and spec.class_tokens:
-        patches = x - b * spec.class_tokens * spec.dim  # the patch tokens, before the concat
-        peak.at((patches + 2 * x) * e, "pos_embed")
+    if blk.index == 0 and spec.prefix_tokens:
+        patches = x - b * spec.prefix_tokens * spec.dim  # the patch tokens, before the concat
+        # concat then + pos_embed; with registers + pos_embed on the patches, then the concat
+        added = (patches if spec.reg_tokens else x) if spec.pos_embed else 0
+        peak.at((patches + x + added) * e, "pos_embed")
     if spec.window or spec.rel_pos or spec.neck:
         sam_block_memory(peak, blk, spec, b, e, fused, outer)
         if spec.neck and blk.index == spec.depth - 1:
             neck_memory(peak, x, spec, b, e)
         return
     base = outer + (2 * x + blk.out("attn.qkv")) * e  # block input, norm1 output, qkv
-    if isinstance(a, LinearAttnCall):
+    if a is None:  # top-k attention
+        topk_attention_memory(peak, blk, base, b, spec.heads, e, proj)
+    elif isinstance(a, LinearAttnCall):
         o = linear_attention_memory(peak, f"{blk.p}.attn", base, a, e, split=a.batch > 1 and a.heads > 1)
         merge = o if a.heads > 1 else 0  # the [B', h, N, d] output merged back to [B', N, D]
         peak.at(base + o + merge, f"{blk.p} attn merge heads")
         peak.at(base + (merge or o) + proj * e, f"{blk.p} attn.proj")
     else:
-        kept_scores_attention(peak, f"{blk.p}.attn", base, a, e, fused=fused, proj=proj)
+        # RoPE's rotated k stays referenced through the attention (the rotated q too, on the fused path;
+        # the math path's scaled q replaces it)
+        rotated = (2 if fused else 1) * a.q * e if spec.rope else 0
+        kept_scores_attention(peak, f"{blk.p}.attn", base + rotated, a, e, fused=fused, proj=proj)
     peak.at(outer + (2 * x + proj) * e, f"{blk.p} residual")  # block input, the attention output, the sum
+    left = blk.out("", "concat")
+    if left:  # EViT (nets.vit.evit_fuse): the gathers, the weighted others, then the concat; they die on return
+        gathered, others = blk.out("", "gather"), blk.find("", "fuse").inp
+        peak.at(outer + (2 * x + gathered + others) * e, f"{blk.p} evit fuse")
+        peak.at(outer + (2 * x + gathered + left) * e, f"{blk.p} evit concat")
+        mlp(peak, blk.p, outer + (x + left) * e, left, blk.out("mlp.fc1"), blk.out("mlp.fc2"), e)
+        return
     mlp(peak, blk.p, outer + 2 * x * e, x, blk.out("mlp.fc1"), blk.out("mlp.fc2"), e)  # input, x + attn
+
+
+def topk_attention_memory(peak: PeakSteps, blk: Block, base: int, b: int, heads: int, e: int, proj: int) -> None:
+    """nets.vit.topk_attend inside nets.vit.Attention, `base` bytes alive (qkv included): q * scale (and,
+    when B > 1 and h > 1, the contiguous copies matmul makes of the head-split q and k), the scores; the
+    top k of each row with their int64 indices; their softmax; the gathered value rows; the weighted sum.
+    Its temporaries die on return; merging the heads copies the output, then proj."""
+    where = f"{blk.p}.attn"
+    q = blk.out("attn", "mul")
+    s, sel, rows = blk.out("attn", "matmul"), blk.out("attn", "topk"), blk.out("attn", "gather")
+    split = q if b > 1 and heads > 1 else 0
+    peak.at(base + (2 * q + split) * e, f"{where} q * scale")
+    peak.at(base + (q + 2 * split + s) * e, f"{where} q @ k^T")
+    peak.at(base + (s + 2 * sel) * e + sel * INT64, f"{where} topk")
+    peak.at(base + (s + 2 * sel) * e + sel * INT64, f"{where} softmax")
+    peak.at(base + (s + 2 * sel + rows) * e + sel * INT64, f"{where} gather")
+    peak.at(base + (s + 2 * sel + rows + q) * e + sel * INT64, f"{where} weights @ rows")
+    merge = q if heads > 1 else 0
+    peak.at(base + (q + merge) * e, f"{where} merge heads")
+    peak.at(base + ((merge or q) + proj) * e, f"{where}.proj")
 
 
 def sam_block_memory(peak: PeakSteps, blk: Block, spec: ViTSpec | PixelSpec, b: int, e: int, fused: bool,

@@ -13,6 +13,7 @@ from vitcost.cli.app import (
     DtypeOpt,
     Format,
     FormatOpt,
+    ModeOpt,
     OutputOpt,
     PeakOpt,
     app,
@@ -20,7 +21,7 @@ from vitcost.cli.app import (
     emit_rows,
     hardware_option,
 )
-from vitcost.vocab import Dtype, Kernel, Optimizer, parse_resolutions
+from vitcost.vocab import Dtype, Kernel, Optimizer, RunMode, parse_resolutions, parse_run_mode
 
 
 @app.command()
@@ -37,6 +38,7 @@ def savings(
     hardware: Annotated[str, typer.Option(
         help="Device profile for the time column: a name (`vitcost hardware` lists them) or a .toml profile file.")]
     = "h100-sxm",
+    mode: ModeOpt = "train",
     peak_tflops: PeakOpt = None,
     bandwidth: BandwidthOpt = None,
     fmt: FormatOpt = Format.table,
@@ -46,18 +48,25 @@ def savings(
 
     For one training step (forward, backward, optimizer): the baseline as given, then mixed precision
     (bf16 autocast), activation checkpointing every block and every 2 blocks, a fused (flash) attention
-    kernel, and linear attention (for ViT-style designs). Each row: the step's peak memory and how much
-    it saves, the step's FLOPs (checkpointing's recomputed forward included) and its time on --hardware
-    with the speed-up — beside the course's guesses (mixed precision ~50% memory and 1.5-2x,
-    checkpointing ~75% at 0.8x, linear attention ~60%). The time is the per-op model (the forward's
-    kernels fitted on measured runs, their backward kernels, the update) on a profile that carries
-    fitted efficiencies, for every row (an fp32 row at the fp32 peaks), else a roofline. Every figure
-    comes from the same memory, FLOP and time models as `compare --mode train` and `profile`.
+    kernel, linear attention (for ViT-style designs), and the course's attention-sparsity row as token
+    pruning (EViT: keep rate 0.7 at blocks 4, 7, 10 of 12, scaled to the depth; ViT designs with a class
+    token) and top-k sparse attention (each query keeps a quarter of the keys). Each row: the step's peak
+    memory and how much it saves, the step's FLOPs (checkpointing's recomputed forward included) and its
+    time on --hardware with the speed-up — beside the course's guesses (mixed precision ~50% memory and
+    1.5-2x, checkpointing ~75% at 0.8x, linear attention ~60%, sparsity 10-30% and 1.2-1.5x). The time is
+    the per-op model (the forward's kernels fitted on measured runs, their backward kernels, the update)
+    on a profile that carries fitted efficiencies and a batch as large as the measured runs', for every
+    row (an fp32 row at the fp32 peaks), else a roofline. Every figure comes from the same memory, FLOP
+    and time models as `compare --mode train` and `profile`.
+
+    --mode inference gives the same table for one forward (its memory: weights, input and the activation
+    peak; its FLOPs and time, as compare shows them), without the checkpointing rows.
 
     Several --res give one table per size (JSON/CSV: one list of rows, each with its res).
 
     Example: [bold]vitcost savings vit_b16 --res 1024 --batch 32[/bold]
     """
+    from vitcost.analytic.roofline import TIME_MODELS
     from vitcost.analytic.savings import savings as compute
     from vitcost.analytic.train_time import TRAIN_TIME_MODELS
     from vitcost.cli.output import check_output
@@ -69,7 +78,8 @@ def savings(
     output = check_output(output)
     hw = hardware_option(hardware, peak_tflops, bandwidth, dtype)
     design, sizes = parse_design(model), parse_resolutions(res or ["224"])
-    tables = [compute(design, size, batch, dtype, attn, optimizer, hw) for size in sizes]
+    inference = parse_run_mode(mode) is RunMode.inference
+    tables = [compute(design, size, batch, dtype, attn, optimizer, hw, parse_run_mode(mode)) for size in sizes]
     data = [saving_row(r) for rows, _ in tables for r in rows]
     if emit_rows(data, fmt, output):
         return
@@ -78,18 +88,20 @@ def savings(
         base = rows[0].estimate
         mine = [saving_row(r) for r in rows]
         title = (f"vitcost savings — {base.model} at {mine[0]['res']}, batch {base.batch}, {base.dtype.value}, "
-                 f"{base.attn.value} attention, {optimizer.value}; time: {mine[0]['time_model']} on {hw.label}")
-        header, cells = savings_cells(mine)
+                  f"{base.attn.value} attention, " + ("inference" if inference else optimizer.value)
+                 + f"; time: {mine[0]['time_model']} on {hw.label}")
+        header, cells = savings_cells(mine, "forward memory" if inference else "step memory")
         notes = [f"left out: {s}" for s in skipped]
         if fmt is Format.markdown or output is not None:
             texts.append(f"**{title}**\n\n" + formats.to_markdown(header, cells) + "".join(f"\n{n}" for n in notes))
         else:
             from vitcost.report.boxtable import box_table
 
-            caption = ("memory: the training step's peak (weights, gradients, optimizer state, activations); "
-                       "FLOPs: forward + backward (+ recomputed forward); time: "
-                       + TRAIN_TIME_MODELS[mine[0]["time_model"]] + "; course: the quoted guesses"
-                       + "".join(f"\n{n}" for n in notes))
+            what = ("memory: the forward's peak (weights, input, activations); FLOPs: the forward's" if inference
+                    else "memory: the training step's peak (weights, gradients, optimizer state, activations); "
+                    "FLOPs: forward + backward (+ recomputed forward)")
+            how = TIME_MODELS[mine[0]["time_model"]] if inference else TRAIN_TIME_MODELS[mine[0]["time_model"]]
+            caption = what + "; time: " + how + "; course: the quoted guesses" + "".join(f"\n{n}" for n in notes)
             texts.append(box_table(header, cells, right=set(range(1, len(header) - 2)), title=title,
                                    caption=caption))
     emit("\n\n".join(texts), output)

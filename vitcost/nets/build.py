@@ -12,6 +12,7 @@ from torch import nn
 from vitcost.analytic.estimate import walk
 from vitcost.analytic.registry import family_of
 from vitcost.design import parse_design
+from vitcost.errors import VitcostError
 from vitcost.nets.common import check_attn_mode
 from vitcost.vocab import Dtype, parse_dtype, parse_res
 
@@ -42,5 +43,11 @@ def build(model: Any, res: Any = None, *, attn: str = "math", device: str | torc
     module, _, cls = family_of(design.spec).net.partition(":")
     net_class = getattr(importlib.import_module(module), cls)
     with torch.device(device) if device is not None else contextlib.nullcontext():
-        net = net_class(design.spec, (h, w), attn)
+        try:
+            net = net_class(design.spec, (h, w), attn)
+        except (TypeError, OverflowError, RuntimeError) as e:  # a tensor dimension beyond torch's 64-bit sizes
+            if "overflow" not in str(e).lower():
+                raise
+            raise VitcostError(f"{h}x{w} is too large to build: a tensor of the net would have more elements than "
+                               "torch can index.") from None
     return net if dtype is None else net.to(dtype=torch_dtype(dtype))

@@ -73,14 +73,14 @@ def set_attn_mode(model: nn.Module, mode: str) -> nn.Module:
 
 
 class Mlp(nn.Module):
-    """fc2(GELU(fc1(x))) over the last dim: [..., dim] -> [..., hidden] -> [..., dim];
+    """fc2(GELU(fc1(x))) over the last dim: [..., dim] -> [..., hidden] -> [..., out] (default dim);
     2 * dim * hidden MACs per row. Used for the channel MLP of every family and for Mixer's token MLP."""
 
-    def __init__(self, dim: int, hidden: int) -> None:
+    def __init__(self, dim: int, hidden: int, out: int = 0) -> None:
         super().__init__()
         self.fc1 = nn.Linear(dim, hidden)
         self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, dim)
+        self.fc2 = nn.Linear(hidden, out or dim)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.fc2(self.act(self.fc1(x)))

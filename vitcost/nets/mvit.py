@@ -10,7 +10,9 @@ Pooling attention (MViTv2 Sec. 3-4): q, k, v = qkv(y) split into heads [B, n, h*
 by a depthwise k x k conv (stride s for Q, the adaptive KV stride for K/V, padding k//2, no bias,
 shared across heads) and normalised over d; the scores add decomposed relative positions
 (q against tables gathered by relative distance along h and along w) and the pooled q is added back
-to the output (residual pooling).
+to the output (residual pooling). With expand_attn off (timm's mvitv2_large) the channels widen instead
+in the last block of a stage: x = x + proj(MHPA(y)) at D_in, then x = shortcut_proj_mlp(norm2(x)) +
+MLP(norm2(x)) with fc2 writing the next stage's width.
 
 The forward follows timm's `mvitv2.py` (the implementation people run) where that decides which tensors
 are alive: the attention keeps the whole qkv output referenced until it returns; each of q, k, v is
@@ -68,7 +70,7 @@ class MultiScaleAttention(AttentionCore):
       @ v:    [B, n, Nq, Nk] @ [B, n, Nk, d]                      B*n*Nq*Nk*d MACs"""
 
     def __init__(self, dim_in: int, dim: int, heads: int, grid: tuple[int, int], q_stride: int, kv_stride: int,
-                 spec: MViTSpec, attn_mode: str) -> None:
+                 spec: MViTSpec, attn_mode: str, dim_out: int = 0) -> None:
         super().__init__(attn_mode)
         self.heads, self.grid, self.dim = heads, grid, dim
         hd, k = dim // heads, spec.pool_kernel
@@ -159,7 +161,7 @@ class MultiScaleBlock(nn.Module):
     """[B, h*w, D_in] -> [B, hq*wq, D]; see the module docstring for the residual path."""
 
     def __init__(self, dim_in: int, dim: int, heads: int, grid: tuple[int, int], q_stride: int, kv_stride: int,
-                 spec: MViTSpec, attn_mode: str) -> None:
+                 spec: MViTSpec, attn_mode: str, dim_out: int = 0) -> None:
         super().__init__()
         self.grid = grid
         self.norm1 = nn.LayerNorm(dim_in, eps=LN_EPS)
@@ -169,7 +171,9 @@ class MultiScaleBlock(nn.Module):
                                    if q_stride > 1 else None)
         self.attn = MultiScaleAttention(dim_in, dim, heads, grid, q_stride, kv_stride, spec, attn_mode)
         self.norm2 = nn.LayerNorm(dim, eps=LN_EPS)
-        self.mlp = Mlp(dim, int(dim * spec.mlp_ratio))
+        dim_out = dim_out or dim
+        self.shortcut_proj_mlp = nn.Linear(dim, dim_out) if dim_out != dim else None
+        self.mlp = Mlp(dim, int(dim * spec.mlp_ratio), dim_out)
         self.out_grid = self.attn.q_grid
         short = grid
         if self.shortcut_pool_attn is not None:
@@ -194,7 +198,7 @@ class MultiScaleBlock(nn.Module):
         x_shortcut = self._shortcut_pool(x_shortcut)
         x = x_shortcut + self.attn(x_norm)
         x_norm = self.norm2(x)
-        x_shortcut = x
+        x_shortcut = x if self.shortcut_proj_mlp is None else self.shortcut_proj_mlp(x_norm)
         return x_shortcut + self.mlp(x_norm)
 
 
@@ -220,12 +224,13 @@ class MViTv2(nn.Module):
         grid = (conv_out(res[0], k, s, k // 2), conv_out(res[1], k, s, k // 2))
         dim_in = spec.dims[0]
         self.stages = nn.ModuleList()
-        for st, (dim, depth, heads) in enumerate(zip(spec.dims, spec.depths, spec.heads)):
+        for st, (depth, heads) in enumerate(zip(spec.depths, spec.heads)):
             blocks = []
             for i in range(depth):
+                dim, dim_out = spec.block_dims(st, i, dim_in)
                 blocks.append(MultiScaleBlock(dim_in, dim, heads, grid, spec.q_stride(st) if i == 0 else 1,
-                                              spec.kv_stride_at(st), spec, attn_mode))
-                grid, dim_in = blocks[-1].out_grid, dim
+                                              spec.kv_stride_at(st), spec, attn_mode, dim_out))
+                grid, dim_in = blocks[-1].out_grid, dim_out
             self.stages.append(MViTStage(blocks))
         self.norm = nn.LayerNorm(dim_in, eps=LN_EPS)
         self.head = nn.Linear(dim_in, spec.num_classes)

@@ -109,11 +109,19 @@ class Attention(AttentionCore):
     (see the module docstring); otherwise timm's ViT layout, [B, h, N, d] views of qkv."""
 
     def __init__(self, dim: int, heads: int, attn_mode: str, rel_grid: tuple[int, int] | None = None,
-                 linear: bool = False, fold_heads: bool = False) -> None:
+                 linear: bool = False, fold_heads: bool = False, k_bias: bool = True,
+                 rope: tuple[int, tuple[int, int]] | None = None, topk: int = 0) -> None:
         super().__init__(attn_mode)
-        self.heads, self.linear, self.fold_heads = heads, linear, fold_heads
+        self.heads, self.linear, self.fold_heads, self.topk = heads, linear, fold_heads, topk
         self.scale = (dim // heads) ** -0.5
-        self.qkv = nn.Linear(dim, 3 * dim)
+        self.qkv = nn.Linear(dim, 3 * dim) if k_bias else QVBiasLinear(dim)
+        self.rope_prefix = rope[0] if rope else 0
+        if rope:
+            sin, cos = rope_tables(dim // heads, rope[1])
+            self.register_buffer("rope_sin", sin, persistent=False)
+            self.register_buffer("rope_cos", cos, persistent=False)
+        else:
+            self.rope_sin = self.rope_cos = None
         self.proj = nn.Linear(dim, dim)
         self.rel_grid = rel_grid
         if rel_grid:
@@ -123,15 +131,24 @@ class Attention(AttentionCore):
             self.register_buffer("rel_pos_index_h", rel_pos_index(gh, gh), persistent=False)
             self.register_buffer("rel_pos_index_w", rel_pos_index(gw, gw), persistent=False)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, rank: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+        """The attention's output; with `rank`, also EViT's ranking of the patch tokens: the class token's
+        attention to each of them, [B, N - 1], averaged over the heads (computed apart from the attention)."""
         b, n, dim = x.shape
         qkv = self.qkv(x).reshape(b, n, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
         if self.fold_heads:
             q, k, v = qkv.reshape(3, b * self.heads, n, -1).unbind(0)
         else:
             q, k, v = qkv.unbind(0)
+        if self.rope_sin is not None:  # EVA's order: the prefix tokens as they are, the patches rotated
+            npt = self.rope_prefix
+            q = torch.cat([q[:, :, :npt], apply_rope(q[:, :, npt:], self.rope_sin, self.rope_cos)], dim=2)
+            k = torch.cat([k[:, :, :npt], apply_rope(k[:, :, npt:], self.rope_sin, self.rope_cos)], dim=2)
+        ranking = class_attention(q, k, self.scale) if rank else None
         if self.linear:
             x = linear_attend(q, k, v)
+        elif self.topk:
+            x = topk_attend(q, k, v, self.topk, self.scale)
         else:
             bias = None
             if self.rel_grid:
@@ -151,7 +168,108 @@ class Attention(AttentionCore):
                 attn = attn.softmax(dim=-1)
                 x = attn @ v
         x = x.view(b, self.heads, n, -1).transpose(1, 2).reshape(b, n, dim)
-        return self.proj(x)
+        return (self.proj(x), ranking) if rank else self.proj(x)
+
+
+def topk_attend(q: Tensor, k: Tensor, v: Tensor, top: int, scale: float) -> Tensor:
+    """Top-k attention on [B, h, N, d]: each query attends to the `top` keys of its highest scores.
+    scores = (q * scale) @ k^T (N^2 d MACs per head); the top of each row and their int64 indices; softmax
+    over them; the selected value rows gathered per query, [B, h, N, top, d]; their weighted sum as a
+    batched product [.., 1, top] @ [.., top, d] (N top d MACs per head). The same code on both attention
+    paths: no fused kernel selects keys."""
+    b, h, n, d = v.shape
+    scores = (q * scale) @ k.transpose(-2, -1)
+    best, index = scores.topk(top, dim=-1)
+    weights = best.softmax(dim=-1)
+    rows = torch.gather(v.unsqueeze(2).expand(b, h, n, n, d), 3, index.unsqueeze(-1).expand(b, h, n, top, d))
+    return (weights.unsqueeze(-2) @ rows).squeeze(-2)
+
+
+def class_attention(q: Tensor, k: Tensor, scale: float) -> Tensor:
+    """EViT's ranking: softmax((q_cls * scale) @ K^T) over the N keys, [B, h, 1, N] (B*h*N*d MACs), its
+    patch columns averaged over the heads: [B, N - 1]."""
+    scores = ((q[:, :, :1] * scale) @ k.transpose(-2, -1)).softmax(dim=-1)
+    return scores[:, :, 0, 1:].mean(dim=1)
+
+
+def evit_fuse(x: Tensor, ranking: Tensor, left: int) -> Tensor:
+    """EViT (Liang et al. 2022, fused variant) on [B, N, D]: the class token, the left - 2 patch tokens the
+    class token attends to most, and the others fused into one token weighted by those attentions:
+    [B, left, D]. The temporaries die on return."""
+    b, n, d = x.shape
+    keep = left - 2
+    order = ranking.argsort(dim=1, descending=True)  # [B, N - 1]
+    kept, others = order[:, :keep], order[:, keep:]
+    patches = x[:, 1:]
+    x_kept = torch.gather(patches, 1, kept.unsqueeze(-1).expand(-1, -1, d))
+    x_others = torch.gather(patches, 1, others.unsqueeze(-1).expand(-1, -1, d))
+    weights = torch.gather(ranking, 1, others)
+    fused = torch.sum(x_others * weights.unsqueeze(-1), dim=1, keepdim=True)
+    return torch.cat([x[:, :1], x_kept, fused], dim=1)
+
+
+class QVBiasLinear(nn.Module):
+    """EVA's fused qkv projection: a weight [3D, D], biases for q and v and a zero buffer for k, applied in
+    one F.linear (3*D*D + 2*D parameters)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(3 * dim, dim))
+        nn.init.xavier_uniform_(self.weight)
+        self.q_bias = nn.Parameter(torch.zeros(dim))
+        self.v_bias = nn.Parameter(torch.zeros(dim))
+        self.register_buffer("k_bias", torch.zeros(dim), persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.linear(x, self.weight, torch.cat((self.q_bias, self.k_bias, self.v_bias)))
+
+
+def rope_tables(head_dim: int, grid: tuple[int, int], temperature: float = 10000.0) -> tuple[Tensor, Tensor]:
+    """EVA02's 2-D rotary tables for a gh x gw grid, [gh*gw, head_dim] each: the first half of a head
+    rotates with the row index, the second with the column index, at head_dim/4 frequencies each, every
+    angle repeated for the interleaved pair it rotates."""
+    freqs = temperature ** -(torch.arange(0, head_dim // 4, dtype=torch.float32) / (head_dim // 4))
+    rows, cols = torch.meshgrid(torch.arange(grid[0], dtype=torch.float32),
+                                torch.arange(grid[1], dtype=torch.float32), indexing="ij")
+    angles = torch.cat([rows.reshape(-1, 1) * freqs, cols.reshape(-1, 1) * freqs], dim=1)  # [N, head_dim/2]
+    angles = angles.repeat_interleave(2, dim=1)
+    return angles.sin(), angles.cos()
+
+
+def apply_rope(x: Tensor, sin: Tensor, cos: Tensor) -> Tensor:
+    """x * cos + rot(x) * sin on [..., N, d], rot turning each interleaved pair (a, b) into (-b, a)."""
+    rot = torch.stack([-x[..., 1::2], x[..., ::2]], dim=-1).reshape(x.shape)
+    return x * cos + rot * sin
+
+
+class GluMlp(nn.Module):
+    """SwiGLU (Shazeer 2020; timm's GluMlp as EVA02 builds it): fc1 [D -> 2H], SiLU of the first half
+    times the second, an optional LayerNorm on the H hidden units (EVA02's scale_mlp), fc2 [H -> D]."""
+
+    def __init__(self, dim: int, hidden: int, norm: bool) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, 2 * hidden)
+        self.act = nn.SiLU()
+        self.norm = nn.LayerNorm(hidden, eps=LN_EPS) if norm else None
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        gate, x = self.fc1(x).chunk(2, dim=-1)
+        x = self.act(gate) * x
+        if self.norm is not None:
+            x = self.norm(x)
+        return self.fc2(x)
+
+
+class LayerScale(nn.Module):
+    """x * gamma, gamma a learned per-channel vector (timm's LayerScale)."""
+
+    def __init__(self, dim: int, init: float = 1e-5) -> None:
+        super().__init__()
+        self.gamma = nn.Parameter(torch.full((dim,), init))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * self.gamma
 
 
 class Block(nn.Module):
@@ -161,19 +279,36 @@ class Block(nn.Module):
 
     def __init__(self, dim: int, heads: int, hidden: int, attn_mode: str, window: int = 0,
                  grid: tuple[int, int] = (0, 0), rel_pos: bool = False, linear: bool = False,
-                 sam: bool = False) -> None:
+                 sam: bool = False, spec: ViTSpec | PixelSpec | None = None, prune_to: int = 0) -> None:
         super().__init__()
+        self.prune_to = prune_to  # EViT: the tokens left after the attention; 0 = no pruning
+        modern = spec is not None  # layer scale, SwiGLU, key bias and RoPE as the spec says
         self.norm1 = nn.LayerNorm(dim, eps=LN_EPS)
+        rope = (spec.prefix_tokens, grid) if modern and spec.rope else None
         self.attn = Attention(dim, heads, attn_mode, ((window, window) if window else grid) if rel_pos else None,
-                              linear, fold_heads=sam)
+                              linear, fold_heads=sam, k_bias=not modern or spec.k_bias, rope=rope,
+                              topk=spec.topk if modern else 0)
+        self.ls1 = LayerScale(dim) if modern and spec.layer_scale else None
         self.norm2 = nn.LayerNorm(dim, eps=LN_EPS)
-        self.mlp = Mlp(dim, hidden)
+        if modern and spec.mlp == "swiglu":
+            self.mlp: nn.Module = GluMlp(dim, hidden, spec.mlp_norm)
+        else:
+            self.mlp = Mlp(dim, hidden)
+        self.ls2 = LayerScale(dim) if modern and spec.layer_scale else None
         self.window, self.grid, self.sam = window, grid, sam
         self.padded = (padded(grid[0], window), padded(grid[1], window)) if window else grid
 
     def forward(self, x: Tensor) -> Tensor:
         if self.sam:
             return self._sam(x)
+        if self.prune_to:
+            a, ranking = self.attn(self.norm1(x), rank=True)
+            x = evit_fuse(x + (a if self.ls1 is None else self.ls1(a)), ranking, self.prune_to)
+            m = self.mlp(self.norm2(x))
+            return x + (m if self.ls2 is None else self.ls2(m))
+        if self.ls1 is not None:
+            x = x + self.ls1(self.attn(self.norm1(x)))
+            return x + self.ls2(self.mlp(self.norm2(x)))
         x = x + self.attn(self.norm1(x))
         return x + self.mlp(self.norm2(x))
 
@@ -225,28 +360,41 @@ class VisionTransformer(nn.Module):
         self.spec, self.res = spec, res
         d, p = spec.dim, spec.patch
         self.patch_embed = ConvEmbed(spec.in_chans, d, kernel=p, stride=p)
-        n = (res[0] // p) * (res[1] // p) + spec.class_tokens
+        patches = (res[0] // p) * (res[1] // p)
         self.cls_token = trunc_normal(1, 1 if spec.distilled else spec.class_tokens, d) if spec.class_tokens else None
         self.dist_token = trunc_normal(1, 1, d) if spec.distilled else None
-        self.pos_embed = trunc_normal(1, n, d)
+        self.reg_token = trunc_normal(1, spec.reg_tokens, d) if spec.reg_tokens else None
+        rows = patches if spec.reg_tokens else patches + spec.class_tokens  # timm's no_embed_class with registers
+        self.pos_embed = trunc_normal(1, rows, d) if spec.pos_embed else None
         self.grid = grid = (res[0] // p, res[1] // p)
         self.sam = bool(spec.window or spec.rel_pos or spec.neck)  # timm's windowed ViT is the SAM encoder
-        self.blocks = nn.Sequential(*(Block(d, spec.heads, spec.mlp_hidden, attn_mode, spec.block_window(i), grid,
-                                            spec.rel_pos, spec.attention == "linear", self.sam)
-                                      for i in range(spec.depth)))
+        blocks, n = [], patches + spec.prefix_tokens
+        for i in range(spec.depth):
+            left = spec.tokens_after(i, n) if spec.prune_blocks else n
+            blocks.append(Block(d, spec.heads, spec.mlp_hidden, attn_mode, spec.block_window(i), grid, spec.rel_pos,
+                                spec.attention == "linear", self.sam, spec, prune_to=left if left != n else 0))
+            n = left
+        self.blocks = nn.Sequential(*blocks)
         self.per_token_head = isinstance(spec, PixelSpec)
-        self.norm = None if spec.neck else nn.LayerNorm(d, eps=LN_EPS)
+        self.fc_norm = nn.LayerNorm(d, eps=LN_EPS) if spec.fc_norm else None
+        self.norm = None if spec.neck or self.fc_norm is not None else nn.LayerNorm(d, eps=LN_EPS)
         self.neck = sam_neck(d, spec.neck) if spec.neck else None
         classes = spec.vocab if self.per_token_head else spec.num_classes
         self.head = nn.Linear(spec.neck or d, classes) if classes else None
         self.head_dist = nn.Linear(d, classes) if spec.distilled else None
 
     def _pos_embed(self, x: Tensor) -> Tensor:
-        """Class tokens prepended (a concat), then + pos_embed: [B, gh*gw, D] -> [B, N, D]."""
-        if self.cls_token is not None:
-            tokens = [self.cls_token] if self.dist_token is None else [self.cls_token, self.dist_token]
+        """Class tokens prepended (a concat), then + pos_embed: [B, gh*gw, D] -> [B, N, D]. With register
+        tokens (timm's no_embed_class): + pos_embed on the patches, then the class and register tokens."""
+        tokens = [] if self.cls_token is None else [self.cls_token] if self.dist_token is None else \
+            [self.cls_token, self.dist_token]
+        if self.reg_token is not None:
+            if self.pos_embed is not None:
+                x = x + self.pos_embed
+            return torch.cat([*(t.expand(x.shape[0], -1, -1) for t in [*tokens, self.reg_token]), x], dim=1)
+        if tokens:
             x = torch.cat([*(t.expand(x.shape[0], -1, -1) for t in tokens), x], dim=1)
-        return x + self.pos_embed
+        return x if self.pos_embed is None else x + self.pos_embed
 
     def forward(self, x: Tensor) -> Tensor:
         check_input(x, self.res, self.spec.in_chans)
@@ -256,6 +404,9 @@ class VisionTransformer(nn.Module):
         if self.neck is not None:  # [B, N, D] -> [B, D, gh, gw] -> [B, C_n, gh, gw]
             x = self.neck(x.view(x.shape[0], *self.grid, -1).permute(0, 3, 1, 2))
             return x if self.head is None else self.head(x.mean(dim=(2, 3)))
+        if self.fc_norm is not None:  # pool, norm the pooled token, then the head if there is one
+            x = self.fc_norm(self._pool(x))
+            return x if self.head is None else self.head(x)
         x = self.norm(x)
         if self.head is None:
             return x
@@ -263,4 +414,11 @@ class VisionTransformer(nn.Module):
             return self.head(x)
         if self.head_dist is not None:  # DeiT: the class and distillation heads, averaged
             return (self.head(x[:, 0]) + self.head_dist(x[:, 1])) / 2
-        return self.head(x[:, 0] if self.cls_token is not None else x.mean(dim=1))
+        return self.head(self._pool(x))
+
+    def _pool(self, x: Tensor) -> Tensor:
+        """Class token 0, or the mean of the patch tokens (the prefix tokens left out)."""
+        if self.spec.pool == "token":
+            return x[:, 0]
+        npt = self.spec.prefix_tokens
+        return (x[:, npt:] if npt else x).mean(dim=1)

@@ -148,7 +148,7 @@ def saving_row(s: Saving) -> dict[str, Any]:
     """One row of `savings`: the technique's training step against the baseline."""
     e = s.estimate
     return {"technique": s.technique, "model": e.model, "res": res_label(e.res), "batch": e.batch,
-            "dtype": e.dtype.value, "attn": e.attn.value, "checkpoint": s.checkpoint or None,
+            "dtype": e.dtype.value, "attn": e.attn.value, "mode": s.mode, "checkpoint": s.checkpoint or None,
             "step_peak_bytes": s.memory_bytes, "memory_saved": s.memory_saved, "flops": s.flops,
             "flops_ratio": s.flops_ratio, "time_s": s.time_s, "speedup": s.speedup,
             "time_model": s.time_model, "course_memory_saved": s.course_memory, "course_speedup": s.course_speed}

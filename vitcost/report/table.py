@@ -185,9 +185,10 @@ def render_train_compare(rows: list[dict[str, Any]], convention: str, batch: int
                            f"checkpoint {checkpoint}, {convention} convention")
 
 
-def savings_cells(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
-    """The optimisation table: each technique's step against the baseline, beside the course's guesses."""
-    header = ["technique", "step memory", "saved", "GFLOPs", "x FLOPs", "time", "speed-up", "course: saved",
+def savings_cells(rows: list[dict[str, Any]], memory: str = "step memory") -> tuple[list[str], list[list[str]]]:
+    """The optimisation table: each technique's step (or forward) against the baseline, beside the course's
+    guesses; `memory` heads the memory column."""
+    header = ["technique", memory, "saved", "GFLOPs", "x FLOPs", "time", "speed-up", "course: saved",
               "course: speed"]
     cells = [[r["technique"], binary_bytes(r["step_peak_bytes"]), f"{r['memory_saved']:.0%}",
               giga(r["flops"]), f"{r['flops_ratio']:.2f}", seconds(r["time_s"]), f"{r['speedup']:.2f}x",
