@@ -200,7 +200,7 @@ def memory_wall(design: Design, budget_bytes: int, batch: int = 1, dtype: Dtype 
     first = first_lattice_point(lattice, lambda r: evaluate(design, (r, r), batch, dtype, attn))
     xs = [lattice * k for k in range(first, first + WALL_SAMPLES)]
     sol = solve_wall(f"memory of {design.name}", xs, WALL_DEGREE + 1, step, budget_bytes, candidates, exact,
-                     rounded=bool(getattr(design.spec, "prune_blocks", ())))
+                     rounded=family_of(design.spec).rounded(design.spec))
     return MemoryWall(design.name, budget_bytes, sol.value, sol.total, sol.next_value, sol.next_total,
                       sol.limited_by, step, sol.root)
 

@@ -67,6 +67,13 @@ class Family(NamedTuple):
         module defines them (`downsample_memory(peak, blocks, bytes/elem, held)`; Swin's patch merging)."""
         return getattr(self.analytic, "downsample_memory", None)
 
+    def rounded(self, spec: Any) -> bool:
+        """Whether the walker rounds even on its lattice (the memory walls then search the exact model
+        instead of fitting polynomials): the family's module says so with `rounded(spec)` (EViT's kept
+        tokens, ceil(keep_rate * N)); False when it defines none."""
+        fn = getattr(self.analytic, "rounded", None)
+        return bool(fn(spec)) if fn is not None else False
+
     @property
     def complexity(self) -> Callable[[Any], str]:
         return self.analytic.complexity

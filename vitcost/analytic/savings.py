@@ -46,9 +46,6 @@ COURSE: dict[str, tuple[str, str]] = {
     "token pruning (EViT)": ("10-30%", "1.2-1.5x"),  # the course's attention-sparsity row
     "top-k sparse attention": ("10-30%", "1.2-1.5x"),
 }
-EVIT_KEEP = 0.7  # EViT's DeiT-S setting: keep rate 0.7 at blocks 4, 7 and 10 of 12
-EVIT_BLOCKS = (4, 7, 10)
-TOPK_FRACTION = 4  # top-k sparse attention keeps a quarter of the keys of the block with the fewest tokens
 BACKWARD_BYTES = 2  # the backward moves about twice the forward's bytes (see train_roofline)
 
 
@@ -178,36 +175,16 @@ def _forward(est: Estimate, hw: Hardware) -> tuple[int, int, tuple[float, str], 
 
 
 def sparsity_variants(base: Estimate) -> list[tuple[str, Any]]:
-    """The course's attention-sparsity row as two designs derived from `base`'s ViT spec, each with the
-    reason instead where it does not apply: EViT's token pruning (keep rate 0.7 at the blocks at 4/12,
-    7/12 and 10/12 of the depth, 1-based: DeiT-S's 4, 7, 10) and top-k sparse attention (each query keeps
-    a quarter of the keys of the block with the fewest tokens)."""
-    from dataclasses import fields, replace
+    """The course's attention-sparsity row as two designs derived from `base`'s spec by its family's module
+    (`sparsity_variants(spec, tokens)`: EViT's token pruning and top-k sparse attention), each with the
+    reason instead where it does not apply."""
+    from vitcost.analytic.registry import family_of
 
-    from vitcost.errors import SpecError
-
-    spec = base.spec
-    if not any(f.name == "prune_blocks" for f in fields(spec)):  # not the pixel family's constant
+    fn = getattr(family_of(base.spec).analytic, "sparsity_variants", None)
+    if fn is None:
         reason = f"the {base.family} family has no token pruning or top-k option"
         return [("token pruning (EViT)", reason), ("top-k sparse attention", reason)]
-    out: list[tuple[str, Any]] = []
-    blocks = tuple(sorted({max(1, round(spec.depth * b / 12)) for b in EVIT_BLOCKS}))
-    try:
-        out.append(("token pruning (EViT)", "the design already prunes tokens" if spec.prune_blocks else
-                    replace(spec, prune_blocks=blocks, keep_rate=EVIT_KEEP)))
-    except SpecError as err:
-        out.append(("token pruning (EViT)", str(err)))
-    n = base.tokens + spec.prefix_tokens
-    fewest = n
-    for i in range(spec.depth):
-        n = spec.tokens_after(i, n)
-        fewest = min(fewest, n)
-    try:
-        out.append(("top-k sparse attention", "the design already keeps the top-k keys" if spec.topk else
-                    replace(spec, topk=max(1, -(-fewest // TOPK_FRACTION)))))
-    except SpecError as err:
-        out.append(("top-k sparse attention", str(err)))
-    return out
+    return fn(base.spec, base.tokens)
 
 
 __all__ = ["COURSE", "Saving", "savings", "sparsity_variants", "train_roofline"]

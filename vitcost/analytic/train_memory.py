@@ -989,7 +989,7 @@ def train_memory_wall(design: Design, budget_bytes: int, *, solve: str = "res", 
         xs = [2, 3, 4]  # from 2 on: head-split operands are copied (B' > 1) at every sample
     sol = solve_wall(f"training memory of {design.name} in the {'resolution' if solve == 'res' else 'batch'}", xs,
                      fit, step, budget_bytes, lambda v: _step_candidates(at(v), train_opts), exact,
-                     rounded=solve == "res" and bool(getattr(design.spec, "prune_blocks", ())))
+                     rounded=solve == "res" and family_of(design.spec).rounded(design.spec))
     return TrainWall(design.name, budget_bytes, solve, sol.value, sol.total, sol.next_value, sol.next_total,
                      sol.limited_by, step, sol.root)
 

@@ -287,6 +287,46 @@ def lattice(spec: ViTSpec | PixelSpec) -> tuple[int, int]:
     return spec.patch * max(spec.window, 1), spec.patch
 
 
+def rounded(spec: ViTSpec | PixelSpec) -> bool:
+    """Token pruning keeps ceil(keep_rate * N) tokens, a step function of R on any lattice."""
+    return bool(getattr(spec, "prune_blocks", ()))
+
+
+EVIT_KEEP = 0.7  # EViT's DeiT-S setting: keep rate 0.7 at blocks 4, 7 and 10 of 12
+EVIT_BLOCKS = (4, 7, 10)
+TOPK_FRACTION = 4  # top-k sparse attention keeps a quarter of the keys of the block with the fewest tokens
+
+
+def sparsity_variants(spec: ViTSpec | PixelSpec, tokens: int) -> list[tuple[str, Any]]:
+    """`savings`' attention-sparsity rows for this design (`tokens` patch tokens), each a spec or the
+    reason it does not apply: EViT's token pruning (keep rate 0.7 at the blocks at 4/12, 7/12 and 10/12
+    of the depth, 1-based: DeiT-S's 4, 7, 10) and top-k sparse attention (each query keeps a quarter of
+    the keys of the block with the fewest tokens)."""
+    from dataclasses import replace
+
+    if isinstance(spec, PixelSpec):
+        reason = "the pixel family has no token pruning or top-k option"
+        return [("token pruning (EViT)", reason), ("top-k sparse attention", reason)]
+    out: list[tuple[str, Any]] = []
+    blocks = tuple(sorted({max(1, round(spec.depth * b / 12)) for b in EVIT_BLOCKS}))
+    try:
+        out.append(("token pruning (EViT)", "the design already prunes tokens" if spec.prune_blocks else
+                    replace(spec, prune_blocks=blocks, keep_rate=EVIT_KEEP)))
+    except SpecError as err:
+        out.append(("token pruning (EViT)", str(err)))
+    n = tokens + spec.prefix_tokens
+    fewest = n
+    for i in range(spec.depth):
+        n = spec.tokens_after(i, n)
+        fewest = min(fewest, n)
+    try:
+        out.append(("top-k sparse attention", "the design already keeps the top-k keys" if spec.topk else
+                    replace(spec, topk=max(1, -(-fewest // TOPK_FRACTION)))))
+    except SpecError as err:
+        out.append(("top-k sparse attention", str(err)))
+    return out
+
+
 def complexity(spec: ViTSpec | PixelSpec) -> str:
     if isinstance(spec, PixelSpec):
         return "O(R^4)"  # R^2 tokens, all pairs
