@@ -69,10 +69,22 @@ def test_a_step_costs_more_than_its_forward_and_checkpointing_adds_the_recompute
     assert how == "per-op" and 2.5 * fwd < plain < 4 * fwd
     ck = train_memory(est, Optimizer.adamw, 1)
     assert step_time(est, hw, ck.recompute)[0] == pytest.approx(plain + fwd * ck.recompute.macs / est.macs)
-    # an fp32 step on the same profile: the roofline unless asked for the per-op model (savings' rows)
+    # an fp32 step on the same profile: the per-op model at the fp32 peaks, slower than the bf16 one
     fp32 = estimate("vit_s16", 224, 256)
-    assert step_time(fp32, hw)[1] == "roofline" and step_time(fp32, hw, fp32_per_op=True)[1] == "per-op"
+    assert step_time(fp32, hw)[1] == "per-op" and step_time(fp32, hw)[0] > plain
     assert step_time(est, get_hardware("cpu"))[1] == "roofline"  # no fitted efficiencies
+
+
+def test_savings_baseline_is_compares_step_time(capsys: pytest.CaptureFixture[str]) -> None:
+    """One step time everywhere: savings' fp32 baseline row and compare --mode train print the same figure."""
+    argv = ["-m", "vit_s16", "-r", "224", "--batch", "256", "--hardware", "rtx4090", "-f", "json"]
+    with pytest.raises(SystemExit):
+        main(["compare", "--mode", "train", *argv])
+    (row,) = json.loads(capsys.readouterr().out)
+    with pytest.raises(SystemExit):
+        main(["savings", "vit_s16", *argv[2:]])
+    base = next(r for r in json.loads(capsys.readouterr().out) if r["technique"] == "baseline")
+    assert base["time_s"] == row["time_s"] and base["time_model"] == row["time_model"]
 
 
 def test_compare_train_shows_step_time(capsys: pytest.CaptureFixture[str]) -> None:

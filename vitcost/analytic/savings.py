@@ -161,7 +161,7 @@ def _step(est: Estimate, hw: Hardware, optimizer: Optimizer, checkpoint: int
 
     m = train_memory(est, optimizer, checkpoint)
     return (m.step_peak, train_cost(est).count("flops") + project(m.recompute, "flops"),
-            step_time(est, hw, m.recompute, optimizer, fp32_per_op=True), m.checkpoint)
+            step_time(est, hw, m.recompute, optimizer), m.checkpoint)
 
 
 def _forward(est: Estimate, hw: Hardware) -> tuple[int, int, tuple[float, str], int]:

@@ -122,21 +122,21 @@ TRAIN_TIME_MODELS = {"per-op": "the per-op time model: the forward's kernels (fi
 
 
 def step_time(est: Any, hw: Any, recompute: Any = None, optimizer: Optimizer = Optimizer.adamw, *,
-              amp: bool = True, fp32_per_op: bool = False) -> tuple[float, str]:
+              amp: bool = True) -> tuple[float, str]:
     """Seconds of one training step of `est` on the device profile `hw`, and which model gave them: the
     per-op model where the profile carries fitted efficiencies (`[efficiency]`, fitted on 16-bit autocast
-    runs) and the step runs in 16 bits (`amp`: autocast over fp32 weights, else the model in 16 bits),
-    with torch >= 2.0's defaults (gradients set to None, multi-tensor optimizer kernels); an fp32 step
-    too with `fp32_per_op` (the fp32 peaks at the same efficiencies: `savings` compares its rows on one
-    model); its matmul launches as large as the measured rows' (`time_model.in_measured_regime`); else
-    the roofline. The forward that checkpointing runs again (`recompute`, a Cost) is
-    charged at the forward's time per MAC."""
+    runs; an fp32 step takes the fp32 peaks at the same efficiencies) and its matmul launches are as large
+    as the measured rows' (`time_model.in_measured_regime`), with torch >= 2.0's defaults (gradients set
+    to None, multi-tensor optimizer kernels); else the roofline. A 16-bit step is autocast over fp32
+    weights, or with `amp` False the model in 16 bits. The one step time compare, savings and profile
+    show. The forward that checkpointing runs again (`recompute`, a Cost) is charged at the forward's
+    time per MAC."""
     from vitcost.analytic.cost import Cost
     from vitcost.analytic.time_model import forward_time, in_measured_regime, time_device
 
     recompute = recompute or Cost()
     fp32 = est.dtype.value == "fp32"
-    if not hw.efficiency or (fp32 and not fp32_per_op) or not in_measured_regime(est, amp and not fp32):
+    if not hw.efficiency or not in_measured_regime(est, amp and not fp32):
         from vitcost.analytic.savings import train_roofline
 
         return train_roofline(est, hw, recompute), "roofline"
