@@ -309,6 +309,20 @@ def _release(device: str) -> None:
         torch.cuda.empty_cache()
 
 
+def _skipped(row: dict[str, Any], need: int | None, cfg: ProfileConfig, env: Environment, per: str) -> bool:
+    """Mark `row` skipped when the predicted `need` bytes exceed the device's free memory or the predicted
+    time per `per` (forward | step) exceeds --max-seconds; whether it was."""
+    free = _torch().cuda.mem_get_info()[0] if env.device == "cuda" else _cpu_free()
+    if free is not None and need is not None and need > free:
+        row.update(status="skipped", note=f"needs {_fmt_gib(need)} > {_fmt_gib(free)} free")
+    elif cfg.max_seconds is not None and row["predicted_time_s"] > cfg.max_seconds:
+        row.update(status="skipped", note=f"predicted {row['predicted_time_s']:.3g} s per {per} > --max-seconds "
+                                          f"{cfg.max_seconds:g}")
+    else:
+        return False
+    return True
+
+
 def measure_row(row: dict[str, Any], p: Design, est: Estimate, roof: Roofline, cfg: ProfileConfig,
                 env: Environment) -> dict[str, Any]:
     """Build the reference module, measure one forward's memory and time the forward; fills `row`."""
@@ -318,14 +332,7 @@ def measure_row(row: dict[str, Any], p: Design, est: Estimate, roof: Roofline, c
     from vitcost.nets import build
     from vitcost.nets.build import torch_dtype
 
-    free = torch.cuda.mem_get_info()[0] if env.device == "cuda" else _cpu_free()
-    need = row["predicted_total_bytes"]
-    if free is not None and need is not None and need > free:
-        row.update(status="skipped", note=f"needs {_fmt_gib(need)} > {_fmt_gib(free)} free")
-        return row
-    if cfg.max_seconds is not None and row["predicted_time_s"] > cfg.max_seconds:
-        row.update(status="skipped", note=f"predicted {row['predicted_time_s']:.3g} s per forward > --max-seconds "
-                                          f"{cfg.max_seconds:g}")
+    if _skipped(row, row["predicted_total_bytes"], cfg, env, "forward"):
         return row
     net = x = None
     context = _sdpa_context(cfg.attn)
@@ -426,14 +433,7 @@ def measure_train_row(row: dict[str, Any], p: Design, est: Estimate, cfg: Profil
     from vitcost.nets import build
     from vitcost.nets.build import torch_dtype
 
-    free = torch.cuda.mem_get_info()[0] if env.device == "cuda" else _cpu_free()
-    need = row["predicted_step_peak_bytes"]
-    if free is not None and need > free:
-        row.update(status="skipped", note=f"needs {_fmt_gib(need)} > {_fmt_gib(free)} free")
-        return row
-    if cfg.max_seconds is not None and row["predicted_time_s"] > cfg.max_seconds:
-        row.update(status="skipped", note=f"predicted {row['predicted_time_s']:.3g} s per step > --max-seconds "
-                                          f"{cfg.max_seconds:g}")
+    if _skipped(row, row["predicted_step_peak_bytes"], cfg, env, "step"):
         return row
     half = cfg.amp is False and cfg.dtype is not Dtype.fp32  # --no-amp: the model itself in 16 bits
     amp = None if cfg.dtype is Dtype.fp32 or half else torch_dtype(cfg.dtype)

@@ -7,12 +7,14 @@ is where the analytic walkers put them (`blocks.3.attn`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from vitcost.analytic.ints import ceil_div
 from vitcost.errors import VitcostError
 from vitcost.vocab import Kernel
 
@@ -113,6 +115,16 @@ def trunc_normal(*shape: int, std: float = 0.02) -> nn.Parameter:
     """A parameter drawn from a normal truncated at 2 std (the ViT/Swin/MViTv2 initialisation of
     position embeddings, class tokens and relative-position tables)."""
     return nn.Parameter(nn.init.trunc_normal_(torch.empty(*shape), std=std, a=-2 * std, b=2 * std))
+
+
+def hierarchical_stages(spec: Any, res: tuple[int, int]) -> Iterator[tuple[int, int, int, tuple[int, int], int]]:
+    """(stage, depth, heads, token grid, width) of each stage of a Swin-like hierarchy: patches of
+    `spec.patch` px, then the grid halved (rounded up) at every later stage's patch merging."""
+    gh, gw = res[0] // spec.patch, res[1] // spec.patch
+    for s, (depth, heads) in enumerate(zip(spec.depths, spec.heads)):
+        if s:
+            gh, gw = ceil_div(gh, 2), ceil_div(gw, 2)
+        yield s, depth, heads, (gh, gw), spec.stage_dim(s)
 
 
 def window_partition(x: Tensor, wh: int, ww: int) -> Tensor:

@@ -30,6 +30,7 @@ from vitcost.nets.common import (
     ConvEmbed,
     Mlp,
     check_input,
+    hierarchical_stages,
     trunc_normal,
     window_partition,
     window_reverse,
@@ -203,14 +204,9 @@ class SwinTransformer(nn.Module):
         super().__init__()
         self.spec, self.res = spec, res
         self.patch_embed = ConvEmbed(spec.in_chans, spec.embed_dim, spec.patch, spec.patch, norm=True)
-        gh, gw = res[0] // spec.patch, res[1] // spec.patch
-        layers = []
-        for s, (depth, heads) in enumerate(zip(spec.depths, spec.heads)):
-            if s:
-                gh, gw = ceil_div(gh, 2), ceil_div(gw, 2)
-            dim = spec.stage_dim(s)
-            layers.append(SwinStage(dim, depth, heads, (gh, gw), spec.window, int(dim * spec.mlp_ratio),
-                                    downsample=s > 0, attn_mode=attn_mode))
+        layers = [SwinStage(dim, depth, heads, grid, spec.window, int(dim * spec.mlp_ratio), downsample=s > 0,
+                            attn_mode=attn_mode)
+                  for s, depth, heads, grid, dim in hierarchical_stages(spec, res)]
         self.layers = nn.Sequential(*layers)
         self.norm = nn.LayerNorm(spec.stage_dim(len(spec.depths) - 1))
         self.head = nn.Linear(spec.stage_dim(len(spec.depths) - 1), spec.num_classes)

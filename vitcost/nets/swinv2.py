@@ -35,7 +35,7 @@ from torch import Tensor, nn
 
 from vitcost.analytic.ints import ceil_div
 from vitcost.analytic.swin import window_and_shift
-from vitcost.nets.common import AttentionCore, ConvEmbed, Mlp, check_input
+from vitcost.nets.common import AttentionCore, ConvEmbed, Mlp, check_input, hierarchical_stages
 from vitcost.nets.swin import relative_position_index, shift_attention_mask, shifted_window_attention
 from vitcost.specs import SwinV2Spec
 
@@ -198,14 +198,9 @@ class SwinTransformerV2(nn.Module):
         super().__init__()
         self.spec, self.res = spec, res
         self.patch_embed = ConvEmbed(spec.in_chans, spec.embed_dim, spec.patch, spec.patch, norm=True)
-        gh, gw = res[0] // spec.patch, res[1] // spec.patch
-        layers = []
-        for s, (depth, heads) in enumerate(zip(spec.depths, spec.heads)):
-            if s:
-                gh, gw = ceil_div(gh, 2), ceil_div(gw, 2)
-            dim = spec.stage_dim(s)
-            layers.append(SwinV2Stage(dim, depth, heads, (gh, gw), spec.window, int(dim * spec.mlp_ratio),
-                                      spec.cpb_hidden, downsample=s > 0, attn_mode=attn_mode))
+        layers = [SwinV2Stage(dim, depth, heads, grid, spec.window, int(dim * spec.mlp_ratio), spec.cpb_hidden,
+                              downsample=s > 0, attn_mode=attn_mode)
+                  for s, depth, heads, grid, dim in hierarchical_stages(spec, res)]
         self.layers = nn.Sequential(*layers)
         last = spec.stage_dim(len(spec.depths) - 1)
         self.norm = nn.LayerNorm(last)
