@@ -441,8 +441,8 @@ def test_full_size_reference_nets_check_exactly_on_meta(model: str, res: int) ->
 def test_memory_wall_of_a_pruned_design_is_searched() -> None:
     """EViT rounds the tokens it keeps (ceil), so the peak is no single polynomial of R: the wall is found
     by search, and the size it reports fits while the next one up does not (by the exact prediction)."""
-    from vitcost.analytic.memory_wall import memory_wall
-    from vitcost.analytic.train_memory import train_memory, train_memory_wall
+    from vitcost.analytic.memory_wall import memory_wall, train_memory_wall
+    from vitcost.analytic.train_memory import train_memory
 
     budget = 16 * 2**30
     w = memory_wall(parse_design("deit_s16_evit"), budget)

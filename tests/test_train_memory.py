@@ -8,12 +8,12 @@ from __future__ import annotations
 import pytest
 
 from vitcost import estimate
+from vitcost.analytic.memory_wall import train_memory_wall
 from vitcost.analytic.train_memory import (
     STATE_COPIES,
     checkpoint_runs,
     step_ops,
     train_memory,
-    train_memory_wall,
 )
 from vitcost.design import parse_design
 from vitcost.errors import VitcostError

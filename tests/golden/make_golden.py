@@ -109,9 +109,8 @@ def record(name: str, res: int, batch: int) -> dict[str, Any]:
 
 def walls(name: str) -> dict[str, Any]:
     from vitcost.analytic.hardware import get_hardware
-    from vitcost.analytic.memory_wall import memory_wall
+    from vitcost.analytic.memory_wall import memory_wall, train_memory_wall
     from vitcost.analytic.savings import savings
-    from vitcost.analytic.train_memory import train_memory_wall
     from vitcost.design import parse_design
     from vitcost.vocab import Dtype, Kernel, Optimizer
     from vitcost.zoo import PRESETS

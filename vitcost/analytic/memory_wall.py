@@ -1,5 +1,8 @@
 """The memory wall: the largest square input whose forward (weights + input + activation peak, from
-`vitcost.analytic.memory`) fits in a device's memory, solved from the model rather than by trial."""
+`vitcost.analytic.memory`) or training step (`vitcost.analytic.train_memory`) fits in a device's memory,
+or the largest batch whose step does, solved from the model rather than by trial. One solver
+(`solve_wall`) serves both: each takes the bytes of every step that can hold the peak as a polynomial
+on the family's lattice of sizes."""
 
 from __future__ import annotations
 
@@ -12,12 +15,30 @@ from typing import Any, NamedTuple
 from vitcost.analytic.estimate import evaluate
 from vitcost.analytic.memory import activation_steps
 from vitcost.analytic.registry import family_of
+from vitcost.analytic.train_memory import step_candidates, train_memory
 from vitcost.design import Design
 from vitcost.errors import VitcostError
 from vitcost.vocab import Dtype, Kernel
 
 WALL_SAMPLES = 7  # lattice points fitted: a degree-4 polynomial through 5, checked at the other 2
 WALL_DEGREE = 4  # scores grow with tokens^2 = R^4; nothing in these models grows faster
+
+
+@dataclass(frozen=True)
+class TrainWall:
+    """The largest square input (solve="res", a multiple of `step`) or batch (solve="batch") whose training
+    step fits in `budget_bytes`."""
+
+    model: str
+    budget_bytes: int
+    solve: str  # res | batch
+    value: int | None  # the side or the batch; None: not even the smallest fits
+    step_peak: int  # the predicted step peak at `value`
+    next_value: int  # the next size up, which does not fit
+    next_step_peak: int
+    limited_by: str  # the step whose memory crosses the budget first
+    step: int  # granularity of `value`
+    root: float  # the real solution of the limiting step's polynomial = budget
 
 
 @dataclass(frozen=True)
@@ -175,35 +196,81 @@ def first_lattice_point(lattice: int, walk: Callable[[int], Any]) -> int:
     return FIRST_SAMPLE  # the sampling then names why the design cannot run
 
 
+def _lattice(design: Design, budget_bytes: int, walk: Callable[[int], Any]) -> tuple[list[int], int, int]:
+    """The sample sides (the family's lattice from the first point the design runs at), how many of them
+    fix the polynomial, and the side's granularity; refuses a budget that is not positive."""
+    if not budget_bytes > 0:
+        raise VitcostError(f"device memory must be positive, got {budget_bytes}.")
+    lattice, step = family_of(design.spec).lattice(design.spec)
+    first = first_lattice_point(lattice, walk)
+    return [lattice * k for k in range(first, first + WALL_SAMPLES)], WALL_DEGREE + 1, step
+
+
 def memory_wall(design: Design, budget_bytes: int, batch: int = 1, dtype: Dtype = Dtype.fp32,
                 attn: Kernel = Kernel.math) -> MemoryWall:
     """The largest square resolution whose forward (weights + input + activation peak) fits in
     `budget_bytes`, solved from the model (`solve_wall`): on the lattice R = L*k where every floor of the
     walker is exact (the family's `lattice`), each step's memory (`activation_steps`, plus weights and
     input) is a polynomial of degree <= 4 in R, recovered from 5 lattice points and checked at 2 more."""
-    if not budget_bytes > 0:
-        raise VitcostError(f"device memory must be positive, got {budget_bytes}.")
-    lattice, step = family_of(design.spec).lattice(design.spec)
+    def at(r: int) -> Any:
+        return evaluate(design, (r, r), batch, dtype, attn)
 
     def candidates(r: int) -> dict[str, int]:
-        est = evaluate(design, (r, r), batch, dtype, attn)
+        est = at(r)
         pred = est.memory
         fixed = pred.weights_bytes + pred.input_bytes
         return {w: b + fixed for w, b in activation_steps(est, est.attn).steps.items()}
 
     def exact(r: int) -> int | None:
         try:
-            return evaluate(design, (r, r), batch, dtype, attn).memory.total_bytes
+            return at(r).memory.total_bytes
         except VitcostError:
             return None
 
-    first = first_lattice_point(lattice, lambda r: evaluate(design, (r, r), batch, dtype, attn))
-    xs = [lattice * k for k in range(first, first + WALL_SAMPLES)]
-    sol = solve_wall(f"memory of {design.name}", xs, WALL_DEGREE + 1, step, budget_bytes, candidates, exact,
+    xs, fit, step = _lattice(design, budget_bytes, at)
+    sol = solve_wall(f"memory of {design.name}", xs, fit, step, budget_bytes, candidates, exact,
                      rounded=family_of(design.spec).rounded(design.spec))
     return MemoryWall(design.name, budget_bytes, sol.value, sol.total, sol.next_value, sol.next_total,
                       sol.limited_by, step, sol.root)
 
 
-__all__ = ["MemoryWall", "memory_wall", "solve_wall", "first_lattice_point", "Solution", "WALL_SAMPLES",
-           "WALL_DEGREE"]
+def train_memory_wall(design: Design, budget_bytes: int, *, solve: str = "res", res: tuple[int, int] | None = None,
+                      batch: int = 1, dtype: Dtype = Dtype.fp32, attn: Kernel = Kernel.math,
+                      **opts: Any) -> TrainWall:
+    """The largest square resolution (solve="res", at `batch`) or batch (solve="batch", at `res`, default the
+    design's) whose training step (`train_memory(...).step_peak`, with `opts`: optimizer, checkpoint,
+    device, precision, dropout) fits in `budget_bytes`, solved as `memory_wall` solves the forward's, from
+    every candidate step of the training walk (`train_memory.step_candidates`): a polynomial of degree <= 4
+    in the side R on the family's lattice, or affine in the batch (fixed by two points, checked at a
+    third)."""
+    if solve not in ("res", "batch"):
+        raise VitcostError(f"solve for res or batch, not {solve!r}.")
+    train_opts = {k: v for k, v in opts.items() if v is not None}
+    train_opts["attn"] = attn
+
+    def at(v: int) -> Any:
+        return evaluate(design, (v, v), batch, dtype, attn) if solve == "res" else \
+            evaluate(design, (design.res, design.res) if res is None else res, v, dtype, attn)
+
+    def exact(v: int) -> int | None:
+        try:
+            return train_memory(at(v), **train_opts).step_peak
+        except VitcostError:
+            return None
+
+    if solve == "res":
+        xs, fit, step = _lattice(design, budget_bytes, at)
+    else:
+        if not budget_bytes > 0:
+            raise VitcostError(f"device memory must be positive, got {budget_bytes}.")
+        step, fit = 1, 2
+        xs = [2, 3, 4]  # from 2 on: head-split operands are copied (B' > 1) at every sample
+    sol = solve_wall(f"training memory of {design.name} in the {'resolution' if solve == 'res' else 'batch'}", xs,
+                     fit, step, budget_bytes, lambda v: step_candidates(at(v), train_opts), exact,
+                     rounded=solve == "res" and family_of(design.spec).rounded(design.spec))
+    return TrainWall(design.name, budget_bytes, solve, sol.value, sol.total, sol.next_value, sol.next_total,
+                     sol.limited_by, step, sol.root)
+
+
+__all__ = ["MemoryWall", "TrainWall", "memory_wall", "train_memory_wall", "solve_wall", "first_lattice_point",
+           "Solution", "WALL_SAMPLES", "WALL_DEGREE"]

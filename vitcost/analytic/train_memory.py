@@ -43,7 +43,7 @@ Parts
                    sized gradients inside attention
   step_peak        weights + optimizer state + the batch + the largest of the three phase peaks; every
                    candidate step is kept by name (`Walk.steps`), so that the memory wall of training
-                   (`train_memory_wall`: largest square input or batch) is solved from them as `memory_wall`
+                   (`memory_wall.train_memory_wall`: largest square input or batch) is solved from them as `memory_wall`
                    solves the forward's
 
 Options
@@ -97,7 +97,6 @@ from vitcost.vocab import BOOL, F32, INT64, PRECISIONS, Dtype, Kernel, Optimizer
 
 if TYPE_CHECKING:
     from vitcost.analytic.estimate import Estimate
-    from vitcost.design import Design
 
 # float32 copies of the weights each optimizer keeps
 STATE_COPIES: dict[str, int] = {Optimizer.none.value: 0, Optimizer.sgd.value: 1, Optimizer.adamw.value: 2}
@@ -903,29 +902,9 @@ def param_tensors(ops: Sequence[Op]) -> int:
 
 
 
-# ---------------------------------------------------------------------------------------------
-# The memory wall of training
-
-
-@dataclass(frozen=True)
-class TrainWall:
-    """The largest square input (solve="res", a multiple of `step`) or batch (solve="batch") whose training
-    step fits in `budget_bytes`."""
-
-    model: str
-    budget_bytes: int
-    solve: str  # res | batch
-    value: int | None  # the side or the batch; None: not even the smallest fits
-    step_peak: int  # the predicted step peak at `value`
-    next_value: int  # the next size up, which does not fit
-    next_step_peak: int
-    limited_by: str  # the step whose memory crosses the budget first
-    step: int  # granularity of `value`
-    root: float  # the real solution of the limiting step's polynomial = budget
-
-
-def _step_candidates(est: Estimate, opts: dict[str, Any]) -> dict[str, int]:
-    """Every candidate for the step peak (resident bytes + a phase candidate), by name."""
+def step_candidates(est: Estimate, opts: dict[str, Any]) -> dict[str, int]:
+    """Every candidate for the step peak (resident bytes + a phase candidate), by name: what the memory
+    wall of training (`memory_wall.train_memory_wall`) solves from; `opts` are `train_memory`'s."""
     m = train_memory(est, **opts)
     resident = m.weights + m.optimizer_state + m.input
     steps = _walk(est, opts).steps
@@ -949,50 +928,5 @@ def _walk(est: Estimate, opts: dict[str, Any]) -> Walk:
     return _simulate(steps, runs, held, _stream_sizes(steps), _run_forward(est, kernel) if runs else None)
 
 
-def train_memory_wall(design: Design, budget_bytes: int, *, solve: str = "res", res: tuple[int, int] | None = None,
-                      batch: int = 1, dtype: Dtype = Dtype.fp32, attn: Kernel = Kernel.math,
-                      **opts: Any) -> TrainWall:
-    """The largest square resolution (solve="res", at `batch`) or batch (solve="batch", at `res`, default the
-    design's) whose training step (`train_memory(...).step_peak`, with `opts`: optimizer, checkpoint,
-    device, precision, dropout) fits in `budget_bytes`, solved from the model: every candidate step of the
-    walk is a polynomial of degree <= 4 in the side R on the family's lattice (recovered from 5 points,
-    checked at 2 more; `memory_wall` does the same for inference) and affine in the batch (checked at a
-    third point); the smallest root over the steps is where the step stops fitting, confirmed (and moved
-    by the step) against the exact model."""
-    from vitcost.analytic.estimate import evaluate
-    from vitcost.analytic.memory_wall import WALL_DEGREE, WALL_SAMPLES, first_lattice_point, solve_wall
-    from vitcost.analytic.registry import family_of
-
-    if not budget_bytes > 0:
-        raise VitcostError(f"device memory must be positive, got {budget_bytes}.")
-    if solve not in ("res", "batch"):
-        raise VitcostError(f"solve for res or batch, not {solve!r}.")
-    train_opts = {k: v for k, v in opts.items() if v is not None}
-    train_opts["attn"] = attn
-
-    def at(v: int) -> Estimate:
-        return evaluate(design, (v, v), batch, dtype, attn) if solve == "res" else \
-            evaluate(design, (design.res, design.res) if res is None else res, v, dtype, attn)
-
-    def exact(v: int) -> int | None:
-        try:
-            return train_memory(at(v), **train_opts).step_peak
-        except VitcostError:
-            return None
-
-    if solve == "res":
-        lattice, step = family_of(design.spec).lattice(design.spec)
-        first = first_lattice_point(lattice, at)
-        xs, fit = [lattice * k for k in range(first, first + WALL_SAMPLES)], WALL_DEGREE + 1
-    else:
-        step, fit = 1, 2
-        xs = [2, 3, 4]  # from 2 on: head-split operands are copied (B' > 1) at every sample
-    sol = solve_wall(f"training memory of {design.name} in the {'resolution' if solve == 'res' else 'batch'}", xs,
-                     fit, step, budget_bytes, lambda v: _step_candidates(at(v), train_opts), exact,
-                     rounded=solve == "res" and family_of(design.spec).rounded(design.spec))
-    return TrainWall(design.name, budget_bytes, solve, sol.value, sol.total, sol.next_value, sol.next_total,
-                     sol.limited_by, step, sol.root)
-
-
-__all__ = ["TrainMemory", "TrainWall", "train_memory", "train_memory_wall", "step_ops", "checkpoint_runs",
+__all__ = ["TrainMemory", "train_memory", "step_candidates", "step_ops", "checkpoint_runs",
            "STATE_COPIES", "StepOp", "Saved"]

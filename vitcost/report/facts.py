@@ -253,7 +253,7 @@ def train_convention(convention: str) -> str:
 
 def _train_wall(design: Design, d: DeviceMemory, batch: int, dtype: Dtype, optimizer: Optimizer,
                 checkpoint: int) -> TrainWallFound:
-    from vitcost.analytic.train_memory import train_memory_wall
+    from vitcost.analytic.memory_wall import train_memory_wall
     from vitcost.errors import VitcostError
 
     try:

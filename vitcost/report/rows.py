@@ -126,8 +126,8 @@ def train_walls(estimates: list[Estimate], budget: int, optimizer: str, checkpoi
                 precision: str = "autocast") -> list[dict]:
     """For each design of `estimates` (their batch, dtype and kernel): the largest square input whose
     training step fits `budget`, and the largest batch at each resolution shown
-    (`analytic.train_memory.train_memory_wall`, solved from the model)."""
-    from vitcost.analytic.train_memory import train_memory_wall
+    (`analytic.memory_wall.train_memory_wall`, solved from the model)."""
+    from vitcost.analytic.memory_wall import train_memory_wall
 
     out: list[dict] = []
     for model in dict.fromkeys(e.model for e in estimates):
