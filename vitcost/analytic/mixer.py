@@ -27,6 +27,7 @@ def mixer_trace(spec: MixerSpec, h: Any, w: Any, b: Any) -> Trace:
         with t.block(p, "", x):
             t.norm(f"{p}.norm1", b * n, c)
             t.linear(f"{p}.mlp_tokens.fc1", b * c, n, spec.tokens_hidden, role="mlp")
+            t.note("transposed_input")
             t.gelu(f"{p}.mlp_tokens.act", b * c * spec.tokens_hidden)
             t.linear(f"{p}.mlp_tokens.fc2", b * c, spec.tokens_hidden, n, role="mlp")
             t.eltwise(p, x)  # residual

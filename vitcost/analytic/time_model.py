@@ -13,7 +13,8 @@ Kernels (device-independent; `kernels(est, amp)`), with the dtypes that flow und
              SDPA as `attn_mask`): the memory-efficient kernel, which also reads the materialised bias.
 * memory     everything else: norms, softmax, GELU/ReLU, adds, scales, pools, BatchNorm, and the
              copies eager torch makes (autocast's casts, window partition/reverse, cyclic rolls, the
-             head-merge and operand copies of the math path).
+             head-merge and operand copies of the math path, and a linear's copy of a transposed input: Mixer's
+             token MLP).
 
 Autocast (`amp=True`: 16-bit autocast over fp32 weights, as timm's `--amp`): matmuls and convs write
 16 bits and read a 32-bit input only after a cast kernel (read 4, write 2 bytes per element); each
@@ -239,6 +240,8 @@ def kernels(est: Any, amp: bool = True, *, math_scores: str = "autocast") -> lis
             if amp and entry.product:  # the weight's cast, once per forward
                 emit(op.path, "memory", op.cost.params * (_FULL + _HALF), kind="weight_cast")
             cast_in(op.path, op.inp)
+            if "transposed_input" in op.tags:  # the (cast) transposed view copied to a contiguous buffer
+                emit(op.path, "memory", op.inp * 2 * wd.elem)
             emit(op.path, _product_class(op), (op.inp + op.out + op.cost.params) * wd.elem,
                  FLOPS_PER_MAC * op.cost.macs, other, kind=op.kind)
             cur = wd.elem
