@@ -59,6 +59,7 @@ from vitcost.analytic.cost import FLOPS_PER_MAC, AttnCall, Op, project
 from vitcost.analytic.ops import kind_of
 from vitcost.analytic.trace import call_steps
 from vitcost.errors import VitcostError
+from vitcost.vocab import BYTES, F32
 
 # A convolution whose reduction per output element, (Cin/groups) * k^2, is below this is a depthwise-like
 # pass bound by memory traffic (a 7x7 depthwise conv has 49; the shallowest dense conv here, a 1x1 over
@@ -74,7 +75,7 @@ MATMUL_CLASSES = ("gemm", "conv", "flash", "efficient")
 MEMORY_CLASSES = ("depthwise", "memory")
 CLASSES = MATMUL_CLASSES + MEMORY_CLASSES
 
-_HALF, _FULL = 2, 4  # bytes of a 16-bit and a 32-bit element
+_HALF, _FULL = BYTES["fp16"], F32  # bytes of a 16-bit and a 32-bit element
 
 
 class Kernel(NamedTuple):
