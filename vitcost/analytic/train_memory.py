@@ -435,6 +435,20 @@ def _saved(ctx: _Ctx, i: int, key: tuple, elems: int, e: int) -> list[Saved]:
     return out
 
 
+def _widths(ctx: _Ctx, blocks: list[str]) -> None:
+    """Each op's output width (`ctx.dt`), in forward order: a block's residual stream starts at the width
+    of the block's input and takes the width of each residual add at the block's path."""
+    stream = F32
+    current = ""
+    for i, op in enumerate(ctx.ops):
+        src = _producer(ctx, i)
+        if blocks[i] != current:
+            current, stream = blocks[i], _input(ctx, i, src)[2]
+        ctx.dt[i] = _dtype(ctx, i, src, stream)
+        if blocks[i] and op.kind == "add" and op.path == blocks[i]:
+            stream = ctx.dt[i]
+
+
 def step_ops(est: Estimate, kernel: Kernel = Kernel.math, device: str = "cpu", dropout: bool = False,
              half: bool = False) -> list[StepOp]:
     """Every op of the forward with what it saves for the backward, and the loss (see the module
@@ -444,18 +458,12 @@ def step_ops(est: Estimate, kernel: Kernel = Kernel.math, device: str = "cpu", d
     ctx = _Ctx(ops, low and not half, est.dtype.bytes if low else F32, kernel, device, dropout,
                half and low)
     blocks = [op.block.prefix if op.block else "" for op in ops]
+    _widths(ctx, blocks)
     out: list[StepOp] = []
-    stream = F32
-    current = ""
     for i, op in enumerate(ops):
         blk = blocks[i]
         src = _producer(ctx, i)
         key, elems, e = _input(ctx, i, src)
-        if blk != current:
-            current, stream = blk, e
-        ctx.dt[i] = _dtype(ctx, i, src, stream)
-        if blk and op.kind == "add" and op.path == blk:
-            stream = ctx.dt[i]
         kind = op.kind
         entry = kind_of(op)
         saved = _saved(ctx, i, key, elems, e)
