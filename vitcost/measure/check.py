@@ -170,12 +170,6 @@ def join_train_layers(analytic: dict[str, tuple[int, int]], counted: dict[str, t
     return tuple(rows)
 
 
-def predicted_forward_bytes(est: Any) -> int:
-    """What a real forward of the reference model holds at its peak, from the analytic estimate:
-    the fp32 parameters plus the largest set of activations alive at once (scores included)."""
-    return est.params * est.bytes_per_elem + est.activation_peak_bytes
-
-
 def choose_method(method: str, meta_net: Any, shape: tuple[int, ...], budget_bytes: int | None = None,
                   mode: str = "inference") -> str:
     """"real" or "meta" for counting the reference net (given on the meta device) on `shape`: `auto` is
