@@ -167,7 +167,7 @@ def test_auto_picks_meta_over_the_budget_and_says_so() -> None:
     assert count(to_meta(model), (B, N, D)).method == "meta"
 
 
-def test_predicted_forward_bytes_by_hand() -> None:
+def test_forward_peak_bytes_by_hand() -> None:
     lin = nn.Linear(1000, 500)
     x = torch.empty(100, 1000, device="meta")
     params = (1000 * 500 + 500) * 4
