@@ -71,6 +71,9 @@ class RunMode(str, enum.Enum):
 
 RUN_MODE_ALIASES = {"infer": RunMode.inference}
 
+# The devices whose kernels the memory and time models know (CUDA's autocast lists and allocator, the CPU's)
+DEVICES: tuple[str, ...] = ("cpu", "cuda")
+
 
 class Convention(str, enum.Enum):
     """A counting convention: a projection of the cost vector (`analytic.cost.CONVENTIONS` says what each
@@ -271,6 +274,6 @@ def parse_bytes(text: str) -> int:
     return parse_size(text)[0]
 
 
-__all__ = ["BYTES", "F32", "INT64", "BOOL", "Dtype", "Kernel", "RunMode", "Convention", "Optimizer", "parse_dtype",
-           "parse_kernel", "parse_run_mode", "parse_optimizer", "whole", "parse_res",
+__all__ = ["BYTES", "F32", "INT64", "BOOL", "DEVICES", "Dtype", "Kernel", "RunMode", "Convention", "Optimizer",
+           "parse_dtype", "parse_kernel", "parse_run_mode", "parse_optimizer", "whole", "parse_res",
            "parse_resolutions", "res_label", "parse_size", "parse_bytes"]

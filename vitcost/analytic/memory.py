@@ -64,7 +64,7 @@ from vitcost.analytic.cost import Op
 from vitcost.analytic.peaks import Block, PeakSteps, conv_scratch, conv_weight, norm_stats, split_blocks
 from vitcost.analytic.registry import family_of
 from vitcost.errors import VitcostError
-from vitcost.vocab import Kernel
+from vitcost.vocab import DEVICES, Kernel
 
 if TYPE_CHECKING:
     from vitcost.analytic.estimate import Estimate
@@ -211,8 +211,8 @@ def predict_memory(est: Estimate, attn: Kernel | None = None, device: str = "cpu
     levels; the allocator level counts the scratch buffers of `device`'s kernels (cpu | cuda) run with
     `threads` CPU threads."""
     kernel = est.attn if attn is None else attn
-    if device not in ("cpu", "cuda"):
-        raise VitcostError(f"unknown device {device!r} for the memory prediction; choose cpu or cuda.")
+    if device not in DEVICES:
+        raise VitcostError(f"unknown device {device!r} for the memory prediction; choose from {', '.join(DEVICES)}.")
     est.require_single_width()
     e = est.bytes_per_elem
     h, w = est.res

@@ -93,14 +93,13 @@ from vitcost.analytic.ops import OPS, autocast_width, kind_of, saves
 from vitcost.analytic.trace import op_key
 from vitcost.analytic.training import reads_constant
 from vitcost.errors import VitcostError
-from vitcost.vocab import BOOL, F32, INT64, PRECISIONS, Dtype, Kernel, Optimizer
+from vitcost.vocab import BOOL, DEVICES, F32, INT64, PRECISIONS, Dtype, Kernel, Optimizer
 
 if TYPE_CHECKING:
     from vitcost.analytic.estimate import Estimate
 
 # float32 copies of the weights each optimizer keeps
 STATE_COPIES: dict[str, int] = {Optimizer.none.value: 0, Optimizer.sgd.value: 1, Optimizer.adamw.value: 2}
-DEVICES = ("cpu", "cuda")
 COPY = -1  # a producer that is a copy made on the way (`_producer`)
 
 

@@ -63,6 +63,12 @@ def _command_module(args: list[str]) -> str | None:
     return COMMANDS.get(first) if first else None
 
 
+def choices(name: str, values: tuple[str, ...]) -> type[enum.Enum]:
+    """A CLI choice type made from one of the core's lists of allowed values, so that the list is written
+    once (in the layer that acts on it) and the CLI offers exactly it."""
+    return enum.Enum(name, [(v, v) for v in values], type=str)  # type: ignore[return-value]
+
+
 class Format(str, enum.Enum):
     table = "table"
     json = "json"

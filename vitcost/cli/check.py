@@ -3,7 +3,6 @@ torch reference models; or fvcore and FlopCounterMode counts of any module (`--m
 
 from __future__ import annotations
 
-import enum
 import importlib
 import math
 import os
@@ -12,30 +11,21 @@ from typing import Annotated, Any
 
 import typer
 
-from vitcost.cli.app import BatchOpt, Format, FormatOpt, ModelsOpt, OutputOpt, ResOpt, SetOpt, app, emit
+from vitcost.cli.app import BatchOpt, Format, FormatOpt, ModelsOpt, OutputOpt, ResOpt, SetOpt, app, choices, emit
 from vitcost.errors import VitcostError
+from vitcost.measure.check import ATTN_PATHS
+from vitcost.measure.counting import COUNTED_CONVENTIONS, METHODS
 from vitcost.measure.counting_meta import first_line
 from vitcost.vocab import RunMode, parse_run_mode, res_label
 
 DEFAULT_RES = ["224"]
 
 
-class CheckConvention(str, enum.Enum):
-    fvcore = "fvcore"
-    torch = "torch"
-    macs = "macs"
-
-
-class AttnPath(str, enum.Enum):
-    math = "math"
-    sdpa = "sdpa"
-    both = "both"
-
-
-class Method(str, enum.Enum):
-    auto = "auto"
-    real = "real"
-    meta = "meta"
+# The choices are the core's lists, as they are: the conventions a counter gives, the reference nets'
+# attention paths (and both), the counting methods
+CheckConvention = choices("CheckConvention", COUNTED_CONVENTIONS)
+AttnPath = choices("AttnPath", (*ATTN_PATHS, "both"))
+Method = choices("Method", METHODS)
 
 
 def parse_input_shape(text: str) -> tuple[int, ...]:
@@ -93,7 +83,7 @@ def _runs(models: list[str] | None, set_items: list[str] | None, res: list[str],
 
     designs = resolve_designs(list(models or DEFAULT_MODELS), set_items)
     sizes = parse_resolutions(res)
-    paths = ["math", "sdpa"] if attn is AttnPath.both else [attn.value]
+    paths = list(ATTN_PATHS) if attn is AttnPath.both else [attn.value]
     return [(d, hw, a) for d in designs for hw in sizes for a in paths]
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 from typing import Annotated, Any
 
 import typer
@@ -22,16 +21,13 @@ from vitcost.cli.app import (
     ResOpt,
     SetOpt,
     app,
+    choices,
     emit,
 )
 from vitcost.errors import VitcostError
-from vitcost.vocab import Kernel, Optimizer, parse_run_mode
+from vitcost.vocab import DEVICES, Kernel, Optimizer, parse_run_mode
 
-
-class Device(str, enum.Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
+Device = choices("Device", ("auto", *DEVICES))  # auto: cuda when available
 
 
 DEFAULT_RES = ["224"]
