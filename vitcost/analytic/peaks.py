@@ -52,9 +52,7 @@ class Block:
         self.ops = ops
         self.before = before or []  # ops run between the previous block and this one (a stage's downsampling)
         self.stage = stage  # the path of the module that owns the block list ("" for a model's own `blocks`)
-        self._by_path: dict[str, list[Op]] = {}
-        for op in ops:
-            self._by_path.setdefault(op.path, []).append(op)
+        self._by_path: dict[str, list[Op]] | None = None  # built at the first lookup (repeated blocks are skipped)
 
     @property
     def inp(self) -> int:
@@ -67,6 +65,10 @@ class Block:
         return int(self.p.rsplit(".", 1)[1])
 
     def find(self, suffix: str, kind: str | None = None) -> Op | None:
+        if self._by_path is None:
+            self._by_path = {}
+            for op in self.ops:
+                self._by_path.setdefault(op.path, []).append(op)
         path = f"{self.p}.{suffix}" if suffix else self.p
         for op in self._by_path.get(path, ()):
             if kind is None or op.kind == kind:

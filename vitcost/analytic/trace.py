@@ -42,11 +42,10 @@ class Trace:
     def note(self, *tags: str, src: tuple[str, ...] = ()) -> None:
         """Add facts to the last op recorded: `tags` (keys of `cost.TAGS`) and, when its input is not the
         previous op's output, its producers (`key` of each, or "copy")."""
-        unknown = set(tags) - set(TAGS)
-        if unknown:
-            raise VitcostError(f"unknown op tags {sorted(unknown)}; see cost.TAGS.")
-        op = self.ops[-1]
-        self.ops[-1] = op._replace(tags=op.tags | frozenset(tags), src=src or op.src)
+        if not TAGS.keys() >= set(tags):
+            raise VitcostError(f"unknown op tags {sorted(set(tags) - TAGS.keys())}; see cost.TAGS.")
+        op = self.ops[-1]  # (path, kind, role, cost, out, inp, call, block, src, tags), rebuilt without _replace
+        self.ops[-1] = _new(Op, (*op[:8], src or op.src, op.tags | frozenset(tags) if tags else op.tags))
 
     def key(self, back: int = 1) -> str:
         """The key ("path#kind") of the `back`-th last op that is not a parameter table."""
