@@ -238,13 +238,7 @@ def kernels(est: Any, amp: bool = True, *, math_scores: str = "autocast") -> lis
         with_param, param_pending = param_pending and entry.param_operand, False
         other = project(op.cost, "flops") - FLOPS_PER_MAC * op.cost.macs
         if entry.time in ("gemm", "conv"):  # a linear, a conv, or a product of two activations (no weights)
-            if amp and entry.product:  # the weight's cast, once per forward
-                emit(op.path, "memory", op.cost.params * (_FULL + _HALF), kind="weight_cast")
-            cast_in(op.path, op.inp)
-            if "transposed_input" in op.tags:  # the (cast) transposed view copied to a contiguous buffer
-                emit(op.path, "memory", op.inp * 2 * wd.elem)
-            emit(op.path, _product_class(op), (op.inp + op.out + op.cost.params) * wd.elem,
-                 FLOPS_PER_MAC * op.cost.macs, other, kind=op.kind)
+            _product_kernels(op, entry.product, other, wd, emit, cast_in)
             cur = wd.elem
         elif entry.time == "attention":
             cast_in(op.path, op.inp)
@@ -266,6 +260,18 @@ def kernels(est: Any, amp: bool = True, *, math_scores: str = "autocast") -> lis
             emit(op.path, "memory", (op.inp + op.out) * width + op.cost.params * wd.param, other=other, kind=op.kind)
             cur = width
     return out
+
+
+def _product_kernels(op: Op, weighted: bool, other: Any, wd: _Widths, emit: Any, cast_in: Any) -> None:
+    """A linear's or conv's kernels: under autocast the weight's cast (once per forward) and the input's,
+    a transposed input's contiguous copy, then the product."""
+    if wd.amp and weighted:
+        emit(op.path, "memory", op.cost.params * (_FULL + _HALF), kind="weight_cast")
+    cast_in(op.path, op.inp)
+    if "transposed_input" in op.tags:  # the (cast) transposed view copied to a contiguous buffer
+        emit(op.path, "memory", op.inp * 2 * wd.elem)
+    emit(op.path, _product_class(op), (op.inp + op.out + op.cost.params) * wd.elem,
+         FLOPS_PER_MAC * op.cost.macs, other, kind=op.kind)
 
 
 def _attention_kernels(op: Op, image_batch: Any, fused: bool, wd: _Widths, emit: Any, math_scores: str) -> None:
