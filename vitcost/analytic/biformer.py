@@ -67,16 +67,18 @@ def routing_attention(t: Trace, p: str, b: Any, gh: Any, gw: Any, c: int, spec: 
     qkv = t.key()
     for _ in "qk":  # the region-level query and key: means of q and k over each region
         t.eltwise(p, rows * c, kind="pool", role="scores", inp=rows * c, out=b * r2 * c)
-        t.note(src=(qkv,))
+        t.note("detached", src=(qkv,))  # read only by the routing, through a detach
     means = t.key()
     side = spec.side_dwconv
     t.conv(f"{p}.lepe", b, c, c, n_win * rh, n_win * rw, kernel=side, stride=1, pad=side // 2, groups=c,
            role="proj")
     t.note(src=("copy",))  # v laid out as an NCHW grid
     t.eltwise(f"{p}.router", b * r2 * c, kind="mul", role="scores", inp=b * r2 * c)  # Q_r * scale
-    t.note(src=(means,))
+    t.note("detached", src=(means,))
     t.matmul(f"{p}.router", b, r2, c, r2)  # A = (Q_r * scale) K_r^T
+    t.note("detached")
     t.eltwise(f"{p}.router", b * r2 * r2, kind="topk", role="scores", inp=b * r2 * r2, out=b * r2 * k)
+    t.note("detached")
     gathered = b * r2 * k * w2 * 2 * c
     t.eltwise(f"{p}.kv_gather", gathered, kind="gather", role="scores", inp=gathered)
     t.note(src=(qkv,))
@@ -94,7 +96,7 @@ def global_attention(t: Trace, p: str, b: Any, gh: Any, gw: Any, c: int, spec: B
     qkv = t.key()
     side = spec.side_dwconv
     t.conv(f"{p}.lepe", b, c, c, gh, gw, kernel=side, stride=1, pad=side // 2, groups=c, role="proj")
-    t.note(src=(t.key(2),))  # the attention's input (norm1's output)
+    t.note(src=(t.key(3),))  # the attention's input (norm1's output)
     t.attention(p, b, heads, n, n, c // heads)
     t.note(src=(f"qkv={qkv}",))
     t.eltwise(p, b * n * c)  # + LePE
