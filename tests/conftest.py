@@ -39,3 +39,27 @@ def published() -> list[tuple[str, int, float, float]]:
     rows = read_published()
     assert len(rows) == len(PUBLISHED_ROWS), "published.md changed shape: update PUBLISHED_ROWS"
     return rows
+
+
+@pytest.fixture(scope="session")
+def published_cells():
+    """The cells of the published.md row whose first cell starts with a label (the "More designs" table,
+    one row per family: `published_cells("BiFormer-T / S / B, 224")`)."""
+    lines = PUBLISHED_MD.read_text().splitlines()
+
+    def cells(label: str) -> list[str]:
+        for line in lines:
+            if line.startswith(f"| {label}"):
+                return [c.strip() for c in line.strip().strip("|").split("|")]
+        raise AssertionError(f"published.md has no {label!r} row")
+    return cells
+
+
+@pytest.fixture
+def one_thread():
+    """torch on one thread for the test (the memory models' scratch buffers follow the thread count)."""
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -47,7 +47,8 @@ def _net_modules(name: str, res: int):
     return dict(build(parse_design(name), (res, res), attn="math", device="meta").named_modules())
 
 
-@pytest.mark.parametrize("name", ["resnet50", "mvitv2_t", "swin_t", "vit_b16", "nat_mini", "convnext_tiny"])
+@pytest.mark.parametrize("name", ["resnet50", "mvitv2_t", "swin_t", "vit_b16", "nat_mini", "convnext_tiny",
+                                  "biformer_tiny"])
 def test_block_marks_and_max_pools_are_the_nets_modules(name):
     """Every block a walker marks is a module of the reference net, and the ops it tags as max pools are
     exactly the net's nn.MaxPool2d modules."""

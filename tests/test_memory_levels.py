@@ -15,7 +15,7 @@ from vitcost.analytic.cost import AttnCall
 from vitcost.analytic.memory import predict_memory
 from vitcost.analytic.peaks import PeakSteps, conv_scratch, flash_scratch
 from vitcost.errors import VitcostError
-from vitcost.specs import ConvNeXtSpec, MViTSpec, NATSpec, ResNetSpec, SwinSpec, SwinV2Spec
+from vitcost.specs import BiFormerSpec, ConvNeXtSpec, MViTSpec, NATSpec, ResNetSpec, SwinSpec, SwinV2Spec
 from vitcost.vocab import Kernel
 from vitcost.zoo import get_preset
 
@@ -138,6 +138,8 @@ FAMILIES = {
     "swinv2": (SwinV2Spec(embed_dim=16, depths=(2, 2), heads=(1, 2), window=4, num_classes=10), 52, "math"),
     "mvit": (MViTSpec(dims=(16, 32), depths=(1, 2), heads=(1, 2), kv_stride=2, num_classes=10), 64, "math"),
     "nat": (NATSpec(embed_dim=16, depths=(2, 1, 1), heads=(1, 2, 4), kernel=5, num_classes=10), 64, "math"),
+    "biformer": (BiFormerSpec(dims=(16, 32, 64), depths=(2, 1, 1), topks=(1, 2, 0), n_win=2, head_dim=8,
+                              global_heads=2, num_classes=10), 52, "sdpa"),
     # the last stage's reordered conv weights hold it, far above the live peak
     "convnext": (ConvNeXtSpec(dims=(64, 128, 256, 512), depths=(1, 1, 1, 1), num_classes=10), 64, "math"),
     "resnet": (ResNetSpec(depths=(1, 1, 1, 1), num_classes=10), 64, "math"),

@@ -18,6 +18,7 @@ from vitcost.analytic.train_memory import (
 from vitcost.design import parse_design
 from vitcost.errors import VitcostError
 from vitcost.specs import (
+    BiFormerSpec,
     ConvNeXtSpec,
     MixerSpec,
     MViTSpec,
@@ -50,6 +51,9 @@ TINY = {
     "mixer": (MixerSpec(dim=64, depth=2, tokens_hidden=32, channels_hidden=128, num_classes=10), 64),
     "convnext": (ConvNeXtSpec(dims=(16, 32, 32, 32), depths=(1, 2, 1, 1), num_classes=10), 64),
     "resnet": (ResNetSpec(depths=(1, 2, 1, 1), width=8, num_classes=10), 64),
+    # routing in two stages (on 13x13 and 7x7 grids, padded to 14x14 and 8x8), global attention in the last
+    "biformer": (BiFormerSpec(dims=(16, 32, 64), depths=(2, 1, 1), topks=(1, 2, 0), n_win=2, head_dim=8,
+                              global_heads=2, num_classes=10), 52),
 }
 FAMILIES = sorted({spec.family for spec, _ in TINY.values()})
 
@@ -300,7 +304,7 @@ def test_autocast_bf16_step_against_measurement(name):
     assert pred.weight_casts == pytest.approx(measured.weight_cast_bytes, rel=0.02)
 
 
-@pytest.mark.parametrize("name", ["vit", "swin", "mvit", "nat", "swinv2", "sam"])
+@pytest.mark.parametrize("name", ["vit", "swin", "mvit", "nat", "swinv2", "sam", "biformer"])
 def test_sdpa_step_against_measurement(name):
     """sdpa: the fused CPU kernel for ViT; the math composite where a learned term needs a gradient."""
     measured, pred = _run(name, attn="sdpa", dtype="bf16" if name in ("swin", "sam") else "fp32")

@@ -716,6 +716,83 @@ class SwinV2Spec(SpecBase):
         return self.embed_dim * 2**stage
 
 
+@spec_class
+class BiFormerSpec(SpecBase):
+    """BiFormer (Zhu et al., CVPR 2023, "BiFormer: Vision Transformer with Bi-Level Routing Attention"), as
+    its ImageNet models are built in the official code (rayleizhu/BiFormer, models/biformer.py with
+    ops/bra_legacy.py): an overlapping stem (3x3 stride-2 conv to C/2, BatchNorm, GELU, 3x3 stride-2 conv,
+    BatchNorm), a 3x3 stride-2 conv + BatchNorm between stages, stages of blocks
+        x = x + dwconv3x3(x);  x = x + attn(LN(x));  x = x + fc2(GELU(fc1(LN(x))))
+    then BatchNorm, the mean over the grid and a linear head.
+
+    Bi-level routing attention (BRA, the stages whose `topks` entry k is positive): the grid, zero-padded at
+    the bottom/right to a multiple of S = `n_win` (the code's auto_pad), is cut into S x S regions of
+    (H/S)(W/S) tokens; one linear gives q, k, v (qk_dim = C); the region-level query and key are the means
+    of q and k over each region; the region affinity A = (Q_r * scale) K_r^T is S^2 x S^2 (S^4 C MACs per
+    image); each region keeps the k regions of its highest affinities (top-k); their keys and values are
+    gathered ([S^2, k, HW/S^2, 2C] per image); each region's queries attend to those k(HW/S^2) tokens with
+    C / head_dim heads; the local context enhancement (LCE), a `side_dwconv` x `side_dwconv` depthwise conv
+    on v over the padded grid, is added to the output; then the output projection `wo`; the padding is
+    cropped. A stage whose entry is 0 runs plain global attention with LePE instead (the code's topk = -2,
+    its AttentionLePE): qkv without bias, `global_heads` heads, the same depthwise conv on the attention's
+    input added to its output, proj. The official presets use 1, 4, 16 regions in the first three stages
+    (of 49) and global attention in the last, n_win 7, kv_downsample_mode "identity" (no key/value
+    downsampling), qk_dims equal to the stage widths, head_dim 32, MLP ratio 3, no layer scale.
+
+    The reference net follows the code's counts and tensors with two choices that change no count: both
+    attentions scale q by head_dim^-0.5 (the code scales by qk_dim^-0.5, and the global stage scales the
+    scores after q k^T), and the routing's softmax over the top-k affinities is not computed (with hard
+    routing, the code's default, its weights are never used).
+
+    Published figures (BiFormer Table 1 and the repository's README, "FLOPs" = MACs at 224): T 13.1M / 2.2G,
+    S 25.5M / 4.5G, B 56.8M / 9.8G. Here: 13.14M / 25.54M / 56.80M parameters, and 2.22 / 4.46 / 9.76 GMACs
+    (2.23 / 4.49 / 9.79 in the fvcore convention, with the eval-mode BatchNorms at 2 and the LayerNorms at 5
+    per element); each rounds to the published figure. BiFormer-T's are 0.7% (MACs) and 1.3% (fvcore) above
+    its printed 2.2 only because the paper prints one decimal."""
+
+    family: ClassVar[str] = "biformer"
+    dims: tuple[int, ...] = doc(text="channels per stage")
+    depths: tuple[int, ...] = doc(text="blocks per stage")
+    topks: tuple[int, ...] = doc((1, 4, 16, 0), "regions each region attends to, per stage (top-k of the region "
+                                                "affinity); 0 = global attention with LePE")
+    n_win: int = doc(7, "regions per side S: the grid, padded to a multiple of S, is cut into S x S regions")
+    head_dim: int = doc(32, "channels per head of the routing stages (heads = channels / head_dim)")
+    global_heads: int = doc(8, "heads of the global-attention stages (topks entry 0)")
+    side_dwconv: int = doc(5, "kernel of the depthwise conv on v added to the attention output (LCE / LePE; odd)")
+    mlp_ratio: float = doc(3.0, "MLP hidden width = int(channels * mlp_ratio)")
+    num_classes: int = doc(1000, "classes of the linear head")
+    in_chans: int = doc(3, "input image channels")
+
+    def validate(self) -> None:
+        _positive(self, n_win=self.n_win, head_dim=self.head_dim, global_heads=self.global_heads,
+                  side_dwconv=self.side_dwconv, mlp_ratio=self.mlp_ratio, num_classes=self.num_classes,
+                  in_chans=self.in_chans)
+        if not (len(self.dims) == len(self.depths) == len(self.topks)) or not self.dims:
+            raise SpecError("BiFormerSpec: dims, depths and topks must be non-empty and of equal length.")
+        regions = self.n_win * self.n_win
+        for s, (d, n, k) in enumerate(zip(self.dims, self.depths, self.topks)):
+            _positive(self, dim=d, depth=n)
+            if k < 0:
+                raise SpecError(f"BiFormerSpec.topks[{s}] must be 0 (global attention) or a region count, got {k}.")
+            if k > regions:
+                raise SpecError(f"BiFormerSpec.topks[{s}] = {k} is more than the {regions} regions of an "
+                                f"n_win = {self.n_win} grid.")
+            unit, name = (self.head_dim, "head_dim") if k else (self.global_heads, "global_heads")
+            if d % unit:
+                raise SpecError(f"BiFormerSpec: stage {s} has {d} channels, not divisible by {name} = {unit}.")
+        if self.dims[0] % 2:
+            raise SpecError(f"BiFormerSpec.dims[0] must be even (the stem's first conv has dims[0]/2 channels), "
+                            f"got {self.dims[0]}.")
+        if self.side_dwconv % 2 == 0:
+            raise SpecError(f"BiFormerSpec.side_dwconv must be odd (the conv keeps the grid), got {self.side_dwconv}.")
+        _walkable(self, sum(self.depths))
+        _hidden(self, min(self.dims), self.mlp_ratio)
+
+    def heads(self, stage: int) -> int:
+        """Attention heads of a stage: channels / head_dim with routing, global_heads without."""
+        return self.dims[stage] // self.head_dim if self.topks[stage] else self.global_heads
+
+
 # Keep this at the end of the module: every spec class above has registered itself by now.
 Spec = SpecBase  # any architecture spec (for type hints)
 SPEC_TYPES: tuple[type, ...] = tuple(SPEC_CLASSES.values())

@@ -11,6 +11,7 @@ from typing import NamedTuple
 from vitcost.errors import VitcostError
 from vitcost.specs import (
     SPEC_TYPES,
+    BiFormerSpec,
     ConvNeXtSpec,
     MixerSpec,
     MViTSpec,
@@ -221,6 +222,15 @@ PRESETS: Mapping[str, Preset] = MappingProxyType({p.name: p for p in [  # read-o
            ("swinv2_base_window16_256", "swinv2_base_window12to16_192to256")),
     Preset("swinv2_b_384", _swinv2(128, _DEEP, 24), 384, "SwinV2; Swin repo hub; timm", 87.92, 55.25,
            ("swinv2_base_window12to24_192to384",)),
+    # BiFormer (Zhu et al. 2023) as rayleizhu/BiFormer's models/biformer.py builds biformer_tiny/small/base:
+    # top-k 1, 4, 16 of 7x7 regions and global attention in the last stage, head_dim 32, MLP ratio 3; params
+    # and GMACs from the paper's Table 1 and the repository's README (see BiFormerSpec).
+    Preset("biformer_tiny", BiFormerSpec(dims=(64, 128, 256, 512), depths=(2, 2, 8, 2)), 224,
+           "BiFormer Table 1; rayleizhu/BiFormer", 13.1, 2.2),
+    Preset("biformer_small", BiFormerSpec(dims=(64, 128, 256, 512), depths=(4, 4, 18, 4)), 224,
+           "BiFormer Table 1; rayleizhu/BiFormer", 25.5, 4.5),
+    Preset("biformer_base", BiFormerSpec(dims=(96, 192, 384, 768), depths=(4, 4, 18, 4)), 224,
+           "BiFormer Table 1; rayleizhu/BiFormer", 56.8, 9.8),
     # ViT-B/16 with linear attention (Katharopoulos et al. 2020: phi = elu + 1) in every block; no published
     # figure (no such trained model).
     Preset("vit_b16_linear", ViTSpec(dim=768, depth=12, heads=12, attention="linear"), 224,

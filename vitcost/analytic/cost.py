@@ -195,6 +195,8 @@ class BlockMark(NamedTuple):
 # them, so that no shared module has to recognise a family or a layer by its name.
 TAGS: dict[str, str] = {
     "reads_constant": "a linear/conv whose input is a fixed buffer, not an activation: no input gradient",
+    "detached": "an op whose output reaches the loss only through a detach (a routing decision): its backward "
+                "never runs and it saves nothing",
     "max_pool": "a max pool: saves its input and int64 indices for the backward",
     "branch_copied": "a residual add whose branch reaches it through a copy (window reverse, crop, roll) or "
                      "that runs in place: the branch's gradient is not the stream's own",

@@ -108,6 +108,7 @@ FAMILIES: dict[str, Family] = {f.name: f for f in [
     Family("resnet", "ResNet (bottleneck CNN)", "resnet", "vitcost.nets.resnet:ResNet"),
     Family("swinv2", "Swin V2 scaled cosine window attention", "swinv2", "vitcost.nets.swinv2:SwinTransformerV2",
            containers="sequential_stages"),
+    Family("biformer", "BiFormer bi-level routing attention", "biformer", "vitcost.nets.biformer:BiFormer"),
 ]}
 _BY_SPEC: dict[type, Family] = {f.spec: f for f in FAMILIES.values()}
 

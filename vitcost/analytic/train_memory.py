@@ -393,7 +393,7 @@ def _backward_live(ctx: _Ctx, i: int, grad: str, out_bytes: int, in_bytes: int, 
     d(gate); top-k's gather of the value rows scatters into a zero-filled [B', h, N, N, d] gradient (the
     value rows broadcast over the queries) before summing it to v's."""
     ops = ctx.ops
-    if grad == "through":
+    if grad == "through" or "detached" in ops[i].tags:
         return (0,)
     if grad == "glu":
         return (3 * out_bytes, 3 * out_bytes + in_bytes)
@@ -407,6 +407,8 @@ def _saved(ctx: _Ctx, i: int, key: tuple, elems: int, e: int) -> list[Saved]:
     calls' are their own functions'."""
     op = ctx.ops[i]
     out: list[Saved] = []
+    if "detached" in op.tags:  # its backward never runs
+        return out
     stat = ctx.lo if ctx.half else F32
     for token in saves(op):
         if token == "matmul_input":
@@ -429,6 +431,10 @@ def _saved(ctx: _Ctx, i: int, key: tuple, elems: int, e: int) -> list[Saved]:
             out.append(Saved(("mid", i), op.out * ctx.dt[i]))
         elif token == "order":  # EViT's int64 order of the patch tokens, which the gathers save
             out.append(Saved(("order", i), op.out * INT64))
+        elif token == "sources" and op.src:  # a gather from a producer's output (BiFormer's keys and values, a
+            # view of qkv): torch.gather saves that storage and the int64 indices the top-k before it picked
+            j = ctx.index[op.src[0]]
+            out += [Saved(("out", j), ctx.ops[j].out * ctx.dt[j]), Saved(("order", i - 1), ctx.ops[i - 1].out * INT64)]
         elif token == "sources" and ctx.ops[i - 1].kind != "softmax":  # EViT's gather: its sources (the block's
             out.append(Saved((op.kind, i), op.inp * e))  # sum, the ranking); the fusion: its two operands
     return out

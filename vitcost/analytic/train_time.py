@@ -76,12 +76,15 @@ def step_kernels(est: Any, amp: bool = True, optimizer: Optimizer = Optimizer.sg
     fwd = kernels(est, amp, **runtime)
     image = next((i for i, op in enumerate(est.ops) if OPS[op.kind].product), None)
     constant = {op.path for i, op in enumerate(est.ops) if OPS[op.kind].product and reads_constant(op, i == image)}
+    detached = {(op.path, op.kind) for op in est.ops if "detached" in op.tags}  # no backward (`cost.TAGS`)
     biased = {op.path: op.out for op in est.ops if OPS[op.kind].product and op.cost.eltwise}
     e = 2 if amp else est.dtype.bytes
     logits = est.ops[-1].out if est.ops else 0
     loss = [Kernel("loss", "memory", 0.0, 0.0, float(logits * F32 * LOSS_PASSES / 2), "fp32", "loss")] * 2
     back: list[Kernel] = []
     for k in reversed(fwd):
+        if (k.path, k.kind) in detached:
+            continue
         back += _backward(k, k.path not in constant)
         if k.kind in ("linear", "conv") and k.path in biased:
             back.append(Kernel(k.path, "memory", 0.0, 0.0, float(biased[k.path] * e), k.dtype, "bias_grad"))

@@ -11,6 +11,8 @@ gives every parameter its gradient (the optimizer's update is not included). Per
                  No dX where X needs no gradient: the image (the first op of every trace reads it), and
                  a layer whose input is a fixed buffer (the walker tags it "reads_constant": SwinV2's
                  continuous-position-bias MLP reads a table of log-spaced relative coordinates).
+                 No backward at all for an op tagged "detached", whose output reaches the loss only
+                 through a detach (BiFormer's routing: the affinity and top-k of detached region means).
   attention      math path (Vaswani et al. 2017), from `trace.attention_steps`, every product of two
                  activations giving both operands a gradient:
                    dV = P^T dO      [B'h, Nkv, Nq] @ [B'h, Nq, d]  -> [B'h, Nkv, d]   s*d MACs
@@ -135,6 +137,8 @@ def train_ops(ops: tuple[Op, ...] | list[Op], kernel: Kernel = Kernel.math) -> t
     out = []
     for i, op in enumerate(ops):
         fwd, back, rule = op_backward(op, kernel, grad_input=not reads_constant(op, i == image))
+        if "detached" in op.tags:  # no gradient reaches it (`cost.TAGS`)
+            back, rule = Cost(), "detached: no backward"
         out.append(TrainOp(op.path, op.kind, op.role, fwd, back, rule))
     return tuple(out)
 
