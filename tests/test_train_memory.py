@@ -50,6 +50,8 @@ TINY = {
     "mixer": (MixerSpec(dim=64, depth=2, tokens_hidden=32, channels_hidden=128, num_classes=10), 64),
     "convnext": (ConvNeXtSpec(dims=(16, 32, 32, 32), depths=(1, 2, 1, 1), num_classes=10), 64),
     "resnet": (ResNetSpec(depths=(1, 2, 1, 1), width=8, num_classes=10), 64),
+    # non-local blocks after layer1.0 (with the projection shortcut) and layer2.0, subsampled keys
+    "resnet_nl": (ResNetSpec(depths=(1, 2, 1, 1), width=8, num_classes=10, nl_blocks=(1, 1), nl_subsample=True), 64),
 }
 FAMILIES = sorted({spec.family for spec, _ in TINY.values()})
 
@@ -300,7 +302,7 @@ def test_autocast_bf16_step_against_measurement(name):
     assert pred.weight_casts == pytest.approx(measured.weight_cast_bytes, rel=0.02)
 
 
-@pytest.mark.parametrize("name", ["vit", "swin", "mvit", "nat", "swinv2", "sam"])
+@pytest.mark.parametrize("name", ["vit", "swin", "mvit", "nat", "swinv2", "sam", "resnet_nl"])
 def test_sdpa_step_against_measurement(name):
     """sdpa: the fused CPU kernel for ViT; the math composite where a learned term needs a gradient."""
     measured, pred = _run(name, attn="sdpa", dtype="bf16" if name in ("swin", "sam") else "fp32")

@@ -92,8 +92,8 @@ def non_local(t: Trace, p: str, b: Any, h: Any, w: Any, c: int, spec: ResNetSpec
         sources.append(f"{'k' if name == 'phi' else 'v'}={t.key()}")
     t.attention(p, b, 1, h * w, kh * kw, ck)
     t.note(src=tuple(sources))
+    # W reads the attention's [b, 1, N, C'] output as a [b, C', h, w] view (channels-last strides)
     t.conv(f"{p}.w", b, ck, c, h, w, kernel=1, stride=1, pad=0, bias=False, role="proj")
-    t.note(src=("copy",))  # the attention's output laid back out as [b, C', h, w]: a contiguous copy
     t.batch_norm(f"{p}.bn", b * c * h * w, c)
     t.eltwise(p, b * c * h * w)  # x + z
 
@@ -190,8 +190,8 @@ def non_local_memory(peak: PeakSteps, blk: Block, held: int, e: int, fused: bool
     """nets.resnet.NonLocal on the block's output, `held` bytes alive besides it: q, k and v stay referenced
     until it returns. math: q is a view of theta's output, k and v of phi's and g's (or of their max
     pools, each pool's input dying once it returns); sdpa: each is a token-major copy, its source dying
-    once it is made. The attention core as `peaks.attend` (no additive term); its output is laid back out
-    as [B, C', h, w] (a copy; the output dies), then W's output, the BatchNorm's, and x + z."""
+    once it is made. The attention core as `peaks.attend` (no additive term); W reads its output as a
+    [B, C', h, w] view (channels-last strides), then W's output, the BatchNorm's, and x + z."""
     p = f"{blk.p}.nl"
     theta = blk.out("nl.theta") * e
     live = held + theta
@@ -211,9 +211,10 @@ def non_local_memory(peak: PeakSteps, blk: Block, held: int, e: int, fused: bool
         y = a.q * e
     else:
         y = attend(peak, p, live, a, e, fused=False, split=False, terms=0)
-    peak.at(live + 2 * y, f"{p} layout")  # the output and its [B, C', h, w] copy
-    z = blk.out("nl.w") * e
-    peak.at(live + y + z, f"{p}.w")
+    w = blk.find("nl.w")
+    z = w.out * e  # type: ignore[union-attr]
+    peak.at(live + y + z, f"{p}.w", conv_scratch(peak, "pointwise", w.inp, w.out, conv_weight(w), e,  # type: ignore
+                                                 channels_last=True, images=a.batch))
     peak.at(live + y + 2 * z, f"{p}.bn")  # W's output and the BatchNorm's; then the BatchNorm's and x + z
 
 

@@ -17,9 +17,9 @@ A bottleneck the spec gives a non-local block (`ResNetSpec.nl_blocks`) runs it l
 `nl` (mmaction2's ResNet3d keeps its non-local block in the bottleneck the same way). The block follows
 mmcv's NonLocal2d in the embedded-Gaussian mode with the scale: theta, phi, g 1x1 convs with bias to
 C' channels (phi and g each followed by a 2x2 max pool when subsampling), the attention
-softmax(theta^T phi / sqrt(C')) g through `AttentionCore.attend`, laid back out as [B, C', h, w] (a
-copy), a bias-free 1x1 conv to C and a BatchNorm with zero-initialised gamma, and `x + z` (a new
-tensor). math multiplies the channel-major views [B, 1, N, C'] of the conv outputs as they are (torch's
+softmax(theta^T phi / sqrt(C')) g through `AttentionCore.attend`, read back as a [B, C', h, w] view
+(channels-last strides), a bias-free 1x1 conv to C and a BatchNorm with zero-initialised gamma, and
+`x + z` (a new tensor). math multiplies the channel-major views [B, 1, N, C'] of the conv outputs as they are (torch's
 matmul reads the transposed layout without a copy, as mmcv's does); the fused kernel needs the last
 dim contiguous, so sdpa lays q, k, v out as token-major copies first. Without non-local blocks there is
 no attention, and `attn_mode` is accepted for the uniform builder signature.
