@@ -695,8 +695,8 @@ class ResNetSpec(SpecBase):
 
     def _validate_non_local(self) -> None:
         if len(self.nl_blocks) > len(self.depths):
-            raise SpecError(f"ResNetSpec.nl_blocks lists {len(self.nl_blocks)} stages; the net has "
-                            f"{len(self.depths)} (depths={self.depths}).")
+            raise SpecError(f"ResNetSpec.nl_blocks lists {len(self.nl_blocks)} stages: stage {len(self.depths)} "
+                            f"does not exist (depths={self.depths}).")
         for s, n in enumerate(self.nl_blocks):
             d, c = self.depths[s], self.expansion * self.width * 2**s
             if n < 0 or n > d or d // 2 < n < d:
