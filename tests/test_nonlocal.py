@@ -1,4 +1,4 @@
-"""Non-local blocks in a ResNet (Wang et al. 2018, "Non-local Neural Networks"): ResNetSpec's nl_blocks,
+"""Non-local blocks in a ResNet (Wang et al. 2018, "Non-local Neural Networks"): ResNetSpec's nl_every,
 nl_reduction and nl_subsample.
 
 No paper or model zoo publishes params or FLOPs of an ImageNet ResNet-50 with non-local blocks (the NL
@@ -64,7 +64,8 @@ def non_local_by_hand(b: int, c: int, n: int, m: int, reduction: int = 2) -> tup
 
 @pytest.mark.parametrize(("model", "paths"), [
     ("resnet50_nl1", ["layer3.4.nl"]),  # right before res4's last residual block
-    ("resnet50_nl5", ["layer2.0.nl", "layer2.2.nl", "layer3.0.nl", "layer3.2.nl", "layer3.4.nl"]),
+    # after every other residual block, ending with the stage's last (video-nonlocal-net, mmaction2)
+    ("resnet50_nl5", ["layer2.1.nl", "layer2.3.nl", "layer3.1.nl", "layer3.3.nl", "layer3.5.nl"]),
     ("resnet50_nl10", [f"layer2.{i}.nl" for i in range(4)] + [f"layer3.{i}.nl" for i in range(6)]),
 ])
 def test_blocks_sit_where_the_paper_puts_them(model: str, paths: list[str]) -> None:
@@ -85,7 +86,7 @@ def test_one_block_per_stage_by_hand(b: int, res: int, subsample: bool) -> None:
     on a g1 x g1 grid, g1 = ceil(ceil(res/2)/2), stage 1 64 channels on g2 = ceil(g1/2); subsampling
     max-pools phi and g 2x2 (floor(g/2) per side)."""
     p, classes = 8, 10
-    spec = ResNetSpec(depths=(1, 1), width=p, num_classes=classes, nl_blocks=(1, 1), nl_subsample=subsample)
+    spec = ResNetSpec(depths=(1, 1), width=p, num_classes=classes, nl_every=(1, 1), nl_subsample=subsample)
     half = -(-res // 2)  # the stem conv: ceil(res/2)
     g1 = -(-half // 2)  # the max pool
     g2 = -(-g1 // 2)
@@ -136,8 +137,8 @@ def test_presets_by_hand() -> None:
 # The check: exact per layer against fvcore and FlopCounterMode
 
 
-TINY = ResNetSpec(depths=(1, 2, 3, 1), width=8, num_classes=10, nl_blocks=(0, 1, 3))
-TINY_SUB = ResNetSpec(depths=(2, 2, 1), width=8, num_classes=10, nl_blocks=(1, 2), nl_reduction=4, nl_subsample=True)
+TINY = ResNetSpec(depths=(1, 2, 3, 1), width=8, num_classes=10, nl_every=(0, 2, 1))
+TINY_SUB = ResNetSpec(depths=(2, 2, 1), width=8, num_classes=10, nl_every=(1, 2), nl_reduction=4, nl_subsample=True)
 # every size once (97: no stride divides it), batch 1 and 2, both attention paths
 REAL_RUNS = [(224, 1, "math", "fvcore"), (97, 2, "sdpa", "torch"), (160, 2, "math", "macs"), (97, 1, "math", "fvcore"),
              (160, 1, "sdpa", "fvcore")]
@@ -167,10 +168,10 @@ def test_presets_pass_exactly_on_meta(model: str) -> None:
 
 
 MEMORY_CASES = [
-    (ResNetSpec(depths=(1, 2, 3, 1), width=16, num_classes=10, nl_blocks=(0, 1, 3)), 128),
-    (ResNetSpec(depths=(1, 2, 3, 1), width=16, num_classes=10, nl_blocks=(0, 1, 3), nl_subsample=True), 97),
-    (ResNetSpec(depths=(2, 2), width=8, num_classes=10, nl_blocks=(1, 2)), 112),  # the scores hold the peak
-    (ResNetSpec(depths=(2, 2), width=8, num_classes=10, nl_blocks=(2, 1), nl_reduction=4, nl_subsample=True), 160),
+    (ResNetSpec(depths=(1, 2, 3, 1), width=16, num_classes=10, nl_every=(0, 1, 3)), 128),
+    (ResNetSpec(depths=(1, 2, 3, 1), width=16, num_classes=10, nl_every=(0, 1, 3), nl_subsample=True), 97),
+    (ResNetSpec(depths=(2, 2), width=8, num_classes=10, nl_every=(1, 2)), 112),  # the scores hold the peak
+    (ResNetSpec(depths=(2, 2), width=8, num_classes=10, nl_every=(2, 1), nl_reduction=4, nl_subsample=True), 160),
 ]
 
 
@@ -238,11 +239,10 @@ def test_preset_formula_agrees_with_the_integer_walk(model: str) -> None:
 
 
 @pytest.mark.parametrize(("fields", "message"), [
-    ({"nl_blocks": (0, 1, 1, 0, 1)}, "stage 4 does not exist"),
-    ({"nl_blocks": (0, 0, 7, 0)}, r"stage 2 has 6 bottlenecks"),
-    ({"nl_blocks": (0, 3, 0, 0)}, r"at most 2\) or after all 4"),
-    ({"nl_blocks": (0, -1)}, r"nl_blocks\[1\] = -1"),
-    ({"nl_blocks": (0, 2), "nl_reduction": 3}, "nl_reduction = 3 does not divide stage 1's 512 channels"),
+    ({"nl_every": (0, 1, 1, 0, 1)}, "stage 4 does not exist"),
+    ({"nl_every": (0, 0, 7, 0)}, r"stage 2 has 6 bottlenecks; .* k from 1 to 6"),
+    ({"nl_every": (0, -1)}, r"nl_every\[1\] = -1"),
+    ({"nl_every": (0, 2), "nl_reduction": 3}, "nl_reduction = 3 does not divide stage 1's 512 channels"),
     ({"nl_reduction": 0}, "nl_reduction must be positive"),
 ])
 def test_spec_rejects_bad_values(fields: dict, message: str) -> None:
@@ -252,14 +252,14 @@ def test_spec_rejects_bad_values(fields: dict, message: str) -> None:
 
 def test_reduction_is_only_checked_where_blocks_run() -> None:
     # 1024 divides res4's 1024 channels, not res3's 512 (which has no block)
-    assert ResNetSpec(depths=(3, 4, 6, 3), nl_blocks=(0, 0, 1), nl_reduction=1024).non_local_after(2) == {4}
+    assert ResNetSpec(depths=(3, 4, 6, 3), nl_every=(0, 0, 5), nl_reduction=1024).non_local_after(2) == {4}
     with pytest.raises(SpecError, match="does not divide stage 1's 512"):
-        ResNetSpec(depths=(3, 4, 6, 3), nl_blocks=(0, 1, 1), nl_reduction=1024)
+        ResNetSpec(depths=(3, 4, 6, 3), nl_every=(0, 1, 1), nl_reduction=1024)
 
 
 @pytest.mark.parametrize(("argv", "message"), [
-    (["compare", "-m", "resnet50", "--set", "resnet50:nl_blocks=0-0-7-0", "-r", "224"], "stage 2 has 6 bottlenecks"),
-    (["compare", "-m", "resnet50", "--set", "resnet50:nl_blocks=0-2-3-0-1", "-r", "224"], "stage 4 does not exist"),
+    (["compare", "-m", "resnet50", "--set", "resnet50:nl_every=0-0-7-0", "-r", "224"], "stage 2 has 6 bottlenecks"),
+    (["compare", "-m", "resnet50", "--set", "resnet50:nl_every=0-2-2-0-1", "-r", "224"], "stage 4 does not exist"),
     (["check", "--method", "meta", "-m", "resnet50_nl5", "--set", "resnet50_nl5:nl_reduction=3", "-r", "224"],
      "does not divide stage 1's 512 channels"),
     # 16 px leaves res4 a 1x1 grid, which a 2x2 max pool cannot subsample

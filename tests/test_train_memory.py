@@ -50,8 +50,8 @@ TINY = {
     "mixer": (MixerSpec(dim=64, depth=2, tokens_hidden=32, channels_hidden=128, num_classes=10), 64),
     "convnext": (ConvNeXtSpec(dims=(16, 32, 32, 32), depths=(1, 2, 1, 1), num_classes=10), 64),
     "resnet": (ResNetSpec(depths=(1, 2, 1, 1), width=8, num_classes=10), 64),
-    # non-local blocks after layer1.0 (with the projection shortcut) and layer2.0, subsampled keys
-    "resnet_nl": (ResNetSpec(depths=(1, 2, 1, 1), width=8, num_classes=10, nl_blocks=(1, 1), nl_subsample=True), 64),
+    # non-local blocks after layer1.0 (with the projection shortcut), layer2.0 and layer2.1, subsampled keys
+    "resnet_nl": (ResNetSpec(depths=(1, 2, 1, 1), width=8, num_classes=10, nl_every=(1, 1), nl_subsample=True), 64),
 }
 FAMILIES = sorted({spec.family for spec, _ in TINY.values()})
 

@@ -141,14 +141,14 @@ def grid(spec: ResNetSpec, h: Any, w: Any) -> tuple[Any, Any]:
 def lattice(spec: ResNetSpec) -> tuple[int, int]:
     """On multiples of 2 * 2 * 2^(stages-1) every stride-2 layer halves its grid exactly (twice that with
     non-local subsampling, whose 2x2 pools then halve even the last stage's grid)."""
-    sub = 2 if spec.nl_subsample and any(spec.nl_blocks) else 1
+    sub = 2 if spec.nl_subsample and any(spec.nl_every) else 1
     return STEM_STRIDE * POOL_STRIDE * 2 ** (len(spec.depths) - 1) * sub, STEM_STRIDE * POOL_STRIDE
 
 
 def complexity(spec: ResNetSpec) -> str:
     conv = "O(HW·Cin·Cout·K²)"  # convolutions: every output pixel reads a fixed K x K window
     # a non-local block's scores: every position against every (subsampled) position
-    return f"{conv} + O((HW)²·C)" if any(spec.nl_blocks) else conv
+    return f"{conv} + O((HW)²·C)" if any(spec.nl_every) else conv
 
 
 # ---------------------------------------------------------------------------------------------

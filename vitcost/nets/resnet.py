@@ -13,7 +13,7 @@ in place:
 Counts and memory are for inference (`.eval()`): BatchNorm then normalises with its running statistics
 into a new tensor.
 
-A bottleneck the spec gives a non-local block (`ResNetSpec.nl_blocks`) runs it last, on its output, as
+A bottleneck the spec gives a non-local block (`ResNetSpec.nl_every`) runs it last, on its output, as
 `nl` (mmaction2's ResNet3d keeps its non-local block in the bottleneck the same way). The block follows
 mmcv's NonLocal2d in the embedded-Gaussian mode with the scale: theta, phi, g 1x1 convs with bias to
 C' channels (phi and g each followed by a 2x2 max pool when subsampling), the attention
