@@ -680,7 +680,7 @@ class ResNetSpec(SpecBase):
     num_classes: int = doc(1000, "classes of the linear head")
     in_chans: int = doc(3, "input image channels")
     nl_every: tuple[int, ...] = doc((), "per stage: a non-local block (Wang et al. 2018) after every k-th "
-                                        "bottleneck (after bottleneck i when i % k == k - 1); 0 or () = none")
+                                        "bottleneck (after bottleneck i when i % k == k - 1); 0: none")
     nl_reduction: int = doc(2, "a non-local block embeds its C channels in C / nl_reduction (theta, phi, g)")
     nl_subsample: bool = doc(False, "a 2x2 max pool after a non-local block's phi and g (a quarter of the keys)")
 
