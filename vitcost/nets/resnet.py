@@ -19,10 +19,10 @@ mmcv's NonLocal2d in the embedded-Gaussian mode with the scale: theta, phi, g 1x
 C' channels (phi and g each followed by a 2x2 max pool when subsampling), the attention
 softmax(theta^T phi / sqrt(C')) g through `AttentionCore.attend`, read back as a [B, C', h, w] view
 (channels-last strides), a bias-free 1x1 conv to C and a BatchNorm with zero-initialised gamma, and
-`x + z` (a new tensor). math multiplies the channel-major views [B, 1, N, C'] of the conv outputs as they are (torch's
-matmul reads the transposed layout without a copy, as mmcv's does); the fused kernel needs the last
-dim contiguous, so sdpa lays q, k, v out as token-major copies first. Without non-local blocks there is
-no attention, and `attn_mode` is accepted for the uniform builder signature.
+`x + z` (a new tensor). math multiplies the channel-major views [B, 1, N, C'] of the conv outputs as
+they are (torch's matmul reads the transposed layout without a copy, as mmcv's does); the fused kernel
+needs the last dim contiguous, so sdpa lays q, k, v out as token-major copies first. Without non-local
+blocks there is no attention, and `attn_mode` is accepted for the uniform builder signature.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ class NonLocal(AttentionCore):
         self.pool_g = nn.MaxPool2d(2) if subsample else None
         self.w = nn.Conv2d(ck, c, 1, bias=False)
         self.bn = nn.BatchNorm2d(c)
-        nn.init.zeros_(self.bn.weight)  # the block starts as the identity (Wang et al. Sec. 3.3)
+        nn.init.zeros_(self.bn.weight)  # the block starts as the identity (Wang et al.)
 
     def forward(self, x: Tensor) -> Tensor:
         b, _, h, w = x.shape
