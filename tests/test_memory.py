@@ -39,6 +39,9 @@ TINY = {
     # ViTDet/SAM-style hybrid: window blocks on a 9x9 grid padded to 12x12, global blocks 1 and 3
     "vit_hybrid": (ViTSpec(dim=64, depth=4, heads=2, patch=8, class_tokens=0, window=4, global_blocks=(1, 3),
                            num_classes=10), 72),
+    # ResNet-50 with non-local blocks (resnet50_nl5's placement and subsampling) at a quarter of the width,
+    # on an input no stride divides
+    "resnet_nl": (replace(get_preset("resnet50_nl5").spec, width=16, num_classes=10), 97),
 }
 
 
@@ -281,7 +284,7 @@ def _scan(spec, budget, step, start, stop, attn="math"):
 
 
 @pytest.mark.parametrize("name,attn", [("vit", "math"), ("vit", "flash"), ("pixel", "math"), ("mixer", "math"),
-                                       ("mvit", "math")])
+                                       ("mvit", "math"), ("resnet_nl", "math")])
 def test_memory_wall_matches_a_scan(name, attn):
     spec, _ = TINY[name]
     budget = 64 * 2**20
@@ -289,7 +292,8 @@ def test_memory_wall_matches_a_scan(name, attn):
     assert wall.res is not None
     assert wall.total_bytes <= budget < wall.next_total_bytes
     step = wall.step
-    assert _scan(spec, budget, step, step * (1 if name != "mvit" else 8), wall.res + 12 * step, attn) == wall.res
+    assert _scan(spec, budget, step, step * (1 if name not in ("mvit", "resnet_nl") else 8), wall.res + 12 * step,
+                 attn) == wall.res
 
 
 def test_memory_wall_swin_brackets_the_budget():

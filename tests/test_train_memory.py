@@ -54,6 +54,8 @@ TINY = {
     # routing in two stages (on 13x13 and 7x7 grids, padded to 14x14 and 8x8), global attention in the last
     "biformer": (BiFormerSpec(dims=(16, 32, 64), depths=(2, 1, 1), topks=(1, 2, 0), n_win=2, head_dim=8,
                               global_heads=2, num_classes=10), 52),
+    # non-local blocks after layer1.0 (with the projection shortcut), layer2.0 and layer2.1, subsampled keys
+    "resnet_nl": (ResNetSpec(depths=(1, 2, 1, 1), width=8, num_classes=10, nl_every=(1, 1), nl_subsample=True), 64),
 }
 FAMILIES = sorted({spec.family for spec, _ in TINY.values()})
 
@@ -304,7 +306,7 @@ def test_autocast_bf16_step_against_measurement(name):
     assert pred.weight_casts == pytest.approx(measured.weight_cast_bytes, rel=0.02)
 
 
-@pytest.mark.parametrize("name", ["vit", "swin", "mvit", "nat", "swinv2", "sam", "biformer"])
+@pytest.mark.parametrize("name", ["vit", "swin", "mvit", "nat", "swinv2", "sam", "biformer", "resnet_nl"])
 def test_sdpa_step_against_measurement(name):
     """sdpa: the fused CPU kernel for ViT; the math composite where a learned term needs a gradient."""
     measured, pred = _run(name, attn="sdpa", dtype="bf16" if name in ("swin", "sam") else "fp32")

@@ -249,6 +249,8 @@ FAMILIES = {
     "nat": (NATSpec(embed_dim=16, depths=(1, 1), heads=(1, 2), kernel=3, mlp_ratio=2.0, num_classes=10), (32, 44)),
     "convnext": (ConvNeXtSpec(dims=(8, 16), depths=(1, 1), num_classes=10), (32, 44)),
     "resnet": (ResNetSpec(depths=(1, 1), width=4, num_classes=10), (32, 44)),
+    # non-local blocks after both bottlenecks (Wang et al. 2018): theta/phi/g convs, subsampled keys
+    "resnet_nl": (ResNetSpec(depths=(1, 1), width=4, num_classes=10, nl_every=(1, 1), nl_subsample=True), (32, 44)),
 }
 GROUPED = {"mvit", "convnext"}  # depthwise convolutions: FlopCounterMode's weight-gradient defect
 

@@ -656,7 +656,22 @@ class ResNetSpec(SpecBase):
     with expansion * w_s output channels; the first block of a stage strides by 2 (stage 0 by 1) and its
     shortcut is a conv1x1 + BN projection (the identity elsewhere); global average pool, linear head.
     Convs have no bias (each is followed by BatchNorm). Costs are for inference: BatchNorm in eval mode
-    (fvcore counts it as 2 per element, FlopCounterMode not at all)."""
+    (fvcore counts it as 2 per element, FlopCounterMode not at all).
+
+    Non-local blocks (Wang et al. 2018, "Non-local Neural Networks", the embedded-Gaussian form as
+    mmcv's NonLocal2d builds it), after bottlenecks, on their C-channel output x with N = h*w positions:
+    theta, phi and g are 1x1 convs (with bias) to C' = C / nl_reduction channels; with `nl_subsample` a
+    2x2 stride-2 max pool follows phi and g (M = floor(h/2) * floor(w/2) keys, else M = N);
+    y = softmax(theta^T phi / sqrt(C')) g, one head of width C' over all positions (the O((HW)^2) term:
+    2 N M C' MACs); z = BN(W y) with W a bias-free 1x1 conv back to C (BatchNorm's gamma starts at
+    zero); out = x + z. Placement as the paper's code (video-nonlocal-net's res_stage_nonlocal): with
+    k = nl_every[s], a block follows bottleneck i of stage s when i % k == k - 1. ResNet-50's "5 blocks"
+    (Wang et al. Sec. 4: every other residual block, 2 in res3 and 3 in res4) are (0, 2, 2, 0), after
+    bottlenecks 1, 3 of res3 and 1, 3, 5 of res4 as mmaction2's non-local I3D configs place them; "10
+    blocks" (every residual block of res3 and res4) are (0, 1, 1, 0); "1 block" (right before the last
+    residual block of res4) is (0, 0, 5, 0). No paper or model zoo publishes params or FLOPs of an image
+    classifier with these blocks (the NL paper's figures are for video, GCNet's for whole Mask R-CNN
+    detectors); the presets' figures are checked by a hand derivation in tests/test_nonlocal.py."""
 
     family: ClassVar[str] = "resnet"
     depths: tuple[int, ...] = doc((3, 4, 6, 3), "bottleneck blocks per stage")
@@ -664,15 +679,38 @@ class ResNetSpec(SpecBase):
     expansion: int = doc(4, "a bottleneck's output channels = expansion * its width")
     num_classes: int = doc(1000, "classes of the linear head")
     in_chans: int = doc(3, "input image channels")
+    nl_every: tuple[int, ...] = doc((), "per stage: a non-local block (Wang et al. 2018) after every k-th "
+                                        "bottleneck (after bottleneck i when i % k == k - 1); 0: none")
+    nl_reduction: int = doc(2, "a non-local block embeds its C channels in C / nl_reduction (theta, phi, g)")
+    nl_subsample: bool = doc(False, "a 2x2 max pool after a non-local block's phi and g (a quarter of the keys)")
 
     def validate(self) -> None:
         _positive(self, width=self.width, expansion=self.expansion, num_classes=self.num_classes,
-                  in_chans=self.in_chans)
+                  in_chans=self.in_chans, nl_reduction=self.nl_reduction)
         if not self.depths:
             raise SpecError("ResNetSpec.depths must list at least one stage.")
         for n in self.depths:
             _positive(self, depth=n)
         _walkable(self, sum(self.depths))
+        self._validate_non_local()
+
+    def _validate_non_local(self) -> None:
+        if len(self.nl_every) > len(self.depths):
+            raise SpecError(f"ResNetSpec.nl_every lists {len(self.nl_every)} stages: stage {len(self.depths)} "
+                            f"does not exist (depths={self.depths}).")
+        for s, k in enumerate(self.nl_every):
+            d, c = self.depths[s], self.expansion * self.width * 2**s
+            if not 0 <= k <= d:
+                raise SpecError(f"ResNetSpec.nl_every[{s}] = {k}: stage {s} has {d} bottlenecks; a non-local block "
+                                f"follows every k-th, k from 1 to {d} (0: none).")
+            if k and c % self.nl_reduction:
+                raise SpecError(f"ResNetSpec.nl_reduction = {self.nl_reduction} does not divide stage {s}'s "
+                                f"{c} channels.")
+
+    def non_local_after(self, stage: int) -> frozenset[int]:
+        """Indices of the bottlenecks of `stage` that a non-local block follows (see the class docstring)."""
+        k = self.nl_every[stage] if stage < len(self.nl_every) else 0
+        return frozenset(i for i in range(self.depths[stage]) if k and i % k == k - 1)
 
 
 @spec_class

@@ -205,6 +205,17 @@ PRESETS: Mapping[str, Preset] = MappingProxyType({p.name: p for p in [  # read-o
            "ConvNeXt Table 1; timm", 88.59, 15.38, ("convnext_b",)),
     # ResNet-50 (He et al. 2016, Table 1; v1.5 strides as timm/torchvision); figures from timm's results CSV.
     Preset("resnet50", ResNetSpec(depths=(3, 4, 6, 3)), 224, "ResNet Table 1; timm", 25.56, 4.11),
+    # ResNet-50 with non-local blocks placed as Wang et al. 2018 (Sec. 4, Table 2) place them: "1 block" right
+    # before res4's last residual block, "5 blocks" after every other residual block of res3 (2) and res4 (3),
+    # "10 blocks" after every one of them; subsampled phi and g as mmaction2's non-local I3D configs
+    # (sub_sample=True). No published params/FLOPs for these image models (ResNetSpec): derived by hand in
+    # tests/test_nonlocal.py.
+    Preset("resnet50_nl1", ResNetSpec(depths=(3, 4, 6, 3), nl_every=(0, 0, 5, 0)), 224,
+           "Non-local NN (Wang et al. 2018) 1 block in res4"),
+    Preset("resnet50_nl5", ResNetSpec(depths=(3, 4, 6, 3), nl_every=(0, 2, 2, 0), nl_subsample=True), 224,
+           "Non-local NN (Wang et al. 2018) 5 blocks in res3-4"),
+    Preset("resnet50_nl10", ResNetSpec(depths=(3, 4, 6, 3), nl_every=(0, 1, 1, 0), nl_subsample=True), 224,
+           "Non-local NN (Wang et al. 2018) 10 blocks in res3-4"),
     # Swin V2 (Liu et al. 2022) as timm's swin_transformer_v2.py builds it; params and GMACs from timm's results
     # CSV (fvcore). The Swin repo's model hub gives 28M / 5.9G, 6.6G (T), 50M / 11.5G, 12.6G (S), 88M / 20.3G,
     # 21.8G (B) at window 8 / 16 and 54.7G (B 384): no CPB MLP in its count (see SwinV2Spec).

@@ -6,6 +6,7 @@ FlopCounterMode, measured memory) in the rest of the suite are for.
 
     python tests/golden/make_golden.py            # write tests/golden/figures.json.gz from this code
     python tests/golden/make_golden.py --check    # recompute every record and compare (exit 1 on a difference)
+    python tests/golden/make_golden.py --add M..  # record new presets M.. (refused for a preset already held)
 
 Per preset, at its published size and at one off the stage strides (so windows and pools pad), batch
 1 and 2: params and the cost in every convention; the forward's memory at both levels (live tensors and
@@ -180,10 +181,18 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--check", action="store_true", help="compare with the committed figures")
     parser.add_argument("--models", nargs="*", help="only these presets")
+    parser.add_argument("--add", nargs="+", metavar="PRESET", help="record these new presets, keeping every other "
+                        "record as it is")
     args = parser.parse_args()
-    only = set(args.models) if args.models else None
+    only = set(args.add or args.models or ()) or None
     figures = compute(only)
-    if args.check:
+    if args.add:
+        held = load()
+        known = {key.split(" ", 1)[0] for key in held}
+        if only & known:
+            parser.error(f"already recorded: {', '.join(sorted(only & known))} (use --check)")
+        figures = {**held, **figures}
+    elif args.check:
         lines = diff(load(), figures)
         print("\n".join(lines[:50]) or f"golden: {sum(len(v) for v in figures.values())} figures equal")
         return 1 if lines else 0

@@ -10,6 +10,14 @@ each conv followed by an eval-mode BatchNorm (a per-channel scale and shift) and
 an in-place ReLU; the shortcut is added to conv3's normalised output, then ReLU. The stem is a 7x7
 stride-2 conv (padding 3), BatchNorm, ReLU and a 3x3 stride-2 max pool (padding 1): an h x w input
 reaches the first stage at ceil(ceil(h/2)/2) per side.
+
+A non-local block (Wang et al. 2018; see `ResNetSpec`) after a bottleneck with output [b, C, h, w],
+N = h*w positions, C' = C / nl_reduction, M keys (N, or floor(h/2)*floor(w/2) with subsampling):
+    theta, phi, g  1x1 convs with bias     3 * b*N * C*C' MACs, 3 * (C*C' + C') params
+    pool_phi/g     2x2 stride-2 max pool   4 taps per output element (with nl_subsample)
+    attention      one head of width C'    2 * b*N*M*C' MACs, b*N*M scores (the O((HW)^2) term)
+    w              1x1 conv, no bias       b*N * C'*C MACs, C'*C params; then BatchNorm (2C params)
+    residual       x + z                   b*C*N adds
 """
 
 from __future__ import annotations
@@ -17,8 +25,9 @@ from __future__ import annotations
 from typing import Any
 
 from vitcost.analytic.ints import conv_out
-from vitcost.analytic.peaks import Block, PeakSteps, conv_scratch, conv_weight
+from vitcost.analytic.peaks import LSE_BYTES, Block, PeakSteps, attend, conv_scratch, conv_weight, flash_scratch
 from vitcost.analytic.trace import Trace
+from vitcost.errors import SpecError
 from vitcost.specs import ResNetSpec
 
 STEM_KERNEL, STEM_STRIDE, STEM_PAD = 7, 2, 3
@@ -60,6 +69,35 @@ def bottleneck(t: Trace, p: str, b: Any, h: Any, w: Any, cin: int, width: int, c
     return h2, w2
 
 
+def max_pool2(t: Trace, path: str, b: Any, c: int, h: Any, w: Any) -> tuple[Any, Any]:
+    """A 2x2 stride-2 max pool of [b, c, h, w] (no padding: floor(h/2) x floor(w/2)), 4 taps per output."""
+    ho, wo = conv_out(h, 2, 2, 0), conv_out(w, 2, 2, 0)
+    t.eltwise(path, b * c * ho * wo * 4, kind="pool", role="pool", inp=b * c * h * w, out=b * c * ho * wo)
+    t.note("max_pool")
+    return ho, wo
+
+
+def non_local(t: Trace, p: str, b: Any, h: Any, w: Any, c: int, spec: ResNetSpec) -> None:
+    """The non-local block `p` on the bottleneck output [b, c, h, w] before it (module docstring)."""
+    ck = c // spec.nl_reduction
+    x = t.key()
+    t.conv(f"{p}.theta", b, c, ck, h, w, kernel=1, stride=1, pad=0, role="proj")
+    sources = [f"q={t.key()}"]
+    kh, kw = h, w
+    for name in ("phi", "g"):
+        t.conv(f"{p}.{name}", b, c, ck, h, w, kernel=1, stride=1, pad=0, role="proj")
+        t.note(src=(x,))
+        if spec.nl_subsample:
+            kh, kw = max_pool2(t, f"{p}.pool_{name}", b, ck, h, w)
+        sources.append(f"{'k' if name == 'phi' else 'v'}={t.key()}")
+    t.attention(p, b, 1, h * w, kh * kw, ck)
+    t.note(src=tuple(sources))
+    # W reads the attention's [b, 1, N, C'] output as a [b, C', h, w] view (channels-last strides)
+    t.conv(f"{p}.w", b, ck, c, h, w, kernel=1, stride=1, pad=0, bias=False, role="proj")
+    t.batch_norm(f"{p}.bn", b * c * h * w, c)
+    t.eltwise(p, b * c * h * w)  # x + z
+
+
 def resnet_trace(spec: ResNetSpec, h: Any, w: Any, b: Any) -> Trace:
     t = Trace(b)
     c = spec.width
@@ -73,14 +111,25 @@ def resnet_trace(spec: ResNetSpec, h: Any, w: Any, b: Any) -> Trace:
     gh, gw = ph, pw
     for s, depth in enumerate(spec.depths):
         width = spec.width * 2**s
+        nl = spec.non_local_after(s)
         for i in range(depth):
             stride = 2 if s and not i else 1
             with t.block(f"layer{s + 1}.{i}", f"layer{s + 1}", b * c * gh * gw):
                 gh, gw = bottleneck(t, f"layer{s + 1}.{i}", b, gh, gw, c, width, spec.expansion * width, stride)
+                if i in nl:
+                    _poolable(spec, s, gh, gw)
+                    non_local(t, f"layer{s + 1}.{i}.nl", b, gh, gw, spec.expansion * width, spec)
             c = spec.expansion * width
     t.eltwise("", b * c, kind="pool", inp=b * c * gh * gw)  # global average pool
     t.linear("fc", b, c, spec.num_classes, role="head")
     return t
+
+
+def _poolable(spec: ResNetSpec, s: int, h: Any, w: Any) -> None:
+    """Subsampling needs a grid of at least 2x2 where a non-local block runs."""
+    if spec.nl_subsample and isinstance(h, int) and isinstance(w, int) and min(h, w) < 2:
+        raise SpecError(f"stage {s}'s grid is {h}x{w}: the non-local blocks' 2x2 subsampling needs at least 2x2; "
+                        f"use a larger input or nl_subsample = false.")
 
 
 def grid(spec: ResNetSpec, h: Any, w: Any) -> tuple[Any, Any]:
@@ -90,12 +139,16 @@ def grid(spec: ResNetSpec, h: Any, w: Any) -> tuple[Any, Any]:
 
 
 def lattice(spec: ResNetSpec) -> tuple[int, int]:
-    """On multiples of 2 * 2 * 2^(stages-1) every stride-2 layer halves its grid exactly."""
-    return STEM_STRIDE * POOL_STRIDE * 2 ** (len(spec.depths) - 1), STEM_STRIDE * POOL_STRIDE
+    """On multiples of 2 * 2 * 2^(stages-1) every stride-2 layer halves its grid exactly (twice that with
+    non-local subsampling, whose 2x2 pools then halve even the last stage's grid)."""
+    sub = 2 if spec.nl_subsample and any(spec.nl_every) else 1
+    return STEM_STRIDE * POOL_STRIDE * 2 ** (len(spec.depths) - 1) * sub, STEM_STRIDE * POOL_STRIDE
 
 
 def complexity(spec: ResNetSpec) -> str:
-    return "O(HW·Cin·Cout·K²)"  # convolutions: every output pixel reads a fixed K x K window
+    conv = "O(HW·Cin·Cout·K²)"  # convolutions: every output pixel reads a fixed K x K window
+    # a non-local block's scores: every position against every (subsampled) position
+    return f"{conv} + O((HW)²·C)" if any(spec.nl_every) else conv
 
 
 # ---------------------------------------------------------------------------------------------
@@ -129,6 +182,40 @@ def block_memory(peak: PeakSteps, blk: Block, spec: ResNetSpec, b: int, e: int, 
         scratch = conv_scratch(peak, "pointwise", x, d, conv_weight(down), e, stride=stride, images=b)
         peak.at(base + (c3 + d) * e, f"{blk.p}.downsample.0", scratch)
         peak.at(base + (c3 + 2 * d) * e, f"{blk.p}.downsample")
+    if blk.find("nl", "attention") is not None:  # the shortcut (a local) and the block's output stay alive
+        non_local_memory(peak, blk, base + (c3 + (down.out if down is not None else 0)) * e, e, fused)
+
+
+def non_local_memory(peak: PeakSteps, blk: Block, held: int, e: int, fused: bool) -> None:
+    """nets.resnet.NonLocal on the block's output, `held` bytes alive besides it: q, k and v stay referenced
+    until it returns. math: q is a view of theta's output, k and v of phi's and g's (or of their max
+    pools, each pool's input dying once it returns); sdpa: each is a token-major copy, its source dying
+    once it is made. The attention core as `peaks.attend` (no additive term); W reads its output as a
+    [B, C', h, w] view (channels-last strides), then W's output, the BatchNorm's, and x + z."""
+    p = f"{blk.p}.nl"
+    theta = blk.out("nl.theta") * e
+    live = held + theta
+    peak.at(live + (theta if fused else 0), f"{p}.theta")
+    for name in ("phi", "g"):
+        conv, pool = blk.out(f"nl.{name}") * e, blk.out(f"nl.pool_{name}") * e
+        peak.at(live + conv, f"{p}.{name}")
+        if pool:
+            peak.at(live + conv + pool, f"{p}.pool_{name}")
+        kept = pool or conv
+        if fused:
+            peak.at(live + 2 * kept, f"{p}.{name} layout")
+        live += kept
+    a = blk.find("nl", "attention").call  # type: ignore[union-attr]
+    if fused:
+        peak.at(live + a.q * e + a.rows * LSE_BYTES, f"{p} fused attention", flash_scratch(peak, a, e))
+        y = a.q * e
+    else:
+        y = attend(peak, p, live, a, e, fused=False, split=False, terms=0)
+    w = blk.find("nl.w")
+    z = w.out * e  # type: ignore[union-attr]
+    peak.at(live + y + z, f"{p}.w", conv_scratch(peak, "pointwise", w.inp, w.out, conv_weight(w), e,  # type: ignore
+                                                 channels_last=True, images=a.batch))
+    peak.at(live + y + 2 * z, f"{p}.bn")  # W's output and the BatchNorm's; then the BatchNorm's and x + z
 
 
 trace = resnet_trace  # the registry reads every family module's `trace`
