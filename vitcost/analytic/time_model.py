@@ -401,10 +401,16 @@ def op_times(est: Any, device: TimeDevice, amp: bool = True, **runtime: Any) -> 
 MEASURED_MIN_MATMUL_FLOPS = 2e10
 
 
-def in_measured_regime(est: Any, amp: bool = True) -> bool:
-    """Whether the forward's median matmul launch is as large as those the model was checked on."""
+def regime_floor(hw: Any) -> float:
+    """The smallest median matmul launch (FLOPs) the profile `hw`'s figures hold for: a calibrated
+    profile's smallest measured matmul (`[calibration] min_matmul_flops`), else MEASURED_MIN_MATMUL_FLOPS."""
+    return float(getattr(hw, "calibration", {}).get("min_matmul_flops", MEASURED_MIN_MATMUL_FLOPS))
+
+
+def in_measured_regime(est: Any, amp: bool = True, floor: float = MEASURED_MIN_MATMUL_FLOPS) -> bool:
+    """Whether the forward's median matmul launch is as large as those the model was checked on (`floor`)."""
     flops = sorted(k.flops for k in kernels(est, amp) if k.cls in MATMUL_CLASSES)
-    return bool(flops) and flops[len(flops) // 2] >= MEASURED_MIN_MATMUL_FLOPS
+    return bool(flops) and flops[len(flops) // 2] >= floor
 
 
 def forward_time(est: Any, device: TimeDevice, amp: bool = True, **runtime: Any) -> float:
@@ -412,6 +418,7 @@ def forward_time(est: Any, device: TimeDevice, amp: bool = True, **runtime: Any)
     return sum(kernel_time(k, device) for k in kernels(est, amp, **runtime))
 
 
-__all__ = ["CLASSES", "DEPTHWISE_MAX_DEPTH", "MEASURED_MIN_MATMUL_FLOPS", "in_measured_regime", "Efficiency",
+__all__ = ["CLASSES", "DEPTHWISE_MAX_DEPTH", "MEASURED_MIN_MATMUL_FLOPS", "in_measured_regime", "regime_floor",
+           "Efficiency",
            "Kernel", "TimeDevice", "efficiency_from_table",
            "efficiency_table", "forward_time", "kernel_time", "kernels", "op_times"]
