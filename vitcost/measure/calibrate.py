@@ -14,12 +14,21 @@ The ladder (per device: the CUDA one is the CPU one at larger sizes, in 16 bits 
 * efficient  the same with a materialised float mask (the memory-efficient path, a relative-position
              bias passed as `attn_mask`);
 * memory     adds, LayerNorm, softmax, GELU, transposing copies, cyclic rolls, pads and
-             relative-position gathers at sizes from in-cache to well past the last-level cache.
+             relative-position gathers, from in-cache sizes (16 KiB) to 10 MB an operand, the sizes a
+             forward's activations have at small batches (past 32 MiB glibc maps each allocation
+             afresh and the page faults of its first touch, not the op, set the time).
+
+The weights a forward reads are cold: each layer's weights were last touched a whole forward ago, and
+a model's weights outrun the last-level cache, while its activations were just written by the op before.
+So each GEMM and convolution rung cycles through copies of its weights (COLD_BYTES of them, at least two)
+and keeps one input: in a loop over one weight the weight would sit in cache and a GEMM whose time is
+its weight's traffic would look several times faster than it runs in a net.
 
 Each call is timed `repeats` times, each repeat running it back to back often enough to last about
 `target_s` (one call when a single call is longer), after one untimed call; the figure is the median
 per call and the spread (max - min) / median of the repeats. On CUDA the repeats are bracketed by
-CUDA events and synchronised; on the CPU by `time.perf_counter` with torch's thread count fixed.
+CUDA events and synchronised; on the CPU, with torch's thread count fixed, by `timing.cpu_clock` (with
+one thread the calling thread's CPU time, which a busy machine does not inflate; else the wall clock).
 """
 
 from __future__ import annotations
@@ -39,10 +48,29 @@ from vitcost.analytic.calibration import Sample
 from vitcost.analytic.cost import ELTWISE_FLOPS, FLOPS_PER_MAC, GELU_FLOPS, NORM_FLOPS, SOFTMAX_FLOPS
 from vitcost.analytic.time_model import DEPTHWISE_MAX_DEPTH, Kernel
 from vitcost.errors import VitcostError
+from vitcost.measure.timing import cpu_clock
 
 TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
 INDEX_BYTES = 8  # an int64 index
+COLD_BYTES = 64 * 2**20  # weights cycled through per GEMM / conv rung: twice a 32 MiB last-level cache
+
+
+def _cycled(tensors: list[torch.Tensor]) -> Callable[[], torch.Tensor]:
+    """A function returning the next of `tensors` at each call, round and round."""
+    state = {"i": 0}
+
+    def nxt() -> torch.Tensor:
+        state["i"] = (state["i"] + 1) % len(tensors)
+        return tensors[state["i"]]
+    return nxt
+
+
+def _weights(dev: torch.device, dtype: str, *shape: int) -> Callable[[], torch.Tensor]:
+    """Copies of a [shape] weight that together outrun the cache (see the module docstring), cycled."""
+    per = math.prod(shape) * BYTES[dtype]
+    copies = max(2, min(512, COLD_BYTES // max(per, 1)))
+    return _cycled([_rand(dev, dtype, *shape) for _ in range(copies)])
 
 
 @dataclass(frozen=True)
@@ -71,8 +99,8 @@ def linear(m: int, k: int, n: int, dtype: str, batch: int = 1) -> Bench:
     flops = FLOPS_PER_MAC * batch * m * k * n
     if batch == 1:
         def make(dev: torch.device) -> Callable[[], Any]:
-            x, w, b = _rand(dev, dtype, m, k), _rand(dev, dtype, n, k), _rand(dev, dtype, n)
-            return lambda: F.linear(x, w, b)
+            x, w, b = _rand(dev, dtype, m, k), _weights(dev, dtype, n, k), _rand(dev, dtype, n)
+            return lambda: F.linear(x, w(), b)
         return Bench(f"gemm {m}x{k}x{n} {dtype}", _k("gemm", "gemm", dtype, (m * k + k * n + m * n) * e, flops,
                                                      kind="linear"), make)
 
@@ -95,9 +123,9 @@ def conv(batch: int, cin: int, cout: int, hw: int, k: int, stride: int = 1, grou
     cls = "conv" if depth >= DEPTHWISE_MAX_DEPTH else "depthwise"
 
     def make(dev: torch.device) -> Callable[[], Any]:
-        x, w, b = _rand(dev, dtype, batch, cin, hw, hw), _rand(dev, dtype, cout, cin // groups, k, k), \
+        x, w, b = _rand(dev, dtype, batch, cin, hw, hw), _weights(dev, dtype, cout, cin // groups, k, k), \
             _rand(dev, dtype, cout)
-        return lambda: F.conv2d(x, w, b, stride=stride, padding=pad, groups=groups)
+        return lambda: F.conv2d(x, w(), b, stride=stride, padding=pad, groups=groups)
     label = f"{'dw' if groups > 1 else 'conv'} {k}x{k}/{stride} {cin}->{cout} @{hw} b{batch} {dtype}"
     return Bench(label, _k(label, cls, dtype, nbytes, FLOPS_PER_MAC * out * depth, kind="conv"), make)
 
@@ -230,7 +258,7 @@ def _attention(s: int, dt: str, quick: bool) -> list[Bench]:
 
 def _memory(s: int, dt: str, quick: bool) -> list[Bench]:
     sizes = [(197 * s, 192), (3136 * s, 384)] if quick else \
-        [(64, 64), (197 * s, 192), (197 * s, 768), (3136 * s, 96), (3136 * s, 384), (8 * 3136 * s, 384)]
+        [(64, 64), (197 * s, 192), (197 * s, 768), (3136 * s, 96), (3136 * s, 384), (2 * 3136 * s, 384)]
     ops = ("add", "layer_norm", "softmax", "gelu", "copy", "roll", "pad")
     out = [eltwise(op, r, c, dt) for op in ops for r, c in sizes]
     out += [gather(n, h, dt) for n, h in ([(49, 3)] if quick else [(49, 3), (144, 4), (196 * s, 12)])]
@@ -256,10 +284,11 @@ def _elapsed(call: Callable[[], Any], device: torch.device, times: int) -> float
         end.record()
         torch.cuda.synchronize(device)
         return start.elapsed_time(end) / 1e3 / times
-    t0 = time.perf_counter()
+    clock = cpu_clock(device)
+    t0 = clock()
     for _ in range(times):
         call()
-    return (time.perf_counter() - t0) / times
+    return (clock() - t0) / times
 
 
 def time_call(call: Callable[[], Any], device: torch.device, repeats: int = 5,
@@ -363,5 +392,5 @@ def calibrated_profile(m: Machine, samples: list[Sample], name: str, seconds: fl
                     sources, threads=m.threads if m.device == "cpu" else None, calibration=calibration)
 
 
-__all__ = ["Bench", "calibrated_profile", "median_spread", "SPREAD_WARN", "Machine", "conv", "eltwise", "gather", "ladder", "launch_probe", "linear", "machine",
-           "run_ladder", "runs_dtype", "sdpa", "time_call"]
+__all__ = ["Bench", "Machine", "SPREAD_WARN", "calibrated_profile", "conv", "eltwise", "gather", "ladder",
+           "launch_probe", "linear", "machine", "median_spread", "run_ladder", "runs_dtype", "sdpa", "time_call"]
