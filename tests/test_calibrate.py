@@ -70,7 +70,7 @@ def _profile(tmp_path):
     from vitcost.analytic.hardware import profile_toml
     from vitcost.measure.calibrate import Machine, calibrated_profile
 
-    m = Machine("cpu", "Test CPU", "host", "2.x", 2, 8 * 2**30)
+    m = Machine("cpu", "Test CPU", "host", "2.x", 1, 8 * 2**30)
     others = [Sample(c, _k(c, flops=1e8), 2e-3) for c in ("conv", "flash", "efficient")]
     others += [Sample("dw", _k("depthwise", nbytes=1e6), 1e-3), Sample("gemm tiny", _k("gemm", flops=1e5), 5e-6)]
     hw = calibrated_profile(m, synthetic() + others, "mine", 1.5)
@@ -84,14 +84,14 @@ def test_profile_round_trip_through_hardware_file(tmp_path, capsys):
 
     hw, path = _profile(tmp_path)
     back = get_hardware(str(path))
-    assert back.threads == 2 and back.cpu and back.calibration["runs"][0]["name"] == "add big"
+    assert back.threads == 1 and back.cpu and back.calibration["runs"][0]["name"] == "add big"
     assert back.bandwidth == pytest.approx(1e10) and back.matmul_flops["fp32"] == pytest.approx(1e9 / 10.5e-3)
     assert back.launch_overhead == pytest.approx(1e-6)
     for cls, e in hw.efficiency.items():  # written to 4 digits
         assert back.efficiency[cls].fraction == pytest.approx(e.fraction, rel=1e-3)
         assert back.efficiency[cls].half_work == pytest.approx(e.half_work, rel=1e-3, abs=1e-9)
     assert "measured by calibrate on host" in back.sources["efficiency"]
-    assert "2 threads" in back.sources["fp32"]
+    assert "1 thread" in back.sources["fp32"]
     # a dtype the machine did not run is the slowest measured one's peak, said so
     assert back.sources["bf16"].startswith("assumed:")
     code, out, err = run(capsys, "compare", "-m", "vit_ti16", "-r", "224", "--hardware", str(path), "--dtype", "fp32",
@@ -124,7 +124,7 @@ def test_bad_profile_fields(tmp_path):
 
     _, path = _profile(tmp_path)
     text = path.read_text()
-    for bad, said in ((text.replace("threads = 2", "threads = 0"), "threads"),
+    for bad, said in ((text.replace("threads = 1", "threads = 0"), "threads"),
                       (text.replace('device = "cpu"', 'device = "tpu"'), "device")):
         p = tmp_path / "bad.toml"
         p.write_text(bad)
@@ -208,3 +208,38 @@ def test_real_quick_run_is_read_at_once(capsys, tmp_path, monkeypatch):
     assert math.isfinite(hw.launch_overhead) and hw.launch_overhead > 0
     code, out, err = run(capsys, "compare", "-m", "vit_ti16", "-r", "224", "--hardware", "here", "--dtype", "fp32")
     assert code == 0 and "calibrated" in out
+
+
+def test_cpu_step_loops_over_tensors(tmp_path):
+    # torch runs its optimizers' multi-tensor kernels only on CUDA-like devices: on a CPU profile the
+    # step's update is one launch per parameter tensor per kernel (train_time's foreach=False)
+    from vitcost import estimate
+    from vitcost.analytic.hardware import get_hardware
+    from vitcost.analytic.time_model import time_device
+    from vitcost.analytic.train_time import step_time, train_step_time
+    from vitcost.vocab import Optimizer
+
+    _, path = _profile(tmp_path)
+    hw = get_hardware(str(path))
+    est = estimate("vit_ti16", 64, dtype="fp32")
+    t, how = step_time(est, hw, None, Optimizer.adamw, amp=False)
+    dev = time_device(hw)
+    assert how == "per-op"
+    assert t == pytest.approx(train_step_time(est, dev, False, Optimizer.adamw, foreach=False))
+    assert t > train_step_time(est, dev, False, Optimizer.adamw, foreach=True)
+
+
+def test_profile_shows_calibrated_time(tmp_path, capsys):
+    pytest.importorskip("torch")
+    import json
+
+    _, path = _profile(tmp_path)
+    code, out, err = run(capsys, "profile", "-m", "vit_ti16", "-r", "64", "--device", "cpu", "--hardware", str(path),
+                         "--repeats", "2", "--warmup", "1", "-f", "json")
+    assert code == 0, err
+    row = json.loads(out)[0]
+    assert row["time_model"] == "per-op" and row["threads"] == 1  # the profile's thread count
+    assert row["time_ratio"] == pytest.approx(row["measured_time_s"] / row["predicted_time_s"])
+    code, out, err = run(capsys, "profile", "-m", "vit_ti16", "-r", "64", "--device", "cpu", "--hardware", str(path),
+                         "--repeats", "2", "--warmup", "1")
+    assert code == 0 and "time pred" in out and "time meas" in out and "per-op time model" in out
