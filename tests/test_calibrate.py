@@ -199,9 +199,9 @@ def test_real_quick_run_is_read_at_once(capsys, tmp_path, monkeypatch):
     # the measured figures are this machine's: a 1-thread fp32 GEMM between 0.1 and 1000 GFLOP/s
     assert 1e8 < hw.matmul_flops["fp32"] < 1e12
     runs = hw.calibration["runs"]
-    assert {r["class"] for r in runs} == {"gemm", "conv", "depthwise", "flash", "efficient", "memory"}
+    assert {r["class"] for r in runs} == {"gemm", "conv", "depthwise", "flash", "efficient", "memory", "gather"}
     assert all(r["median_s"] > 0 and r["spread"] >= 0 for r in runs)
-    assert set(hw.efficiency) == {"gemm", "conv", "depthwise", "flash", "efficient", "memory"}
+    assert set(hw.efficiency) == {"gemm", "conv", "depthwise", "flash", "efficient", "memory", "gather"}
     # the fit follows its own runs: the median predicted / measured of the ladder within 2x
     ratios = sorted(r["ratio"] for r in runs)
     assert 0.5 < ratios[len(ratios) // 2] < 2

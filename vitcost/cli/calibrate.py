@@ -64,7 +64,7 @@ def calibrate(
     The ladder: GEMMs per dtype (fp32; bf16 and fp16 where the device runs them) and math-path
     attention's batched products; dense, pointwise, stem and depthwise convolutions; fused attention
     without a mask (flash) and with one (the memory-efficient path); adds, LayerNorm, softmax, GELU,
-    copies, rolls, pads and relative-position gathers; and a one-element op for the per-call floor.
+    copies, rolls and pads; relative-position and neighbourhood gathers; and a one-element op for the per-call floor.
     Each call is timed over 5 repeats (median per call; spread = (max - min) / median). From them
     come the matmul peaks per dtype, the vector peak, the bandwidth, the per-kernel floor and the
     time model's [efficiency.<class>] tables (fraction, half_work), each with its source, and a

@@ -13,10 +13,12 @@ The ladder (per device: the CUDA one is the CPU one at larger sizes, in 16 bits 
 * flash      scaled_dot_product_attention without a mask, at ViT's and Swin's window shapes;
 * efficient  the same with a materialised float mask (the memory-efficient path, a relative-position
              bias passed as `attn_mask`);
-* memory     adds, LayerNorm, softmax, GELU, transposing copies, cyclic rolls, pads and
-             relative-position gathers, from in-cache sizes (16 KiB) to 10 MB an operand, the sizes a
-             forward's activations have at small batches (past 32 MiB glibc maps each allocation
-             afresh and the page faults of its first touch, not the op, set the time).
+* gather     relative-position tables and neighbourhoods' key rows gathered by an int64 index (the
+             `gather` class: indexed reads);
+* memory     adds, LayerNorm, softmax, GELU, transposing copies, cyclic rolls and pads, from in-cache
+             sizes (16 KiB) to 10 MB an operand, the sizes a forward's activations have at small
+             batches (past 32 MiB glibc maps each allocation afresh and the page faults of its first
+             touch, not the op, set the time).
 
 The weights a forward reads are cold: each layer's weights were last touched a whole forward ago, and
 a model's weights outrun the last-level cache, while its activations were just written by the op before.
@@ -184,7 +186,21 @@ def gather(tokens: int, heads: int, dtype: str) -> Bench:
         index = torch.randint(0, rows, (tokens * tokens,), device=dev)
         return lambda: table[index]
     label = f"gather {tokens}^2x{heads} {dtype}"
-    return Bench(label, _k(label, "memory", dtype, nbytes, kind="gather"), make)
+    return Bench(label, _k(label, "gather", dtype, nbytes, kind="gather"), make)
+
+
+def gather_rows(tokens: int, keys: int, width: int, dtype: str) -> Bench:
+    """Rows of a [tokens, width] tensor gathered by a [tokens * keys] int64 index: each token's `keys`
+    neighbours, as a neighbourhood attention gathers its keys and values."""
+    out = tokens * keys * width
+    nbytes = out * BYTES[dtype] + tokens * keys * INDEX_BYTES + tokens * width * BYTES[dtype]
+
+    def make(dev: torch.device) -> Callable[[], Any]:
+        x = _rand(dev, dtype, tokens, width)
+        index = torch.randint(0, tokens, (tokens * keys,), device=dev)
+        return lambda: x[index]
+    label = f"gather rows {tokens}x{keys}x{width} {dtype}"
+    return Bench(label, _k(label, "gather", dtype, nbytes, kind="gather"), make)
 
 
 def launch_probe(dtype: str = "fp32") -> Bench:
@@ -262,6 +278,8 @@ def _memory(s: int, dt: str, quick: bool) -> list[Bench]:
     ops = ("add", "layer_norm", "softmax", "gelu", "copy", "roll", "pad")
     out = [eltwise(op, r, c, dt) for op in ops for r, c in sizes]
     out += [gather(n, h, dt) for n, h in ([(49, 3)] if quick else [(49, 3), (144, 4), (196 * s, 12)])]
+    out += [gather_rows(n, k, d, dt) for n, k, d in ([(784 * s, 49, 32)] if quick else
+                                                     [(196 * s, 49, 32), (784 * s, 49, 32), (3136 * s, 49, 32)])]
     return out
 
 
