@@ -109,6 +109,9 @@ class ProfileConfig:
             raise VitcostError(f"--max-seconds must be positive, got {self.max_seconds}.")
         self.sizes = parse_resolutions(self.res)
         self.designs = resolve_designs(self.models, self.set_items)
+        if self.threads is None and self.hardware is not None and self.device != "cuda":
+            # a profile calibrated on this CPU holds for the thread count it was measured at: run at it
+            self.threads = get_hardware(self.hardware).threads
         if self.amp and self.dtype is Dtype.fp32:
             raise VitcostError("--amp is autocast to 16 bits: give --dtype fp16 or bf16 with it, not fp32.")
         self.mode = str(getattr(self.mode, "value", self.mode))
@@ -491,9 +494,6 @@ class ProfileSession:
     """One sweep: the environment, the roofline device and the memory budget are resolved once."""
 
     def __init__(self, cfg: ProfileConfig) -> None:
-        if cfg.threads is None and cfg.hardware is not None and cfg.device != "cuda":
-            # a profile calibrated on this CPU holds for the thread count it was measured at: run at it
-            cfg = replace(cfg, threads=get_hardware(cfg.hardware).threads)
         self.cfg = cfg
         self.env = environment(cfg.device, cfg.threads, need_torch=not cfg.predict_only)
         self.hw = resolve_hardware(cfg, self.env)
