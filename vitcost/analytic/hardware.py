@@ -9,6 +9,7 @@ derivation from one, "assumed: ..." or a fit on named data):
     description = "..."                   # optional
     indicative = false                    # true: the figures are guesses (the `cpu` profile)
     per_thread = false                    # true: figures are per CPU thread, scaled by the thread count
+    threads = 2                           # optional: the CPU thread count the figures were measured at
     [memory]          gib | gb | bytes    # device memory (marketed "80 GB" of HBM is 80 GiB of chips)
     [bandwidth]       tb_per_s | gb_per_s (and cap_gb_per_s with per_thread)
     [vector]          tflops | gflops     # the peak of elementwise work: norms, softmax, GELU, adds
@@ -20,6 +21,11 @@ derivation from one, "assumed: ..." or a fit on named data):
                                           # `source`, and one table per kernel class:
     [efficiency.gemm] fraction, half_work # the share of the class's roof a large launch reaches, and the
                                           # work per launch at which it reaches half of that
+    [calibration]                         # optional, written by `vitcost calibrate`: where and how the
+                                          # figures were measured (device = "cpu" | "cuda", host, date,
+                                          # torch, threads, min_matmul_flops: the smallest matmul launch
+                                          # measured, and `runs`: every micro-benchmark's median seconds
+                                          # and the spread of its repeats)
 
 fp32 matmuls run on the FP32 pipes unless TF32 is switched on (torch's default for matmul is off), so
 `fp32` is the FP32 figure. Elementwise work never runs on tensor cores: the roofline gives it the
@@ -70,6 +76,13 @@ class Hardware:
     sources: dict[str, str] = field(default_factory=dict)  # figure (memory, bandwidth, vector, fp16, ...) -> source
     overridden: str = ""  # what --peak-tflops / --bandwidth changed
     per_thread: bool = False  # the figures were per CPU thread, scaled by the thread count
+    threads: int | None = None  # the CPU thread count a measured profile's figures hold for
+    calibration: dict[str, Any] = field(default_factory=dict)  # `vitcost calibrate`'s record (see the docstring)
+
+    @property
+    def cpu(self) -> bool:
+        """Whether the profile describes a CPU (the per-thread preset, or one calibrated on a CPU)."""
+        return self.per_thread or self.calibration.get("device") == "cpu"
 
     def peak(self, dtype: str) -> float:
         """Matmul peak for `dtype` (fp32 | fp16 | bf16) in FLOP/s."""
@@ -154,8 +167,8 @@ def _efficiency(data: dict[str, Any], where: str, sources: dict[str, str]) -> di
 def profile_from_dict(data: dict[str, Any], key: str, where: str, threads: int = 1,
                       memory: int | None = None) -> Hardware:
     """A Hardware from a parsed profile (see the module docstring); `where` names it in errors."""
-    known = {"name", "description", "indicative", "per_thread", "memory", "bandwidth", "vector", "matmul",
-             "launch_overhead", "efficiency"}
+    known = {"name", "description", "indicative", "per_thread", "threads", "memory", "bandwidth", "vector",
+             "matmul", "launch_overhead", "efficiency", "calibration"}
     unknown = [k for k in data if k not in known]
     if unknown:
         raise VitcostError(f"{where}: unknown field {unknown[0]!r}; a profile holds {', '.join(sorted(known))}.")
@@ -198,7 +211,32 @@ def profile_from_dict(data: dict[str, Any], key: str, where: str, threads: int =
         launch, sources["launch_overhead"] = _figure(data, "launch_overhead", "launch_overhead", where)
     efficiency = _efficiency(data, where, sources)
     return Hardware(name.strip(), peaks, vector, bandwidth, size, indicative, key, str(data.get("description", "")),
-                    launch, dict(efficiency), sources, per_thread=per_thread)
+                    launch, dict(efficiency), sources, per_thread=per_thread,
+                    threads=_threads(data, where, per_thread), calibration=_calibration(data, where))
+
+
+def _threads(data: dict[str, Any], where: str, per_thread: bool) -> int | None:
+    """A measured CPU profile's thread count (none for a per-thread profile, which scales with any)."""
+    n = data.get("threads")
+    if n is None:
+        return None
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1 or per_thread:
+        raise VitcostError(f"{where}: `threads` is a whole number of at least 1, for a profile that is not "
+                           f"per_thread; got {n!r}.")
+    return n
+
+
+def _calibration(data: dict[str, Any], where: str) -> dict[str, Any]:
+    """The [calibration] record, kept as written; its figures the time model reads are checked."""
+    cal = data.get("calibration", {})
+    if not isinstance(cal, dict):
+        raise VitcostError(f"{where}: [calibration] is a table (written by `vitcost calibrate`).")
+    low = cal.get("min_matmul_flops", 1.0)
+    if isinstance(low, bool) or not isinstance(low, (int, float)) or not 0 < low < math.inf:
+        raise VitcostError(f"{where}: [calibration] min_matmul_flops must be a positive number, got {low!r}.")
+    if cal.get("device", "cpu") not in ("cpu", "cuda"):
+        raise VitcostError(f"{where}: [calibration] device is cpu or cuda, got {cal['device']!r}.")
+    return dict(cal)
 
 
 def load_profile(path: str | Path, threads: int = 1, memory: int | None = None, key: str | None = None) -> Hardware:
@@ -232,7 +270,8 @@ def profile_toml(hw: Hardware) -> str:
     lines = [f"# vitcost device profile: {hw.description or hw.name}", "", f"name = {toml_value(hw.name)}"]
     if hw.description:
         lines.append(f"description = {toml_value(hw.description)}")
-    lines += [f"indicative = {toml_value(hw.indicative)}", ""]
+    lines += [f"indicative = {toml_value(hw.indicative)}"]
+    lines += ([f"threads = {hw.threads}"] if hw.threads is not None else []) + [""]
     if hw.memory:
         lines += (table("memory", "gib", hw.memory // GIB, src.get("memory", "")) if hw.memory % GIB == 0 else
                   table("memory", "bytes", hw.memory, src.get("memory", "")))
@@ -247,7 +286,20 @@ def profile_toml(hw: Hardware) -> str:
         lines.append(f"source = {toml_value(src.get('efficiency', ''))}")
     for op_class, e in hw.efficiency.items():
         lines.append(f"{op_class} = {{ fraction = {e.fraction:.4g}, half_work = {e.half_work:.4g} }}")
+    if hw.calibration:
+        lines += ["", "[calibration]"] + _calibration_lines(hw.calibration, toml_value)
     return "\n".join(lines) + "\n"
+
+
+def _calibration_lines(cal: dict[str, Any], toml_value: Any) -> list[str]:
+    """The [calibration] table's lines: its scalars, then `runs` as an array of one-line inline tables."""
+    def inline(row: dict[str, Any]) -> str:
+        return "{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in row.items()) + " }"
+
+    lines = [f"{k} = {toml_value(v)}" for k, v in cal.items() if k != "runs"]
+    if "runs" in cal:
+        lines += ["runs = ["] + [f"  {inline(r)}," for r in cal["runs"]] + ["]"]
+    return lines
 
 
 # ---------------------------------------------------------------------------------------------

@@ -105,7 +105,7 @@ def roofline(est: Estimate, hw: Hardware, attn: Kernel | None = None) -> Rooflin
     """The roofline of the forward `est` on `hw` with attention kernel `attn` (math | sdpa | flash |
     efficient, the last three fusing each layer's attention; default: the estimate's own kernel)."""
     kernel = est.attn if attn is None else attn
-    amp = AutocastBytes(est, kernel, "cpu" if hw.indicative else "cuda") if est.amp else None
+    amp = AutocastBytes(est, kernel, "cpu" if hw.indicative or hw.cpu else "cuda") if est.amp else None
     peak = hw.peak(est.dtype)
     ops = [t for i, op in enumerate(est.ops) for t in _op_times(i, op, kernel, est.bytes_per_elem, hw, peak, amp)]
     return Roofline(hw.name, est.dtype, "fused" if kernel.fused else "math", tuple(ops), peak, hw.bandwidth,
@@ -231,14 +231,15 @@ def forward_time(est: Estimate, hw: Hardware) -> dict[str, Any]:
     label), `time_s` (one forward of the batch), `images_per_s` (batch / time_s) and `time_model`, which
     model gave it: the per-op time model (`time_model.forward_time`) where the profile carries its fitted
     figures and the run is the regime they were fitted and tested in (autocast over fp32 weights, timm's
-    --amp; matmul launches as large as the measured rows', `time_model.in_measured_regime`); else the
-    roofline, a lower bound."""
+    --amp, for figures fitted on timm's runs; any precision for a profile `vitcost calibrate` measured on
+    the device itself; matmul launches as large as the measured ones, `time_model.in_measured_regime`);
+    else the roofline, a lower bound."""
     t, how = None, "roofline"
-    if est.amp and hw.efficiency:  # the time model is imported only for the runs it can time
+    if hw.efficiency and (est.amp or hw.calibration):  # the time model is imported only for the runs it can time
         from vitcost.analytic import time_model
 
-        if time_model.in_measured_regime(est):
-            t, how = time_model.forward_time(est, time_model.time_device(hw), amp=True), "per-op"
+        if time_model.in_measured_regime(est, est.amp, time_model.regime_floor(hw)):
+            t, how = time_model.forward_time(est, time_model.time_device(hw), amp=est.amp), "per-op"
     if t is None:
         t = roofline_time(est, hw)
     return {"hardware": hw.label, "time_s": t, "images_per_s": est.batch / t if t else None, "time_model": how}

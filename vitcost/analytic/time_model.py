@@ -11,6 +11,10 @@ Kernels (device-independent; `kernels(est, amp)`), with the dtypes that flow und
 * flash      a fused attention call without an additive term: q, k, v in, the output out.
 * efficient  a fused attention call with an additive term (relative-position bias or mask passed to
              SDPA as `attn_mask`): the memory-efficient kernel, which also reads the materialised bias.
+* gather     the copy of a call whose keys and values were gathered per query (one query per sequence,
+             over more sequences than images: a neighbourhood's keys indexed out of K and V). An indexed
+             read is not a contiguous pass: on a CPU calibrate measures it at 0.16-0.19 of the memory
+             class's rate. A profile without [efficiency.gather] (the GPU profiles) times it as memory.
 * memory     everything else: norms, softmax, GELU/ReLU, adds, scales, pools, BatchNorm, and the
              copies eager torch makes (autocast's casts, window partition/reverse, cyclic rolls, the
              head-merge and operand copies of the math path, and a linear's copy of a transposed input: Mixer's
@@ -72,7 +76,9 @@ MAX_FRACTION = 1.5
 
 MATH_SCORES = ("autocast", "fp16", "fp32")
 MATMUL_CLASSES = ("gemm", "conv", "flash", "efficient")
-MEMORY_CLASSES = ("depthwise", "memory")
+MEMORY_CLASSES = ("depthwise", "memory", "gather")
+# A class a profile may leave out, and the class whose figures it then takes
+FALLBACK = {"gather": "memory"}
 CLASSES = MATMUL_CLASSES + MEMORY_CLASSES
 
 _HALF, _FULL = BYTES["fp16"], F32  # bytes of a 16-bit and a 32-bit element
@@ -134,7 +140,7 @@ class TimeDevice:
 
     def eff(self, cls: str) -> Efficiency:
         try:
-            return self.efficiency[cls]
+            return self.efficiency[cls if cls in self.efficiency or cls not in FALLBACK else FALLBACK[cls]]
         except KeyError:
             raise ClassNotFitted(f"{self.name} has no [efficiency.{cls}] figures.") from None
 
@@ -286,7 +292,7 @@ def _attention_kernels(op: Op, image_batch: Any, fused: bool, wd: _Widths, emit:
     if isinstance(a, AttnCall) and fused:
         _fused(op, a, wd, emit)
     else:
-        _math(op, a, wd, emit, math_scores)
+        _math(op, a, wd, emit, math_scores, image_batch)
     for _ in layout:  # window reverse (and the roll back) of the block's output
         emit(op.path, "memory", a.q * 2 * e)
 
@@ -316,7 +322,7 @@ def _fused(op: Op, a: AttnCall, wd: _Widths, emit: Any) -> None:
         emit(op.path, "memory", 3 * a.q * e, kind="residual")
 
 
-def _math(op: Op, a: Any, wd: _Widths, emit: Any, math_scores: str) -> None:
+def _math(op: Op, a: Any, wd: _Widths, emit: Any, math_scores: str, image_batch: Any = None) -> None:
     """Each step of the math path as its own kernel. `math_scores` = "autocast": explicit ops under autocast
     (products in 16 bits, softmax out in fp32, an additive term fp32); "fp16" / "fp32": SDPA's math
     composite, whose steps all run at one width (autocast casts SDPA's inputs to 16 bits; torch >= 2.5
@@ -327,8 +333,8 @@ def _math(op: Op, a: Any, wd: _Widths, emit: Any, math_scores: str) -> None:
     w = _FULL if math_scores == "fp32" and wd.amp else e  # the width inside the composite
     mm_dtype = "fp32" if w != e else wd.matmul_dtype
     is_call = isinstance(a, AttnCall)
-    if is_call:
-        emit(op.path, "memory", 2 * a.kv * 2 * e)  # k and v laid out for the two products
+    if is_call:  # k and v laid out for the two products (gathered, for per-query key sets)
+        emit(op.path, "gather" if a.nq == 1 and a.batch != image_batch else "memory", 2 * a.kv * 2 * e)
         if w != e:  # q, k, v upcast
             emit(op.path, "memory", (a.q + 2 * a.kv) * (e + w), kind="cast")
     score = e  # width of the current score tensor
@@ -401,10 +407,16 @@ def op_times(est: Any, device: TimeDevice, amp: bool = True, **runtime: Any) -> 
 MEASURED_MIN_MATMUL_FLOPS = 2e10
 
 
-def in_measured_regime(est: Any, amp: bool = True) -> bool:
-    """Whether the forward's median matmul launch is as large as those the model was checked on."""
+def regime_floor(hw: Any) -> float:
+    """The smallest median matmul launch (FLOPs) the profile `hw`'s figures hold for: a calibrated
+    profile's smallest measured matmul (`[calibration] min_matmul_flops`), else MEASURED_MIN_MATMUL_FLOPS."""
+    return float(getattr(hw, "calibration", {}).get("min_matmul_flops", MEASURED_MIN_MATMUL_FLOPS))
+
+
+def in_measured_regime(est: Any, amp: bool = True, floor: float = MEASURED_MIN_MATMUL_FLOPS) -> bool:
+    """Whether the forward's median matmul launch is as large as those the model was checked on (`floor`)."""
     flops = sorted(k.flops for k in kernels(est, amp) if k.cls in MATMUL_CLASSES)
-    return bool(flops) and flops[len(flops) // 2] >= MEASURED_MIN_MATMUL_FLOPS
+    return bool(flops) and flops[len(flops) // 2] >= floor
 
 
 def forward_time(est: Any, device: TimeDevice, amp: bool = True, **runtime: Any) -> float:
@@ -412,6 +424,7 @@ def forward_time(est: Any, device: TimeDevice, amp: bool = True, **runtime: Any)
     return sum(kernel_time(k, device) for k in kernels(est, amp, **runtime))
 
 
-__all__ = ["CLASSES", "DEPTHWISE_MAX_DEPTH", "MEASURED_MIN_MATMUL_FLOPS", "in_measured_regime", "Efficiency",
+__all__ = ["CLASSES", "DEPTHWISE_MAX_DEPTH", "MEASURED_MIN_MATMUL_FLOPS", "in_measured_regime", "regime_floor",
+           "Efficiency",
            "Kernel", "TimeDevice", "efficiency_from_table",
            "efficiency_table", "forward_time", "kernel_time", "kernels", "op_times"]

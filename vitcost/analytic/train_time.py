@@ -129,23 +129,26 @@ def step_time(est: Any, hw: Any, recompute: Any = None, optimizer: Optimizer = O
     """Seconds of one training step of `est` on the device profile `hw`, and which model gave them: the
     per-op model where the profile carries fitted efficiencies (`[efficiency]`, fitted on 16-bit autocast
     runs; an fp32 step takes the fp32 peaks at the same efficiencies) and its matmul launches are as large
-    as the measured rows' (`time_model.in_measured_regime`), with torch >= 2.0's defaults (gradients set
-    to None, multi-tensor optimizer kernels); else the roofline. A 16-bit step is autocast over fp32
-    weights, or with `amp` False the model in 16 bits. The one step time compare, savings and profile
-    show. The forward that checkpointing runs again (`recompute`, a Cost) is charged at the forward's
+    as the measured ones (`time_model.in_measured_regime`, `time_model.regime_floor`), with torch >= 2.0's
+    defaults (gradients set to None, multi-tensor optimizer kernels, one loop over the tensors on a CPU);
+    else the roofline. A 16-bit step is
+    autocast over fp32 weights, or with `amp` False the model in 16 bits. The one step time compare, savings
+    and profile show. The forward that checkpointing runs again (`recompute`, a Cost) is charged at the forward's
     time per MAC."""
     from vitcost.analytic.cost import Cost
-    from vitcost.analytic.time_model import forward_time, in_measured_regime, time_device
+    from vitcost.analytic.time_model import forward_time, in_measured_regime, regime_floor, time_device
 
     recompute = recompute or Cost()
     fp32 = est.dtype.value == "fp32"
-    if not hw.efficiency or not in_measured_regime(est, amp and not fp32):
+    if not hw.efficiency or not in_measured_regime(est, amp and not fp32, regime_floor(hw)):
         from vitcost.analytic.savings import train_roofline
 
         return train_roofline(est, hw, recompute), "roofline"
     device = time_device(hw)
     amp = amp and not fp32
-    t = train_step_time(est, device, amp, optimizer)
+    # torch's optimizers run their multi-tensor kernels only on CUDA-like devices: on a CPU the update
+    # loops over the parameter tensors (`_default_to_fused_or_foreach`), one launch per tensor per kernel
+    t = train_step_time(est, device, amp, optimizer, foreach=not hw.cpu)
     if recompute.macs and est.macs:
         t += forward_time(est, device, amp) * recompute.macs / est.macs
     return t, "per-op"

@@ -47,7 +47,8 @@ def _root(
 # of every registered command on each call, which would tax `vitcost compare` with all the others'.
 COMMANDS: dict[str, str] = {"compare": "compare", "models": "compare", "formula": "compare", "spec": "compare",
                             "check": "check", "profile": "profile", "report": "report",
-                            "savings": "savings", "hardware": "hardware", "sweep": "sweep"}
+                            "savings": "savings", "hardware": "hardware", "sweep": "sweep",
+                            "calibrate": "calibrate"}
 
 
 def load_commands(modules: list[str] | None = None) -> None:

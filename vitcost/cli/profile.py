@@ -51,7 +51,8 @@ def profile(
     repeats: Annotated[int, typer.Option(help="Timed forwards per configuration (median and spread reported).")] = 5,
     warmup: Annotated[int, typer.Option(help="Untimed forwards before timing.")] = 2,
     threads: Annotated[int | None, typer.Option(
-        help="CPU intra-op threads (torch.set_num_threads); default: torch's current count, recorded.")] = None,
+        help="CPU intra-op threads (torch.set_num_threads); default: the thread count a calibrated --hardware "
+             "profile was measured at, else torch's current count, recorded.")] = None,
     device_memory: Annotated[list[str] | None, typer.Option(
         "--device-memory", help="Device memory for the memory wall, e.g. 80GB, 141GiB, 512MiB (GB = 10^9 bytes, "
         "GiB = 2^30; a bare number is GB). Default: the hardware profile's, or the machine's memory for cpu.")] = None,

@@ -61,8 +61,9 @@ TRAIN_PARTS = ("weights", "gradients", "optimizer_state", "activations_saved", "
 # Columns of every --mode train row, in order.
 TRAIN_COLUMNS = ("model", "family", "res", "batch", "dtype", "attn", "mode", "optimizer", "checkpoint", "device",
                  "device_name", "torch_version", "threads", "status", "note", "params", "step_flops",
-                 "recompute_flops", "hardware", "predicted_time_s", "measured_time_s", "time_spread_s", "time_ratio",
-                 *(f"predicted_{k}_bytes" for k in TRAIN_PARTS), *(f"measured_{k}_bytes" for k in TRAIN_PARTS),
+                 "recompute_flops", "hardware", "predicted_time_s", "time_model", "measured_time_s", "time_spread_s",
+                 "time_ratio", *(f"predicted_{k}_bytes" for k in TRAIN_PARTS),
+                 *(f"measured_{k}_bytes" for k in TRAIN_PARTS),
                  "step_peak_ratio", "predicted_peak_at", "measured_backward_peak_op", "input_bytes",
                  "predicted_weight_casts_bytes", "measured_weight_casts_bytes", "mem_method",
                  "measured_alloc_step_peak_bytes", "alloc_method", "spec")
@@ -108,6 +109,9 @@ class ProfileConfig:
             raise VitcostError(f"--max-seconds must be positive, got {self.max_seconds}.")
         self.sizes = parse_resolutions(self.res)
         self.designs = resolve_designs(self.models, self.set_items)
+        if self.threads is None and self.hardware is not None and self.device != "cuda":
+            # a profile calibrated on this CPU holds for the thread count it was measured at: run at it
+            self.threads = get_hardware(self.hardware).threads
         if self.amp and self.dtype is Dtype.fp32:
             raise VitcostError("--amp is autocast to 16 bits: give --dtype fp16 or bf16 with it, not fp32.")
         self.mode = str(getattr(self.mode, "value", self.mode))
@@ -410,12 +414,13 @@ def train_row(p: Design, est: Estimate, cfg: ProfileConfig, env: Environment, hw
     parts = tm.parts()
     recompute = project(tm.recompute, "flops")
     row: dict[str, Any] = dict.fromkeys(TRAIN_COLUMNS)
+    step_s, time_model = step_time(est, hw, tm.recompute, Optimizer(cfg.optimizer), amp=not half)
     row.update({
         "model": p.name, "family": p.family, "res": res_label(est.res), "batch": est.batch, "dtype": est.dtype.value,
         "attn": cfg.attn.value, "mode": "train", "optimizer": cfg.optimizer, "checkpoint": cfg.checkpoint,
         **env.row(), "status": "predicted", "note": "", "params": est.params,
         "step_flops": train_cost(est).count("flops") + recompute, "recompute_flops": recompute, "hardware": hw.label,
-        "predicted_time_s": step_time(est, hw, tm.recompute, Optimizer(cfg.optimizer), amp=not half)[0],
+        "predicted_time_s": step_s, "time_model": time_model,
         "predicted_peak_at": tm.peak_at,
         "input_bytes": tm.input, "predicted_weight_casts_bytes": tm.weight_casts, "spec": spec_dict(p.spec),
         **{f"predicted_{k}_bytes": parts[k] for k in TRAIN_PARTS},
@@ -492,7 +497,7 @@ class ProfileSession:
         self.cfg = cfg
         self.env = environment(cfg.device, cfg.threads, need_torch=not cfg.predict_only)
         self.hw = resolve_hardware(cfg, self.env)
-        if cfg.predict_only and not self.hw.indicative:  # predicting for a GPU preset, not this machine
+        if cfg.predict_only and not self.hw.indicative and not self.hw.cpu:  # a GPU profile, not this machine
             self.env = replace(self.env, device="cuda", device_name=self.hw.name, free_bytes=None)
         self.budget = device_budget(cfg, self.hw, self.env)
         self.plan = plan(cfg)

@@ -2,8 +2,9 @@
 
 On CUDA each forward is bracketed by CUDA events and the host synchronises before reading them, so
 the figure is the GPU's execution time of the forward (kernel launch included), not the time to
-enqueue it. On the CPU each forward is timed with `time.perf_counter`; the intra-op thread count is
-fixed first (when asked) and recorded, because CPU timings mean little without it.
+enqueue it. On the CPU the intra-op thread count is fixed first (when asked) and recorded, because CPU
+timings mean little without it, and each forward is timed by `cpu_clock`: with one thread the calling
+thread's CPU time, which other processes sharing the core do not inflate; with more, the wall clock.
 
 The result reports the median and the spread, the interquartile range (q3 - q1 of the repeats, the
 full range when fewer than four repeats ran), which is robust to the odd slow run of a shared machine.
@@ -53,6 +54,14 @@ def set_threads(threads: int | None) -> int:
     return torch.get_num_threads()
 
 
+def cpu_clock(device: Any) -> Any:
+    """The clock a timing on `device` reads (a zero-argument function of seconds): on the CPU with one
+    intra-op thread the calling thread does all the work (torch runs its parallel loops inline), and its
+    CPU time (`time.thread_time`, user + system) is the run's time on an idle core, however busy the
+    machine; with more threads, or on CUDA (timed by events), the wall clock (`time.perf_counter`)."""
+    return time.thread_time if str(device).startswith("cpu") and torch.get_num_threads() == 1 else time.perf_counter
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -70,6 +79,7 @@ def time_forward(module: torch.nn.Module, x: torch.Tensor, *, warmup: int = 2, r
     device = x.device
     nthreads = set_threads(threads)
     enter = context or contextlib.nullcontext
+    clock = cpu_clock(device)
     times: list[float] = []
     with torch.inference_mode():
         for _ in range(warmup):
@@ -87,11 +97,11 @@ def time_forward(module: torch.nn.Module, x: torch.Tensor, *, warmup: int = 2, r
                 times.append(start.elapsed_time(end) / 1e3)  # elapsed_time is in milliseconds
             else:
                 with enter():
-                    t0 = time.perf_counter()
+                    t0 = clock()
                     module(x)
-                    times.append(time.perf_counter() - t0)
+                    times.append(clock() - t0)
     return Timing(statistics.median(times), spread(times), min(times), max(times), tuple(times), warmup,
                   str(device), nthreads)
 
 
-__all__ = ["Timing", "time_forward", "set_threads", "spread"]
+__all__ = ["Timing", "cpu_clock", "time_forward", "set_threads", "spread"]

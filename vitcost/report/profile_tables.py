@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from vitcost.analytic.roofline import TIME_MODELS
+from vitcost.analytic.train_time import TRAIN_TIME_MODELS
 from vitcost.report.units import seconds
 
 PROFILE_HEADER = ["model", "res", "status", "kernel", "live pred", "live meas", "ratio", "alloc pred", "alloc meas",
@@ -82,6 +83,12 @@ def profile_title(session: Any) -> str:
             f"attention {cfg.attn}{train}")
 
 
+def _time_models(rows: list[dict[str, Any]], models: dict[str, str]) -> str:
+    """The time models the rows' predictions came from, in words (each row's `time_model`)."""
+    used = [m for m in models if any(r.get("time_model") == m for r in rows)] or ["roofline"]
+    return "; ".join(models[m] for m in used)
+
+
 def profile_renderables(rows: list[dict[str, Any]], walls: list[dict[str, Any]], session: Any) -> list[Any]:
     """What `vitcost profile` prints, as rich renderables in order: the predicted-vs-measured table,
     one line per row that carries a note, and the memory-wall table (when there are walls)."""
@@ -94,14 +101,15 @@ def profile_renderables(rows: list[dict[str, Any]], walls: list[dict[str, Any]],
     train_caption = ("step: one training step's peak live tensors, everything resident included (weights, optimizer "
                      "state, batch; measured by a tensor tracker per phase); saved: the activations the forward leaves "
                      "for the backward; alloc meas: the allocator's step peak (CUDA's max_memory_allocated, on the CPU "
-                     f"torch.profiler's memory records). time: the step's roofline on {hw.label}"
+                     f"torch.profiler's memory records). time: {_time_models(rows, TRAIN_TIME_MODELS)} on {hw.label}"
                      f"{' (indicative figures)' if hw.indicative else ''}; measured median of whole steps ± half the "
                      "interquartile range. ratio = measured / predicted.")
     caption = train_caption if train else (
                "live: peak live tensors on top of weights and input (measured by a tensor tracker); alloc: the "
                "allocator level, live tensors plus the kernels' scratch buffers (measured by CUDA's "
                "max_memory_allocated, on the CPU by torch.profiler's memory records). time: "
-               + (f"{TIME_MODELS['per-op']} on {hw.label}" if cfg.amp and hw.efficiency else
+               + (f"{_time_models(rows, TIME_MODELS)} on {hw.label}"
+                  if any(r.get("time_model") == "per-op" for r in rows) else
                   f"roofline on {hw.label} at {hw.peak(cfg.dtype) / 1e12:g} TFLOP/s and {hw.bandwidth / 1e12:g} TB/s")
                + f"{' (indicative figures)' if hw.indicative else ''}; measured median ± half the interquartile "
                "range. ratio = measured / predicted. TFLOP/s = 2 x MACs / measured time."
