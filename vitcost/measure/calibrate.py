@@ -51,10 +51,9 @@ from vitcost.analytic.cost import ELTWISE_FLOPS, FLOPS_PER_MAC, GELU_FLOPS, NORM
 from vitcost.analytic.time_model import DEPTHWISE_MAX_DEPTH, Kernel
 from vitcost.errors import VitcostError
 from vitcost.measure.timing import cpu_clock
+from vitcost.nets.build import torch_dtype
+from vitcost.vocab import BYTES, INT64
 
-TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
-INDEX_BYTES = 8  # an int64 index
 COLD_BYTES = 64 * 2**20  # weights cycled through per GEMM / conv rung: twice a 32 MiB last-level cache
 
 
@@ -91,7 +90,7 @@ def _k(name: str, cls: str, dtype: str, nbytes: float, flops: float = 0, other: 
 
 
 def _rand(device: torch.device, dtype: str, *shape: int) -> torch.Tensor:
-    return torch.randn(*shape, device=device, dtype=TORCH_DTYPES[dtype])
+    return torch.randn(*shape, device=device, dtype=torch_dtype(dtype))
 
 
 def linear(m: int, k: int, n: int, dtype: str, batch: int = 1) -> Bench:
@@ -173,34 +172,29 @@ def eltwise(op: str, rows: int, cols: int, dtype: str) -> Bench:
     return Bench(label, _k(label, "memory", dtype, moved * e, other=other, kind=op), make)
 
 
+def _indexed(label: str, src_rows: int, width: int, n: int, dtype: str) -> Bench:
+    """`n` rows of a [src_rows, width] tensor read through an int64 index: the output, the index and the
+    source are the bytes it moves."""
+    nbytes = (n + src_rows) * width * BYTES[dtype] + n * INT64
+
+    def make(dev: torch.device) -> Callable[[], Any]:
+        x = _rand(dev, dtype, src_rows, width)
+        index = torch.randint(0, src_rows, (n,), device=dev)
+        return lambda: x[index]
+    return Bench(label, _k(label, "gather", dtype, nbytes, kind="gather"), make)
+
+
 def gather(tokens: int, heads: int, dtype: str) -> Bench:
     """A relative-position bias gathered from its table: table[index] with a [tokens^2] int64 index into a
     [(2 sqrt(tokens) - 1)^2, heads] table, as Swin builds its bias."""
     side = max(int(math.isqrt(tokens)), 1)
-    rows = (2 * side - 1) ** 2
-    out = tokens * tokens * heads
-    nbytes = out * BYTES[dtype] + tokens * tokens * INDEX_BYTES + rows * heads * BYTES[dtype]
-
-    def make(dev: torch.device) -> Callable[[], Any]:
-        table = _rand(dev, dtype, rows, heads)
-        index = torch.randint(0, rows, (tokens * tokens,), device=dev)
-        return lambda: table[index]
-    label = f"gather {tokens}^2x{heads} {dtype}"
-    return Bench(label, _k(label, "gather", dtype, nbytes, kind="gather"), make)
+    return _indexed(f"gather {tokens}^2x{heads} {dtype}", (2 * side - 1) ** 2, heads, tokens * tokens, dtype)
 
 
 def gather_rows(tokens: int, keys: int, width: int, dtype: str) -> Bench:
     """Rows of a [tokens, width] tensor gathered by a [tokens * keys] int64 index: each token's `keys`
     neighbours, as a neighbourhood attention gathers its keys and values."""
-    out = tokens * keys * width
-    nbytes = out * BYTES[dtype] + tokens * keys * INDEX_BYTES + tokens * width * BYTES[dtype]
-
-    def make(dev: torch.device) -> Callable[[], Any]:
-        x = _rand(dev, dtype, tokens, width)
-        index = torch.randint(0, tokens, (tokens * keys,), device=dev)
-        return lambda: x[index]
-    label = f"gather rows {tokens}x{keys}x{width} {dtype}"
-    return Bench(label, _k(label, "gather", dtype, nbytes, kind="gather"), make)
+    return _indexed(f"gather rows {tokens}x{keys}x{width} {dtype}", tokens, width, tokens * keys, dtype)
 
 
 def launch_probe(dtype: str = "fp32") -> Bench:
