@@ -213,6 +213,12 @@ class ViTSpec(SpecBase):
     and 86.57M / 17.58G plus the distillation token, its position row and head_dist. The gaps to the
     paper (2.0% in params and 0.7% in GMACs for DeiT-S, under 0.5% for DeiT-B) are the paper's rounding.
 
+    A clip [B, C, T, H, W] (a `TxHxW` size) is embedded by tubelets (ViViT's tubelet embedding, Arnab et
+    al. 2021; VideoMAE): a Conv3d of kernel and stride `tubelet` x P x P, T/tubelet x H/P x W/P tokens of
+    width D that attend to each other globally, one position row each; T must be a multiple of `tubelet`,
+    and an image (HxW) is the clip of one frame. Windows, relative positions, the neck and RoPE work on one
+    frame's token grid, so a clip of more than one tubelet takes none of them.
+
     `attention = "linear"` replaces softmax attention by linear attention (Katharopoulos et al. 2020) in
     every block, global or windowed: phi(q) (phi(K)^T V) / (phi(q) . sum_n phi(K_n)) with phi = elu + 1,
     N*d^2 multiply-accumulates per head for each of the two products and no N x N matrix.
@@ -274,10 +280,11 @@ class ViTSpec(SpecBase):
                                             "patch tokens and fuse the rest into one")
     keep_rate: float = doc(1.0, "EViT: each pruning block keeps ceil(keep_rate * patch tokens), 0 < keep_rate <= 1")
     topk: int = doc(0, "keys each query attends to: its top-k scores (0 = all keys)")
+    tubelet: int = doc(1, "frames per token of a clip (TxHxW input): a tubelet x P x P conv embeds it (ViViT)")
 
     def validate(self) -> None:
         _positive(self, dim=self.dim, depth=self.depth, heads=self.heads, patch=self.patch,
-                  mlp_ratio=self.mlp_ratio, in_chans=self.in_chans)
+                  mlp_ratio=self.mlp_ratio, in_chans=self.in_chans, tubelet=self.tubelet)
         _walkable(self, self.depth)
         if self.class_tokens < 0 or self.window < 0 or self.neck < 0 or self.num_classes < 0 or self.reg_tokens < 0:
             raise SpecError("ViTSpec.class_tokens, reg_tokens, window, neck and num_classes must be 0 or more.")

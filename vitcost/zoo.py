@@ -23,6 +23,7 @@ from vitcost.specs import (
     SwinV2Spec,
     ViTSpec,
 )
+from vitcost.vocab import Res
 
 
 class Preset(NamedTuple):
@@ -35,10 +36,16 @@ class Preset(NamedTuple):
     params_m: float | None = None  # published parameters, millions
     gmacs: float | None = None  # published GMACs at `res`
     aliases: tuple[str, ...] = ()
+    frames: int | None = None  # the clip length T the published figures refer to (a video preset), else None
 
     @property
     def family(self) -> str:
         return self.spec.family
+
+    @property
+    def size(self) -> Res:
+        """The input the published figures refer to: res x res, a clip of `frames` frames for a video preset."""
+        return Res(self.res, self.res, self.frames)
 
 
 def _swin(c: int, depths: tuple[int, ...], window: int = 7) -> SwinSpec:
@@ -242,6 +249,14 @@ PRESETS: Mapping[str, Preset] = MappingProxyType({p.name: p for p in [  # read-o
            "BiFormer Table 1; rayleizhu/BiFormer", 25.5, 4.5),
     Preset("biformer_base", BiFormerSpec(dims=(96, 192, 384, 768), depths=(4, 4, 18, 4)), 224,
            "BiFormer Table 1; rayleizhu/BiFormer", 56.8, 9.8),
+    # A tubelet ViT on clips (ViViT's tubelet embedding, Arnab et al. 2021), as VideoMAE (Tong et al. 2022)
+    # fine-tunes ViT-B on Kinetics-400: 2 x 16 x 16 tubelets of 16 x 224 x 224 clips (1568 tokens), no class
+    # token, mean pooling with fc_norm, q and v biases only, a fixed sine-cosine position table (a buffer: no
+    # parameter; its N x D adds are left out, which moves none of the MAC, fvcore or torch counts). VideoMAE
+    # Table (Kinetics-400): 87M params, 180 GFLOPs (MACs) per view.
+    Preset("videomae_b16", ViTSpec(dim=768, depth=12, heads=12, tubelet=2, class_tokens=0, pos_embed=False,
+                                   global_pool="avg", fc_norm=True, k_bias=False, num_classes=400), 224,
+           "VideoMAE (Kinetics-400)", 87.0, 180.0, frames=16),
     # ViT-B/16 with linear attention (Katharopoulos et al. 2020: phi = elu + 1) in every block; no published
     # figure (no such trained model).
     Preset("vit_b16_linear", ViTSpec(dim=768, depth=12, heads=12, attention="linear"), 224,

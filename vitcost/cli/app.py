@@ -94,7 +94,8 @@ AttnOpt = Annotated[Kernel, typer.Option(
     "--attn", help="Attention kernel the memory figures assume: math materialises the scores; sdpa, flash and "
     "efficient are fused (scores stay on chip).")]
 ResOpt = Annotated[list[str] | None, typer.Option(
-    "--res", "-r", help="Input resolutions: N for NxN or HxW; several may follow one flag.")]
+    "--res", "-r", help="Input resolutions: N for NxN, HxW, or TxHxW for a clip of T frames (families with a time "
+    "axis); several may follow one flag.")]
 def _batch(value: int) -> int:
     """--batch, checked where it is parsed: a whole number of at least 1."""
     from vitcost.vocab import whole

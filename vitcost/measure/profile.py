@@ -251,7 +251,7 @@ def prediction_row(p: Design, est: Estimate, pred: MemoryPrediction | None, roof
     h, w = est.res
     memory = {
         "weights_bytes": est.params * est.weight_bytes_per_elem,
-        "input_bytes": est.batch * p.spec.in_chans * h * w * (4 if est.amp else est.bytes_per_elem),
+        "input_bytes": est.input_elems * (4 if est.amp else est.bytes_per_elem),
     } if pred is None else {
         "predicted_mem_bytes": pred.activation_peak_bytes, "predicted_peak_at": pred.peak_at,
         "predicted_alloc_bytes": pred.allocator_peak_bytes, "predicted_alloc_peak_at": pred.allocator_peak_at,
@@ -346,7 +346,7 @@ def measure_row(row: dict[str, Any], p: Design, est: Estimate, roof: Roofline, c
     try:
         net = build(p, est.res, attn=cfg.attn.net_mode, device=env.device,
                     dtype=Dtype.fp32 if cfg.amp else cfg.dtype).eval()
-        x = torch.randn(est.batch, p.spec.in_chans, *est.res, device=env.device,
+        x = torch.randn(*est.input_shape, device=env.device,
                         dtype=torch_dtype(Dtype.fp32 if cfg.amp else cfg.dtype))
         mem = measure_forward_memory(net, x, context)
         timing = time_forward(net, x, warmup=cfg.warmup, repeats=cfg.repeats, context=context)
@@ -449,7 +449,7 @@ def measure_train_row(row: dict[str, Any], p: Design, est: Estimate, cfg: Profil
     try:
         with context() if context is not None else _null():
             net = build(p, est.res, attn=cfg.attn.net_mode, device=env.device, dtype=cfg.dtype if half else Dtype.fp32)
-            x = torch.randn(est.batch, p.spec.in_chans, *est.res, device=env.device,
+            x = torch.randn(*est.input_shape, device=env.device,
                             dtype=torch_dtype(cfg.dtype if half else Dtype.fp32))
             mem = measure_train_step(net, x, optimizer=cfg.optimizer, amp=amp, checkpoint=blocks, every=cfg.every or 1,
                                      allocator=env.device == "cpu")
