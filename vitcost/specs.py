@@ -838,6 +838,80 @@ class BiFormerSpec(SpecBase):
         return self.dims[stage] // self.head_dim if self.topks[stage] else self.global_heads
 
 
+@spec_class
+class MViTv1Spec(SpecBase):
+    """MViT (Fan et al. 2021, "Multiscale Vision Transformers"), as SlowFast's `MViT` builds it with conv
+    pooling: a cube embedding (a Conv3d of `patch_kernel`, `patch_stride`, `patch_padding` over [T, H, W]; an
+    image is a clip of one frame), a class token, a learned absolute position embedding (separable over
+    space and time with `sep_pos_embed`: H'W' spatial rows repeated over T', T' temporal rows repeated over
+    H'W', one class row; else one row per token), then stages of multiscale blocks, a final norm and a linear
+    head on the class token.
+
+    A block on a T x H x W grid (plus the class token): x = maxpool(x) + proj(MHPA(norm1(x))); then
+    x = x + MLP(norm2(x)), where the MLP of a stage's last block writes the next stage's channels and the
+    residual is then a linear projection of norm2's output (`proj`). Pooling attention: q, k, v = qkv(x) split
+    into heads; each is pooled (the class token set aside and put back in front) by a depthwise Conv3d of
+    `pool_kernel`, padding kernel // 2, shared across heads, then LayerNorm over the head width: Q in the
+    first block of stages 1.. with stride `stage_q_stride`, K and V in every block with a stride that starts
+    at `kv_stride` and is divided by the Q stride at each stage start (the paper's adaptive K/V stride,
+    1x8x8 -> 1x4x4 -> 1x2x2 -> 1x1x1 for MViT-B). The residual is max-pooled with kernel s+1 (s for s = 1),
+    stride s, padding kernel // 2, the class token set aside. No relative positions and no residual pooling
+    (MViTv2's).
+
+    The reference net scales q before q k^T (as timm's attention) where SlowFast scales the scores after: the
+    same scores, Nq*d products instead of Nq*Nk, and no MAC; its head returns logits (SlowFast's applies a
+    softmax over the classes at test time). MViT-B, 16x4 on Kinetics-400 (16x224x224): 36.6M params and
+    70.5 GFLOPs (MACs) in the paper; MViT-B-16 on ImageNet (224, 2-D: kernel 1 in time): 37.0M, 7.8G."""
+
+    family: ClassVar[str] = "mvit1"
+    dims: tuple[int, ...] = doc(text="channels per stage")
+    depths: tuple[int, ...] = doc(text="blocks per stage")
+    heads: tuple[int, ...] = doc(text="attention heads per stage; each must divide its stage's channels")
+    patch_kernel: tuple[int, ...] = doc((3, 7, 7), "cube embedding kernel (T, H, W)")
+    patch_stride: tuple[int, ...] = doc((2, 4, 4), "cube embedding stride (T, H, W); T must be a multiple of its first")
+    patch_padding: tuple[int, ...] = doc((1, 3, 3), "cube embedding padding (T, H, W)")
+    pool_kernel: tuple[int, ...] = doc((3, 3, 3), "kernel (T, H, W) of the depthwise Q/K/V pooling convs (odd)")
+    kv_stride: tuple[int, ...] = doc((1, 8, 8), "K/V pooling stride (T, H, W) of the first stage, divided by the "
+                                                "Q stride at each stage start")
+    stage_q_stride: tuple[int, ...] = doc((1, 2, 2), "Q pooling stride (T, H, W) of the first block of stages 1..")
+    sep_pos_embed: bool = doc(True, "separable space-time position embedding (false: one row per token)")
+    mlp_ratio: float = doc(4.0, "MLP hidden width = int(channels * mlp_ratio)")
+    num_classes: int = doc(400, "classes of the linear head")
+    in_chans: int = doc(3, "input channels")
+
+    def validate(self) -> None:
+        _positive(self, mlp_ratio=self.mlp_ratio, num_classes=self.num_classes, in_chans=self.in_chans)
+        if not (len(self.dims) == len(self.depths) == len(self.heads)) or not self.dims:
+            raise SpecError("MViTv1Spec: dims, depths and heads must be non-empty and of equal length.")
+        for d, n, h in zip(self.dims, self.depths, self.heads):
+            _positive(self, dim=d, depth=n, heads=h)
+            _divides(self, "dim", d, h)
+        _walkable(self, sum(self.depths))
+        _hidden(self, min(self.dims), self.mlp_ratio)
+        for name in ("patch_kernel", "patch_stride", "patch_padding", "pool_kernel", "kv_stride", "stage_q_stride"):
+            value = getattr(self, name)
+            if len(value) != 3 or min(value) < (0 if name == "patch_padding" else 1):
+                raise SpecError(f"MViTv1Spec.{name} must be three whole numbers (T, H, W), "
+                                f"{'at least 0' if name == 'patch_padding' else 'positive'}, got {list(value)}.")
+        if any(k % 2 == 0 for k in self.pool_kernel):
+            raise SpecError(f"MViTv1Spec.pool_kernel must be odd, got {list(self.pool_kernel)}.")
+        # the max-pooled residual (kernel s+1, stride s) and the conv-pooled queries (kernel k, stride s)
+        # reach the same grid only for a stride of 1 or an even one
+        if any(s > 1 and s % 2 for s in self.stage_q_stride):
+            raise SpecError("MViTv1Spec.stage_q_stride must be 1 or even on each axis, got "
+                            f"{list(self.stage_q_stride)}.")
+
+    def q_stride(self, stage: int) -> tuple[int, int, int]:
+        return (1, 1, 1) if stage == 0 else tuple(self.stage_q_stride)  # type: ignore[return-value]
+
+    def kv_stride_at(self, stage: int) -> tuple[int, int, int]:
+        """Adaptive K/V stride: divided by the Q stride at each stage start, never below 1, axis by axis."""
+        s = list(self.kv_stride)
+        for i in range(1, stage + 1):
+            s = [max(a // q, 1) for a, q in zip(s, self.q_stride(i))]
+        return tuple(s)  # type: ignore[return-value]
+
+
 # Keep this at the end of the module: every spec class above has registered itself by now.
 Spec = SpecBase  # any architecture spec (for type hints)
 SPEC_TYPES: tuple[type, ...] = tuple(SPEC_CLASSES.values())

@@ -115,6 +115,8 @@ FAMILIES: dict[str, Family] = {f.name: f for f in [
     Family("swinv2", "Swin V2 scaled cosine window attention", "swinv2", "vitcost.nets.swinv2:SwinTransformerV2",
            containers="sequential_stages"),
     Family("biformer", "BiFormer bi-level routing attention", "biformer", "vitcost.nets.biformer:BiFormer"),
+    Family("mvit1", "MViT v1 pooling attention (video)", "mvit1", "vitcost.nets.mvit1:MViTv1",
+           "position embedding (one row per token, or separable space and time rows)", frames=True),
 ]}
 _BY_SPEC: dict[type, Family] = {f.spec: f for f in FAMILIES.values()}
 
