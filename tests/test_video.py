@@ -130,6 +130,7 @@ def test_tubelet_vit_exact_against_both_counters(res, batch, attn):
     r = check_model(TINY, res, batch, attn=attn)
     assert r.status == "PASS", r.first_mismatch
     assert r.torch == r.analytic and r.fvcore == r.analytic
+    assert (r.row()["res"], r.row()["frames"]) == (res, int(res.split("x")[0]))
 
 
 @pytest.mark.parametrize("res", ["2x32x32", "4x48x48", "2x40x40"])  # 40: the 16-px patch grid floors
@@ -157,6 +158,16 @@ def test_tubelet_vit_memory_against_the_tracker(attn):
     assert measured.score_bytes == pred.stored_score_bytes
     assert measured.peak_bytes == pytest.approx(pred.activation_peak_bytes, rel=0.10), pred.peak_at
     assert pred.input_bytes == 2 * 3 * 4 * 48 * 48 * 4
+
+
+def test_profile_rows_read_t(capsys):
+    code, out, _ = run(capsys, "profile", "--predict-only", "--hardware", "cpu", "-m", "videomae_b16", "-r",
+                       "8x224x224", "-f", "json")
+    assert code == 0
+    row = json.loads(out)[0]
+    assert (row["res"], row["frames"]) == ("8x224x224", 8)
+    # the input is the clip: B * C * T * H * W elements of 4 bytes
+    assert int(row["input_bytes"]) == 3 * 8 * 224 * 224 * 4
 
 
 def _published(label: str) -> tuple[float, float]:

@@ -26,7 +26,7 @@ from typing import Any
 
 from vitcost.errors import VitcostError
 from vitcost.measure.counting import COUNTED_CONVENTIONS, Counts
-from vitcost.vocab import Kernel, parse_run_mode, res_label
+from vitcost.vocab import Kernel, frames, parse_run_mode, res_label
 
 ATTN_PATHS: tuple[str, ...] = tuple(dict.fromkeys(k.net_mode for k in Kernel))  # the nets' paths: math, sdpa
 COUNTERS: tuple[str, ...] = ("fvcore", "torch")
@@ -133,7 +133,8 @@ class CheckResult:
         `unsupported_ops` maps each op a counter saw but did not count to its number of calls."""
         h, w = self.res
         row: dict[str, Any] = {
-            "model": self.model, "family": self.family, "res": res_label(self.res), "batch": self.batch,
+            "model": self.model, "family": self.family, "res": res_label(self.res), "frames": frames(self.res),
+            "batch": self.batch,
             "attn": self.attn, "convention": self.convention, "analytic": self.analytic, "fvcore": self.fvcore,
             "torch": self.torch, "fvcore_diff": abs(self.fvcore - self.analytic) if self.fvcore is not None else None,
             "torch_diff": abs(self.torch - self.analytic), "method": self.method,

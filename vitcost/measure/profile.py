@@ -46,7 +46,7 @@ DEVICE_CHOICES = ("auto", "cpu", "cuda")
 MODES = ("inference", "train")
 
 # Columns every row has, in order (the HTML report reads these names).
-COLUMNS = ("model", "family", "res", "batch", "dtype", "attn", "attn_backend", "device", "device_name",
+COLUMNS = ("model", "family", "res", "frames", "batch", "dtype", "attn", "attn_backend", "device", "device_name",
            "torch_version", "threads", "status", "note", "params", "macs", "flops", "hardware", "roofline_bound",
            "predicted_time_s", "time_model", "measured_time_s", "time_spread_s", "time_ratio", "predicted_mem_bytes",
            "measured_mem_bytes", "mem_ratio", "measured_tensor_peak_bytes", "mem_method", "predicted_peak_at",
@@ -59,8 +59,8 @@ COLUMNS = ("model", "family", "res", "batch", "dtype", "attn", "attn_backend", "
 # The parts of a training step that --mode train predicts and measures (`TrainMemory.parts()` names).
 TRAIN_PARTS = ("weights", "gradients", "optimizer_state", "activations_saved", "backward_peak", "step_peak")
 # Columns of every --mode train row, in order.
-TRAIN_COLUMNS = ("model", "family", "res", "batch", "dtype", "attn", "mode", "optimizer", "checkpoint", "device",
-                 "device_name", "torch_version", "threads", "status", "note", "params", "step_flops",
+TRAIN_COLUMNS = ("model", "family", "res", "frames", "batch", "dtype", "attn", "mode", "optimizer", "checkpoint",
+                 "device", "device_name", "torch_version", "threads", "status", "note", "params", "step_flops",
                  "recompute_flops", "hardware", "predicted_time_s", "time_model", "measured_time_s", "time_spread_s",
                  "time_ratio", *(f"predicted_{k}_bytes" for k in TRAIN_PARTS),
                  *(f"measured_{k}_bytes" for k in TRAIN_PARTS),
@@ -260,7 +260,7 @@ def prediction_row(p: Design, est: Estimate, pred: MemoryPrediction | None, roof
         "predicted_attn_bytes": pred.stored_score_bytes, "predicted_attn_peak_bytes": pred.stored_score_peak_bytes,
     }
     row.update({
-        "model": p.name, "family": p.family, "res": res_label(est.res), "batch": est.batch,
+        "model": p.name, "family": p.family, "res": res_label(est.res), "frames": est.res.frames, "batch": est.batch,
         "dtype": est.dtype.value, "attn": cfg.attn.value, "attn_backend": "", **env.row(), "status": "predicted",
         "note": "",
         "params": est.params, "macs": est.macs, "flops": est.flops, "hardware": hw.label,
@@ -416,9 +416,9 @@ def train_row(p: Design, est: Estimate, cfg: ProfileConfig, env: Environment, hw
     row: dict[str, Any] = dict.fromkeys(TRAIN_COLUMNS)
     step_s, time_model = step_time(est, hw, tm.recompute, Optimizer(cfg.optimizer), amp=not half)
     row.update({
-        "model": p.name, "family": p.family, "res": res_label(est.res), "batch": est.batch, "dtype": est.dtype.value,
-        "attn": cfg.attn.value, "mode": "train", "optimizer": cfg.optimizer, "checkpoint": cfg.checkpoint,
-        **env.row(), "status": "predicted", "note": "", "params": est.params,
+        "model": p.name, "family": p.family, "res": res_label(est.res), "frames": est.res.frames, "batch": est.batch,
+        "dtype": est.dtype.value, "attn": cfg.attn.value, "mode": "train", "optimizer": cfg.optimizer,
+        "checkpoint": cfg.checkpoint, **env.row(), "status": "predicted", "note": "", "params": est.params,
         "step_flops": train_cost(est).count("flops") + recompute, "recompute_flops": recompute, "hardware": hw.label,
         "predicted_time_s": step_s, "time_model": time_model,
         "predicted_peak_at": tm.peak_at,

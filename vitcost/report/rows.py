@@ -112,8 +112,8 @@ def train_rows(estimates: list[Estimate], convention: str = "macs", optimizer: O
             timing = {"hardware": hardware.label, "time_s": t, "images_per_s": e.batch / t if t else None,
                       "time_model": how}
         rows.append({
-            "model": e.model, "family": e.family, "res": res_label(e.res), "batch": e.batch, "dtype": e.dtype.value,
-            "precision": m.precision, "attn": e.attn.value, "optimizer": m.optimizer,
+            "model": e.model, "family": e.family, "res": res_label(e.res), "frames": e.res.frames, "batch": e.batch,
+            "dtype": e.dtype.value, "precision": m.precision, "attn": e.attn.value, "optimizer": m.optimizer,
             "checkpoint": m.checkpoint or None, "tokens": e.tokens, "params": e.params, "convention": convention,
             "train_cost": step + recompute, "forward_cost": train_cost(e).count(convention, "forward"),
             "recompute_cost": recompute, "train_peak_bytes": m.step_peak, "peak_at": m.peak_at,
