@@ -120,3 +120,23 @@ def test_memory_against_the_tracker(spec, res, batch, attn):
     assert measured.score_bytes == pred.stored_score_bytes
     assert measured.score_peak_bytes == pred.stored_score_peak_bytes
     assert measured.peak_bytes == pytest.approx(pred.activation_peak_bytes, rel=0.10), pred.peak_at
+
+
+@pytest.mark.parametrize("attn", ["math", "sdpa"])
+def test_training_step_against_flop_counter(attn):
+    """Forward and backward per layer against FlopCounterMode (its grouped-conv weight-gradient defect, which
+    the pooling convs meet, set apart as the check does for every family)."""
+    from vitcost.measure.check import check_model
+
+    r = check_model(TINY, "4x64x64", 2, attn=attn, mode="train", convention="torch")
+    assert r.status == "PASS", r.first_mismatch
+
+
+def test_training_step_memory_against_a_measured_step(capsys):
+    import json
+
+    code, out, _ = run(capsys, "profile", "--mode", "train", "-m", "mvit_b_16x4:dims=16-32-64-128,depths=1-2-2-1",
+                       "-r", "4x64x64", "--batch", "2", "--device", "cpu", "-f", "json")
+    assert code == 0
+    row = json.loads(out)[0]
+    assert row["status"] == "ok" and row["step_peak_ratio"] == pytest.approx(1.0, rel=0.10)
