@@ -220,3 +220,21 @@ def test_report_plots_against_t_at_a_fixed_size():
     assert facts.axis == "frames" and [p.x for p in facts.designs[0].points] == [4.0, 8.0, 16.0]
     # tokens grow as T, the scores as T^2: the fitted slope of cost on T lies between 1 and 2
     assert 1 < facts.designs[0].fit_slope < 2
+
+
+@pytest.mark.parametrize("model,step", [("videomae_b16", 2), ("mvit_b_16x4", 2), ("vit_b16", 1)])
+def test_cost_grows_with_t_at_a_fixed_size(model, step):
+    """More frames, more tokens: MACs, attention scores and the activation peak all grow with T; the
+    attention scores at least as fast as T (each query meets the keys of every frame)."""
+    ests = [estimate(model, f"{t}x112x112") for t in (step, 2 * step, 4 * step, 8 * step)]
+    for a, b in zip(ests, ests[1:]):
+        assert b.macs > a.macs and b.activation_peak_bytes > a.activation_peak_bytes
+        assert b.attn_matrix_elems >= 2 * a.attn_matrix_elems
+
+
+def test_sweep_size_axis_takes_clips(capsys):
+    code, out, _ = run(capsys, "sweep", "videomae_b16", "--vary", "depth=6,12", "-r", "8x112x112", "16x112x112",
+                       "-f", "json")
+    assert code == 0
+    rows = json.loads(out)["rows"]
+    assert sorted((r["res"], r["frames"]) for r in rows) == [("16x112x112", 16)] * 2 + [("8x112x112", 8)] * 2
