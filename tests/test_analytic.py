@@ -177,7 +177,7 @@ def test_bad_specs_and_inputs():
 
 def test_every_preset_walks_with_unique_ordered_paths():
     for name, p in PRESETS.items():
-        ops = walk(p.spec, p.res, p.res, 1)
+        ops = walk(p.spec, *p.size, 1, p.size.frames)
         assert ops and all(op.cost.macs >= 0 for op in ops), name
         assert {op.path for op in ops if op.kind == "param"}.isdisjoint(
             {op.path for op in ops if op.kind == "linear"}), name

@@ -110,12 +110,14 @@ def tiny_toml(tmp_path: Path) -> Path:
 # 1. One activation peak per design, whichever command asks
 
 
-def resolution_groups() -> dict[tuple[int, int], list[str]]:
+def resolution_groups() -> dict[tuple[int | str, int | str], list[str]]:
     """Presets grouped by the two resolutions each is checked at: pixel presets at 32 and 64 (their
-    attention is all pairs of pixels), the others at their own resolution and twice it."""
-    groups: dict[tuple[int, int], list[str]] = {}
+    attention is all pairs of pixels), clip presets at their own clip and one of twice the frames, the
+    others at their own resolution and twice it."""
+    groups: dict[tuple[int | str, int | str], list[str]] = {}
     for p in PRESETS.values():
-        sizes = (32, 64) if p.family == "pixel" else (p.res, 2 * p.res)
+        sizes = (32, 64) if p.family == "pixel" else (p.res, 2 * p.res) if p.frames is None else \
+            (f"{p.frames}x{p.res}x{p.res}", f"{2 * p.frames}x{p.res}x{p.res}")
         groups.setdefault(sizes, []).append(p.name)
     return groups
 
@@ -197,13 +199,14 @@ def test_custom_designs_profile_predict_only(capsys, tiny_toml: Path) -> None:
 
 @pytest.mark.parametrize("fmt", ["toml", "json"])
 def test_spec_files_round_trip(capsys, tmp_path: Path, fmt: str) -> None:
-    by_res: dict[int, list[str]] = {}
+    by_res: dict[str, list[str]] = {}
     for p in PRESETS.values():
         path = tmp_path / f"{p.name}.{fmt}"
         code, out, err = run(capsys, "spec", p.name, "--format", fmt, "-o", str(path))
         assert code == 0 and out == "" and err == "", err
-        assert vitcost.load_spec_file(path).res == p.res
-        by_res.setdefault(p.res, []).append(p.name)
+        loaded = vitcost.load_spec_file(path)
+        assert (loaded.res, loaded.frames) == (p.res, p.frames)
+        by_res.setdefault(str(p.res) if p.frames is None else f"{p.frames}x{p.res}x{p.res}", []).append(p.name)
     for res, names in by_res.items():
         files = [str(tmp_path / f"{n}.{fmt}") for n in names]
         from_files = run_json(capsys, "compare", "-m", *files, "-r", str(res))

@@ -26,9 +26,7 @@ PICKED = [cfgs[i % len(cfgs)] for i, cfgs in enumerate(BY_PRESET.values())]
 
 
 def test_golden_file_covers_every_preset_and_setting():
-    from vitcost.zoo import PRESETS
-
-    assert {f"{n} {r} {b}" for n, r, b in CONFIGS} | {f"{n} walls" for n in PRESETS} == set(EXPECTED)
+    assert {f"{n} {r} {b}" for n, r, b in CONFIGS} | {f"{n} walls" for n in golden.presets()} == set(EXPECTED)
     some = EXPECTED["vit_b16 224 2"]
     # every dtype x kernel forward, every optimizer x checkpoint x device step (math and flash)
     assert sum(k.startswith("mem ") for k in some) == 3 * 4 * 3

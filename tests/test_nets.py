@@ -73,16 +73,16 @@ def _nonzero(counts: dict[str, int]) -> dict[str, int]:
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_op_paths_name_modules_and_params_match(name: str) -> None:
     preset = PRESETS[name]
-    model = build(name, preset.res, device="meta")
+    model = build(name, preset.size, device="meta")
     modules, params = dict(model.named_modules()), dict(model.named_parameters())
-    for op in walk(preset.spec, preset.res, preset.res):
+    for op in walk(preset.spec, *preset.size, 1, preset.size.frames):
         if op.kind == "param":
             assert op.path in params, op.path
         elif op.cost.macs or op.cost.norm:  # multiply-accumulates and norms run in a module's forward
             assert op.path == "" or op.path in modules, op.path
         else:  # elementwise steps may name the parameter they apply (the position-embedding add)
             assert op.path == "" or op.path in modules or op.path in params, op.path
-    assert _numel(model) == estimate(name, preset.res).params
+    assert _numel(model) == estimate(name, preset.size).params
 
 
 def test_params_match_published(published: list[tuple[str, int, float, float]]) -> None:

@@ -14,7 +14,7 @@ from vitcost.zoo import PRESETS
 
 
 def test_every_recorded_kind_has_one_entry_and_none_is_dead() -> None:
-    seen = {op.kind for name, p in PRESETS.items() for op in estimate(name, p.res).ops}
+    seen = {op.kind for name, p in PRESETS.items() for op in estimate(name, p.size).ops}
     assert seen == set(OPS)
     assert all(entry.kind == kind for kind, entry in OPS.items())
 

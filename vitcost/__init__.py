@@ -34,11 +34,12 @@ from vitcost.version import __version__ as __version__
 
 def estimate(model: Any, res: Any = 224, batch: Any = 1, dtype: Any = "fp32", attn: Any = "math",
              amp: bool = False) -> Estimate:
-    """Analytic cost of `model` on a [batch, C, H, W] input: a preset name, a spec file, either with
-    `:field=value` overrides, a spec object or a Design (see `vitcost.design`); `res` 224, "512x384" or
-    (H, W); `dtype` fp32 | fp16 | bf16; `attn` math | sdpa | flash | efficient. `amp`: autocast at `dtype`
-    (fp16 | bf16) over fp32 weights and an fp32 input, as timm's `benchmark.py --amp` runs it. The input is
-    parsed here, once (`vitcost.analytic.estimate.evaluate` takes the typed values).
+    """Analytic cost of `model` on a [batch, C, H, W] input: a preset name, a spec file, either with `:field=value`
+    overrides, a spec object or a Design (see `vitcost.design`); `res` 224, "512x384" or (H, W), or a clip [batch,
+    C, T, H, W] as "16x224x224" or (T, H, W) (families with a time axis); `dtype` fp32 | fp16 | bf16; `attn` math |
+    sdpa | flash | efficient. `amp`: autocast at `dtype` (fp16 | bf16) over fp32 weights and an fp32 input, as
+    timm's `benchmark.py --amp` runs it. The input is parsed here, once (`vitcost.analytic.estimate.evaluate` takes
+    the typed values).
 
     >>> e = estimate("vit_b16", res=224)
     >>> e.count("fvcore"), e.params, e.activation_peak_bytes
@@ -50,12 +51,12 @@ def estimate(model: Any, res: Any = 224, batch: Any = 1, dtype: Any = "fp32", at
 
 def compare(models: Any = None, res: Any = 224, batch: int = 1, dtype: str = "fp32", attn: str = "math",
             convention: str = "macs", hardware: Any = None, amp: bool = False) -> pandas.DataFrame:
-    """One row per design x resolution (see `report.rows.estimate_row`), plus `cost` in `convention` and
-    `growth` against the smallest resolution. `models`: one design or a list of them, each a preset or
-    family name, a spec file, a name with `:field=value` overrides, a spec object or a Design (default:
-    one preset per family); `res`: one resolution or a list. `hardware` (a device profile's name or file,
-    or a `Hardware`): adds `hardware`, `time_s` (one forward of the batch) and `images_per_s`; `amp`:
-    autocast at `dtype` over fp32 weights, as timm's --amp runs it."""
+    """One row per design x resolution (see `report.rows.estimate_row`), plus `cost` in `convention` and `growth`
+    against the smallest resolution. `models`: one design or a list of them, each a preset or family name, a spec
+    file, a name with `:field=value` overrides, a spec object or a Design (default: one preset per family); `res`:
+    one resolution or a list (clips as "TxHxW", see `estimate`). `hardware` (a device profile's name or file, or a
+    `Hardware`): adds `hardware`, `time_s` (one forward of the batch) and `images_per_s`; `amp`: autocast at `dtype`
+    over fp32 weights, as timm's --amp runs it."""
     import pandas
 
     from vitcost.analytic.hardware import Hardware, get_hardware

@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 
 from vitcost.errors import SpecError, VitcostError
 from vitcost.specs import SPEC_CLASSES, Spec, SpecBase, field_docs
+from vitcost.vocab import Res
 from vitcost.zoo import PRESETS, get_preset
 
 SPEC_BY_FAMILY: dict[str, type] = SPEC_CLASSES
@@ -36,10 +37,16 @@ class Design(NamedTuple):
     spec: Spec
     res: int = DEFAULT_RES
     preset: str | None = None  # the preset it starts from, if any
+    frames: int | None = None  # the default clip's frames T (a design with a time axis), None for an image
 
     @property
     def family(self) -> str:
         return self.spec.family
+
+    @property
+    def size(self) -> Res:
+        """The default input: res x res, with `frames` frames for a clip."""
+        return Res(self.res, self.res, self.frames)
 
 
 def spec_dict(spec: Spec) -> dict[str, Any]:
@@ -163,7 +170,7 @@ def with_fields(design: Design, changes: dict[str, Any]) -> Design:
             raise SpecError(f"{design.name}: {key}={_show(current)} changes nothing (it is already {_show(current)}).")
     label = ",".join(f"{k}={_show(getattr(new, k))}" for k in changes)
     sep = "," if ":" in design.name else ":"
-    return Design(f"{design.name}{sep}{label}", new, design.res, design.preset)
+    return Design(f"{design.name}{sep}{label}", new, design.res, design.preset, design.frames)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -247,6 +254,9 @@ def design_from_dict(data: dict[str, Any], name: str) -> Design:
     res = data.pop("res", DEFAULT_RES)
     if isinstance(res, bool) or not isinstance(res, int) or res < 1:
         raise SpecError(f"{name}: `res` must be a positive whole number, got {res!r}.")
+    frames = data.pop("frames", None)
+    if frames is not None and (isinstance(frames, bool) or not isinstance(frames, int) or frames < 1):
+        raise SpecError(f"{name}: `frames` must be a positive whole number, got {frames!r}.")
     cls = SPEC_BY_FAMILY[family]
     types = field_types(cls)
     unknown = [k for k in data if k not in types]
@@ -260,7 +270,7 @@ def design_from_dict(data: dict[str, Any], name: str) -> Design:
         spec = cls(**data)
     except SpecError as e:
         raise SpecError(f"{name}: {e}") from None
-    return Design(name, spec, res)
+    return Design(name, spec, res, frames=frames)
 
 
 def spec_toml(design: Design, note: str = "") -> str:
@@ -273,6 +283,7 @@ def spec_toml(design: Design, note: str = "") -> str:
              "",
              _kv("family", f'"{spec.family}"', f"architecture family: {', '.join(SPEC_BY_FAMILY)}"),
              _kv("res", str(design.res), "default resolution (used by check and build; compare takes --res)"),
+             *([_kv("frames", str(design.frames), "default clip length T (a TxHxW input)")] if design.frames else []),
              ""]
     for key, value in spec_dict(spec).items():
         if key != "family":
@@ -328,7 +339,7 @@ def base_design(text: str) -> Design:
     if is_spec_path(text):
         return load_spec_file(text)
     p = get_preset(text)
-    return Design(p.name, p.spec, p.res, p.name)
+    return Design(p.name, p.spec, p.res, p.name, p.frames)
 
 
 def split_override(text: str) -> tuple[str, str] | None:
@@ -392,7 +403,8 @@ def resolve_designs(models: list[Any] | tuple[Any, ...], set_items: list[str] | 
     entries: list[Any] = []
     for m in models:
         if isinstance(m, str) and m.strip().lower() in FAMILY_NAMES:
-            entries += [p.name for p in PRESETS.values() if p.family == m.strip().lower()]
+            # a family name stands for its image presets; clip presets (`Preset.frames`) are named one by one
+            entries += [p.name for p in PRESETS.values() if p.family == m.strip().lower() and p.frames is None]
         else:
             entries.append(m)
     designs = [parse_design(m) for m in entries]

@@ -213,6 +213,12 @@ class ViTSpec(SpecBase):
     and 86.57M / 17.58G plus the distillation token, its position row and head_dist. The gaps to the
     paper (2.0% in params and 0.7% in GMACs for DeiT-S, under 0.5% for DeiT-B) are the paper's rounding.
 
+    A clip [B, C, T, H, W] (a `TxHxW` size) is embedded by tubelets (ViViT's tubelet embedding, Arnab et
+    al. 2021; VideoMAE): a Conv3d of kernel and stride `tubelet` x P x P, T/tubelet x H/P x W/P tokens of
+    width D that attend to each other globally, one position row each; T must be a multiple of `tubelet`,
+    and an image (HxW) is the clip of one frame. Windows, relative positions, the neck and RoPE work on one
+    frame's token grid, so a clip of more than one tubelet takes none of them.
+
     `attention = "linear"` replaces softmax attention by linear attention (Katharopoulos et al. 2020) in
     every block, global or windowed: phi(q) (phi(K)^T V) / (phi(q) . sum_n phi(K_n)) with phi = elu + 1,
     N*d^2 multiply-accumulates per head for each of the two products and no N x N matrix.
@@ -274,10 +280,11 @@ class ViTSpec(SpecBase):
                                             "patch tokens and fuse the rest into one")
     keep_rate: float = doc(1.0, "EViT: each pruning block keeps ceil(keep_rate * patch tokens), 0 < keep_rate <= 1")
     topk: int = doc(0, "keys each query attends to: its top-k scores (0 = all keys)")
+    tubelet: int = doc(1, "frames per token of a clip (TxHxW input): a tubelet x P x P conv embeds it (ViViT)")
 
     def validate(self) -> None:
         _positive(self, dim=self.dim, depth=self.depth, heads=self.heads, patch=self.patch,
-                  mlp_ratio=self.mlp_ratio, in_chans=self.in_chans)
+                  mlp_ratio=self.mlp_ratio, in_chans=self.in_chans, tubelet=self.tubelet)
         _walkable(self, self.depth)
         if self.class_tokens < 0 or self.window < 0 or self.neck < 0 or self.num_classes < 0 or self.reg_tokens < 0:
             raise SpecError("ViTSpec.class_tokens, reg_tokens, window, neck and num_classes must be 0 or more.")
@@ -829,6 +836,80 @@ class BiFormerSpec(SpecBase):
     def heads(self, stage: int) -> int:
         """Attention heads of a stage: channels / head_dim with routing, global_heads without."""
         return self.dims[stage] // self.head_dim if self.topks[stage] else self.global_heads
+
+
+@spec_class
+class MViTv1Spec(SpecBase):
+    """MViT (Fan et al. 2021, "Multiscale Vision Transformers"), as SlowFast's `MViT` builds it with conv
+    pooling: a cube embedding (a Conv3d of `patch_kernel`, `patch_stride`, `patch_padding` over [T, H, W]; an
+    image is a clip of one frame), a class token, a learned absolute position embedding (separable over
+    space and time with `sep_pos_embed`: H'W' spatial rows repeated over T', T' temporal rows repeated over
+    H'W', one class row; else one row per token), then stages of multiscale blocks, a final norm and a linear
+    head on the class token.
+
+    A block on a T x H x W grid (plus the class token): x = maxpool(x) + proj(MHPA(norm1(x))); then
+    x = x + MLP(norm2(x)), where the MLP of a stage's last block writes the next stage's channels and the
+    residual is then a linear projection of norm2's output (`proj`). Pooling attention: q, k, v = qkv(x) split
+    into heads; each is pooled (the class token set aside and put back in front) by a depthwise Conv3d of
+    `pool_kernel`, padding kernel // 2, shared across heads, then LayerNorm over the head width: Q in the
+    first block of stages 1.. with stride `stage_q_stride`, K and V in every block with a stride that starts
+    at `kv_stride` and is divided by the Q stride at each stage start (the paper's adaptive K/V stride,
+    1x8x8 -> 1x4x4 -> 1x2x2 -> 1x1x1 for MViT-B). The residual is max-pooled with kernel s+1 (s for s = 1),
+    stride s, padding kernel // 2, the class token set aside. No relative positions and no residual pooling
+    (MViTv2's).
+
+    The reference net scales q before q k^T (as timm's attention) where SlowFast scales the scores after: the
+    same scores, Nq*d products instead of Nq*Nk, and no MAC; its head returns logits (SlowFast's applies a
+    softmax over the classes at test time). MViT-B, 16x4 on Kinetics-400 (16x224x224): 36.6M params and
+    70.5 GFLOPs (MACs) in the paper; MViT-B-16 on ImageNet (224, 2-D: kernel 1 in time): 37.0M, 7.8G."""
+
+    family: ClassVar[str] = "mvit1"
+    dims: tuple[int, ...] = doc(text="channels per stage")
+    depths: tuple[int, ...] = doc(text="blocks per stage")
+    heads: tuple[int, ...] = doc(text="attention heads per stage; each must divide its stage's channels")
+    patch_kernel: tuple[int, ...] = doc((3, 7, 7), "cube embedding kernel (T, H, W)")
+    patch_stride: tuple[int, ...] = doc((2, 4, 4), "cube embedding stride (T, H, W); T must be a multiple of its first")
+    patch_padding: tuple[int, ...] = doc((1, 3, 3), "cube embedding padding (T, H, W)")
+    pool_kernel: tuple[int, ...] = doc((3, 3, 3), "kernel (T, H, W) of the depthwise Q/K/V pooling convs (odd)")
+    kv_stride: tuple[int, ...] = doc((1, 8, 8), "K/V pooling stride (T, H, W) of the first stage, divided by the "
+                                                "Q stride at each stage start")
+    stage_q_stride: tuple[int, ...] = doc((1, 2, 2), "Q pooling stride (T, H, W) of the first block of stages 1..")
+    sep_pos_embed: bool = doc(True, "separable space-time position embedding (false: one row per token)")
+    mlp_ratio: float = doc(4.0, "MLP hidden width = int(channels * mlp_ratio)")
+    num_classes: int = doc(400, "classes of the linear head")
+    in_chans: int = doc(3, "input channels")
+
+    def validate(self) -> None:
+        _positive(self, mlp_ratio=self.mlp_ratio, num_classes=self.num_classes, in_chans=self.in_chans)
+        if not (len(self.dims) == len(self.depths) == len(self.heads)) or not self.dims:
+            raise SpecError("MViTv1Spec: dims, depths and heads must be non-empty and of equal length.")
+        for d, n, h in zip(self.dims, self.depths, self.heads):
+            _positive(self, dim=d, depth=n, heads=h)
+            _divides(self, "dim", d, h)
+        _walkable(self, sum(self.depths))
+        _hidden(self, min(self.dims), self.mlp_ratio)
+        for name in ("patch_kernel", "patch_stride", "patch_padding", "pool_kernel", "kv_stride", "stage_q_stride"):
+            value = getattr(self, name)
+            if len(value) != 3 or min(value) < (0 if name == "patch_padding" else 1):
+                raise SpecError(f"MViTv1Spec.{name} must be three whole numbers (T, H, W), "
+                                f"{'at least 0' if name == 'patch_padding' else 'positive'}, got {list(value)}.")
+        if any(k % 2 == 0 for k in self.pool_kernel):
+            raise SpecError(f"MViTv1Spec.pool_kernel must be odd, got {list(self.pool_kernel)}.")
+        # the max-pooled residual (kernel s+1, stride s) and the conv-pooled queries (kernel k, stride s)
+        # reach the same grid only for a stride of 1 or an even one
+        if any(s > 1 and s % 2 for s in self.stage_q_stride):
+            raise SpecError("MViTv1Spec.stage_q_stride must be 1 or even on each axis, got "
+                            f"{list(self.stage_q_stride)}.")
+
+    def q_stride(self, stage: int) -> tuple[int, int, int]:
+        return (1, 1, 1) if stage == 0 else tuple(self.stage_q_stride)  # type: ignore[return-value]
+
+    def kv_stride_at(self, stage: int) -> tuple[int, int, int]:
+        """Adaptive K/V stride: divided by the Q stride at each stage start, never below 1, axis by axis."""
+        s = list(self.kv_stride)
+        for i in range(1, stage + 1):
+            s = [max(a // q, 1) for a, q in zip(s, self.q_stride(i))]
+        return tuple(s)  # type: ignore[return-value]
 
 
 # Keep this at the end of the module: every spec class above has registered itself by now.

@@ -196,43 +196,109 @@ def parse_threads(value: Any) -> int:
 # ---------------------------------------------------------------------------------------------
 # Resolutions
 
-_RES_HELP = "is not a whole number or HxW (e.g. 224 or 224x320)"
+_RES_HELP = "is not a whole number, HxW or TxHxW (e.g. 224, 224x320 or 16x224x224)"
 
 
-def parse_res(res: Any) -> tuple[int, int]:
-    """224, (224, 320), "224" or "224x320" -> (H, W); anything else raises a VitcostError."""
+class Res(tuple):
+    """An input size: the tuple (H, W), with the clip's frame count T beside it as `frames` (None for an
+    image, HxW; a whole number for a video clip, TxHxW). Being the (H, W) tuple itself, it goes wherever an
+    image size goes (`h, w = res`) and an image size equals the plain tuple; only the families that take a
+    time axis read `frames` (`Family.frames`), where T = 1 is the image case."""
+
+    frames: int | None
+
+    def __new__(cls, h: int, w: int, frames: int | None = None) -> Res:
+        self = super().__new__(cls, (h, w))
+        self.frames = frames
+        return self
+
+    def __getnewargs__(self) -> tuple[Any, ...]:
+        return (self[0], self[1], self.frames)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, tuple):
+            return NotImplemented
+        return tuple(self) == tuple(other) and self.frames == getattr(other, "frames", None)
+
+    def __ne__(self, other: object) -> bool:
+        eq = self.__eq__(other)
+        return eq if eq is NotImplemented else not eq
+
+    def __hash__(self) -> int:
+        return hash(tuple(self)) if self.frames is None else hash((tuple(self), self.frames))
+
+    def __repr__(self) -> str:
+        return f"Res({self[0]}, {self[1]}" + (f", frames={self.frames})" if self.frames is not None else ")")
+
+    @property
+    def time(self) -> int:
+        """T: the frames of a clip, 1 for an image."""
+        return 1 if self.frames is None else self.frames
+
+    @property
+    def elements(self) -> int:
+        """Pixels per channel of one input: T * H * W."""
+        return self.time * self[0] * self[1]
+
+
+def frames(res: tuple[int, int]) -> int | None:
+    """The frame count carried beside an (H, W) size: None for an image (a plain tuple or an HxW `Res`)."""
+    return getattr(res, "frames", None)
+
+
+def input_pixels(res: tuple[int, int]) -> int:
+    """Pixels per channel of one input of size `res`: T * H * W (T = 1 for an image)."""
+    h, w = res
+    return (frames(res) or 1) * h * w
+
+
+def parse_res(res: Any) -> Res:
+    """224, (224, 320), "224", "224x320" -> an image size (H, W); "16x224x224" or (16, 224, 224) -> a clip of
+    T = 16 frames of 224 x 224 (see `Res`); anything else raises a VitcostError."""
+    if isinstance(res, Res):
+        return res
+    given = res
     if isinstance(res, str):
         parts = res.strip().lower().split("x")
-        if len(parts) not in (1, 2) or not all(p.strip().lstrip("-").isdigit() for p in parts):
+        if len(parts) not in (1, 2, 3) or not all(p.strip().lstrip("-").isdigit() for p in parts):
             raise SpecError(f"resolution {res!r} {_RES_HELP}.")
         res = [int(p) for p in parts]
+    t = None
+    if isinstance(res, (tuple, list)) and len(res) == 3:
+        t, res = res[0], res[1:]
     if isinstance(res, (tuple, list)) and len(res) in (1, 2):
         vals = list(res) * (3 - len(res))
     else:
         vals = [res, res]
     try:
         h, w = (operator.index(v) for v in vals if not isinstance(v, bool))
+        t = None if t is None else operator.index(t if not isinstance(t, bool) else "a bool")
     except (TypeError, ValueError):
-        raise SpecError(f"resolution {res!r} {_RES_HELP}.") from None
-    if h <= 0 or w <= 0:
-        raise SpecError(f"resolution must be positive, got {h}x{w}.")
-    return h, w
+        raise SpecError(f"resolution {given!r} {_RES_HELP}.") from None
+    if h <= 0 or w <= 0 or (t is not None and t <= 0):
+        size = f"{h}x{w}" if t is None else f"{t}x{h}x{w}"
+        raise SpecError(f"resolution must be positive, got {size}.")
+    return Res(h, w, t)
 
 
-def parse_resolutions(values: Any) -> list[tuple[int, int]]:
-    """One resolution or several (see `parse_res`), each once, smallest area first. A single string
-    or number is one resolution, never a sequence of characters."""
+def parse_resolutions(values: Any) -> list[Res]:
+    """One resolution or several (see `parse_res`), each once, smallest first (by pixels per channel, T x H x
+    W, then by T). A single string or number is one resolution, never a sequence of characters."""
     if isinstance(values, (str, int)) or not hasattr(values, "__iter__"):
         values = [values]
     sizes = {parse_res(v) for v in values}
     if not sizes:
         raise SpecError("no resolution given.")
-    return sorted(sizes, key=lambda hw: (hw[0] * hw[1], hw))
+    return sorted(sizes, key=lambda r: (r.elements, r.time, tuple(r)))
 
 
 def res_label(res: tuple[int, int]) -> int | str:
-    """224 for a square input, '224x320' otherwise: the `res` field of every JSON/CSV row."""
+    """224 for a square image, '224x320' otherwise, '16x224x224' for a clip: the `res` field of every
+    JSON/CSV row."""
     h, w = res
+    t = frames(res)
+    if t is not None:
+        return f"{t}x{h}x{w}"
     return h if h == w else f"{h}x{w}"
 
 
@@ -275,5 +341,5 @@ def parse_bytes(text: str) -> int:
 
 
 __all__ = ["BYTES", "F32", "INT64", "BOOL", "DEVICES", "Dtype", "Kernel", "RunMode", "Convention", "Optimizer",
-           "parse_dtype", "parse_kernel", "parse_run_mode", "parse_optimizer", "whole", "parse_res",
-           "parse_resolutions", "res_label", "parse_size", "parse_bytes"]
+           "parse_dtype", "parse_kernel", "parse_run_mode", "parse_optimizer", "whole", "Res", "frames", "input_pixels",
+           "parse_res", "parse_resolutions", "res_label", "parse_size", "parse_bytes"]

@@ -15,6 +15,7 @@ from vitcost.specs import (
     ConvNeXtSpec,
     MixerSpec,
     MViTSpec,
+    MViTv1Spec,
     NATSpec,
     PixelSpec,
     ResNetSpec,
@@ -23,6 +24,7 @@ from vitcost.specs import (
     SwinV2Spec,
     ViTSpec,
 )
+from vitcost.vocab import Res
 
 
 class Preset(NamedTuple):
@@ -35,10 +37,16 @@ class Preset(NamedTuple):
     params_m: float | None = None  # published parameters, millions
     gmacs: float | None = None  # published GMACs at `res`
     aliases: tuple[str, ...] = ()
+    frames: int | None = None  # the clip length T the published figures refer to (a video preset), else None
 
     @property
     def family(self) -> str:
         return self.spec.family
+
+    @property
+    def size(self) -> Res:
+        """The input the published figures refer to: res x res, a clip of `frames` frames for a video preset."""
+        return Res(self.res, self.res, self.frames)
 
 
 def _swin(c: int, depths: tuple[int, ...], window: int = 7) -> SwinSpec:
@@ -52,6 +60,7 @@ def _swinv2(c: int, depths: tuple[int, ...], window: int) -> SwinV2Spec:
 _DEEP = (2, 2, 18, 2)
 _MVIT_DIMS = (96, 192, 384, 768)
 _MVIT_HEADS = (1, 2, 4, 8)
+_MVIT1_DEPTHS = (1, 2, 11, 2)  # MViT-B: DIM_MUL at blocks 1, 3 and 14 of 16
 
 
 def _nat(c: int, depths: tuple[int, ...], mlp_ratio: float, layer_scale: float = 0.0,
@@ -121,6 +130,18 @@ PRESETS: Mapping[str, Preset] = MappingProxyType({p.name: p for p in [  # read-o
     Preset("mvitv2_l", MViTSpec(dims=(144, 288, 576, 1152), depths=(2, 6, 36, 4), heads=(2, 4, 8, 16),
                                 expand_attn=False), 224, "MViTv2 Table 1; timm mvitv2_large", 217.99, 43.87,
            ("mvitv2_large",)),
+    # MViT v1 (Fan et al. 2021) as SlowFast builds MViT-B with conv pooling: 16 blocks in stages of 1-2-11-2,
+    # channels 96 doubling, heads 1 doubling. Kinetics-400 (configs/Kinetics/MVIT_B_16x4_CONV.yaml): 3x7x7 cube
+    # embedding of stride 2x4x4, separable position embedding, 3x3x3 pooling, K/V stride 1x8x8; the paper's
+    # Kinetics-400 table gives 36.6M and 70.5 GFLOPs (MACs) per view at 16x224x224. ImageNet (the 2-D conv
+    # config, MVIT_B_16_CONV): 7x7 stride-4 stem, one position table, 1x3x3 pooling, K/V stride 1x4x4; the
+    # paper's ImageNet table gives 37.0M and 7.8G.
+    Preset("mvit_b_16x4", MViTv1Spec(dims=_MVIT_DIMS, depths=_MVIT1_DEPTHS, heads=_MVIT_HEADS), 224,
+           "MViT paper (Kinetics-400); SlowFast MVIT_B_16x4_CONV", 36.6, 70.5, frames=16),
+    Preset("mvit_b16", MViTv1Spec(dims=_MVIT_DIMS, depths=_MVIT1_DEPTHS, heads=_MVIT_HEADS, patch_kernel=(1, 7, 7),
+                                  patch_stride=(1, 4, 4), patch_padding=(0, 3, 3), pool_kernel=(1, 3, 3),
+                                  kv_stride=(1, 4, 4), sep_pos_embed=False, num_classes=1000), 224,
+           "MViT paper (ImageNet); SlowFast MVIT_B_16_CONV", 37.0, 7.8),
     # MLP-Mixer paper Table 1; figures from timm's results CSV.
     Preset("mixer_s16", MixerSpec(dim=512, depth=8, tokens_hidden=256, channels_hidden=2048), 224,
            "Mixer Table 1", None, None, ("mixer_s16_224",)),
@@ -242,6 +263,14 @@ PRESETS: Mapping[str, Preset] = MappingProxyType({p.name: p for p in [  # read-o
            "BiFormer Table 1; rayleizhu/BiFormer", 25.5, 4.5),
     Preset("biformer_base", BiFormerSpec(dims=(96, 192, 384, 768), depths=(4, 4, 18, 4)), 224,
            "BiFormer Table 1; rayleizhu/BiFormer", 56.8, 9.8),
+    # A tubelet ViT on clips (ViViT's tubelet embedding, Arnab et al. 2021), as VideoMAE (Tong et al. 2022)
+    # fine-tunes ViT-B on Kinetics-400: 2 x 16 x 16 tubelets of 16 x 224 x 224 clips (1568 tokens), no class
+    # token, mean pooling with fc_norm, q and v biases only, a fixed sine-cosine position table (a buffer: no
+    # parameter; its N x D adds are left out, which moves none of the MAC, fvcore or torch counts). VideoMAE
+    # Table (Kinetics-400): 87M params, 180 GFLOPs (MACs) per view.
+    Preset("videomae_b16", ViTSpec(dim=768, depth=12, heads=12, tubelet=2, class_tokens=0, pos_embed=False,
+                                   global_pool="avg", fc_norm=True, k_bias=False, num_classes=400), 224,
+           "VideoMAE (Kinetics-400)", 87.0, 180.0, frames=16),
     # ViT-B/16 with linear attention (Katharopoulos et al. 2020: phi = elu + 1) in every block; no published
     # figure (no such trained model).
     Preset("vit_b16_linear", ViTSpec(dim=768, depth=12, heads=12, attention="linear"), 224,

@@ -46,10 +46,17 @@ def sizes(res: int) -> tuple[int, int]:
     return (res, 20) if res <= 32 else (res, res + 40)
 
 
+def presets() -> list[str]:
+    """The image presets, by name. Clip presets (`Preset.frames`: sizes TxHxW) are held by tests/test_video.py."""
+    from vitcost.zoo import PRESETS
+
+    return sorted(name for name, p in PRESETS.items() if p.frames is None)
+
+
 def configs() -> Iterator[tuple[str, int, int]]:
     from vitcost.zoo import PRESETS
 
-    for name in sorted(PRESETS):
+    for name in presets():
         for res in sizes(PRESETS[name].res):
             for batch in (1, 2):
                 yield name, res, batch
@@ -146,13 +153,11 @@ def _guard(fn: Any) -> Any:
 
 
 def compute(only: set[str] | None = None) -> dict[str, Any]:
-    from vitcost.zoo import PRESETS
-
     figures: dict[str, Any] = {}
     for name, res, batch in configs():
         if only is None or name in only:
             figures[f"{name} {res} {batch}"] = record(name, res, batch)
-    for name in sorted(PRESETS):
+    for name in presets():
         if only is None or name in only:
             figures[f"{name} walls"] = walls(name)
     return figures

@@ -12,16 +12,22 @@ from vitcost.analytic.registry import family_of
 from vitcost.design import Design
 from vitcost.errors import SpecError
 from vitcost.specs import Spec
-from vitcost.vocab import Dtype, Kernel, res_label
+from vitcost.vocab import Dtype, Kernel, Res, frames, res_label
 
 
-def walk(spec: Spec, h: Any, w: Any, batch: Any = 1) -> list[Op]:
-    """All ops of one forward pass of `spec` on [batch, C, h, w] (ints, or sympy symbols)."""
+def walk(spec: Spec, h: Any, w: Any, batch: Any = 1, t: Any = None) -> list[Op]:
+    """All ops of one forward pass of `spec` on [batch, C, h, w], or on a clip [batch, C, t, h, w] of t
+    frames (ints, or sympy symbols); t = None: an image, which a family with a time axis reads as t = 1."""
     if isinstance(h, int):
         patch = spec.patch if hasattr(spec, "patch") else 1
         if patch > h or patch > w:
             raise SpecError(f"patch {patch} does not fit in a {h}x{w} image.")
-    return family_of(spec).trace(spec, h, w, batch).ops
+    fam = family_of(spec)
+    if not fam.frames:
+        if t is not None:
+            raise SpecError(f"the {fam.name} family takes images (HxW), not clips: {t}x{h}x{w} has a time axis.")
+        return fam.trace(spec, h, w, batch).ops
+    return fam.trace(spec, h, w, batch, 1 if t is None else t).ops
 
 
 @dataclass(frozen=True, repr=False)
@@ -29,7 +35,7 @@ class Estimate:
     """The analytic cost of one design at one resolution, batch, dtype and attention kernel."""
 
     design: Design
-    res: tuple[int, int]
+    res: Res  # (H, W), and the frames T of a clip (`Res.frames`)
     batch: int
     dtype: Dtype
     attn: Kernel
@@ -62,8 +68,19 @@ class Estimate:
     @property
     def tokens(self) -> int:
         """Spatial tokens of the first (finest) stage; class tokens not included."""
-        gh, gw = family_of(self.spec).grid(self.spec, *self.res)
-        return gh * gw
+        fam = family_of(self.spec)
+        gh, gw = fam.grid(self.spec, *self.res)
+        return gh * gw * (fam.analytic.time_grid(self.spec, self.res.time) if fam.frames else 1)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """[B, C, H, W] of an image, [B, C, T, H, W] of a clip."""
+        return (self.batch, self.spec.in_chans, *(() if self.res.frames is None else (self.res.frames,)), *self.res)
+
+    @property
+    def input_elems(self) -> int:
+        """Elements of the input batch: B * C * T * H * W (T = 1 for an image)."""
+        return self.batch * self.spec.in_chans * self.res.elements
 
     @property
     def params(self) -> int:
@@ -148,7 +165,11 @@ class Estimate:
 
     @property
     def complexity(self) -> str:
-        return family_of(self.spec).complexity(self.spec)
+        """The complexity class; on a clip (`res.frames`) its form with the time axis T."""
+        fam = family_of(self.spec)
+        if fam.frames and self.res.frames is not None:
+            return fam.analytic.clip_complexity(self.spec)
+        return fam.complexity(self.spec)
 
     @property
     def exponent(self) -> int:
@@ -184,9 +205,10 @@ class Estimate:
         return train_cost(self, attn)
 
 
-def evaluate(design: Design, res: tuple[int, int], batch: int = 1, dtype: Dtype = Dtype.fp32,
+def evaluate(design: Design, res: Res | tuple[int, int], batch: int = 1, dtype: Dtype = Dtype.fp32,
              attn: Kernel = Kernel.math, amp: bool = False) -> Estimate:
-    """The analytic cost of a parsed design on a [batch, C, H, W] input, `res` = (H, W). Everything here
+    """The analytic cost of a parsed design on a [batch, C, H, W] input, `res` = (H, W), or on a clip
+    [batch, C, T, H, W], `res` a `Res` with T frames (families with a time axis only). Everything here
     is typed: user input (preset names, spec files, "fp16", "512x384") is parsed once, by the CLI and the
     library facade (`vitcost.estimate`). `amp`: autocast at `dtype` (fp16 | bf16) over fp32 weights and
     an fp32 input, as timm's `benchmark.py --amp` runs it.
@@ -197,4 +219,5 @@ def evaluate(design: Design, res: tuple[int, int], batch: int = 1, dtype: Dtype 
     if amp and dtype is Dtype.fp32:
         raise SpecError("--amp is autocast to 16 bits: give --dtype fp16 or bf16 with it, not fp32.")
     h, w = res
-    return Estimate(design, (h, w), batch, dtype, attn, tuple(walk(design.spec, h, w, batch)), bool(amp))
+    t = frames(res)
+    return Estimate(design, Res(h, w, t), batch, dtype, attn, tuple(walk(design.spec, h, w, batch, t)), bool(amp))

@@ -215,9 +215,8 @@ def predict_memory(est: Estimate, attn: Kernel | None = None, device: str = "cpu
         raise VitcostError(f"unknown device {device!r} for the memory prediction; choose from {', '.join(DEVICES)}.")
     est.require_single_width()
     e = est.bytes_per_elem
-    h, w = est.res
     weights = est.params * e
-    inp = est.batch * est.spec.in_chans * h * w * e
+    inp = est.input_elems * e
     steps = activation_steps(est, kernel, device, max(1, threads))
     # a fused kernel keeps the attention calls' scores on chip; a softmax of its own stores them in any case
     mat = [op.cost.attn for op in est.ops if op.cost.attn and (not kernel.fused or op.kind == "softmax")]

@@ -18,7 +18,7 @@ from vitcost.analytic.registry import family_of
 from vitcost.analytic.train_memory import step_candidates, train_memory
 from vitcost.design import Design
 from vitcost.errors import VitcostError
-from vitcost.vocab import Dtype, Kernel
+from vitcost.vocab import Dtype, Kernel, Res
 
 WALL_SAMPLES = 7  # lattice points fitted: a degree-4 polynomial through 5, checked at the other 2
 WALL_DEGREE = 4  # scores grow with tokens^2 = R^4; nothing in these models grows faster
@@ -208,12 +208,13 @@ def _lattice(design: Design, budget_bytes: int, walk: Callable[[int], Any]) -> t
 
 def memory_wall(design: Design, budget_bytes: int, batch: int = 1, dtype: Dtype = Dtype.fp32,
                 attn: Kernel = Kernel.math) -> MemoryWall:
-    """The largest square resolution whose forward (weights + input + activation peak) fits in
-    `budget_bytes`, solved from the model (`solve_wall`): on the lattice R = L*k where every floor of the
-    walker is exact (the family's `lattice`), each step's memory (`activation_steps`, plus weights and
-    input) is a polynomial of degree <= 4 in R, recovered from 5 lattice points and checked at 2 more."""
+    """The largest square resolution whose forward (weights + input + activation peak) fits in `budget_bytes` (for a
+    clip design, `Design.frames`, the side of its clips of that many frames), solved from the model (`solve_wall`):
+    on the lattice R = L*k where every floor of the walker is exact (the family's `lattice`), each step's memory
+    (`activation_steps`, plus weights and input) is a polynomial of degree <= 4 in R, recovered from 5 lattice
+    points and checked at 2 more."""
     def at(r: int) -> Any:
-        return evaluate(design, (r, r), batch, dtype, attn)
+        return evaluate(design, Res(r, r, design.frames), batch, dtype, attn)
 
     def candidates(r: int) -> dict[str, int]:
         est = at(r)
@@ -237,11 +238,11 @@ def memory_wall(design: Design, budget_bytes: int, batch: int = 1, dtype: Dtype 
 def train_memory_wall(design: Design, budget_bytes: int, *, solve: str = "res", res: tuple[int, int] | None = None,
                       batch: int = 1, dtype: Dtype = Dtype.fp32, attn: Kernel = Kernel.math,
                       **opts: Any) -> TrainWall:
-    """The largest square resolution (solve="res", at `batch`) or batch (solve="batch", at `res`, default the
-    design's) whose training step (`train_memory(...).step_peak`, with `opts`: optimizer, checkpoint,
-    device, precision, dropout) fits in `budget_bytes`, solved as `memory_wall` solves the forward's, from
-    every candidate step of the training walk (`train_memory.step_candidates`): a polynomial of degree <= 4
-    in the side R on the family's lattice, or affine in the batch (fixed by two points, checked at a
+    """The largest square resolution (solve="res", at `batch`; a clip design's side at its `frames`) or batch
+    (solve="batch", at `res`, default the design's) whose training step (`train_memory(...).step_peak`, with `opts`:
+    optimizer, checkpoint, device, precision, dropout) fits in `budget_bytes`, solved as `memory_wall` solves the
+    forward's, from every candidate step of the training walk (`train_memory.step_candidates`): a polynomial of
+    degree <= 4 in the side R on the family's lattice, or affine in the batch (fixed by two points, checked at a
     third)."""
     if solve not in ("res", "batch"):
         raise VitcostError(f"solve for res or batch, not {solve!r}.")
@@ -249,8 +250,8 @@ def train_memory_wall(design: Design, budget_bytes: int, *, solve: str = "res", 
     train_opts["attn"] = attn
 
     def at(v: int) -> Any:
-        return evaluate(design, (v, v), batch, dtype, attn) if solve == "res" else \
-            evaluate(design, (design.res, design.res) if res is None else res, v, dtype, attn)
+        return evaluate(design, Res(v, v, design.frames), batch, dtype, attn) if solve == "res" else \
+            evaluate(design, design.size if res is None else res, v, dtype, attn)
 
     def exact(v: int) -> int | None:
         try:

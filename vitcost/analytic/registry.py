@@ -27,7 +27,9 @@ class Family(NamedTuple):
     `trace(spec, h, w, batch) -> Trace`, `block_memory(peak, block, spec, batch, bytes/elem, fused, outer)`,
     `complexity(spec) -> "O(...)"` (in R, H, W, N and constants; the exponent is derived from it),
     `lattice(spec) -> (L, step)` (on multiples of L no size rounds) and `grid(spec, h, w)` (the first
-    stage's token grid), and optionally `downsample_memory` (layers between stages outside the blocks).
+    stage's token grid); a family with a time axis (`frames`) takes `trace(spec, h, w, batch, t)` and
+    defines `time_grid(spec, t)` and `clip_complexity(spec)`; and optionally `downsample_memory` (layers
+    between stages outside the blocks).
     Facts about single ops (which block an op runs in, where its input comes from, "a max pool", "a
     float32 bias") the walker states on the ops themselves (`Trace.block`, `Trace.note`, `cost.TAGS`);
     how the net's containers call the blocks is the record's `containers`. The module is imported when
@@ -44,6 +46,10 @@ class Family(NamedTuple):
     # "sequential_stages" (an nn.Sequential of stages, each an optional downsampling then an nn.Sequential of
     # blocks) or "loop" (`for stage in stages: x = stage(x)`, and likewise for the blocks)
     containers: str = "loop"
+    # whether the family takes a time axis (clips, TxHxW): its module's `trace(spec, h, w, batch, t)` reads the
+    # frames t (1 for an image), `time_grid(spec, t)` gives the first stage's temporal token count and
+    # `clip_complexity(spec)` the class with the time axis
+    frames: bool = False
 
     @property
     def spec(self) -> type:
@@ -96,7 +102,7 @@ FAMILIES: dict[str, Family] = {f.name: f for f in [
            "position embedding (one row per pixel)", "sequential_blocks"),
     Family("vit", "ViT patch attention (global, or window + global blocks)", "transformer",
            "vitcost.nets.vit:VisionTransformer",
-           "position embedding (one row per token; global blocks' rel-pos tables)", "sequential_blocks"),
+           "position embedding (one row per token; global blocks' rel-pos tables)", "sequential_blocks", frames=True),
     Family("swin", "Swin window attention", "swin", "vitcost.nets.swin:SwinTransformer",
            "relative-position tables (when a stage's grid is smaller than the window)", "sequential_stages"),
     Family("mvit", "MViTv2 pooling attention", "mvit", "vitcost.nets.mvit:MViTv2", "relative-position tables"),
@@ -109,6 +115,8 @@ FAMILIES: dict[str, Family] = {f.name: f for f in [
     Family("swinv2", "Swin V2 scaled cosine window attention", "swinv2", "vitcost.nets.swinv2:SwinTransformerV2",
            containers="sequential_stages"),
     Family("biformer", "BiFormer bi-level routing attention", "biformer", "vitcost.nets.biformer:BiFormer"),
+    Family("mvit1", "MViT v1 pooling attention (video)", "mvit1", "vitcost.nets.mvit1:MViTv1",
+           "position embedding (one row per token, or separable space and time rows)", frames=True),
 ]}
 _BY_SPEC: dict[type, Family] = {f.spec: f for f in FAMILIES.values()}
 

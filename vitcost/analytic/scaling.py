@@ -16,7 +16,7 @@ from vitcost.analytic.estimate import Estimate, evaluate
 from vitcost.design import Design
 from vitcost.errors import SpecError, VitcostError
 from vitcost.specs import PixelSpec, Spec, ViTSpec
-from vitcost.vocab import Dtype, parse_size
+from vitcost.vocab import Dtype, Res, frames, parse_size
 
 # Where the crossing searches look, in pixels: below 32 some presets no longer fit (a Swin stage
 # would have an empty grid); 65,536 px is far beyond any input these models are run on.
@@ -28,6 +28,18 @@ def side(res: tuple[int, int]) -> float:
     """The square side of an (H, W) input: sqrt(H*W)."""
     h, w = res
     return math.sqrt(h * w)
+
+
+def report_axis(sizes: Sequence[tuple[int, int]]) -> str:
+    """What a scaling report plots against: "frames" (T) when the sizes are clips of one H x W and several
+    frame counts, else "side" (sqrt(H*W))."""
+    times = {frames(s) for s in sizes}
+    return "frames" if len({tuple(s) for s in sizes}) == 1 and None not in times and len(times) > 1 else "side"
+
+
+def axis_x(res: tuple[int, int], axis: str) -> float:
+    """A size's place on the report's x axis (`report_axis`): its frames T, or its side sqrt(H*W)."""
+    return float(frames(res) or 1) if axis == "frames" else side(res)
 
 
 def fit_slope(xs: Sequence[float], ys: Sequence[float]) -> float | None:
@@ -60,8 +72,9 @@ class Crossing:
 
 @lru_cache(maxsize=512)
 def cached_estimate(design: Design, r: int, batch: int, dtype: Dtype) -> Estimate:
-    """The estimate at an R x R input, memoised: the crossing searches revisit the same sizes."""
-    return evaluate(design, (r, r), batch, dtype)
+    """The estimate at an R x R input (a clip of the design's `frames`, for a clip design), memoised: the
+    crossing searches revisit the same sizes."""
+    return evaluate(design, Res(r, r, design.frames), batch, dtype)
 
 
 def _lowest_valid(model: Design, batch: int, dtype: Dtype) -> int:
@@ -117,7 +130,7 @@ def attention_overtakes(model: Design, convention: str = "macs", batch: int = 1,
     return first_crossing(model, holds, batch, dtype)
 
 
-def overtake_closed_form(spec: Spec) -> float | None:
+def overtake_closed_form(spec: Spec, tubelets: int = 1) -> float | None:
     """Closed-form R where attention scores overtake the linear layers of a global-attention
     transformer (ViT, pixel), in MACs.
 
@@ -129,13 +142,14 @@ def overtake_closed_form(spec: Spec) -> float | None:
     ViT-B/16: d = 768 -> N = 4608 -> R = 16 * sqrt(4607) = 1086 px. With the hidden width h = int(r d)
     and m = 2 MLP products per hidden unit (3 for SwiGLU: the gate, the value, fc2), equal at
     N = 2d + m h / 2; top-k attention (AV on k keys: N^2 d + N k d) at N = 4d + m h - k; prefix tokens
-    (class and register) taken off. None for other families, for linear attention (its N d^2 never
+    (class and register) taken off; a clip of `tubelets` tubelets along T has (R/P)^2 tokens per tubelet, so
+    R = P * sqrt(N / tubelets). None for other families, for linear attention (its N d^2 never
     overtakes the linear layers) and for token pruning (the blocks see different N)."""
     if not isinstance(spec, (ViTSpec, PixelSpec)) or spec.window or spec.attention != "softmax" or spec.prune_blocks:
         return None
     m = 3 if spec.mlp == "swiglu" else 2
     n = 4 * spec.dim + m * spec.mlp_hidden - spec.topk if spec.topk else 2 * spec.dim + m * spec.mlp_hidden / 2
-    return spec.patch * math.sqrt(n - spec.class_tokens - spec.reg_tokens)
+    return spec.patch * math.sqrt((n - spec.class_tokens - spec.reg_tokens) / tubelets)
 
 
 def score_wall(model: Design, limit_bytes: int, metric: str = "total", batch: int = 1,

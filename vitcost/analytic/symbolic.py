@@ -4,7 +4,7 @@
 and Eq. 2 (softmax omitted): the attention of one layer on an h x w grid of width C, window M;
 `formula("conv")` the convolution's H*W*Cin*Cout*K^2, for comparison.
 A preset name gives the model's total MACs in the symbols H, W (floors and ceilings where the
-reference rounds, exact for every H, W)."""
+reference rounds, exact for every H, W), and in T, the frames, for a clip preset (`Design.frames`)."""
 
 from __future__ import annotations
 
@@ -67,7 +67,8 @@ def formula(kind: str | Design) -> sympy.Expr:
     if not isinstance(kind, Design):
         raise VitcostError(f"unknown formula {kind!r}: use one of {', '.join(KINDS)} or a design.")
     hh, ww = sympy.symbols("H W", positive=True, integer=True)
-    return sympy.expand(sum(op.cost.macs for op in walk(kind.spec, hh, ww, 1)))
+    tt = sympy.Symbol("T", positive=True, integer=True) if kind.frames is not None else None  # a clip design
+    return sympy.expand(sum(op.cost.macs for op in walk(kind.spec, hh, ww, 1, tt)))
 
 
 

@@ -81,6 +81,18 @@ class Trace:
         self._add(path, "conv", role, cost, out, n * cin * h * w)
         return ho, wo
 
+    def conv3d(self, path: str, n: Any, cin: int, cout: int, size: tuple[Any, Any, Any], *,
+               kernel: tuple[int, int, int], stride: tuple[int, int, int], pad: tuple[int, int, int],
+               groups: int = 1, bias: bool = True, role: str) -> tuple[Any, Any, Any]:
+        """3-D conv of n clips [n, cin, t, h, w] -> [n, cout, to, ho, wo], kernel kt x kh x kw:
+        n*to*ho*wo*cout*(cin/groups)*kt*kh*kw MACs (the bias add is elementwise, not a MAC)."""
+        outs = tuple(conv_out(s, k, st, p) for s, k, st, p in zip(size, kernel, stride, pad))
+        taps = (cin // groups) * kernel[0] * kernel[1] * kernel[2]
+        out = n * cout * outs[0] * outs[1] * outs[2]
+        cost = Cost(macs=out * taps, eltwise=out if bias else 0, params=cout * taps + (cout if bias else 0))
+        self._add(path, "conv", role, cost, out, n * cin * size[0] * size[1] * size[2])
+        return outs
+
     def norm(self, path: str, rows: Any, dim: int, *, role: str = "norm") -> None:
         """Affine LayerNorm over the last dim: rows*dim elements, 2*dim params."""
         elems = rows * dim  # Cost(norm=elems, params=2 * dim), positionally

@@ -862,8 +862,7 @@ def train_memory(est: Estimate, optimizer: Optimizer = Optimizer.adamw, checkpoi
     largest = max((op.cost.params for op in est.ops), default=0) * wbytes
     update = {"none": 0, "sgd": 0, "adamw": 2 * largest if device == "cpu" else weights}[opt]
     opt_peak = grads + update
-    h, w = est.res
-    inp = est.batch * est.spec.in_chans * h * w * (wbytes if half else F32) + _labels(est)
+    inp = est.input_elems * (wbytes if half else F32) + _labels(est)
     phases = {"forward": fwd_peak, "backward": bwd_peak, "optimizer": opt_peak}
     phase = max(phases, key=phases.__getitem__)
     return TrainMemory(

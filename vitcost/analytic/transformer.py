@@ -203,12 +203,33 @@ def windowed_block(t: Trace, p: str, b: Any, gh: Any, gw: Any, dim: int, heads: 
     channel_mlp(t, p, b * gh * gw, dim, hidden)
 
 
-def vit_trace(spec: ViTSpec | PixelSpec, h: Any, w: Any, b: Any) -> Trace:
+def embed(t: Trace, spec: ViTSpec | PixelSpec, h: Any, w: Any, b: Any, frames: Any) -> tuple[Any, Any, Any]:
+    """The patch embedding: a stride-P conv of an image, or of a clip of `frames` frames a Conv3d of kernel
+    and stride tubelet x P x P (ViViT's tubelet embedding); returns the token grid (tubelets, gh, gw)."""
+    tub = getattr(spec, "tubelet", 1)
+    if frames == 1 and tub == 1:
+        gh, gw = t.conv("patch_embed.proj", b, spec.in_chans, spec.dim, h, w, kernel=spec.patch,
+                        stride=spec.patch, pad=0, role="embed")
+        return 1, gh, gw
+    if isinstance(frames, int) and frames % tub:
+        what = "an image (one frame)" if frames == 1 else f"a clip of {frames} frames"
+        raise SpecError(f"ViTSpec.tubelet = {tub} does not divide the frames of {what}: give T a multiple of {tub}.")
+    grid3 = t.conv3d("patch_embed.proj", b, spec.in_chans, spec.dim, (frames, h, w), kernel=(tub, spec.patch,
+                     spec.patch), stride=(tub, spec.patch, spec.patch), pad=(0, 0, 0), role="embed")
+    flat = ("window", spec.window), ("rel_pos", spec.rel_pos), ("neck", spec.neck), ("rope", spec.rope)
+    used = [name for name, on in flat if on]
+    if used and (not isinstance(grid3[0], int) or grid3[0] > 1):
+        raise SpecError(f"ViTSpec.{used[0]} works on one frame's token grid: a clip of {frames} frames in "
+                        f"tubelets of {tub} has several; give an image, or T = tubelet.")
+    return grid3
+
+
+def vit_trace(spec: ViTSpec | PixelSpec, h: Any, w: Any, b: Any, frames: Any = 1) -> Trace:
+    """The forward on [b, C, h, w], or on a clip [b, C, frames, h, w] (`embed`)."""
     t = Trace(b)
     d = spec.dim
-    gh, gw = t.conv("patch_embed.proj", b, spec.in_chans, d, h, w, kernel=spec.patch, stride=spec.patch,
-                    pad=0, role="embed")
-    patches = gh * gw
+    gt, gh, gw = embed(t, spec, h, w, b, frames)
+    patches = gt * gh * gw
     n = patches + spec.prefix_tokens
     if spec.distilled:  # DeiT: a class token and a distillation token
         t.param("cls_token", d)
@@ -282,6 +303,11 @@ def grid(spec: ViTSpec | PixelSpec, h: Any, w: Any) -> tuple[Any, Any]:
     return floor_div(h, spec.patch), floor_div(w, spec.patch)
 
 
+def time_grid(spec: ViTSpec | PixelSpec, frames: Any) -> Any:
+    """Tubelets along the time axis: T / tubelet."""
+    return floor_div(frames, getattr(spec, "tubelet", 1))
+
+
 def lattice(spec: ViTSpec | PixelSpec) -> tuple[int, int]:
     """Resolutions on multiples of the patch (times the window, for windowed blocks) round nowhere."""
     return spec.patch * max(spec.window, 1), spec.patch
@@ -325,6 +351,13 @@ def sparsity_variants(spec: ViTSpec | PixelSpec, tokens: int) -> list[tuple[str,
     except SpecError as err:
         out.append(("top-k sparse attention", str(err)))
     return out
+
+
+def clip_complexity(spec: ViTSpec | PixelSpec) -> str:
+    """The class on a clip of T frames: (T/t)(R/P)^2 tokens, t the tubelet, all pairs attend."""
+    if getattr(spec, "attention", "softmax") == "linear":
+        return "O(THW·C·d)"
+    return "O((T/t)^2 R^4/P^4)"
 
 
 def complexity(spec: ViTSpec | PixelSpec) -> str:

@@ -82,10 +82,10 @@ MULTI_VALUE = {"--res", "-r", "--models", "-m", "--device-memory", "--set"}
 
 ModelsOpt = Annotated[list[str] | None, typer.Option(
     "--models", "-m", help="Designs: preset names or aliases, family names (pixel, vit, swin, swinv2, mvit, "
-    "mixer, nat, convnext, resnet: every preset of it), spec files (.toml/.json, see `vitcost spec`), each "
-    "optionally with field overrides, e.g. vit_b16:patch=14,depth=24 or swin_t:depths=2-2-18-2. Several may "
-    "follow one flag. Default: the five archetypes igpt_l, vit_b16, swin_t, mvitv2_t, mixer_b16. "
-    "See `vitcost models`.")]
+    "mvit1, mixer, nat, convnext, resnet: every image preset of it; clip presets by name), spec files "
+    "(.toml/.json, see `vitcost spec`), each optionally with field overrides, e.g. vit_b16:patch=14,depth=24 "
+    "or swin_t:depths=2-2-18-2. Several may follow one flag. Default: the five archetypes igpt_l, vit_b16, "
+    "swin_t, mvitv2_t, mixer_b16. See `vitcost models`.")]
 SetOpt = Annotated[list[str] | None, typer.Option(
     "--set", "-s", help="Field overrides: MODEL:field=value,... changes that model (adding it when not listed); "
     "field=value,... changes every model. An unknown field, a wrong type or a value that changes nothing is an "
@@ -94,7 +94,8 @@ AttnOpt = Annotated[Kernel, typer.Option(
     "--attn", help="Attention kernel the memory figures assume: math materialises the scores; sdpa, flash and "
     "efficient are fused (scores stay on chip).")]
 ResOpt = Annotated[list[str] | None, typer.Option(
-    "--res", "-r", help="Input resolutions: N for NxN or HxW; several may follow one flag.")]
+    "--res", "-r", help="Input resolutions: N for NxN, HxW, or TxHxW for a clip of T frames (families with a time "
+    "axis); several may follow one flag.")]
 def _batch(value: int) -> int:
     """--batch, checked where it is parsed: a whole number of at least 1."""
     from vitcost.vocab import whole

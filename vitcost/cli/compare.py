@@ -30,7 +30,7 @@ from vitcost.cli.app import (
     emit,
     hardware_option,
 )
-from vitcost.vocab import Kernel, Optimizer, RunMode, parse_run_mode
+from vitcost.vocab import Kernel, Optimizer, RunMode, parse_run_mode, res_label
 
 DEFAULT_RES = ["224", "512", "1024"]
 
@@ -192,8 +192,8 @@ def models(fmt: FormatOpt = Format.table, output: OutputOpt = None) -> None:
     output = check_output(output)
     rows = []
     for p in PRESETS.values():
-        e = evaluate(parse_design(p.name), (p.res, p.res))
-        rows.append({"model": p.name, "family": p.family, "res": p.res, "source": p.source,
+        e = evaluate(parse_design(p.name), p.size)
+        rows.append({"model": p.name, "family": p.family, "res": res_label(p.size), "source": p.source,
                      "aliases": " ".join(p.aliases), "published_params_m": p.params_m,
                      "published_gmacs": p.gmacs, "params": e.params, "fvcore": e.count("fvcore"),
                      "complexity": e.complexity})
@@ -263,7 +263,8 @@ def spec(
     if fmt is SpecFormat.json:
         import json
 
-        emit(json.dumps({**spec_dict(design.spec), "res": design.res}, indent=2), output)
+        frames = {"frames": design.frames} if design.frames else {}
+        emit(json.dumps({**spec_dict(design.spec), "res": design.res, **frames}, indent=2), output)
         return
     from vitcost.zoo import PRESETS
 

@@ -137,7 +137,8 @@ def report(
     dtype: DtypeOpt = Dtype.fp32,
     convention: ConventionOpt = Convention.macs,
     breakdown_res: Annotated[str | None, typer.Option(
-        "--breakdown-res", help="Resolution of the per-part breakdown (N or HxW). Default: the largest --res.")] = None,
+        "--breakdown-res", help="Resolution of the per-part breakdown (N, HxW or TxHxW). Default: the largest "
+        "--res.")] = None,
     device_memory: Annotated[list[str] | None, typer.Option(
         "--device-memory", help="Device memory lines on the memory plot: sizes such as 80GB, 24GiB, or "
         "NAME=SIZE; several may follow one flag. Default: H100=80GB H200=141GB (none with --hardware).")] = None,

@@ -28,8 +28,8 @@ from vitcost.vocab import Dtype, Kernel, Optimizer, RunMode, parse_resolutions, 
 def savings(
     model: Annotated[str, typer.Argument(help="A design: a preset, a spec file, either with :field=value overrides.")],
     res: Annotated[list[str] | None, typer.Option(
-        "--res", "-r", help="Input resolutions: N for NxN, or HxW; several may follow one flag (one table each). "
-        "Default: 224.")] = None,
+        "--res", "-r", help="Input resolutions: N for NxN, HxW, or TxHxW for a clip of T frames; several may follow "
+        "one flag (one table each). Default: 224.")] = None,
     batch: BatchOpt = 1,
     dtype: DtypeOpt = Dtype.fp32,
     attn: AttnOpt = Kernel.math,

@@ -21,7 +21,8 @@ def sweep(
         "--vary", "-v", help="FIELD=V1,V2,... or FIELD=LO..HI[:STEP] (inclusive; depth=6..24:6 is 6, 12, 18, 24). "
         "Give --vary once per field; several make a grid.")] = None,
     res: Annotated[list[str] | None, typer.Option(
-        "--res", "-r", help="Input resolutions, N or HxW; several may follow one flag. Default: 224.")] = None,
+        "--res", "-r", help="Input resolutions, N, HxW or TxHxW (a clip of T frames); several may follow one flag. "
+        "Default: 224.")] = None,
     batch: Annotated[list[int] | None, typer.Option(
         "--batch", "-b", help="Batch sizes; several may follow one flag. Default: 1.")] = None,
     dtype: Annotated[list[Dtype] | None, typer.Option(

@@ -26,7 +26,7 @@ from typing import Any
 
 from vitcost.errors import VitcostError
 from vitcost.measure.counting import COUNTED_CONVENTIONS, Counts
-from vitcost.vocab import Kernel, parse_run_mode, res_label
+from vitcost.vocab import Kernel, frames, parse_run_mode, res_label
 
 ATTN_PATHS: tuple[str, ...] = tuple(dict.fromkeys(k.net_mode for k in Kernel))  # the nets' paths: math, sdpa
 COUNTERS: tuple[str, ...] = ("fvcore", "torch")
@@ -133,7 +133,8 @@ class CheckResult:
         `unsupported_ops` maps each op a counter saw but did not count to its number of calls."""
         h, w = self.res
         row: dict[str, Any] = {
-            "model": self.model, "family": self.family, "res": res_label(self.res), "batch": self.batch,
+            "model": self.model, "family": self.family, "res": res_label(self.res), "frames": frames(self.res),
+            "batch": self.batch,
             "attn": self.attn, "convention": self.convention, "analytic": self.analytic, "fvcore": self.fvcore,
             "torch": self.torch, "fvcore_diff": abs(self.fvcore - self.analytic) if self.fvcore is not None else None,
             "torch_diff": abs(self.torch - self.analytic), "method": self.method,
@@ -231,11 +232,11 @@ def check_model(model: Any, res: Any = 224, batch: int = 1, attn: str = "math", 
     check_countable(est)
     meta_net = build(est.design, est.res, attn=attn, device="meta")
     meta_net.train(mode == "train")
-    chosen = choose_method(method, meta_net, (batch, est.spec.in_chans, *est.res), budget_bytes, mode)
+    chosen = choose_method(method, meta_net, est.input_shape, budget_bytes, mode)
     if mode == "train":
         return _check_train(est, batch, attn, convention, float(tol), chosen)
     net = meta_net if chosen == "meta" else build(est.design, est.res, attn=attn).eval()
-    counts = count(net, (batch, est.spec.in_chans, *est.res), method=chosen)
+    counts = count(net, est.input_shape, method=chosen)
     analytic = {p: n for p, n in est.by_layer(convention).items() if n}
     fv, tc = counts.self_counts("fvcore", convention), counts.self_counts("torch", convention)
     return CheckResult(model=est.model, family=est.family, res=est.res, batch=batch, attn=attn,
@@ -249,7 +250,7 @@ def _check_train(est: Any, batch: int, attn: str, convention: str, tol: float, m
     from vitcost.nets import build
 
     net = build(est.design, est.res, attn=attn, device="meta" if method == "meta" else None).train()
-    counts = count(net, (batch, est.spec.in_chans, *est.res), method=method, backends=("torch",), mode="train")
+    counts = count(net, est.input_shape, method=method, backends=("torch",), mode="train")
     from vitcost.analytic.kernels import counted_kernel
 
     kernel = counted_kernel(attn, counts.method)

@@ -46,7 +46,7 @@ DEVICE_CHOICES = ("auto", "cpu", "cuda")
 MODES = ("inference", "train")
 
 # Columns every row has, in order (the HTML report reads these names).
-COLUMNS = ("model", "family", "res", "batch", "dtype", "attn", "attn_backend", "device", "device_name",
+COLUMNS = ("model", "family", "res", "frames", "batch", "dtype", "attn", "attn_backend", "device", "device_name",
            "torch_version", "threads", "status", "note", "params", "macs", "flops", "hardware", "roofline_bound",
            "predicted_time_s", "time_model", "measured_time_s", "time_spread_s", "time_ratio", "predicted_mem_bytes",
            "measured_mem_bytes", "mem_ratio", "measured_tensor_peak_bytes", "mem_method", "predicted_peak_at",
@@ -59,8 +59,8 @@ COLUMNS = ("model", "family", "res", "batch", "dtype", "attn", "attn_backend", "
 # The parts of a training step that --mode train predicts and measures (`TrainMemory.parts()` names).
 TRAIN_PARTS = ("weights", "gradients", "optimizer_state", "activations_saved", "backward_peak", "step_peak")
 # Columns of every --mode train row, in order.
-TRAIN_COLUMNS = ("model", "family", "res", "batch", "dtype", "attn", "mode", "optimizer", "checkpoint", "device",
-                 "device_name", "torch_version", "threads", "status", "note", "params", "step_flops",
+TRAIN_COLUMNS = ("model", "family", "res", "frames", "batch", "dtype", "attn", "mode", "optimizer", "checkpoint",
+                 "device", "device_name", "torch_version", "threads", "status", "note", "params", "step_flops",
                  "recompute_flops", "hardware", "predicted_time_s", "time_model", "measured_time_s", "time_spread_s",
                  "time_ratio", *(f"predicted_{k}_bytes" for k in TRAIN_PARTS),
                  *(f"measured_{k}_bytes" for k in TRAIN_PARTS),
@@ -251,7 +251,7 @@ def prediction_row(p: Design, est: Estimate, pred: MemoryPrediction | None, roof
     h, w = est.res
     memory = {
         "weights_bytes": est.params * est.weight_bytes_per_elem,
-        "input_bytes": est.batch * p.spec.in_chans * h * w * (4 if est.amp else est.bytes_per_elem),
+        "input_bytes": est.input_elems * (4 if est.amp else est.bytes_per_elem),
     } if pred is None else {
         "predicted_mem_bytes": pred.activation_peak_bytes, "predicted_peak_at": pred.peak_at,
         "predicted_alloc_bytes": pred.allocator_peak_bytes, "predicted_alloc_peak_at": pred.allocator_peak_at,
@@ -260,7 +260,7 @@ def prediction_row(p: Design, est: Estimate, pred: MemoryPrediction | None, roof
         "predicted_attn_bytes": pred.stored_score_bytes, "predicted_attn_peak_bytes": pred.stored_score_peak_bytes,
     }
     row.update({
-        "model": p.name, "family": p.family, "res": res_label(est.res), "batch": est.batch,
+        "model": p.name, "family": p.family, "res": res_label(est.res), "frames": est.res.frames, "batch": est.batch,
         "dtype": est.dtype.value, "attn": cfg.attn.value, "attn_backend": "", **env.row(), "status": "predicted",
         "note": "",
         "params": est.params, "macs": est.macs, "flops": est.flops, "hardware": hw.label,
@@ -346,7 +346,7 @@ def measure_row(row: dict[str, Any], p: Design, est: Estimate, roof: Roofline, c
     try:
         net = build(p, est.res, attn=cfg.attn.net_mode, device=env.device,
                     dtype=Dtype.fp32 if cfg.amp else cfg.dtype).eval()
-        x = torch.randn(est.batch, p.spec.in_chans, *est.res, device=env.device,
+        x = torch.randn(*est.input_shape, device=env.device,
                         dtype=torch_dtype(Dtype.fp32 if cfg.amp else cfg.dtype))
         mem = measure_forward_memory(net, x, context)
         timing = time_forward(net, x, warmup=cfg.warmup, repeats=cfg.repeats, context=context)
@@ -416,9 +416,9 @@ def train_row(p: Design, est: Estimate, cfg: ProfileConfig, env: Environment, hw
     row: dict[str, Any] = dict.fromkeys(TRAIN_COLUMNS)
     step_s, time_model = step_time(est, hw, tm.recompute, Optimizer(cfg.optimizer), amp=not half)
     row.update({
-        "model": p.name, "family": p.family, "res": res_label(est.res), "batch": est.batch, "dtype": est.dtype.value,
-        "attn": cfg.attn.value, "mode": "train", "optimizer": cfg.optimizer, "checkpoint": cfg.checkpoint,
-        **env.row(), "status": "predicted", "note": "", "params": est.params,
+        "model": p.name, "family": p.family, "res": res_label(est.res), "frames": est.res.frames, "batch": est.batch,
+        "dtype": est.dtype.value, "attn": cfg.attn.value, "mode": "train", "optimizer": cfg.optimizer,
+        "checkpoint": cfg.checkpoint, **env.row(), "status": "predicted", "note": "", "params": est.params,
         "step_flops": train_cost(est).count("flops") + recompute, "recompute_flops": recompute, "hardware": hw.label,
         "predicted_time_s": step_s, "time_model": time_model,
         "predicted_peak_at": tm.peak_at,
@@ -449,7 +449,7 @@ def measure_train_row(row: dict[str, Any], p: Design, est: Estimate, cfg: Profil
     try:
         with context() if context is not None else _null():
             net = build(p, est.res, attn=cfg.attn.net_mode, device=env.device, dtype=cfg.dtype if half else Dtype.fp32)
-            x = torch.randn(est.batch, p.spec.in_chans, *est.res, device=env.device,
+            x = torch.randn(*est.input_shape, device=env.device,
                             dtype=torch_dtype(cfg.dtype if half else Dtype.fp32))
             mem = measure_train_step(net, x, optimizer=cfg.optimizer, amp=amp, checkpoint=blocks, every=cfg.every or 1,
                                      allocator=env.device == "cpu")

@@ -28,7 +28,8 @@ def torch_dtype(dtype: Any) -> torch.dtype:
 def build(model: Any, res: Any = None, *, attn: str = "math", device: str | torch.device | None = None,
           dtype: Any = None) -> nn.Module:
     """The reference `nn.Module` of `model` (a preset name, spec file, spec or Design; see
-    `vitcost.design`) for [B, C, H, W] inputs at `res` (int, (H, W) or "HxW"; default: the design's).
+    `vitcost.design`) for [B, C, H, W] inputs at `res` (int, (H, W) or "HxW"; default: the design's), or
+    for clips [B, C, T, H, W] at "TxHxW" (families with a time axis; the net reads `size.frames`).
 
     Position embeddings, Mixer's token MLP, Swin's masks and MViTv2's relative-position tables are sized
     for that resolution exactly as the analytic walker sizes them, and every submodule is named by the
@@ -38,13 +39,15 @@ def build(model: Any, res: Any = None, *, attn: str = "math", device: str | torc
     """
     check_attn_mode(attn)
     design = parse_design(model)
-    h, w = parse_res(design.res if res is None else res)
-    walk(design.spec, h, w)  # the walker rejects sizes the architecture cannot take, with the same messages
+    size = parse_res(design.size if res is None else res)
+    h, w = size
+    # the walker rejects sizes the architecture cannot take, with the same messages
+    walk(design.spec, h, w, 1, size.frames)
     module, _, cls = family_of(design.spec).net.partition(":")
     net_class = getattr(importlib.import_module(module), cls)
     with torch.device(device) if device is not None else contextlib.nullcontext():
         try:
-            net = net_class(design.spec, (h, w), attn)
+            net = net_class(design.spec, size, attn)
         except (TypeError, OverflowError, RuntimeError) as e:  # a tensor dimension beyond torch's 64-bit sizes
             if "overflow" not in str(e).lower():
                 raise

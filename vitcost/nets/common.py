@@ -105,9 +105,12 @@ class ConvEmbed(nn.Module):
 
 
 def check_input(x: Tensor, res: tuple[int, int], in_chans: int) -> None:
-    """Raise unless x is [B, in_chans, H, W] at the resolution the model was built for."""
-    if x.dim() != 4 or x.shape[1] != in_chans or tuple(x.shape[2:]) != res:
-        raise VitcostError(f"this model was built for [B, {in_chans}, {res[0]}, {res[1]}] inputs, "
+    """Raise unless x is [B, in_chans, H, W] at the resolution the model was built for ([B, in_chans, T, H, W]
+    for a clip: `res` a `vocab.Res` with frames)."""
+    t = getattr(res, "frames", None)
+    want = (*(() if t is None else (t,)), *res)
+    if x.dim() != 2 + len(want) or x.shape[1] != in_chans or tuple(x.shape[2:]) != want:
+        raise VitcostError(f"this model was built for [B, {in_chans}, {', '.join(map(str, want))}] inputs, "
                            f"got {list(x.shape)}; build it again for the new resolution.")
 
 

@@ -350,17 +350,34 @@ def sam_neck(dim: int, channels: int) -> nn.Sequential:
                          nn.Conv2d(channels, channels, 3, padding=1, bias=False), LayerNorm2d(channels, eps=LN_EPS))
 
 
+class TubeletEmbed(nn.Module):
+    """ViViT's tubelet embedding of a clip, channels last: [B, C, T, H, W] -> [B, T/t, H/P, W/P, dim], a
+    Conv3d of kernel and stride t x P x P (B*T/t*H/P*W/P*dim*C*t*P^2 MACs)."""
+
+    def __init__(self, in_chans: int, dim: int, tubelet: int, patch: int) -> None:
+        super().__init__()
+        self.proj = nn.Conv3d(in_chans, dim, (tubelet, patch, patch), stride=(tubelet, patch, patch))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.proj(x).permute(0, 2, 3, 4, 1)
+
+
 class VisionTransformer(nn.Module):
-    """[B, C, H, W] -> ViT: [B, num_classes] logits of the first class token (mean of the tokens when
-    the spec has none); pixel model: [B, H*W, vocab] palette logits, pixels in raster order. Without a
-    head (num_classes = 0) the features: the neck's [B, C_n, gh, gw] map, or the normed tokens [B, N, D]."""
+    """[B, C, H, W] (or a clip [B, C, T, H, W], embedded by tubelets) -> ViT: [B, num_classes] logits of the
+    first class token (mean of the tokens when the spec has none); pixel model: [B, H*W, vocab] palette
+    logits, pixels in raster order. Without a head (num_classes = 0) the features: the neck's [B, C_n, gh, gw]
+    map, or the normed tokens [B, N, D]."""
 
     def __init__(self, spec: ViTSpec | PixelSpec, res: tuple[int, int], attn_mode: str = "math") -> None:
         super().__init__()
         self.spec, self.res = spec, res
         d, p = spec.dim, spec.patch
-        self.patch_embed = ConvEmbed(spec.in_chans, d, kernel=p, stride=p)
-        patches = (res[0] // p) * (res[1] // p)
+        frames = getattr(res, "frames", None)
+        if frames is None:
+            self.patch_embed = ConvEmbed(spec.in_chans, d, kernel=p, stride=p)
+        else:  # a clip: tubelets of tubelet x P x P
+            self.patch_embed = TubeletEmbed(spec.in_chans, d, spec.tubelet, p)
+        patches = (frames or 1) // getattr(spec, "tubelet", 1) * (res[0] // p) * (res[1] // p)
         self.cls_token = trunc_normal(1, 1 if spec.distilled else spec.class_tokens, d) if spec.class_tokens else None
         self.dist_token = trunc_normal(1, 1, d) if spec.distilled else None
         self.reg_token = trunc_normal(1, spec.reg_tokens, d) if spec.reg_tokens else None
@@ -398,7 +415,7 @@ class VisionTransformer(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         check_input(x, self.res, self.spec.in_chans)
-        x = self.patch_embed(x).flatten(1, 2)  # [B, gh*gw, D], a view of the conv output
+        x = self.patch_embed(x).flatten(1, -2)  # [B, (T')*gh*gw, D], a view of the conv output
         x = self._pos_embed(x)
         x = self.blocks(x)
         if self.neck is not None:  # [B, N, D] -> [B, D, gh, gw] -> [B, C_n, gh, gw]

@@ -20,12 +20,13 @@ from vitcost.analytic.scaling import (
     Crossing,
     DeviceMemory,
     attention_overtakes,
+    axis_x,
     cached_estimate,
     fit_slope,
     overtake_closed_form,
+    report_axis,
     score_wall,
     scores_share,
-    side,
 )
 from vitcost.design import Design
 from vitcost.vocab import Dtype, Kernel, Optimizer
@@ -40,7 +41,8 @@ WALL_METRICS = ("total", "layer")
 
 @dataclass(frozen=True)
 class Point:
-    """A design's estimate at one input size, placed at x = sqrt(H*W) px. `scores` and `linear`: its
+    """A design's estimate at one input size, placed at x = sqrt(H*W) px (or at its frames T, on a report
+    against T: `scaling.report_axis`). `scores` and `linear`: its
     attention-score cost and its Q/K/V/output projection + MLP cost in the report's convention."""
 
     x: float
@@ -103,6 +105,7 @@ class ScalingFacts:
     convention: str
     batch: int
     dtype: str
+    axis: str = "side"  # what x is: "side" sqrt(H*W) px, or "frames" T (`scaling.report_axis`)
 
 
 def _point(e: Estimate, x: float, convention: str) -> Point:
@@ -116,17 +119,23 @@ def _found(c: Crossing, design: Design, convention: str, batch: int, dtype: Dtyp
 
 
 def design_facts(ests: list[Estimate], devices: list[DeviceMemory], convention: str, batch: int,
-                 dtype: Dtype) -> DesignFacts:
-    """The facts of one design from its estimates at the chosen resolutions, ascending. The searches
-    re-estimate the design itself (`ests[0].design`), not its label."""
+                 dtype: Dtype, axis: str = "side") -> DesignFacts:
+    """The facts of one design from its estimates at the chosen resolutions, ascending, placed on `axis`
+    (`scaling.report_axis`). The searches re-estimate the design itself (`ests[0].design`), not its label,
+    over square sides R at the design's own frames (`Design.frames`); they run only where that is what the
+    points show: against R, at those frames."""
     first = ests[0]
     design = first.design
-    points = tuple(_point(e, side(e.res), convention) for e in ests)
+    points = tuple(_point(e, axis_x(e.res, axis), convention) for e in ests)
     xs, ys = [p.x for p in points], [p.est.count(convention) for p in points]
     top = fit_slope(xs[-2:], ys[-2:]) if len(ests) >= 2 else None
+    if axis != "side" or any(e.res.frames != design.frames for e in ests):
+        return DesignFacts(first.model, family_of(first.spec).title, points, fit_slope(xs, ys), top, None, None, None)
     cross = attention_overtakes(design, convention, batch, dtype)
     overtake = None if cross is None else _found(cross, design, convention, batch, dtype)
-    closed_res = overtake_closed_form(first.spec)
+    fam = family_of(first.spec)
+    tubelets = fam.analytic.time_grid(first.spec, first.res.frames) if fam.frames and first.res.frames else 1
+    closed_res = overtake_closed_form(first.spec, tubelets)
     closed = None if closed_res is None else ClosedForm(closed_res, (2 + first.spec.mlp_ratio) * first.spec.dim)
     walls = None
     if ests[-1].attn_matrix_elems != 0:
@@ -139,9 +148,11 @@ def design_facts(ests: list[Estimate], devices: list[DeviceMemory], convention: 
 
 def scaling_facts(groups: dict[str, list[Estimate]], devices: list[DeviceMemory], convention: str, batch: int,
                   dtype: Dtype) -> ScalingFacts:
-    """`groups`: model -> its estimates at the chosen resolutions, ascending; `devices`: ascending sizes."""
-    return ScalingFacts(tuple(design_facts(ests, devices, convention, batch, dtype) for ests in groups.values()),
-                        tuple(devices), convention, batch, dtype.value)
+    """`groups`: model -> its estimates at the chosen resolutions, ascending; `devices`: ascending sizes. Clips
+    of one H x W and several T are plotted against T (`scaling.report_axis`)."""
+    axis = report_axis([e.res for ests in groups.values() for e in ests])
+    return ScalingFacts(tuple(design_facts(ests, devices, convention, batch, dtype, axis) for ests in groups.values()),
+                        tuple(devices), convention, batch, dtype.value, axis)
 
 
 # --- the training step ----------------------------------------------------------------------------
@@ -317,7 +328,7 @@ class LatencyPoint:
     model: str
     device: str
     res: str
-    x: float  # sqrt(H * W)
+    x: float  # sqrt(H * W), or the frames T on a report against T (`scaling.axis_x`)
     flops: int
     time_s: float
     images_per_s: float
@@ -330,6 +341,7 @@ class LatencyFacts:
     points: tuple[LatencyPoint, ...]
     batch: int
     precision: str
+    axis: str = "side"  # what x is (`scaling.report_axis`)
 
 
 def latency_facts(groups: dict[str, list[Estimate]], hardware: list[Any]) -> LatencyFacts:
@@ -342,12 +354,13 @@ def latency_facts(groups: dict[str, list[Estimate]], hardware: list[Any]) -> Lat
     points = []
     first = next(iter(groups.values()))[0]
     amp = first.dtype is not Dtype.fp32
+    axis = report_axis([e.res for ests in groups.values() for e in ests])
     for hw in hardware:
         for ests in groups.values():
             for e in ests:
                 timed = evaluate(e.design, e.res, e.batch, e.dtype, e.attn, amp) if amp else e
                 t = forward_time(timed, hw)
-                points.append(LatencyPoint(e.model, t["hardware"], str(res_label(e.res)), side(e.res), e.flops,
+                points.append(LatencyPoint(e.model, t["hardware"], str(res_label(e.res)), axis_x(e.res, axis), e.flops,
                                            t["time_s"], t["images_per_s"], t["time_model"]))
     precision = f"{first.dtype.value} autocast over fp32 weights" if amp else "fp32"
-    return LatencyFacts(tuple(dict.fromkeys(p.device for p in points)), tuple(points), first.batch, precision)
+    return LatencyFacts(tuple(dict.fromkeys(p.device for p in points)), tuple(points), first.batch, precision, axis)

@@ -39,6 +39,10 @@ def hover(lines: list[str]) -> str:
                        for i, label in enumerate(lines)) + "<extra></extra>"
 
 
+# What the x axis is (`scaling.report_axis`): the input side, or the frames of clips of one H x W.
+AXIS_NAMES = {"side": "resolution", "frames": "frames T"}
+AXIS_TITLES = {"side": "resolution R (px, log)", "frames": "frames T (at a fixed H x W, log)"}
+
 # Resolution ticks offered on the x axis (the chosen resolutions are always ticked).
 NICE_RES = (16, 32, 64, 96, 128, 160, 224, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096, 6144, 8192, 12288,
             16384, 24576, 32768, 49152, 65536)

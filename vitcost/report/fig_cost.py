@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 from vitcost.analytic.cost import CONVENTIONS
 from vitcost.report.fig_common import (
+    AXIS_NAMES,
+    AXIS_TITLES,
     colour,
     exact,
     hover,
@@ -83,7 +85,7 @@ def cost_panel(facts: ScalingFacts) -> Panel:
         fig.add_annotation(x=math.log10(x), y=y, ax=math.log10(x * 1.25), ay=ly, axref="x", ayref="y",
                            text=text, showarrow=True, arrowhead=0, arrowcolor=col, arrowwidth=1,
                            xanchor="left", font={"size": 11, "color": col})
-    log_layout(fig, f"{unit} per forward (batch {batch}) vs resolution", "resolution R (px, log)",
+    log_layout(fig, f"{unit} per forward (batch {batch}) vs {AXIS_NAMES[facts.axis]}", AXIS_TITLES[facts.axis],
                f"{unit} (log)", (min(xs_all) / 1.15, max(xs_all) * 3.2), sides)
     caption = (f"Cost of one forward pass in the {convention} convention ({CONVENTIONS[convention]}). Each line "
                "is labelled with the least-squares slope of log cost on log R over the chosen resolutions, beside "
@@ -151,7 +153,7 @@ def overtake_panel(facts: ScalingFacts) -> Panel:
                              name="scores = projections + MLP", line={"color": "#555", "dash": "dash", "width": 1},
                              hoverinfo="skip"))
     note_if_empty(fig, len(facts.designs) - len(skipped), "no attention scores: " + ", ".join(skipped))
-    log_layout(fig, "Attention scores ÷ (projections + MLP) vs resolution", "resolution R (px, log)",
+    log_layout(fig, f"Attention scores ÷ (projections + MLP) vs {AXIS_NAMES[facts.axis]}", AXIS_TITLES[facts.axis],
                f"ratio of {unit} (log)", (min(xs_all) / 1.15, max(xs_all) * 1.15), sides)
     note = f" {', '.join(skipped)}: no attention, not shown." if skipped else ""
     caption = ("Where attention overtakes the token-wise layers. Per ViT layer the scores cost 2N²d MACs (QK^T and AV) "

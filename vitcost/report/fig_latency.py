@@ -10,7 +10,7 @@ from __future__ import annotations
 import statistics
 from typing import TYPE_CHECKING, Any
 
-from vitcost.report.fig_common import colour, exact, hover
+from vitcost.report.fig_common import AXIS_NAMES, AXIS_TITLES, colour, exact, hover
 from vitcost.report.html import DataTable, Panel
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ def latency_panel(facts: LatencyFacts) -> Panel:
     from plotly.subplots import make_subplots
 
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1,
-                        subplot_titles=("time per forward vs resolution", "FLOPs against time"))
+                        subplot_titles=(f"time per forward vs {AXIS_NAMES[facts.axis]}", "FLOPs against time"))
     models = list(dict.fromkeys(p.model for p in facts.points))
     named: set[str] = set()
     rows = []
@@ -70,7 +70,7 @@ def latency_panel(facts: LatencyFacts) -> Panel:
                                  line={"color": "#888", "width": 1, "dash": DASHES[d % len(DASHES)]}), row=1, col=2)
         rows += [[p.model, device, p.res, f"{p.flops / 1e9:,.4g}", f"{p.time_s * 1e3:.4g}", f"{p.images_per_s:,.4g}",
                   f"{p.flops / p.time_s / 1e12:.3g}", f"{p.flops / p.time_s / rate:.2f}", p.time_model] for p in mine]
-    fig.update_xaxes(type="log", title_text="resolution R (px, log)", row=1, col=1)
+    fig.update_xaxes(type="log", title_text=AXIS_TITLES[facts.axis], row=1, col=1)
     fig.update_yaxes(type="log", title_text="ms per forward (log)", row=1, col=1)
     fig.update_xaxes(type="log", title_text="ms per forward (log)", row=1, col=2)
     fig.update_yaxes(type="log", title_text="GFLOPs per forward (log)", row=1, col=2)

@@ -7,7 +7,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from vitcost.analytic.estimate import Estimate
-from vitcost.report.fig_common import colour, exact, hover, in_window, log_layout, note_if_empty, res_label
+from vitcost.report.fig_common import (
+    AXIS_NAMES,
+    AXIS_TITLES,
+    colour,
+    exact,
+    hover,
+    in_window,
+    log_layout,
+    note_if_empty,
+    res_label,
+)
 from vitcost.report.html import DataTable, Panel
 from vitcost.report.units import binary_bytes
 
@@ -80,7 +90,8 @@ def memory_panel(facts: ScalingFacts) -> Panel:
                            text="memory wall, all layers —<br>" + text, showarrow=False, font={"size": 10},
                            bgcolor="rgba(255,255,255,0.85)", bordercolor="#bbb", borderwidth=1)
     note_if_empty(fig, len(facts.designs) - len(skipped), "no attention matrices: " + ", ".join(skipped))
-    log_layout(fig, f"Attention-matrix memory ({dtype}, batch {batch}) vs resolution", "resolution R (px, log)",
+    log_layout(fig, f"Attention-matrix memory ({dtype}, batch {batch}) vs {AXIS_NAMES[facts.axis]}",
+               AXIS_TITLES[facts.axis],
                "bytes (log)", (x0, x1), sides)
     note = f" {', '.join(skipped)}: no attention matrix, not shown." if skipped else ""
     caption = ("Bytes of the materialised attention-score matrices (batch × heads × Nq × Nkv elements per layer). "

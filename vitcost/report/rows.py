@@ -23,16 +23,16 @@ def compare_estimates(designs: list[Design], sizes: list[tuple[int, int]], batch
 
 
 def estimate_row(e: Estimate, hardware: Any = None) -> dict[str, Any]:
-    """The machine-readable summary of one estimate (compare's JSON/CSV row); `spec` is the full
-    effective spec. `attn_matrix_bytes` / `attn_matrix_peak_bytes` are the scores as if materialised,
-    whatever the kernel (a fused kernel's stored scores are `memory.stored_score_bytes`). Under autocast
-    (`amp`) the activation-memory figures are None (see `Estimate.require_single_width`). With `hardware`
-    (a `Hardware`): `time_s`, the forward's time per batch on it (`roofline.forward_time`), and
-    `images_per_s` = batch / time_s."""
+    """The machine-readable summary of one estimate (compare's JSON/CSV row); `spec` is the full effective spec;
+    `frames` is a clip's T (None for an image). `attn_matrix_bytes` / `attn_matrix_peak_bytes` are the scores as if
+    materialised, whatever the kernel (a fused kernel's stored scores are `memory.stored_score_bytes`). Under
+    autocast (`amp`) the activation-memory figures are None (see `Estimate.require_single_width`). With `hardware`
+    (a `Hardware`): `time_s`, the forward's time per batch on it (`roofline.forward_time`), and `images_per_s` =
+    batch / time_s."""
     h, w = e.res
     mem = (None, None, None) if e.amp else (e.attn_matrix_bytes, e.attn_matrix_peak_bytes, e.activation_peak_bytes)
     row = {
-        "model": e.model, "family": e.family, "res": res_label(e.res), "height": h, "width": w,
+        "model": e.model, "family": e.family, "res": res_label(e.res), "frames": e.res.frames, "height": h, "width": w,
         "batch": e.batch, "dtype": e.dtype.value, "amp": e.amp, "attn": e.attn.value, "tokens": e.tokens,
         "params": e.params, "macs": e.macs, "flops": e.flops, "fvcore": e.count("fvcore"),
         "torch": e.count("torch"), "attn_matrix_elems": e.attn_matrix_elems,
@@ -112,8 +112,8 @@ def train_rows(estimates: list[Estimate], convention: str = "macs", optimizer: O
             timing = {"hardware": hardware.label, "time_s": t, "images_per_s": e.batch / t if t else None,
                       "time_model": how}
         rows.append({
-            "model": e.model, "family": e.family, "res": res_label(e.res), "batch": e.batch, "dtype": e.dtype.value,
-            "precision": m.precision, "attn": e.attn.value, "optimizer": m.optimizer,
+            "model": e.model, "family": e.family, "res": res_label(e.res), "frames": e.res.frames, "batch": e.batch,
+            "dtype": e.dtype.value, "precision": m.precision, "attn": e.attn.value, "optimizer": m.optimizer,
             "checkpoint": m.checkpoint or None, "tokens": e.tokens, "params": e.params, "convention": convention,
             "train_cost": step + recompute, "forward_cost": train_cost(e).count(convention, "forward"),
             "recompute_cost": recompute, "train_peak_bytes": m.step_peak, "peak_at": m.peak_at,

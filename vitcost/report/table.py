@@ -146,8 +146,9 @@ def render_models(rows: list[dict[str, Any]]) -> None:
 
     header, cells = models_cells(rows)
     table = Table(title="vitcost presets", header_style="bold")
-    for h in header:
-        table.add_column(h)
+    names = max((len(c[0]) for c in cells), default=0)
+    for h in header:  # the names in full, so that they can be pasted back as -m
+        table.add_column(h, no_wrap=h == "model", min_width=names if h == "model" else None)
     for c in cells:
         table.add_row(*c)
     wide_console().print(table)
