@@ -216,15 +216,9 @@ MEMORY_CASES = [
 ]
 
 
-@pytest.fixture
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
-@pytest.mark.usefixtures("_one_thread")
+@pytest.mark.usefixtures("one_thread")
 @pytest.mark.parametrize(("spec", "res"), MEMORY_CASES)
 @pytest.mark.parametrize("attn", ["math", "sdpa"])
 def test_predicted_vs_measured_forward_memory(spec, res: int, attn: str) -> None:

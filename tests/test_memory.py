@@ -22,6 +22,8 @@ torch = pytest.importorskip("torch")
 from vitcost.measure.memory import LiveTensorTracker, measure_forward_memory, track_forward  # noqa: E402
 from vitcost.nets import build  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # the scratch buffers follow the thread count
+
 F32 = 4
 
 # Small variants of one preset per family (and a second Swin/MViT/pixel shape with more heads, so both
@@ -45,12 +47,6 @@ TINY = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 # --- the tracker, on modules whose memory is worked out by hand ---------------------------------------

@@ -24,15 +24,11 @@ torch = pytest.importorskip("torch")
 from vitcost.measure.memory import allocator_forward_peak, measure_forward_memory, track_forward  # noqa: E402
 from vitcost.nets import build  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # the scratch buffers follow the thread count
+
 F32 = 4
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 # --- the profiler's allocator figure, by hand -----------------------------------------------------------

@@ -175,15 +175,9 @@ MEMORY_CASES = [
 ]
 
 
-@pytest.fixture
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
-@pytest.mark.usefixtures("_one_thread")
+@pytest.mark.usefixtures("one_thread")
 @pytest.mark.parametrize(("spec", "res"), MEMORY_CASES)
 @pytest.mark.parametrize("attn", ["math", "sdpa"])
 @pytest.mark.parametrize("batch", [1, 2])
