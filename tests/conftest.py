@@ -63,3 +63,18 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def passes_exactly():
+    """`check_model` on `model` that must PASS at tolerance 0 in every layer, in the convention each attention
+    path is counted in (math: fvcore, sdpa: torch); returns the result for further assertions."""
+    from vitcost.measure.check import check_model
+
+    def run(model, res, *, batch: int = 1, attn: str = "math", method: str = "real"):
+        convention = {"math": "fvcore", "sdpa": "torch"}[attn]
+        r = check_model(model, res, batch=batch, attn=attn, convention=convention, method=method)
+        assert r.method == method and r.status == "PASS", r.first_mismatch
+        assert r.layers and all(layer.ok(0) for layer in r.layers)
+        return r
+    return run

@@ -139,14 +139,10 @@ CHECK_RUNS = [(spec, res, batch, attn) for spec, sizes in SIZES for res in sizes
 
 
 @pytest.mark.parametrize(("spec", "res", "batch", "attn"), CHECK_RUNS)
-def test_tiny_variants_check_exactly_per_layer(spec, res, batch, attn):
+def test_tiny_variants_check_exactly_per_layer(spec, res, batch, attn, passes_exactly):
     """Sizes whose routing grids divide S (TINY_A 64: 16, 8; TINY_B 96: 24, 12, 6) and that pad (TINY_A 72:
     18, 9 -> 10; 52x60: 13x15 -> 14x16, 7x8 -> 8x8; TINY_B 112: 28 -> 30, 14 -> 15, 7 -> 9)."""
-    convention = {"math": "fvcore", "sdpa": "torch"}[attn]
-    r = check_model(spec, res, batch=batch, attn=attn, convention=convention, method="real")
-    assert r.method == "real"
-    assert r.status == "PASS", r.first_mismatch
-    assert r.layers and all(layer.ok(0) for layer in r.layers)
+    r = passes_exactly(spec, res, batch=batch, attn=attn)
     assert r.analytic == r.fvcore == r.torch > 0
     layers = {layer.path for layer in r.layers}
     assert "stages.0.0.attn.router" in layers  # the affinity is counted where the net computes it

@@ -159,11 +159,9 @@ def test_tiny_variants_pass_exactly_on_a_real_forward(spec, res: int, batch: int
 
 
 @pytest.mark.parametrize("model", PRESETS)
-def test_presets_pass_exactly_on_meta(model: str) -> None:
-    for attn, convention in (("math", "fvcore"), ("sdpa", "torch")):
-        r = check_model(model, 224, batch=1, attn=attn, convention=convention, method="meta")
-        assert r.method == "meta" and r.status == "PASS", r.first_mismatch
-        assert r.layers and all(layer.ok(0) for layer in r.layers)
+def test_presets_pass_exactly_on_meta(model: str, passes_exactly) -> None:
+    for attn in ("math", "sdpa"):
+        passes_exactly(model, 224, attn=attn, method="meta")
 
 
 @pytest.mark.parametrize("model", PRESETS)

@@ -222,14 +222,10 @@ CHECK_RUNS = [(spec, res, batch, attn) for spec in (NAT_TINY, DINAT_TINY) for re
 
 
 @pytest.mark.parametrize(("spec", "res", "batch", "attn"), CHECK_RUNS)
-def test_tiny_variants_check_exactly_per_layer(spec, res, batch, attn):
+def test_tiny_variants_check_exactly_per_layer(spec, res, batch, attn, passes_exactly):
     """Sizes that divide (64: grids 16, 8, 4), that do not (50x74: 13x19 -> 7x10 -> 4x5) and that pad
     (36x44: 9x11, below k*d for the dilation-4 block and, at 3x3, for kernel 5)."""
-    convention = {"math": "fvcore", "sdpa": "torch"}[attn]
-    r = check_model(spec, res, batch=batch, attn=attn, convention=convention, method="real")
-    assert r.method == "real"
-    assert r.status == "PASS", r.first_mismatch
-    assert r.layers and all(layer.ok(0) for layer in r.layers)
+    r = passes_exactly(spec, res, batch=batch, attn=attn)
     assert r.analytic == r.fvcore == r.torch > 0
 
 
