@@ -67,8 +67,8 @@ def calibrate(
     copies, rolls and pads; relative-position and neighbourhood gathers; and a one-element op for the per-call floor.
     Each call is timed over 5 repeats (median per call; spread = (max - min) / median). From them
     come the matmul peaks per dtype, the vector peak, the bandwidth, the per-kernel floor and the
-    time model's [efficiency.<class>] tables (fraction, half_work), each with its source, and a
-    [calibration] record of every run. About 30-60 s on a 2-core CPU. A median spread above 10% (a
+    time model's \\[efficiency.<class>] tables (fraction, half_work), each with its source, and a
+    \\[calibration] record of every run. About 30-60 s on a 2-core CPU. A median spread above 10% (a
     busy machine) is warned about: the figures then hold for a machine as busy.
 
     Examples: [bold]vitcost calibrate --threads 1[/bold], then [bold]vitcost compare -m vit_s16 --hardware
