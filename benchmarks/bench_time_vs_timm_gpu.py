@@ -3,7 +3,7 @@ benchmarks (benchmarks/data/timm_gpu_infer.csv: eager torch, fp16 autocast over 
 timm's own batch sizes), with today's roofline (`vitcost.analytic.roofline`, vendor peaks, 2 bytes per
 activation) as the baseline.
 
-    python benchmarks/bench_time_vs_timm_gpu.py [--rows]
+    python benchmarks/bench_time_vs_timm_gpu.py [--rows] [--write-profiles]
 
 Per GPU, the time model's parameters (DEVICE_PARAMS: gemm, conv, flash, depthwise and memory
 efficiencies, and the per-kernel floor) are fitted only on the rows marked `fit` (224 px ViT/DeiT,
@@ -18,7 +18,8 @@ experimental (off by default), Swin V2 (cosine attention) and MViTv2 compute the
 math path. Convolutions run NCHW (timm's benchmark without --channels-last).
 
 Prints per row: gpu, design, size, batch, measured and predicted ms per batch, their ratio and
-fit/test; then per GPU and overall the median ratio and the fractions within 10% and 25%, for the
+fit/test; `--write-profiles` writes the fitted figures into the device profiles (vitcost/devices/*.toml:
+the launch floor and the [efficiency] classes, the sources kept); then per GPU and overall the median ratio and the fractions within 10% and 25%, for the
 fitting and test rows apart, for the time model and for the roofline.
 """
 
@@ -27,6 +28,7 @@ from __future__ import annotations
 import argparse
 import csv
 import math
+import re
 import statistics
 import sys
 from collections import defaultdict
@@ -48,6 +50,7 @@ from vitcost.analytic.time_model import (
 )
 
 DATA = Path(__file__).parent / "data" / "timm_gpu_infer.csv"
+PROFILES = Path(__file__).parent.parent / "vitcost" / "devices"
 
 # The GPUs timm publishes eager benchmarks for. Their vendor peaks and bandwidth are the device profiles'
 # (`vitcost/devices/<gpu>.toml`, each figure with its source): one copy of every figure.
@@ -176,6 +179,22 @@ def fit(gpu: str, rows: list[tuple[RowKernels, float]]) -> TimeDevice:
     return device_from(gpu, list(np.exp(x)))
 
 
+def write_profile(name: str, dev: TimeDevice) -> None:
+    """Replace the launch floor and the [efficiency] class lines of vitcost/devices/<name>.toml with `dev`'s
+    figures; every other line (names, peaks, sources) stays as it is. Written whole, then renamed."""
+    path = PROFILES / f"{name}.toml"
+    text = path.read_text()
+    text = re.sub(r"(\[launch_overhead\]\nus = )[^\n]+", rf"\g<1>{dev.launch_s * 1e6:.3g}", text)
+    for cls, t in efficiency_table(dev).items():
+        line = f"{cls} = {{ fraction = {t['fraction']:.3g}, half_work = {t['half_work']:.3g} }}"
+        text, n = re.subn(rf"(?m)^{cls} = \{{[^\n]*\}}$", line, text)
+        if n != 1:
+            raise SystemExit(f"{path}: expected one `{cls} = {{...}}` line in [efficiency], found {n}")
+    tmp = path.with_suffix(".toml.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
 def summary(ratios: list[float]) -> str:
     if not ratios:
         return "no rows"
@@ -187,6 +206,8 @@ def summary(ratios: list[float]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rows", action="store_true", help="print every row, not only the summaries")
+    ap.add_argument("--write-profiles", action="store_true",
+                    help="write the fitted figures into vitcost/devices/<gpu>.toml (and the cards assumed from them)")
     args = ap.parse_args(argv)
     rows = load_rows()
     est_cache: dict = {}
@@ -236,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  # {name}: {origin}\n  launch_s = {dev.launch_s:.3g}\n  [efficiency]")
         for cls, t in efficiency_table(dev).items():
             print(f"  {cls} = {{ fraction = {t['fraction']:.3g}, half_work = {t['half_work']:.3g} }}")
+        if args.write_profiles:
+            write_profile(name, dev)
     print("\nTest rows by family (all GPUs), time model:")
     fam: dict[str, list[float]] = defaultdict(list)
     for _, r, m, p, _, _ in results:

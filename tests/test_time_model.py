@@ -60,6 +60,38 @@ def test_gemm_under_autocast_by_hand():
     assert kernel_time(ks[2], DEVICE) == pytest.approx(363.6e-6, rel=1e-3)
 
 
+def test_linear_over_a_transposed_view_by_hand():
+    """Mixer's token MLP: torch's linear over a non-contiguous input runs matmul (a contiguous copy of the
+    input, a GEMM without the bias) and then adds the bias in place over the output."""
+    t = Trace(1)
+    t.linear("fc", 512, 49, 256, role="mlp")
+    t.note("transposed_input")
+    ks = kernels(_est(t))
+    params = 49 * 256 + 256
+    assert [k.cls for k in ks] == ["memory", "memory", "memory", "gemm", "memory"]
+    assert ks[2].bytes == 512 * 49 * 2 * 2  # the cast input, read and written in 16 bits
+    assert ks[3].other_flops == 0  # the bias is not the GEMM's
+    assert ks[4].bytes == 512 * 256 * 2 * 2 and ks[4].other_flops == 512 * 256
+    assert ks[3].bytes == (512 * 49 + 512 * 256 + params) * 2
+
+
+def test_torch_adds_a_transposed_inputs_bias_after_the_gemm():
+    """The rule above, as the installed torch runs it (the profiler's aten ops of one such linear)."""
+    torch = pytest.importorskip("torch")
+    from torch.profiler import profile
+
+    lin = torch.nn.Linear(49, 256)
+    x = torch.randn(2, 49, 512)
+    with profile() as prof:
+        lin(x.transpose(1, 2))
+    names = [e.name for e in prof.events() if e.name in ("aten::clone", "aten::mm", "aten::addmm", "aten::add_")]
+    assert names == ["aten::clone", "aten::mm", "aten::add_"]
+    with profile() as prof:  # a contiguous input: one GEMM with the bias inside
+        lin(x.transpose(1, 2).contiguous())
+    names = [e.name for e in prof.events() if e.name in ("aten::mm", "aten::addmm", "aten::add_")]
+    assert names == ["aten::addmm"]
+
+
 def test_layernorm_under_autocast_writes_fp32():
     t = Trace(1)
     t.linear("fc", 100_000, 256, 256, role="mlp")  # writes 16 bits

@@ -205,8 +205,9 @@ TAGS: dict[str, str] = {
     "folded_heads": "an attention whose q, k, v are views of qkv reshaped to [3, B'*h, N, d] (timm's SAM layout)",
     "cosine": "scaled cosine attention (Swin V2): normalised q and k times a learned logit scale",
     "split_heads": "a matmul of head-split views of qkv (B' > 1 and h > 1) that torch.matmul copies to fold the batch",
-    "transposed_input": "a linear over a transposed view (Mixer's token MLP reads norm1(x)^T): torch.matmul copies "
-                        "its input to a contiguous buffer before the GEMM",
+    "transposed_input": "a linear over a transposed view (Mixer's token MLP reads norm1(x)^T): torch.linear then "
+                        "runs torch.matmul, which copies its input to a contiguous buffer, a GEMM without the bias, "
+                        "and the bias added in place over the output",
 }
 
 

@@ -17,8 +17,8 @@ Kernels (device-independent; `kernels(est, amp)`), with the dtypes that flow und
              class's rate. A profile without [efficiency.gather] (the GPU profiles) times it as memory.
 * memory     everything else: norms, softmax, GELU/ReLU, adds, scales, pools, BatchNorm, and the
              copies eager torch makes (autocast's casts, window partition/reverse, cyclic rolls, the
-             head-merge and operand copies of the math path, and a linear's copy of a transposed input: Mixer's
-             token MLP).
+             head-merge and operand copies of the math path, and a linear's copy of a transposed input with
+             the in-place bias add torch's linear then runs over the output: Mixer's token MLP).
 
 Autocast (`amp=True`: 16-bit autocast over fp32 weights, as timm's `--amp`): matmuls and convs write
 16 bits and read a 32-bit input only after a cast kernel (read 4, write 2 bytes per element); each
@@ -270,14 +270,18 @@ def kernels(est: Any, amp: bool = True, *, math_scores: str = "autocast") -> lis
 
 def _product_kernels(op: Op, weighted: bool, other: Any, wd: _Widths, emit: Any, cast_in: Any) -> None:
     """A linear's or conv's kernels: under autocast the weight's cast (once per forward) and the input's,
-    a transposed input's contiguous copy, then the product."""
+    a transposed input's contiguous copy, then the product; torch's linear adds the bias of a
+    non-contiguous input's product in place afterwards (a pass over the output), not inside the GEMM."""
     if wd.amp and weighted:
         emit(op.path, "memory", op.cost.params * (_FULL + _HALF), kind="weight_cast")
     cast_in(op.path, op.inp)
     if "transposed_input" in op.tags:  # the (cast) transposed view copied to a contiguous buffer
         emit(op.path, "memory", op.inp * 2 * wd.elem)
+    bias_apart = "transposed_input" in op.tags and op.cost.eltwise
     emit(op.path, _product_class(op), (op.inp + op.out + op.cost.params) * wd.elem,
-         FLOPS_PER_MAC * op.cost.macs, other, kind=op.kind)
+         FLOPS_PER_MAC * op.cost.macs, 0 if bias_apart else other, kind=op.kind)
+    if bias_apart:  # output.add_(bias): read and write the output
+        emit(op.path, "memory", op.out * 2 * wd.elem, other=other, kind="bias_add")
 
 
 def _attention_kernels(op: Op, image_batch: Any, fused: bool, wd: _Widths, emit: Any, math_scores: str) -> None:
