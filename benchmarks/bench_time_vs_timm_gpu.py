@@ -18,9 +18,10 @@ experimental (off by default), Swin V2 (cosine attention) and MViTv2 compute the
 math path. Convolutions run NCHW (timm's benchmark without --channels-last).
 
 Prints per row: gpu, design, size, batch, measured and predicted ms per batch, their ratio and
-fit/test; `--write-profiles` writes the fitted figures into the device profiles (vitcost/devices/*.toml:
-the launch floor and the [efficiency] classes, the sources kept); then per GPU and overall the median ratio and the fractions within 10% and 25%, for the
-fitting and test rows apart, for the time model and for the roofline.
+fit/test; then per GPU and overall the median ratio and the fractions within 10% and 25%, for the
+fitting and test rows apart, for the time model and for the roofline. `--write-profiles` writes the
+fitted figures into the device profiles (vitcost/devices/*.toml: the launch floor and the [efficiency]
+classes; names, peaks and sources stay).
 """
 
 from __future__ import annotations
