@@ -478,7 +478,23 @@ class MViTSpec(SpecBase):
     `expand_attn = False` (timm's mvitv2_large) widens instead in the MLP of each stage's last block:
     its attention, norm2 and MLP hidden run at the stage's channels, fc2 writes the next stage's, and the
     residual takes a linear projection of norm2's output (`shortcut_proj_mlp`); every block of a stage
-    then attends at that stage's channels, the first block of the next stage at the widened ones."""
+    then attends at that stage's channels, the first block of the next stage at the widened ones.
+
+    On a clip (T x H x W; an image is one frame) the model is MViTv2 as SlowFast builds it for video
+    (`MViT`, `configs/Kinetics/MVITv2_S_16x4.yaml`): the stem is a Conv3d cube embedding (kernel, stride and
+    padding in T from `stem_kernel_t`, `stem_stride_t`, `stem_padding_t`), the Q/K/V pooling convs and the
+    max-pooled shortcut are 3-D (kernel `pool_kernel_t` in T, strides `stage_q_stride_t` and `kv_stride_t`,
+    the latter divided by the Q stride at each stage start like `kv_stride`), and `rel_pos_t` adds a third,
+    temporal table to the decomposed relative positions: scores[(t, h, w), (t', h', w')] +=
+    q . (R_t[t, t'] + R_h[h, h'] + R_w[w, w']), each table sized 2 * max(q, k) - 1 along its axis (SlowFast
+    allocates the temporal one as 2 * T_in - 1 and interpolates it to that size: the same wherever the
+    temporal strides are 1, as in all its configs). `cls_token` puts a class token in front of the grid:
+    it is set aside by every pooling and put back in front, the relative positions and the residual
+    pooling skip its row and column, and the head reads it after the final norm instead of the mean.
+    The image defaults (all temporal kernels and strides 1, no temporal table, no class token) leave every
+    image figure as it was. MViTv2-S 16x4 (Kinetics-400, 16x224x224): 34.5M params and 64 GFLOPs (MACs) x 5
+    views in the paper and SlowFast's projects/mvitv2; here 34.54M and 64.22G (MACs), 0.35% over
+    the rounded 64."""
 
     family: ClassVar[str] = "mvit"
     dims: tuple[int, ...] = doc(text="channels per stage")
@@ -495,8 +511,18 @@ class MViTSpec(SpecBase):
     residual_pooling: bool = doc(True, "add the pooled queries back to the attention output")
     rel_pos: bool = doc(True, "decomposed relative positions on the scores")
     expand_attn: bool = doc(True, "widen in the first block's attention (false: in the MLP of the stage's last block)")
+    stem_kernel_t: int = doc(1, "kernel in T of the cube embedding (a clip TxHxW; 1: each frame on its own)")
+    stem_stride_t: int = doc(1, "stride in T of the cube embedding; T must be a multiple of it")
+    stem_padding_t: int = doc(0, "padding in T of the cube embedding")
+    pool_kernel_t: int = doc(1, "kernel in T of the depthwise Q/K/V pooling convs (odd)")
+    kv_stride_t: int = doc(1, "K/V pooling stride in T of the first stage, divided by the Q stride in T at each "
+                              "stage start")
+    stage_q_stride_t: int = doc(1, "Q pooling stride in T of the first block of stages 1..: 1 or even")
+    rel_pos_t: bool = doc(False, "a third, temporal table of decomposed relative positions (with rel_pos)")
+    cls_token: bool = doc(False, "a class token in front of the tokens, read by the head (false: the mean)")
 
     def validate(self) -> None:
+        self._validate_time()
         _positive(self, pool_kernel=self.pool_kernel, kv_stride=self.kv_stride,
                   stage_q_stride=self.stage_q_stride, stem_kernel=self.stem_kernel,
                   stem_stride=self.stem_stride, mlp_ratio=self.mlp_ratio,
@@ -517,6 +543,30 @@ class MViTSpec(SpecBase):
 
     def q_stride(self, stage: int) -> int:
         return 1 if stage == 0 else self.stage_q_stride
+
+    def _validate_time(self) -> None:
+        _positive(self, stem_kernel_t=self.stem_kernel_t, stem_stride_t=self.stem_stride_t,
+                  pool_kernel_t=self.pool_kernel_t, kv_stride_t=self.kv_stride_t,
+                  stage_q_stride_t=self.stage_q_stride_t)
+        if self.stem_padding_t < 0:
+            raise SpecError(f"MViTSpec.stem_padding_t must be at least 0, got {self.stem_padding_t}.")
+        if self.pool_kernel_t % 2 == 0:
+            raise SpecError(f"MViTSpec.pool_kernel_t must be odd, got {self.pool_kernel_t}.")
+        if self.stage_q_stride_t > 1 and self.stage_q_stride_t % 2:
+            raise SpecError(f"MViTSpec.stage_q_stride_t must be 1 or even, got {self.stage_q_stride_t}.")
+        if self.rel_pos_t and not self.rel_pos:
+            raise SpecError("MViTSpec.rel_pos_t adds a temporal table to the spatial ones: set rel_pos too.")
+
+    def strides3(self, stage: int, first: bool) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+        """(Q stride, K/V stride) as (T, H, W) of a block of `stage` (`first`: the stage's first block); the
+        K/V stride adapts in T as in space (SlowFast's POOL_KV_STRIDE_ADAPTIVE)."""
+        st = self.kv_stride_t
+        for _ in range(stage):
+            st = max(st // self.stage_q_stride_t, 1)
+        q = self.q_stride(stage) if first else 1
+        qt = self.stage_q_stride_t if first and stage else 1
+        kv = self.kv_stride_at(stage)
+        return (qt, q, q), (st, kv, kv)
 
     def block_dims(self, stage: int, i: int, dim_in: int) -> tuple[int, int]:
         """(attention channels, output channels) of block i of `stage`, whose input has dim_in channels."""

@@ -117,7 +117,9 @@ class AttnCall(NamedTuple):
 
     `terms`: additive score-sized terms (relative position bias, shift mask); `rel`: the (qh, qw, kh, kw)
     grids of decomposed relative positions (MViTv2), empty without; `residual`: the queries are added
-    back to the output (MViTv2's residual pooling)."""
+    back to the output (MViTv2's residual pooling). On a clip: `rel_t`, the (qt, kt) temporal grids of a
+    third, temporal table (MViTv2 on video; only beside `rel`), and `cls`, the tokens in front of the grid
+    (a class token) that the relative positions and the residual pooling leave out."""
 
     batch: Any
     heads: int
@@ -127,6 +129,23 @@ class AttnCall(NamedTuple):
     terms: int = 0
     rel: tuple = ()
     residual: bool = False
+    rel_t: tuple = ()
+    cls: int = 0
+
+    @property
+    def grid_rows(self) -> Any:
+        """Query rows on the token grid B'*h*(Nq - cls): what relative positions and residual pooling touch."""
+        return self.batch * self.heads * (self.nq - self.cls)
+
+    @property
+    def grid_scores(self) -> Any:
+        """Score elements between grid tokens B'*h*(Nq - cls)*(Nkv - cls)."""
+        return self.grid_rows * (self.nkv - self.cls)
+
+    @property
+    def rel_keys(self) -> Any:
+        """Keys along the decomposed axes, kh + kw (+ kt): each grid query's relative-position products."""
+        return self.rel[2] + self.rel[3] + (self.rel_t[1] if self.rel_t else 0) if self.rel else 0
 
     @property
     def q(self) -> Any:

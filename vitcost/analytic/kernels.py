@@ -25,7 +25,7 @@ from vitcost.vocab import Kernel
 MATH, FUSED, COMPOSITE = "math", "fused", "composite"
 
 # `trace.attention_steps` that a fused kernel does not absorb
-OUTSIDE_FUSED = frozenset({"rel_h", "rel_w", "rel_sum", "rel_add", "residual"})
+OUTSIDE_FUSED = frozenset({"rel_h", "rel_w", "rel_t", "rel_sum", "rel_add", "residual"})
 
 
 def attention_path(call: AttnCall | LinearAttnCall, kernel: Kernel, *, training: bool = False) -> str:

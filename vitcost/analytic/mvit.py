@@ -1,11 +1,13 @@
-"""MViTv2 walker (Li et al. 2022), conv pooling, no class token, expand-in-attention.
+"""MViTv2 walker (Li et al. 2022), conv pooling, expand-in-attention; on images and on clips (`specs.MViTSpec`).
 
-Per block with input grid h x w of width D_in, output width D, heads n, head width d = D/n:
-  qkv:      h*w * D_in * 3D
-  pooling:  Q, K, V each: depthwise k x k conv on [n, d, h, w] (stride s_q for Q, s_kv for K/V),
-            then LayerNorm over d -> Nq = hq*wq queries, Nk = hk*wk keys
-  scores:   n * Nq * Nk * d (QK^T) + n * Nq * (hk + wk) * d (decomposed relative positions)
-            + n * Nq * Nk * d (AV); residual pooling adds Q to the output
+Per block with input grid t x h x w (an image: t = 1) of width D_in, output width D, heads n, head width d = D/n,
+and N = c + t*h*w tokens (c = 1 with a class token, else 0):
+  qkv:      N * D_in * 3D
+  pooling:  Q, K, V each: depthwise kt x k x k conv on [n, d, t, h, w] (stride s_q for Q, s_kv for K/V; the
+            class token set aside and put back in front), then LayerNorm over d
+            -> Nq = c + tq*hq*wq queries, Nk = c + tk*hk*wk keys
+  scores:   n * Nq * Nk * d (QK^T) + n * (Nq - c) * (hk + wk [+ tk]) * d (decomposed relative positions,
+            the temporal table on a clip) + n * Nq * Nk * d (AV); residual pooling adds Q to the output
   proj:     Nq * D^2,  MLP: 2 * r * Nq * D^2
   shortcut: a linear D_in -> D when the width changes, max-pooled with the Q stride.
 """
@@ -16,6 +18,7 @@ from typing import Any
 
 from vitcost.analytic.cost import AttnCall
 from vitcost.analytic.ints import conv_out, imax
+from vitcost.analytic.mvit1 import Grid, pools, skip_kernel, volume
 from vitcost.analytic.peaks import (
     LSE_BYTES,
     Block,
@@ -31,24 +34,57 @@ from vitcost.specs import MViTSpec
 from vitcost.vocab import INT64
 
 
-def _pool(t: Trace, p: str, which: str, b: Any, heads: int, hd: int, h: Any, w: Any, k: int, stride: int,
-          qkv: str) -> tuple[Any, Any]:
-    """Depthwise conv pooling shared across heads: [b*heads, hd, h, w] -> [b*heads, hd, ho, wo], then norm;
-    the conv reads the op `qkv`'s output."""
-    ho, wo = t.conv(f"{p}.pool_{which}", b * heads, hd, hd, h, w, kernel=k, stride=stride, pad=k // 2,
-                    groups=hd, bias=False, role="pool")
+def _pool(t: Trace, p: str, which: str, b: Any, heads: int, hd: int, grid: Grid, kernel: Grid, stride: Grid,
+          qkv: str, cls: int) -> Grid:
+    """Depthwise conv pooling shared across heads: [b*heads, hd, t, h, w] -> [b*heads, hd, to, ho, wo] (a class
+    token set aside and concatenated back in front), then norm; the conv reads the op `qkv`'s output."""
+    out = t.conv3d(f"{p}.pool_{which}", b * heads, hd, hd, grid, kernel=kernel, stride=stride,
+                   pad=tuple(k // 2 for k in kernel), groups=hd, bias=False, role="pool")
     t.note(src=(qkv,))  # a contiguous copy of the head-split q, k or v
-    t.norm(f"{p}.norm_{which}", b * heads * ho * wo, hd, role="pool")
-    return ho, wo
+    n = cls + volume(out)
+    if cls:
+        t.eltwise(f"{p}.pool_{which}", b * heads * n * hd, kind="concat", inp=b * heads * n * hd)
+    t.norm(f"{p}.norm_{which}", b * heads * n, hd, role="pool")
+    return out
 
 
-def mvit_block(t: Trace, p: str, b: Any, h: Any, w: Any, dim_in: int, dim: int, heads: int, q_stride: int,
-               kv_stride: int, spec: MViTSpec, dim_out: int = 0) -> tuple[Any, Any]:
-    """One block: attention from dim_in to dim channels, MLP from dim to dim_out (default dim); a wider
-    dim_out projects the residual from norm2's output (`shortcut_proj_mlp`)."""
+def _shortcut_pool(t: Trace, p: str, b: Any, qg: Grid, stride: Grid, dim: int, short: Any, cls: int) -> None:
+    """The shortcut max-pooled to the query grid (kernel s + 1 on a strided axis, a class token set aside and
+    concatenated back), from `short` elements."""
+    ks = skip_kernel(stride)
+    pooled = b * volume(qg) * dim
+    t.eltwise(f"{p}.shortcut_pool_attn", pooled * ks[0] * ks[1] * ks[2], kind="pool", inp=short, out=pooled)
+    t.note("max_pool", src=("copy",))  # of the shortcut transposed to [B, D, t, h, w]: a contiguous copy
+    if cls:
+        n = b * (cls + volume(qg)) * dim
+        t.eltwise(f"{p}.shortcut_pool_attn", n, kind="concat", inp=n)
+
+
+def _attend(t: Trace, p: str, b: Any, heads: int, hd: int, qg: Grid, kg: Grid, spec: MViTSpec) -> None:
+    """The relative-position tables (h, w, and t with `rel_pos_t`: 2 * max(q, k) - 1 rows each) and the
+    attention record."""
+    (qt, qh, qw), (kt, kh, kw) = qg, kg
+    if spec.rel_pos:
+        t.param(f"{p}.attn.rel_pos_h", (2 * imax(qh, kh) - 1) * hd)
+        t.param(f"{p}.attn.rel_pos_w", (2 * imax(qw, kw) - 1) * hd)
+    if spec.rel_pos_t:
+        t.param(f"{p}.attn.rel_pos_t", (2 * imax(qt, kt) - 1) * hd)
+    cls = int(spec.cls_token)
+    t.attention(f"{p}.attn", b, heads, cls + volume(qg), cls + volume(kg), hd,
+                rel=(qh, qw, kh, kw) if spec.rel_pos else (), residual=spec.residual_pooling,
+                rel_t=(qt, kt) if spec.rel_pos_t else (), cls=cls)
+
+
+def mvit_block(t: Trace, p: str, b: Any, grid: Grid, dim_in: int, dim: int, heads: int,
+               strides: tuple[Grid, Grid], spec: MViTSpec, dim_out: int = 0) -> Grid:
+    """One block on a t x h x w grid: attention from dim_in to dim channels with (Q, K/V) pooling `strides`,
+    MLP from dim to dim_out (default dim); a wider dim_out projects the residual from norm2's output
+    (`shortcut_proj_mlp`)."""
     dim_out = dim_out or dim
-    rows = b * h * w
-    hd, k = dim // heads, spec.pool_kernel
+    cls = int(spec.cls_token)
+    rows = b * (cls + volume(grid))
+    hd, k = dim // heads, (spec.pool_kernel_t, spec.pool_kernel, spec.pool_kernel)
+    q_stride, kv_stride = strides
     t.norm(f"{p}.norm1", rows, dim_in)
     norm1 = t.key()
     short = rows * dim_in
@@ -58,25 +94,18 @@ def mvit_block(t: Trace, p: str, b: Any, h: Any, w: Any, dim_in: int, dim: int, 
     t.linear(f"{p}.attn.qkv", rows, dim_in, 3 * dim, role="proj")
     t.note(src=(norm1,))  # past the shortcut projection
     qkv = t.key()
-    pool_q = k > 1 or q_stride > 1
-    pool_kv = k > 1 or kv_stride > 1
-    qh, qw = _pool(t, f"{p}.attn", "q", b, heads, hd, h, w, k, q_stride, qkv) if pool_q else (h, w)
-    kh, kw = _pool(t, f"{p}.attn", "k", b, heads, hd, h, w, k, kv_stride, qkv) if pool_kv else (h, w)
+    pool_q, pool_kv = pools(k, q_stride, False), pools(k, kv_stride, False)
+    qg = _pool(t, f"{p}.attn", "q", b, heads, hd, grid, k, q_stride, qkv, cls) if pool_q else grid
+    kg = _pool(t, f"{p}.attn", "k", b, heads, hd, grid, k, kv_stride, qkv, cls) if pool_kv else grid
     if pool_kv:
-        _pool(t, f"{p}.attn", "v", b, heads, hd, h, w, k, kv_stride, qkv)
+        _pool(t, f"{p}.attn", "v", b, heads, hd, grid, k, kv_stride, qkv, cls)
     # q, k and v: the pooling norms' outputs where they pool, else views of qkv
     sources = [f"qkv={qkv}"] + [f"{which}={p}.attn.norm_{which}#layer_norm" for which, pooled
                                 in (("q", pool_q), ("k", pool_kv), ("v", pool_kv)) if pooled]
-    nq, nk = qh * qw, kh * kw
-    if q_stride > 1:  # max-pool the shortcut to the query grid
-        ks = q_stride + 1
-        t.eltwise(f"{p}.shortcut_pool_attn", b * nq * dim * ks * ks, kind="pool", inp=short, out=b * nq * dim)
-        t.note("max_pool", src=("copy",))  # of the shortcut transposed to [B, D, h, w]: a contiguous copy
-    if spec.rel_pos:
-        t.param(f"{p}.attn.rel_pos_h", (2 * imax(qh, kh) - 1) * hd)
-        t.param(f"{p}.attn.rel_pos_w", (2 * imax(qw, kw) - 1) * hd)
-    t.attention(f"{p}.attn", b, heads, nq, nk, hd, rel=(qh, qw, kh, kw) if spec.rel_pos else (),
-                residual=spec.residual_pooling)
+    nq = cls + volume(qg)
+    if max(q_stride) > 1:
+        _shortcut_pool(t, p, b, qg, q_stride, dim, short, cls)
+    _attend(t, p, b, heads, hd, qg, kg, spec)
     t.note(src=tuple(sources))
     t.linear(f"{p}.attn.proj", b * nq, dim, dim, role="proj")
     y = b * nq * dim
@@ -92,26 +121,48 @@ def mvit_block(t: Trace, p: str, b: Any, h: Any, w: Any, dim_in: int, dim: int, 
     t.gelu(f"{p}.mlp.act", b * nq * hidden)
     t.linear(f"{p}.mlp.fc2", b * nq, hidden, dim_out, role="mlp")
     t.eltwise(p, b * nq * dim_out)  # residual
-    return qh, qw
+    return qg
 
 
-def mvit_trace(spec: MViTSpec, h: Any, w: Any, b: Any) -> Trace:
+def embed(t: Trace, spec: MViTSpec, h: Any, w: Any, b: Any, frames: Any) -> Grid:
+    """The stem, a conv over [T, H, W] (an image: one frame, kernel 1 in T), and the class token; returns the
+    token grid."""
+    ts, k = spec.stem_stride_t, spec.stem_kernel
+    if isinstance(frames, int) and frames % ts:
+        what = "an image (one frame)" if frames == 1 else f"a clip of {frames} frames"
+        raise SpecError(f"MViTSpec.stem_stride_t {ts} does not divide the frames of {what}: give T a multiple of {ts}.")
+    if isinstance(h, int) and min(h, w) < k:
+        raise SpecError(f"{h}x{w} is smaller than the {k}x{k} stem of MViTv2.")
+    grid = t.conv3d("patch_embed.proj", b, spec.in_chans, spec.dims[0], (frames, h, w),
+                    kernel=(spec.stem_kernel_t, k, k), stride=(ts, spec.stem_stride, spec.stem_stride),
+                    pad=(spec.stem_padding_t, k // 2, k // 2), role="embed")
+    if isinstance(frames, int) and grid[0] < 1:
+        raise SpecError(f"{frames} frames are fewer than the {spec.stem_kernel_t}-frame stem of MViTv2.")
+    if spec.cls_token:
+        n = b * (1 + volume(grid)) * spec.dims[0]
+        t.param("cls_token", spec.dims[0])
+        t.eltwise("", n, kind="concat", inp=n)  # the class token in front
+    return grid
+
+
+def mvit_trace(spec: MViTSpec, h: Any, w: Any, b: Any, frames: Any = 1) -> Trace:
+    """The forward on a clip [b, C, frames, h, w] (an image: frames = 1)."""
     t = Trace(b)
-    if isinstance(h, int) and min(h, w) < spec.stem_kernel:
-        raise SpecError(f"{h}x{w} is smaller than the {spec.stem_kernel}x{spec.stem_kernel} stem of MViTv2.")
-    gh, gw = t.conv("patch_embed.proj", b, spec.in_chans, spec.dims[0], h, w, kernel=spec.stem_kernel,
-                    stride=spec.stem_stride, pad=spec.stem_kernel // 2, role="embed")
+    grid = embed(t, spec, h, w, b, frames)
+    cls = int(spec.cls_token)
     dim_in = spec.dims[0]
     for s, (depth, heads) in enumerate(zip(spec.depths, spec.heads)):
         for i in range(depth):
             dim, dim_out = spec.block_dims(s, i, dim_in)
-            with t.block(f"stages.{s}.blocks.{i}", f"stages.{s}", b * gh * gw * dim_in):
-                gh, gw = mvit_block(t, f"stages.{s}.blocks.{i}", b, gh, gw, dim_in, dim, heads,
-                                    spec.q_stride(s) if i == 0 else 1, spec.kv_stride_at(s), spec, dim_out)
+            with t.block(f"stages.{s}.blocks.{i}", f"stages.{s}", b * (cls + volume(grid)) * dim_in):
+                grid = mvit_block(t, f"stages.{s}.blocks.{i}", b, grid, dim_in, dim, heads, spec.strides3(s, i == 0),
+                                  spec, dim_out)
             dim_in = dim_out
-    t.norm("norm", b * gh * gw, dim_in)
-    t.eltwise("", b * dim_in, kind="pool", inp=b * gh * gw * dim_in)  # mean over tokens
-    t.linear("head", b, dim_in, spec.num_classes, role="head")
+    n = cls + volume(grid)
+    t.norm("norm", b * n, dim_in)
+    if not cls:
+        t.eltwise("", b * dim_in, kind="pool", inp=b * n * dim_in)  # mean over tokens
+    t.linear("head", b, dim_in, spec.num_classes, role="head")  # on the mean, or on the class token
     return t
 
 
@@ -119,6 +170,11 @@ def grid(spec: MViTSpec, h: Any, w: Any) -> tuple[Any, Any]:
     """The stem's output grid."""
     return (conv_out(h, spec.stem_kernel, spec.stem_stride, spec.stem_kernel // 2),
             conv_out(w, spec.stem_kernel, spec.stem_stride, spec.stem_kernel // 2))
+
+
+def time_grid(spec: MViTSpec, frames: Any) -> Any:
+    """The stem's temporal grid."""
+    return conv_out(frames, spec.stem_kernel_t, spec.stem_stride_t, spec.stem_padding_t)
 
 
 def lattice(spec: MViTSpec) -> tuple[int, int]:
@@ -132,6 +188,10 @@ def lattice(spec: MViTSpec) -> tuple[int, int]:
 
 def complexity(spec: MViTSpec) -> str:
     return "O(R^4/s^2)"  # all pairs, keys pooled by stride s
+
+
+def clip_complexity(spec: MViTSpec) -> str:
+    return "O((T H W)^2/s^2)"  # all pairs of the t*h*w tokens, keys pooled by s
 
 
 # ---------------------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ def _pooled(grid: Grid, kernel: tuple[int, ...], stride: tuple[int, ...]) -> Gri
     return tuple(conv_out(g, k, s, k // 2) for g, k, s in zip(grid, kernel, stride))  # type: ignore[return-value]
 
 
-def _volume(grid: Grid) -> Any:
+def volume(grid: Grid) -> Any:
     return grid[0] * grid[1] * grid[2]
 
 
@@ -55,7 +55,7 @@ def _pool(t: Trace, p: str, which: str, b: Any, heads: int, hd: int, grid: Grid,
     out = t.conv3d(f"{p}.pool_{which}", b * heads, hd, hd, grid, kernel=kernel, stride=stride,
                    pad=tuple(k // 2 for k in kernel), groups=hd, bias=False, role="pool")
     t.note(src=(qkv,))
-    n = 1 + _volume(out)
+    n = 1 + volume(out)
     t.eltwise(f"{p}.pool_{which}", b * heads * n * hd, kind="concat", inp=b * heads * n * hd)
     t.norm(f"{p}.norm_{which}", b * heads * n, hd, role="pool")
     return out
@@ -64,7 +64,7 @@ def _pool(t: Trace, p: str, which: str, b: Any, heads: int, hd: int, grid: Grid,
 def mvit1_block(t: Trace, p: str, b: Any, grid: Grid, dim: int, dim_out: int, heads: int, q_stride: tuple,
                 kv_stride: tuple, spec: MViTv1Spec) -> Grid:
     """One multiscale block on `grid` (plus the class token), from dim to dim_out channels."""
-    n = 1 + _volume(grid)
+    n = 1 + volume(grid)
     rows = b * n
     hd, k = dim // heads, tuple(spec.pool_kernel)
     t.norm(f"{p}.norm1", rows, dim)
@@ -77,13 +77,13 @@ def mvit1_block(t: Trace, p: str, b: Any, grid: Grid, dim: int, dim_out: int, he
         _pool(t, f"{p}.attn", "v", b, heads, hd, grid, k, kv_stride, qkv)
     sources = [f"qkv={qkv}"] + [f"{which}={p}.attn.norm_{which}#layer_norm" for which, pooled
                                 in (("q", pool_q), ("k", pool_kv), ("v", pool_kv)) if pooled]
-    nq, nk = 1 + _volume(qg), 1 + _volume(kg)
+    nq, nk = 1 + volume(qg), 1 + volume(kg)
     t.attention(f"{p}.attn", b, heads, nq, nk, hd)
     t.note(src=tuple(sources))
     t.linear(f"{p}.attn.proj", b * nq, dim, dim, role="proj")
     if max(q_stride) > 1:  # the residual max-pooled to the query grid, the class token set aside
         ks = skip_kernel(q_stride)
-        pooled = b * _volume(qg) * dim
+        pooled = b * volume(qg) * dim
         t.eltwise(f"{p}.pool_skip", pooled * ks[0] * ks[1] * ks[2], kind="pool", inp=b * (n - 1) * dim, out=pooled)
         t.note("max_pool", src=("copy",))  # of the tokens transposed to [B, D, t, h, w]: a contiguous copy
         t.eltwise(f"{p}.pool_skip", b * nq * dim, kind="concat", inp=b * nq * dim)
@@ -111,9 +111,9 @@ def embed(t: Trace, spec: MViTv1Spec, h: Any, w: Any, b: Any, frames: Any) -> Gr
     grid = t.conv3d("patch_embed.proj", b, spec.in_chans, spec.dims[0], (frames, h, w),
                     kernel=tuple(spec.patch_kernel), stride=tuple(spec.patch_stride),
                     pad=tuple(spec.patch_padding), role="embed")
-    if isinstance(h, int) and min(_volume(grid), *grid) < 1:
+    if isinstance(h, int) and min(volume(grid), *grid) < 1:
         raise SpecError(f"{frames}x{h}x{w} is smaller than MViT's cube embedding.")
-    d, tokens = spec.dims[0], _volume(grid)
+    d, tokens = spec.dims[0], volume(grid)
     t.param("cls_token", d)
     t.eltwise("", b * (1 + tokens) * d, kind="concat", inp=b * (1 + tokens) * d)  # the class token in front
     if spec.sep_pos_embed:  # spatial rows repeated over t, temporal rows over h*w, summed; the class row
@@ -137,11 +137,11 @@ def mvit1_trace(spec: MViTv1Spec, h: Any, w: Any, b: Any, frames: Any = 1) -> Tr
     for s, (depth, heads) in enumerate(zip(spec.depths, spec.heads)):
         for i in range(depth):
             dim_out = spec.dims[s + 1] if i == depth - 1 and s < last else spec.dims[s]
-            with t.block(f"blocks.{sum(spec.depths[:s]) + i}", "", b * (1 + _volume(grid)) * dim):
+            with t.block(f"blocks.{sum(spec.depths[:s]) + i}", "", b * (1 + volume(grid)) * dim):
                 grid = mvit1_block(t, f"blocks.{sum(spec.depths[:s]) + i}", b, grid, dim, dim_out, heads,
                                    spec.q_stride(s) if i == 0 else (1, 1, 1), spec.kv_stride_at(s), spec)
             dim = dim_out
-    t.norm("norm", b * (1 + _volume(grid)), dim)
+    t.norm("norm", b * (1 + volume(grid)), dim)
     t.linear("head", b, dim, spec.num_classes, role="head")  # on the class token
     return t
 

@@ -309,15 +309,13 @@ def _fused(op: Op, a: AttnCall, wd: _Widths, emit: Any) -> None:
     bias = 0
     if a.rel:
         for st in call_steps(a):
-            if st.name in ("rel_h", "rel_w"):
+            if st.name in ("rel_h", "rel_w", "rel_t"):
                 emit(op.path, "gemm", (st.inp + st.out) * e, FLOPS_PER_MAC * st.cost.macs, kind=st.name)
-        qh, qw, kh, kw = a.rel
-        rows = a.batch * a.heads
-        emit(op.path, "memory", rows * qh * qw * (kh + kw) * e + a.scores * e, kind="rel_sum")  # -> [.., Nq, Nkv]
+        emit(op.path, "memory", a.grid_rows * a.rel_keys * e + a.scores * e, kind="rel_sum")  # -> [.., Nq, Nkv]
         bias = a.scores * e
     elif a.terms:
         bias = a.scores * wd.fp32  # the fp32 bias (+ mask) tensor, read per batch
-    core = [st for st in call_steps(a) if st.name not in ("rel_h", "rel_w", "residual")]
+    core = [st for st in call_steps(a) if st.name not in ("rel_h", "rel_w", "rel_t", "residual")]
     macs = sum(st.cost.macs for st in core)
     vec = sum(project(st.cost, "flops") for st in core) - FLOPS_PER_MAC * macs
     nbytes = (a.q + 2 * a.kv + a.q) * e + bias
@@ -378,7 +376,7 @@ def _math(op: Op, a: Any, wd: _Widths, emit: Any, math_scores: str, image_batch:
 
 
 # Steps of decomposed relative positions computed before SDPA is called (the bias it is handed)
-_BUILT_OUTSIDE = frozenset({"rel_h", "rel_w", "rel_sum"})
+_BUILT_OUTSIDE = frozenset({"rel_h", "rel_w", "rel_t", "rel_sum"})
 
 
 # ---------------------------------------------------------------------------------------------

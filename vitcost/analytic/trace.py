@@ -132,15 +132,17 @@ class Trace:
         self._add(path, "param", role, Cost(params=n), 0, 0)
 
     def attention(self, path: str, b: Any, heads: int, nq: Any, nk: Any, head_dim: int, *, terms: int = 0,
-                  rel: tuple = (), residual: bool = False) -> Any:
+                  rel: tuple = (), residual: bool = False, rel_t: tuple = (), cls: int = 0) -> Any:
         """One scaled dot-product attention call, recorded as one structured op (see `attention_steps`
         for its parts). Returns the output elements b*h*nq*d."""
-        call = AttnCall(b, heads, nq, nk, head_dim, terms, rel, residual)
+        call = AttnCall(b, heads, nq, nk, head_dim, terms, rel, residual, rel_t, cls)
         q, s = call.q, call.scores
-        rel_macs = b * heads * nq * (rel[2] + rel[3]) * head_dim if rel else 0  # q R_h^T and q R_w^T
+        rel_macs = call.grid_rows * call.rel_keys * head_dim if rel else 0  # q R_h^T, q R_w^T (and q R_t^T)
+        rel_adds = (3 if rel_t else 2) * call.grid_scores if rel else 0  # the broadcast sum, added to the scores
+        grid_q = call.grid_rows * head_dim
         # the sum of `attention_steps(call)`, in closed form (a test holds them equal)
         cost = Cost(macs=2 * s * head_dim + rel_macs, softmax=s, attn=s,
-                    eltwise=q + terms * s + (2 * s if rel else 0) + (q if residual else 0))
+                    eltwise=q + terms * s + rel_adds + (grid_q if residual else 0))
         self._add(path, "attention", "scores", cost, q, q + 2 * call.kv, call)
         return q
 
@@ -177,29 +179,50 @@ def attention_steps(a: AttnCall) -> list[Step]:
     qk       q: [B', h, Nq, d] @ k^T: [B', h, d, Nkv] -> [B', h, Nq, Nkv]   B'*h*Nq*Nkv*d MACs
     rel_h    q: [B'*h*qh, qw, d] @ R_h^T: [.., d, kh] -> [B'*h*qh, qw, kh]  B'*h*Nq*kh*d MACs  (MViTv2)
     rel_w    q: [B'*h*qw, qh, d] @ R_w^T: [.., d, kw] -> [B'*h*qw, qh, kw]  B'*h*Nq*kw*d MACs
-    rel_sum  rel_h + rel_w broadcast to a [B', h, Nq, Nkv] term; rel_add: scores + term
+    rel_t    q: [qt, B'*h*qh*qw, d] @ R_t^T: [qt, d, kt] -> [.., kt]          B'*h*Nq*kt*d MACs  (on a clip)
+    rel_sum  rel_h + rel_w (+ rel_t) broadcast to a [B', h, Nq, Nkv] term; rel_add: scores + term
     term     scores + bias / mask, once per additive term
     softmax  over the scores
     av       scores: [B', h, Nq, Nkv] @ v: [B', h, Nkv, d] -> [B', h, Nq, d] B'*h*Nq*Nkv*d MACs
-    residual output + q (residual pooling)"""
+    residual output + q (residual pooling)
+    With a class token (`cls`) the relative positions and the residual pooling take the grid's queries and
+    keys only (Nq - 1, Nkv - 1)."""
     bh, d = a.batch * a.heads, a.head_dim
     q, kv, s = a.q, a.kv, a.scores
     steps = [Step("scale", Cost(eltwise=q), q, q),
              Step("qk", Cost(macs=s * d, attn=s), q + kv, s)]
     if a.rel:
-        qh, qw, kh, kw = a.rel
-        rel_h, rel_w = bh * qh * qw * kh, bh * qw * qh * kw
-        # each product reads q and a table broadcast over the B'*h batch (a copy of B'*h*q?*k?*d)
-        steps += [Step("rel_h", Cost(macs=rel_h * d), q + bh * qh * d * kh, rel_h),
-                  Step("rel_w", Cost(macs=rel_w * d), q + bh * qw * d * kw, rel_w),
-                  Step("rel_sum", Cost(eltwise=s), rel_h + rel_w, s),
-                  Step("rel_add", Cost(eltwise=s), 2 * s, s)]
+        steps += _rel_steps(a, bh, d)
     steps += [Step("term", Cost(eltwise=s), 2 * s, s)] * a.terms
     steps += [Step("softmax", Cost(softmax=s), s, s),
               Step("av", Cost(macs=s * d), s + kv, q)]
     if a.residual:
-        steps.append(Step("residual", Cost(eltwise=q), 2 * q, q))
+        gq = a.grid_rows * d
+        steps.append(Step("residual", Cost(eltwise=gq), 2 * gq, gq))
     return steps
+
+
+def _rel_steps(a: AttnCall, bh: Any, d: int) -> list[Step]:
+    """The decomposed relative positions of `attention_steps`: one product per axis, their broadcast sum,
+    its add to the scores."""
+    qh, qw, kh, kw = a.rel
+    if a.cls or a.rel_t:
+        rows = a.grid_rows
+        rel_h, rel_w = rows * kh, rows * kw
+    else:
+        rel_h, rel_w = bh * qh * qw * kh, bh * qw * qh * kw
+    s = a.grid_scores
+    # each product reads q and a table broadcast over the B'*h batch (a copy of B'*h*q?*k?*d)
+    steps = [Step("rel_h", Cost(macs=rel_h * d), a.q + bh * qh * d * kh, rel_h),
+             Step("rel_w", Cost(macs=rel_w * d), a.q + bh * qw * d * kw, rel_w)]
+    terms = rel_h + rel_w
+    if a.rel_t:
+        qt, kt = a.rel_t
+        rel_t = a.grid_rows * kt
+        steps.append(Step("rel_t", Cost(macs=rel_t * d), a.q + qt * d * kt, rel_t))
+        terms += rel_t
+    return steps + [Step("rel_sum", Cost(eltwise=(2 if a.rel_t else 1) * s), terms, s),
+                    Step("rel_add", Cost(eltwise=s), 2 * s, s)]
 
 
 def linear_attention_steps(a: LinearAttnCall) -> list[Step]:

@@ -43,7 +43,7 @@ from vitcost.analytic.train_memory import param_tensors
 from vitcost.analytic.training import reads_constant
 from vitcost.vocab import F32, Optimizer
 
-PRODUCT_STEPS = frozenset({"qk", "av", "rel_h", "rel_w", "kv", "num", "den"})  # attention-call products
+PRODUCT_STEPS = frozenset({"qk", "av", "rel_h", "rel_w", "rel_t", "kv", "num", "den"})  # attention-call products
 FUSED_BACKWARD_FLOPS = 2.5  # five score-sized products against the forward's two
 FUSED_BACKWARD_BYTES = 2.0  # q, k, v, o, do read; dq, dk, dv written; against q, k, v read and o written
 # attention-call steps and copies: backward bytes over the forward's

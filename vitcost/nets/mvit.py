@@ -22,20 +22,33 @@ broadcast sum with the scores (two score-sized temporaries) is written back into
 the softmax output stays referenced until the module returns. The block keeps norm1's output and the
 shortcut until norm2 has run (timm rebinds `x_norm` and `x_shortcut` only then). timm has no fused path
 for MViTv2; the sdpa path here passes the same relative-position sum as attn_mask.
+
+On a clip [B, C, T, H, W] (the net built for a `Res` with frames) the modules are SlowFast's video MViTv2
+(`slowfast/models/attention.py`): a Conv3d cube embedding, Conv3d pooling of q, k, v, a MaxPool3d shortcut,
+and with `rel_pos_t` a third, temporal table in the decomposed relative positions (a third product, added to
+the scores with the others). With `cls_token` a class token is concatenated in front of the embedded tokens;
+every pooling sets it aside and puts it back in front, the relative positions and the residual pooling skip
+its row and column (the residual pooling adds q in place, as SlowFast's), and the head reads it after the
+final norm. An image keeps the 2-D modules above.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vitcost.analytic.ints import conv_out
+from vitcost.analytic.mvit1 import pools, skip_kernel
 from vitcost.errors import SpecError
 from vitcost.nets.common import AttentionCore, ConvEmbed, Mlp, check_input, trunc_normal
+from vitcost.nets.mvit1 import pooled_grid
 from vitcost.specs import MViTSpec
 
 LN_EPS = 1e-6
+Grid = tuple[int, ...]  # the token grid: (h, w) for an image, (t, h, w) for a clip
 
 
 def rel_pos_index(q_size: int, k_size: int) -> Tensor:
@@ -48,91 +61,110 @@ def rel_pos_index(q_size: int, k_size: int) -> Tensor:
 
 
 def _einsum_axis(r_q: Tensor, table: Tensor, axis: int) -> Tensor:
-    """torch.einsum("byhwc,hkc->byhwk", r_q, table) for axis 2 (h), "byhwc,wkc->byhwk" for axis 3 (w), as
-    the einsum runs it: r_q [B, n, qh, qw, d] with the axis moved first and the others flattened,
-    [A, B*n*rest, d] (a copy unless that is a view: for axis h when B*n > 1 and qh, qw > 1), a batched
-    matmul with table^T [A, d, k], and the result viewed back as [B, n, qh, qw, k]. Written as the matmul
-    so that fvcore counts it exactly (its einsum handle rounds to four digits)."""
-    b, n, qh, qw, d = r_q.shape
-    order = (2, 0, 1, 3, 4) if axis == 2 else (3, 0, 1, 2, 4)
-    out = r_q.permute(*order).reshape(r_q.shape[axis], -1, d) @ table.transpose(1, 2)  # [A, B*n*rest, k]
-    if axis == 2:
-        return out.view(qh, b, n, qw, -1).permute(1, 2, 0, 3, 4)
-    return out.view(qw, b, n, qh, -1).permute(1, 2, 3, 0, 4)
+    """torch.einsum("byhwc,hkc->byhwk", r_q, table) for axis 2 (h), "byhwc,wkc->byhwk" for axis 3 (w), and on a
+    clip r_q [B, n, qt, qh, qw, d] likewise along t, h or w, as the einsum runs it: the axis moved first and the
+    others flattened, [A, B*n*rest, d] (a copy unless that is a view: the last grid axis, or one whose
+    preceding axes are all 1 long), a batched matmul with table^T [A, d, k], and the result viewed back as
+    [B, n, *grid, k]. Written as the matmul so that fvcore counts it exactly (its einsum handle rounds to four
+    digits)."""
+    last = r_q.dim() - 1
+    rest = [i for i in range(last) if i != axis]
+    out = r_q.permute(axis, *rest, last).reshape(r_q.shape[axis], -1, r_q.shape[last]) @ table.transpose(1, 2)
+    out = out.view(r_q.shape[axis], *(r_q.shape[i] for i in rest), -1)  # [A, B, n, *rest, k]
+    return out.permute(*range(1, axis + 1), 0, *range(axis + 1, last + 1))
+
+
+def is_clip(spec: MViTSpec, res: tuple[int, int]) -> bool:
+    """Whether the net runs 3-D modules: on a clip, or on an image when the spec uses the time axis (a kernel
+    over T on one frame counts all its taps, as the walker does)."""
+    return (getattr(res, "frames", None) is not None or spec.rel_pos_t or spec.pool_kernel_t > 1
+            or spec.stem_kernel_t > 1)
+
+
+def _pool_conv(hd: int, kernel: Grid, stride: Grid) -> tuple[nn.Module | None, nn.LayerNorm | None]:
+    """A depthwise pooling conv (2-D or 3-D as the grid) and its norm; an identity pooling is left out."""
+    if not pools(kernel, stride, False):
+        return None, None
+    conv = nn.Conv3d if len(kernel) == 3 else nn.Conv2d
+    return (conv(hd, hd, kernel, stride=stride, padding=tuple(k // 2 for k in kernel), groups=hd, bias=False),
+            nn.LayerNorm(hd, LN_EPS))
 
 
 class MultiScaleAttention(AttentionCore):
-    """Pooling attention on an h x w grid: x [B, h*w, D_in] -> [B, hq*wq, D]. The scores, the two
-    rel-pos products and the residual add run here:
+    """Pooling attention on an h x w grid (a clip: t x h x w), plus a class token with `cls_token`:
+    x [B, c + h*w, D_in] -> [B, c + hq*wq, D]. The scores, the rel-pos products and the residual add run here
+    (Nq', Nk': the grid's queries and keys, without the class token):
       q k^T:  [B, n, Nq, d] @ [B, n, d, Nk]                       B*n*Nq*Nk*d MACs
-      rel h:  q [hq, B*n*wq, d] @ R_h^T [hq, d, hk] -> [B, n, hq, wq, hk]   B*n*Nq*hk*d MACs
-      rel w:  q [wq, B*n*hq, d] @ R_w^T [wq, d, wk] -> [B, n, hq, wq, wk]   B*n*Nq*wk*d MACs
+      rel h:  q [hq, B*n*wq, d] @ R_h^T [hq, d, hk] -> [B, n, hq, wq, hk]   B*n*Nq'*hk*d MACs
+      rel w:  q [wq, B*n*hq, d] @ R_w^T [wq, d, wk] -> [B, n, hq, wq, wk]   B*n*Nq'*wk*d MACs
+      rel t:  q [tq, B*n*hq*wq, d] @ R_t^T [tq, d, tk]                      B*n*Nq'*tk*d MACs (rel_pos_t)
       @ v:    [B, n, Nq, Nk] @ [B, n, Nk, d]                      B*n*Nq*Nk*d MACs"""
 
-    def __init__(self, dim_in: int, dim: int, heads: int, grid: tuple[int, int], q_stride: int, kv_stride: int,
-                 spec: MViTSpec, attn_mode: str, dim_out: int = 0) -> None:
+    def __init__(self, dim_in: int, dim: int, heads: int, grid: Grid, q_stride: Grid, kv_stride: Grid,
+                 spec: MViTSpec, attn_mode: str) -> None:
         super().__init__(attn_mode)
         self.heads, self.grid, self.dim = heads, grid, dim
+        self.cls = int(spec.cls_token)
         hd, k = dim // heads, spec.pool_kernel
+        kernel = (spec.pool_kernel_t, k, k)[3 - len(grid):]
         self.qkv = nn.Linear(dim_in, 3 * dim)
-        self.pool_q, self.norm_q = self._pooling(hd, k, q_stride)
-        self.pool_k, self.norm_k = self._pooling(hd, k, kv_stride)
-        self.pool_v, self.norm_v = self._pooling(hd, k, kv_stride)
+        self.pool_q, self.norm_q = _pool_conv(hd, kernel, q_stride)
+        self.pool_k, self.norm_k = _pool_conv(hd, kernel, kv_stride)
+        self.pool_v, self.norm_v = _pool_conv(hd, kernel, kv_stride)
         self.proj = nn.Linear(dim, dim)
-        self.q_grid = self._pooled(grid, self.pool_q)
-        self.k_grid = self._pooled(grid, self.pool_k)
+        self.q_grid = pooled_grid(grid, self.pool_q)
+        self.k_grid = pooled_grid(grid, self.pool_k)
         self.residual_pooling = spec.residual_pooling
         self.rel_pos = spec.rel_pos
+        g = len(grid)
+        # (table, grid axis): h and w, then t on a clip with rel_pos_t
+        self.rel_axes = (("h", g - 2), ("w", g - 1)) + ((("t", 0),) if spec.rel_pos_t and g == 3 else ())
         if spec.rel_pos:
-            (qh, qw), (kh, kw) = self.q_grid, self.k_grid
-            self.rel_pos_h = trunc_normal(2 * max(qh, kh) - 1, hd)
-            self.rel_pos_w = trunc_normal(2 * max(qw, kw) - 1, hd)
-            self.register_buffer("rel_pos_index_h", rel_pos_index(qh, kh), persistent=False)
-            self.register_buffer("rel_pos_index_w", rel_pos_index(qw, kw), persistent=False)
+            for name, i in self.rel_axes:
+                q, kv = self.q_grid[i], self.k_grid[i]
+                setattr(self, f"rel_pos_{name}", trunc_normal(2 * max(q, kv) - 1, hd))
+                self.register_buffer(f"rel_pos_index_{name}", rel_pos_index(q, kv), persistent=False)
 
-    @staticmethod
-    def _pooling(hd: int, k: int, stride: int) -> tuple[nn.Conv2d | None, nn.LayerNorm | None]:
-        if k == 1 and stride == 1:  # an identity pooling is left out
-            return None, None
-        return nn.Conv2d(hd, hd, k, stride=stride, padding=k // 2, groups=hd, bias=False), nn.LayerNorm(hd, LN_EPS)
-
-    @staticmethod
-    def _pooled(grid: tuple[int, int], pool: nn.Conv2d | None) -> tuple[int, int]:
-        if pool is None:
-            return grid
-        k, s, p = pool.kernel_size[0], pool.stride[0], pool.padding[0]
-        return conv_out(grid[0], k, s, p), conv_out(grid[1], k, s, p)
-
-    def _pool(self, t: Tensor, pool: nn.Conv2d | None, norm: nn.LayerNorm | None) -> Tensor:
-        """[B, n, h*w, d] -> a contiguous [B*n, d, h, w] copy -> conv -> [B, n, ho*wo, d] (a transposed view
-        of the conv output) -> LayerNorm over d."""
+    def _pool(self, t: Tensor, pool: nn.Module | None, norm: nn.LayerNorm | None) -> Tensor:
+        """[B, n, c + h*w, d] -> a contiguous [B*n, d, h, w] copy (the class token set aside) -> conv ->
+        [B, n, ho*wo, d] (a transposed view of the conv output; the class token concatenated back in front)
+        -> LayerNorm over d. A clip likewise over t x h x w."""
         if pool is None:
             return t
-        n, d = t.shape[1], t.shape[3]
-        t = t.reshape(-1, *self.grid, d).permute(0, 3, 1, 2).contiguous()
+        n, d, g = t.shape[1], t.shape[3], len(self.grid)
+        if self.cls:
+            cls, t = t[:, :, :self.cls], t[:, :, self.cls:]
+        t = t.reshape(-1, *self.grid, d).permute(0, g + 1, *range(1, g + 1)).contiguous()
         t = pool(t)
-        t = t.reshape(-1, n, d, t.shape[2] * t.shape[3]).transpose(2, 3)
+        t = t.reshape(-1, n, d, math.prod(t.shape[2:])).transpose(2, 3)
+        if self.cls:
+            t = torch.cat((cls, t), dim=2)
         return norm(t)
 
     def _add_rel_pos(self, attn: Tensor, q: Tensor) -> Tensor:
-        """Decomposed relative positions added to the scores attn [B, n, Nq, Nk] in place, q [B, n, Nq, d]:
+        """Decomposed relative positions added to the scores attn [B, n, Nq, Nk] in place, q [B, n, Nq, d]
+        (the class token's row and column left alone):
         rel_h = einsum(q [B, n, qh, qw, d], R_h [qh, kh, d]) -> [B, n, qh, qw, kh], rel_w likewise with
-        R_w [qw, kw, d] -> [B, n, qh, qw, kw] (`_einsum_axis`);
-        attn[.., (i_h, i_w), (j_h, j_w)] += rel_h[.., j_h] + rel_w[.., j_w]."""
+        R_w [qw, kw, d] -> [B, n, qh, qw, kw] (`_einsum_axis`; on a clip q is [B, n, qt, qh, qw, d], and
+        rel_t with R_t [qt, kt, d]); attn[.., (i_h, i_w), (j_h, j_w)] += rel_h[.., j_h] + rel_w[.., j_w]
+        (+ rel_t[.., j_t])."""
         b, n, _, d = q.shape
-        (qh, qw), (kh, kw) = self.q_grid, self.k_grid
-        rel_h = self.rel_pos_h[self.rel_pos_index_h]  # [qh, kh, d]
-        rel_w = self.rel_pos_w[self.rel_pos_index_w]  # [qw, kw, d]
-        r_q = q.reshape(b, n, qh, qw, d)
-        rel_h = _einsum_axis(r_q, rel_h, 2)  # rebinding frees each gathered table
-        rel_w = _einsum_axis(r_q, rel_w, 3)
-        attn[:] = (attn.view(b, n, qh, qw, kh, kw) + rel_h.unsqueeze(-1) + rel_w.unsqueeze(-2)).view(attn.shape)
+        c, g = self.cls, len(self.q_grid)
+        r_q = q[:, :, c:].reshape(b, n, *self.q_grid, d)
+        rels = [getattr(self, f"rel_pos_{name}")[getattr(self, f"rel_pos_index_{name}")] for name, _ in self.rel_axes]
+        for j, (_, axis) in enumerate(self.rel_axes):  # rebinding frees each gathered table
+            rels[j] = _einsum_axis(r_q, rels[j], 2 + axis)
+        scores = attn[:, :, c:, c:] if c else attn
+        total = scores.view(b, n, *self.q_grid, *self.k_grid)
+        for rel, (_, axis) in zip(rels, self.rel_axes):  # [B, n, *q_grid, k] broadcast along key axis `axis`
+            total = total + rel.view(*rel.shape[:-1], *(rel.shape[-1] if i == axis else 1 for i in range(g)))
+        scores[:] = total.view(scores.shape)
         return attn
 
     def _rel_pos_term(self, q: Tensor) -> Tensor:
         """The decomposed relative positions as an additive term [B, n, Nq, Nk] (the sdpa path's attn_mask)."""
         b, n, nq, _ = q.shape
-        zeros = q.new_zeros(b, n, nq, self.k_grid[0] * self.k_grid[1])
+        zeros = q.new_zeros(b, n, nq, self.cls + math.prod(self.k_grid))
         return self._add_rel_pos(zeros, q)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -151,46 +183,55 @@ class MultiScaleAttention(AttentionCore):
                 attn = self._add_rel_pos(attn, q)
             attn = attn.softmax(dim=-1)
             x = attn @ v
-        if self.residual_pooling:
+        if self.residual_pooling and self.cls:  # in place, past the class token (SlowFast's)
+            x[:, :, self.cls:] += q[:, :, self.cls:]
+        elif self.residual_pooling:
             x = x + q
         x = x.transpose(1, 2).reshape(b, -1, self.dim)
         return self.proj(x)
 
 
 class MultiScaleBlock(nn.Module):
-    """[B, h*w, D_in] -> [B, hq*wq, D]; see the module docstring for the residual path."""
+    """[B, c + h*w, D_in] -> [B, c + hq*wq, D] (a clip: over t x h x w); see the module docstring for the
+    residual path."""
 
-    def __init__(self, dim_in: int, dim: int, heads: int, grid: tuple[int, int], q_stride: int, kv_stride: int,
+    def __init__(self, dim_in: int, dim: int, heads: int, grid: Grid, strides: tuple[Grid, Grid],
                  spec: MViTSpec, attn_mode: str, dim_out: int = 0) -> None:
         super().__init__()
-        self.grid = grid
+        self.grid, self.cls = grid, int(spec.cls_token)
+        q_stride, kv_stride = strides
         self.norm1 = nn.LayerNorm(dim_in, eps=LN_EPS)
         self.shortcut_proj_attn = nn.Linear(dim_in, dim) if dim_in != dim else None
         # kernel s+1, stride s, padding (s+1)//2: for even s the same grid as the stride-s query pooling
-        self.shortcut_pool_attn = (nn.MaxPool2d(q_stride + 1, q_stride, (q_stride + 1) // 2)
-                                   if q_stride > 1 else None)
+        ks = skip_kernel(q_stride)
+        pool = nn.MaxPool3d if len(grid) == 3 else nn.MaxPool2d
+        self.shortcut_pool_attn = (pool(ks, q_stride, tuple(k // 2 for k in ks)) if max(q_stride) > 1 else None)
         self.attn = MultiScaleAttention(dim_in, dim, heads, grid, q_stride, kv_stride, spec, attn_mode)
         self.norm2 = nn.LayerNorm(dim, eps=LN_EPS)
         dim_out = dim_out or dim
         self.shortcut_proj_mlp = nn.Linear(dim, dim_out) if dim_out != dim else None
         self.mlp = Mlp(dim, int(dim * spec.mlp_ratio), dim_out)
         self.out_grid = self.attn.q_grid
-        short = grid
-        if self.shortcut_pool_attn is not None:
-            short = tuple(conv_out(g, q_stride + 1, q_stride, (q_stride + 1) // 2) for g in grid)
+        short = pooled_grid(grid, self.shortcut_pool_attn)
         if short != self.out_grid:
-            raise SpecError(f"MViTSpec: a query stride of {q_stride} with pool kernel {spec.pool_kernel} pools "
-                            f"the {grid[0]}x{grid[1]} grid to {self.out_grid[0]}x{self.out_grid[1]} but the "
-                            f"residual to {short[0]}x{short[1]}; use an even stride and an odd kernel.")
+            raise SpecError(f"MViTSpec: a query stride of {'x'.join(map(str, q_stride))} with pool kernel "
+                            f"{spec.pool_kernel} pools the {'x'.join(map(str, grid))} grid to "
+                            f"{'x'.join(map(str, self.out_grid))} but the residual to {'x'.join(map(str, short))}; "
+                            "use an even stride and an odd kernel.")
 
     def _shortcut_pool(self, x: Tensor) -> Tensor:
-        """[B, h*w, D] -> a contiguous [B, D, h, w] copy -> max-pool -> [B, hq*wq, D] (a transposed view)."""
+        """[B, c + h*w, D] -> a contiguous [B, D, h, w] copy (the class token set aside) -> max-pool ->
+        [B, hq*wq, D] (a transposed view; the class token concatenated back in front). A clip likewise."""
         if self.shortcut_pool_attn is None:
             return x
+        if self.cls:
+            cls, x = x[:, :self.cls], x[:, self.cls:]
         b, _, d = x.shape
-        x = x.reshape(b, *self.grid, d).permute(0, 3, 1, 2).contiguous()
+        g = len(self.grid)
+        x = x.reshape(b, *self.grid, d).permute(0, g + 1, *range(1, g + 1)).contiguous()
         x = self.shortcut_pool_attn(x)
-        return x.reshape(b, d, -1).transpose(1, 2)
+        x = x.reshape(b, d, -1).transpose(1, 2)
+        return torch.cat((cls, x), dim=1) if self.cls else x
 
     def forward(self, x: Tensor) -> Tensor:
         x_norm = self.norm1(x)
@@ -214,22 +255,31 @@ class MViTStage(nn.Module):
 
 
 class MViTv2(nn.Module):
-    """[B, C, H, W] -> [B, num_classes]."""
+    """[B, C, H, W] (a clip: [B, C, T, H, W]) -> [B, num_classes]."""
 
     def __init__(self, spec: MViTSpec, res: tuple[int, int], attn_mode: str = "math") -> None:
         super().__init__()
         self.spec, self.res = spec, res
+        self.clip = is_clip(spec, res)
         k, s = spec.stem_kernel, spec.stem_stride
-        self.patch_embed = ConvEmbed(spec.in_chans, spec.dims[0], k, s, padding=k // 2)
-        grid = (conv_out(res[0], k, s, k // 2), conv_out(res[1], k, s, k // 2))
+        if self.clip:  # the cube embedding
+            self.patch_embed = nn.Module()
+            self.patch_embed.proj = nn.Conv3d(spec.in_chans, spec.dims[0], (spec.stem_kernel_t, k, k),
+                                              stride=(spec.stem_stride_t, s, s),
+                                              padding=(spec.stem_padding_t, k // 2, k // 2))
+            grid: Grid = pooled_grid((getattr(res, "frames", None) or 1, *res), self.patch_embed.proj)
+        else:
+            self.patch_embed = ConvEmbed(spec.in_chans, spec.dims[0], k, s, padding=k // 2)
+            grid = (conv_out(res[0], k, s, k // 2), conv_out(res[1], k, s, k // 2))
+        self.cls_token = trunc_normal(1, 1, spec.dims[0]) if spec.cls_token else None
         dim_in = spec.dims[0]
         self.stages = nn.ModuleList()
         for st, (depth, heads) in enumerate(zip(spec.depths, spec.heads)):
             blocks = []
             for i in range(depth):
                 dim, dim_out = spec.block_dims(st, i, dim_in)
-                blocks.append(MultiScaleBlock(dim_in, dim, heads, grid, spec.q_stride(st) if i == 0 else 1,
-                                              spec.kv_stride_at(st), spec, attn_mode, dim_out))
+                strides = tuple(x[3 - len(grid):] for x in spec.strides3(st, i == 0))
+                blocks.append(MultiScaleBlock(dim_in, dim, heads, grid, strides, spec, attn_mode, dim_out))
                 grid, dim_in = blocks[-1].out_grid, dim_out
             self.stages.append(MViTStage(blocks))
         self.norm = nn.LayerNorm(dim_in, eps=LN_EPS)
@@ -237,7 +287,14 @@ class MViTv2(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         check_input(x, self.res, self.spec.in_chans)
-        x = self.patch_embed(x).flatten(1, 2)  # [B, h*w, D]
+        if self.clip:
+            x = self.patch_embed.proj(x if x.dim() == 5 else x.unsqueeze(2)).flatten(2).transpose(1, 2)
+        else:
+            x = self.patch_embed(x).flatten(1, 2)  # [B, h*w, D]
+        if self.cls_token is not None:
+            x = torch.cat((self.cls_token.expand(x.shape[0], -1, -1), x), dim=1)
         for stage in self.stages:
             x = stage(x)
+        if self.cls_token is not None:
+            return self.head(self.norm(x)[:, 0])
         return self.head(self.norm(x).mean(dim=1))
