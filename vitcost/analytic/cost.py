@@ -143,6 +143,23 @@ class AttnCall(NamedTuple):
         return self.grid_rows * (self.nkv - self.cls)
 
     @property
+    def q_grid(self) -> tuple[Any, Any, Any]:
+        """The queries' (t, h, w) grid of decomposed relative positions (t = 1 on an image)."""
+        qh, qw = self.rel[0], self.rel[1]
+        return self.rel_t[0] if self.rel_t else (self.nq - self.cls) // (qh * qw), qh, qw
+
+    def rel_operand_copied(self, axis: int) -> bool:
+        """Whether a decomposed relative-position product along `axis` (0, 1, 2: t, h, w) copies the queries: q's
+        grid tokens, a slice of a contiguous [B', h, c + N, d] viewed [B', h, t, h, w, d], laid out with that
+        axis first and the others merged, which is a view only when each kept axis's stride is the next one's
+        size times stride (axes of size 1 aside)."""
+        t, h, w = self.q_grid
+        d, n = self.head_dim, self.nq
+        sizes_strides = zip((self.batch, self.heads, t, h, w), (self.heads * n * d, n * d, h * w * d, w * d, d))
+        kept = [(z, s) for i, (z, s) in enumerate(sizes_strides) if i != 2 + axis and z != 1]
+        return any(s1 != z2 * s2 for (_, s1), (z2, s2) in zip(kept, kept[1:]))
+
+    @property
     def rel_keys(self) -> Any:
         """Keys along the decomposed axes, kh + kw (+ kt): each grid query's relative-position products."""
         return self.rel[2] + self.rel[3] + (self.rel_t[1] if self.rel_t else 0) if self.rel else 0

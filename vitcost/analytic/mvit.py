@@ -27,6 +27,7 @@ from vitcost.analytic.peaks import (
     conv_weight,
     flash_scratch,
     mlp,
+    norm_stats,
 )
 from vitcost.analytic.trace import Trace
 from vitcost.errors import SpecError
@@ -203,7 +204,8 @@ def block_memory(peak: PeakSteps, blk: Block, spec: MViTSpec, b: int, e: int, fu
     x = x_shortcut + attn(x_norm); x_norm = norm2(x); x_shortcut = x; x = x_shortcut + mlp(x_norm).
     norm1's output and the shortcut stay alive until norm2 has run; the block input (the stage loop's)
     to the end; `outer`: the stage input the model's loop holds. With expand_attn off, a stage's last block
-    projects norm2's output for the residual (`shortcut_proj_mlp`) while the sum it normed stays referenced."""
+    projects norm2's output for the residual (`shortcut_proj_mlp`) while the sum it normed stays referenced.
+    With a class token the shortcut's grid tokens are pooled and the class token concatenated back in front."""
     x = blk.out("norm1")
     sp = blk.out("shortcut_proj_attn", "linear")
     pool_op = blk.find("shortcut_pool_attn", "pool")
@@ -212,9 +214,12 @@ def block_memory(peak: PeakSteps, blk: Block, spec: MViTSpec, b: int, e: int, fu
     if sp:
         peak.at(xin + sp * e, f"{blk.p} shortcut_proj_attn")
     if pool_op is not None:  # a contiguous [B, D, h, w] copy of the shortcut, max-pooled with its int64 indices
-        src = sp or x
+        cat = blk.out("shortcut_pool_attn", "concat")
+        src = (sp or x) - (cat - pool_op.out if cat else 0)  # the copy leaves the class token out
         peak.at(xin + (short + src) * e + pool_op.out * (e + INT64), f"{blk.p} shortcut_pool_attn")
-        short = pool_op.out
+        if cat:
+            peak.at(xin + (short + pool_op.out + cat) * e, f"{blk.p} shortcut_pool_attn concat")
+        short = cat or pool_op.out
     base = xin + short * e
     y = blk.out("attn.proj")
     pooling_attention(peak, blk, base, b, e, fused)
@@ -235,10 +240,12 @@ def pooling_attention(peak: PeakSteps, blk: Block, base: int, b: int, e: int, fu
     conv output's transposed view; each step rebinds, so only the normed tensor remains. Then the
     scores of a temporary q * scale (the raw scores die at the softmax, the softmax output stays
     referenced), the relative positions added in place (`_timm_rel_pos`), scores @ v, + q, the head
-    merge (a copy when n > 1) and proj."""
+    merge (a copy when n > 1) and proj. With a class token (a clip likewise over t x h x w) the pooling
+    copies the grid tokens only and concatenates the class token back in front of the conv output (the
+    norm then reads that contiguous tensor), and the residual pooling adds q in place."""
     a = blk.attention()
     qkv = blk.out("attn.qkv")
-    full = qkv // 3
+    full = qkv // 3 - a.batch * a.heads * a.cls * a.head_dim  # one of q, k, v without its class token
     split = b > 1 and a.heads > 1
     p = f"{blk.p}.attn"
     base += qkv * e
@@ -251,8 +258,13 @@ def pooling_attention(peak: PeakSteps, blk: Block, base: int, b: int, e: int, fu
         peak.at(base + (pooled + (2 * full if split else full)) * e, f"{p} {which} to [B*n, d, h, w]")
         scratch = conv_scratch(peak, "depthwise", full, c, conv_weight(conv), e)
         peak.at(base + (pooled + full + c) * e, f"{p}.pool_{which}", scratch)
-        peak.at(base + (pooled + 2 * c) * e, f"{p}.norm_{which}", c * e)  # norm reads a strided view: a copy
-        pooled += c
+        cat = blk.out(f"attn.pool_{which}", "concat")
+        if cat:
+            peak.at(base + (pooled + c + cat) * e, f"{p} {which} concat")
+            peak.at(base + (pooled + 2 * cat) * e + norm_stats(blk.find(f"attn.norm_{which}")), f"{p}.norm_{which}")
+        else:
+            peak.at(base + (pooled + 2 * c) * e, f"{p}.norm_{which}", c * e)  # norm reads a strided view: a copy
+        pooled += cat or c
     base += pooled * e  # the normed q, k, v; unpooled ones are views of qkv
     q, s = a.q * e, a.scores * e
     rel = a.scores * e if a.rel else 0
@@ -271,7 +283,7 @@ def pooling_attention(peak: PeakSteps, blk: Block, base: int, b: int, e: int, fu
         peak.at(base + s + ckv + q, f"{p} scores @ v")
         base += s  # the softmax output, referenced until the module returns
         o = q
-    r = q if a.residual else 0
+    r = q if a.residual and not a.cls else 0  # with a class token: in place
     if r:
         peak.at(base + o + r, f"{p} residual pooling")
     x = r or o
@@ -282,19 +294,21 @@ def pooling_attention(peak: PeakSteps, blk: Block, base: int, b: int, e: int, fu
 
 
 def _timm_rel_pos(peak: PeakSteps, where: str, base: int, a: AttnCall, b: int, e: int) -> None:
-    """nets.mvit MultiScaleAttention._add_rel_pos (timm's cal_rel_pos_type), `base` bytes alive with the
-    scores: gather R_h [qh, kh, d] and R_w [qw, kw, d]; rel_h = einsum(q, R_h), which reads q with the h
-    axis first (a copy of q when B*n > 1 and both query axes are longer than 1; rebinding rel_h frees
-    R_h), rel_w = einsum(q, R_w) (no copy); then scores + rel_h (a score-sized temporary) + rel_w (a
-    second one), copied into the scores in place."""
+    """nets.mvit MultiScaleAttention._add_rel_pos (timm's cal_rel_pos_type; on a clip SlowFast's third,
+    temporal table), `base` bytes alive with the scores: gather R_h [qh, kh, d] and R_w [qw, kw, d] (and
+    R_t [qt, kt, d]); per axis rel = einsum(q, R), which reads q's grid tokens with that axis first (a copy
+    unless that is a view, `AttnCall.rel_operand_copied`; rebinding frees the table); then the scores' grid part + rel_h
+    (a score-sized temporary) + rel_w (a second one) (+ rel_t), copied into the scores in place."""
     qh, qw, kh, kw = a.rel
-    bh, d = a.batch * a.heads, a.head_dim
-    tab_h, tab_w = qh * kh * d, qw * kw * d
-    rel_h, rel_w = bh * qh * qw * kh, bh * qh * qw * kw
-    copy = a.q if bh > 1 and qh > 1 and qw > 1 else 0
-    peak.at(base + (tab_h + tab_w + copy + rel_h) * e, f"{where} rel_pos h")
-    peak.at(base + (tab_w + rel_h + rel_w) * e, f"{where} rel_pos w")
-    peak.at(base + (rel_h + rel_w + 2 * a.scores) * e, f"{where} + rel_pos")
+    d, rows = a.head_dim, a.grid_rows
+    axes = [("h", 1, qh, kh), ("w", 2, qw, kw)] + ([("t", 0, *a.rel_t)] if a.rel_t else [])
+    tables = [q * k * d for _, _, q, k in axes]
+    outs: list[int] = []
+    for j, (name, axis, _, k) in enumerate(axes):
+        copy = rows * d if a.rel_operand_copied(axis) else 0
+        peak.at(base + (sum(tables[j:]) + sum(outs) + copy + rows * k) * e, f"{where} rel_pos {name}")
+        outs.append(rows * k)
+    peak.at(base + (sum(outs) + 2 * a.grid_scores) * e, f"{where} + rel_pos")
 
 
 trace = mvit_trace  # the registry reads every family module's `trace`

@@ -316,11 +316,19 @@ def _q_storage(ctx: _Ctx, pooled: dict, qkv: Saved | None) -> Saved:
 def _rel_pos(ctx: _Ctx, i: int, a: AttnCall, e: int, q_store: Saved) -> list[Saved]:
     """Decomposed relative positions (MViTv2, SAM), as `nets.mvit._einsum_axis` runs the two einsums: per
     axis q laid out [axis, rest, d] times the [q?, k?, d] table gathered by relative position, each product
-    saving its operands: for w a view of q's storage, for h a copy unless B'*h or qh is 1, and the tables."""
+    saving its operands: for w a view of q's storage, for h a copy unless B'*h or qh is 1, and the tables.
+    On a clip, or with a class token in front of the grid (`rel_t`, `cls`: MViTv2 on video), each axis's
+    operand is a copy of the grid's queries unless that layout is a view (`AttnCall.rel_operand_copied`), and
+    the temporal product saves R_t too."""
     qh, qw, kh, kw = a.rel
     d = a.head_dim
-    rel_q_h = Saved(("rel_q_h", i), a.q * e) if a.batch * a.heads > 1 and qh > 1 else q_store
-    return [rel_q_h, q_store, Saved(("rel_h", i), qh * kh * d * e), Saved(("rel_w", i), qw * kw * d * e)]
+    if not (a.cls or a.rel_t):
+        rel_q_h = Saved(("rel_q_h", i), a.q * e) if a.batch * a.heads > 1 and qh > 1 else q_store
+        return [rel_q_h, q_store, Saved(("rel_h", i), qh * kh * d * e), Saved(("rel_w", i), qw * kw * d * e)]
+    axes = [("h", 1, qh, kh), ("w", 2, qw, kw)] + ([("t", 0, *a.rel_t)] if a.rel_t else [])
+    return [s for name, axis, q, k in axes
+            for s in (Saved((f"rel_q_{name}", i), a.grid_rows * d * e) if a.rel_operand_copied(axis) else q_store,
+                      Saved((f"rel_{name}", i), q * k * d * e))]
 
 
 def _linear_attention(ctx: _Ctx, i: int, blk: str) -> tuple[list[Saved], int, int]:
