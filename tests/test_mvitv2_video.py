@@ -5,6 +5,8 @@ against fvcore and FlopCounterMode per layer, and its memory against the live-te
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from vitcost import estimate
 from vitcost.cli import main
@@ -67,6 +69,27 @@ def test_temporal_relative_positions_by_hand():
     with_t, without = estimate(PRESET, "16x224x224"), estimate(f"{PRESET}:rel_pos_t=false", "16x224x224")
     assert with_t.macs - without.macs == sum(8 * s * s * 8 * c for c, s in BLOCKS)
     assert with_t.params - without.params == 16 * 15 * 96
+
+
+@settings(max_examples=40, deadline=None)
+@given(b=st.integers(1, 3), heads=st.integers(1, 3), q=st.tuples(*[st.integers(1, 4)] * 3),
+       k=st.tuples(*[st.integers(1, 4)] * 3), d=st.integers(1, 8), cls=st.integers(0, 1), residual=st.booleans())
+def test_clip_attention_record_is_the_sum_of_its_steps(b, heads, q, k, d, cls, residual):
+    """An attention record on a t x h x w grid with a temporal table and a class token: its closed form equals its
+    steps, and the rel-pos products take the grid's queries only: B*h*(Nq - c)*(kh + kw + kt)*d MACs beside
+    2*B*h*Nq*Nk*d; the grid's scores get the three-way sum (2 adds) and its add to the scores."""
+    from vitcost.analytic.cost import Cost
+    from vitcost.analytic.trace import Trace, attention_steps
+
+    nq, nk = cls + q[0] * q[1] * q[2], cls + k[0] * k[1] * k[2]
+    t = Trace(b)
+    t.attention("attn", b, heads, nq, nk, d, rel=(q[1], q[2], k[1], k[2]), residual=residual, rel_t=(q[0], k[0]),
+                cls=cls)
+    (op,) = t.ops
+    assert op.cost == Cost.sum(step.cost for step in attention_steps(op.call))
+    grid_q = b * heads * (nq - cls)
+    assert op.cost.macs == 2 * b * heads * nq * nk * d + grid_q * (k[0] + k[1] + k[2]) * d
+    assert op.cost.eltwise == (b * heads * nq * d + 3 * grid_q * (nk - cls) + (grid_q * d if residual else 0))
 
 
 def test_one_frame_is_the_image():

@@ -206,20 +206,16 @@ def _rel_steps(a: AttnCall, bh: Any, d: int) -> list[Step]:
     """The decomposed relative positions of `attention_steps`: one product per axis, their broadcast sum,
     its add to the scores."""
     qh, qw, kh, kw = a.rel
-    if a.cls or a.rel_t:
-        rows = a.grid_rows
-        rel_h, rel_w = rows * kh, rows * kw
-    else:
-        rel_h, rel_w = bh * qh * qw * kh, bh * qw * qh * kw
-    s = a.grid_scores
+    rows, s = a.grid_rows, a.grid_scores  # B'*h*qh*qw query rows on an image (qt*qh*qw on a clip)
+    rel_h, rel_w = rows * kh, rows * kw
     # each product reads q and a table broadcast over the B'*h batch (a copy of B'*h*q?*k?*d)
     steps = [Step("rel_h", Cost(macs=rel_h * d), a.q + bh * qh * d * kh, rel_h),
              Step("rel_w", Cost(macs=rel_w * d), a.q + bh * qw * d * kw, rel_w)]
     terms = rel_h + rel_w
     if a.rel_t:
         qt, kt = a.rel_t
-        rel_t = a.grid_rows * kt
-        steps.append(Step("rel_t", Cost(macs=rel_t * d), a.q + qt * d * kt, rel_t))
+        rel_t = rows * kt
+        steps.append(Step("rel_t", Cost(macs=rel_t * d), a.q + bh * qt * d * kt, rel_t))
         terms += rel_t
     return steps + [Step("rel_sum", Cost(eltwise=(2 if a.rel_t else 1) * s), terms, s),
                     Step("rel_add", Cost(eltwise=s), 2 * s, s)]
