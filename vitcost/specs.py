@@ -478,7 +478,20 @@ class MViTSpec(SpecBase):
     `expand_attn = False` (timm's mvitv2_large) widens instead in the MLP of each stage's last block:
     its attention, norm2 and MLP hidden run at the stage's channels, fc2 writes the next stage's, and the
     residual takes a linear projection of norm2's output (`shortcut_proj_mlp`); every block of a stage
-    then attends at that stage's channels, the first block of the next stage at the widened ones."""
+    then attends at that stage's channels, the first block of the next stage at the widened ones.
+
+    Hybrid window attention (MViTv2 Sec. 4, "Hwin"; detectron2's MViT backbone): with `window` > 0 every
+    block except those in `global_blocks` pools q, k and v as above, then zero-pads the pooled q grid to a
+    multiple of its window and the pooled k/v grid to a multiple of theirs and attends inside each window;
+    the output is unpartitioned and cropped before the residual pooling adds the whole pooled q. `window`
+    is the side on the first stage's grid; a stage's window is that over the Q strides before it (halved at
+    each stage change), and the first block of a stage, which pools its queries, still partitions its input
+    grid's window: its q windows are window_in / s_q and its k/v windows window_in / s_kv tokens a side.
+    A window block's relative-position tables span one window (2 * max(q window, k/v window) - 1 rows:
+    detectron2's tables, sized for its 224 pretraining grid, have that size when the window is that grid,
+    as in its configs); a global block's span its grids. `double_kv_blocks` doubles the K/V stride of the
+    listed blocks (detectron2's global last blocks of stages 1 and 2). The backbone's multi-scale outputs
+    and FPN are not modelled: the model keeps the classification head."""
 
     family: ClassVar[str] = "mvit"
     dims: tuple[int, ...] = doc(text="channels per stage")
@@ -495,6 +508,11 @@ class MViTSpec(SpecBase):
     residual_pooling: bool = doc(True, "add the pooled queries back to the attention output")
     rel_pos: bool = doc(True, "decomposed relative positions on the scores")
     expand_attn: bool = doc(True, "widen in the first block's attention (false: in the MLP of the stage's last block)")
+    window: int = doc(0, "window attention side in tokens on the first stage's grid, halved at each stage change; "
+                         "0 = global attention in every block")
+    global_blocks: tuple[int, ...] = doc((), "with window > 0: indices of the blocks (over all stages) that keep "
+                                             "global attention")
+    double_kv_blocks: tuple[int, ...] = doc((), "indices of the blocks (over all stages) whose K/V stride is doubled")
 
     def validate(self) -> None:
         _positive(self, pool_kernel=self.pool_kernel, kv_stride=self.kv_stride,
@@ -514,6 +532,30 @@ class MViTSpec(SpecBase):
             raise SpecError(f"MViTSpec.pool_kernel must be odd, got {self.pool_kernel}.")
         if self.stage_q_stride > 1 and self.stage_q_stride % 2:
             raise SpecError(f"MViTSpec.stage_q_stride must be 1 or even, got {self.stage_q_stride}.")
+        self._validate_windows()
+
+    def _validate_windows(self) -> None:
+        """Block indices in range; windows that every windowed block's Q and K/V strides divide."""
+        blocks = sum(self.depths)
+        for name in ("global_blocks", "double_kv_blocks"):
+            idx = getattr(self, name)
+            if any(not 0 <= i < blocks for i in idx) or len(set(idx)) != len(idx):
+                raise SpecError(f"MViTSpec.{name} must be distinct block indices in 0..{blocks - 1}, got {list(idx)}.")
+        if self.window < 0:
+            raise SpecError(f"MViTSpec.window must be 0 or more, got {self.window}.")
+        if self.global_blocks and not self.window:
+            raise SpecError("MViTSpec.global_blocks needs window > 0 (without a window every block is global).")
+        if not self.window:
+            return
+        need = 1
+        for s, depth in enumerate(self.depths):
+            for i in range(depth):
+                if self.block_index(s, i) not in self.global_blocks:
+                    sq = self.q_stride(s) if i == 0 else 1
+                    need = math.lcm(need, self.input_stride(s, i) * math.lcm(sq, self.block_kv_stride(s, i)))
+        if self.window % need:
+            raise SpecError(f"MViTSpec.window = {self.window} does not split into whole q and k/v windows on every "
+                            f"windowed block's pooled grids: give a multiple of {need}.")
 
     def q_stride(self, stage: int) -> int:
         return 1 if stage == 0 else self.stage_q_stride
@@ -531,6 +573,27 @@ class MViTSpec(SpecBase):
         for i in range(1, stage + 1):
             s = max(s // self.q_stride(i), 1)
         return s
+
+    def block_index(self, stage: int, i: int) -> int:
+        """The index over all stages of block i of `stage`."""
+        return sum(self.depths[:stage]) + i
+
+    def block_kv_stride(self, stage: int, i: int) -> int:
+        """The K/V stride of block i of `stage`: the stage's, doubled for `double_kv_blocks`."""
+        return self.kv_stride_at(stage) * (2 if self.block_index(stage, i) in self.double_kv_blocks else 1)
+
+    def input_stride(self, stage: int, i: int) -> int:
+        """The Q strides before block i of `stage` (its input grid is the first stage's over this)."""
+        stride = 1
+        for s in range(1, stage + (1 if i else 0)):
+            stride *= self.q_stride(s)
+        return stride
+
+    def block_window(self, stage: int, i: int) -> int:
+        """The window side on the input grid of block i of `stage`, 0 for global attention."""
+        if not self.window or self.block_index(stage, i) in self.global_blocks:
+            return 0
+        return self.window // self.input_stride(stage, i)
 
 
 @spec_class

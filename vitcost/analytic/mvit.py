@@ -8,14 +8,19 @@ Per block with input grid h x w of width D_in, output width D, heads n, head wid
             + n * Nq * Nk * d (AV); residual pooling adds Q to the output
   proj:     Nq * D^2,  MLP: 2 * r * Nq * D^2
   shortcut: a linear D_in -> D when the width changes, max-pooled with the Q stride.
+A window block (hybrid window attention, MViTv2 Sec. 4; `window_attention`) splits the pooled grids,
+zero-padded, into windows of M_q x M_q queries and M_kv x M_kv keys; with W windows per image:
+  scores:   n * W * M_q^2 * M_kv^2 * d (QK^T) + n * W * M_q^2 * 2*M_kv * d (relative positions)
+            + n * W * M_q^2 * M_kv^2 * d (AV); residual pooling adds Q after the windows are merged.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from vitcost.analytic.cost import AttnCall
-from vitcost.analytic.ints import conv_out, imax
+from vitcost.analytic.ints import ceil_div, conv_out, imax
 from vitcost.analytic.peaks import (
     LSE_BYTES,
     Block,
@@ -43,9 +48,10 @@ def _pool(t: Trace, p: str, which: str, b: Any, heads: int, hd: int, h: Any, w: 
 
 
 def mvit_block(t: Trace, p: str, b: Any, h: Any, w: Any, dim_in: int, dim: int, heads: int, q_stride: int,
-               kv_stride: int, spec: MViTSpec, dim_out: int = 0) -> tuple[Any, Any]:
+               kv_stride: int, spec: MViTSpec, dim_out: int = 0, window: int = 0) -> tuple[Any, Any]:
     """One block: attention from dim_in to dim channels, MLP from dim to dim_out (default dim); a wider
-    dim_out projects the residual from norm2's output (`shortcut_proj_mlp`)."""
+    dim_out projects the residual from norm2's output (`shortcut_proj_mlp`); `window`: the window side
+    on the block's input grid (`window_attention`), 0 for global attention."""
     dim_out = dim_out or dim
     rows = b * h * w
     hd, k = dim // heads, spec.pool_kernel
@@ -72,12 +78,15 @@ def mvit_block(t: Trace, p: str, b: Any, h: Any, w: Any, dim_in: int, dim: int, 
         ks = q_stride + 1
         t.eltwise(f"{p}.shortcut_pool_attn", b * nq * dim * ks * ks, kind="pool", inp=short, out=b * nq * dim)
         t.note("max_pool", src=("copy",))  # of the shortcut transposed to [B, D, h, w]: a contiguous copy
-    if spec.rel_pos:
-        t.param(f"{p}.attn.rel_pos_h", (2 * imax(qh, kh) - 1) * hd)
-        t.param(f"{p}.attn.rel_pos_w", (2 * imax(qw, kw) - 1) * hd)
-    t.attention(f"{p}.attn", b, heads, nq, nk, hd, rel=(qh, qw, kh, kw) if spec.rel_pos else (),
-                residual=spec.residual_pooling)
-    t.note(src=tuple(sources))
+    if window:
+        window_attention(t, f"{p}.attn", b, heads, hd, (qh, qw), window // q_stride, window // kv_stride, spec)
+    else:
+        if spec.rel_pos:
+            t.param(f"{p}.attn.rel_pos_h", (2 * imax(qh, kh) - 1) * hd)
+            t.param(f"{p}.attn.rel_pos_w", (2 * imax(qw, kw) - 1) * hd)
+        t.attention(f"{p}.attn", b, heads, nq, nk, hd, rel=(qh, qw, kh, kw) if spec.rel_pos else (),
+                    residual=spec.residual_pooling)
+        t.note(src=tuple(sources))
     t.linear(f"{p}.attn.proj", b * nq, dim, dim, role="proj")
     y = b * nq * dim
     t.eltwise(p, y)  # residual
@@ -95,6 +104,26 @@ def mvit_block(t: Trace, p: str, b: Any, h: Any, w: Any, dim_in: int, dim: int, 
     return qh, qw
 
 
+def window_attention(t: Trace, p: str, b: Any, heads: int, hd: int, q_grid: tuple[Any, Any], mq: int, mk: int,
+                     spec: MViTSpec) -> None:
+    """Pooling attention inside windows (detectron2's MViT backbone): the pooled q grid, zero-padded to
+    multiples of mq, in mq x mq windows, the pooled k/v grids likewise in mk x mk windows (as many: each
+    grid is its input over its stride, the window its input's window over the same stride); one attention
+    call over the b * windows windows, whose relative-position tables span one window; the padded
+    partitions of q, k and v are new tensors (the call names no producers). The output is merged back,
+    cropped, and the pooled q added (residual pooling) on the unpadded grid."""
+    qh, qw = q_grid
+    windows = b * ceil_div(qh, mq) * ceil_div(qw, mq)
+    rel: tuple = ()
+    if spec.rel_pos:
+        t.param(f"{p}.rel_pos_h", (2 * imax(mq, mk) - 1) * hd)
+        t.param(f"{p}.rel_pos_w", (2 * imax(mq, mk) - 1) * hd)
+        rel = (mq, mq, mk, mk)
+    t.attention(p, windows, heads, mq * mq, mk * mk, hd, rel=rel)
+    if spec.residual_pooling:
+        t.eltwise(p, b * heads * qh * qw * hd)  # + the pooled q
+
+
 def mvit_trace(spec: MViTSpec, h: Any, w: Any, b: Any) -> Trace:
     t = Trace(b)
     if isinstance(h, int) and min(h, w) < spec.stem_kernel:
@@ -107,7 +136,8 @@ def mvit_trace(spec: MViTSpec, h: Any, w: Any, b: Any) -> Trace:
             dim, dim_out = spec.block_dims(s, i, dim_in)
             with t.block(f"stages.{s}.blocks.{i}", f"stages.{s}", b * gh * gw * dim_in):
                 gh, gw = mvit_block(t, f"stages.{s}.blocks.{i}", b, gh, gw, dim_in, dim, heads,
-                                    spec.q_stride(s) if i == 0 else 1, spec.kv_stride_at(s), spec, dim_out)
+                                    spec.q_stride(s) if i == 0 else 1, spec.block_kv_stride(s, i), spec, dim_out,
+                                    spec.block_window(s, i))
             dim_in = dim_out
     t.norm("norm", b * gh * gw, dim_in)
     t.eltwise("", b * dim_in, kind="pool", inp=b * gh * gw * dim_in)  # mean over tokens
@@ -126,11 +156,17 @@ def lattice(spec: MViTSpec) -> tuple[int, int]:
     stride, worst = 1, 1
     for s in range(len(spec.depths)):
         stride *= spec.q_stride(s)
-        worst = max(worst, stride * spec.kv_stride_at(s))
+        worst = max(worst, stride * max(spec.block_kv_stride(s, i) for i in range(spec.depths[s])))
+    if spec.window:  # and every stage's grid a whole number of its windows
+        worst = math.lcm(worst, spec.window)
     return spec.stem_stride * worst, spec.stem_stride
 
 
 def complexity(spec: MViTSpec) -> str:
+    if spec.window and not spec.global_blocks:
+        return "O(HWC)"  # fixed windows
+    if spec.window:
+        return "O(HWC) + O(R^4/s^2)"  # window blocks linear in the tokens, the global blocks all pairs
     return "O(R^4/s^2)"  # all pairs, keys pooled by stride s
 
 

@@ -22,6 +22,11 @@ broadcast sum with the scores (two score-sized temporaries) is written back into
 the softmax output stays referenced until the module returns. The block keeps norm1's output and the
 shortcut until norm2 has run (timm rebinds `x_norm` and `x_shortcut` only then). timm has no fused path
 for MViTv2; the sdpa path here passes the same relative-position sum as attn_mask.
+
+Hybrid window attention (spec.window; the windowed attention of detectron2's MViT backbone): after the
+pooling, q and k/v are each zero-padded to whole windows and split into them (`window_partition`), the
+attention above runs inside each window, and its output is merged back and cropped (`window_merge`)
+before the pooled q is added (residual pooling). The block around it stays timm's.
 """
 
 from __future__ import annotations
@@ -61,6 +66,30 @@ def _einsum_axis(r_q: Tensor, table: Tensor, axis: int) -> Tensor:
     return out.view(qw, b, n, qh, -1).permute(1, 2, 3, 0, 4)
 
 
+def window_partition(t: Tensor, grid: tuple[int, int], m: int) -> Tensor:
+    """[B, n, h*w, d] -> [B*n, W, m*m, d]: the grid zero-padded at the bottom and right to multiples of m
+    (a new tensor when padded), cut into its W windows, row-major (a copy unless the windows are single
+    rows or columns of the padded grid, when the reorder is a view)."""
+    b, n, _, d = t.shape
+    (h, w), hp, wp = grid, -(-grid[0] // m) * m, -(-grid[1] // m) * m
+    t = t.reshape(b * n, h, w, d)
+    if (hp, wp) != (h, w):
+        t = F.pad(t, (0, 0, 0, wp - w, 0, hp - h))
+    t = t.view(b * n, hp // m, m, wp // m, m, d).transpose(2, 3).contiguous()
+    return t.view(b * n, (hp // m) * (wp // m), m * m, d)
+
+
+def window_merge(t: Tensor, batch: int, grid: tuple[int, int], m: int) -> Tensor:
+    """The inverse of `window_partition` for `batch` images: [B*n, W, m*m, d] -> [B, n, h*w, d], a copy
+    unless the reorder is a view, and a second one when the padding is cropped."""
+    bn, _, _, d = t.shape
+    (h, w), hp, wp = grid, -(-grid[0] // m) * m, -(-grid[1] // m) * m
+    t = t.view(bn, hp // m, wp // m, m, m, d).transpose(2, 3).contiguous().view(bn, hp, wp, d)
+    if (hp, wp) != (h, w):
+        t = t[:, :h, :w].contiguous()
+    return t.view(batch, bn // batch, h * w, d)
+
+
 class MultiScaleAttention(AttentionCore):
     """Pooling attention on an h x w grid: x [B, h*w, D_in] -> [B, hq*wq, D]. The scores, the two
     rel-pos products and the residual add run here:
@@ -70,7 +99,7 @@ class MultiScaleAttention(AttentionCore):
       @ v:    [B, n, Nq, Nk] @ [B, n, Nk, d]                      B*n*Nq*Nk*d MACs"""
 
     def __init__(self, dim_in: int, dim: int, heads: int, grid: tuple[int, int], q_stride: int, kv_stride: int,
-                 spec: MViTSpec, attn_mode: str, dim_out: int = 0) -> None:
+                 spec: MViTSpec, attn_mode: str, dim_out: int = 0, window: int = 0) -> None:
         super().__init__(attn_mode)
         self.heads, self.grid, self.dim = heads, grid, dim
         hd, k = dim // heads, spec.pool_kernel
@@ -83,8 +112,12 @@ class MultiScaleAttention(AttentionCore):
         self.k_grid = self._pooled(grid, self.pool_k)
         self.residual_pooling = spec.residual_pooling
         self.rel_pos = spec.rel_pos
+        # the grids one score matrix spans: the pooled grids, or one window of each (window on the input grid)
+        self.window = (window // q_stride, window // kv_stride) if window else ()
+        self.att_q, self.att_k = ((self.window[0],) * 2, (self.window[1],) * 2) if window else (self.q_grid,
+                                                                                               self.k_grid)
         if spec.rel_pos:
-            (qh, qw), (kh, kw) = self.q_grid, self.k_grid
+            (qh, qw), (kh, kw) = self.att_q, self.att_k
             self.rel_pos_h = trunc_normal(2 * max(qh, kh) - 1, hd)
             self.rel_pos_w = trunc_normal(2 * max(qw, kw) - 1, hd)
             self.register_buffer("rel_pos_index_h", rel_pos_index(qh, kh), persistent=False)
@@ -120,7 +153,7 @@ class MultiScaleAttention(AttentionCore):
         R_w [qw, kw, d] -> [B, n, qh, qw, kw] (`_einsum_axis`);
         attn[.., (i_h, i_w), (j_h, j_w)] += rel_h[.., j_h] + rel_w[.., j_w]."""
         b, n, _, d = q.shape
-        (qh, qw), (kh, kw) = self.q_grid, self.k_grid
+        (qh, qw), (kh, kw) = self.att_q, self.att_k
         rel_h = self.rel_pos_h[self.rel_pos_index_h]  # [qh, kh, d]
         rel_w = self.rel_pos_w[self.rel_pos_index_w]  # [qw, kw, d]
         r_q = q.reshape(b, n, qh, qw, d)
@@ -132,7 +165,7 @@ class MultiScaleAttention(AttentionCore):
     def _rel_pos_term(self, q: Tensor) -> Tensor:
         """The decomposed relative positions as an additive term [B, n, Nq, Nk] (the sdpa path's attn_mask)."""
         b, n, nq, _ = q.shape
-        zeros = q.new_zeros(b, n, nq, self.k_grid[0] * self.k_grid[1])
+        zeros = q.new_zeros(b, n, nq, self.att_k[0] * self.att_k[1])
         return self._add_rel_pos(zeros, q)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -143,6 +176,11 @@ class MultiScaleAttention(AttentionCore):
         q = self._pool(q, self.pool_q, self.norm_q)
         k = self._pool(k, self.pool_k, self.norm_k)
         v = self._pool(v, self.pool_v, self.norm_v)
+        pooled_q = q
+        if self.window:  # windows of the pooled grids; each partition rebinds, freeing the pooled k and v
+            q = window_partition(q, self.q_grid, self.window[0])
+            k = window_partition(k, self.k_grid, self.window[1])
+            v = window_partition(v, self.k_grid, self.window[1])
         if self.attn_mode == "sdpa":
             x = F.scaled_dot_product_attention(q, k, v, attn_mask=self._rel_pos_term(q) if self.rel_pos else None)
         else:
@@ -151,8 +189,10 @@ class MultiScaleAttention(AttentionCore):
                 attn = self._add_rel_pos(attn, q)
             attn = attn.softmax(dim=-1)
             x = attn @ v
+        if self.window:
+            x = window_merge(x, b, self.q_grid, self.window[0])
         if self.residual_pooling:
-            x = x + q
+            x = x + pooled_q
         x = x.transpose(1, 2).reshape(b, -1, self.dim)
         return self.proj(x)
 
@@ -161,7 +201,7 @@ class MultiScaleBlock(nn.Module):
     """[B, h*w, D_in] -> [B, hq*wq, D]; see the module docstring for the residual path."""
 
     def __init__(self, dim_in: int, dim: int, heads: int, grid: tuple[int, int], q_stride: int, kv_stride: int,
-                 spec: MViTSpec, attn_mode: str, dim_out: int = 0) -> None:
+                 spec: MViTSpec, attn_mode: str, dim_out: int = 0, window: int = 0) -> None:
         super().__init__()
         self.grid = grid
         self.norm1 = nn.LayerNorm(dim_in, eps=LN_EPS)
@@ -169,7 +209,8 @@ class MultiScaleBlock(nn.Module):
         # kernel s+1, stride s, padding (s+1)//2: for even s the same grid as the stride-s query pooling
         self.shortcut_pool_attn = (nn.MaxPool2d(q_stride + 1, q_stride, (q_stride + 1) // 2)
                                    if q_stride > 1 else None)
-        self.attn = MultiScaleAttention(dim_in, dim, heads, grid, q_stride, kv_stride, spec, attn_mode)
+        self.attn = MultiScaleAttention(dim_in, dim, heads, grid, q_stride, kv_stride, spec, attn_mode,
+                                        window=window)
         self.norm2 = nn.LayerNorm(dim, eps=LN_EPS)
         dim_out = dim_out or dim
         self.shortcut_proj_mlp = nn.Linear(dim, dim_out) if dim_out != dim else None
@@ -229,7 +270,8 @@ class MViTv2(nn.Module):
             for i in range(depth):
                 dim, dim_out = spec.block_dims(st, i, dim_in)
                 blocks.append(MultiScaleBlock(dim_in, dim, heads, grid, spec.q_stride(st) if i == 0 else 1,
-                                              spec.kv_stride_at(st), spec, attn_mode, dim_out))
+                                              spec.block_kv_stride(st, i), spec, attn_mode, dim_out,
+                                              spec.block_window(st, i)))
                 grid, dim_in = blocks[-1].out_grid, dim_out
             self.stages.append(MViTStage(blocks))
         self.norm = nn.LayerNorm(dim_in, eps=LN_EPS)
