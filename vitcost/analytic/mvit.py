@@ -17,6 +17,7 @@ zero-padded, into windows of M_q x M_q queries and M_kv x M_kv keys; with W wind
 from __future__ import annotations
 
 import math
+from math import isqrt
 from typing import Any
 
 from vitcost.analytic.cost import AttnCall
@@ -193,7 +194,7 @@ def block_memory(peak: PeakSteps, blk: Block, spec: MViTSpec, b: int, e: int, fu
         short = pool_op.out
     base = xin + short * e
     y = blk.out("attn.proj")
-    pooling_attention(peak, blk, base, b, e, fused)
+    pooling_attention(peak, blk, base, b, e, fused, spec.block_window(int(blk.stage.rsplit(".", 1)[1]), blk.index))
     x1 = blk.out("mlp.fc2")  # the block output's elements
     n2 = blk.out("norm2")
     spm = blk.out("shortcut_proj_mlp", "linear")  # the residual projected from norm2's output, or none
@@ -204,7 +205,7 @@ def block_memory(peak: PeakSteps, blk: Block, spec: MViTSpec, b: int, e: int, fu
     mlp(peak, blk.p, outer + (x + y + spm) * e, n2, blk.out("mlp.fc1"), x1, e)
 
 
-def pooling_attention(peak: PeakSteps, blk: Block, base: int, b: int, e: int, fused: bool) -> None:
+def pooling_attention(peak: PeakSteps, blk: Block, base: int, b: int, e: int, fused: bool, window: int = 0) -> None:
     """nets.mvit.MultiScaleAttention (timm's), `base` bytes alive. qkv stays referenced until the module
     returns. Each pooled q, k, v: the head-split view reshaped to [B*n, h, w, d] (a copy when B > 1 and
     n > 1) and permuted to a contiguous [B*n, d, h, w] copy, the conv, then LayerNorm over d of the
@@ -230,6 +231,9 @@ def pooling_attention(peak: PeakSteps, blk: Block, base: int, b: int, e: int, fu
         peak.at(base + (pooled + 2 * c) * e, f"{p}.norm_{which}", c * e)  # norm reads a strided view: a copy
         pooled += c
     base += pooled * e  # the normed q, k, v; unpooled ones are views of qkv
+    if window:
+        window_attention_memory(peak, blk, base, b, e, fused)
+        return
     q, s = a.q * e, a.scores * e
     rel = a.scores * e if a.rel else 0
     if fused:  # the relative positions summed into a zero [B, n, Nq, Nk] term, passed as attn_mask
@@ -252,6 +256,55 @@ def pooling_attention(peak: PeakSteps, blk: Block, base: int, b: int, e: int, fu
         peak.at(base + o + r, f"{p} residual pooling")
     x = r or o
     merge = q if a.heads > 1 and (r or not fused) else 0  # a fused kernel's own output is laid out [B, N, h, d]
+    if merge:
+        peak.at(base + x + merge, f"{p} merge heads")
+    peak.at(base + (merge or x) + blk.out("attn.proj") * e, f"{p}.proj")
+
+
+def window_attention_memory(peak: PeakSteps, blk: Block, base: int, b: int, e: int, fused: bool) -> None:
+    """nets.mvit.MultiScaleAttention with windows, `base` bytes alive (qkv and the pooled q, k, v): each of
+    q, k, v in turn zero-padded (a new tensor when padded) and cut into windows (a copy unless one window
+    spans the grid or the windows are 1 x 1: the rule for square grids), rebinding its name so that the
+    pooled k and v die (the pooled q stays for the residual); then the attention of the global case over
+    the windows (contiguous: no copies for the matmuls), merging the windows back (the reverse copy, then
+    the crop's) while the attention output is still referenced, + the pooled q, the head merge and proj.
+    The windows of q, k and v, and on the math path the softmax output, stay referenced to the end."""
+    a = blk.attention()
+    p = f"{blk.p}.attn"
+    pooled_q = blk.out("attn.norm_q") or a.q  # the pooled grid's q (a view of qkv when not pooled)
+    pooled_kv = blk.out("attn.norm_k")
+    nw = a.batch // b
+
+    def partition(padded: int, grid: int, side: int, which: str) -> int:
+        pad = padded if padded != grid else 0
+        copy = padded if nw > 1 and side > 1 else 0
+        peak.at(base + (pad + copy) * e, f"{p} {which} window partition")
+        return padded if pad or copy else 0
+
+    base += partition(a.q, pooled_q, isqrt(a.nq), "q") * e
+    for which in ("k", "v"):
+        new = partition(a.kv, pooled_kv or a.kv, isqrt(a.nkv), which)
+        base += (new - (pooled_kv if new else 0)) * e  # the pooled k or v dies when its windows are new
+    q, s = a.q * e, a.scores * e
+    if fused:
+        if a.rel:
+            _timm_rel_pos(peak, p, base + s, a, b, e)
+        peak.at(base + (s if a.rel else 0) + q + a.rows * LSE_BYTES, f"{p} fused attention", flash_scratch(peak, a, e))
+    else:
+        peak.at(base + 2 * q + s, f"{p} q @ k^T")  # the temporary q * scale
+        if a.rel:
+            _timm_rel_pos(peak, p, base + s, a, b, e)
+        peak.at(base + 2 * s, f"{p} softmax")
+        peak.at(base + s + q, f"{p} scores @ v")
+        base += s  # the softmax output, referenced until the module returns
+    reverse = q if nw > 1 and isqrt(a.nq) > 1 else 0
+    crop = pooled_q * e if a.q != pooled_q else 0
+    peak.at(base + q + reverse + crop, f"{p} window merge")
+    x = pooled_q * e
+    r = x if blk.find("attn", "add") is not None else 0  # residual pooling
+    if r:
+        peak.at(base + x + r, f"{p} residual pooling")
+    merge = x if a.heads > 1 else 0
     if merge:
         peak.at(base + x + merge, f"{p} merge heads")
     peak.at(base + (merge or x) + blk.out("attn.proj") * e, f"{p}.proj")
