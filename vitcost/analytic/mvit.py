@@ -17,7 +17,6 @@ zero-padded, into windows of M_q x M_q queries and M_kv x M_kv keys; with W wind
 from __future__ import annotations
 
 import math
-from math import isqrt
 from typing import Any
 
 from vitcost.analytic.cost import AttnCall
@@ -80,7 +79,8 @@ def mvit_block(t: Trace, p: str, b: Any, h: Any, w: Any, dim_in: int, dim: int, 
         t.eltwise(f"{p}.shortcut_pool_attn", b * nq * dim * ks * ks, kind="pool", inp=short, out=b * nq * dim)
         t.note("max_pool", src=("copy",))  # of the shortcut transposed to [B, D, h, w]: a contiguous copy
     if window:
-        window_attention(t, f"{p}.attn", b, heads, hd, (qh, qw), window // q_stride, window // kv_stride, spec)
+        window_attention(t, f"{p}.attn", b, heads, hd, (qh, qw, kh, kw), window // q_stride, window // kv_stride,
+                         spec, sources[1:])
     else:
         if spec.rel_pos:
             t.param(f"{p}.attn.rel_pos_h", (2 * imax(qh, kh) - 1) * hd)
@@ -105,15 +105,16 @@ def mvit_block(t: Trace, p: str, b: Any, h: Any, w: Any, dim_in: int, dim: int, 
     return qh, qw
 
 
-def window_attention(t: Trace, p: str, b: Any, heads: int, hd: int, q_grid: tuple[Any, Any], mq: int, mk: int,
-                     spec: MViTSpec) -> None:
-    """Pooling attention inside windows (detectron2's MViT backbone): the pooled q grid, zero-padded to
-    multiples of mq, in mq x mq windows, the pooled k/v grids likewise in mk x mk windows (as many: each
-    grid is its input over its stride, the window its input's window over the same stride); one attention
-    call over the b * windows windows, whose relative-position tables span one window; the padded
-    partitions of q, k and v are new tensors (the call names no producers). The output is merged back,
-    cropped, and the pooled q added (residual pooling) on the unpadded grid."""
-    qh, qw = q_grid
+def window_attention(t: Trace, p: str, b: Any, heads: int, hd: int, grids: tuple, mq: int, mk: int, spec: MViTSpec,
+                     pooled: list[str]) -> None:
+    """Pooling attention inside windows (detectron2's MViT backbone) on the pooled grids `grids` (qh, qw,
+    kh, kw): the q grid, zero-padded to multiples of mq, in mq x mq windows, the k/v grid likewise in
+    mk x mk windows (as many: each grid is its input over its stride, the window its input's window over
+    the same stride); one attention call over the b * windows windows, whose relative-position tables
+    span one window. The call names as producers those of the pooled q, k, v (`pooled`, "q=path#kind")
+    whose windows are views of them (`window_view`); the others are new tensors. The output is merged
+    back, cropped, and the pooled q added (residual pooling) on the unpadded grid."""
+    qh, qw, kh, kw = grids
     windows = b * ceil_div(qh, mq) * ceil_div(qw, mq)
     rel: tuple = ()
     if spec.rel_pos:
@@ -121,8 +122,18 @@ def window_attention(t: Trace, p: str, b: Any, heads: int, hd: int, q_grid: tupl
         t.param(f"{p}.rel_pos_w", (2 * imax(mq, mk) - 1) * hd)
         rel = (mq, mq, mk, mk)
     t.attention(p, windows, heads, mq * mq, mk * mk, hd, rel=rel)
+    views = {"q": window_view(qh, qw, mq), "k": window_view(kh, kw, mk), "v": window_view(kh, kw, mk)}
+    t.note(src=tuple(src for src in pooled if views[src[0]]))
     if spec.residual_pooling:
         t.eltwise(p, b * heads * qh * qw * hd)  # + the pooled q
+
+
+def window_view(h: Any, w: Any, m: int) -> bool:
+    """Whether `nets.mvit.window_partition` of an h x w grid into m x m windows is a view: no padding, and
+    a reorder that moves no data (windows of one token, or one window across the width)."""
+    if not isinstance(h, int) or not isinstance(w, int):
+        return False
+    return h % m == 0 and w % m == 0 and (m == 1 or w == m)
 
 
 def mvit_trace(spec: MViTSpec, h: Any, w: Any, b: Any) -> Trace:
@@ -263,28 +274,34 @@ def pooling_attention(peak: PeakSteps, blk: Block, base: int, b: int, e: int, fu
 
 def window_attention_memory(peak: PeakSteps, blk: Block, base: int, b: int, e: int, fused: bool) -> None:
     """nets.mvit.MultiScaleAttention with windows, `base` bytes alive (qkv and the pooled q, k, v): each of
-    q, k, v in turn zero-padded (a new tensor when padded) and cut into windows (a copy unless one window
-    spans the grid or the windows are 1 x 1: the rule for square grids), rebinding its name so that the
-    pooled k and v die (the pooled q stays for the residual); then the attention of the global case over
-    the windows (contiguous: no copies for the matmuls), merging the windows back (the reverse copy, then
-    the crop's) while the attention output is still referenced, + the pooled q, the head merge and proj.
-    The windows of q, k and v, and on the math path the softmax output, stay referenced to the end."""
+    q, k, v in turn partitioned, rebinding its name, so that the pooled k and v die where their windows
+    are new tensors. A partition the walker names a view (`window_view`) allocates nothing; otherwise a
+    padded grid is a new tensor, and the reorder into windows a copy unless it is a view, which is taken
+    to be so when there is one window or the windows are 1 x 1 (exact for square grids). Then the
+    attention of the global case over the windows (contiguous: no copies for the matmuls), merging the
+    windows back while the attention output is referenced (the reverse reorder's copy, the crop's), the
+    pooled q added, the head merge and proj. The windows of q, k and v, and on the math path the softmax
+    output, stay referenced to the end."""
     a = blk.attention()
     p = f"{blk.p}.attn"
-    pooled_q = blk.out("attn.norm_q") or a.q  # the pooled grid's q (a view of qkv when not pooled)
-    pooled_kv = blk.out("attn.norm_k")
+    op = blk.find("attn", "attention")
+    named = {src[0] for src in op.src}
+    pooled_q, pooled_kv = blk.out("attn.norm_q") or a.q, blk.out("attn.norm_k") or a.kv
     nw = a.batch // b
+    reorder = {"q": nw > 1 and a.nq > 1, "k": nw > 1 and a.nkv > 1}
 
-    def partition(padded: int, grid: int, side: int, which: str) -> int:
-        pad = padded if padded != grid else 0
-        copy = padded if nw > 1 and side > 1 else 0
+    def partition(which: str, windows: int, grid: int) -> int:
+        if which in named:
+            return 0
+        pad = windows if windows != grid else 0
+        copy = windows if reorder[which[0] if which == "q" else "k"] or not pad else 0
         peak.at(base + (pad + copy) * e, f"{p} {which} window partition")
-        return padded if pad or copy else 0
+        return windows
 
-    base += partition(a.q, pooled_q, isqrt(a.nq), "q") * e
+    base += partition("q", a.q, pooled_q) * e
     for which in ("k", "v"):
-        new = partition(a.kv, pooled_kv or a.kv, isqrt(a.nkv), which)
-        base += (new - (pooled_kv if new else 0)) * e  # the pooled k or v dies when its windows are new
+        new = partition(which, a.kv, pooled_kv)
+        base += (new - (pooled_kv if new and blk.find("attn.norm_k") else 0)) * e  # the pooled k or v dies
     q, s = a.q * e, a.scores * e
     if fused:
         if a.rel:
@@ -297,13 +314,12 @@ def window_attention_memory(peak: PeakSteps, blk: Block, base: int, b: int, e: i
         peak.at(base + 2 * s, f"{p} softmax")
         peak.at(base + s + q, f"{p} scores @ v")
         base += s  # the softmax output, referenced until the module returns
-    reverse = q if nw > 1 and isqrt(a.nq) > 1 else 0
-    crop = pooled_q * e if a.q != pooled_q else 0
-    peak.at(base + q + reverse + crop, f"{p} window merge")
     x = pooled_q * e
-    r = x if blk.find("attn", "add") is not None else 0  # residual pooling
-    if r:
-        peak.at(base + x + r, f"{p} residual pooling")
+    if "q" not in named:  # the reverse reorder's copy (or the padded grid, reordered), then the crop
+        reverse = q if reorder["q"] or a.q == pooled_q else 0
+        peak.at(base + q + reverse + (x if a.q != pooled_q else 0), f"{p} window merge")
+    if blk.find("attn", "add") is not None:  # residual pooling
+        peak.at(base + 2 * x, f"{p} residual pooling")
     merge = x if a.heads > 1 else 0
     if merge:
         peak.at(base + x + merge, f"{p} merge heads")
