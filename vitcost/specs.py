@@ -508,8 +508,8 @@ class MViTSpec(SpecBase):
     residual_pooling: bool = doc(True, "add the pooled queries back to the attention output")
     rel_pos: bool = doc(True, "decomposed relative positions on the scores")
     expand_attn: bool = doc(True, "widen in the first block's attention (false: in the MLP of the stage's last block)")
-    window: int = doc(0, "window attention side in tokens on the first stage's grid (a later stage's: over its Q strides); "
-                         "0 = global attention in every block")
+    window: int = doc(0, "window attention side in tokens on the first stage's grid (a later stage's: over its "
+                         "Q strides); 0 = global attention in every block")
     global_blocks: tuple[int, ...] = doc((), "with window > 0: indices of the blocks (over all stages) that keep "
                                              "global attention")
     double_kv_blocks: tuple[int, ...] = doc((), "indices of the blocks (over all stages) whose K/V stride is doubled")
