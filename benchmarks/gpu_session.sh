@@ -13,7 +13,8 @@
 #
 # Needs torch with CUDA and timm there, and vitcost's dependencies (typer, rich, sympy, pandas); vitcost
 # itself runs from the checkout (PYTHONPATH). Knobs (environment): OUT (reports/gpu), PROFILE (the
-# built-in profile of this card, h200), DEVICE (cuda; cpu runs a smoke check of the script).
+# built-in profile of this card, h200), DEVICE (cuda; cpu runs a smoke check of the script), ARCHIVE (also
+# pack $OUT into this .tgz, one file to copy off the machine).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
@@ -69,5 +70,8 @@ if [ "$DEVICE" = cuda ]; then
     chmod +x "$bin"/* 2>/dev/null
     step gpu_profile env OUT="$OUT" MODELS="vit_b16 swin_t" RES="224 1024" DTYPES=bf16 ATTNS="math flash" \
         PATH="$bin:$PATH" bash benchmarks/gpu_profile.sh
+fi
+if [ -n "${ARCHIVE:-}" ]; then
+    tar czf "$ARCHIVE" -C "$(dirname "$OUT")" "$(basename "$OUT")" || failed=1
 fi
 exit $failed
