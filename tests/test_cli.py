@@ -121,6 +121,21 @@ def test_compare_path_imports_no_heavy_library():
     assert out.stdout.strip() == ""
 
 
+def test_compare_with_a_roofline_profile_imports_no_time_model():
+    """`compare --hardware` at fp32 shows the roofline: loading the profile (its [efficiency] tables
+    included) must not pull in the per-op time model, which only autocast runs use."""
+    code = ("import sys, io, contextlib\n"
+            "from vitcost.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            "    try:\n"
+            "        main(['compare', '--res', '224', '--hardware', 'rtx4090'])\n"
+            "    except SystemExit as e:\n"
+            "        assert e.code == 0, e.code\n"
+            "print('vitcost.analytic.time_model' in sys.modules, 'vitcost.analytic.efficiency' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "True"]
+
+
 def test_analytic_modules_import_no_torch():
     """Every module of vitcost/analytic, specs and zoo: torch-free by design (sympy only on demand)."""
     code = ("import sys, pkgutil, importlib, vitcost.analytic, vitcost.specs, vitcost.zoo\n"

@@ -41,6 +41,10 @@ TINY = {
     # ViTDet/SAM-style hybrid: window blocks on a 9x9 grid padded to 12x12, global blocks 1 and 3
     "vit_hybrid": (ViTSpec(dim=64, depth=4, heads=2, patch=8, class_tokens=0, window=4, global_blocks=(1, 3),
                            num_classes=10), 72),
+    # MViTv2 hybrid window attention: window blocks 0, 1 on a 18x18 grid (q padded to 24x24, k/v 5x5 to 6x6),
+    # 2 (stage 1's first, on 9x9 padded to 12x12); block 3 global with its K/V stride doubled
+    "mvit_hybrid": (MViTSpec(dims=(16, 32), depths=(2, 2), heads=(1, 2), window=8, global_blocks=(3,),
+                             double_kv_blocks=(3,), num_classes=10), 72),
     # ResNet-50 with non-local blocks (resnet50_nl5's placement and subsampling) at a quarter of the width,
     # on an input no stride divides
     "resnet_nl": (replace(get_preset("resnet50_nl5").spec, width=16, num_classes=10), 97),
@@ -190,6 +194,22 @@ def test_random_swins_predicted_vs_measured(dim, heads, window, grid, batch, att
 def test_random_mvits_predicted_vs_measured(dim, depths, heads, kv_stride, res, batch, attn):
     """Two-stage MViTv2s: pooled and strided queries, adaptive K/V strides, expanding channels."""
     spec = MViTSpec(dims=(dim, 2 * dim), depths=depths, heads=heads, kv_stride=kv_stride, num_classes=10)
+    measured, pred = _measure_and_predict(spec, res, batch, attn)
+    assert measured.score_bytes == pred.stored_score_bytes
+    assert measured.peak_bytes == pytest.approx(pred.activation_peak_bytes, rel=0.10)
+
+
+@settings(max_examples=8, deadline=None)
+@given(depths=st.sampled_from([(1, 1), (2, 1), (1, 2)]), heads=st.sampled_from([(1, 1), (1, 2), (2, 2)]),
+       kv_stride=st.sampled_from([1, 2, 4]), window=st.sampled_from([4, 8, 16]), last_global=st.booleans(),
+       res=st.integers(8, 48), batch=st.integers(1, 2), attn=st.sampled_from(["math", "sdpa"]))
+def test_random_mvit_hybrids_predicted_vs_measured(depths, heads, kv_stride, window, last_global, res, batch, attn):
+    """Two-stage MViTv2s with window blocks: padded or exact windows, one window or several, a global last
+    block with a doubled K/V stride."""
+    last = sum(depths) - 1
+    spec = MViTSpec(dims=(8, 16), depths=depths, heads=heads, kv_stride=kv_stride, window=window,
+                    global_blocks=(last,) if last_global else (), double_kv_blocks=(last,) if last_global else (),
+                    num_classes=10)
     measured, pred = _measure_and_predict(spec, res, batch, attn)
     assert measured.score_bytes == pred.stored_score_bytes
     assert measured.peak_bytes == pytest.approx(pred.activation_peak_bytes, rel=0.10)

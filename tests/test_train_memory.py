@@ -47,6 +47,9 @@ TINY = {
     "swin": (SwinSpec(embed_dim=16, depths=(2, 2), heads=(1, 2), window=7, num_classes=10), 112),
     "swinv2": (SwinV2Spec(embed_dim=16, depths=(2, 2), heads=(1, 2), window=8, cpb_hidden=64, num_classes=10), 80),
     "mvit": (MViTSpec(dims=(16, 32), depths=(1, 1), heads=(1, 2), num_classes=10), 64),
+    # hybrid window attention: windows padded in both stages, the last block global with a doubled K/V stride
+    "mvit_hybrid": (MViTSpec(dims=(16, 32), depths=(2, 2), heads=(1, 2), window=4, global_blocks=(3,),
+                             double_kv_blocks=(3,), num_classes=10), 72),
     "nat": (NATSpec(embed_dim=16, depths=(2, 1), heads=(1, 2), kernel=5, mlp_ratio=3.0, num_classes=10), 64),
     "mixer": (MixerSpec(dim=64, depth=2, tokens_hidden=32, channels_hidden=128, num_classes=10), 64),
     "convnext": (ConvNeXtSpec(dims=(16, 32, 32, 32), depths=(1, 2, 1, 1), num_classes=10), 64),
@@ -306,7 +309,8 @@ def test_autocast_bf16_step_against_measurement(name):
     assert pred.weight_casts == pytest.approx(measured.weight_cast_bytes, rel=0.02)
 
 
-@pytest.mark.parametrize("name", ["vit", "swin", "mvit", "nat", "swinv2", "sam", "biformer", "resnet_nl"])
+@pytest.mark.parametrize("name", ["vit", "swin", "mvit", "mvit_hybrid", "nat", "swinv2", "sam", "biformer",
+                                  "resnet_nl"])
 def test_sdpa_step_against_measurement(name):
     """sdpa: the fused CPU kernel for ViT; the math composite where a learned term needs a gradient."""
     measured, pred = _run(name, attn="sdpa", dtype="bf16" if name in ("swin", "sam") else "fp32")

@@ -494,7 +494,21 @@ class MViTSpec(SpecBase):
     The image defaults (all temporal kernels and strides 1, no temporal table, no class token) leave every
     image figure as it was. MViTv2-S 16x4 (Kinetics-400, 16x224x224): 34.5M params and 64 GFLOPs (MACs) x 5
     views in the paper and SlowFast's projects/mvitv2; here 34.54M and 64.22G (MACs), 0.35% over
-    the rounded 64."""
+    the rounded 64.
+
+    Hybrid window attention (MViTv2 Sec. 4, "Hwin"; detectron2's MViT backbone): with `window` > 0 every
+    block except those in `global_blocks` pools q, k and v as above, then zero-pads the pooled q grid to a
+    multiple of its window and the pooled k/v grid to a multiple of theirs and attends inside each window;
+    the output is unpartitioned and cropped before the residual pooling adds the whole pooled q. `window`
+    is the side on the first stage's grid; a stage's window is that over the Q strides before it (halved at
+    each stage change), and the first block of a stage, which pools its queries, still partitions its input
+    grid's window: its q windows are window_in / s_q and its k/v windows window_in / s_kv tokens a side.
+    A window block's relative-position tables span one window (2 * max(q window, k/v window) - 1 rows:
+    detectron2's tables, sized for its 224 pretraining grid, have that size when the window is that grid,
+    as in its configs); a global block's span its grids. `double_kv_blocks` doubles the K/V stride of the
+    listed blocks (detectron2's global last blocks of stages 1 and 2). The backbone's multi-scale outputs
+    and FPN are not modelled: the model keeps the classification head. Windows partition images: a clip
+    (T > 1), a time-axis field or a class token with a window is an error."""
 
     family: ClassVar[str] = "mvit"
     dims: tuple[int, ...] = doc(text="channels per stage")
@@ -520,6 +534,11 @@ class MViTSpec(SpecBase):
     stage_q_stride_t: int = doc(1, "Q pooling stride in T of the first block of stages 1..: 1 or even")
     rel_pos_t: bool = doc(False, "a third, temporal table of decomposed relative positions (with rel_pos)")
     cls_token: bool = doc(False, "a class token in front of the tokens, read by the head (false: the mean)")
+    window: int = doc(0, "window attention side in tokens on the first stage's grid (a later stage's: over its "
+                         "Q strides); 0 = global attention in every block")
+    global_blocks: tuple[int, ...] = doc((), "with window > 0: indices of the blocks (over all stages) that keep "
+                                             "global attention")
+    double_kv_blocks: tuple[int, ...] = doc((), "indices of the blocks (over all stages) whose K/V stride is doubled")
 
     def validate(self) -> None:
         self._validate_time()
@@ -540,6 +559,36 @@ class MViTSpec(SpecBase):
             raise SpecError(f"MViTSpec.pool_kernel must be odd, got {self.pool_kernel}.")
         if self.stage_q_stride > 1 and self.stage_q_stride % 2:
             raise SpecError(f"MViTSpec.stage_q_stride must be 1 or even, got {self.stage_q_stride}.")
+        self._validate_windows()
+
+    def _validate_windows(self) -> None:
+        """Block indices in range; windows that every windowed block's Q and K/V strides divide."""
+        blocks = sum(self.depths)
+        for name in ("global_blocks", "double_kv_blocks"):
+            idx = getattr(self, name)
+            if any(not 0 <= i < blocks for i in idx) or len(set(idx)) != len(idx):
+                raise SpecError(f"MViTSpec.{name} must be distinct block indices in 0..{blocks - 1}, got {list(idx)}.")
+        if self.window < 0:
+            raise SpecError(f"MViTSpec.window must be 0 or more, got {self.window}.")
+        if self.global_blocks and not self.window:
+            raise SpecError("MViTSpec.global_blocks needs window > 0 (without a window every block is global).")
+        if not self.window:
+            return
+        ones = ("stem_kernel_t", "stem_stride_t", "pool_kernel_t", "kv_stride_t", "stage_q_stride_t")
+        timed = [f for f in ones if getattr(self, f) != 1]
+        timed += [f for f in ("stem_padding_t", "rel_pos_t", "cls_token") if getattr(self, f)]
+        if timed:
+            raise SpecError(f"MViTSpec.window partitions an image grid: it does not take {', '.join(timed)} "
+                            "(a time axis or a class token).")
+        need = 1
+        for s, depth in enumerate(self.depths):
+            for i in range(depth):
+                if self.block_index(s, i) not in self.global_blocks:
+                    sq = self.q_stride(s) if i == 0 else 1
+                    need = math.lcm(need, self.input_stride(s, i) * math.lcm(sq, self.block_kv_stride(s, i)))
+        if self.window % need:
+            raise SpecError(f"MViTSpec.window = {self.window} does not split into whole q and k/v windows on every "
+                            f"windowed block's pooled grids: give a multiple of {need}.")
 
     def q_stride(self, stage: int) -> int:
         return 1 if stage == 0 else self.stage_q_stride
@@ -557,15 +606,16 @@ class MViTSpec(SpecBase):
         if self.rel_pos_t and not self.rel_pos:
             raise SpecError("MViTSpec.rel_pos_t adds a temporal table to the spatial ones: set rel_pos too.")
 
-    def strides3(self, stage: int, first: bool) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
-        """(Q stride, K/V stride) as (T, H, W) of a block of `stage` (`first`: the stage's first block); the
-        K/V stride adapts in T as in space (SlowFast's POOL_KV_STRIDE_ADAPTIVE)."""
+    def strides3(self, stage: int, i: int) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+        """(Q stride, K/V stride) as (T, H, W) of block i of `stage`; the K/V stride adapts in T as in space
+        (SlowFast's POOL_KV_STRIDE_ADAPTIVE), and is doubled in space for `double_kv_blocks`."""
+        first = i == 0
         st = self.kv_stride_t
         for _ in range(stage):
             st = max(st // self.stage_q_stride_t, 1)
         q = self.q_stride(stage) if first else 1
         qt = self.stage_q_stride_t if first and stage else 1
-        kv = self.kv_stride_at(stage)
+        kv = self.block_kv_stride(stage, i)
         return (qt, q, q), (st, kv, kv)
 
     def block_dims(self, stage: int, i: int, dim_in: int) -> tuple[int, int]:
@@ -581,6 +631,27 @@ class MViTSpec(SpecBase):
         for i in range(1, stage + 1):
             s = max(s // self.q_stride(i), 1)
         return s
+
+    def block_index(self, stage: int, i: int) -> int:
+        """The index over all stages of block i of `stage`."""
+        return sum(self.depths[:stage]) + i
+
+    def block_kv_stride(self, stage: int, i: int) -> int:
+        """The K/V stride of block i of `stage`: the stage's, doubled for `double_kv_blocks`."""
+        return self.kv_stride_at(stage) * (2 if self.block_index(stage, i) in self.double_kv_blocks else 1)
+
+    def input_stride(self, stage: int, i: int) -> int:
+        """The Q strides before block i of `stage` (its input grid is the first stage's over this)."""
+        stride = 1
+        for s in range(1, stage + (1 if i else 0)):
+            stride *= self.q_stride(s)
+        return stride
+
+    def block_window(self, stage: int, i: int) -> int:
+        """The window side on the input grid of block i of `stage`, 0 for global attention."""
+        if not self.window or self.block_index(stage, i) in self.global_blocks:
+            return 0
+        return self.window // self.input_stride(stage, i)
 
 
 @spec_class

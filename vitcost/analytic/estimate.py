@@ -154,14 +154,20 @@ class Estimate:
 
     @property
     def global_attn_share(self) -> float | None:
-        """For a window + global hybrid (ViTSpec.window with global_blocks): the share of all
-        attention-score elements held by the global blocks; None for any other design."""
+        """For a window + global hybrid (a spec's `window` with `global_blocks`, block indices over the
+        whole network): the share of all attention-score elements held by the global blocks; None for any
+        other design."""
         spec = self.spec
         if not (getattr(spec, "window", 0) and getattr(spec, "global_blocks", ())):
             return None
         total = self.total.attn
-        prefixes = tuple(f"blocks.{i}.attn" for i in spec.global_blocks)
-        return sum(op.cost.attn for op in self.ops if op.path in prefixes) / total if total else None
+        order: dict[str, int] = {}  # each block's index over the network, in the order the walk ran them
+        for op in self.ops:
+            if op.block is not None:
+                order.setdefault(op.block.prefix, len(order))
+        glob = set(spec.global_blocks)
+        held = sum(op.cost.attn for op in self.ops if op.block is not None and order[op.block.prefix] in glob)
+        return held / total if total else None
 
     @property
     def complexity(self) -> str:

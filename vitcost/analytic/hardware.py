@@ -72,7 +72,7 @@ class Hardware:
     key: str = ""  # the profile's name (h100-sxm) or its file
     description: str = ""
     launch_overhead: float | None = None  # seconds per kernel launch
-    efficiency: dict[str, Any] = field(default_factory=dict)  # kernel class -> time_model.Efficiency
+    efficiency: dict[str, Any] = field(default_factory=dict)  # kernel class -> efficiency.Efficiency
     sources: dict[str, str] = field(default_factory=dict)  # figure (memory, bandwidth, vector, fp16, ...) -> source
     overridden: str = ""  # what --peak-tflops / --bandwidth changed
     per_thread: bool = False  # the figures were per CPU thread, scaled by the thread count
@@ -143,7 +143,7 @@ def _figure(data: dict[str, Any], section: str, units: str, where: str, extra: t
 
 
 def _efficiency(data: dict[str, Any], where: str, sources: dict[str, str]) -> dict[str, Any]:
-    """A profile's [efficiency] table read by the time model (`time_model.efficiency_from_table`), its
+    """A profile's [efficiency] table read by the time model (`efficiency.efficiency_from_table`), its
     source recorded in `sources`; empty until the time model is fitted for the device."""
     efficiency = dict(data.get("efficiency", {})) if isinstance(data.get("efficiency", {}), dict) else None
     if efficiency is None:
@@ -151,7 +151,7 @@ def _efficiency(data: dict[str, Any], where: str, sources: dict[str, str]) -> di
     source = efficiency.pop("source", "")
     if not efficiency:
         return efficiency
-    from vitcost.analytic.time_model import efficiency_from_table
+    from vitcost.analytic.efficiency import efficiency_from_table
 
     if not isinstance(source, str) or not source.strip():
         raise VitcostError(f"{where}: [efficiency] needs a `source` (fitted on what, measured, or assumed "

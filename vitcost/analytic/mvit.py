@@ -10,14 +10,19 @@ and N = c + t*h*w tokens (c = 1 with a class token, else 0):
             the temporal table on a clip) + n * Nq * Nk * d (AV); residual pooling adds Q to the output
   proj:     Nq * D^2,  MLP: 2 * r * Nq * D^2
   shortcut: a linear D_in -> D when the width changes, max-pooled with the Q stride.
+A window block (hybrid window attention, MViTv2 Sec. 4; `window_attention`; images only) splits the pooled
+grids, zero-padded, into windows of M_q x M_q queries and M_kv x M_kv keys; with W windows per image:
+  scores:   n * W * M_q^2 * M_kv^2 * d (QK^T) + n * W * M_q^2 * 2*M_kv * d (relative positions)
+            + n * W * M_q^2 * M_kv^2 * d (AV); residual pooling adds Q after the windows are merged.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from vitcost.analytic.cost import AttnCall
-from vitcost.analytic.ints import conv_out, imax
+from vitcost.analytic.ints import ceil_div, conv_out, imax
 from vitcost.analytic.mvit1 import Grid, pools, skip_kernel, volume
 from vitcost.analytic.peaks import (
     LSE_BYTES,
@@ -77,10 +82,11 @@ def _attend(t: Trace, p: str, b: Any, heads: int, hd: int, qg: Grid, kg: Grid, s
 
 
 def mvit_block(t: Trace, p: str, b: Any, grid: Grid, dim_in: int, dim: int, heads: int,
-               strides: tuple[Grid, Grid], spec: MViTSpec, dim_out: int = 0) -> Grid:
+               strides: tuple[Grid, Grid], spec: MViTSpec, dim_out: int = 0, window: int = 0) -> Grid:
     """One block on a t x h x w grid: attention from dim_in to dim channels with (Q, K/V) pooling `strides`,
     MLP from dim to dim_out (default dim); a wider dim_out projects the residual from norm2's output
-    (`shortcut_proj_mlp`)."""
+    (`shortcut_proj_mlp`); `window`: the window side on the block's input grid (`window_attention`; an
+    image, t = 1), 0 for global attention."""
     dim_out = dim_out or dim
     cls = int(spec.cls_token)
     rows = b * (cls + volume(grid))
@@ -106,8 +112,14 @@ def mvit_block(t: Trace, p: str, b: Any, grid: Grid, dim_in: int, dim: int, head
     nq = cls + volume(qg)
     if max(q_stride) > 1:
         _shortcut_pool(t, p, b, qg, q_stride, dim, short, cls)
-    _attend(t, p, b, heads, hd, qg, kg, spec)
-    t.note(src=tuple(sources))
+    if window:
+        if not isinstance(grid[0], int) or grid[0] != 1:
+            raise SpecError(f"MViTSpec.window partitions an image grid, not a clip's {grid[0]} time steps.")
+        window_attention(t, f"{p}.attn", b, heads, hd, (*qg[1:], *kg[1:]), window // q_stride[1],
+                         window // kv_stride[1], spec, sources[1:])
+    else:
+        _attend(t, p, b, heads, hd, qg, kg, spec)
+        t.note(src=tuple(sources))
     t.linear(f"{p}.attn.proj", b * nq, dim, dim, role="proj")
     y = b * nq * dim
     t.eltwise(p, y)  # residual
@@ -123,6 +135,37 @@ def mvit_block(t: Trace, p: str, b: Any, grid: Grid, dim_in: int, dim: int, head
     t.linear(f"{p}.mlp.fc2", b * nq, hidden, dim_out, role="mlp")
     t.eltwise(p, b * nq * dim_out)  # residual
     return qg
+
+
+def window_attention(t: Trace, p: str, b: Any, heads: int, hd: int, grids: tuple, mq: int, mk: int, spec: MViTSpec,
+                     pooled: list[str]) -> None:
+    """Pooling attention inside windows (detectron2's MViT backbone) on the pooled grids `grids` (qh, qw,
+    kh, kw): the q grid, zero-padded to multiples of mq, in mq x mq windows, the k/v grid likewise in
+    mk x mk windows (as many: each grid is its input over its stride, the window its input's window over
+    the same stride); one attention call over the b * windows windows, whose relative-position tables
+    span one window. The call names as producers those of the pooled q, k, v (`pooled`, "q=path#kind")
+    whose windows are views of them (`window_view`); the others are new tensors. The output is merged
+    back, cropped, and the pooled q added (residual pooling) on the unpadded grid."""
+    qh, qw, kh, kw = grids
+    windows = b * ceil_div(qh, mq) * ceil_div(qw, mq)
+    rel: tuple = ()
+    if spec.rel_pos:
+        t.param(f"{p}.rel_pos_h", (2 * imax(mq, mk) - 1) * hd)
+        t.param(f"{p}.rel_pos_w", (2 * imax(mq, mk) - 1) * hd)
+        rel = (mq, mq, mk, mk)
+    t.attention(p, windows, heads, mq * mq, mk * mk, hd, rel=rel)
+    views = {"q": window_view(qh, qw, mq), "k": window_view(kh, kw, mk), "v": window_view(kh, kw, mk)}
+    t.note(src=tuple(src for src in pooled if views[src[0]]))
+    if spec.residual_pooling:
+        t.eltwise(p, b * heads * qh * qw * hd)  # + the pooled q
+
+
+def window_view(h: Any, w: Any, m: int) -> bool:
+    """Whether `nets.mvit.window_partition` of an h x w grid into m x m windows is a view: no padding, and
+    a reorder that moves no data (windows of one token, or one window across the width)."""
+    if not isinstance(h, int) or not isinstance(w, int):
+        return False
+    return h % m == 0 and w % m == 0 and (m == 1 or w == m)
 
 
 def embed(t: Trace, spec: MViTSpec, h: Any, w: Any, b: Any, frames: Any) -> Grid:
@@ -156,8 +199,8 @@ def mvit_trace(spec: MViTSpec, h: Any, w: Any, b: Any, frames: Any = 1) -> Trace
         for i in range(depth):
             dim, dim_out = spec.block_dims(s, i, dim_in)
             with t.block(f"stages.{s}.blocks.{i}", f"stages.{s}", b * (cls + volume(grid)) * dim_in):
-                grid = mvit_block(t, f"stages.{s}.blocks.{i}", b, grid, dim_in, dim, heads, spec.strides3(s, i == 0),
-                                  spec, dim_out)
+                grid = mvit_block(t, f"stages.{s}.blocks.{i}", b, grid, dim_in, dim, heads, spec.strides3(s, i),
+                                  spec, dim_out, spec.block_window(s, i))
             dim_in = dim_out
     n = cls + volume(grid)
     t.norm("norm", b * n, dim_in)
@@ -183,11 +226,17 @@ def lattice(spec: MViTSpec) -> tuple[int, int]:
     stride, worst = 1, 1
     for s in range(len(spec.depths)):
         stride *= spec.q_stride(s)
-        worst = max(worst, stride * spec.kv_stride_at(s))
+        worst = max(worst, stride * max(spec.block_kv_stride(s, i) for i in range(spec.depths[s])))
+    if spec.window:  # and every stage's grid a whole number of its windows
+        worst = math.lcm(worst, spec.window)
     return spec.stem_stride * worst, spec.stem_stride
 
 
 def complexity(spec: MViTSpec) -> str:
+    if spec.window and not spec.global_blocks:
+        return "O(HWC)"  # fixed windows
+    if spec.window:
+        return "O(HWC) + O(R^4/s^2)"  # window blocks linear in the tokens, the global blocks all pairs
     return "O(R^4/s^2)"  # all pairs, keys pooled by stride s
 
 
@@ -222,7 +271,7 @@ def block_memory(peak: PeakSteps, blk: Block, spec: MViTSpec, b: int, e: int, fu
         short = cat or pool_op.out
     base = xin + short * e
     y = blk.out("attn.proj")
-    pooling_attention(peak, blk, base, b, e, fused)
+    pooling_attention(peak, blk, base, b, e, fused, spec.block_window(int(blk.stage.rsplit(".", 1)[1]), blk.index))
     x1 = blk.out("mlp.fc2")  # the block output's elements
     n2 = blk.out("norm2")
     spm = blk.out("shortcut_proj_mlp", "linear")  # the residual projected from norm2's output, or none
@@ -233,7 +282,7 @@ def block_memory(peak: PeakSteps, blk: Block, spec: MViTSpec, b: int, e: int, fu
     mlp(peak, blk.p, outer + (x + y + spm) * e, n2, blk.out("mlp.fc1"), x1, e)
 
 
-def pooling_attention(peak: PeakSteps, blk: Block, base: int, b: int, e: int, fused: bool) -> None:
+def pooling_attention(peak: PeakSteps, blk: Block, base: int, b: int, e: int, fused: bool, window: int = 0) -> None:
     """nets.mvit.MultiScaleAttention (timm's), `base` bytes alive. qkv stays referenced until the module
     returns. Each pooled q, k, v: the head-split view reshaped to [B*n, h, w, d] (a copy when B > 1 and
     n > 1) and permuted to a contiguous [B*n, d, h, w] copy, the conv, then LayerNorm over d of the
@@ -266,6 +315,9 @@ def pooling_attention(peak: PeakSteps, blk: Block, base: int, b: int, e: int, fu
             peak.at(base + (pooled + 2 * c) * e, f"{p}.norm_{which}", c * e)  # norm reads a strided view: a copy
         pooled += cat or c
     base += pooled * e  # the normed q, k, v; unpooled ones are views of qkv
+    if window:
+        window_attention_memory(peak, blk, base, b, e, fused)
+        return
     q, s = a.q * e, a.scores * e
     rel = a.scores * e if a.rel else 0
     if fused:  # the relative positions summed into a zero [B, n, Nq, Nk] term, passed as attn_mask
@@ -288,6 +340,60 @@ def pooling_attention(peak: PeakSteps, blk: Block, base: int, b: int, e: int, fu
         peak.at(base + o + r, f"{p} residual pooling")
     x = r or o
     merge = q if a.heads > 1 and (r or not fused) else 0  # a fused kernel's own output is laid out [B, N, h, d]
+    if merge:
+        peak.at(base + x + merge, f"{p} merge heads")
+    peak.at(base + (merge or x) + blk.out("attn.proj") * e, f"{p}.proj")
+
+
+def window_attention_memory(peak: PeakSteps, blk: Block, base: int, b: int, e: int, fused: bool) -> None:
+    """nets.mvit.MultiScaleAttention with windows, `base` bytes alive (qkv and the pooled q, k, v): each of
+    q, k, v in turn partitioned, rebinding its name, so that the pooled k and v die where their windows
+    are new tensors. A partition the walker names a view (`window_view`) allocates nothing; otherwise a
+    padded grid is a new tensor, and the reorder into windows a copy unless it is a view, which is taken
+    to be so when there is one window or the windows are 1 x 1 (exact for square grids). Then the
+    attention of the global case over the windows (contiguous: no copies for the matmuls), merging the
+    windows back while the attention output is referenced (the reverse reorder's copy, the crop's), the
+    pooled q added, the head merge and proj. The windows of q, k and v, and on the math path the softmax
+    output, stay referenced to the end."""
+    a = blk.attention()
+    p = f"{blk.p}.attn"
+    op = blk.find("attn", "attention")
+    named = {src[0] for src in op.src}
+    pooled_q, pooled_kv = blk.out("attn.norm_q") or a.q, blk.out("attn.norm_k") or a.kv
+    nw = a.batch // b
+    reorder = {"q": nw > 1 and a.nq > 1, "k": nw > 1 and a.nkv > 1}
+
+    def partition(which: str, windows: int, grid: int) -> int:
+        if which in named:
+            return 0
+        pad = windows if windows != grid else 0
+        copy = windows if reorder[which[0] if which == "q" else "k"] or not pad else 0
+        peak.at(base + (pad + copy) * e, f"{p} {which} window partition")
+        return windows
+
+    base += partition("q", a.q, pooled_q) * e
+    for which in ("k", "v"):
+        new = partition(which, a.kv, pooled_kv)
+        base += (new - (pooled_kv if new and blk.find("attn.norm_k") else 0)) * e  # the pooled k or v dies
+    q, s = a.q * e, a.scores * e
+    if fused:
+        if a.rel:
+            _timm_rel_pos(peak, p, base + s, a, b, e)
+        peak.at(base + (s if a.rel else 0) + q + a.rows * LSE_BYTES, f"{p} fused attention", flash_scratch(peak, a, e))
+    else:
+        peak.at(base + 2 * q + s, f"{p} q @ k^T")  # the temporary q * scale
+        if a.rel:
+            _timm_rel_pos(peak, p, base + s, a, b, e)
+        peak.at(base + 2 * s, f"{p} softmax")
+        peak.at(base + s + q, f"{p} scores @ v")
+        base += s  # the softmax output, referenced until the module returns
+    x = pooled_q * e
+    if "q" not in named:  # the reverse reorder's copy (or the padded grid, reordered), then the crop
+        reverse = q if reorder["q"] or a.q == pooled_q else 0
+        peak.at(base + q + reverse + (x if a.q != pooled_q else 0), f"{p} window merge")
+    if blk.find("attn", "add") is not None:  # residual pooling
+        peak.at(base + 2 * x, f"{p} residual pooling")
+    merge = x if a.heads > 1 else 0
     if merge:
         peak.at(base + x + merge, f"{p} merge heads")
     peak.at(base + (merge or x) + blk.out("attn.proj") * e, f"{p}.proj")

@@ -54,12 +54,20 @@ This module does not import torch.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from vitcost.analytic.cost import FLOPS_PER_MAC, AttnCall, Op, project
+from vitcost.analytic.efficiency import (
+    CLASSES,
+    FALLBACK,
+    MATMUL_CLASSES,
+    MAX_FRACTION,
+    MEMORY_CLASSES,
+    Efficiency,
+    efficiency_from_table,
+)
 from vitcost.analytic.ops import kind_of
 from vitcost.analytic.trace import call_steps
 from vitcost.errors import VitcostError
@@ -70,16 +78,7 @@ from vitcost.vocab import BYTES, F32
 # 64 channels, has 64; a 3-channel 7x7 stem has 147).
 DEPTHWISE_MAX_DEPTH = 64
 
-# The largest efficiency fraction a profile may carry: a GeForce card's boost clock can run ~20% above the
-# clock its vendor peak is quoted at; a figure further above the roof is a wrong peak, not an efficiency.
-MAX_FRACTION = 1.5
-
 MATH_SCORES = ("autocast", "fp16", "fp32")
-MATMUL_CLASSES = ("gemm", "conv", "flash", "efficient")
-MEMORY_CLASSES = ("depthwise", "memory", "gather")
-# A class a profile may leave out, and the class whose figures it then takes
-FALLBACK = {"gather": "memory"}
-CLASSES = MATMUL_CLASSES + MEMORY_CLASSES
 
 _HALF, _FULL = BYTES["fp16"], F32  # bytes of a 16-bit and a 32-bit element
 
@@ -99,23 +98,6 @@ class Kernel(NamedTuple):
 
 class ClassNotFitted(VitcostError):
     """A device has no efficiency figures for a kernel class the forward needs."""
-
-
-@dataclass(frozen=True)
-class Efficiency:
-    """One `[efficiency.<class>]` table: the share of the roof a large launch reaches (`fraction`,
-    0 < fraction <= MAX_FRACTION; above 1 where a card holds a higher clock than the one its vendor quotes
-    the peak at) and the work per launch at which half of it is reached (`half_work`, FLOPs for
-    matmul classes, bytes for memory classes; 0 = the rate does not depend on size)."""
-
-    fraction: float
-    half_work: float = 0.0
-
-    def __post_init__(self) -> None:
-        if not 0 < self.fraction <= MAX_FRACTION:
-            raise VitcostError(f"efficiency fraction must be in (0, {MAX_FRACTION}], got {self.fraction}.")
-        if not (self.half_work >= 0 and math.isfinite(self.half_work)):
-            raise VitcostError(f"efficiency half_work must be a finite number >= 0, got {self.half_work}.")
 
 
 @dataclass(frozen=True)
@@ -143,26 +125,6 @@ class TimeDevice:
             return self.efficiency[cls if cls in self.efficiency or cls not in FALLBACK else FALLBACK[cls]]
         except KeyError:
             raise ClassNotFitted(f"{self.name} has no [efficiency.{cls}] figures.") from None
-
-
-def efficiency_from_table(table: Mapping[str, Any]) -> dict[str, Efficiency]:
-    """The `[efficiency]` table of a device profile ({class: {fraction, half_work}}) as Efficiency records;
-    an unknown class or field is an error."""
-    out = {}
-    for cls, t in table.items():
-        if cls not in CLASSES:
-            raise VitcostError(f"unknown efficiency class {cls!r}; choose from {', '.join(CLASSES)}.")
-        if not isinstance(t, Mapping) or set(t) - {"fraction", "half_work"} or "fraction" not in t:
-            raise VitcostError(f"[efficiency.{cls}] takes `fraction` and optionally `half_work`, got {t!r}.")
-        fraction, half_work = t["fraction"], t.get("half_work", 0.0)
-        for what, v, lo in (("fraction", fraction, 0.0), ("half_work", half_work, -1.0)):
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= lo:
-                raise VitcostError(f"[efficiency.{cls}] {what} must be a finite number "
-                                   f"{'above 0' if what == 'fraction' else 'of at least 0'}, got {v!r}.")
-        if fraction > MAX_FRACTION:
-            raise VitcostError(f"[efficiency.{cls}] fraction {fraction} is above {MAX_FRACTION} of the vendor peak.")
-        out[cls] = Efficiency(float(fraction), float(half_work))
-    return out
 
 
 def time_device(hw: Any) -> TimeDevice:
@@ -426,7 +388,6 @@ def forward_time(est: Any, device: TimeDevice, amp: bool = True, **runtime: Any)
     return sum(kernel_time(k, device) for k in kernels(est, amp, **runtime))
 
 
-__all__ = ["CLASSES", "DEPTHWISE_MAX_DEPTH", "MEASURED_MIN_MATMUL_FLOPS", "in_measured_regime", "regime_floor",
-           "Efficiency",
-           "Kernel", "TimeDevice", "efficiency_from_table",
-           "efficiency_table", "forward_time", "kernel_time", "kernels", "op_times"]
+__all__ = ["CLASSES", "DEPTHWISE_MAX_DEPTH", "MATMUL_CLASSES", "MAX_FRACTION", "MEASURED_MIN_MATMUL_FLOPS",
+           "MEMORY_CLASSES", "Efficiency", "Kernel", "TimeDevice", "efficiency_from_table", "efficiency_table",
+           "forward_time", "in_measured_regime", "kernel_time", "kernels", "op_times", "regime_floor"]

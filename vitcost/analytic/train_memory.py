@@ -251,11 +251,11 @@ def _attention(ctx: _Ctx, i: int, blk: str) -> tuple[list[Saved], int, int]:
         saved += [Saved(("mask", i), a.scores * BOOL), Saved(("dropped", i), s)]
     saved.append(operand("v", kv, split))
     if a.rel:
-        saved += _rel_pos(ctx, i, a, e, _q_storage(ctx, pooled, qkv))
+        saved += _rel_pos(ctx, i, a, e, _q_storage(ctx, i, pooled, qkv))
     back = _math_backward(a, e, a.scores * score_e, pooled, gathered)
     # raw scores beside their softmax, the operand copies; MViTv2 adds its decomposed relative positions
     # to the scores through two score-sized temporaries
-    fwd = a.scores * score_e * (3 if a.rel and pooled.get("q") is not None else 1) + (q + kv if split else 0)
+    fwd = a.scores * score_e * (3 if a.rel and "folded_heads" not in op.tags else 1) + (q + kv if split else 0)
     return saved, back, fwd
 
 
@@ -269,7 +269,7 @@ def _composite(ctx: _Ctx, i: int, a: AttnCall, e: int, split: bool, operand: Any
     saved = [Saved(("q", i), q), Saved(("k", i), kv), Saved(("scores", i), s),
              Saved(("v", i), kv) if ce != e else operand("v", kv, split)]
     if a.rel:
-        saved += _rel_pos(ctx, i, a, e, _q_storage(ctx, pooled, qkv))
+        saved += _rel_pos(ctx, i, a, e, _q_storage(ctx, i, pooled, qkv))
     return saved, _math_backward(a, ce, s, pooled, gathered), s + (q + kv if split or ce != e else 0)
 
 
@@ -304,13 +304,14 @@ def _math_backward(a: AttnCall, e: int, s: int, pooled: dict, gathered: bool) ->
     return q + s + kv, kv + 2 * s, 2 * kv + s + q, q + 2 * kv + _source_grad(a, e, pooled, gathered)
 
 
-def _q_storage(ctx: _Ctx, pooled: dict, qkv: Saved | None) -> Saved:
+def _q_storage(ctx: _Ctx, i: int, pooled: dict, qkv: Saved | None) -> Saved:
     """The storage the queries of a decomposed-rel-pos attention are a view of: MViTv2's pooling norm
-    output, or the [3, B'*h, N, d] q/k/v of timm's SAM layout (or qkv's output)."""
+    output, or the [3, B'*h, N, d] q/k/v of timm's SAM layout (or qkv's output); with neither named, a
+    tensor made on the way (MViTv2's window partition of the pooled q)."""
     j = pooled.get("q")
     if j is not None:
         return Saved(("out", j), ctx.ops[j].out * ctx.dt[j])
-    return qkv if qkv is not None else Saved(("q_rel", -1), 0)
+    return qkv if qkv is not None else Saved(("q_in", i), ctx.ops[i].call.q * ctx.lo)
 
 
 def _rel_pos(ctx: _Ctx, i: int, a: AttnCall, e: int, q_store: Saved) -> list[Saved]:

@@ -30,6 +30,11 @@ the scores with the others). With `cls_token` a class token is concatenated in f
 every pooling sets it aside and puts it back in front, the relative positions and the residual pooling skip
 its row and column (the residual pooling adds q in place, as SlowFast's), and the head reads it after the
 final norm. An image keeps the 2-D modules above.
+
+Hybrid window attention (spec.window; the windowed attention of detectron2's MViT backbone; images, or a
+clip of one frame): after the pooling, q and k/v are each zero-padded to whole windows and split into them
+(`window_partition`), the attention above runs inside each window, and its output is merged back and
+cropped (`window_merge`) before the pooled q is added (residual pooling). The block around it stays timm's.
 """
 
 from __future__ import annotations
@@ -74,6 +79,30 @@ def _einsum_axis(r_q: Tensor, table: Tensor, axis: int) -> Tensor:
     return out.permute(*range(1, axis + 1), 0, *range(axis + 1, last + 1))
 
 
+def window_partition(t: Tensor, grid: tuple[int, int], m: int) -> Tensor:
+    """[B, n, h*w, d] -> [B*n, W, m*m, d]: the grid zero-padded at the bottom and right to multiples of m
+    (a new tensor when padded), cut into its W windows, row-major (a copy unless the windows are single
+    rows or columns of the padded grid, when the reorder is a view)."""
+    b, n, _, d = t.shape
+    (h, w), hp, wp = grid, -(-grid[0] // m) * m, -(-grid[1] // m) * m
+    t = t.reshape(b * n, h, w, d)
+    if (hp, wp) != (h, w):
+        t = F.pad(t, (0, 0, 0, wp - w, 0, hp - h))
+    t = t.view(b * n, hp // m, m, wp // m, m, d).transpose(2, 3).contiguous()
+    return t.view(b * n, (hp // m) * (wp // m), m * m, d)
+
+
+def window_merge(t: Tensor, batch: int, grid: tuple[int, int], m: int) -> Tensor:
+    """The inverse of `window_partition` for `batch` images: [B*n, W, m*m, d] -> [B, n, h*w, d], a copy
+    unless the reorder is a view, and a second one when the padding is cropped."""
+    bn, _, _, d = t.shape
+    (h, w), hp, wp = grid, -(-grid[0] // m) * m, -(-grid[1] // m) * m
+    t = t.view(bn, hp // m, wp // m, m, m, d).transpose(2, 3).contiguous().view(bn, hp, wp, d)
+    if (hp, wp) != (h, w):
+        t = t[:, :h, :w].contiguous()
+    return t.view(batch, bn // batch, h * w, d)
+
+
 def is_clip(spec: MViTSpec, res: tuple[int, int]) -> bool:
     """Whether the net runs 3-D modules: on a clip, or on an image when the spec uses the time axis (a kernel
     over T on one frame counts all its taps, as the walker does)."""
@@ -101,7 +130,7 @@ class MultiScaleAttention(AttentionCore):
       @ v:    [B, n, Nq, Nk] @ [B, n, Nk, d]                      B*n*Nq*Nk*d MACs"""
 
     def __init__(self, dim_in: int, dim: int, heads: int, grid: Grid, q_stride: Grid, kv_stride: Grid,
-                 spec: MViTSpec, attn_mode: str) -> None:
+                 spec: MViTSpec, attn_mode: str, window: int = 0) -> None:
         super().__init__(attn_mode)
         self.heads, self.grid, self.dim = heads, grid, dim
         self.cls = int(spec.cls_token)
@@ -117,11 +146,17 @@ class MultiScaleAttention(AttentionCore):
         self.residual_pooling = spec.residual_pooling
         self.rel_pos = spec.rel_pos
         g = len(grid)
+        # the grids one score matrix spans: the pooled grids, or one window of each (window on the input grid)
+        self.window = (window // q_stride[-1], window // kv_stride[-1]) if window else ()
+        self.att_q, self.att_k = self.q_grid, self.k_grid
+        if window:
+            self.att_q = (*self.q_grid[:-2], self.window[0], self.window[0])
+            self.att_k = (*self.k_grid[:-2], self.window[1], self.window[1])
         # (table, grid axis): h and w, then t on a clip with rel_pos_t
         self.rel_axes = (("h", g - 2), ("w", g - 1)) + ((("t", 0),) if spec.rel_pos_t and g == 3 else ())
         if spec.rel_pos:
             for name, i in self.rel_axes:
-                q, kv = self.q_grid[i], self.k_grid[i]
+                q, kv = self.att_q[i], self.att_k[i]
                 setattr(self, f"rel_pos_{name}", trunc_normal(2 * max(q, kv) - 1, hd))
                 self.register_buffer(f"rel_pos_index_{name}", rel_pos_index(q, kv), persistent=False)
 
@@ -149,13 +184,13 @@ class MultiScaleAttention(AttentionCore):
         rel_t with R_t [qt, kt, d]); attn[.., (i_h, i_w), (j_h, j_w)] += rel_h[.., j_h] + rel_w[.., j_w]
         (+ rel_t[.., j_t])."""
         b, n, _, d = q.shape
-        c, g = self.cls, len(self.q_grid)
-        r_q = q[:, :, c:].reshape(b, n, *self.q_grid, d)
+        c, g = self.cls, len(self.att_q)
+        r_q = q[:, :, c:].reshape(b, n, *self.att_q, d)
         rels = [getattr(self, f"rel_pos_{name}")[getattr(self, f"rel_pos_index_{name}")] for name, _ in self.rel_axes]
         for j, (_, axis) in enumerate(self.rel_axes):  # rebinding frees each gathered table
             rels[j] = _einsum_axis(r_q, rels[j], 2 + axis)
         scores = attn[:, :, c:, c:] if c else attn
-        total = scores.view(b, n, *self.q_grid, *self.k_grid)
+        total = scores.view(b, n, *self.att_q, *self.att_k)
         for rel, (_, axis) in zip(rels, self.rel_axes):  # [B, n, *q_grid, k] broadcast along key axis `axis`
             total = total + rel.view(*rel.shape[:-1], *(rel.shape[-1] if i == axis else 1 for i in range(g)))
         scores[:] = total.view(scores.shape)
@@ -164,7 +199,7 @@ class MultiScaleAttention(AttentionCore):
     def _rel_pos_term(self, q: Tensor) -> Tensor:
         """The decomposed relative positions as an additive term [B, n, Nq, Nk] (the sdpa path's attn_mask)."""
         b, n, nq, _ = q.shape
-        zeros = q.new_zeros(b, n, nq, self.cls + math.prod(self.k_grid))
+        zeros = q.new_zeros(b, n, nq, self.cls + math.prod(self.att_k))
         return self._add_rel_pos(zeros, q)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -175,6 +210,11 @@ class MultiScaleAttention(AttentionCore):
         q = self._pool(q, self.pool_q, self.norm_q)
         k = self._pool(k, self.pool_k, self.norm_k)
         v = self._pool(v, self.pool_v, self.norm_v)
+        pooled_q = q
+        if self.window:  # windows of the pooled (spatial) grids; each partition rebinds, freeing the pooled k and v
+            q = window_partition(q, self.q_grid[-2:], self.window[0])
+            k = window_partition(k, self.k_grid[-2:], self.window[1])
+            v = window_partition(v, self.k_grid[-2:], self.window[1])
         if self.attn_mode == "sdpa":
             x = F.scaled_dot_product_attention(q, k, v, attn_mask=self._rel_pos_term(q) if self.rel_pos else None)
         else:
@@ -183,10 +223,12 @@ class MultiScaleAttention(AttentionCore):
                 attn = self._add_rel_pos(attn, q)
             attn = attn.softmax(dim=-1)
             x = attn @ v
+        if self.window:
+            x = window_merge(x, b, self.q_grid[-2:], self.window[0])
         if self.residual_pooling and self.cls:  # in place, past the class token (SlowFast's)
             x[:, :, self.cls:] += q[:, :, self.cls:]
         elif self.residual_pooling:
-            x = x + q
+            x = x + pooled_q
         x = x.transpose(1, 2).reshape(b, -1, self.dim)
         return self.proj(x)
 
@@ -196,7 +238,7 @@ class MultiScaleBlock(nn.Module):
     residual path."""
 
     def __init__(self, dim_in: int, dim: int, heads: int, grid: Grid, strides: tuple[Grid, Grid],
-                 spec: MViTSpec, attn_mode: str, dim_out: int = 0) -> None:
+                 spec: MViTSpec, attn_mode: str, dim_out: int = 0, window: int = 0) -> None:
         super().__init__()
         self.grid, self.cls = grid, int(spec.cls_token)
         q_stride, kv_stride = strides
@@ -206,7 +248,7 @@ class MultiScaleBlock(nn.Module):
         ks = skip_kernel(q_stride)
         pool = nn.MaxPool3d if len(grid) == 3 else nn.MaxPool2d
         self.shortcut_pool_attn = (pool(ks, q_stride, tuple(k // 2 for k in ks)) if max(q_stride) > 1 else None)
-        self.attn = MultiScaleAttention(dim_in, dim, heads, grid, q_stride, kv_stride, spec, attn_mode)
+        self.attn = MultiScaleAttention(dim_in, dim, heads, grid, q_stride, kv_stride, spec, attn_mode, window)
         self.norm2 = nn.LayerNorm(dim, eps=LN_EPS)
         dim_out = dim_out or dim
         self.shortcut_proj_mlp = nn.Linear(dim, dim_out) if dim_out != dim else None
@@ -278,8 +320,9 @@ class MViTv2(nn.Module):
             blocks = []
             for i in range(depth):
                 dim, dim_out = spec.block_dims(st, i, dim_in)
-                strides = tuple(x[3 - len(grid):] for x in spec.strides3(st, i == 0))
-                blocks.append(MultiScaleBlock(dim_in, dim, heads, grid, strides, spec, attn_mode, dim_out))
+                strides = tuple(x[3 - len(grid):] for x in spec.strides3(st, i))
+                blocks.append(MultiScaleBlock(dim_in, dim, heads, grid, strides, spec, attn_mode, dim_out,
+                                              spec.block_window(st, i)))
                 grid, dim_in = blocks[-1].out_grid, dim_out
             self.stages.append(MViTStage(blocks))
         self.norm = nn.LayerNorm(dim_in, eps=LN_EPS)
