@@ -293,28 +293,10 @@ def pooling_attention(peak: PeakSteps, blk: Block, base: int, b: int, e: int, fu
     copies the grid tokens only and concatenates the class token back in front of the conv output (the
     norm then reads that contiguous tensor), and the residual pooling adds q in place."""
     a = blk.attention()
-    qkv = blk.out("attn.qkv")
-    full = qkv // 3 - a.batch * a.heads * a.cls * a.head_dim  # one of q, k, v without its class token
     split = b > 1 and a.heads > 1
     p = f"{blk.p}.attn"
-    base += qkv * e
-    pooled = 0
-    for which in ("q", "k", "v"):
-        conv = blk.find(f"attn.pool_{which}", "conv")
-        if conv is None:
-            continue
-        c = conv.out
-        peak.at(base + (pooled + (2 * full if split else full)) * e, f"{p} {which} to [B*n, d, h, w]")
-        scratch = conv_scratch(peak, "depthwise", full, c, conv_weight(conv), e)
-        peak.at(base + (pooled + full + c) * e, f"{p}.pool_{which}", scratch)
-        cat = blk.out(f"attn.pool_{which}", "concat")
-        if cat:
-            peak.at(base + (pooled + c + cat) * e, f"{p} {which} concat")
-            peak.at(base + (pooled + 2 * cat) * e + norm_stats(blk.find(f"attn.norm_{which}")), f"{p}.norm_{which}")
-        else:
-            peak.at(base + (pooled + 2 * c) * e, f"{p}.norm_{which}", c * e)  # norm reads a strided view: a copy
-        pooled += cat or c
-    base += pooled * e  # the normed q, k, v; unpooled ones are views of qkv
+    base += blk.out("attn.qkv") * e
+    base += _pooled_qkv(peak, blk, base, split, e) * e  # the normed q, k, v; unpooled ones are views of qkv
     if window:
         window_attention_memory(peak, blk, base, b, e, fused)
         return
@@ -343,6 +325,31 @@ def pooling_attention(peak: PeakSteps, blk: Block, base: int, b: int, e: int, fu
     if merge:
         peak.at(base + x + merge, f"{p} merge heads")
     peak.at(base + (merge or x) + blk.out("attn.proj") * e, f"{p}.proj")
+
+
+def _pooled_qkv(peak: PeakSteps, blk: Block, base: int, split: bool, e: int) -> int:
+    """The pooling of q, k and v in turn (see `pooling_attention`), `base` bytes alive; returns the elements
+    of the normed q, k, v that stay referenced."""
+    a = blk.attention()
+    p = f"{blk.p}.attn"
+    full = blk.out("attn.qkv") // 3 - a.batch * a.heads * a.cls * a.head_dim  # one of q, k, v without its class token
+    pooled = 0
+    for which in ("q", "k", "v"):
+        conv = blk.find(f"attn.pool_{which}", "conv")
+        if conv is None:
+            continue
+        c = conv.out
+        peak.at(base + (pooled + (2 * full if split else full)) * e, f"{p} {which} to [B*n, d, h, w]")
+        scratch = conv_scratch(peak, "depthwise", full, c, conv_weight(conv), e)
+        peak.at(base + (pooled + full + c) * e, f"{p}.pool_{which}", scratch)
+        cat = blk.out(f"attn.pool_{which}", "concat")
+        if cat:
+            peak.at(base + (pooled + c + cat) * e, f"{p} {which} concat")
+            peak.at(base + (pooled + 2 * cat) * e + norm_stats(blk.find(f"attn.norm_{which}")), f"{p}.norm_{which}")
+        else:
+            peak.at(base + (pooled + 2 * c) * e, f"{p}.norm_{which}", c * e)  # norm reads a strided view: a copy
+        pooled += cat or c
+    return pooled
 
 
 def window_attention_memory(peak: PeakSteps, blk: Block, base: int, b: int, e: int, fused: bool) -> None:
