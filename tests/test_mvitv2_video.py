@@ -102,12 +102,28 @@ def test_one_frame_is_the_image():
         assert predict_memory(clip, kernel).activation_peak_bytes == predict_memory(image, kernel).activation_peak_bytes
 
 
+def test_an_image_preset_on_a_clip_is_its_video_model():
+    """The time-axis fields default to SlowFast's MVITv2_S_16x4 config (3x7x7 cube embedding of stride 2x4x4 and
+    padding 1x3x3, 3x3x3 pooling, temporal relative positions, a class token), so the image preset MViTv2-S with
+    that config's K/V stride and classes, given 16 frames, is the video preset; and the video preset given one
+    frame is the image model."""
+    video = estimate("mvitv2_s:kv_stride=8,num_classes=400", "16x224x224")
+    preset = estimate(PRESET, "16x224x224")
+    assert [(op.path, op.kind, op.cost) for op in video.ops] == [(op.path, op.kind, op.cost) for op in preset.ops]
+    ops = {op.path: op for op in video.ops}
+    assert ops["patch_embed.proj"].cost.params == 96 * 3 * 3 * 7 * 7 + 96  # the 3x7x7 cube embedding
+    assert "cls_token" in ops and "stages.0.blocks.0.attn.rel_pos_t" in ops
+    one = estimate(PRESET, 224)
+    image = estimate("mvitv2_s:kv_stride=8,num_classes=400", 224)
+    assert [(op.path, op.cost) for op in one.ops] == [(op.path, op.cost) for op in image.ops]
+    assert "cls_token" not in {op.path for op in one.ops}
+
+
 @pytest.mark.parametrize("model,res,message", [
     (PRESET, "15x224x224", "does not divide"),
-    (PRESET, "224", "does not divide"),
+    ("mvitv2_s", "3x224x224", "does not divide"),  # the cube embedding's stride 2 in T
     (f"{PRESET}:stage_q_stride_t=3", "16x224x224", "1 or even"),
     (f"{PRESET}:pool_kernel_t=2", "16x224x224", "odd"),
-    ("mvitv2_s:rel_pos_t=true,rel_pos=false", "4x224x224", "rel_pos"),
 ])
 def test_bad_sizes_and_fields_are_one_line_exit_2(capsys, model, res, message):
     code, out, err = run(capsys, "compare", "-m", model, "-r", res)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import operator
-from dataclasses import MISSING, FrozenInstanceError, dataclass, field, fields
+from dataclasses import MISSING, FrozenInstanceError, dataclass, field, fields, replace
 from typing import Any, ClassVar
 
 from vitcost.errors import SpecError
@@ -480,8 +480,9 @@ class MViTSpec(SpecBase):
     residual takes a linear projection of norm2's output (`shortcut_proj_mlp`); every block of a stage
     then attends at that stage's channels, the first block of the next stage at the widened ones.
 
-    On a clip (T x H x W; an image is one frame) the model is MViTv2 as SlowFast builds it for video
-    (`MViT`, `configs/Kinetics/MVITv2_S_16x4.yaml`): the stem is a Conv3d cube embedding (kernel, stride and
+    On a clip (T x H x W, T > 1) the model is MViTv2 as SlowFast builds it for video (`MViT`,
+    `configs/Kinetics/MVITv2_S_16x4.yaml`), and the time-axis fields default to that config's values, so an
+    image preset given a clip is its video model: the stem is a Conv3d cube embedding (kernel, stride and
     padding in T from `stem_kernel_t`, `stem_stride_t`, `stem_padding_t`), the Q/K/V pooling convs and the
     max-pooled shortcut are 3-D (kernel `pool_kernel_t` in T, strides `stage_q_stride_t` and `kv_stride_t`,
     the latter divided by the Q stride at each stage start like `kv_stride`), and `rel_pos_t` adds a third,
@@ -491,8 +492,9 @@ class MViTSpec(SpecBase):
     temporal strides are 1, as in all its configs). `cls_token` puts a class token in front of the grid:
     it is set aside by every pooling and put back in front, the relative positions and the residual
     pooling skip its row and column, and the head reads it after the final norm instead of the mean.
-    The image defaults (all temporal kernels and strides 1, no temporal table, no class token) leave every
-    image figure as it was. MViTv2-S 16x4 (Kinetics-400, 16x224x224): 34.5M params and 64 GFLOPs (MACs) x 5
+    An image, or a clip of one frame, is the image model whatever these fields say (`at_frames`: temporal
+    kernels and strides 1, no temporal padding, table or class token), so T = 1 is the image case and
+    every image figure is as it was. MViTv2-S 16x4 (Kinetics-400, 16x224x224): 34.5M params and 64 GFLOPs (MACs) x 5
     views in the paper and SlowFast's projects/mvitv2; here 34.54M and 64.22G (MACs), 0.35% over
     the rounded 64.
 
@@ -508,7 +510,7 @@ class MViTSpec(SpecBase):
     as in its configs); a global block's span its grids. `double_kv_blocks` doubles the K/V stride of the
     listed blocks (detectron2's global last blocks of stages 1 and 2). The backbone's multi-scale outputs
     and FPN are not modelled: the model keeps the classification head. Windows partition images: a clip
-    (T > 1), a time-axis field or a class token with a window is an error."""
+    (T > 1) with a window is an error."""
 
     family: ClassVar[str] = "mvit"
     dims: tuple[int, ...] = doc(text="channels per stage")
@@ -525,15 +527,16 @@ class MViTSpec(SpecBase):
     residual_pooling: bool = doc(True, "add the pooled queries back to the attention output")
     rel_pos: bool = doc(True, "decomposed relative positions on the scores")
     expand_attn: bool = doc(True, "widen in the first block's attention (false: in the MLP of the stage's last block)")
-    stem_kernel_t: int = doc(1, "kernel in T of the cube embedding (a clip TxHxW; 1: each frame on its own)")
-    stem_stride_t: int = doc(1, "stride in T of the cube embedding; T must be a multiple of it")
-    stem_padding_t: int = doc(0, "padding in T of the cube embedding")
-    pool_kernel_t: int = doc(1, "kernel in T of the depthwise Q/K/V pooling convs (odd)")
-    kv_stride_t: int = doc(1, "K/V pooling stride in T of the first stage, divided by the Q stride in T at each "
-                              "stage start")
-    stage_q_stride_t: int = doc(1, "Q pooling stride in T of the first block of stages 1..: 1 or even")
-    rel_pos_t: bool = doc(False, "a third, temporal table of decomposed relative positions (with rel_pos)")
-    cls_token: bool = doc(False, "a class token in front of the tokens, read by the head (false: the mean)")
+    stem_kernel_t: int = doc(3, "on a clip (T > 1): kernel in T of the cube embedding (1: each frame on its own)")
+    stem_stride_t: int = doc(2, "on a clip: stride in T of the cube embedding; T must be a multiple of it")
+    stem_padding_t: int = doc(1, "on a clip: padding in T of the cube embedding")
+    pool_kernel_t: int = doc(3, "on a clip: kernel in T of the depthwise Q/K/V pooling convs (odd)")
+    kv_stride_t: int = doc(1, "on a clip: K/V pooling stride in T of the first stage, divided by the Q stride in "
+                              "T at each stage start")
+    stage_q_stride_t: int = doc(1, "on a clip: Q pooling stride in T of the first block of stages 1..: 1 or even")
+    rel_pos_t: bool = doc(True, "on a clip, with rel_pos: a third, temporal table of decomposed relative positions")
+    cls_token: bool = doc(True, "on a clip: a class token in front of the tokens, read by the head (false: the "
+                                "mean)")
     window: int = doc(0, "window attention side in tokens on the first stage's grid (a later stage's: over its "
                          "Q strides); 0 = global attention in every block")
     global_blocks: tuple[int, ...] = doc((), "with window > 0: indices of the blocks (over all stages) that keep "
@@ -574,12 +577,6 @@ class MViTSpec(SpecBase):
             raise SpecError("MViTSpec.global_blocks needs window > 0 (without a window every block is global).")
         if not self.window:
             return
-        ones = ("stem_kernel_t", "stem_stride_t", "pool_kernel_t", "kv_stride_t", "stage_q_stride_t")
-        timed = [f for f in ones if getattr(self, f) != 1]
-        timed += [f for f in ("stem_padding_t", "rel_pos_t", "cls_token") if getattr(self, f)]
-        if timed:
-            raise SpecError(f"MViTSpec.window partitions an image grid: it does not take {', '.join(timed)} "
-                            "(a time axis or a class token).")
         need = 1
         for s, depth in enumerate(self.depths):
             for i in range(depth):
@@ -603,8 +600,19 @@ class MViTSpec(SpecBase):
             raise SpecError(f"MViTSpec.pool_kernel_t must be odd, got {self.pool_kernel_t}.")
         if self.stage_q_stride_t > 1 and self.stage_q_stride_t % 2:
             raise SpecError(f"MViTSpec.stage_q_stride_t must be 1 or even, got {self.stage_q_stride_t}.")
-        if self.rel_pos_t and not self.rel_pos:
-            raise SpecError("MViTSpec.rel_pos_t adds a temporal table to the spatial ones: set rel_pos too.")
+
+    def at_frames(self, frames: Any) -> MViTSpec:
+        """The spec a forward on `frames` frames runs: on a clip (T > 1, or a symbol) the fields as they are,
+        the temporal table only beside the spatial ones; on an image (T = 1) no time axis: temporal kernels
+        and strides 1, no temporal padding or table, and no class token (the image model)."""
+        if isinstance(frames, int) and frames == 1:
+            image = {"stem_kernel_t": 1, "stem_stride_t": 1, "stem_padding_t": 0, "pool_kernel_t": 1, "kv_stride_t": 1,
+                     "stage_q_stride_t": 1, "rel_pos_t": False, "cls_token": False}
+        else:
+            image = {"rel_pos_t": self.rel_pos_t and self.rel_pos}
+        if all(getattr(self, k) == v for k, v in image.items()):
+            return self
+        return replace(self, **image)
 
     def strides3(self, stage: int, i: int) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
         """(Q stride, K/V stride) as (T, H, W) of block i of `stage`; the K/V stride adapts in T as in space

@@ -134,9 +134,9 @@ PRESETS: Mapping[str, Preset] = MappingProxyType({p.name: p for p in [  # read-o
     # a 3x7x7 cube embedding of stride 2x4x4, 3x3x3 pooling, K/V stride 1x8x8, spatial and temporal relative
     # positions, a class token; Kinetics-400, 16x224x224: 34.5M and 64 GFLOPs (MACs) x 1x5 views (MViTv2 paper's
     # Kinetics-400 table; SlowFast projects/mvitv2/README.md).
+    # The time-axis fields' defaults are that config's, so the preset is mvitv2_s with its K/V stride and classes.
     Preset("mvitv2_s_16x4", MViTSpec(dims=_MVIT_DIMS, depths=(1, 2, 11, 2), heads=_MVIT_HEADS, kv_stride=8,
-                                     num_classes=400, stem_kernel_t=3, stem_stride_t=2, stem_padding_t=1,
-                                     pool_kernel_t=3, rel_pos_t=True, cls_token=True), 224,
+                                     num_classes=400), 224,
            "MViTv2 paper (Kinetics-400); SlowFast MVITv2_S_16x4", 34.5, 64.0, frames=16),
     # MViT v1 (Fan et al. 2021) as SlowFast builds MViT-B with conv pooling: 16 blocks in stages of 1-2-11-2,
     # channels 96 doubling, heads 1 doubling. Kinetics-400 (configs/Kinetics/MVIT_B_16x4_CONV.yaml): 3x7x7 cube

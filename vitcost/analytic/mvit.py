@@ -113,8 +113,6 @@ def mvit_block(t: Trace, p: str, b: Any, grid: Grid, dim_in: int, dim: int, head
     if max(q_stride) > 1:
         _shortcut_pool(t, p, b, qg, q_stride, dim, short, cls)
     if window:
-        if not isinstance(grid[0], int) or grid[0] != 1:
-            raise SpecError(f"MViTSpec.window partitions an image grid, not a clip's {grid[0]} time steps.")
         window_attention(t, f"{p}.attn", b, heads, hd, (*qg[1:], *kg[1:]), window // q_stride[1],
                          window // kv_stride[1], spec, sources[1:])
     else:
@@ -190,7 +188,10 @@ def embed(t: Trace, spec: MViTSpec, h: Any, w: Any, b: Any, frames: Any) -> Grid
 
 
 def mvit_trace(spec: MViTSpec, h: Any, w: Any, b: Any, frames: Any = 1) -> Trace:
-    """The forward on a clip [b, C, frames, h, w] (an image: frames = 1)."""
+    """The forward on a clip [b, C, frames, h, w] (an image: frames = 1, the image model: `MViTSpec.at_frames`)."""
+    spec = spec.at_frames(frames)
+    if spec.window and frames != 1:
+        raise SpecError(f"MViTSpec.window partitions an image (or one frame), not a clip of {frames} frames.")
     t = Trace(b)
     grid = embed(t, spec, h, w, b, frames)
     cls = int(spec.cls_token)
@@ -218,6 +219,7 @@ def grid(spec: MViTSpec, h: Any, w: Any) -> tuple[Any, Any]:
 
 def time_grid(spec: MViTSpec, frames: Any) -> Any:
     """The stem's temporal grid."""
+    spec = spec.at_frames(frames)
     return conv_out(frames, spec.stem_kernel_t, spec.stem_stride_t, spec.stem_padding_t)
 
 

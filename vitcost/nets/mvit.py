@@ -23,13 +23,14 @@ the softmax output stays referenced until the module returns. The block keeps no
 shortcut until norm2 has run (timm rebinds `x_norm` and `x_shortcut` only then). timm has no fused path
 for MViTv2; the sdpa path here passes the same relative-position sum as attn_mask.
 
-On a clip [B, C, T, H, W] (the net built for a `Res` with frames) the modules are SlowFast's video MViTv2
+On a clip [B, C, T, H, W] of T > 1 frames (a `Res` with frames) the modules are SlowFast's video MViTv2
 (`slowfast/models/attention.py`): a Conv3d cube embedding, Conv3d pooling of q, k, v, a MaxPool3d shortcut,
 and with `rel_pos_t` a third, temporal table in the decomposed relative positions (a third product, added to
 the scores with the others). With `cls_token` a class token is concatenated in front of the embedded tokens;
 every pooling sets it aside and puts it back in front, the relative positions and the residual pooling skip
 its row and column (the residual pooling adds q in place, as SlowFast's), and the head reads it after the
-final norm. An image keeps the 2-D modules above.
+final norm. An image, or a clip of one frame, is the image model with the 2-D modules above
+(`MViTSpec.at_frames`).
 
 Hybrid window attention (spec.window; the windowed attention of detectron2's MViT backbone; images, or a
 clip of one frame): after the pooling, q and k/v are each zero-padded to whole windows and split into them
@@ -103,11 +104,11 @@ def window_merge(t: Tensor, batch: int, grid: tuple[int, int], m: int) -> Tensor
     return t.view(batch, bn // batch, h * w, d)
 
 
-def is_clip(spec: MViTSpec, res: tuple[int, int]) -> bool:
-    """Whether the net runs 3-D modules: on a clip, or on an image when the spec uses the time axis (a kernel
-    over T on one frame counts all its taps, as the walker does)."""
-    return (getattr(res, "frames", None) is not None or spec.rel_pos_t or spec.pool_kernel_t > 1
-            or spec.stem_kernel_t > 1)
+def is_clip(res: tuple[int, int]) -> bool:
+    """Whether the net runs 3-D modules: on a clip of more than one frame (one frame is the image model,
+    `MViTSpec.at_frames`)."""
+    frames = getattr(res, "frames", None)
+    return frames is not None and frames > 1
 
 
 def _pool_conv(hd: int, kernel: Grid, stride: Grid) -> tuple[nn.Module | None, nn.LayerNorm | None]:
@@ -301,8 +302,9 @@ class MViTv2(nn.Module):
 
     def __init__(self, spec: MViTSpec, res: tuple[int, int], attn_mode: str = "math") -> None:
         super().__init__()
+        spec = spec.at_frames(getattr(res, "frames", None) or 1)
         self.spec, self.res = spec, res
-        self.clip = is_clip(spec, res)
+        self.clip = is_clip(res)
         k, s = spec.stem_kernel, spec.stem_stride
         if self.clip:  # the cube embedding
             self.patch_embed = nn.Module()
@@ -331,9 +333,9 @@ class MViTv2(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         check_input(x, self.res, self.spec.in_chans)
         if self.clip:
-            x = self.patch_embed.proj(x if x.dim() == 5 else x.unsqueeze(2)).flatten(2).transpose(1, 2)
+            x = self.patch_embed.proj(x).flatten(2).transpose(1, 2)
         else:
-            x = self.patch_embed(x).flatten(1, 2)  # [B, h*w, D]
+            x = self.patch_embed(x if x.dim() == 4 else x[:, :, 0]).flatten(1, 2)  # [B, h*w, D]; one frame
         if self.cls_token is not None:
             x = torch.cat((self.cls_token.expand(x.shape[0], -1, -1), x), dim=1)
         for stage in self.stages:
