@@ -168,6 +168,18 @@ def _doubling_stages(spec: Any) -> None:
     _walkable(spec, sum(spec.depths))
 
 
+def _stages(spec: Any) -> None:
+    """`dims`, `depths` and `heads` per stage: non-empty and equally long, positive, each stage's heads
+    dividing its channels, walkable, and an MLP of at least one channel (the MViT specs)."""
+    if not (len(spec.dims) == len(spec.depths) == len(spec.heads)) or not spec.dims:
+        raise SpecError(f"{type(spec).__name__}: dims, depths and heads must be non-empty and of equal length.")
+    for d, n, h in zip(spec.dims, spec.depths, spec.heads):
+        _positive(spec, dim=d, depth=n, heads=h)
+        _divides(spec, "dim", d, h)
+    _walkable(spec, sum(spec.depths))
+    _hidden(spec, min(spec.dims), spec.mlp_ratio)
+
+
 def _hidden(spec: object, dim: int, ratio: float, name: str = "mlp_ratio") -> int:
     width = dim * ratio
     if not math.isfinite(width):  # a finite ratio may still overflow a float: 768 * 1e308
@@ -549,13 +561,7 @@ class MViTSpec(SpecBase):
                   stage_q_stride=self.stage_q_stride, stem_kernel=self.stem_kernel,
                   stem_stride=self.stem_stride, mlp_ratio=self.mlp_ratio,
                   num_classes=self.num_classes, in_chans=self.in_chans)
-        if not (len(self.dims) == len(self.depths) == len(self.heads)) or not self.dims:
-            raise SpecError("MViTSpec: dims, depths and heads must be non-empty and of equal length.")
-        for d, n, h in zip(self.dims, self.depths, self.heads):
-            _positive(self, dim=d, depth=n, heads=h)
-            _divides(self, "dim", d, h)
-        _walkable(self, sum(self.depths))
-        _hidden(self, min(self.dims), self.mlp_ratio)
+        _stages(self)
         # The max-pooled shortcut (kernel s+1, stride s) and the conv-pooled queries (kernel k, stride s)
         # give the same grid only for an odd kernel and a stride of 1 or an even stride.
         if self.pool_kernel % 2 == 0:
@@ -1010,13 +1016,7 @@ class MViTv1Spec(SpecBase):
 
     def validate(self) -> None:
         _positive(self, mlp_ratio=self.mlp_ratio, num_classes=self.num_classes, in_chans=self.in_chans)
-        if not (len(self.dims) == len(self.depths) == len(self.heads)) or not self.dims:
-            raise SpecError("MViTv1Spec: dims, depths and heads must be non-empty and of equal length.")
-        for d, n, h in zip(self.dims, self.depths, self.heads):
-            _positive(self, dim=d, depth=n, heads=h)
-            _divides(self, "dim", d, h)
-        _walkable(self, sum(self.depths))
-        _hidden(self, min(self.dims), self.mlp_ratio)
+        _stages(self)
         for name in ("patch_kernel", "patch_stride", "patch_padding", "pool_kernel", "kv_stride", "stage_q_stride"):
             value = getattr(self, name)
             if len(value) != 3 or min(value) < (0 if name == "patch_padding" else 1):
