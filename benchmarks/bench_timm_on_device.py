@@ -22,15 +22,16 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
-# timm model, img size, vitcost design, attention path as timm runs it (see bench_time_vs_timm_gpu.runtime),
-# and the two batch sizes timed (a small and a large one)
+from bench_time_vs_timm_gpu import runtime  # noqa: E402  (timm's attention path per design, one rule)
+
+# timm model, img size, vitcost design, family, and the two batch sizes timed (a small and a large one)
 MODELS = [
-    ("vit_base_patch16_224", 224, "vit_b16", "sdpa", (32, 256)),
-    ("swin_tiny_patch4_window7_224", 224, "swin_t", "math", (32, 256)),
-    ("convnext_tiny", 224, "convnext_tiny", "math", (32, 256)),
-    ("samvit_base_patch16", 1024, "sam_vit_b", "math", (2, 8)),
+    ("vit_base_patch16_224", 224, "vit_b16", "vit", (32, 256)),
+    ("swin_tiny_patch4_window7_224", 224, "swin_t", "swin", (32, 256)),
+    ("convnext_tiny", 224, "convnext_tiny", "convnext", (32, 256)),
+    ("samvit_base_patch16", 1024, "sam_vit_b", "vit", (2, 8)),
 ]
 
 
@@ -58,18 +59,18 @@ def time_model(name: str, res: int, batch: int, device: str, warmup: int, repeat
     return timing.median_s, kernel
 
 
-def predict(design: str, res: int, batch: int, attn: str, profiles: list[str]) -> dict[str, float]:
-    """vitcost's forward time of the design on each profile (the per-op time model under autocast)."""
+def predict(design: str, family: str, res: int, batch: int, profiles: list[str]) -> dict[str, float]:
+    """vitcost's forward time of the design on each profile (the per-op time model under autocast), with
+    the attention path timm takes for it (`bench_time_vs_timm_gpu.runtime`)."""
     import torch
 
     from vitcost import estimate
     from vitcost.analytic.hardware import get_hardware
     from vitcost.analytic.time_model import forward_time, time_device
 
-    major, minor = (int(v) for v in torch.__version__.split(".")[:2])
-    runtime = {"math_scores": "fp32" if (major, minor) >= (2, 5) else "fp16"} if design.startswith("sam") else {}
+    attn, keywords = runtime({"design": design, "family": family, "torch": torch.__version__})
     est = estimate(design, res=res, batch=batch, dtype="fp16", attn=attn)
-    return {p: forward_time(est, time_device(get_hardware(p)), amp=True, **runtime) for p in profiles}
+    return {p: forward_time(est, time_device(get_hardware(p)), amp=True, **keywords) for p in profiles}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,14 +92,14 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     print(f"device {gpu}, torch {torch.__version__}, timm {timm.__version__}, fp16 autocast, NCHW, eager")
     print(f"{'timm model':30s} {'res':>5s} {'batch':>5s} {'kernel':>6s} {'measured':>10s}  predicted (ratio)")
-    for name, res, design, attn, batches in MODELS:
+    for name, res, design, family, batches in MODELS:
         if args.smoke:
             if name.startswith("samvit"):
                 continue  # SAM's encoder is built for 1024 px: too slow for a CPU check
             batches = (1,)
         for batch in batches:
             seconds, kernel = time_model(name, res, batch, args.device, args.warmup, args.repeats)
-            pred = predict(design, res, batch, attn, args.hardware)
+            pred = predict(design, family, res, batch, args.hardware)
             rows.append({"device": gpu, "torch": torch.__version__, "timm": timm.__version__, "dtype": "fp16 autocast",
                          "timm_model": name, "design": design, "res": res, "batch": batch, "kernel": kernel,
                          "measured_s": seconds, "predicted_s": pred})
