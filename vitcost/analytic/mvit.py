@@ -170,9 +170,9 @@ def embed(t: Trace, spec: MViTSpec, h: Any, w: Any, b: Any, frames: Any) -> Grid
     """The stem, a conv over [T, H, W] (an image: one frame, kernel 1 in T), and the class token; returns the
     token grid."""
     ts, k = spec.stem_stride_t, spec.stem_kernel
-    if isinstance(frames, int) and frames % ts:
-        what = "an image (one frame)" if frames == 1 else f"a clip of {frames} frames"
-        raise SpecError(f"MViTSpec.stem_stride_t {ts} does not divide the frames of {what}: give T a multiple of {ts}.")
+    if isinstance(frames, int) and frames % ts:  # an image has stride 1 in T (`MViTSpec.at_frames`)
+        raise SpecError(f"MViTSpec.stem_stride_t {ts} does not divide the frames of a clip of {frames} frames: "
+                        f"give T a multiple of {ts}.")
     if isinstance(h, int) and min(h, w) < k:
         raise SpecError(f"{h}x{w} is smaller than the {k}x{k} stem of MViTv2.")
     grid = t.conv3d("patch_embed.proj", b, spec.in_chans, spec.dims[0], (frames, h, w),

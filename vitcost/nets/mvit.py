@@ -49,7 +49,8 @@ from torch import Tensor, nn
 from vitcost.analytic.ints import conv_out
 from vitcost.analytic.mvit1 import pools, skip_kernel
 from vitcost.errors import SpecError
-from vitcost.nets.common import AttentionCore, ConvEmbed, Mlp, check_input, trunc_normal
+from vitcost.nets.common import AttentionCore, ConvEmbed, Mlp, check_input, trunc_normal, window_reverse
+from vitcost.nets.common import window_partition as common_window_partition
 from vitcost.nets.mvit1 import pooled_grid
 from vitcost.specs import MViTSpec
 
@@ -82,23 +83,23 @@ def _einsum_axis(r_q: Tensor, table: Tensor, axis: int) -> Tensor:
 
 def window_partition(t: Tensor, grid: tuple[int, int], m: int) -> Tensor:
     """[B, n, h*w, d] -> [B*n, W, m*m, d]: the grid zero-padded at the bottom and right to multiples of m
-    (a new tensor when padded), cut into its W windows, row-major (a copy unless the windows are single
-    rows or columns of the padded grid, when the reorder is a view)."""
+    (a new tensor when padded), cut into its W windows by `common.window_partition` (a copy unless the
+    windows are single rows or columns of the padded grid, when the reorder is a view)."""
     b, n, _, d = t.shape
     (h, w), hp, wp = grid, -(-grid[0] // m) * m, -(-grid[1] // m) * m
     t = t.reshape(b * n, h, w, d)
     if (hp, wp) != (h, w):
         t = F.pad(t, (0, 0, 0, wp - w, 0, hp - h))
-    t = t.view(b * n, hp // m, m, wp // m, m, d).transpose(2, 3).contiguous()
-    return t.view(b * n, (hp // m) * (wp // m), m * m, d)
+    return common_window_partition(t, m, m).view(b * n, (hp // m) * (wp // m), m * m, d)
 
 
 def window_merge(t: Tensor, batch: int, grid: tuple[int, int], m: int) -> Tensor:
-    """The inverse of `window_partition` for `batch` images: [B*n, W, m*m, d] -> [B, n, h*w, d], a copy
-    unless the reorder is a view, and a second one when the padding is cropped."""
+    """The inverse of `window_partition` for `batch` images: [B*n, W, m*m, d] -> [B, n, h*w, d]
+    (`common.window_reverse`: a copy unless the reorder is a view), and a second copy when the padding is
+    cropped."""
     bn, _, _, d = t.shape
     (h, w), hp, wp = grid, -(-grid[0] // m) * m, -(-grid[1] // m) * m
-    t = t.view(bn, hp // m, wp // m, m, m, d).transpose(2, 3).contiguous().view(bn, hp, wp, d)
+    t = window_reverse(t.view(-1, m * m, d), m, m, hp, wp)
     if (hp, wp) != (h, w):
         t = t[:, :h, :w].contiguous()
     return t.view(batch, bn // batch, h * w, d)
@@ -311,7 +312,7 @@ class MViTv2(nn.Module):
             self.patch_embed.proj = nn.Conv3d(spec.in_chans, spec.dims[0], (spec.stem_kernel_t, k, k),
                                               stride=(spec.stem_stride_t, s, s),
                                               padding=(spec.stem_padding_t, k // 2, k // 2))
-            grid: Grid = pooled_grid((getattr(res, "frames", None) or 1, *res), self.patch_embed.proj)
+            grid: Grid = pooled_grid((res.frames, *res), self.patch_embed.proj)
         else:
             self.patch_embed = ConvEmbed(spec.in_chans, spec.dims[0], k, s, padding=k // 2)
             grid = (conv_out(res[0], k, s, k // 2), conv_out(res[1], k, s, k // 2))
