@@ -25,7 +25,7 @@ def family_names_in(source: str) -> list[str]:
 
 
 def test_the_shared_modules_are_the_ones_we_know():
-    assert {"memory", "peaks", "train_memory", "training", "roofline", "estimate", "trace", "cost"} <= {
+    assert {"memory", "liveness", "train_memory", "training", "roofline", "estimate", "trace", "cost"} <= {
         p.stem for p in SHARED}
 
 

@@ -245,7 +245,7 @@ def test_activation_peak_by_hand_vit_mlp():
     x, h = 2 * 17 * 192 * F32, 2 * 17 * 768 * F32
     pred = predict_memory(estimate(spec, res, 2))
     assert pred.activation_peak_bytes == 4 * x + 2 * h
-    assert pred.peak_at == "blocks.1 mlp"
+    assert pred.peak_at == "blocks.1.mlp.act"
     assert measure_forward_memory(build(spec, res).eval(), torch.randn(2, 3, res, res)).peak_bytes == 4 * x + 2 * h
 
 

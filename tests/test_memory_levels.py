@@ -12,8 +12,8 @@ import pytest
 
 from vitcost import estimate
 from vitcost.analytic.cost import AttnCall
+from vitcost.analytic.liveness import PeakSteps, conv_scratch, flash_scratch
 from vitcost.analytic.memory import predict_memory
-from vitcost.analytic.peaks import PeakSteps, conv_scratch, flash_scratch
 from vitcost.errors import VitcostError
 from vitcost.specs import BiFormerSpec, ConvNeXtSpec, MViTSpec, NATSpec, ResNetSpec, SwinSpec, SwinV2Spec
 from vitcost.vocab import Kernel

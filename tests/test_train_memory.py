@@ -254,7 +254,7 @@ def test_compare_train_bad_input_is_one_line_and_exit_2(capsys, argv, message):
 
 torch = pytest.importorskip("torch")
 
-from vitcost.analytic.peaks import split_blocks  # noqa: E402
+from vitcost.analytic.trace import blocks as block_marks  # noqa: E402
 from vitcost.measure.train_memory import measure_train_step  # noqa: E402
 from vitcost.nets import build  # noqa: E402
 
@@ -270,7 +270,7 @@ def _one_thread():
 def _run(name: str, *, dtype: str = "fp32", attn: str = "math", checkpoint=None, optimizer: str = "adamw"):
     spec, res = TINY[name]
     est = estimate(spec, res, 2, dtype, attn)
-    blocks = [(b.p, b.stage) for b in split_blocks(est.ops)[1]] if checkpoint else None
+    blocks = [(m.prefix, m.stage) for m in block_marks(est.ops)] if checkpoint else None
     measured = measure_train_step(build(spec, res, attn=attn), torch.randn(2, 3, res, res), optimizer=optimizer,
                                   amp=None if dtype == "fp32" else torch.bfloat16, checkpoint=blocks,
                                   every=parse_checkpoint(checkpoint) or 1)

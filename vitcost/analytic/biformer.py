@@ -32,7 +32,7 @@ from __future__ import annotations
 from typing import Any
 
 from vitcost.analytic.ints import ceil_div, conv_out
-from vitcost.analytic.peaks import Block, PeakSteps, attend, mlp, norm_stats
+from vitcost.analytic.liveness import LSE_BYTES, Attend, Call, Step
 from vitcost.analytic.trace import Trace
 from vitcost.errors import SpecError
 from vitcost.specs import BiFormerSpec
@@ -63,43 +63,51 @@ def routing_attention(t: Trace, p: str, b: Any, gh: Any, gw: Any, c: int, spec: 
     rh, rw = regions(spec, gh, gw)
     r2, w2 = n_win * n_win, rh * rw
     rows = b * r2 * w2  # the padded grid's tokens
+    # in memory every op of the module is its attention call's (`routing_memory`), which reads its argument
+    arg = t.key()
     t.linear(f"{p}.qkv.qkv", rows, c, 3 * c, role="proj")
+    t.note(part=True)
     qkv = t.key()
     for _ in "qk":  # the region-level query and key: means of q and k over each region
         t.eltwise(p, rows * c, kind="pool", role="scores", inp=rows * c, out=b * r2 * c)
-        t.note("detached", src=(qkv,))  # read only by the routing, through a detach
+        t.note("detached", src=(qkv,), part=True)  # read only by the routing, through a detach
     means = t.key()
     side = spec.side_dwconv
     t.conv(f"{p}.lepe", b, c, c, n_win * rh, n_win * rw, kernel=side, stride=1, pad=side // 2, groups=c,
            role="proj")
-    t.note(src=("copy",))  # v laid out as an NCHW grid
+    t.note(src=("copy",), part=True)  # v laid out as an NCHW grid
     t.eltwise(f"{p}.router", b * r2 * c, kind="mul", role="scores", inp=b * r2 * c)  # Q_r * scale
-    t.note("detached", src=(means,))
+    t.note("detached", src=(means,), part=True)
     t.matmul(f"{p}.router", b, r2, c, r2)  # A = (Q_r * scale) K_r^T
-    t.note("detached")
+    t.note("detached", part=True)
     t.eltwise(f"{p}.router", b * r2 * r2, kind="topk", role="scores", inp=b * r2 * r2, out=b * r2 * k)
-    t.note("detached")
+    t.note("detached", part=True)
     gathered = b * r2 * k * w2 * 2 * c
     t.eltwise(f"{p}.kv_gather", gathered, kind="gather", role="scores", inp=gathered)
-    t.note(src=(qkv,))
+    t.note(src=(qkv,), part=True)
     t.attention(p, b * r2, heads, w2, k * w2, c // heads)
-    t.note("gathered_kv", src=(f"q={qkv}", f"k={t.key(2)}", f"v={t.key(2)}"))
+    t.note("gathered_kv", src=(f"q={qkv}", f"k={t.key(2)}", f"v={t.key(2)}"), attend="biformer_routing", reads=(arg,))
     out = rows * c
     t.eltwise(p, out)  # + LCE
+    t.note(part=True)
     t.linear(f"{p}.wo", rows, c, c, role="proj")
+    t.note(part=True)
 
 
 def global_attention(t: Trace, p: str, b: Any, gh: Any, gw: Any, c: int, spec: BiFormerSpec, s: int) -> None:
     """Global attention with LePE (nets.biformer.AttentionLePE), path `p` (the block's `attn`)."""
     heads, n = spec.heads(s), gh * gw
     t.linear(f"{p}.qkv", b * n, c, 3 * c, role="proj", bias=False)
+    t.note(keep=p)  # q, k, v: views of it, locals to the return
     qkv = t.key()
     side = spec.side_dwconv
     t.conv(f"{p}.lepe", b, c, c, gh, gw, kernel=side, stride=1, pad=side // 2, groups=c, role="proj")
-    t.note(src=(t.key(3),))  # the attention's input (norm1's output)
+    t.note(src=(t.key(3),), keep=p)  # the attention's input (norm1's output); a local to the return
+    lepe = t.key()
     t.attention(p, b, heads, n, n, c // heads)
-    t.note(src=(f"qkv={qkv}",))
+    t.note(src=(f"qkv={qkv}",), attend="biformer_global")
     t.eltwise(p, b * n * c)  # + LePE
+    t.note(reads=(lepe,))
     t.linear(f"{p}.proj", b * n, c, c, role="proj")
 
 
@@ -184,81 +192,62 @@ def complexity(spec: BiFormerSpec) -> str:
 # Memory: nets.biformer.Block
 
 
-def block_memory(peak: PeakSteps, blk: Block, spec: BiFormerSpec, b: int, e: int, fused: bool, outer: int) -> None:
-    """x = x + pos_embed(x); x = x.permute(..); x = x + attn(norm1(x)); x = x + mlp(norm2(x)), as
-    nets.biformer.Block runs it inside its stage's nn.Sequential, which holds the block's input (its loop
-    variable) and the stage's input (its argument: the downsampling's output, block 0's input) while
-    blocks 1.. run; `outer` (the shared rule of `memory._held`) is not used, as the downsampling layers live
-    outside the stages. Before block 0 of a later stage, the downsampling's conv and BatchNorm run on the
-    previous stage's output (`blk.before`)."""
-    x = blk.out("norm1")
-    held = (blk.inp if blk.index else 0) * e
-    if blk.index == 0 and len(blk.before) == 2:  # downsample_layers.s: conv, BatchNorm
-        conv, bn = blk.before
-        peak.at((conv.inp + conv.out + bn.out) * e, conv.path.rsplit(".", 1)[0])
-    base = held + 3 * x * e  # the block's input, the conv's output (then norm1's) and their sum
-    peak.at(base, f"{blk.p} pos_embed")
-    peak.at(base + norm_stats(blk.find("norm1")), f"{blk.p}.norm1")
-    if blk.find("attn.router") is not None:
-        out = routing_attention_memory(peak, blk, base, b, e, fused)
-    else:
-        out = global_attention_memory(peak, blk, base, e, fused)
-    peak.at(held + (2 * x + out + x) * e, f"{blk.p} residual")  # input, x, the attention's output, the sum
-    mlp(peak, blk.p, held + 2 * x * e, x, blk.out("mlp.0"), blk.out("mlp.3"), e)
-
-
-def routing_attention_memory(peak: PeakSteps, blk: Block, base: int, b: int, e: int, fused: bool) -> int:
-    """nets.biformer.BiLevelRoutingAttention, `base` bytes alive (norm1's output included). Its locals live
-    to its return: the padded grid (when padded); qkv (the region layout, a copy, dies when qkv returns);
-    the region means; the LCE conv's output (v's NCHW copy dies when the conv returns); the int64 top-k
-    indices (the affinity, its scaled queries and the top-k values die inside the router); the gathered keys
-    and values. Then the attention (`peaks.attend`: the math path's batched products copy the head-split
-    views when B' > 1 and heads > 1), the output laid back out on the grid (a copy), + LCE and wo with that
-    copy still bound, and the crop (a copy) when padded. Returns the output elements."""
-    where = f"{blk.p}.attn"
-    x = blk.out("norm1")
-    qkv = blk.out("attn.qkv.qkv")
+def routing_memory(c: Call) -> Attend:
+    """nets.biformer.BiLevelRoutingAttention, every op of it: its locals live to its return: the padded grid
+    (when padded); qkv (the region layout, a copy, dies when qkv returns); the region means; the LCE conv's
+    output (v's NCHW copy dies when the conv returns); the int64 top-k indices (the affinity, its scaled
+    queries and the top-k values die inside the router); the gathered keys and values. Then the attention
+    (`liveness.core_attention` on the math path's batched products, which copy the head-split views when
+    B' > 1 and heads > 1), the output laid back out on the grid (a copy), + LCE and wo with that copy still
+    bound, and the crop (a copy) when padded. Returns the steps and the output (wo's, or the crop's)."""
+    op, e = c.op, c.e
+    a = op.call
+    ops = {(o.path, o.kind): o for o in c.block}
+    x = ops[(f"{op.block.prefix}.norm1", "layer_norm")].out
+    qkv = ops[(f"{op.path}.qkv.qkv", "linear")].out
     grid = qkv // 3  # the padded grid's elements
     pad = grid if grid != x else 0
-    a = blk.attention()
-    means = blk.find("attn", "pool").out
-    index = blk.out("attn.router", "topk")
-    affinity = blk.find("attn.router", "matmul").out
-    live = base + pad * e
-    peak.at(live + (grid + qkv) * e, f"{where}.qkv")
+    means, index = ops[(op.path, "pool")].out, ops[(f"{op.path}.router", "topk")].out
+    affinity, lepe = ops[(f"{op.path}.router", "matmul")].out, ops[(f"{op.path}.lepe", "conv")].out
+    live = pad * e
+    steps = [Step("qkv", live + (grid + qkv) * e)]
     live += (qkv + 2 * means) * e
-    lepe = blk.out("attn.lepe")
-    peak.at(live + (grid + lepe) * e, f"{where}.lepe")
+    steps.append(Step("lepe", live + (grid + lepe) * e))
     live += lepe * e
-    peak.at(live + (means + affinity) * e, f"{where}.router")
-    peak.at(live + affinity * e + index * (e + INT64), f"{where}.router topk")
-    live += index * INT64 + blk.out("attn.kv_gather") * e
-    peak.at(live, f"{where}.kv_gather")
-    o = attend(peak, where, live, a, e, fused=fused, split=a.batch > 1 and a.heads > 1, terms=0)
-    peak.at(live + o + grid * e, f"{where} region reverse")
-    peak.at(live + 2 * grid * e, f"{where} + lepe")
-    wo = blk.out("attn.wo")
-    peak.at(live + (2 * grid + wo) * e, f"{where}.wo")
+    steps += [Step("router", live + (means + affinity) * e),
+              Step("router topk", live + affinity * e + index * (e + INT64))]
+    live += index * INT64 + ops[(f"{op.path}.kv_gather", "gather")].out * e
+    steps.append(Step("kv_gather", live))
+    q, s = a.q * e, a.scores * e
+    if c.fused:
+        steps.append(Step("fused attention", live + q + a.rows * LSE_BYTES))
+    else:
+        cq, ckv = (q, a.kv * e) if a.batch > 1 and a.heads > 1 else (0, 0)
+        steps += [Step("q @ k^T", live + q + cq + ckv + s), Step("softmax", live + 2 * s),
+                  Step("scores @ v", live + 2 * s + ckv + q)]
+    wo = ops[(f"{op.path}.wo", "linear")].out
+    steps += [Step("region reverse", live + q + grid * e), Step("+ lepe", live + 2 * grid * e),
+              Step("wo", live + (2 * grid + wo) * e)]
     if pad:
-        peak.at(live + (wo + x) * e, f"{where} crop")
-    return x
+        steps.append(Step("crop", live + (wo + x) * e))
+    return Attend(steps, 0, x * e)
 
 
-def global_attention_memory(peak: PeakSteps, blk: Block, base: int, e: int, fused: bool) -> int:
-    """nets.biformer.AttentionLePE, `base` bytes alive: qkv and the LePE conv's output, bound to its return;
-    the attention (`peaks.attend`); the heads merged (a copy on the math path, a view of the fused kernel's
-    output); + LePE; proj. Returns proj's output elements."""
-    where = f"{blk.p}.attn"
-    a = blk.attention()
-    x = blk.out("norm1")
-    live = base + (blk.out("attn.qkv") + blk.out("attn.lepe")) * e
-    o = attend(peak, where, live, a, e, fused=fused, split=a.batch > 1 and a.heads > 1, terms=0)
-    merged = 0 if fused else x * e
-    peak.at(live + o + merged, f"{where} merge heads")
-    peak.at(live + (merged or o) + x * e, f"{where} + lepe")
-    proj = blk.out("attn.proj")
-    peak.at(live + (x + proj) * e, f"{where}.proj")
-    return proj
+def global_memory(c: Call) -> Attend:
+    """nets.biformer.AttentionLePE's call, on top of qkv and the LePE conv's output (bound to the return): the
+    attention core (`liveness.core_attention`; the math path's batched products copy the head-split views
+    when B' > 1 and heads > 1); the heads merged (a copy on the math path, a view of the fused kernel's
+    output)."""
+    a, e = c.op.call, c.e
+    q, s = a.q * e, a.scores * e
+    if c.fused:
+        return Attend([Step("fused attention", q + a.rows * LSE_BYTES)], 0, q)
+    cq, ckv = (q, a.kv * e) if a.batch > 1 and a.heads > 1 else (0, 0)
+    return Attend([Step("q @ k^T", q + cq + ckv + s), Step("softmax", 2 * s), Step("scores @ v", 2 * s + ckv + q),
+                   Step("merge heads", 2 * q)], 0, q)
+
+
+ATTENTION = {"biformer_routing": routing_memory, "biformer_global": global_memory}  # the engine's (`liveness`)
 
 
 trace = biformer_trace  # the registry reads every family module's `trace`

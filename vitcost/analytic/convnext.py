@@ -16,7 +16,6 @@ from __future__ import annotations
 from typing import Any
 
 from vitcost.analytic.ints import floor_div
-from vitcost.analytic.peaks import Block, PeakSteps, conv_scratch, conv_weight, mlp, norm_stats
 from vitcost.analytic.trace import Trace
 from vitcost.errors import SpecError
 from vitcost.specs import ConvNeXtSpec
@@ -30,6 +29,7 @@ def convnext_block(t: Trace, p: str, b: Any, gh: Any, gw: Any, c: int, spec: Con
     hidden = int(c * spec.mlp_ratio)
     k = spec.kernel
     t.conv(f"{p}.conv_dw", b, c, c, gh, gw, kernel=k, stride=1, pad=k // 2, groups=c, role="mlp")
+    t.note(scratch=("conv", "depthwise", 1, b, True))  # reads the channels-last view LayerNorm2d leaves
     t.norm(f"{p}.norm", rows, c)
     t.linear(f"{p}.mlp.fc1", rows, c, hidden, role="mlp")
     t.gelu(f"{p}.mlp.act", rows * hidden)
@@ -54,11 +54,13 @@ def convnext_trace(spec: ConvNeXtSpec, h: Any, w: Any, b: Any) -> Trace:
     c = spec.dims[0]
     gh, gw = t.conv("stem.0", b, spec.in_chans, c, h, w, kernel=spec.patch, stride=spec.patch, pad=0, role="embed")
     t.norm("stem.1", b * gh * gw, c)
+    t.note(scratch=("copy", b * gh * gw * c))  # LayerNorm2d reads the conv output's permuted view through a copy
     for s, (dim, depth) in enumerate(zip(spec.dims, spec.depths)):
         if s:
             t.norm(f"stages.{s}.downsample.0", b * gh * gw, c, role="pool")
             gh, gw = t.conv(f"stages.{s}.downsample.1", b, c, dim, gh, gw, kernel=DOWNSAMPLE, stride=DOWNSAMPLE,
                             pad=0, role="pool")
+            t.note(scratch=("conv", "conv", DOWNSAMPLE, b, True))
             c = dim
         for i in range(depth):
             with t.block(f"stages.{s}.blocks.{i}", f"stages.{s}", b * gh * gw * c):
@@ -81,37 +83,6 @@ def lattice(spec: ConvNeXtSpec) -> tuple[int, int]:
 
 def complexity(spec: ConvNeXtSpec) -> str:
     return "O(HW·Cin·Cout·K²)"  # a convolution: every output pixel reads a fixed K x K window
-
-
-# ---------------------------------------------------------------------------------------------
-# Memory: nets.convnext.ConvNeXtBlock
-
-
-def block_memory(peak: PeakSteps, blk: Block, spec: ConvNeXtSpec, b: int, e: int, fused: bool, outer: int) -> None:
-    """shortcut = x; x = conv_dw(x); x = norm(x); x = mlp(x); x = x * gamma; return x + shortcut, each
-    step rebinding x (timm's order), so the conv output is freed once the norm returns and the norm
-    output once the MLP returns; the block input stays alive for the residual. `outer`: what the
-    nn.Sequential callers hold (the stem output, the stage input, the downsampled grid). Before the first
-    block of a later stage the stage's downsampling (`blk.before`) holds its LayerNorm2d output and the
-    strided conv's output (this block's input) besides.
-
-    Allocator level (CPU): every conv here reads a channels-last input (LayerNorm2d and the block's
-    permutes leave that layout), so the depthwise conv reorders its weights and the downsampling conv
-    copies its weights to channels-last and reorders them (`peaks.conv_scratch`)."""
-    x = blk.out("conv_dw")  # the block's input and output have as many elements
-    n = blk.out("norm")
-    if blk.index == 0 and len(blk.before) == 2:  # downsample.0 (LayerNorm2d), downsample.1 (conv)
-        norm, conv = blk.before
-        peak.at(outer + norm.out * e + norm_stats(norm), f"{blk.stage}.downsample.0")
-        scratch = conv_scratch(peak, "conv", norm.out, conv.out, conv_weight(conv), e, images=b, channels_last=True)
-        peak.at(outer + (norm.out + conv.out) * e, f"{blk.stage}.downsample.1", scratch)
-    base = outer + x * e  # the block input, referenced by the caller and kept for the residual
-    dw = blk.find("conv_dw")
-    scratch = conv_scratch(peak, "depthwise", x, x, conv_weight(dw), e, channels_last=True)
-    peak.at(base + x * e, f"{blk.p}.conv_dw", scratch)
-    peak.at(base + (x + n) * e + norm_stats(blk.find("norm")), f"{blk.p}.norm")  # conv_dw output and the norm's
-    mlp(peak, blk.p, base, n, blk.out("mlp.fc1"), blk.out("mlp.fc2"), e)
-    peak.at(base + 2 * x * e, f"{blk.p} residual")  # the MLP (or scaled) output and the sum
 
 
 trace = convnext_trace  # the registry reads every family module's `trace`

@@ -247,6 +247,41 @@ TAGS: dict[str, str] = {
 }
 
 
+class Mem(NamedTuple):
+    """What the liveness engine (`analytic.liveness`) needs to know about an op beyond its data flow: facts
+    of the reference module that its walker states with `Trace.note`. Element counts, not bytes."""
+
+    keep: str = ""  # the module until whose return its output stays referenced (a local never rebound: qkv)
+    inplace: bool = False  # it writes into its first operand's storage (ReLU(inplace=True), x += shortcut)
+    reads: tuple[str, ...] = ()  # keys of operands it reads besides its producer, the first first (a shortcut)
+    temp: Any = 0  # elements of a tensor made for it and freed when it returns (a contiguous copy of its input)
+    fused_temp: Any = 0  # likewise, on a fused attention kernel's path only (a token-major copy for sdpa)
+    index: Any = 0  # elements of int64 indices it returns with its output (top-k's), alive as long as it
+    temp_index: Any = 0  # elements of int64 indices it makes and frees (a max pool's)
+    # recorded after ops its module ran after it (EViT's ranking, recorded after the residual add): it does not
+    # make its module return later
+    late: bool = False
+    stream: bool = False  # its output becomes its block's residual stream (EViT's pruned tokens)
+    what: str = ""  # a copy's name in the memory steps ("window partition")
+    # part of its module's attention call in memory: the call's program (`liveness.ATTENTION`) counts its
+    # tensors, which the engine then leaves out (Swin V2's position-bias MLP, which the math path runs
+    # between q k^T and the softmax)
+    part: bool = False
+    extra: tuple = ()  # sizes (elements) an attention call's program reads besides the call (Swin V2's bias MLP)
+    rebinds: tuple[str, ...] = ()  # keys of ops whose outputs lose their name when it runs: referenced until then
+    scope: str = ""  # the function call it runs in (`Trace.scope`), whose locals and arguments it holds
+    # allocator-level scratch of its kernel: ("conv", kind, stride, images, channels_last) with kind stem |
+    # pointwise | depthwise | conv (`liveness.conv_scratch`), or ("copy", elements): a contiguous copy of a
+    # strided input that the kernel frees before it returns
+    scratch: tuple = ()
+    # an attention op's module, by what it keeps (`liveness.ATTENTION`): "" the bare core (nets.common.attend),
+    # "timm" timm's Attention (the scaled q and the softmax output referenced until it returns)
+    attend: str = ""
+
+
+NO_MEM = Mem()
+
+
 class Op(NamedTuple):
     """One op of a forward pass, named by the dotted path of the torch module that runs it."""
 
@@ -262,3 +297,4 @@ class Op(NamedTuple):
     # keys of the producing ops (an attention's q, k and v, or qkv for all three), or ("copy",) for a
     # tensor made on the way (a transpose to a contiguous layout)
     tags: frozenset[str] = frozenset()  # keys of TAGS
+    mem: Mem = NO_MEM  # memory facts of the reference module (`Mem`)

@@ -39,8 +39,9 @@ class Estimate:
     batch: int
     dtype: Dtype
     attn: Kernel
-    ops: tuple[Op, ...]
+    ops: tuple[Op, ...]  # the ops with a cost, in forward order
     amp: bool = False  # autocast at `dtype` over fp32 weights (timm's --amp), not pure 16-bit
+    trace: tuple[Op, ...] = ()  # `ops` and the copies between them (`Trace.copy`), which only memory reads
 
     def __repr__(self) -> str:
         return (f"Estimate({self.model!r}, res={res_label(self.res)!r}, batch={self.batch}, "
@@ -60,6 +61,12 @@ class Estimate:
     @property
     def family(self) -> str:
         return self.spec.family
+
+    @cached_property
+    def memo(self) -> dict[Any, Any]:
+        """Figures derived from this estimate, kept for its lifetime (the memory model's steps per kernel and
+        device: `memory.activation_steps`)."""
+        return {}
 
     @cached_property
     def total(self) -> Cost:
@@ -226,4 +233,6 @@ def evaluate(design: Design, res: Res | tuple[int, int], batch: int = 1, dtype: 
         raise SpecError("--amp is autocast to 16 bits: give --dtype fp16 or bf16 with it, not fp32.")
     h, w = res
     t = frames(res)
-    return Estimate(design, Res(h, w, t), batch, dtype, attn, tuple(walk(design.spec, h, w, batch, t)), bool(amp))
+    trace = tuple(walk(design.spec, h, w, batch, t))
+    ops = tuple(op for op in trace if op.kind != "copy")
+    return Estimate(design, Res(h, w, t), batch, dtype, attn, ops, bool(amp), trace if len(ops) < len(trace) else ops)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from vitcost.analytic.peaks import Block, PeakSteps, mlp
 from vitcost.analytic.trace import Trace
 from vitcost.specs import MixerSpec
 
@@ -27,7 +26,7 @@ def mixer_trace(spec: MixerSpec, h: Any, w: Any, b: Any) -> Trace:
         with t.block(p, "", x):
             t.norm(f"{p}.norm1", b * n, c)
             t.linear(f"{p}.mlp_tokens.fc1", b * c, n, spec.tokens_hidden, role="mlp")
-            t.note("transposed_input")
+            t.note("transposed_input", temp=b * n * c)  # the contiguous copy torch.matmul makes of norm1(x)^T
             t.gelu(f"{p}.mlp_tokens.act", b * c * spec.tokens_hidden)
             t.linear(f"{p}.mlp_tokens.fc2", b * c, spec.tokens_hidden, n, role="mlp")
             t.eltwise(p, x)  # residual
@@ -52,17 +51,6 @@ def lattice(spec: MixerSpec) -> tuple[int, int]:
 
 def complexity(spec: MixerSpec) -> str:
     return "O(R^2/P^2)"  # token-mixing MLP: linear in the tokens
-
-
-def block_memory(peak: PeakSteps, blk: Block, spec: MixerSpec, b: int, e: int, fused: bool, outer: int) -> None:
-    """nets.mixer.MixerBlock (timm's MixerBlock): x + mlp_tokens(norm1(x)^T)^T; the token MLP's fc1 reads
-    the transposed norm output through a contiguous copy. `outer`: the first block's input, which the
-    nn.Sequential of blocks keeps referenced while the later blocks run."""
-    x = blk.out("norm1")
-    th, ch = blk.out("mlp_tokens.fc1"), blk.out("mlp_channels.fc1")
-    peak.at(outer + (3 * x + th) * e, f"{blk.p} mlp_tokens.fc1")
-    mlp(peak, f"{blk.p} tokens", outer + x * e, x, th, blk.out("mlp_tokens.fc2"), e)
-    mlp(peak, f"{blk.p} channels", outer + 2 * x * e, x, ch, blk.out("mlp_channels.fc2"), e)
 
 
 trace = mixer_trace  # the registry reads every family module's `trace`

@@ -19,25 +19,26 @@ grids, zero-padded, into windows of M_q x M_q queries and M_kv x M_kv keys; with
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
-from vitcost.analytic.cost import AttnCall
+from vitcost.analytic.cost import AttnCall, Op
 from vitcost.analytic.ints import ceil_div, conv_out, imax
-from vitcost.analytic.mvit1 import Grid, pools, skip_kernel, volume
-from vitcost.analytic.peaks import (
+from vitcost.analytic.liveness import (
     LSE_BYTES,
-    Block,
+    Attend,
+    Call,
     PeakSteps,
+    Step,
     conv_scratch,
     conv_weight,
     flash_scratch,
-    mlp,
     norm_stats,
 )
+from vitcost.analytic.mvit1 import Grid, pools, skip_kernel, volume
 from vitcost.analytic.trace import Trace
 from vitcost.errors import SpecError
 from vitcost.specs import MViTSpec
-from vitcost.vocab import INT64
 
 
 def _pool(t: Trace, p: str, which: str, b: Any, heads: int, hd: int, grid: Grid, kernel: Grid, stride: Grid,
@@ -46,11 +47,13 @@ def _pool(t: Trace, p: str, which: str, b: Any, heads: int, hd: int, grid: Grid,
     token set aside and concatenated back in front), then norm; the conv reads the op `qkv`'s output."""
     out = t.conv3d(f"{p}.pool_{which}", b * heads, hd, hd, grid, kernel=kernel, stride=stride,
                    pad=tuple(k // 2 for k in kernel), groups=hd, bias=False, role="pool")
-    t.note(src=(qkv,))  # a contiguous copy of the head-split q, k or v
+    t.note(src=(qkv,), part=True)  # a contiguous copy of the head-split q, k or v; memory: `attention_memory`
     n = cls + volume(out)
     if cls:
         t.eltwise(f"{p}.pool_{which}", b * heads * n * hd, kind="concat", inp=b * heads * n * hd)
+        t.note(part=True)
     t.norm(f"{p}.norm_{which}", b * heads * n, hd, role="pool")
+    t.note(part=True)
     return out
 
 
@@ -59,11 +62,14 @@ def _shortcut_pool(t: Trace, p: str, b: Any, qg: Grid, stride: Grid, dim: int, s
     concatenated back), from `short` elements."""
     ks = skip_kernel(stride)
     pooled = b * volume(qg) * dim
-    t.eltwise(f"{p}.shortcut_pool_attn", pooled * ks[0] * ks[1] * ks[2], kind="pool", inp=short, out=pooled)
-    t.note("max_pool", src=("copy",))  # of the shortcut transposed to [B, D, t, h, w]: a contiguous copy
-    if cls:
-        n = b * (cls + volume(qg)) * dim
-        t.eltwise(f"{p}.shortcut_pool_attn", n, kind="concat", inp=n)
+    source = t.key()
+    with t.scope("attention_pool"):  # its argument lives until it returns
+        t.eltwise(f"{p}.shortcut_pool_attn", pooled * ks[0] * ks[1] * ks[2], kind="pool", inp=short, out=pooled)
+        # of the shortcut's grid tokens transposed to a contiguous [B, D, t, h, w] copy, with int64 indices
+        t.note("max_pool", src=("copy",), reads=(source,), temp=short - b * cls * dim, temp_index=pooled)
+        if cls:
+            n = b * (cls + volume(qg)) * dim
+            t.eltwise(f"{p}.shortcut_pool_attn", n, kind="concat", inp=n)
 
 
 def _attend(t: Trace, p: str, b: Any, heads: int, hd: int, qg: Grid, kg: Grid, spec: MViTSpec) -> None:
@@ -92,14 +98,17 @@ def mvit_block(t: Trace, p: str, b: Any, grid: Grid, dim_in: int, dim: int, head
     rows = b * (cls + volume(grid))
     hd, k = dim // heads, (spec.pool_kernel_t, spec.pool_kernel, spec.pool_kernel)
     q_stride, kv_stride = strides
+    block_input = t.key()
     t.norm(f"{p}.norm1", rows, dim_in)
     norm1 = t.key()
     short = rows * dim_in
+    shortcut = block_input  # x_shortcut: the block input, or its projection, pooled
     if dim_in != dim:
         t.linear(f"{p}.shortcut_proj_attn", rows, dim_in, dim, role="proj")
         short = rows * dim
+        shortcut = t.key()
     t.linear(f"{p}.attn.qkv", rows, dim_in, 3 * dim, role="proj")
-    t.note(src=(norm1,))  # past the shortcut projection
+    t.note(src=(norm1,), keep=f"{p}.attn")  # past the shortcut projection; a local to the module's return
     qkv = t.key()
     pool_q, pool_kv = pools(k, q_stride, False), pools(k, kv_stride, False)
     qg = _pool(t, f"{p}.attn", "q", b, heads, hd, grid, k, q_stride, qkv, cls) if pool_q else grid
@@ -112,26 +121,31 @@ def mvit_block(t: Trace, p: str, b: Any, grid: Grid, dim_in: int, dim: int, head
     nq = cls + volume(qg)
     if max(q_stride) > 1:
         _shortcut_pool(t, p, b, qg, q_stride, dim, short, cls)
+        shortcut = t.key()
     if window:
         window_attention(t, f"{p}.attn", b, heads, hd, (*qg[1:], *kg[1:]), window // q_stride[1],
                          window // kv_stride[1], spec, sources[1:])
     else:
         _attend(t, p, b, heads, hd, qg, kg, spec)
-        t.note(src=tuple(sources))
+        t.note(src=tuple(sources), attend="mvit")
     t.linear(f"{p}.attn.proj", b * nq, dim, dim, role="proj")
-    y = b * nq * dim
-    t.eltwise(p, y)  # residual
+    t.eltwise(p, b * nq * dim)  # residual: x_shortcut + attn(x_norm)
+    t.note(reads=(shortcut,))
     hidden = int(dim * spec.mlp_ratio)
     t.norm(f"{p}.norm2", b * nq, dim)
+    t.note(rebinds=(norm1, shortcut))  # x_norm = norm2(x); then x_shortcut is rebound
     if dim_out != dim:
         norm2 = t.key()
         t.linear(f"{p}.shortcut_proj_mlp", b * nq, dim, dim_out, role="proj")
+        proj_mlp = t.key()
     t.linear(f"{p}.mlp.fc1", b * nq, dim, hidden, role="mlp")
     if dim_out != dim:
         t.note(src=(norm2,))  # past the shortcut projection
     t.gelu(f"{p}.mlp.act", b * nq * hidden)
     t.linear(f"{p}.mlp.fc2", b * nq, hidden, dim_out, role="mlp")
     t.eltwise(p, b * nq * dim_out)  # residual
+    if dim_out != dim:
+        t.note(reads=(proj_mlp,))
     return qg
 
 
@@ -153,9 +167,10 @@ def window_attention(t: Trace, p: str, b: Any, heads: int, hd: int, grids: tuple
         rel = (mq, mq, mk, mk)
     t.attention(p, windows, heads, mq * mq, mk * mk, hd, rel=rel)
     views = {"q": window_view(qh, qw, mq), "k": window_view(kh, kw, mk), "v": window_view(kh, kw, mk)}
-    t.note(src=tuple(src for src in pooled if views[src[0]]))
+    t.note(src=tuple(src for src in pooled if views[src[0]]), attend="mvit_window")
     if spec.residual_pooling:
         t.eltwise(p, b * heads * qh * qw * hd)  # + the pooled q
+        t.note(part=True)
 
 
 def window_view(h: Any, w: Any, m: int) -> bool:
@@ -247,66 +262,74 @@ def clip_complexity(spec: MViTSpec) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Memory: nets.mvit.MultiScaleBlock
+# Memory: nets.mvit.MultiScaleAttention (`liveness`)
 
 
-def block_memory(peak: PeakSteps, blk: Block, spec: MViTSpec, b: int, e: int, fused: bool, outer: int) -> None:
-    """nets.mvit.MultiScaleBlock, as timm's: x_norm = norm1(x); x_shortcut = pool(proj(x_norm) or x);
-    x = x_shortcut + attn(x_norm); x_norm = norm2(x); x_shortcut = x; x = x_shortcut + mlp(x_norm).
-    norm1's output and the shortcut stay alive until norm2 has run; the block input (the stage loop's)
-    to the end; `outer`: the stage input the model's loop holds. With expand_attn off, a stage's last block
-    projects norm2's output for the residual (`shortcut_proj_mlp`) while the sum it normed stays referenced.
-    With a class token the shortcut's grid tokens are pooled and the class token concatenated back in front."""
-    x = blk.out("norm1")
-    sp = blk.out("shortcut_proj_attn", "linear")
-    pool_op = blk.find("shortcut_pool_attn", "pool")
-    xin = outer + 2 * x * e  # the block input, x_norm
-    short = sp  # a new tensor when projected; the block input itself otherwise
-    if sp:
-        peak.at(xin + sp * e, f"{blk.p} shortcut_proj_attn")
-    if pool_op is not None:  # a contiguous [B, D, h, w] copy of the shortcut, max-pooled with its int64 indices
-        cat = blk.out("shortcut_pool_attn", "concat")
-        src = (sp or x) - (cat - pool_op.out if cat else 0)  # the copy leaves the class token out
-        peak.at(xin + (short + src) * e + pool_op.out * (e + INT64), f"{blk.p} shortcut_pool_attn")
-        if cat:
-            peak.at(xin + (short + pool_op.out + cat) * e, f"{blk.p} shortcut_pool_attn concat")
-        short = cat or pool_op.out
-    base = xin + short * e
-    y = blk.out("attn.proj")
-    pooling_attention(peak, blk, base, b, e, fused, spec.block_window(int(blk.stage.rsplit(".", 1)[1]), blk.index))
-    x1 = blk.out("mlp.fc2")  # the block output's elements
-    n2 = blk.out("norm2")
-    spm = blk.out("shortcut_proj_mlp", "linear")  # the residual projected from norm2's output, or none
-    peak.at(base + 2 * y * e, f"{blk.p} residual")
-    peak.at(base + (y + n2) * e, f"{blk.p}.norm2")
-    if spm:
-        peak.at(outer + (x + y + n2 + spm) * e, f"{blk.p} shortcut_proj_mlp")
-    mlp(peak, blk.p, outer + (x + y + spm) * e, n2, blk.out("mlp.fc1"), x1, e)
+class _Block:
+    """The ops of one block (path prefix `p`), looked up by path suffix and kind."""
+
+    def __init__(self, prefix: str, ops: Sequence[Op]) -> None:
+        self.p = prefix
+        self._ops: dict[str, list[Op]] = {}
+        for op in ops:
+            self._ops.setdefault(op.path, []).append(op)
+
+    def find(self, suffix: str, kind: str | None = None) -> Op | None:
+        return next((op for op in self._ops.get(f"{self.p}.{suffix}" if suffix else self.p, ())
+                     if kind is None or op.kind == kind), None)
+
+    def out(self, suffix: str, kind: str | None = None) -> int:
+        op = self.find(suffix, kind)
+        return 0 if op is None else op.out
+
+    def attention(self) -> AttnCall:
+        return next(op.call for ops in self._ops.values() for op in ops if op.call is not None)
 
 
-def pooling_attention(peak: PeakSteps, blk: Block, base: int, b: int, e: int, fused: bool, window: int = 0) -> None:
-    """nets.mvit.MultiScaleAttention (timm's), `base` bytes alive. qkv stays referenced until the module
-    returns. Each pooled q, k, v: the head-split view reshaped to [B*n, h, w, d] (a copy when B > 1 and
-    n > 1) and permuted to a contiguous [B*n, d, h, w] copy, the conv, then LayerNorm over d of the
-    conv output's transposed view; each step rebinds, so only the normed tensor remains. Then the
-    scores of a temporary q * scale (the raw scores die at the softmax, the softmax output stays
-    referenced), the relative positions added in place (`_timm_rel_pos`), scores @ v, + q, the head
-    merge (a copy when n > 1) and proj. With a class token (a clip likewise over t x h x w) the pooling
-    copies the grid tokens only and concatenates the class token back in front of the conv output (the
-    norm then reads that contiguous tensor), and the residual pooling adds q in place."""
+class _Steps(list):
+    """The steps of one attention call, recorded as `PeakSteps.at` records them, bytes on top of what was alive
+    before the call (its module's qkv included); `cpu` and `threads` decide the kernels' scratch."""
+
+    def __init__(self, peak: PeakSteps, where: str) -> None:
+        super().__init__()
+        self.cpu, self.threads, self.where = peak.cpu, peak.threads, where
+
+    def at(self, nbytes: int, name: str, scratch: int = 0) -> None:
+        self.append(Step(name.removeprefix(self.where).strip(), nbytes, scratch))
+
+
+def attention_memory(c: Call) -> Attend:
+    """nets.mvit.MultiScaleAttention (timm's), global (`pooling_attention`) or in windows
+    (`window_attention_memory`); the pooling of q, k and v and the residual pooling are part of it."""
+    op = c.op
+    blk = _Block(op.block.prefix, c.block)
+    steps = _Steps(c.peak, op.path)
+    if op.mem.attend == "mvit_window":
+        kept, out = window_attention_memory(steps, blk, c.batch, c.e, c.fused)
+    else:
+        kept, out = pooling_attention(steps, blk, c.batch, c.e, c.fused)
+    return Attend(steps, kept, out)
+
+
+def pooling_attention(peak: _Steps, blk: _Block, b: int, e: int, fused: bool) -> tuple[int, int]:
+    """nets.mvit.MultiScaleAttention (timm's), on top of qkv (referenced until the module returns). Each pooled
+    q, k, v: the head-split view reshaped to [B*n, h, w, d] (a copy when B > 1 and n > 1) and permuted to a
+    contiguous [B*n, d, h, w] copy, the conv, then LayerNorm over d of the conv output's transposed view; each
+    step rebinds, so only the normed tensor remains. Then the scores of a temporary q * scale (the raw scores
+    die at the softmax, the softmax output stays referenced), the relative positions added in place
+    (`_timm_rel_pos`), scores @ v, + q, the head merge (a copy when n > 1). With a class token (a clip likewise
+    over t x h x w) the pooling copies the grid tokens only and concatenates the class token back in front
+    of the conv output (the norm then reads that contiguous tensor), and the residual pooling adds q in
+    place. Returns the bytes kept until the module returns and the output's."""
     a = blk.attention()
     split = b > 1 and a.heads > 1
     p = f"{blk.p}.attn"
-    base += blk.out("attn.qkv") * e
-    base += _pooled_qkv(peak, blk, base, split, e) * e  # the normed q, k, v; unpooled ones are views of qkv
-    if window:
-        window_attention_memory(peak, blk, base, b, e, fused)
-        return
+    base = _pooled_qkv(peak, blk, 0, split, e) * e  # the normed q, k, v; unpooled ones are views of qkv
     q, s = a.q * e, a.scores * e
     rel = a.scores * e if a.rel else 0
     if fused:  # the relative positions summed into a zero [B, n, Nq, Nk] term, passed as attn_mask
         if a.rel:
-            _timm_rel_pos(peak, p, base + s, a, b, e)
+            _timm_rel_pos(peak, p, base + s, a, e)
         peak.at(base + rel + q + a.rows * LSE_BYTES, f"{p} fused attention", flash_scratch(peak, a, e))
         o = q
     else:
@@ -314,7 +337,7 @@ def pooling_attention(peak: PeakSteps, blk: Block, base: int, b: int, e: int, fu
         cq, ckv = (q, a.kv * e) if split and unpooled else (0, 0)
         peak.at(base + q + cq + ckv + s, f"{p} q @ k^T")  # the temporary q * scale
         if a.rel:
-            _timm_rel_pos(peak, p, base + s, a, b, e)
+            _timm_rel_pos(peak, p, base + s, a, e)
         peak.at(base + 2 * s, f"{p} softmax")
         peak.at(base + s + ckv + q, f"{p} scores @ v")
         base += s  # the softmax output, referenced until the module returns
@@ -326,10 +349,10 @@ def pooling_attention(peak: PeakSteps, blk: Block, base: int, b: int, e: int, fu
     merge = q if a.heads > 1 and (r or not fused) else 0  # a fused kernel's own output is laid out [B, N, h, d]
     if merge:
         peak.at(base + x + merge, f"{p} merge heads")
-    peak.at(base + (merge or x) + blk.out("attn.proj") * e, f"{p}.proj")
+    return base, q
 
 
-def _pooled_qkv(peak: PeakSteps, blk: Block, base: int, split: bool, e: int) -> int:
+def _pooled_qkv(peak: _Steps, blk: _Block, base: int, split: bool, e: int) -> int:
     """The pooling of q, k and v in turn (see `pooling_attention`), `base` bytes alive; returns the elements
     of the normed q, k, v that stay referenced."""
     a = blk.attention()
@@ -354,18 +377,20 @@ def _pooled_qkv(peak: PeakSteps, blk: Block, base: int, split: bool, e: int) -> 
     return pooled
 
 
-def window_attention_memory(peak: PeakSteps, blk: Block, base: int, b: int, e: int, fused: bool) -> None:
-    """nets.mvit.MultiScaleAttention with windows, `base` bytes alive (qkv and the pooled q, k, v): each of
-    q, k, v in turn partitioned, rebinding its name, so that the pooled k and v die where their windows
-    are new tensors. A partition the walker names a view (`window_view`) allocates nothing; otherwise a
-    padded grid is a new tensor, and the reorder into windows a copy unless it is a view, which is taken
-    to be so when there is one window or the windows are 1 x 1 (exact for square grids). Then the
-    attention of the global case over the windows (contiguous: no copies for the matmuls), merging the
-    windows back while the attention output is referenced (the reverse reorder's copy, the crop's), the
-    pooled q added, the head merge and proj. The windows of q, k and v, and on the math path the softmax
-    output, stay referenced to the end."""
+def window_attention_memory(peak: _Steps, blk: _Block, b: int, e: int, fused: bool) -> tuple[int, int]:
+    """nets.mvit.MultiScaleAttention with windows, on top of qkv, after the pooling of q, k, v
+    (`_pooled_qkv`): each of q, k, v in turn partitioned, rebinding its name, so that the pooled k and v die
+    where their windows are new tensors. A partition the walker names a view (`window_view`) allocates
+    nothing; otherwise a padded grid is a new tensor, and the reorder into windows a copy unless it is a
+    view, which is taken to be so when there is one window or the windows are 1 x 1 (exact for square
+    grids). Then the attention of the global case over the windows (contiguous: no copies for the matmuls),
+    merging the windows back while the attention output is referenced (the reverse reorder's copy, the
+    crop's), the pooled q added and the head merge. The windows of q, k and v, and on the math path the
+    softmax output, stay referenced to the end. Returns the bytes kept until the module returns and the
+    output's."""
     a = blk.attention()
     p = f"{blk.p}.attn"
+    base = _pooled_qkv(peak, blk, 0, b > 1 and a.heads > 1, e) * e
     op = blk.find("attn", "attention")
     named = {src[0] for src in op.src}
     pooled_q, pooled_kv = blk.out("attn.norm_q") or a.q, blk.out("attn.norm_k") or a.kv
@@ -387,12 +412,12 @@ def window_attention_memory(peak: PeakSteps, blk: Block, base: int, b: int, e: i
     q, s = a.q * e, a.scores * e
     if fused:
         if a.rel:
-            _timm_rel_pos(peak, p, base + s, a, b, e)
+            _timm_rel_pos(peak, p, base + s, a, e)
         peak.at(base + (s if a.rel else 0) + q + a.rows * LSE_BYTES, f"{p} fused attention", flash_scratch(peak, a, e))
     else:
         peak.at(base + 2 * q + s, f"{p} q @ k^T")  # the temporary q * scale
         if a.rel:
-            _timm_rel_pos(peak, p, base + s, a, b, e)
+            _timm_rel_pos(peak, p, base + s, a, e)
         peak.at(base + 2 * s, f"{p} softmax")
         peak.at(base + s + q, f"{p} scores @ v")
         base += s  # the softmax output, referenced until the module returns
@@ -405,15 +430,15 @@ def window_attention_memory(peak: PeakSteps, blk: Block, base: int, b: int, e: i
     merge = x if a.heads > 1 else 0
     if merge:
         peak.at(base + x + merge, f"{p} merge heads")
-    peak.at(base + (merge or x) + blk.out("attn.proj") * e, f"{p}.proj")
+    return base, x
 
 
-def _timm_rel_pos(peak: PeakSteps, where: str, base: int, a: AttnCall, b: int, e: int) -> None:
+def _timm_rel_pos(peak: _Steps, where: str, base: int, a: AttnCall, e: int) -> None:
     """nets.mvit MultiScaleAttention._add_rel_pos (timm's cal_rel_pos_type; on a clip SlowFast's third,
     temporal table), `base` bytes alive with the scores: gather R_h [qh, kh, d] and R_w [qw, kw, d] (and
     R_t [qt, kt, d]); per axis rel = einsum(q, R), which reads q's grid tokens with that axis first (a copy
-    unless that is a view, `AttnCall.rel_operand_copied`; rebinding frees the table); then the scores' grid part + rel_h
-    (a score-sized temporary) + rel_w (a second one) (+ rel_t), copied into the scores in place."""
+    unless that is a view, `AttnCall.rel_operand_copied`; rebinding frees the table); then the scores' grid
+    part + rel_h (a score-sized temporary) + rel_w (a second one) (+ rel_t), copied into the scores in place."""
     qh, qw, kh, kw = a.rel
     d, rows = a.head_dim, a.grid_rows
     axes = [("h", 1, qh, kh), ("w", 2, qw, kw)] + ([("t", 0, *a.rel_t)] if a.rel_t else [])
@@ -424,6 +449,9 @@ def _timm_rel_pos(peak: PeakSteps, where: str, base: int, a: AttnCall, b: int, e
         peak.at(base + (sum(tables[j:]) + sum(outs) + copy + rows * k) * e, f"{where} rel_pos {name}")
         outs.append(rows * k)
     peak.at(base + (sum(outs) + 2 * a.grid_scores) * e, f"{where} + rel_pos")
+
+
+ATTENTION = {"mvit": attention_memory, "mvit_window": attention_memory}  # the engine's programs (`liveness`)
 
 
 trace = mvit_trace  # the registry reads every family module's `trace`

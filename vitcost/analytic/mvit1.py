@@ -17,11 +17,10 @@ from __future__ import annotations
 from typing import Any
 
 from vitcost.analytic.ints import conv_out
-from vitcost.analytic.peaks import LSE_BYTES, Block, PeakSteps, attend, conv_scratch, conv_weight, mlp, norm_stats
+from vitcost.analytic.liveness import LSE_BYTES, Attend, Call, Step, conv_scratch, conv_weight, norm_stats
 from vitcost.analytic.trace import Trace
 from vitcost.errors import SpecError
 from vitcost.specs import MViTv1Spec
-from vitcost.vocab import INT64
 
 Grid = tuple[Any, Any, Any]
 
@@ -54,10 +53,12 @@ def _pool(t: Trace, p: str, which: str, b: Any, heads: int, hd: int, grid: Grid,
     concatenated back, LayerNorm over d; the conv reads a contiguous copy of the op `qkv`'s head-split output."""
     out = t.conv3d(f"{p}.pool_{which}", b * heads, hd, hd, grid, kernel=kernel, stride=stride,
                    pad=tuple(k // 2 for k in kernel), groups=hd, bias=False, role="pool")
-    t.note(src=(qkv,))
+    t.note(src=(qkv,), part=True)  # memory: the attention's (`attention_memory`)
     n = 1 + volume(out)
     t.eltwise(f"{p}.pool_{which}", b * heads * n * hd, kind="concat", inp=b * heads * n * hd)
+    t.note(part=True)
     t.norm(f"{p}.norm_{which}", b * heads * n, hd, role="pool")
+    t.note(part=True)
     return out
 
 
@@ -67,8 +68,10 @@ def mvit1_block(t: Trace, p: str, b: Any, grid: Grid, dim: int, dim_out: int, he
     n = 1 + volume(grid)
     rows = b * n
     hd, k = dim // heads, tuple(spec.pool_kernel)
+    block_input = shortcut = t.key()
     t.norm(f"{p}.norm1", rows, dim)
     t.linear(f"{p}.attn.qkv", rows, dim, 3 * dim, role="proj")
+    t.note(keep=f"{p}.attn")  # a local to the module's return
     qkv = t.key()
     pool_q, pool_kv = pools(k, q_stride, True), pools(k, kv_stride, False)
     qg = _pool(t, f"{p}.attn", "q", b, heads, hd, grid, k, q_stride, qkv) if pool_q else grid
@@ -79,25 +82,34 @@ def mvit1_block(t: Trace, p: str, b: Any, grid: Grid, dim: int, dim_out: int, he
                                 in (("q", pool_q), ("k", pool_kv), ("v", pool_kv)) if pooled]
     nq, nk = 1 + volume(qg), 1 + volume(kg)
     t.attention(f"{p}.attn", b, heads, nq, nk, hd)
-    t.note(src=tuple(sources))
+    t.note(src=tuple(sources), attend="mvit1")
     t.linear(f"{p}.attn.proj", b * nq, dim, dim, role="proj")
     if max(q_stride) > 1:  # the residual max-pooled to the query grid, the class token set aside
         ks = skip_kernel(q_stride)
         pooled = b * volume(qg) * dim
-        t.eltwise(f"{p}.pool_skip", pooled * ks[0] * ks[1] * ks[2], kind="pool", inp=b * (n - 1) * dim, out=pooled)
-        t.note("max_pool", src=("copy",))  # of the tokens transposed to [B, D, t, h, w]: a contiguous copy
-        t.eltwise(f"{p}.pool_skip", b * nq * dim, kind="concat", inp=b * nq * dim)
-    t.eltwise(p, b * nq * dim)  # residual
+        with t.scope("attention_pool"):  # its argument, the block input, lives until it returns
+            t.eltwise(f"{p}.pool_skip", pooled * ks[0] * ks[1] * ks[2], kind="pool", inp=b * (n - 1) * dim,
+                      out=pooled)
+            # of the tokens transposed to a contiguous [B, D, t, h, w] copy, with int64 indices
+            t.note("max_pool", src=("copy",), reads=(block_input,), temp=rows * dim, temp_index=pooled)
+            t.eltwise(f"{p}.pool_skip", b * nq * dim, kind="concat", inp=b * nq * dim)
+        shortcut = t.key()
+    t.eltwise(p, b * nq * dim)  # residual: x_res + x_block
+    t.note(reads=(shortcut,))
+    total = t.key()
     hidden = int(dim * spec.mlp_ratio)
     t.norm(f"{p}.norm2", b * nq, dim)
+    t.note(keep=p)  # x_norm, a local to the end
     norm2 = t.key()
     t.linear(f"{p}.mlp.fc1", b * nq, dim, hidden, role="mlp")
     t.gelu(f"{p}.mlp.act", b * nq * hidden)
     t.linear(f"{p}.mlp.fc2", b * nq, hidden, dim_out, role="mlp")
-    if dim_out != dim:  # the residual projected from norm2's output
+    mlp_out = t.key()
+    if dim_out != dim:  # the residual projected from norm2's output: x = proj(x_norm) frees the sum
         t.linear(f"{p}.proj", b * nq, dim, dim_out, role="proj")
-        t.note(src=(norm2,))
-    t.eltwise(p, b * nq * dim_out)  # residual
+        t.note(src=(norm2,), stream=True, rebinds=(total,))
+    t.eltwise(p, b * nq * dim_out)  # residual: x + x_mlp
+    t.note(reads=(mlp_out,))
     return qg
 
 
@@ -175,77 +187,54 @@ def clip_complexity(spec: MViTv1Spec) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Memory: nets.mvit1.MultiScaleBlock
+# Memory: nets.mvit1.MultiScaleAttention (`liveness`)
 
 
-def block_memory(peak: PeakSteps, blk: Block, spec: MViTv1Spec, b: int, e: int, fused: bool, outer: int) -> None:
-    """nets.mvit1.MultiScaleBlock, as SlowFast's: x_block = attn(norm1(x)) (norm1's output lives until attn
-    returns); x_res = maxpool(x) or x; x = x_res + x_block; x_norm = norm2(x); x_mlp = mlp(x_norm);
-    x = proj(x_norm) where the width changes; x + x_mlp. The block input (the model's loop variable) lives to
-    the end; `outer`: what the callers hold besides it."""
-    x = blk.inp
-    n1 = blk.out("norm1")
-    xin = outer + x * e
-    proj = blk.out("attn.proj")
-    mhpa(peak, blk, xin + n1 * e, b, e, fused)
-    pool_op = blk.find("pool_skip", "pool")
-    res = x
-    if pool_op is not None:  # tokens to a contiguous [B, D, t, h, w] copy, max-pooled with int64 indices, concat
-        peak.at(xin + (proj + x + pool_op.out) * e + pool_op.out * INT64, f"{blk.p}.pool_skip")
-        cat = blk.out("pool_skip", "concat")
-        peak.at(xin + (proj + pool_op.out + cat) * e, f"{blk.p} pool_skip concat")
-        res = cat
-    peak.at(xin + (proj + res + proj) * e, f"{blk.p} residual")
-    base = xin + (res if res != x else 0) * e  # the pooled residual dies with the sum; the input lives on
-    y = proj  # the sum
-    n2 = blk.out("norm2")
-    peak.at(base - (res if res != x else 0) * e + (y + n2) * e + norm_stats(blk.find("norm2")), f"{blk.p}.norm2")
-    fc1, fc2 = blk.out("mlp.fc1"), blk.out("mlp.fc2")
-    mlp(peak, blk.p, xin + (y + n2) * e, 0, fc1, fc2, e)
-    sp = blk.out("proj", "linear")
-    if sp:
-        peak.at(xin + (y + n2 + fc2 + sp) * e, f"{blk.p}.proj")
-    peak.at(xin + (n2 + fc2 + 2 * (sp or y)) * e, f"{blk.p} + mlp")
-
-
-def mhpa(peak: PeakSteps, blk: Block, base: int, b: int, e: int, fused: bool) -> None:
-    """nets.mvit1.MultiScaleAttention, `base` bytes alive: qkv (referenced to the end); each pooled q, k, v:
-    the head-split view without its class token reshaped to [B*n, t, h, w, d] (a copy when B > 1 and n > 1)
-    and permuted to a contiguous [B*n, d, t, h, w] copy, the conv, the class token concatenated back, the
-    norm (the conv output lives until the pooling returns); then the attention core (`peaks.attend`: head-split
-    views that are not pooled are copied by the matmul when B > 1 and n > 1), the head merge (a copy when
-    n > 1) and proj."""
-    a = blk.attention()
-    qkv = blk.out("attn.qkv")
+def attention_memory(c: Call) -> Attend:
+    """nets.mvit1.MultiScaleAttention, on top of qkv (referenced to the end): each pooled q, k, v: the
+    head-split view without its class token reshaped to [B*n, t, h, w, d] (a copy when B > 1 and n > 1) and
+    permuted to a contiguous [B*n, d, t, h, w] copy, the conv, the class token concatenated back, the norm
+    (the conv output lives until the pooling returns); then the attention core (`liveness.core_attention`: head-split
+    views that are not pooled are copied by the matmul when B > 1 and n > 1) and the head merge (a copy when
+    n > 1). Returns its steps, the pooled q, k, v kept to the end, and the output."""
+    op, e, b = c.op, c.e, c.batch
+    a = op.call
+    ops = {(o.path, o.kind): o for o in c.block}
+    qkv = ops[(f"{op.path}.qkv", "linear")].out
     full = qkv // 3 - a.batch * a.heads * a.head_dim  # one of q, k, v without its class token
     split = b > 1 and a.heads > 1
-    p = f"{blk.p}.attn"
-    base += qkv * e
+    steps = []
     pooled = 0
     for which in ("q", "k", "v"):
-        conv = blk.find(f"attn.pool_{which}", "conv")
+        conv = ops.get((f"{op.path}.pool_{which}", "conv"))
         if conv is None:
             continue
-        c, cat = conv.out, blk.out(f"attn.pool_{which}", "concat")
-        peak.at(base + (pooled + (2 * full if split else full)) * e, f"{p} {which} to [B*n, d, t, h, w]")
-        scratch = conv_scratch(peak, "depthwise", full, c, conv_weight(conv), e)
-        peak.at(base + (pooled + full + c) * e, f"{p}.pool_{which}", scratch)
-        peak.at(base + (pooled + c + cat) * e, f"{p} {which} concat")
-        peak.at(base + (pooled + c + 2 * cat) * e + norm_stats(blk.find(f"attn.norm_{which}")), f"{p}.norm_{which}")
+        k, cat, norm = conv.out, ops[(f"{op.path}.pool_{which}", "concat")].out, ops[(f"{op.path}.norm_{which}",
+                                                                                       "layer_norm")]
+        scratch = conv_scratch(c.peak, "depthwise", full, k, conv_weight(conv), e)
+        steps += [Step(f"{which} to [B*n, d, t, h, w]", (pooled + (2 * full if split else full)) * e),
+                  Step(f"pool_{which}", (pooled + full + k) * e, scratch),
+                  Step(f"{which} concat", (pooled + k + cat) * e),
+                  Step(f"norm_{which}", (pooled + k + 2 * cat) * e + norm_stats(norm))]
         pooled += cat
-    base += pooled * e
-    if fused:
-        peak.at(base + a.q * e + a.rows * LSE_BYTES, f"{p} fused attention")
-        o = a.q * e
+    base = pooled * e
+    q = a.q * e
+    if c.fused:
+        steps.append(Step("fused attention", base + q + a.rows * LSE_BYTES))
     else:
-        unpooled_q = blk.find("attn.norm_q") is None
-        q_copy = a.q * e if split and unpooled_q else 0
-        unpooled_kv = blk.find("attn.norm_k") is None
-        o = attend(peak, p, base + q_copy, a, e, fused=False, split=split and unpooled_kv, terms=0)
-    merge = a.q * e if a.heads > 1 else 0
-    if merge:
-        peak.at(base + o + merge, f"{p} merge heads")
-    peak.at(base + (merge or o) + blk.out("attn.proj") * e, f"{p}.proj")
+        q_copy = q if split and (f"{op.path}.norm_q", "layer_norm") not in ops else 0
+        ckv = a.kv * e if split and (f"{op.path}.norm_k", "layer_norm") not in ops else 0
+        cq = q if ckv else 0
+        s = a.scores * e
+        top = base + q_copy
+        steps += [Step("q @ k^T", top + q + cq + ckv + s), Step("softmax", top + 2 * s),
+                  Step("scores @ v", top + 2 * s + ckv + q)]
+    if a.heads > 1:
+        steps.append(Step("merge heads", base + 2 * q))
+    return Attend(steps, base, q)
+
+
+ATTENTION = {"mvit1": attention_memory}  # the engine's programs (`liveness`)
 
 
 trace = mvit1_trace  # the registry reads every family module's `trace`

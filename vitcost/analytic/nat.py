@@ -38,7 +38,7 @@ from __future__ import annotations
 from typing import Any
 
 from vitcost.analytic.ints import conv_out, imax
-from vitcost.analytic.peaks import Block, PeakSteps, attend, mlp
+from vitcost.analytic.liveness import LSE_BYTES, Attend, Call, Step
 from vitcost.analytic.trace import Trace
 from vitcost.specs import NATSpec
 
@@ -57,21 +57,26 @@ def neighbourhood_attention(t: Trace, p: str, b: Any, hp: Any, wp: Any, dim: Any
         attn  B' = B*hp*wp neighbourhoods: q [B', h, 1, d] against k, v [B', h, k^2, d]
               + gathered bias [h, 1, k^2] per neighbourhood                2 B hp wp C k^2 MACs"""
     t.linear(f"{p}.qkv", b * hp * wp, dim, 3 * dim, role="proj")
+    t.note(keep=p)  # q, k, v: views of it, locals to the return
     qkv = t.key()
     t.param(f"{p}.rpb", heads * (2 * kernel - 1) ** 2)
     t.attention(p, b * hp * wp, heads, 1, kernel * kernel, dim // heads, terms=1)
     # k and v are gathered neighbourhoods; the bias is gathered from its float32 table
-    t.note("gathered_kv", "f32_terms", src=(f"qkv={qkv}",))
+    t.note("gathered_kv", "f32_terms", src=(f"qkv={qkv}",), attend="nat")
 
 
 def nat_block(t: Trace, p: str, b: Any, gh: Any, gw: Any, dim: int, heads: int, hidden: int, kernel: int,
               dilation: int, layer_scale: bool) -> None:
     """x = x + g1 * proj(NA(norm1(x)));  x = x + g2 * fc2(GELU(fc1(norm2(x)))), g = layer scale (or 1)."""
     rows, x = b * gh * gw, b * gh * gw * dim
+    hp, wp = padded(gh, kernel, dilation), padded(gw, kernel, dilation)
+    crop = not isinstance(hp, int) or (hp, wp) != (gh, gw)
     t.norm(f"{p}.norm1", rows, dim)
-    neighbourhood_attention(t, f"{p}.attn", b, padded(gh, kernel, dilation), padded(gw, kernel, dilation), dim,
-                            heads, kernel)
+    if crop:
+        t.copy(f"{p}.attn", b * hp * wp * dim, "pad")
+    neighbourhood_attention(t, f"{p}.attn", b, hp, wp, dim, heads, kernel)
     t.linear(f"{p}.attn.proj", rows, dim, dim, role="proj")
+    t.note(temp=x if crop else 0)  # reads the cropped view through a contiguous copy
     if layer_scale:
         t.param(f"{p}.gamma1", dim)
         t.eltwise(p, x, kind="scale")
@@ -139,34 +144,22 @@ def complexity(spec: NATSpec) -> str:
 # Memory: nets.nat.NATLayer
 
 
-def block_memory(peak: PeakSteps, blk: Block, spec: NATSpec, b: int, e: int, fused: bool, outer: int) -> None:
-    """x = x + g1 * attn(norm1(x)); x = x + g2 * mlp(norm2(x)), with attn (nets.nat.NeighborhoodAttention):
-    pad -> qkv -> gather q, k, v neighbourhoods -> attend (+ gathered bias) -> crop -> proj.
+def attention_memory(c: Call) -> Attend:
+    """nets.nat.NeighborhoodAttention's call: the contiguous queries [B, hp*wp*h, 1, d] (a copy of q's strided
+    view of qkv when h > 1; with one head a view), the gathered K and V ([B, hp*wp*h, k^2, d] each: the
+    call's `kv`) and the gathered bias [1, hp*wp*h, 1, k^2] (one image's score size), alive through the
+    attention core (`liveness.core_attention`; no flash scratch: NATTEN's kernels keep theirs on chip) and
+    dead once it returns."""
+    a, e = c.op.call, c.e
+    pre = ((a.q if a.heads > 1 else 0) + 2 * a.kv) * e + a.scores // c.batch * e
+    q, s = a.q * e, a.scores * e
+    if c.fused:
+        return Attend([Step("fused attention", pre + q + a.rows * LSE_BYTES)], 0, q)
+    return Attend([Step("q @ k^T", pre + q + s), Step("softmax", pre + 2 * s), Step("scores @ v", pre + 2 * s + q)],
+                  0, q)
 
-    Alive through the attention: the block input, norm1's output, the padded grid (when padded), qkv,
-    the contiguous queries [B, hp*wp*h, 1, d] (a copy of q's strided view of qkv when h > 1), the gathered K and V
-    ([B, hp*wp*h, k^2, d] each: the call's `kv`) and the gathered bias [1, hp*wp*h, 1, k^2] (one image's
-    score size). On the math path the scores and their softmax come on top (`peaks.attend`); the
-    gathered tensors die when the attention returns, before the crop (a copy when padded) and proj.
 
-    `outer` is not used: the shared rule (`memory._held`) assumes a stage that starts with its
-    downsampling; a NAT level ends with its downsampler, so the level's caller holds the
-    level input (the same size as every block input of the level) exactly while blocks 1.. run. The
-    downsampler (level input, last block output, conv output and its norm: 3x the block input) is
-    never above the attention steps, which hold at least 5x."""
-    x = blk.out("norm1")
-    a = blk.attention()
-    qkv = blk.out("attn.qkv")
-    xp = qkv // 3
-    pad = xp if xp != x else 0
-    held = (x if blk.index else 0) * e  # the level input, held by the level's caller
-    base = held + (2 * x + pad + qkv) * e  # block input, norm1 output, padded grid, qkv
-    queries = a.q if a.heads > 1 else 0  # with one head, q [B, hp, wp, 1, d] flattens to a view of qkv
-    bias = a.scores // b * e
-    o = attend(peak, f"{blk.p}.attn", base + (queries + 2 * a.kv) * e, a, e, fused=fused, split=False, terms=bias)
-    crop = x if pad else 0  # proj reads the cropped view through a contiguous copy
-    peak.at(base + o + (crop + blk.out("attn.proj")) * e, f"{blk.p} attn.proj")
-    mlp(peak, blk.p, held + 2 * x * e, x, blk.out("mlp.fc1"), blk.out("mlp.fc2"), e)
+ATTENTION = {"nat": attention_memory}  # the engine's programs (`liveness`)
 
 
 trace = nat_trace  # the registry reads every family module's `trace`

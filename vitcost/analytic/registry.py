@@ -1,13 +1,14 @@
 """The family registry: every architecture family is declared once, here, as one record.
 
-A record names the family, its analytic module (which holds the walker, the block memory model, the
-complexity class, the resolution lattice and the first token grid, by convention) and its torch
+A record names the family, its analytic module (which holds the walker, the memory programs of its own
+attention modules, the complexity class, the resolution lattice and the first token grid, by convention)
+and its torch
 reference net (a "module:Class" path, imported only when a net is built, so this module stays
 torch-free); the spec class is the one that registered itself under the family's name. Everything
 that dispatches on the family (estimate, memory, memory wall, scaling fits,
 tables, nets.build) reads this registry and nothing else.
 
-Adding a token mixer or family: write `trace`, `block_memory`, `grid`, `lattice` and `complexity` in
+Adding a token mixer or family: write `trace`, `grid`, `lattice` and `complexity` (and `ATTENTION`) in
 `analytic/<family>.py`, its net in `nets/<family>.py`, its spec in `specs.py`, preset lines in `zoo.py`,
 and one `Family(...)` line below (CONTRIBUTING.md walks through it).
 """
@@ -24,15 +25,15 @@ from vitcost.specs import SPEC_CLASSES, Spec
 
 class Family(NamedTuple):
     """One family. Its analytic module (`vitcost.analytic.<module>`) defines, by convention:
-    `trace(spec, h, w, batch) -> Trace`, `block_memory(peak, block, spec, batch, bytes/elem, fused, outer)`,
-    `complexity(spec) -> "O(...)"` (in R, H, W, N and constants; the exponent is derived from it),
-    `lattice(spec) -> (L, step)` (on multiples of L no size rounds) and `grid(spec, h, w)` (the first
-    stage's token grid); a family with a time axis (`frames`) takes `trace(spec, h, w, batch, t)` and
-    defines `time_grid(spec, t)` and `clip_complexity(spec)`; and optionally `downsample_memory` (layers
-    between stages outside the blocks).
+    `trace(spec, h, w, batch) -> Trace`, `complexity(spec) -> "O(...)"` (in R, H, W, N and constants; the
+    exponent is derived from it), `lattice(spec) -> (L, step)` (on multiples of L no size rounds) and
+    `grid(spec, h, w)` (the first stage's token grid); a family with a time axis (`frames`) takes
+    `trace(spec, h, w, batch, t)` and defines `time_grid(spec, t)` and `clip_complexity(spec)`; and
+    optionally `ATTENTION`, the memory programs of attention modules of its own (`liveness`).
     Facts about single ops (which block an op runs in, where its input comes from, "a max pool", "a
-    float32 bias") the walker states on the ops themselves (`Trace.block`, `Trace.note`, `cost.TAGS`);
-    how the net's containers call the blocks is the record's `containers`. The module is imported when
+    float32 bias", what the reference module keeps until it returns) the walker states on the ops
+    themselves (`Trace.block`, `Trace.note`, `cost.TAGS`, `cost.Mem`); which of the net's containers are
+    never called is the record's `lists`. The module is imported when
     the family is first used, so `vitcost compare` loads only the families it shows. (A NamedTuple:
     cheap to create at import.)"""
 
@@ -41,11 +42,10 @@ class Family(NamedTuple):
     module: str  # the analytic module under vitcost.analytic
     net: str  # "module:Class" of the torch reference net, built as Class(spec, (h, w), attn_mode)
     params_follow_res: str = ""  # why the parameter count changes with the resolution ("" if it does not)
-    # how the reference net's containers call its blocks, which decides what the callers hold while a block
-    # runs (`memory._held`): "sequential_blocks" (the model calls an nn.Sequential of blocks),
-    # "sequential_stages" (an nn.Sequential of stages, each an optional downsampling then an nn.Sequential of
-    # blocks) or "loop" (`for stage in stages: x = stage(x)`, and likewise for the blocks)
-    containers: str = "loop"
+    # the reference net's containers that are never called, only iterated over (nn.ModuleList): their paths,
+    # "*" for any index. Every other module on an op's path is called and holds its argument until it returns
+    # (`liveness`: an nn.Sequential of blocks holds the first block's input through all of them).
+    lists: tuple[str, ...] = ()
     # whether the family takes a time axis (clips, TxHxW): its module's `trace(spec, h, w, batch, t)` reads the
     # frames t (1 for an image), `time_grid(spec, t)` gives the first stage's temporal token count and
     # `clip_complexity(spec)` the class with the time axis
@@ -64,14 +64,10 @@ class Family(NamedTuple):
         return self.analytic.trace
 
     @property
-    def block_memory(self) -> Callable[..., None]:
-        return self.analytic.block_memory
-
-    @property
-    def downsample_memory(self) -> Callable[..., None] | None:
-        """The memory steps of layers that run between stages outside the blocks, when the family's analytic
-        module defines them (`downsample_memory(peak, blocks, bytes/elem, held)`; Swin's patch merging)."""
-        return getattr(self.analytic, "downsample_memory", None)
+    def attention(self) -> dict[str, Callable[..., Any]]:
+        """The memory programs of the family's own attention modules (`liveness.Attend`), when its analytic
+        module defines them (`ATTENTION`, by the name its walker notes on the call: `cost.Mem.attend`)."""
+        return getattr(self.analytic, "ATTENTION", {})
 
     def rounded(self, spec: Any) -> bool:
         """Whether the walker rounds even on its lattice (the memory walls then search the exact model
@@ -99,25 +95,25 @@ class Family(NamedTuple):
 
 FAMILIES: dict[str, Family] = {f.name: f for f in [
     Family("pixel", "pixel-level attention", "transformer", "vitcost.nets.vit:VisionTransformer",
-           "position embedding (one row per pixel)", "sequential_blocks"),
+           "position embedding (one row per pixel)"),
     Family("vit", "ViT patch attention (global, or window + global blocks)", "transformer",
            "vitcost.nets.vit:VisionTransformer",
-           "position embedding (one row per token; global blocks' rel-pos tables)", "sequential_blocks", frames=True),
+           "position embedding (one row per token; global blocks' rel-pos tables)", frames=True),
     Family("swin", "Swin window attention", "swin", "vitcost.nets.swin:SwinTransformer",
-           "relative-position tables (when a stage's grid is smaller than the window)", "sequential_stages"),
+           "relative-position tables (when a stage's grid is smaller than the window)"),
     Family("mvit", "MViTv2 pooling attention", "mvit", "vitcost.nets.mvit:MViTv2", "relative-position tables",
-           frames=True),
+           ("stages", "stages.*.blocks"), frames=True),
     Family("mixer", "MLP-Mixer (token-mixing MLP)", "mixer", "vitcost.nets.mixer:MlpMixer",
-           "token-mixing MLP (N x D_S weights)", "sequential_blocks"),
-    Family("nat", "NAT / DiNAT neighbourhood attention", "nat", "vitcost.nets.nat:NAT"),
-    Family("convnext", "ConvNeXt (depthwise-conv CNN)", "convnext", "vitcost.nets.convnext:ConvNeXt",
-           containers="sequential_stages"),
+           "token-mixing MLP (N x D_S weights)"),
+    Family("nat", "NAT / DiNAT neighbourhood attention", "nat", "vitcost.nets.nat:NAT",
+           lists=("levels", "levels.*.blocks")),
+    Family("convnext", "ConvNeXt (depthwise-conv CNN)", "convnext", "vitcost.nets.convnext:ConvNeXt"),
     Family("resnet", "ResNet (bottleneck CNN)", "resnet", "vitcost.nets.resnet:ResNet"),
-    Family("swinv2", "Swin V2 scaled cosine window attention", "swinv2", "vitcost.nets.swinv2:SwinTransformerV2",
-           containers="sequential_stages"),
-    Family("biformer", "BiFormer bi-level routing attention", "biformer", "vitcost.nets.biformer:BiFormer"),
+    Family("swinv2", "Swin V2 scaled cosine window attention", "swinv2", "vitcost.nets.swinv2:SwinTransformerV2"),
+    Family("biformer", "BiFormer bi-level routing attention", "biformer", "vitcost.nets.biformer:BiFormer",
+           lists=("stages", "downsample_layers")),
     Family("mvit1", "MViT v1 pooling attention (video)", "mvit1", "vitcost.nets.mvit1:MViTv1",
-           "position embedding (one row per token, or separable space and time rows)", frames=True),
+           "position embedding (one row per token, or separable space and time rows)", ("blocks",), frames=True),
 ]}
 _BY_SPEC: dict[type, Family] = {f.spec: f for f in FAMILIES.values()}
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 from typing import Any
 
 from vitcost.analytic.ints import conv_out
-from vitcost.analytic.peaks import LSE_BYTES, Block, PeakSteps, attend, conv_scratch, conv_weight, flash_scratch
 from vitcost.analytic.trace import Trace
 from vitcost.errors import SpecError
 from vitcost.specs import ResNetSpec
@@ -35,36 +34,42 @@ POOL_KERNEL, POOL_STRIDE, POOL_PAD = 3, 2, 1
 
 
 def conv_bn(t: Trace, p: str, conv: str, bn: str, b: Any, cin: int, cout: int, h: Any, w: Any, *, kernel: int,
-            stride: int, pad: int, role: str = "mlp", src: tuple[str, ...] = ()) -> tuple[Any, Any]:
+            stride: int, pad: int, role: str = "mlp", src: tuple[str, ...] = (), scratch: tuple = (),
+            keep: str = "") -> tuple[Any, Any]:
     """A bias-free conv and the BatchNorm after it; returns the output grid. `src`: the conv's producer,
-    when it does not read the previous op's output."""
+    when it does not read the previous op's output; `scratch`: the conv's (`cost.Mem`); `keep`: the module
+    until whose return the BatchNorm's output stays referenced."""
     ho, wo = t.conv(f"{p}{conv}", b, cin, cout, h, w, kernel=kernel, stride=stride, pad=pad, bias=False, role=role)
-    if src:
-        t.note(src=src)
+    t.note(src=src, scratch=scratch)
     t.batch_norm(f"{p}{bn}", b * cout * ho * wo, cout)
+    t.note(keep=keep)
     return ho, wo
 
 
 def relu(t: Trace, path: str, elems: Any) -> None:
-    t.eltwise(path, elems, kind="relu", inp=elems)  # in place: reads and writes the same tensor
+    t.eltwise(path, elems, kind="relu", inp=elems)
+    t.note(inplace=True)  # nn.ReLU(inplace=True)
 
 
 def bottleneck(t: Trace, p: str, b: Any, h: Any, w: Any, cin: int, width: int, cout: int, stride: int
                ) -> tuple[Any, Any]:
     """One bottleneck on [b, cin, h, w] -> [b, cout, ho, wo], path prefix `p` (timm's/torchvision's names)."""
     block_input = t.key()
-    h1, w1 = conv_bn(t, p, ".conv1", ".bn1", b, cin, width, h, w, kernel=1, stride=1, pad=0)
+    h1, w1 = conv_bn(t, p, ".conv1", ".bn1", b, cin, width, h, w, kernel=1, stride=1, pad=0,
+                     scratch=("conv", "pointwise", 1, b, False))
     relu(t, f"{p}.act1", b * width * h1 * w1)
-    h2, w2 = conv_bn(t, p, ".conv2", ".bn2", b, width, width, h1, w1, kernel=3, stride=stride, pad=1)
+    h2, w2 = conv_bn(t, p, ".conv2", ".bn2", b, width, width, h1, w1, kernel=3, stride=stride, pad=1,
+                     scratch=("conv", "conv", stride, b, False))
     relu(t, f"{p}.act2", b * width * h2 * w2)
-    conv_bn(t, p, ".conv3", ".bn3", b, width, cout, h2, w2, kernel=1, stride=1, pad=0)
-    if stride != 1 or cin != cout:  # projection shortcut
-        # the shortcut conv reads the block input
+    conv_bn(t, p, ".conv3", ".bn3", b, width, cout, h2, w2, kernel=1, stride=1, pad=0,
+            scratch=("conv", "pointwise", 1, b, False))
+    bn3 = t.key()
+    if stride != 1 or cin != cout:  # projection shortcut: reads the block input; `shortcut`, a local to the end
         conv_bn(t, p, ".downsample.0", ".downsample.1", b, cin, cout, h, w, kernel=1, stride=stride, pad=0,
-                src=(block_input,))
+                src=(block_input,), scratch=("conv", "pointwise", stride, b, False), keep=p)
     out = b * cout * h2 * w2
     t.eltwise(p, out)  # x += shortcut
-    t.note("branch_copied")  # in place on bn3's output, with the shortcut run in between
+    t.note("branch_copied", inplace=True, reads=(bn3,))  # in place on bn3's output, the shortcut run in between
     relu(t, f"{p}.act3", out)
     return h2, w2
 
@@ -81,7 +86,10 @@ def non_local(t: Trace, p: str, b: Any, h: Any, w: Any, c: int, spec: ResNetSpec
     """The non-local block `p` on the bottleneck output [b, c, h, w] before it (module docstring)."""
     ck = c // spec.nl_reduction
     x = t.key()
+    # q, k and v are locals to the end: views of theta's output and of phi's and g's (or of their pools), or
+    # for sdpa token-major copies of them (the source dies once copied)
     t.conv(f"{p}.theta", b, c, ck, h, w, kernel=1, stride=1, pad=0, role="proj")
+    t.note(keep=p, fused_temp=b * ck * h * w)
     sources = [f"q={t.key()}"]
     kh, kw = h, w
     for name in ("phi", "g"):
@@ -89,13 +97,16 @@ def non_local(t: Trace, p: str, b: Any, h: Any, w: Any, c: int, spec: ResNetSpec
         t.note(src=(x,))
         if spec.nl_subsample:
             kh, kw = max_pool2(t, f"{p}.pool_{name}", b, ck, h, w)
+        t.note(keep=p, fused_temp=b * ck * kh * kw)
         sources.append(f"{'k' if name == 'phi' else 'v'}={t.key()}")
     t.attention(p, b, 1, h * w, kh * kw, ck)
-    t.note(src=tuple(sources))
+    t.note(src=tuple(sources), keep=p)  # y, a local to the end
     # W reads the attention's [b, 1, N, C'] output as a [b, C', h, w] view (channels-last strides)
     t.conv(f"{p}.w", b, ck, c, h, w, kernel=1, stride=1, pad=0, bias=False, role="proj")
+    t.note(scratch=("conv", "pointwise", 1, b, True))
     t.batch_norm(f"{p}.bn", b * c * h * w, c)
     t.eltwise(p, b * c * h * w)  # x + z
+    t.note(reads=(x,))
 
 
 def resnet_trace(spec: ResNetSpec, h: Any, w: Any, b: Any) -> Trace:
@@ -149,73 +160,6 @@ def complexity(spec: ResNetSpec) -> str:
     conv = "O(HW·Cin·Cout·K²)"  # convolutions: every output pixel reads a fixed K x K window
     # a non-local block's scores: every position against every (subsampled) position
     return f"{conv} + O((HW)²·C)" if any(spec.nl_every) else conv
-
-
-# ---------------------------------------------------------------------------------------------
-# Memory: nets.resnet.Bottleneck
-
-
-def block_memory(peak: PeakSteps, blk: Block, spec: ResNetSpec, b: int, e: int, fused: bool, outer: int) -> None:
-    """shortcut = x; then conv -> BN -> in-place ReLU three times (no ReLU after the third), each step
-    rebinding x: a conv's output is freed once its BatchNorm (eval mode: a new tensor) returns, and an
-    in-place ReLU allocates nothing. The projection shortcut (conv + BN, an nn.Sequential) runs after
-    bn3, so bn3's output is alive through it; `x += shortcut` and the last ReLU are in place. The block
-    input stays alive throughout (the caller's reference, and the identity shortcut).
-
-    Allocator level (CPU): the 3x3 conv reorders its input and weights, the 1x1 convs need no scratch on
-    one thread, an output buffer on more, and the strided shortcut conv its input, weights and strided
-    gathers (`peaks.conv_scratch`)."""
-    x = blk.find("conv1").inp
-    c1, c2, c3 = blk.out("conv1"), blk.out("conv2"), blk.out("conv3")
-    base = outer + x * e
-    conv1, conv2, conv3 = blk.find("conv1"), blk.find("conv2"), blk.find("conv3")
-    peak.at(base + c1 * e, f"{blk.p}.conv1", conv_scratch(peak, "pointwise", x, c1, conv_weight(conv1), e))
-    peak.at(base + 2 * c1 * e, f"{blk.p}.bn1")  # conv1's output and bn1's
-    peak.at(base + (c1 + c2) * e, f"{blk.p}.conv2", conv_scratch(peak, "conv", c1, c2, conv_weight(conv2), e))
-    peak.at(base + 2 * c2 * e, f"{blk.p}.bn2")
-    peak.at(base + (c2 + c3) * e, f"{blk.p}.conv3", conv_scratch(peak, "pointwise", c2, c3, conv_weight(conv3), e))
-    peak.at(base + 2 * c3 * e, f"{blk.p}.bn3")
-    down = blk.find("downsample.0")
-    if down is not None:  # bn3's output, the shortcut conv's output and its BatchNorm's
-        d = down.out
-        stride = 2 if c1 > c2 else 1  # the block's stride, on its 3x3 conv and its shortcut
-        scratch = conv_scratch(peak, "pointwise", x, d, conv_weight(down), e, stride=stride, images=b)
-        peak.at(base + (c3 + d) * e, f"{blk.p}.downsample.0", scratch)
-        peak.at(base + (c3 + 2 * d) * e, f"{blk.p}.downsample")
-    if blk.find("nl", "attention") is not None:  # the shortcut (a local) and the block's output stay alive
-        non_local_memory(peak, blk, base + (c3 + (down.out if down is not None else 0)) * e, e, fused)
-
-
-def non_local_memory(peak: PeakSteps, blk: Block, held: int, e: int, fused: bool) -> None:
-    """nets.resnet.NonLocal on the block's output, `held` bytes alive besides it: q, k and v stay referenced
-    until it returns. math: q is a view of theta's output, k and v of phi's and g's (or of their max
-    pools, each pool's input dying once it returns); sdpa: each is a token-major copy, its source dying
-    once it is made. The attention core as `peaks.attend` (no additive term); W reads its output as a
-    [B, C', h, w] view (channels-last strides), then W's output, the BatchNorm's, and x + z."""
-    p = f"{blk.p}.nl"
-    theta = blk.out("nl.theta") * e
-    live = held + theta
-    peak.at(live + (theta if fused else 0), f"{p}.theta")
-    for name in ("phi", "g"):
-        conv, pool = blk.out(f"nl.{name}") * e, blk.out(f"nl.pool_{name}") * e
-        peak.at(live + conv, f"{p}.{name}")
-        if pool:
-            peak.at(live + conv + pool, f"{p}.pool_{name}")
-        kept = pool or conv
-        if fused:
-            peak.at(live + 2 * kept, f"{p}.{name} layout")
-        live += kept
-    a = blk.find("nl", "attention").call  # type: ignore[union-attr]
-    if fused:
-        peak.at(live + a.q * e + a.rows * LSE_BYTES, f"{p} fused attention", flash_scratch(peak, a, e))
-        y = a.q * e
-    else:
-        y = attend(peak, p, live, a, e, fused=False, split=False, terms=0)
-    w = blk.find("nl.w")
-    z = w.out * e  # type: ignore[union-attr]
-    peak.at(live + y + z, f"{p}.w", conv_scratch(peak, "pointwise", w.inp, w.out, conv_weight(w), e,  # type: ignore
-                                                 channels_last=True, images=a.batch))
-    peak.at(live + y + 2 * z, f"{p}.bn")  # W's output and the BatchNorm's; then the BatchNorm's and x + z
 
 
 trace = resnet_trace  # the registry reads every family module's `trace`

@@ -31,11 +31,10 @@ from __future__ import annotations
 from typing import Any
 
 from vitcost.analytic.ints import ceil_div, floor_div
-from vitcost.analytic.peaks import Block, PeakSteps, kept_scores_attention, mlp, norm_stats
-from vitcost.analytic.swin import downsample_memory as downsample_memory  # patch merging, as Swin's
-from vitcost.analytic.swin import shifted_window_pass, window_and_shift
+from vitcost.analytic.liveness import LSE_BYTES, Attend, Call, Step, flash_scratch
+from vitcost.analytic.swin import patch_merging, window_and_shift
 from vitcost.analytic.trace import Trace
-from vitcost.analytic.transformer import padded
+from vitcost.analytic.transformer import padded, swin_window_pass
 from vitcost.errors import SpecError
 from vitcost.specs import SwinV2Spec
 
@@ -55,24 +54,33 @@ def cosine_window_attention(t: Trace, p: str, windows: Any, rows: Any, dim: int,
     n, table = wh * ww, cpb_table(wh, ww)
     d = dim // heads
     t.linear(f"{p}.qkv", rows, dim, 3 * dim, role="proj", bias=False)
+    t.note(keep=p)  # timm's qkv, referenced until the module returns
     qkv = t.key()
     t.param(f"{p}.q_bias", dim)
     t.param(f"{p}.v_bias", dim)
     t.eltwise(p, rows * 3 * dim, kind="bias", role="proj")  # + cat(q_bias, 0, v_bias)
+    t.note(inplace=True)  # one F.linear with that bias: the same tensor
     t.param(f"{p}.logit_scale", heads)
     qk = 2 * windows * heads * n * d  # q and k: [B', h, N, d] each
+    # normalize(q), normalize(k) and the position-bias MLP are the attention's in memory (`attention_memory`):
+    # the math path runs the MLP after q k^T
     t.eltwise(p, NORMALIZE_STEPS * qk, kind="normalize", role="scores", inp=qk, out=qk)
+    t.note(part=True)
     # continuous position bias: [T, 2] -> [T, hidden] -> [T, heads], then gathered to [h, N, N]
     t.linear(f"{p}.cpb_mlp.0", table, 2, cpb_hidden, role="other")
-    t.note("reads_constant")  # the fixed table of log-spaced relative coordinates
+    t.note("reads_constant", part=True)  # the fixed table of log-spaced relative coordinates
     t.eltwise(f"{p}.cpb_mlp.1", table * cpb_hidden, kind="relu", inp=table * cpb_hidden)
+    t.note(part=True)
     t.linear(f"{p}.cpb_mlp.2", table, cpb_hidden, heads, role="other", bias=False)
+    t.note(part=True)
     gathered = heads * n * n
     t.eltwise(p, (1 + BIAS_SCALE_STEPS) * gathered, kind="bias_gather", inp=table * heads, out=gathered)
+    t.note(part=True)
     # the attention's scale step is the logit scale applied to normalize(q); terms: bias (+ shift mask)
     t.attention(p, windows, heads, n, n, d, terms=2 if masked else 1)
     # the bias comes out of the (autocast 16-bit) CPB MLP; the shift mask is a float32 buffer
-    t.note("cosine", *(("f32_terms",) if masked else ()), src=(f"qkv={qkv}",))
+    t.note("cosine", *(("f32_terms",) if masked else ()), src=(f"qkv={qkv}",), attend="swinv2",
+           extra=(table * cpb_hidden, table * heads))
     t.linear(f"{p}.proj", rows, dim, dim, role="proj")
 
 
@@ -82,7 +90,9 @@ def swinv2_block(t: Trace, p: str, b: Any, gh: Any, gw: Any, dim: int, heads: in
     hp, wp = padded(gh, wh), padded(gw, ww)
     windows = b * ceil_div(gh, wh) * ceil_div(gw, ww)
     rows = b * gh * gw
-    cosine_window_attention(t, f"{p}.attn", windows, b * hp * wp, dim, heads, wh, ww, cpb_hidden, masked=masked)
+    view = isinstance(windows, int) and windows == b  # one window spans the grid: partition and reverse are views
+    swin_window_pass(t, p, rows * dim, b * hp * wp * dim, view, masked, lambda: cosine_window_attention(
+        t, f"{p}.attn", windows, b * hp * wp, dim, heads, wh, ww, cpb_hidden, masked=masked))
     t.norm(f"{p}.norm1", rows, dim)
     t.eltwise(p, rows * dim)  # residual
     t.linear(f"{p}.mlp.fc1", rows, dim, hidden, role="mlp")
@@ -103,6 +113,7 @@ def swinv2_trace(spec: SwinV2Spec, h: Any, w: Any, b: Any) -> Trace:
     for s, (depth, heads) in enumerate(zip(spec.depths, spec.heads)):
         if s:
             gh, gw = ceil_div(gh, 2), ceil_div(gw, 2)  # odd grids are padded to even
+            patch_merging(t, f"layers.{s}.downsample", b * gh * gw * 4 * c)
             t.linear(f"layers.{s}.downsample.reduction", b * gh * gw, 4 * c, 2 * c, role="pool", bias=False)
             c *= 2
             t.norm(f"layers.{s}.downsample.norm", b * gh * gw, c, role="pool")
@@ -134,66 +145,39 @@ def complexity(spec: SwinV2Spec) -> str:
 # Memory
 
 
-def block_memory(peak: PeakSteps, blk: Block, spec: SwinV2Spec, b: int, e: int, fused: bool, outer: int) -> None:
-    """nets.swinv2.SwinV2Block (timm's res-post-norm block): x = x + norm1(_attn(x)); x = x + norm2(mlp(x)),
-    with _attn the window pass `swin.window_block_memory` describes (roll, pad, partition, attention,
-    reverse, crop, roll back). `outer`: what the nn.Sequential callers hold.
-
-    Inside the attention (`cosine_window_attention_memory`) qkv stays referenced until the module returns.
-    The MLP reads x itself (the norms come after), so through it the block input and the new x are alive."""
-    x = blk.out("norm1")
-    xin = outer + x * e  # the block input (_attn's argument)
-    shifted_window_pass(peak, blk, x, xin, b, e,
-                        lambda base: cosine_window_attention_memory(peak, blk, base, b, e, fused))
-    norm1, norm2 = blk.find("norm1"), blk.find("norm2")
-    peak.at(xin + 2 * x * e + norm_stats(norm1), f"{blk.p}.norm1")  # _attn's result and its norm
-    peak.at(xin + 2 * x * e, f"{blk.p} residual")  # the norm and the sum
-    h, y = blk.out("mlp.fc1"), blk.out("mlp.fc2")
-    mlp(peak, blk.p, outer + 2 * x * e, 0, h, y, e)
-    peak.at(outer + (2 * x + y + blk.out("norm2")) * e + norm_stats(norm2), f"{blk.p}.norm2")
-    peak.at(outer + (2 * x + blk.out("norm2") + x) * e, f"{blk.p} mlp residual")
-
-
-def cosine_window_attention_memory(peak: PeakSteps, blk: Block, base: int, b: int, e: int, fused: bool) -> int:
-    """nets.swinv2.WindowAttention, `base` bytes alive; qkv is referenced until the module returns.
-    Math (timm's order): the scores of the temporaries normalize(q) * scale and normalize(k) (copied for
-    the batched matmul when B' > 1 and h > 1); the CPB MLP ([T, 512], then the [T, h] table) and the bias
-    (gathered [N, N, h], a contiguous [h, N, N] copy, its sigmoid and the scaled sigmoid), which stays
-    referenced with the table; the bias added, in shifted blocks the mask too; the softmax output stays
-    referenced through scores @ v, the head merge and proj. sdpa: normalize(q) * scale and normalize(k)
-    are kept; the bias (plus in shifted blocks the mask expanded to [B*nW, h, N, N], a copy for B > 1)
-    is the attn_mask. Returns the output's elements (the proj output)."""
-    a = blk.attention()
-    qkv = blk.out("attn.qkv")
+def attention_memory(c: Call) -> Attend:
+    """nets.swinv2.WindowAttention (timm's): qkv referenced until the module returns, and exp(logit scale)
+    [h, 1, 1]. Math (timm's order): the scores of the temporaries normalize(q) * scale and normalize(k)
+    (copied for the batched matmul when B' > 1 and h > 1); the CPB MLP ([T, 512], then the [T, h] table;
+    `Mem.extra`) and the bias (gathered [N, N, h], a contiguous [h, N, N] copy, its sigmoid and the scaled
+    sigmoid), which stays referenced with the table; the bias added, in shifted blocks the mask too; the
+    softmax output stays referenced through scores @ v, the head merge and proj. sdpa: normalize(q) * scale
+    and normalize(k) are kept; the bias (plus in shifted blocks the mask expanded to [B*nW, h, N, N], a copy
+    for more than one image) is the attn_mask, kept too."""
+    a, e, fused, batch = c.op.call, c.e, c.fused, c.batch
     q, s, kv = a.q * e, a.scores * e, a.kv * e
     bias = a.heads * a.nq * a.nkv * e
-    shifted = a.terms == 2
-    split = a.batch > 1 and a.heads > 1
-    p = f"{blk.p}.attn"
-    base += (qkv + a.heads) * e  # qkv and exp(logit scale) [h, 1, 1]
-    hidden, table = blk.out("attn.cpb_mlp.0") * e, blk.out("attn.cpb_mlp.2") * e
-    proj = blk.out("attn.proj")
+    hidden, table = (n * e for n in c.op.mem.extra)
+    scale = a.heads * e  # exp(logit scale)
     if fused:
-        base += 2 * q  # normalize(q) * scale, normalize(k)
-        peak.at(base + hidden + table, f"{p}.cpb_mlp")
-        peak.at(base + table + 3 * bias, f"{p} position bias")
+        kept = scale + 2 * q
+        steps = [Step("cpb_mlp", kept + hidden + table), Step("position bias", kept + table + 3 * bias)]
         terms = bias
-        if shifted:
-            peak.at(base + bias + (2 * s if b > 1 else s), f"{p} bias + mask")
+        if a.terms == 2:
+            steps.append(Step("bias + mask", kept + bias + (2 * s if batch > 1 else s)))
             terms = s
-        return kept_scores_attention(peak, p, base + terms, a, e, fused=True, proj=proj)
-    cq, ckv = (q, kv) if split else (0, 0)
-    peak.at(base + 2 * q, f"{p} normalize(q) * scale")
-    peak.at(base + 2 * q + cq + ckv + s, f"{p} q @ k^T")
-    peak.at(base + s + hidden + table, f"{p}.cpb_mlp")
-    peak.at(base + s + table + 3 * bias, f"{p} position bias")
-    base += bias  # the bias, referenced until the module returns (timm keeps the [T, h] table too)
-    peak.at(base + 2 * s, f"{p} + bias")  # and + mask, and the softmax
-    peak.at(base + s + ckv + q, f"{p} scores @ v")
+        kept += terms
+        steps.append(Step("fused attention", kept + q + a.rows * LSE_BYTES, flash_scratch(c.peak, a, e)))
+        return Attend(steps, kept, q)
+    cq, ckv = (q, kv) if a.batch > 1 and a.heads > 1 else (0, 0)
     merge = q if a.heads > 1 else 0
-    peak.at(base + s + q + merge, f"{p} merge heads")
-    peak.at(base + s + (merge or q) + proj * e, f"{p}.proj")
-    return proj
+    kept = scale + bias + s
+    return Attend([Step("normalize(q) * scale", scale + 2 * q), Step("q @ k^T", scale + 2 * q + cq + ckv + s),
+                   Step("cpb_mlp", scale + s + hidden + table), Step("position bias", scale + s + table + 3 * bias),
+                   Step("+ bias", kept + s), Step("scores @ v", kept + ckv + q), Step("merge heads", kept + q + merge)],
+                  kept, q)
 
+
+ATTENTION = {"swinv2": attention_memory}  # the engine's programs of this family's attention modules
 
 trace = swinv2_trace  # the registry reads every family module's `trace`

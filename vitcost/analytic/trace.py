@@ -11,16 +11,17 @@ from when it is not the previous op's output, and facts such as "this pool is a 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, NamedTuple
 
-from vitcost.analytic.cost import TAGS, AttnCall, BlockMark, Cost, LinearAttnCall, Op
+from vitcost.analytic.cost import NO_MEM, TAGS, AttnCall, BlockMark, Cost, LinearAttnCall, Mem, Op
 from vitcost.analytic.ints import conv_out
 from vitcost.errors import VitcostError
 
 _new = tuple.__new__
 _NO_TAGS: frozenset[str] = frozenset()
+_ZERO = Cost()
 
 
 class Trace:
@@ -39,18 +40,32 @@ class Trace:
         finally:
             self.mark = outer
 
-    def note(self, *tags: str, src: tuple[str, ...] = ()) -> None:
-        """Add facts to the last op recorded: `tags` (keys of `cost.TAGS`) and, when its input is not the
-        previous op's output, its producers (`key` of each, or "copy")."""
+    @contextmanager
+    def scope(self, name: str) -> Iterator[str]:
+        """The ops recorded inside run in one call of a plain function (not a module) named `name`, whose
+        arguments and locals are referenced until it returns, as a module's are (`cost.Mem.scope`). Yields the
+        scope's name (unique in the trace), which `note(keep=...)` takes."""
+        start = len(self.ops)
+        full = f"{name}#{start}"
+        yield full
+        for i in range(start, len(self.ops)):
+            op = self.ops[i]
+            self.ops[i] = _new(Op, (*op[:10], op.mem._replace(scope=full)))
+
+    def note(self, *tags: str, src: tuple[str, ...] = (), **mem: Any) -> None:
+        """Add facts to the last op recorded: `tags` (keys of `cost.TAGS`), when its input is not the
+        previous op's output its producers (`key` of each, or "copy"), and memory facts of the reference
+        module (fields of `cost.Mem`: keep, inplace, reads, temp, scratch)."""
         if not TAGS.keys() >= set(tags):
             raise VitcostError(f"unknown op tags {sorted(set(tags) - TAGS.keys())}; see cost.TAGS.")
-        op = self.ops[-1]  # (path, kind, role, cost, out, inp, call, block, src, tags), rebuilt without _replace
-        self.ops[-1] = _new(Op, (*op[:8], src or op.src, op.tags | frozenset(tags) if tags else op.tags))
+        op = self.ops[-1]  # (path, kind, role, cost, out, inp, call, block, src, tags, mem), rebuilt without _replace
+        facts = op.mem._replace(**mem) if mem else op.mem
+        self.ops[-1] = _new(Op, (*op[:8], src or op.src, op.tags | frozenset(tags) if tags else op.tags, facts))
 
     def key(self, back: int = 1) -> str:
-        """The key ("path#kind") of the `back`-th last op that is not a parameter table."""
+        """The key ("path#kind") of the `back`-th last op that is not a parameter table or a copy."""
         for op in reversed(self.ops):
-            if op.kind != "param":
+            if op.kind not in ("param", "copy"):
                 back -= 1
                 if not back:
                     return op_key(op)
@@ -59,7 +74,7 @@ class Trace:
     def _add(self, path: str, kind: str, role: str, cost: Cost, out: Any, inp: Any, call: AttnCall | None = None
              ) -> None:
         # tuple.__new__ directly: a walk records thousands of ops, and Op's generated __new__ only re-packs
-        self.ops.append(_new(Op, (path, kind, role, cost, out, inp, call, self.mark, (), _NO_TAGS)))
+        self.ops.append(_new(Op, (path, kind, role, cost, out, inp, call, self.mark, (), _NO_TAGS, NO_MEM)))
 
     def linear(self, path: str, rows: Any, fin: int, fout: int, *, role: str, bias: bool = True) -> Any:
         """y = x W^T + b. x: [rows, fin] @ W^T: [fin, fout] -> [rows, fout]: rows*fin*fout MACs."""
@@ -67,7 +82,7 @@ class Trace:
         # Cost(macs=rows*fin*fout, eltwise=out if bias else 0, params=fin*fout + (fout if bias else 0)),
         # positionally: the walkers' most frequent op
         cost = _new(Cost, (rows * fin * fout, 0, 0, 0, out if bias else 0, fin * fout + (fout if bias else 0), 0, 0))
-        self.ops.append(_new(Op, (path, "linear", role, cost, out, rows * fin, None, self.mark, (), _NO_TAGS)))
+        self.ops.append(_new(Op, (path, "linear", role, cost, out, rows * fin, None, self.mark, (), _NO_TAGS, NO_MEM)))
         return out
 
     def conv(self, path: str, n: Any, cin: int, cout: int, h: Any, w: Any, *, kernel: int, stride: int,
@@ -97,7 +112,7 @@ class Trace:
         """Affine LayerNorm over the last dim: rows*dim elements, 2*dim params."""
         elems = rows * dim  # Cost(norm=elems, params=2 * dim), positionally
         self.ops.append(_new(Op, (path, "layer_norm", role, _new(Cost, (0, elems, 0, 0, 0, 2 * dim, 0, 0)), elems,
-                                  elems, None, self.mark, (), _NO_TAGS)))
+                                  elems, None, self.mark, (), _NO_TAGS, NO_MEM)))
 
     def batch_norm(self, path: str, elems: Any, channels: int, *, role: str = "norm") -> None:
         """Eval-mode affine BatchNorm of `elems` elements over `channels` channels: the running statistics
@@ -113,7 +128,7 @@ class Trace:
         count one each); `out` defaults to `elems` output elements and `inp` to 2 operands of that size."""
         out = elems if out is None else out  # Cost(eltwise=elems), positionally
         self.ops.append(_new(Op, (path, kind, role, _new(Cost, (0, 0, 0, 0, elems, 0, 0, 0)), out,
-                                  2 * out if inp is None else inp, None, self.mark, (), _NO_TAGS)))
+                                  2 * out if inp is None else inp, None, self.mark, (), _NO_TAGS, NO_MEM)))
 
     def matmul(self, path: str, batch: Any, m: Any, k: Any, n: Any, *, role: str = "scores") -> Any:
         """A batched product of two activations, [batch, m, k] @ [batch, k, n]: batch*m*k*n MACs, no
@@ -126,6 +141,16 @@ class Trace:
         """A softmax over `elems` attention scores outside an attention call (EViT's class-token scores):
         materialised whatever the attention kernel."""
         self._add(path, "softmax", role, Cost(softmax=elems, attn=elems), elems, elems)
+
+    def copy(self, path: str, elems: Any, what: str, *, view: bool = False, **mem: Any) -> str:
+        """A tensor of `elems` elements made by moving data only (a pad, a roll, a window partition or reverse,
+        a crop, a copy to another layout), in the module `path`; `view`: it allocates nothing (a view of its
+        input, the same storage). No arithmetic, so no cost: only the memory model reads it (`liveness`);
+        an estimate's `ops` leave it out (`Estimate.trace` has it). `mem`: further `cost.Mem` facts. Returns
+        its key."""
+        facts = Mem(what=what, inplace=view, **mem)
+        self.ops.append(_new(Op, (path, "copy", "other", _ZERO, elems, elems, None, self.mark, (), _NO_TAGS, facts)))
+        return op_key(self.ops[-1])
 
     def param(self, path: str, n: Any, *, role: str = "other") -> None:
         """A parameter tensor used without arithmetic of its own (a table, a token)."""
@@ -158,9 +183,15 @@ class Trace:
         return q
 
 
+def blocks(ops: Sequence[Op]) -> list[BlockMark]:
+    """The blocks of a trace in order, as their walker marked them (`Trace.block`)."""
+    return list(dict.fromkeys(op.block for op in ops if op.block is not None))
+
+
 def op_key(op: Op) -> str:
-    """"path#kind": names one op of a trace (a module may run several ops of different kinds)."""
-    return f"{op.path}#{op.kind}"
+    """"path#kind": names one op of a trace (a module may run several ops of different kinds); a copy's
+    "path#copy:what"."""
+    return f"{op.path}#{op.kind}:{op.mem.what}" if op.mem.what else f"{op.path}#{op.kind}"
 
 
 class Step(NamedTuple):

@@ -23,23 +23,12 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from vitcost.analytic.cost import LinearAttnCall
+from vitcost.analytic.cost import AttnCall, LinearAttnCall
 from vitcost.analytic.ints import ceil_div, floor_div
-from vitcost.analytic.peaks import (
-    LSE_BYTES,
-    STAT_BYTES,
-    Block,
-    PeakSteps,
-    conv_scratch,
-    flash_scratch,
-    kept_scores_attention,
-    mlp,
-    norm_stats,
-)
+from vitcost.analytic.liveness import LSE_BYTES, Attend, Call, Step, flash_scratch, linear_attention, timm_attention
 from vitcost.analytic.trace import Trace
 from vitcost.errors import SpecError
 from vitcost.specs import PixelSpec, ViTSpec
-from vitcost.vocab import INT64
 
 
 def rel_pos_tables(t: Trace, p: str, head_dim: int, gh: Any, gw: Any) -> tuple:
@@ -82,6 +71,7 @@ def transformer_block(t: Trace, p: str, b: Any, n: Any, dim: int, heads: int, hi
     rows, x = b * n, b * n * dim
     t.norm(f"{p}.norm1", rows, dim)
     t.linear(f"{p}.attn.qkv", rows, dim, 3 * dim, role="proj")
+    t.note(keep=f"{p}.attn")  # timm's qkv, referenced until the module returns
     if not modern.k_bias:  # the key's bias is a zero buffer added with the others (EVA), not a parameter
         op = t.ops[-1]
         t.ops[-1] = op._replace(cost=op.cost._replace(params=op.cost.params - dim))
@@ -91,6 +81,7 @@ def transformer_block(t: Trace, p: str, b: Any, n: Any, dim: int, heads: int, hi
         per, half = ROPE_FLOPS_PER_ELEMENT
         rotated = 2 * b * modern.rope * dim
         t.eltwise(f"{p}.attn", per * rotated + rotated // half, kind="rope", inp=rotated, out=rotated)
+    prune = pruned is not None and pruned != n
     if linear:
         t.linear_attention(f"{p}.attn", b, heads, n, dim // heads)
     elif modern.topk:
@@ -98,36 +89,50 @@ def transformer_block(t: Trace, p: str, b: Any, n: Any, dim: int, heads: int, hi
     else:
         t.attention(f"{p}.attn", b, heads, n, n, dim // heads, rel=rel)
     if not modern.topk:
-        t.note(*tags, src=(f"qkv={qkv}",))
+        module = "sam" if "folded_heads" in tags else "timm_rope" if modern.rope else "timm"
+        t.note(*tags, src=(f"qkv={qkv}",), attend=module)
     t.linear(f"{p}.attn.proj", rows, dim, dim, role="proj")
     if modern.layer_scale:
         layer_scale(t, f"{p}.ls1", x, dim)
     t.eltwise(p, x)  # residual
-    if pruned is not None and pruned != n:
+    if prune:
+        class_attention(t, f"{p}.attn", b, n, dim, heads)
         evit_fuse(t, p, b, n, pruned, dim, heads)
         rows = b * pruned
     channel_mlp(t, p, rows, dim, hidden, modern)
 
 
+def class_attention(t: Trace, p: str, b: Any, n: Any, dim: int, heads: int) -> None:
+    """EViT's ranking (nets.vit.class_attention), recorded after the residual add although the attention
+    module `p` runs it before its attention (`cost.Mem.late`): the class token's scores, computed apart (a
+    fused kernel never forms them), q_cls * scale and q_cls @ K^T (b*h*n*d MACs), softmax over the n keys,
+    the mean over heads of the n - 1 patch columns."""
+    d = dim // heads
+    t.eltwise(p, b * heads * d, kind="mul", inp=b * heads * d)  # q_cls * scale
+    t.note(late=True)
+    t.matmul(p, b * heads, 1, d, n)
+    t.note(late=True)
+    t.softmax(p, b * heads * n)
+    t.note(late=True)
+    t.eltwise(p, b * heads * (n - 1), kind="rank", out=b * (n - 1))  # the mean over heads
+    t.note(late=True)
+
+
 def evit_fuse(t: Trace, p: str, b: Any, n: Any, left: Any, dim: int, heads: int) -> None:
     """EViT (Liang et al. 2022) between a block's attention and its MLP, n tokens in, `left` out (the class
-    token, the k = left - 2 most attended patch tokens, their complement fused into one): the class
-    token's scores, computed apart (a fused kernel never forms them), q_cls * scale and q_cls @ K^T (b*h*n*d
-    MACs), softmax over the n keys, the mean over heads of the n - 1 patch columns; the ranking of the
-    n - 1 patch tokens (one comparison each); gathers of the k kept tokens, of the r = n - 1 - k others and
-    of their r scores; the fusion sum_j a_j x_j (a product and a sum per element); the concat of the left."""
-    d = dim // heads
+    token, the k = left - 2 most attended patch tokens, their complement fused into one), after the ranking
+    (`class_attention`): the ranking of the n - 1 patch tokens (one comparison each); gathers of the k kept
+    tokens, of the r = n - 1 - k others and of their r scores; the fusion sum_j a_j x_j (a product and a sum
+    per element); the concat of the left."""
     k = left - 2
     r = n - 1 - k
-    t.eltwise(f"{p}.attn", b * heads * d, kind="mul", inp=b * heads * d)  # q_cls * scale
-    t.matmul(f"{p}.attn", b * heads, 1, d, n)
-    t.softmax(f"{p}.attn", b * heads * n)
-    t.eltwise(f"{p}.attn", b * heads * (n - 1), kind="rank", out=b * (n - 1))  # the mean over heads
-    t.eltwise(p, b * (n - 1), kind="topk", inp=b * (n - 1))
-    t.eltwise(p, b * (n - 1) * dim + b * r, kind="gather", inp=b * n * dim + b * (n - 1),
-              out=b * (n - 1) * dim + b * r)
-    t.eltwise(p, 2 * b * r * dim, kind="fuse", inp=b * r * (dim + 1), out=b * dim)
-    t.eltwise(p, b * left * dim, kind="concat", inp=b * left * dim)
+    with t.scope("evit_fuse"):  # the sum it is handed lives until it returns the concat, the new stream
+        t.eltwise(p, b * (n - 1), kind="topk", inp=b * (n - 1))
+        t.eltwise(p, b * (n - 1) * dim + b * r, kind="gather", inp=b * n * dim + b * (n - 1),
+                  out=b * (n - 1) * dim + b * r)
+        t.eltwise(p, 2 * b * r * dim, kind="fuse", inp=b * r * (dim + 1), out=b * dim)
+        t.eltwise(p, b * left * dim, kind="concat", inp=b * left * dim)
+        t.note(stream=True)
 
 
 def topk_attention(t: Trace, p: str, b: Any, heads: int, n: Any, d: int, k: int, qkv: str) -> None:
@@ -138,14 +143,19 @@ def topk_attention(t: Trace, p: str, b: Any, heads: int, n: Any, d: int, k: int,
     if isinstance(n, int) and k > n:
         raise SpecError(f"ViTSpec.topk = {k} is more than the {n} keys its attention has here.")
     bh = b * heads
-    t.eltwise(p, bh * n * d, kind="mul", inp=bh * n * d)  # q * scale
-    t.matmul(p, bh, n, d, n)
-    split = ("split_heads",) if not isinstance(b, int) or b > 1 and heads > 1 else ()
-    t.note(*split, src=(qkv,))  # K^T: a view of qkv
-    t.eltwise(p, bh * n * n, kind="topk", inp=bh * n * n, out=bh * n * k)
-    t.softmax(p, bh * n * k)
-    t.eltwise(p, bh * n * k * d, kind="gather", inp=bh * n * k * d)
-    t.matmul(p, bh * n, 1, k, d)
+    with t.scope("topk_attend") as fn:  # its locals (scores, best, index, weights, rows) live until it returns
+        t.eltwise(p, bh * n * d, kind="mul", inp=bh * n * d)  # q * scale
+        scaled = t.key()
+        t.matmul(p, bh, n, d, n)
+        split = ("split_heads",) if not isinstance(b, int) or b > 1 and heads > 1 else ()
+        # K^T: a view of qkv; the matmul copies both head-split operands
+        t.note(*split, src=(qkv,), reads=(scaled,), keep=fn, temp=2 * bh * n * d if split else 0)
+        t.eltwise(p, bh * n * n, kind="topk", inp=bh * n * n, out=bh * n * k)
+        t.note(keep=fn, index=bh * n * k)  # the values and their int64 indices
+        t.softmax(p, bh * n * k)
+        t.note(keep=fn)
+        t.eltwise(p, bh * n * k * d, kind="gather", inp=bh * n * k * d)
+        t.matmul(p, bh * n, 1, k, d)
 
 
 def layer_scale(t: Trace, p: str, x: Any, dim: int) -> None:
@@ -162,6 +172,7 @@ def channel_mlp(t: Trace, p: str, rows: Any, dim: int, hidden: int, modern: Mode
         t.linear(f"{p}.mlp.fc1", rows, dim, 2 * hidden, role="mlp")
         t.eltwise(f"{p}.mlp.act", GLU_FLOPS * rows * hidden, kind="glu", role="mlp", inp=2 * rows * hidden,
                   out=rows * hidden)
+        t.note(temp=rows * hidden)  # SiLU(g), alive while it multiplies x
     else:
         t.linear(f"{p}.mlp.fc1", rows, dim, hidden, role="mlp")
         t.gelu(f"{p}.mlp.act", rows * hidden)
@@ -180,27 +191,67 @@ def padded(size: Any, window: int) -> Any:
 
 def windowed_block(t: Trace, p: str, b: Any, gh: Any, gw: Any, dim: int, heads: int, hidden: int,
                    wh: int, ww: int, *, terms: int = 0, rel_pos: bool = False, linear: bool = False,
-                   tags: tuple[str, ...] = ()) -> None:
+                   tags: tuple[str, ...] = (), swin: bool = False) -> None:
     """One pre-norm block attending inside wh x ww windows of a gh x gw grid zero-padded to multiples
     of the window (ViTDet; Swin without its shift): qkv, scores and proj on the padded grid, `terms`
     additive terms on the scores (Swin's bias and shift mask), decomposed relative positions within
     each window with `rel_pos` (SAM), linear attention within each window with `linear`, MLP on the
-    unpadded grid; `tags` are facts about its attention (`cost.TAGS`)."""
+    unpadded grid; `tags` are facts about its attention (`cost.TAGS`). The window pass is timm's SAM block's
+    (pad, partition; reverse, crop, each rebinding the block's x), or with `swin` timm's Swin block's `_attn`
+    (`swin_window_pass`)."""
     hp, wp = padded(gh, wh), padded(gw, ww)
     windows = b * (hp // wh if isinstance(hp, int) else hp / wh) * (wp // ww if isinstance(wp, int) else wp / ww)
+    x, xp = b * gh * gw * dim, b * hp * wp * dim
+    view = isinstance(windows, int) and windows == b  # one window spans the grid: partition and reverse are views
     t.norm(f"{p}.norm1", b * gh * gw, dim)
-    t.linear(f"{p}.attn.qkv", b * hp * wp, dim, 3 * dim, role="proj")
-    qkv = t.key()
-    rel = rel_pos_tables(t, f"{p}.attn", dim // heads, wh, ww) if rel_pos else ()
-    if linear:
-        t.linear_attention(f"{p}.attn", windows, heads, wh * ww, dim // heads)
+
+    def attention() -> None:
+        t.linear(f"{p}.attn.qkv", b * hp * wp, dim, 3 * dim, role="proj")
+        t.note(keep=f"{p}.attn")  # referenced until the module returns
+        qkv = t.key()
+        rel = rel_pos_tables(t, f"{p}.attn", dim // heads, wh, ww) if rel_pos else ()
+        if linear:
+            t.linear_attention(f"{p}.attn", windows, heads, wh * ww, dim // heads)
+        else:
+            t.attention(f"{p}.attn", windows, heads, wh * ww, wh * ww, dim // heads, terms=terms, rel=rel)
+        t.note(*tags, src=(f"qkv={qkv}",), attend="sam" if "folded_heads" in tags else "swin" if swin else "timm")
+        t.linear(f"{p}.attn.proj", b * hp * wp, dim, dim, role="proj")
+
+    if swin:
+        swin_window_pass(t, p, x, xp, view, terms == 2, attention)
     else:
-        t.attention(f"{p}.attn", windows, heads, wh * ww, wh * ww, dim // heads, terms=terms, rel=rel)
-    t.note(*tags, src=(f"qkv={qkv}",))
-    t.linear(f"{p}.attn.proj", b * hp * wp, dim, dim, role="proj")
+        with t.scope("window_partition"):  # timm's SAM: pad (a copy even when nothing is padded), then windows
+            t.copy(p, xp, "pad")
+            t.copy(p, xp, "window partition", view=view)
+        attention()
+        with t.scope("window_reverse"):  # window_reverse(x)[:, :h, :w].contiguous(): x alive to the end
+            t.copy(p, xp, "window reverse", view=view)
+            if not isinstance(xp, int) or xp != x:
+                t.copy(p, x, "crop")
     t.eltwise(p, b * gh * gw * dim)  # residual
     t.note("branch_copied")  # the attention's output reaches it through the window reverse (and crop)
     channel_mlp(t, p, b * gh * gw, dim, hidden)
+
+
+def swin_window_pass(t: Trace, p: str, x: Any, xp: Any, view: bool, shifted: bool, attention: Any) -> None:
+    """timm's SwinTransformerBlock._attn on norm1's output (x elements; xp on the padded grid), which the
+    caller holds until it returns: shifted_x = roll(x) (shifted blocks); shifted_x = pad(shifted_x) (a copy
+    even when nothing is padded); x_windows = partition(shifted_x) (a copy unless one window spans the grid,
+    `view`); attn_windows = attention(x_windows) (`attention()` records it); shifted_x = reverse(attn_windows)
+    (freeing the padded grid); shifted_x = crop(shifted_x).contiguous() when padded; x = roll(shifted_x).
+    x_windows and attn_windows are locals to the return."""
+    with t.scope("swin_attn") as fn:
+        if shifted:
+            t.copy(p, x, "roll")
+        pad = t.copy(p, xp, "pad")
+        t.copy(p, xp, "window partition", view=view, keep=fn)
+        attention()
+        t.note(keep=fn)
+        t.copy(p, xp, "window_reverse", view=view, rebinds=(pad,))
+        if not isinstance(xp, int) or xp != x:
+            t.copy(p, x, "crop")
+        if shifted:
+            t.copy(p, x, "roll back")
 
 
 def embed(t: Trace, spec: ViTSpec | PixelSpec, h: Any, w: Any, b: Any, frames: Any) -> tuple[Any, Any, Any]:
@@ -292,8 +343,10 @@ def neck(t: Trace, b: Any, dim: int, channels: int, gh: Any, gw: Any) -> int:
     """SAM's neck on the [B, D, gh, gw] token grid: 1x1 conv D -> C (no bias), LayerNorm2d over C,
     3x3 conv C -> C (padding 1, no bias), LayerNorm2d. Returns C."""
     t.conv("neck.0", b, dim, channels, gh, gw, kernel=1, stride=1, pad=0, bias=False, role="head")
+    t.note(scratch=("conv", "conv", 1, b, True))  # the convs read channels-last views
     t.norm("neck.1", b * gh * gw, channels)
     t.conv("neck.2", b, channels, channels, gh, gw, kernel=3, stride=1, pad=1, bias=False, role="head")
+    t.note(scratch=("conv", "conv", 1, b, True))
     t.norm("neck.3", b * gh * gw, channels)
     return channels
 
@@ -373,197 +426,68 @@ def complexity(spec: ViTSpec | PixelSpec) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Memory: nets.vit.Block
+# Memory: the attention modules of timm's EVA and SAM (`liveness`)
 
 
-def block_memory(peak: PeakSteps, blk: Block, spec: ViTSpec | PixelSpec, b: int, e: int, fused: bool,
-                 outer: int) -> None:
-    """nets.vit.Block, as timm's: x = x + attn(norm1(x)); x = x + mlp(norm2(x)). `outer`: the embedded
-    tokens, which the nn.Sequential of blocks keeps referenced while blocks 1.. run. A plain ViT's
-    attention (`peaks.kept_scores_attention`) keeps qkv, the scaled q and the softmax output to its end
-    (with RoPE also the rotated k, and the rotated q on the fused path); a model with windows, relative
-    positions or a neck runs timm's SAM block (`sam_block_memory`); linear
-    attention replaces the core (`linear_attention_memory`). Block 0 also holds the embedding: the patch
-    tokens (a view of the conv output, kept by the caller while the prefix tokens are concatenated) and
-    the concat when there are prefix tokens, and + pos_embed (before the concat with registers); the last
-    block of a model with a neck also holds the neck's steps (`neck_memory`); an EViT block's MLP runs on
-    the tokens its fusion leaves."""
-    x = blk.out("norm1")
-    a = blk.attention()
-    proj = blk.out("attn.proj")
-    if blk.index == 0 and spec.prefix_tokens:
-        patches = x - b * spec.prefix_tokens * spec.dim  # the patch tokens, before the concat
-        # concat then + pos_embed; with registers + pos_embed on the patches, then the concat
-        added = (patches if spec.reg_tokens else x) if spec.pos_embed else 0
-        peak.at((patches + x + added) * e, "pos_embed")
-    if spec.window or spec.rel_pos or spec.neck:
-        sam_block_memory(peak, blk, spec, b, e, fused, outer)
-        if spec.neck and blk.index == spec.depth - 1:
-            neck_memory(peak, x, spec, b, e)
-        return
-    base = outer + (2 * x + blk.out("attn.qkv")) * e  # block input, norm1 output, qkv
-    if a is None:  # top-k attention
-        topk_attention_memory(peak, blk, base, b, spec.heads, e, proj)
-    elif isinstance(a, LinearAttnCall):
-        o = linear_attention_memory(peak, f"{blk.p}.attn", base, a, e, split=a.batch > 1 and a.heads > 1)
-        merge = o if a.heads > 1 else 0  # the [B', h, N, d] output merged back to [B', N, D]
-        peak.at(base + o + merge, f"{blk.p} attn merge heads")
-        peak.at(base + (merge or o) + proj * e, f"{blk.p} attn.proj")
-    else:
-        # RoPE's rotated k stays referenced through the attention (the rotated q too, on the fused path;
-        # the math path's scaled q replaces it)
-        rotated = (2 if fused else 1) * a.q * e if spec.rope else 0
-        kept_scores_attention(peak, f"{blk.p}.attn", base + rotated, a, e, fused=fused, proj=proj)
-    peak.at(outer + (2 * x + proj) * e, f"{blk.p} residual")  # block input, the attention output, the sum
-    left = blk.out("", "concat")
-    if left:  # EViT (nets.vit.evit_fuse): the gathers, the weighted others, then the concat; they die on return
-        gathered, others = blk.out("", "gather"), blk.find("", "fuse").inp
-        peak.at(outer + (2 * x + gathered + others) * e, f"{blk.p} evit fuse")
-        peak.at(outer + (2 * x + gathered + left) * e, f"{blk.p} evit concat")
-        mlp(peak, blk.p, outer + (x + left) * e, left, blk.out("mlp.fc1"), blk.out("mlp.fc2"), e)
-        return
-    mlp(peak, blk.p, outer + 2 * x * e, x, blk.out("mlp.fc1"), blk.out("mlp.fc2"), e)  # input, x + attn
+def timm_rope_attention(c: Call) -> Attend:
+    """timm's EVA attention: `timm_attention` on q and k rotated by RoPE (new tensors, each as large as q):
+    the rotated k stays referenced until the module returns, and so does the rotated q on the fused path
+    (on the math path the scaled q replaces it)."""
+    a, e = c.op.call, c.e
+    at = timm_attention(c)
+    rotated = (2 if c.fused else 1) * a.q * e
+    return Attend([Step(st.name, st.nbytes + rotated, st.scratch) for st in at.steps], at.kept + rotated, at.out)
 
 
-def topk_attention_memory(peak: PeakSteps, blk: Block, base: int, b: int, heads: int, e: int, proj: int) -> None:
-    """nets.vit.topk_attend inside nets.vit.Attention, `base` bytes alive (qkv included): q * scale (and,
-    when B > 1 and h > 1, the contiguous copies matmul makes of the head-split q and k), the scores; the
-    top k of each row with their int64 indices; their softmax; the gathered value rows; the weighted sum.
-    Its temporaries die on return; merging the heads copies the output, then proj."""
-    where = f"{blk.p}.attn"
-    q = blk.out("attn", "mul")
-    s, sel, rows = blk.out("attn", "matmul"), blk.out("attn", "topk"), blk.out("attn", "gather")
-    split = q if b > 1 and heads > 1 else 0
-    peak.at(base + (2 * q + split) * e, f"{where} q * scale")
-    peak.at(base + (q + 2 * split + s) * e, f"{where} q @ k^T")
-    peak.at(base + (s + 2 * sel) * e + sel * INT64, f"{where} topk")
-    peak.at(base + (s + 2 * sel) * e + sel * INT64, f"{where} softmax")
-    peak.at(base + (s + 2 * sel + rows) * e + sel * INT64, f"{where} gather")
-    peak.at(base + (s + 2 * sel + rows + q) * e + sel * INT64, f"{where} weights @ rows")
-    merge = q if heads > 1 else 0
-    peak.at(base + (q + merge) * e, f"{where} merge heads")
-    peak.at(base + ((merge or q) + proj) * e, f"{where}.proj")
-
-
-def sam_block_memory(peak: PeakSteps, blk: Block, spec: ViTSpec | PixelSpec, b: int, e: int, fused: bool,
-                     outer: int) -> None:
-    """nets.vit.Block._sam (timm's SAM Block): shortcut = x; x = norm1(x); [x = partition(pad(x))];
-    x = attn(x); [x = crop(reverse(x))]; x = shortcut + x; x = x + mlp(norm2(x)), each step rebinding x.
-    A windowed block pads norm1's output (a copy even when nothing is padded) and partitions it (a copy
-    unless one window spans the grid, when the partition is a view of the padded grid): norm1's output
-    dies then, and the attention runs with the block input and the padded grid's worth of windows alive.
-    The attention is `sam_attention_memory`; reversing its output copies unless one window spans the
-    grid, cropping copies when padded."""
-    x = blk.out("norm1")
-    a = blk.attention()
-    proj = blk.out("attn.proj")
-    stats = norm_stats(blk.find("norm1"))
-    peak.at(outer + 2 * x * e + stats, f"{blk.p}.norm1")
-    if spec.block_window(blk.index):
-        xp = blk.out("attn.qkv") // 3  # the padded grid: qkv runs on every padded token
-        copy = xp if a.batch > b else 0  # the partition and the reverse are views when a window spans the grid
-        peak.at(outer + (2 * x + xp + copy) * e, f"{blk.p} window partition")
-        sam_attention_memory(peak, blk, outer + (x + xp) * e, b, e, fused)
-        peak.at(outer + (x + proj + copy) * e, f"{blk.p} window reverse")
-        if xp != x:
-            peak.at(outer + (x + proj + copy + x) * e, f"{blk.p} crop")
-    else:
-        sam_attention_memory(peak, blk, outer + 2 * x * e, b, e, fused)
-    peak.at(outer + 3 * x * e, f"{blk.p} residual")  # shortcut, the attention output, the sum
-    mlp(peak, blk.p, outer + 2 * x * e, x, blk.out("mlp.fc1"), blk.out("mlp.fc2"), e)
-
-
-def sam_attention_memory(peak: PeakSteps, blk: Block, base: int, b: int, e: int, fused: bool) -> None:
-    """nets.vit.Attention with fold_heads (timm's SAM Attention), `base` bytes alive: qkv (referenced to
-    the end) reshaped to q, k, v of [B*h, N, d] (a copy of all of qkv when B' > 1 and h > 1, otherwise
-    views that the batched matmuls read as they are); the relative-position bias (`sam_rel_pos_memory`),
-    kept to the end; math: the scaled q and the softmax output kept to the end; fused: the kernel's
-    output and log-sum-exp. Merging the heads copies the [B*h, N, d] output when h > 1."""
-    a = blk.attention()
-    p = f"{blk.p}.attn"
-    qkv = blk.out("attn.qkv")
-    split = a.batch > 1 and a.heads > 1
-    base += (qkv + (qkv if split else 0)) * e
+def sam_attention(c: Call) -> Attend:
+    """timm's SAM Attention (nets.vit.Attention with fold_heads): qkv reshaped to q, k, v of [B'*h, N, d]
+    (a copy of all of qkv when B' > 1 and h > 1, otherwise views the batched matmuls read as they are),
+    referenced until the module returns; the decomposed relative-position bias (`sam_rel_pos`), kept to
+    the end; math: the scaled q and the softmax output kept to the end; fused: the kernel's output and
+    log-sum-exp. Merging the heads copies the [B'*h, N, d] output when h > 1."""
+    a, e = c.op.call, c.e
     q = a.q * e
+    fold = 3 * q if a.batch > 1 and a.heads > 1 else 0
+    merge = q + (q if a.heads > 1 else 0)
     if isinstance(a, LinearAttnCall):
-        o = linear_attention_memory(peak, p, base, a, e, split=False)
-        merge = q if a.heads > 1 else 0
-        peak.at(base + o + merge, f"{p} merge heads")
-        peak.at(base + (merge or o) + blk.out("attn.proj") * e, f"{p}.proj")
-        return
+        steps = [Step(st.name, fold + st.nbytes) for st in linear_attention(a, e, split=False)]
+        return Attend([*steps, Step("merge heads", fold + merge)], fold, q)
     s = a.scores * e
-    if fused:
-        if a.rel:
-            sam_rel_pos_memory(peak, p, base, a, e, folded=split)
-            base += s
-        peak.at(base + q + a.rows * LSE_BYTES, f"{p} fused attention", flash_scratch(peak, a, e))
-        o = q
+    steps = sam_rel_pos(a, e, fold, folded=bool(fold)) if a.rel else []
+    pre = fold + (s if a.rel else 0)
+    if c.fused:
+        steps.append(Step("fused attention", pre + q + a.rows * LSE_BYTES, flash_scratch(c.peak, a, e)))
+        kept = pre
     else:
-        if a.rel:
-            sam_rel_pos_memory(peak, p, base, a, e, folded=split)
-            base += s
-        peak.at(base + q + s, f"{p} q @ k^T")
-        peak.at(base + q + 2 * s, f"{p} softmax")  # and + bias
-        peak.at(base + q + s + q, f"{p} scores @ v")
-        base += q + s  # the scaled q and the softmax output
-        o = q
-    merge = q if a.heads > 1 else 0
-    peak.at(base + o + merge, f"{p} merge heads")
-    peak.at(base + (merge or o) + blk.out("attn.proj") * e, f"{p}.proj")
+        steps += [Step("q @ k^T", pre + q + s), Step("softmax", pre + q + 2 * s), Step("scores @ v", pre + 2 * q + s)]
+        kept = pre + q + s
+    return Attend([*steps, Step("merge heads", kept + merge)], kept, q)
 
 
-def sam_rel_pos_memory(peak: PeakSteps, where: str, base: int, a: Any, e: int, *, folded: bool) -> None:
-    """nets.vit.decomposed_rel_pos (timm's get_decomposed_rel_pos_bias), `base` bytes alive: gather R_h
-    [gh, gh, d] and R_w [gw, gw, d]; rel_h = einsum(q, R_h) reads q with its h axis first and rel_w =
-    einsum(q, R_w) with its w axis first, each a copy of q unless that is a view (`nets.mvit._einsum_axis`:
-    for a contiguous q, the h product when B*h > 1 and both axes are longer than 1; for q a strided view
-    of qkv, the h product when h > 1 and gw > 1 (or B > 1 with one head and both axes longer than 1) and
-    the w product when h > 1 and gh > 1); then rel_h + rel_w broadcast to the [B*h, gh, gw, gh, gw] sum,
-    laid out like rel_h, so that reshaping it to the [B*h, N, N] bias copies when B*h > 1. R_h and R_w
-    stay referenced until the bias is returned."""
+def sam_rel_pos(a: AttnCall, e: int, base: int, *, folded: bool) -> list[Step]:
+    """nets.vit.decomposed_rel_pos (timm's get_decomposed_rel_pos_bias), `base` bytes held by the module:
+    gather R_h [gh, gh, d] and R_w [gw, gw, d]; rel_h = einsum(q, R_h) reads q with its h axis first and
+    rel_w = einsum(q, R_w) with its w axis first, each a copy of q unless that is a view
+    (`nets.mvit._einsum_axis`: for a contiguous q, the h product when B'*h > 1 and both axes are longer than
+    1; for q a strided view of qkv, the h product when h > 1 and gw > 1 (or B' > 1 with one head and both
+    axes longer than 1) and the w product when h > 1 and gh > 1); then rel_h + rel_w broadcast to the
+    [B'*h, gh, gw, gh, gw] sum, laid out like rel_h, so that reshaping it to the [B'*h, N, N] bias copies
+    when B'*h > 1. R_h and R_w stay referenced until the bias is returned."""
     gh, gw = a.rel[0], a.rel[1]
-    bh, heads, d = a.batch * a.heads, a.heads, a.head_dim
-    tab_h, tab_w = gh * gh * d, gw * gw * d
-    rel_h, rel_w = bh * gh * gw * gh, bh * gh * gw * gw
+    bh, d = a.batch * a.heads, a.head_dim
+    rel_h, rel_w = bh * gh * gw * gh * e, bh * gh * gw * gw * e
     both = gh > 1 and gw > 1
-    if folded or heads == 1:
-        copy_h, copy_w = a.q if bh > 1 and both else 0, 0
+    if folded or a.heads == 1:
+        copy_h, copy_w = a.q * e if bh > 1 and both else 0, 0
     else:  # one image, several heads: q [h, N, d] strided in qkv
-        copy_h, copy_w = a.q if gw > 1 else 0, a.q if gh > 1 else 0
-    tables = tab_h + tab_w  # referenced until the function returns
-    peak.at(base + (tables + copy_h + rel_h) * e, f"{where} rel_pos h")
-    peak.at(base + (tables + rel_h + copy_w + rel_w) * e, f"{where} rel_pos w")
-    # the sum is laid out like rel_h, the h product's permuted output: reshaping it to [B*h, N, N] copies
-    copy = a.scores if bh > 1 and gh > 1 else 0
-    peak.at(base + (tables + rel_h + rel_w + a.scores + copy) * e, f"{where} rel_pos bias")
+        copy_h, copy_w = a.q * e if gw > 1 else 0, a.q * e if gh > 1 else 0
+    tables = base + (gh * gh + gw * gw) * d * e
+    copy = a.scores * e if bh > 1 and gh > 1 else 0
+    return [Step("rel_pos h", tables + copy_h + rel_h), Step("rel_pos w", tables + rel_h + copy_w + rel_w),
+            Step("rel_pos bias", tables + rel_h + rel_w + a.scores * e + copy)]
 
 
-def neck_memory(peak: PeakSteps, x: int, spec: ViTSpec | PixelSpec, b: int, e: int) -> None:
-    """SAM's neck (nets.vit.sam_neck, timm's) on the blocks' output x, which the caller keeps: a 1x1 conv
-    D -> C_n, LayerNorm2d, a 3x3 conv, LayerNorm2d, each rebinding inside the nn.Sequential. The convs read
-    channels-last views (`peaks.conv_scratch`)."""
-    c = x // spec.dim * spec.neck  # [B, C_n, gh, gw]
-    w0, w2 = spec.dim * spec.neck, spec.neck * spec.neck * 9
-    stats = 2 * (c // spec.neck) * STAT_BYTES
-    peak.at((x + c) * e, "neck.0", conv_scratch(peak, "conv", x, c, w0, e, images=b, channels_last=True))
-    peak.at((x + 2 * c) * e + stats, "neck.1")
-    peak.at((x + 2 * c) * e, "neck.2", conv_scratch(peak, "conv", c, c, w2, e, images=b, channels_last=True))
-    peak.at((x + 2 * c) * e + stats, "neck.3")
-
-
-def linear_attention_memory(peak: PeakSteps, where: str, base: int, a: LinearAttnCall, e: int, *,
-                            split: bool) -> int:
-    """nets.vit.linear_attend, `base` bytes alive: phi(k) (elu's output, +1 in place) lives while the
-    state phi(k)^T v and the key sum are formed, v copied for the product when it is a head-split view
-    (B' > 1 and h > 1); then phi(q), its two products and the division: at the division phi(q), the
-    numerator, the normaliser + eps and the output are alive with the state and the key sum. Returns
-    the output bytes."""
-    q, s, ks, r = a.q, a.state, a.k_sum, a.rows
-    peak.at(base + (q + (q if split else 0) + s) * e, f"{where} phi(k)^T v")
-    peak.at(base + (q + s + ks) * e, f"{where} sum phi(k)")
-    peak.at(base + (s + ks + 2 * q + 2 * r) * e, f"{where} phi(q) . sum phi(k) + eps")
-    peak.at(base + (s + ks + 3 * q + r) * e, f"{where} normalise")
-    return q * e
+ATTENTION = {"timm_rope": timm_rope_attention, "sam": sam_attention}  # the engine's programs (`liveness`)
 
 
 trace = vit_trace  # the registry reads every family module's `trace`

@@ -433,7 +433,7 @@ def measure_train_row(row: dict[str, Any], p: Design, est: Estimate, cfg: Profil
     """Build the reference net in float32 (bf16/fp16: autocast over forward and loss), measure one
     steady-state training step part by part, then time whole steps; fills `row`."""
     torch = _torch()
-    from vitcost.analytic.peaks import split_blocks
+    from vitcost.analytic.trace import blocks as block_marks
     from vitcost.measure.train_memory import measure_train_step, time_train_step
     from vitcost.nets import build
     from vitcost.nets.build import torch_dtype
@@ -442,7 +442,7 @@ def measure_train_row(row: dict[str, Any], p: Design, est: Estimate, cfg: Profil
         return row
     half = cfg.amp is False and cfg.dtype is not Dtype.fp32  # --no-amp: the model itself in 16 bits
     amp = None if cfg.dtype is Dtype.fp32 or half else torch_dtype(cfg.dtype)
-    blocks = [(b.p, b.stage) for b in split_blocks(est.ops)[1]] if cfg.every else None
+    blocks = [(m.prefix, m.stage) for m in block_marks(est.ops)] if cfg.every else None
     context = _sdpa_context(cfg.attn)
     net = x = None
     failure: tuple[str, str] | None = None
